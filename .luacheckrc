@@ -1,0 +1,7 @@
+-- luacheck: no globals anywhere in the package, recipes or specs (busted's are declared).
+std = "luajit"
+max_line_length = 110
+files["spec"] = { std = "+busted" }
+files["spec/helpers/strict_globals.lua"] = { globals = { "_G" } }
+files[".busted"] = { std = "max" }
+exclude_files = { "build", "build-*" }

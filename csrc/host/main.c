@@ -1,0 +1,222 @@
+/* pivq — the host executable: LuaJIT embedded, the pivq Lua package on its path.
+ *
+ * The host stays small: it finds the Lua sources (the build tree's or the installed ones),
+ * offers line editing (libedit) and Ctrl-C handling to Lua as the module `pivq.host`, and
+ * hands argv to lua/pivq/cli.lua, which implements the REPL, `-e`, scripts and recipes.
+ * This file is the only place that includes the Lua C API; libpivq itself never does.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <editline/readline.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "pivq.h"
+
+static lua_State *global_L;
+
+/* ---- Ctrl-C --------------------------------------------------------------------------------
+ * "raise": like lua.c, set a hook that raises "interrupted" at the next Lua instruction, so a
+ *          long REPL computation stops and the REPL survives.
+ * "flag":  remember it; a training loop polls host.interrupted() to checkpoint and stop.
+ * "default": the process dies as usual. */
+static volatile sig_atomic_t interrupted_flag = 0;
+static int interrupt_mode = 0; /* 0 default, 1 raise, 2 flag */
+
+static void interrupt_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    lua_sethook(L, NULL, 0, 0);
+    interrupted_flag = 0;
+    luaL_error(L, "interrupted");
+}
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    interrupted_flag = 1;
+    if (interrupt_mode == 1 && global_L)
+        lua_sethook(global_L, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+static int host_set_interrupt_mode(lua_State *L)
+{
+    const char *mode = luaL_checkstring(L, 1);
+    if (strcmp(mode, "raise") == 0) interrupt_mode = 1;
+    else if (strcmp(mode, "flag") == 0) interrupt_mode = 2;
+    else if (strcmp(mode, "default") == 0) interrupt_mode = 0;
+    else return luaL_error(L, "set_interrupt_mode: unknown mode '%s' (raise, flag, default)", mode);
+    interrupted_flag = 0;
+    signal(SIGINT, interrupt_mode ? on_sigint : SIG_DFL);
+    return 0;
+}
+
+static int host_interrupted(lua_State *L)
+{
+    lua_pushboolean(L, interrupted_flag);
+    interrupted_flag = 0;
+    return 1;
+}
+
+/* ---- line editing --------------------------------------------------------------------------- */
+
+static int host_readline(lua_State *L)
+{
+    const char *prompt = luaL_optstring(L, 1, "> ");
+    char *line = readline(prompt);
+    if (!line) return 0; /* EOF */
+    lua_pushstring(L, line);
+    free(line);
+    return 1;
+}
+
+static int host_add_history(lua_State *L)
+{
+    add_history(luaL_checkstring(L, 1));
+    return 0;
+}
+
+static int host_read_history(lua_State *L)
+{
+    read_history(luaL_checkstring(L, 1));
+    return 0;
+}
+
+static int host_write_history(lua_State *L)
+{
+    write_history(luaL_checkstring(L, 1));
+    return 0;
+}
+
+static int host_isatty(lua_State *L)
+{
+    lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+    return 1;
+}
+
+/* ---- paths ------------------------------------------------------------------------------------ */
+
+static int is_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Fill root (holding lua/ and recipes/) and the generated-module dir. Order: $PIVQ_HOME, the
+   source tree when this binary is the build tree's, else the install prefix. */
+static void find_paths(char *root, char *gen, size_t len)
+{
+    char path[PATH_MAX];
+    const char *home = getenv("PIVQ_HOME");
+    if (home && *home) {
+        snprintf(root, len, "%s", home);
+        snprintf(gen, len, "%s/build/lua", home);
+        return;
+    }
+    char exe[PATH_MAX] = "";
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) exe[n] = '\0';
+    snprintf(path, sizeof path, "%s/pivq", PIVQ_BUILD_DIR);
+    char real_build[PATH_MAX];
+    if (realpath(path, real_build) && strcmp(real_build, exe) == 0) {
+        snprintf(root, len, "%s", PIVQ_SOURCE_DIR);
+        snprintf(gen, len, "%s/lua", PIVQ_BUILD_DIR);
+        return;
+    }
+    snprintf(root, len, "%s", PIVQ_INSTALL_LUA_DIR);
+    snprintf(gen, len, "%s/lua", PIVQ_INSTALL_LUA_DIR);
+}
+
+static int traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (!msg) msg = "(error object is not a string)";
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    char root[PATH_MAX], gen[PATH_MAX], buf[3 * PATH_MAX + 256];
+    find_paths(root, gen, sizeof root);
+    snprintf(buf, sizeof buf, "%s/lua/pivq/init.lua", root);
+    if (!is_file(buf)) {
+        fprintf(stderr, "pivq: cannot find the Lua package at %s (set PIVQ_HOME)\n", buf);
+        return 2;
+    }
+
+    lua_State *L = luaL_newstate();
+    if (!L) {
+        fprintf(stderr, "pivq: cannot create a Lua state (out of memory)\n");
+        return 2;
+    }
+    global_L = L;
+    luaL_openlibs(L);
+
+    /* package.path: the package sources, the generated cdef, then whatever was there */
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "path");
+    snprintf(buf, sizeof buf, "%s/lua/?.lua;%s/lua/?/init.lua;%s/?.lua;%s", root, root, gen,
+             lua_tostring(L, -1));
+    lua_pop(L, 1);
+    lua_pushstring(L, buf);
+    lua_setfield(L, -2, "path");
+
+    /* package.loaded["pivq.host"] */
+    lua_getfield(L, -1, "loaded");
+    lua_newtable(L);
+    static const luaL_Reg fns[] = {{"readline", host_readline},
+                                   {"add_history", host_add_history},
+                                   {"read_history", host_read_history},
+                                   {"write_history", host_write_history},
+                                   {"isatty", host_isatty},
+                                   {"set_interrupt_mode", host_set_interrupt_mode},
+                                   {"interrupted", host_interrupted},
+                                   {NULL, NULL}};
+    for (const luaL_Reg *f = fns; f->name; f++) {
+        lua_pushcfunction(L, f->func);
+        lua_setfield(L, -2, f->name);
+    }
+    lua_pushstring(L, root);
+    lua_setfield(L, -2, "root");
+    snprintf(buf, sizeof buf, "%s/recipes", root);
+    lua_pushstring(L, buf);
+    lua_setfield(L, -2, "recipes_dir");
+    lua_pushstring(L, pivq_version());
+    lua_setfield(L, -2, "version");
+    lua_setfield(L, -2, "pivq.host");
+    lua_pop(L, 2);
+
+    /* require("pivq.cli").main(argv) under a traceback handler */
+    lua_pushcfunction(L, traceback);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "pivq.cli");
+    int rc = lua_pcall(L, 1, 1, -3);
+    if (rc == 0) {
+        lua_getfield(L, -1, "main");
+        lua_remove(L, -2);
+        lua_newtable(L);
+        for (int i = 1; i < argc; i++) {
+            lua_pushstring(L, argv[i]);
+            lua_rawseti(L, -2, i);
+        }
+        rc = lua_pcall(L, 1, 1, -3);
+    }
+    int status = 0;
+    if (rc != 0) {
+        fprintf(stderr, "pivq: %s\n", lua_tostring(L, -1));
+        status = 1;
+    } else if (lua_isnumber(L, -1)) {
+        status = (int)lua_tointeger(L, -1);
+    }
+    lua_close(L);
+    return status;
+}

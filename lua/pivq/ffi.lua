@@ -1,0 +1,26 @@
+-- pivq.ffi: loads the generated cdef and the C library exactly once per Lua state.
+--
+-- busted (and a user's REPL) may re-require modules; ffi.cdef and ffi.metatype may not run
+-- twice for one type, so the loaded state is kept in the Lua registry and reused.
+local ffi = require "ffi"
+
+local registry = debug.getregistry()
+local KEY = "pivq.ffi.state"
+
+local state = registry[KEY]
+if not state then
+  local ok, build = pcall(require, "pivq._build")
+  if not ok then
+    error("pivq: the generated module pivq._build was not found; build the project first "
+      .. "(cmake -S . -B build && cmake --build build) and put build/lua on package.path\n"
+      .. tostring(build), 2)
+  end
+  ffi.cdef(build.cdef)
+  -- Inside the `pivq` host the library is already linked in; from plain luajit load it by path.
+  local in_process = pcall(function() return ffi.C.pivq_version end)
+  local C = in_process and ffi.C or ffi.load(build.libpath)
+  state = { C = C, libpath = build.libpath, in_process = in_process }
+  registry[KEY] = state
+end
+
+return state

@@ -1,0 +1,50 @@
+-- pivq: permutation-invariant discrete representation learning of spatially aligned images.
+-- This file assembles the package from its modules; it defines no globals.
+local state = require "pivq.ffi"
+local tensor = require "pivq.tensor"
+local random = require "pivq.random"
+
+local C = state.C
+local ffi = require "ffi"
+
+local pivq = {}
+
+pivq.version = ffi.string(C.pivq_version())
+pivq.C = C -- the raw FFI library, for extensions and tests
+
+-- constructors and free functions
+for _, name in ipairs({ "empty", "zeros", "ones", "full", "arange", "tensor", "from_pointer",
+  "cat", "stack", "where", "is_tensor" }) do
+  pivq[name] = tensor[name]
+end
+pivq.Tensor = tensor.methods
+pivq.dtypes = tensor.dtypes
+
+-- functional forms of the tensor methods: pivq.exp(t), pivq.matmul(a, b), ...
+for _, name in ipairs({ "neg", "abs", "exp", "log", "sqrt", "rsqrt", "sin", "cos", "tanh",
+  "sigmoid", "relu", "sign", "floor", "ceil", "round", "clamp", "add", "sub", "mul", "div",
+  "maximum", "minimum", "pow", "eq", "ne", "lt", "le", "gt", "ge", "sum", "mean", "var", "std",
+  "max", "min", "argmax", "argmin", "norm", "prod", "matmul", "mm", "bmm", "index_select",
+  "gather", "scatter_add", "masked_fill", "transpose", "narrow", "select", "permute",
+  "reshape", "view", "squeeze", "unsqueeze", "clone", "contiguous", "numel" }) do
+  pivq[name] = tensor.methods[name]
+end
+
+-- random numbers
+for _, name in ipairs({ "manual_seed", "get_rng_state", "set_rng_state", "Generator", "rand",
+  "randn", "randint", "randperm", "multinomial", "uniform_", "normal_" }) do
+  pivq[name] = random[name]
+end
+
+-- threads and memory
+function pivq.set_num_threads(n)
+  if type(n) ~= "number" or n % 1 ~= 0 then
+    error("set_num_threads: n must be an integer, got " .. tostring(n), 2)
+  end
+  tensor.check_rc(C.pivq_set_num_threads(n))
+end
+function pivq.get_num_threads() return C.pivq_get_num_threads() end
+function pivq.heap_bytes() return tonumber(C.pivq_heap_bytes()) end
+pivq.gc_policy = tensor.gc_policy
+
+return pivq

@@ -1,0 +1,128 @@
+-- pivq.random: seeded, reproducible random tensors (the C side is a counter-based Philox
+-- generator: results do not depend on the thread count). Indices drawn here are 1-based.
+local ffi = require "ffi"
+local state = require "pivq.ffi"
+local tensor = require "pivq.tensor"
+
+local C = state.C
+local wrap, check_rc = tensor.wrap, tensor.check_rc
+
+local M = {}
+
+-- A private generator: pivq.Generator(seed). Pass it as {generator = g} to the draws below.
+local Generator = {}
+Generator.__index = Generator
+
+function M.Generator(seed)
+  local g = setmetatable({ cdata = ffi.new("pivq_generator") }, Generator)
+  g:manual_seed(seed or 0)
+  return g
+end
+
+function Generator:manual_seed(seed)
+  if type(seed) ~= "number" or seed % 1 ~= 0 or seed < 0 then
+    error("manual_seed: seed must be a nonnegative integer, got " .. tostring(seed), 2)
+  end
+  C.pivq_manual_seed(self.cdata, seed)
+  return self
+end
+
+-- {seed=, offset=} as numbers (exact below 2^53), for checkpoints.
+function Generator:get_state()
+  return { seed = tonumber(self.cdata.seed), offset = tonumber(self.cdata.offset) }
+end
+
+function Generator:set_state(s)
+  self.cdata.seed = s.seed
+  self.cdata.offset = s.offset
+  return self
+end
+
+local default = setmetatable({ cdata = C.pivq_default_generator() }, Generator)
+M.default_generator = default
+
+function M.manual_seed(seed) default:manual_seed(seed) end
+function M.get_rng_state() return default:get_state() end
+function M.set_rng_state(s) default:set_state(s) end
+
+-- Split a trailing options table {generator=, dtype=} off size arguments.
+local function split_opts(...)
+  local n = select("#", ...)
+  local last = select(n, ...)
+  if n > 0 and type(last) == "table" and (last.generator or last.dtype) then
+    return last, n - 1, ...
+  end
+  return {}, n, ...
+end
+
+local function gen_of(opts) return opts.generator and opts.generator.cdata or nil end
+
+local function sized(fname, opts, n, ...)
+  local sizes = n == 1 and type((...)) == "table" and (...) or { ... }
+  if n ~= 1 or type((...)) ~= "table" then
+    sizes = {}
+    for i = 1, n do sizes[i] = select(i, ...) end
+  end
+  return tensor.empty(sizes, opts.dtype or "float32")
+end
+
+-- pivq.rand(2, 3), pivq.rand({2, 3}, {generator = g}): uniform in [0, 1)
+function M.rand(...)
+  local opts, n = split_opts(...)
+  local t = sized("rand", opts, n, ...)
+  check_rc(C.pivq_uniform_(t.c, 0, 1, gen_of(opts)))
+  return t
+end
+
+-- pivq.randn(...): standard normal
+function M.randn(...)
+  local opts, n = split_opts(...)
+  local t = sized("randn", opts, n, ...)
+  check_rc(C.pivq_normal_(t.c, 0, 1, gen_of(opts)))
+  return t
+end
+
+-- pivq.randint(lo, hi, sizes [, opts]): integers uniform in [lo, hi), int64 by default
+function M.randint(lo, hi, sizes, opts)
+  opts = opts or {}
+  if type(lo) ~= "number" or type(hi) ~= "number" then
+    error("randint: lo and hi must be integers", 2)
+  end
+  local t = tensor.empty(sizes, opts.dtype or "int64")
+  check_rc(C.pivq_randint_(t.c, lo, hi, gen_of(opts)))
+  return t
+end
+
+-- In-place draws on an existing float tensor.
+function M.uniform_(t, lo, hi, opts)
+  check_rc(C.pivq_uniform_(t.c, lo or 0, hi or 1, gen_of(opts or {})))
+  return t
+end
+
+function M.normal_(t, mean, std, opts)
+  check_rc(C.pivq_normal_(t.c, mean or 0, std or 1, gen_of(opts or {})))
+  return t
+end
+
+-- pivq.randperm(n): a random permutation of 1..n (int64)
+function M.randperm(n, opts)
+  if type(n) ~= "number" or n % 1 ~= 0 or n < 0 then
+    error("randperm: n must be a nonnegative integer, got " .. tostring(n), 2)
+  end
+  local p = wrap(C.pivq_randperm(n, gen_of(opts or {})))
+  check_rc(C.pivq_binary_scalar_(p.c, 1, C.PIVQ_ADD))
+  return p
+end
+
+-- pivq.multinomial(probs, n [, replacement [, opts]]): 1-based category draws per row
+function M.multinomial(probs, n, replacement, opts)
+  if not tensor.is_tensor(probs) then error("multinomial: probs must be a tensor", 2) end
+  if type(n) ~= "number" or n % 1 ~= 0 then
+    error("multinomial: n must be an integer, got " .. tostring(n), 2)
+  end
+  local d = wrap(C.pivq_multinomial(probs.c, n, replacement and 1 or 0, gen_of(opts or {})))
+  check_rc(C.pivq_binary_scalar_(d.c, 1, C.PIVQ_ADD))
+  return d
+end
+
+return M

@@ -1,0 +1,723 @@
+-- pivq.tensor: the Tensor type — an FFI metatype over `struct pivq_tensor` — and its
+-- constructors. This file is the one place where the 1-based Lua API meets the 0-based C API:
+-- dims, positions and index tensors are converted here and nowhere else.
+--
+-- Errors: C functions return NULL or -1 and leave a message naming the C function; we raise
+-- it with error(msg, level) so that it points at the user's line. Checks that need 1-based
+-- wording (dims, positions) are done here before calling C.
+local ffi = require "ffi"
+local state = require "pivq.ffi"
+local printing = require "pivq.printing"
+
+local C = state.C
+local registry = debug.getregistry()
+
+local M = {}
+
+-- ---- dtypes ---------------------------------------------------------------------------------
+
+local DTYPES = { float32 = 0, int32 = 1, int64 = 2, uint8 = 3 }
+local DTYPE_ALIASES = { float = "float32", int = "int32", long = "int64", byte = "uint8" }
+local DTYPE_NAMES = { [0] = "float32", "int32", "int64", "uint8" }
+local CTYPES = { [0] = ffi.typeof("float*"), ffi.typeof("int32_t*"), ffi.typeof("int64_t*"),
+  ffi.typeof("uint8_t*") }
+M.dtypes = { "float32", "int32", "int64", "uint8" }
+
+-- A Lua tensor is a one-field struct holding the C pointer, not the pointer itself: LuaJIT
+-- gives pointers built-in arithmetic (p + 1, p - q) that would shadow __add and __sub.
+if not registry["pivq.tensor.handle"] then
+  ffi.cdef("typedef struct pivq_handle { pivq_tensor *c; } pivq_handle;")
+  registry["pivq.tensor.handle"] = true
+end
+local handle_t = ffi.typeof("pivq_handle")
+local int64_array = ffi.typeof("int64_t[?]")
+local tensor_ptr_array = ffi.typeof("pivq_tensor*[?]")
+
+local function is_tensor(x) return ffi.istype(handle_t, x) end
+M.is_tensor = is_tensor
+
+local function dtype_code(fname, name, level)
+  local code = DTYPES[DTYPE_ALIASES[name] or name]
+  if not code then
+    error(string.format("%s: unknown dtype %s (expected float32, int32, int64 or uint8)",
+      fname, tostring(name)), level + 1)
+  end
+  return code
+end
+M.dtype_code = dtype_code
+
+-- ---- errors and lifetime -----------------------------------------------------------------
+
+local function last_error() return ffi.string(C.pivq_last_error()) end
+
+-- Live C heap accounting (TH's policy): Lua's GC cannot see C allocations, so when the C heap
+-- has grown past a threshold we run a full collection, then set the next threshold relative
+-- to what survived. Without this a training loop's RSS climbs until the Lua heap happens to
+-- trigger a cycle.
+local gc = registry["pivq.gc"] or { threshold = 64 * 2 ^ 20, min = 64 * 2 ^ 20, factor = 2 }
+registry["pivq.gc"] = gc
+M.gc_policy = gc
+
+local function account()
+  local live = tonumber(C.pivq_heap_bytes())
+  if live > gc.threshold then
+    collectgarbage("collect")
+    live = tonumber(C.pivq_heap_bytes())
+    gc.threshold = math.max(gc.min, live * gc.factor)
+  end
+end
+
+local function release(h) C.pivq_tensor_release(h.c) end
+
+-- Take ownership of a new C reference, or raise the C error at `level` (default: the caller's
+-- caller, i.e. the user's line when called from a method).
+local function wrap(ptr, level)
+  if ptr == nil then error(last_error(), (level or 2) + 1) end
+  account()
+  return ffi.gc(handle_t(ptr), release)
+end
+M.wrap = wrap
+
+local function check_rc(rc, level)
+  if rc ~= 0 then error(last_error(), (level or 2) + 1) end
+end
+M.check_rc = check_rc
+
+local function fail(msg, level) error(msg, level + 1) end
+
+local function check_self(fname, t, level)
+  if not is_tensor(t) then
+    fail(string.format("%s: expected a tensor, got %s", fname, type(t)), level + 1)
+  end
+end
+
+-- ---- argument conversion ---------------------------------------------------------------------
+
+local function is_int(x) return type(x) == "number" and x % 1 == 0 and x == x end
+
+-- sizes from (n1, n2, ...) or ({n1, n2, ...}); a trailing string or {dtype=} option is split off.
+local function parse_sizes(fname, level, ...)
+  local args = { ... }
+  local n = select("#", ...)
+  local dtype
+  if n > 0 and type(args[n]) == "string" then
+    dtype = args[n]
+    n = n - 1
+  elseif n > 0 and type(args[n]) == "table" and args[n].dtype then
+    dtype = args[n].dtype
+    n = n - 1
+  end
+  local sizes = args
+  if n == 1 and type(args[1]) == "table" then
+    sizes = args[1]
+    n = #sizes
+  end
+  if n > 8 then fail(string.format("%s: at most 8 dims, got %d", fname, n), level + 1) end
+  local arr = int64_array(math.max(n, 1))
+  for i = 1, n do
+    local s = sizes[i]
+    if not is_int(s) or s < 0 then
+      fail(string.format("%s: size %d must be a nonnegative integer, got %s", fname, i,
+        tostring(s)), level + 1)
+    end
+    arr[i - 1] = s
+  end
+  return n, arr, dtype
+end
+
+-- 1-based dim (negative counts from the end) -> 0-based; `extra` allows ndim+1 (unsqueeze).
+local function dim0(fname, t, d, level, extra)
+  local nd = t.c.ndim + (extra or 0)
+  if not is_int(d) then
+    fail(string.format("%s: dim must be an integer, got %s", fname, tostring(d)), level + 1)
+  end
+  local r = d > 0 and d - 1 or nd + d
+  if d == 0 or r < 0 or r >= nd then
+    fail(string.format("%s: dim %d out of range for a %d-dim tensor (use 1..%d or -1..-%d)",
+      fname, d, t.c.ndim, nd, nd), level + 1)
+  end
+  return r
+end
+M.dim0 = dim0
+
+local function shape_string(t)
+  if t.c.ndim == 0 then return "scalar" end
+  local s = {}
+  for i = 0, t.c.ndim - 1 do s[#s + 1] = tostring(tonumber(t.c.shape[i])) end
+  return table.concat(s, "x")
+end
+M.shape_string = shape_string
+
+-- A 0-based int64 copy of a 1-based Lua index tensor (or table of indices).
+local function index0(fname, idx, level)
+  if type(idx) == "table" then idx = M.tensor(idx, "int64") end
+  if not is_tensor(idx) then
+    fail(string.format("%s: index must be a tensor or a table of integers, got %s", fname,
+      type(idx)), level + 1)
+  end
+  if idx.c.scalar_type ~= DTYPES.int64 and idx.c.scalar_type ~= DTYPES.int32 then
+    fail(string.format("%s: index must be int64 or int32, got %s", fname,
+      DTYPE_NAMES[idx.c.scalar_type]), level + 1)
+  end
+  return wrap(C.pivq_binary_scalar(idx.c, 1, C.PIVQ_SUB, 0), level + 1)
+end
+
+-- ---- construction --------------------------------------------------------------------------
+
+function M.empty(...)
+  local n, arr, dtype = parse_sizes("empty", 2, ...)
+  return wrap(C.pivq_empty(dtype_code("empty", dtype or "float32", 2), n, arr))
+end
+
+function M.zeros(...)
+  local n, arr, dtype = parse_sizes("zeros", 2, ...)
+  return wrap(C.pivq_zeros(dtype_code("zeros", dtype or "float32", 2), n, arr))
+end
+
+function M.full(sizes, value, dtype)
+  if type(value) ~= "number" then
+    fail("full: value must be a number, got " .. type(value), 2)
+  end
+  local n, arr = parse_sizes("full", 2, sizes)
+  local t = wrap(C.pivq_empty(dtype_code("full", dtype or "float32", 2), n, arr))
+  check_rc(C.pivq_fill_(t.c, value))
+  return t
+end
+
+function M.ones(...)
+  local n, arr, dtype = parse_sizes("ones", 2, ...)
+  local t = wrap(C.pivq_empty(dtype_code("ones", dtype or "float32", 2), n, arr))
+  check_rc(C.pivq_fill_(t.c, 1))
+  return t
+end
+
+function M.arange(a, b, step, dtype)
+  if type(step) == "string" then step, dtype = nil, step end
+  if type(b) == "string" then b, dtype = nil, b end
+  if b == nil then a, b = 1, a end -- arange(n): 1..n, 1-based like the rest of the API
+  step = step or 1
+  for _, v in ipairs({ a, b, step }) do
+    if type(v) ~= "number" then fail("arange: bounds and step must be numbers", 2) end
+  end
+  -- inclusive upper bound, as Torch7's range: arange(1, 5) is 1 2 3 4 5
+  local stop = b + (step > 0 and 1 or -1) * math.abs(step) * 0.5
+  local dt = dtype or ((a % 1 == 0 and b % 1 == 0 and step % 1 == 0) and "int64" or "float32")
+  return wrap(C.pivq_arange(a, stop, step, dtype_code("arange", dt, 2)))
+end
+
+-- pivq.tensor{{1,2},{3,4}} or pivq.tensor(3.5) or pivq.tensor({...}, "int64")
+function M.tensor(data, dtype)
+  if is_tensor(data) then return wrap(C.pivq_clone(data.c)) end
+  local code = dtype_code("tensor", dtype or "float32", 2)
+  if type(data) == "number" then
+    local t = wrap(C.pivq_empty(code, 0, nil))
+    check_rc(C.pivq_fill_(t.c, data))
+    return t
+  end
+  if type(data) ~= "table" then
+    fail("tensor: expected a number or a (nested) table of numbers, got " .. type(data), 2)
+  end
+  local sizes, node = {}, data
+  while type(node) == "table" do
+    sizes[#sizes + 1] = #node
+    node = node[1]
+  end
+  local flat = {}
+  local function walk(x, d, path)
+    if d > #sizes then
+      if type(x) ~= "number" then
+        fail(string.format("tensor: element %s is %s, not a number", path, type(x)), 5 + d)
+      end
+      flat[#flat + 1] = x
+      return
+    end
+    if type(x) ~= "table" or #x ~= sizes[d] then
+      fail(string.format("tensor: ragged nested table at %s (expected %d entries)", path,
+        sizes[d]), 5 + d)
+    end
+    for i = 1, sizes[d] do walk(x[i], d + 1, path .. "[" .. i .. "]") end
+  end
+  walk(data, 1, "")
+  local n, arr = parse_sizes("tensor", 2, sizes)
+  local t = wrap(C.pivq_empty(code, n, arr))
+  local p = ffi.cast(CTYPES[code], C.pivq_data(t.c))
+  for i = 1, #flat do p[i - 1] = flat[i] end
+  return t
+end
+
+-- From a C array / FFI pointer of `count` values (used by readers and tests).
+function M.from_pointer(ptr, sizes, dtype)
+  local n, arr = parse_sizes("from_pointer", 2, sizes)
+  return wrap(C.pivq_from_data(dtype_code("from_pointer", dtype or "float32", 2), n, arr, ptr))
+end
+
+local function tensor_list(fname, list, level)
+  if type(list) ~= "table" or #list == 0 then
+    fail(fname .. ": expected a non-empty table of tensors", level + 1)
+  end
+  local arr = tensor_ptr_array(#list)
+  for i, t in ipairs(list) do
+    if not is_tensor(t) then
+      fail(string.format("%s: entry %d is %s, not a tensor", fname, i, type(t)), level + 1)
+    end
+    arr[i - 1] = t.c
+  end
+  return arr, #list
+end
+
+function M.cat(list, dim)
+  local arr, n = tensor_list("cat", list, 2)
+  return wrap(C.pivq_cat(arr, n, dim0("cat", list[1], dim or 1, 2)))
+end
+
+function M.stack(list, dim)
+  local arr, n = tensor_list("stack", list, 2)
+  return wrap(C.pivq_stack(arr, n, dim0("stack", list[1], dim or 1, 2, 1)))
+end
+
+function M.where(cond, a, b)
+  if type(a) == "number" then a = M.tensor(a, is_tensor(b) and DTYPE_NAMES[b.c.scalar_type] or nil) end
+  if type(b) == "number" then b = M.tensor(b, is_tensor(a) and DTYPE_NAMES[a.c.scalar_type] or nil) end
+  check_self("where", cond, 2)
+  check_self("where", a, 2)
+  check_self("where", b, 2)
+  return wrap(C.pivq_where(cond.c, a.c, b.c))
+end
+
+-- ---- methods ---------------------------------------------------------------------------------
+
+local T = {} -- methods, looked up by the metatype's __index
+M.methods = T
+
+function T.dim(t) return t.c.ndim end
+function T.nDimension(t) return t.c.ndim end
+function T.numel(t) return tonumber(C.pivq_numel(t.c)) end
+function T.nElement(t) return tonumber(C.pivq_numel(t.c)) end
+function T.dtype(t) return DTYPE_NAMES[t.c.scalar_type] end
+function T.is_contiguous(t) return C.pivq_is_contiguous(t.c) == 1 end
+
+-- t:size() -> {sizes}; t:size(d) -> size of dim d
+function T.size(t, d)
+  if d == nil then
+    local s = {}
+    for i = 0, t.c.ndim - 1 do s[i + 1] = tonumber(t.c.shape[i]) end
+    return s
+  end
+  return tonumber(t.c.shape[dim0("size", t, d, 2)])
+end
+
+function T.stride(t, d)
+  if d == nil then
+    local s = {}
+    for i = 0, t.c.ndim - 1 do s[i + 1] = tonumber(t.c.strides[i]) end
+    return s
+  end
+  return tonumber(t.c.strides[dim0("stride", t, d, 2)])
+end
+
+-- Typed pointer to the first element (for kernels written in Lua and for tests).
+function T.data_ptr(t) return ffi.cast(CTYPES[t.c.scalar_type], C.pivq_data(t.c)) end
+
+-- Element at 1-based indices (as many as dims), through the strides.
+local function element(t, ...)
+  local p = ffi.cast(CTYPES[t.c.scalar_type], C.pivq_data(t.c))
+  local off = 0
+  for k = 1, select("#", ...) do
+    off = off + (select(k, ...) - 1) * t.c.strides[k - 1]
+  end
+  return tonumber(p[off])
+end
+
+function T.item(t)
+  if C.pivq_numel(t.c) ~= 1 then
+    fail(string.format("item: tensor of shape %s has %d elements, need exactly 1",
+      shape_string(t), tonumber(C.pivq_numel(t.c))), 2)
+  end
+  local p = ffi.cast(CTYPES[t.c.scalar_type], C.pivq_data(t.c))
+  -- a single element may sit at any of the (size-1) dims' strides: offset 0 is it
+  return tonumber(p[0])
+end
+
+function T.totable(t)
+  if t.c.ndim == 0 then return element(t) end
+  local idx = {}
+  local function build(d)
+    local out = {}
+    for i = 1, tonumber(t.c.shape[d - 1]) do
+      idx[d] = i
+      if d == t.c.ndim then
+        out[i] = element(t, unpack(idx, 1, d))
+      else
+        out[i] = build(d + 1)
+      end
+    end
+    return out
+  end
+  return build(1)
+end
+
+-- get/set one element by 1-based indices: t:get(i, j), t:set(i, j, value)
+function T.get(t, ...)
+  local n = select("#", ...)
+  if n ~= t.c.ndim then
+    fail(string.format("get: need %d indices for a tensor of shape %s, got %d", t.c.ndim,
+      shape_string(t), n), 2)
+  end
+  for k = 1, n do
+    local i = select(k, ...)
+    if not is_int(i) or i < 1 or i > t.c.shape[k - 1] then
+      fail(string.format("get: index %s out of range for dim %d of size %d", tostring(i), k,
+        tonumber(t.c.shape[k - 1])), 2)
+    end
+  end
+  return element(t, ...)
+end
+
+function T.set(t, ...)
+  local n = select("#", ...) - 1
+  local value = select(n + 1, ...)
+  if n ~= t.c.ndim or type(value) ~= "number" then
+    fail(string.format("set: need %d indices and a number for a tensor of shape %s", t.c.ndim,
+      shape_string(t)), 2)
+  end
+  local p = ffi.cast(CTYPES[t.c.scalar_type], C.pivq_data(t.c))
+  local off = 0
+  for k = 1, n do
+    local i = select(k, ...)
+    if not is_int(i) or i < 1 or i > t.c.shape[k - 1] then
+      fail(string.format("set: index %s out of range for dim %d of size %d", tostring(i), k,
+        tonumber(t.c.shape[k - 1])), 2)
+    end
+    off = off + (i - 1) * t.c.strides[k - 1]
+  end
+  p[off] = value
+  return t
+end
+
+function T.clone(t) return wrap(C.pivq_clone(t.c)) end
+function T.contiguous(t) return wrap(C.pivq_contiguous(t.c)) end
+
+function T.to(t, dtype)
+  local code = dtype_code("to", dtype, 2)
+  if code == t.c.scalar_type then return t end
+  return wrap(C.pivq_to_dtype(t.c, code))
+end
+function T.float(t) return T.to(t, "float32") end
+function T.double(t) return T.to(t, "float32") end -- no float64 dtype: float32 is the float type
+function T.long(t) return T.to(t, "int64") end
+function T.int(t) return T.to(t, "int32") end
+function T.byte(t) return T.to(t, "uint8") end
+
+-- views ----------------------------------------------------------------------------------------
+
+function T.narrow(t, d, start, length)
+  local d0 = dim0("narrow", t, d, 2)
+  local n = tonumber(t.c.shape[d0])
+  if not is_int(start) or not is_int(length) or start < 1 or length < 0 or start - 1 + length > n then
+    fail(string.format("narrow: start %s length %s out of range for dim %d of size %d",
+      tostring(start), tostring(length), d, n), 2)
+  end
+  return wrap(C.pivq_narrow(t.c, d0, start - 1, length))
+end
+
+function T.select(t, d, index)
+  local d0 = dim0("select", t, d, 2)
+  local n = tonumber(t.c.shape[d0])
+  if not is_int(index) or index < 1 or index > n then
+    fail(string.format("select: index %s out of range for dim %d of size %d", tostring(index),
+      d, n), 2)
+  end
+  return wrap(C.pivq_select(t.c, d0, index - 1))
+end
+
+function T.transpose(t, d1, d2)
+  return wrap(C.pivq_transpose(t.c, dim0("transpose", t, d1, 2), dim0("transpose", t, d2, 2)))
+end
+
+function T.t(t)
+  if t.c.ndim ~= 2 then
+    fail(string.format("t: expected a 2-D tensor, got shape %s", shape_string(t)), 2)
+  end
+  return wrap(C.pivq_transpose(t.c, 0, 1))
+end
+
+function T.permute(t, ...)
+  local dims = select("#", ...) == 1 and type((...)) == "table" and (...) or { ... }
+  if #dims ~= t.c.ndim then
+    fail(string.format("permute: need %d dims for a tensor of shape %s, got %d", t.c.ndim,
+      shape_string(t), #dims), 2)
+  end
+  local perm = ffi.new("int[?]", math.max(#dims, 1))
+  for i, d in ipairs(dims) do perm[i - 1] = dim0("permute", t, d, 2) end
+  return wrap(C.pivq_permute(t.c, perm))
+end
+
+-- view/reshape take sizes (one may be -1), as numbers or a table
+local function shape_args(fname, level, ...)
+  local args = select("#", ...) == 1 and type((...)) == "table" and (...) or { ... }
+  local n = #args
+  if n > 8 then fail(fname .. ": at most 8 dims", level + 1) end
+  local arr = int64_array(math.max(n, 1))
+  for i = 1, n do
+    if not is_int(args[i]) or args[i] < -1 then
+      fail(string.format("%s: size %d must be an integer >= -1, got %s", fname, i,
+        tostring(args[i])), level + 1)
+    end
+    arr[i - 1] = args[i]
+  end
+  return n, arr
+end
+
+function T.view(t, ...)
+  local n, arr = shape_args("view", 2, ...)
+  return wrap(C.pivq_view(t.c, n, arr))
+end
+
+function T.reshape(t, ...)
+  local n, arr = shape_args("reshape", 2, ...)
+  return wrap(C.pivq_reshape(t.c, n, arr))
+end
+
+function T.view_as(t, other) return T.view(t, T.size(other)) end
+
+function T.expand(t, ...)
+  local n, arr = shape_args("expand", 2, ...)
+  return wrap(C.pivq_expand(t.c, n, arr))
+end
+
+function T.expand_as(t, other) return T.expand(t, T.size(other)) end
+
+function T.squeeze(t, d)
+  return wrap(C.pivq_squeeze(t.c, d == nil and -1 or dim0("squeeze", t, d, 2)))
+end
+
+function T.unsqueeze(t, d)
+  return wrap(C.pivq_unsqueeze(t.c, dim0("unsqueeze", t, d, 2, 1)))
+end
+
+function T.flatten(t) return T.reshape(t, -1) end
+
+-- in-place fills and copies ------------------------------------------------------------------
+
+function T.fill(t, value)
+  if type(value) ~= "number" then fail("fill: value must be a number, got " .. type(value), 2) end
+  check_rc(C.pivq_fill_(t.c, value))
+  return t
+end
+T.fill_ = T.fill
+function T.zero(t) return T.fill(t, 0) end
+T.zero_ = T.zero
+
+function T.copy(t, src)
+  if type(src) == "number" then return T.fill(t, src) end
+  check_self("copy", src, 2)
+  check_rc(C.pivq_copy_(t.c, src.c))
+  return t
+end
+T.copy_ = T.copy
+
+-- elementwise --------------------------------------------------------------------------------
+
+local UNARY = { "neg", "abs", "exp", "log", "sqrt", "rsqrt", "sin", "cos", "tanh", "sigmoid",
+  "relu", "sign", "floor", "ceil", "round" }
+for code, name in ipairs(UNARY) do
+  local op = code - 1
+  T[name] = function(t) return wrap(C.pivq_unary(t.c, op)) end
+end
+
+function T.clamp(t, lo, hi)
+  lo = lo == nil and -math.huge or lo
+  hi = hi == nil and math.huge or hi
+  if type(lo) ~= "number" or type(hi) ~= "number" then
+    fail("clamp: bounds must be numbers or nil", 2)
+  end
+  return wrap(C.pivq_clamp(t.c, lo, hi))
+end
+
+local BINARY = { add = 0, sub = 1, mul = 2, div = 3, maximum = 4, minimum = 5, pow = 6 }
+
+local function binary(name, op)
+  return function(a, b)
+    if type(b) == "number" then
+      if not is_tensor(a) then fail(name .. ": expected a tensor operand", 2) end
+      return wrap(C.pivq_binary_scalar(a.c, b, op, 0))
+    elseif type(a) == "number" then
+      if not is_tensor(b) then fail(name .. ": expected a tensor operand", 2) end
+      return wrap(C.pivq_binary_scalar(b.c, a, op, 1))
+    end
+    if not is_tensor(a) or not is_tensor(b) then
+      fail(string.format("%s: operands must be tensors or numbers, got %s and %s", name,
+        type(a), type(b)), 2)
+    end
+    return wrap(C.pivq_binary(a.c, b.c, op))
+  end
+end
+
+local function binary_inplace(name, op)
+  return function(a, b)
+    if type(b) == "number" then
+      check_rc(C.pivq_binary_scalar_(a.c, b, op))
+    else
+      check_self(name .. "_", b, 2)
+      check_rc(C.pivq_binary_(a.c, b.c, op))
+    end
+    return a
+  end
+end
+
+for name, op in pairs(BINARY) do
+  T[name] = binary(name, op)
+  T[name .. "_"] = binary_inplace(name, op)
+end
+
+local COMPARE = { eq = 0, ne = 1, lt = 2, le = 3, gt = 4, ge = 5 }
+for name, op in pairs(COMPARE) do
+  T[name] = function(a, b)
+    if type(b) == "number" then return wrap(C.pivq_compare_scalar(a.c, b, op)) end
+    check_self(name, b, 2)
+    return wrap(C.pivq_compare(a.c, b.c, op))
+  end
+end
+
+-- reductions ---------------------------------------------------------------------------------
+
+local R = { sum = 0, mean = 1, var = 2, max = 3, min = 4, argmax = 5, argmin = 6, norm = 7,
+  prod = 8 }
+
+-- reduce(t, op, dim or nil, keepdim, param): nil dim reduces everything
+local function reduce(name, t, op, d, keepdim, param)
+  local d0 = d == nil and -1 or dim0(name, t, d, 3)
+  return wrap(C.pivq_reduce(t.c, op, d0, keepdim and 1 or 0, param or 0), 3)
+end
+
+function T.sum(t, d, keepdim) return reduce("sum", t, R.sum, d, keepdim) end
+function T.mean(t, d, keepdim) return reduce("mean", t, R.mean, d, keepdim) end
+function T.prod(t, d, keepdim) return reduce("prod", t, R.prod, d, keepdim) end
+
+-- var(dim, {unbiased=true, keepdim=false}) or var(dim, keepdim); unbiased by default (PyTorch)
+function T.var(t, d, opts)
+  local keepdim, unbiased = false, true
+  if type(opts) == "table" then
+    keepdim = opts.keepdim or false
+    if opts.unbiased == false then unbiased = false end
+  elseif opts ~= nil then
+    keepdim = opts
+  end
+  return reduce("var", t, R.var, d, keepdim, unbiased and 1 or 0)
+end
+
+function T.std(t, d, opts) return T.var(t, d, opts):sqrt() end
+
+-- norm(p = 2, dim, keepdim); p may be math.huge
+function T.norm(t, p, d, keepdim) return reduce("norm", t, R.norm, d, keepdim, p or 2) end
+
+-- max()/min(): the extremum over everything; max(dim): values and 1-based indices
+local function extremum(name, op, argop)
+  return function(t, d, keepdim)
+    if d == nil then return reduce(name, t, op, nil, false):item() end
+    local values = reduce(name, t, op, d, keepdim)
+    local idx = reduce(name, t, argop, d, keepdim)
+    return values, wrap(C.pivq_binary_scalar(idx.c, 1, BINARY.add, 0))
+  end
+end
+T.max = extremum("max", R.max, R.argmax)
+T.min = extremum("min", R.min, R.argmin)
+
+-- argmax()/argmin(): 1-based; over everything it is the 1-based flat (row-major) index
+function T.argmax(t, d, keepdim)
+  return wrap(C.pivq_binary_scalar(reduce("argmax", t, R.argmax, d, keepdim).c, 1, BINARY.add, 0))
+end
+function T.argmin(t, d, keepdim)
+  return wrap(C.pivq_binary_scalar(reduce("argmin", t, R.argmin, d, keepdim).c, 1, BINARY.add, 0))
+end
+
+-- products -----------------------------------------------------------------------------------
+
+function T.matmul(a, b)
+  check_self("matmul", b, 2)
+  return wrap(C.pivq_matmul(a.c, b.c))
+end
+T.mm = T.matmul
+T.bmm = T.matmul
+
+-- indexing -----------------------------------------------------------------------------------
+
+function T.index_select(t, d, idx)
+  return wrap(C.pivq_index_select(t.c, dim0("index_select", t, d, 2), index0("index_select", idx, 2).c))
+end
+T.index = T.index_select
+
+function T.gather(t, d, idx)
+  return wrap(C.pivq_gather(t.c, dim0("gather", t, d, 2), index0("gather", idx, 2).c))
+end
+
+function T.scatter_add(t, d, idx, src)
+  check_self("scatter_add", src, 2)
+  return wrap(C.pivq_scatter_add(t.c, dim0("scatter_add", t, d, 2), index0("scatter_add", idx, 2).c, src.c))
+end
+
+function T.masked_fill(t, mask, value)
+  check_self("masked_fill", mask, 2)
+  if type(value) ~= "number" then fail("masked_fill: value must be a number", 2) end
+  return wrap(C.pivq_masked_fill(t.c, mask.c, value))
+end
+
+-- ---- the metatype -------------------------------------------------------------------------
+
+local function index_number(t, i)
+  if t.c.ndim == 0 then fail("cannot index a 0-dim tensor; use t:item()", 3) end
+  local n = tonumber(t.c.shape[0])
+  if not is_int(i) or i < 1 or i > n then
+    fail(string.format("index %s out of range for dim 1 of size %d", tostring(i), n), 3)
+  end
+  local s = wrap(C.pivq_select(t.c, 0, i - 1), 3)
+  if s.c.ndim == 0 then return s:item() end
+  return s
+end
+
+local mt = {
+  __index = function(t, k)
+    local m = T[k]
+    if m ~= nil then return m end
+    if type(k) == "number" then return index_number(t, k) end
+    error(string.format("pivq.Tensor has no method or field '%s'", tostring(k)), 2)
+  end,
+  __newindex = function(t, k, v)
+    if type(k) ~= "number" then
+      error(string.format("cannot set field '%s' of a pivq.Tensor", tostring(k)), 2)
+    end
+    local s = index_number(t, k)
+    if type(s) == "number" then
+      local p = ffi.cast(CTYPES[t.c.scalar_type], C.pivq_data(t.c))
+      p[(k - 1) * t.c.strides[0]] = v
+    else
+      T.copy(s, v)
+    end
+  end,
+  __len = function(t) return t.c.ndim == 0 and 0 or tonumber(t.c.shape[0]) end,
+  __add = binary("add", BINARY.add),
+  __sub = binary("sub", BINARY.sub),
+  __mul = binary("mul", BINARY.mul),
+  __div = binary("div", BINARY.div),
+  __pow = binary("pow", BINARY.pow),
+  __unm = function(t) return wrap(C.pivq_unary(t.c, 0)) end,
+  __tostring = function(t)
+    return printing.format(t, function(...) return element(t, ...) end, T.size(t),
+      DTYPE_NAMES[t.c.scalar_type])
+  end,
+}
+
+-- The metatype may be set once per Lua state; later loads of this file reuse the first
+-- metatable (its __index closes over the first T, which stays valid).
+if not registry["pivq.tensor.metatype"] then
+  ffi.metatype("pivq_handle", mt)
+  registry["pivq.tensor.metatype"] = T
+else
+  -- a reload: route new method tables through the original __index
+  local original = registry["pivq.tensor.metatype"]
+  for k, v in pairs(T) do original[k] = v end
+  T = original
+  M.methods = original
+end
+
+return M
