@@ -13,7 +13,7 @@
 --
 --   kernel -> pivq                          pivq -> kernel
 --   execute <code> <execution count>        display <mime> <data> [<mime> <data> ...]  (0..n)
---                                           result <text>                              (0..1)
+--     (ack, after each display)             result <text>                              (0..1)
 --                                           ok | error <ename> <evalue> <traceback line>...
 --   complete <code> <cursor (0-based)>      complete <start> <end> <match>...
 --   is_complete <code>                      is_complete complete|incomplete|invalid
@@ -22,6 +22,9 @@
 --
 -- Before each message pivq flushes stdout and stderr, so everything a cell printed is already
 -- in the pipes when the kernel reads the message that follows it (the kernel drains them then).
+-- A display waits for the kernel's ack before the cell goes on, so the drain cannot take in
+-- output printed after the image either: text and images keep the order the cell made them.
+-- A stray ack (its display was interrupted) is ignored.
 --
 -- Interrupts: the kernel forwards SIGINT to the pivq process, which runs cells in the host's
 -- "raise" interrupt mode (the hook raises "interrupted" in running Lua code) and waits for
@@ -237,6 +240,20 @@ function Server:run_interruptible(fn)
   return out
 end
 
+-- Wait for the kernel's ack of a display. The wait runs in "flag" mode, so an interrupt cannot
+-- cut a message read in half; one that came meanwhile is raised once the ack is in.
+function Server:wait_ack()
+  local host = self.host
+  host.set_interrupt_mode("flag")
+  local ok, msg = pcall(M.read_message, self.input)
+  local interrupted = host.interrupted()
+  host.set_interrupt_mode("raise")
+  if not ok then error(msg, 0) end
+  if msg == nil then os.exit(0) end -- the kernel is gone
+  if msg[1] ~= "ack" then error("pivq.jupyter: expected an ack, got " .. tostring(msg[1]), 0) end
+  if interrupted then error("interrupted", 0) end
+end
+
 function Server:execute(code, count)
   local fn, show = M.compile_cell(code, "=cell[" .. (count or "?") .. "]")
   if not fn then
@@ -274,6 +291,8 @@ function Server:handle(req)
     self:send(msg)
   elseif kind == "is_complete" then
     self:send({ "is_complete", M.is_complete(req[2] or "") })
+  elseif kind == "ack" then
+    return true -- the ack of a display the user interrupted: nothing to do
   elseif kind == "shutdown" then
     self:send({ "ok" })
     return false
@@ -310,6 +329,7 @@ function M.serve(opts)
       msg[#msg + 1] = bundle[mime]
     end
     server:send(msg)
+    server:wait_ack()
   end)
   host.set_interrupt_mode("flag")
   server:send({ "ready", pivq.version })

@@ -20,10 +20,14 @@ restarted: the cell ends with an error saying that the state was lost.
 Environment: PIVQ_KERNEL_EXE overrides the pivq executable given by --pivq.
 """
 
+import os
+
+# ipykernel imports debugpy, which warns on stderr about Python's frozen modules at every start
+os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+
 import base64
 import codecs
 import fcntl
-import os
 import select
 import shutil
 import signal
@@ -36,6 +40,7 @@ from ipykernel.kernelbase import Kernel
 __version__ = "0.1"
 
 STARTUP_TIMEOUT = 60.0
+STREAM_FLUSH_INTERVAL = 0.05  # seconds: batch a cell's printing into few stream messages
 
 
 class PivqDied(Exception):
@@ -81,6 +86,8 @@ class PivqProcess:
         self.exe = exe
         self.on_stream = on_stream  # on_stream(name, text)
         self.proc = None
+        self.pending = []  # [name, text] not yet forwarded, in the order read
+        self.last_flush = 0.0
 
     def start(self):
         req_r, req_w = os.pipe()
@@ -138,18 +145,29 @@ class PivqProcess:
                 except BlockingIOError:
                     break
                 if not data:
-                    text = decoder.decode(b"", final=True)
-                    if text:
-                        self.on_stream(name, text)
+                    self._queue(name, decoder.decode(b"", final=True))
                     del self.streams[fd]
                     break
-                text = decoder.decode(data)
-                if text:
-                    self.on_stream(name, text)
+                self._queue(name, decoder.decode(data))
+
+    def _queue(self, name, text):
+        if not text:
+            return
+        if self.pending and self.pending[-1][0] == name:
+            self.pending[-1][1] += text
+        else:
+            self.pending.append([name, text])
+
+    def flush_streams(self):
+        pending, self.pending = self.pending, []
+        self.last_flush = time.monotonic()
+        for name, text in pending:
+            self.on_stream(name, text)
 
     def drain(self):
         """Forward everything already written to stdout/stderr."""
         self._read_streams(list(self.streams))
+        self.flush_streams()
 
     def pump(self, timeout):
         """Wait up to timeout for output; forward streams; buffer protocol bytes."""
@@ -157,10 +175,13 @@ class PivqProcess:
         if not self.eof:
             fds.append(self.rep)
         if not fds:
+            self.flush_streams()
             time.sleep(timeout)
             return
         readable, _, _ = select.select(fds, [], [], timeout)
         self._read_streams([fd for fd in readable if fd in self.streams])
+        if self.pending and time.monotonic() - self.last_flush >= STREAM_FLUSH_INTERVAL:
+            self.flush_streams()
         if self.rep in readable:
             while True:
                 try:
@@ -381,6 +402,11 @@ class PivqKernel(Kernel):
                     fields = [f.decode("utf-8", "replace") for f in msg[1:]]
                     return self._error_reply(fields[0], fields[1], fields[2:])
                 self._publish(msg)
+                if kind == b"display":
+                    try:
+                        self.pivq.send(["ack"])
+                    except PivqDied:
+                        pass  # seen as the end of input on the next turn
         finally:
             signal.signal(signal.SIGINT, previous)
             self._silent = False
