@@ -57,7 +57,9 @@ function M.read_message(f)
   local line = f:read("*l")
   if line == nil then return nil end
   local n = tonumber(line)
-  if not n or n < 1 or n % 1 ~= 0 then error("pivq.jupyter: bad message header " .. string.format("%q", line)) end
+  if not n or n < 1 or n % 1 ~= 0 then
+    error("pivq.jupyter: bad message header " .. string.format("%q", line))
+  end
   local fields = {}
   for i = 1, n do
     local len = tonumber(f:read("*l") or "")
@@ -95,11 +97,12 @@ function M.compile_cell(src, chunkname)
   chunkname = chunkname or "=cell"
   src = src:gsub("%s+$", "")
   local show = src:sub(-1) ~= ";"
-  local fn = loadstring(PREFIX .. "return __pivq_pack(" .. src .. "\n)", chunkname)
+  local expr = show and src or src:sub(1, -2) -- "t:size();" still runs, showing nothing
+  local fn = loadstring(PREFIX .. "return __pivq_pack(" .. expr .. "\n)", chunkname)
   if fn then return fn, show end
   local whole, err = loadstring(src, chunkname)
   local lines = {}
-  for line in (src .. "\n"):gmatch("(.-)\n") do lines[#lines + 1] = line end
+  for line in (expr .. "\n"):gmatch("(.-)\n") do lines[#lines + 1] = line end
   for i = #lines, 2, -1 do
     if not is_skippable(lines[i]) then
       local head = table.concat(lines, "\n", 1, i - 1)
@@ -195,13 +198,17 @@ end
 
 local function traceback_handler(msg)
   if type(msg) ~= "string" then msg = pretty.format(msg) end
-  return debug.traceback(msg, 2)
+  return debug.traceback(msg, 1)
 end
 
 -- Split a Lua error (message + traceback) into Jupyter's ename, evalue and traceback lines,
--- dropping the frames that belong to the server rather than the user.
-function M.error_parts(text)
+-- dropping the frames that belong to the server rather than the user. Paths inside the pivq
+-- tree (root) are shown relative to it, so saved notebooks do not carry one machine's paths.
+function M.error_parts(text, root)
   text = text:gsub("\n%s*%[C%]: in function 'xpcall'.*$", "")
+  if root and root ~= "" then
+    text = text:gsub(root:gsub("%p", "%%%0") .. "/", "")
+  end
   local evalue = text:match("^(.-)\nstack traceback:") or text
   local ename = "LuaError"
   if evalue:match("interrupted$") then ename = "Interrupt" end
@@ -273,7 +280,7 @@ function Server:execute(code, count)
     end
     self:send({ "ok" })
   else
-    local ename, evalue, lines = M.error_parts(r[2])
+    local ename, evalue, lines = M.error_parts(r[2], self.host.root)
     local msg = { "error", ename, evalue }
     for _, line in ipairs(lines) do msg[#msg + 1] = line end
     self:send(msg)

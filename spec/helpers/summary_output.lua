@@ -1,3 +1,4 @@
+-- luacheck: no unused args (busted calls output handlers with arguments they may ignore)
 -- A busted output handler: a progress mark per test, the failures and errors with their
 -- messages and places, pending tests by name (never hidden), and last the one line CI reads:
 -- "N passed, N failed" (errors count as failures).
