@@ -9,7 +9,8 @@
 --   display.png_available()        true when PNG encoding is there (pivq.image)
 --
 -- opts: ncol (images per grid row, default 8; nrow is accepted as pivq.image.grid's name),
--- padding (grid gap in pixels, default 2). An object may supply its own bundle through a
+-- padding (grid gap in pixels, default 2), scale (integer upscaling, nearest; needs
+-- pivq.image.grid — small images such as 28 x 28 read better at scale 3 or 4). An object may supply its own bundle through a
 -- `__display(self, opts)` metamethod returning {mime = data, ...}.
 --
 -- A front-end calls display.set_sink(fn) with fn(bundle) publishing the bundle; without a sink,
@@ -124,11 +125,16 @@ local function canvas_of(img, opts, level)
     error("pivq.show: expected H x W, C x H x W or N x C x H x W with C = 1, 3 or 4; got " .. shape,
       level)
   end
-  if d == 3 then return img end
+  local image = image_module()
+  local grid = image and image.grid
+  local scale = opts.scale or 1
+  if d == 3 then
+    if scale == 1 or not grid then return img end
+    return grid(img, { nrow = 1, padding = 0, scale = scale })
+  end
   local ncol = opts.ncol or opts.nrow or 8
   local padding = opts.padding or 2
-  local image = image_module()
-  if image and image.grid then return image.grid(img, { nrow = ncol, padding = padding }) end
+  if grid then return grid(img, { nrow = ncol, padding = padding, scale = scale }) end
   return tile(img:float(), ncol, padding)
 end
 
