@@ -74,7 +74,7 @@ elseif cmd == "serve" then
     io.stderr:write("pivq jupyter serve: needs --in FD and --out FD\n")
     return 2
   end
-  return jupyter.serve({ in_fd = opts["in"], out_fd = opts.out })
+  return jupyter.serve({ in_fd = opts["in"], out_fd = opts.out, die_with_parent = true })
 elseif cmd == nil or cmd == "help" or cmd == "--help" or cmd == "-h" then
   print(USAGE)
   return cmd == nil and 2 or 0

@@ -10,8 +10,9 @@
 --
 -- opts: ncol (images per grid row, default 8; nrow is accepted as pivq.image.grid's name),
 -- padding (grid gap in pixels, default 2), scale (integer upscaling, nearest; needs
--- pivq.image.grid — small images such as 28 x 28 read better at scale 3 or 4). An object may supply its own bundle through a
--- `__display(self, opts)` metamethod returning {mime = data, ...}.
+-- pivq.image.grid — small images such as 28 x 28 read better at scale 3 or 4).
+-- An object may supply its own bundle through a `__display(self, opts)` metamethod returning
+-- {mime = data, ...}.
 --
 -- A front-end calls display.set_sink(fn) with fn(bundle) publishing the bundle; without a sink,
 -- text prints and an image goes to a temporary PNG file whose path prints.

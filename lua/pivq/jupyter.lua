@@ -309,10 +309,22 @@ function Server:handle(req)
   return true
 end
 
+-- Do not outlive the kernel: if it is killed while a long cell runs (so nobody closes our
+-- pipes), Linux sends us SIGKILL (prctl PR_SET_PDEATHSIG).
+local function die_with_parent()
+  local ffi = require "ffi"
+  if ffi.os ~= "Linux" then return end
+  pcall(ffi.cdef, "int prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4, "
+    .. "unsigned long a5);")
+  pcall(function() ffi.C.prctl(1, 9, 0, 0, 0) end) -- PR_SET_PDEATHSIG = 1, SIGKILL = 9
+end
+
 -- Serve requests until shutdown or the end of input. opts: input, output (open files), or
--- in_fd, out_fd (descriptor numbers, opened through /dev/fd); host (pivq.host or a stand-in).
+-- in_fd, out_fd (descriptor numbers, opened through /dev/fd); host (pivq.host or a stand-in);
+-- die_with_parent (the kernel's process).
 function M.serve(opts)
   opts = opts or {}
+  if opts.die_with_parent then die_with_parent() end
   local input = opts.input or assert(io.open("/dev/fd/" .. assert(opts.in_fd, "serve: in_fd"), "rb"))
   local output = opts.output or assert(io.open("/dev/fd/" .. assert(opts.out_fd, "serve: out_fd"), "wb"))
   local host = opts.host or require "pivq.host"
@@ -418,6 +430,14 @@ local function run(cmd)
   return status == 0, out
 end
 
+-- Python (jupyter_client) is run without LD_PRELOAD: a sanitizer runtime preloaded for pivq
+-- (the ASan test task does that) would make Python's own exit fail with leak reports.
+local function python_command(python, ...)
+  local parts = { "env -u LD_PRELOAD", shell_quote(python) }
+  for _, a in ipairs({ ... }) do parts[#parts + 1] = a end
+  return table.concat(parts, " ")
+end
+
 local function file_exists(path)
   local f = io.open(path, "r")
   if f then f:close() end
@@ -455,9 +475,8 @@ function M.install(opts)
     "from jupyter_client.kernelspec import KernelSpecManager\n" ..
     "print(KernelSpecManager().install_kernel_spec(sys.argv[1], sys.argv[2], " ..
     "user=sys.argv[3] == '1', prefix=sys.argv[4] or None))\n"
-  local cmd = table.concat({ shell_quote(python), "-c", shell_quote(script), shell_quote(dir),
-    shell_quote(opts.name or M.kernel_name), opts.user and "1" or "0", shell_quote(opts.prefix or "") },
-    " ")
+  local cmd = python_command(python, "-c", shell_quote(script), shell_quote(dir),
+    shell_quote(opts.name or M.kernel_name), opts.user and "1" or "0", shell_quote(opts.prefix or ""))
   local ok, out = run(cmd)
   os.remove(dir .. "/kernel.json")
   os.remove(dir)
@@ -474,8 +493,8 @@ function M.uninstall(opts)
   local script = "import sys\n" ..
     "from jupyter_client.kernelspec import KernelSpecManager\n" ..
     "print(KernelSpecManager().remove_kernel_spec(sys.argv[1]))\n"
-  local ok, out = run(table.concat({ shell_quote(python), "-c", shell_quote(script),
-    shell_quote(opts.name or M.kernel_name) }, " "))
+  local ok, out = run(python_command(python, "-c", shell_quote(script),
+    shell_quote(opts.name or M.kernel_name)))
   if not ok then return nil, out end
   return out
 end

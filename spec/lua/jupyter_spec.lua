@@ -21,9 +21,16 @@ local function write_file(path, s)
   f:close()
 end
 
--- Run a shell command; returns the exit status and the combined output.
+local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+-- The ASan test task preloads its runtime into LuaJIT; of our children only pivq may run with
+-- it (mktemp, Python, ... fail on their own leaks at exit under it).
+local PRELOAD = os.getenv("LD_PRELOAD") or ""
+local PIVQ = string.format("env LD_PRELOAD=%s %s", quote(PRELOAD), EXE)
+
+-- Run a shell command (without the preload); returns the exit status and the combined output.
 local function sh(cmd)
-  local p = io.popen(cmd .. ' 2>&1; echo "exit=$?"')
+  local p = io.popen("env -u LD_PRELOAD sh -c " .. quote(cmd .. ' 2>&1; echo "exit=$?"'))
   local out = p:read("*a")
   p:close()
   local status = tonumber(out:match("exit=(%d+)%s*$"))
@@ -208,7 +215,7 @@ describe("pivq jupyter serve", function()
     for i, r in ipairs(requests) do parts[i] = jupyter.encode(r) end
     write_file(dir .. "/req", table.concat(parts))
     local status = sh(string.format(
-      "timeout 60 %s jupyter serve --in 3 --out 4 3<'%s/req' 4>'%s/rep' >'%s/out'", EXE, dir, dir, dir))
+      "timeout 60 %s jupyter serve --in 3 --out 4 3<'%s/req' 4>'%s/rep' >'%s/out'", PIVQ, dir, dir, dir))
     local replies = {}
     local f = assert(io.open(dir .. "/rep", "rb"))
     while true do
@@ -272,15 +279,12 @@ describe("the pivq Jupyter kernel through jupyter_client", function()
   local function run_driver()
     if results then return results end
     dir = tmpdir()
-    local status, out = sh(string.format("%s jupyter install --prefix '%s/prefix'", EXE, dir))
+    local status, out = sh(string.format("%s jupyter install --prefix '%s/prefix'", PIVQ, dir))
     assert(status == 0, out)
     local env = string.format("JUPYTER_PATH='%s/prefix/share/jupyter' JUPYTER_RUNTIME_DIR='%s/runtime' " ..
-      "JUPYTER_CONFIG_DIR='%s/config' IPYTHONDIR='%s/ipython' PIVQ_KERNEL_INTERRUPT_GRACE=1",
-      dir, dir, dir, dir)
-    -- LD_PRELOAD (the ASan task's) is for LuaJIT, not Python; the pivq children still get ASan
-    -- from their own link.
-    status, out = sh("env -u LD_PRELOAD " .. env ..
-      " timeout 240 /usr/bin/python3 spec/helpers/jupyter_kernel_check.py")
+      "JUPYTER_CONFIG_DIR='%s/config' IPYTHONDIR='%s/ipython' PIVQ_KERNEL_INTERRUPT_GRACE=1 " ..
+      "PIVQ_KERNEL_PRELOAD=%s", dir, dir, dir, dir, quote(PRELOAD))
+    status, out = sh(env .. " timeout 240 /usr/bin/python3 spec/helpers/jupyter_kernel_check.py")
     results = { status = status, out = out }
     return results
   end

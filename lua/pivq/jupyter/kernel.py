@@ -17,7 +17,9 @@ JIT-compiled loop or a C call, so if the cell has not stopped PIVQ_KERNEL_INTERR
 (default 3) after the interrupt, or on a second interrupt, the pivq process is killed and
 restarted: the cell ends with an error saying that the state was lost.
 
-Environment: PIVQ_KERNEL_EXE overrides the pivq executable given by --pivq.
+Environment: PIVQ_KERNEL_EXE overrides the pivq executable given by --pivq;
+PIVQ_KERNEL_INTERRUPT_GRACE (seconds) sets the grace period above; PIVQ_KERNEL_PRELOAD becomes
+the pivq process's LD_PRELOAD (used by the sanitizer test task).
 """
 
 import os
@@ -79,6 +81,16 @@ def decode_message(buf):
     return fields, pos
 
 
+def pivq_environment():
+    """The pivq process's environment: ours, plus PIVQ_KERNEL_PRELOAD as its LD_PRELOAD (the
+    sanitizer runtime of the ASan test task, which must reach pivq but not Python)."""
+    env = dict(os.environ)
+    preload = env.get("PIVQ_KERNEL_PRELOAD")
+    if preload:
+        env["LD_PRELOAD"] = preload
+    return env
+
+
 class PivqProcess:
     """One `pivq jupyter serve` process and its pipes."""
 
@@ -100,6 +112,7 @@ class PivqProcess:
                 stderr=subprocess.PIPE,
                 pass_fds=(req_r, rep_w),
                 start_new_session=True,
+                env=pivq_environment(),
             )
         finally:
             os.close(req_r)
