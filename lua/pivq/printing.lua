@@ -51,7 +51,7 @@ local function shown(n, summarise)
 end
 
 -- get(i1, ..., ik) returns the element at 1-based indices.
-function M.format(t, get, sizes, dtype_name) -- luacheck: no unused args
+function M.format(t, get, sizes, dtype_name)
   local nd = #sizes
   local numel = 1
   for _, s in ipairs(sizes) do numel = numel * s end

@@ -57,7 +57,7 @@ end
 
 local function gen_of(opts) return opts.generator and opts.generator.cdata or nil end
 
-local function sized(fname, opts, n, ...) -- luacheck: no unused args
+local function sized(fname, opts, n, ...)
   local sizes = n == 1 and type((...)) == "table" and (...) or { ... }
   if n ~= 1 or type((...)) ~= "table" then
     sizes = {}
