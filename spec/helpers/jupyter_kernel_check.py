@@ -32,11 +32,25 @@ class Session:
         self.kc.wait_for_ready(timeout=60)
 
     def start(self, code):
-        return self.kc.execute(code)
+        # stop_on_error=False: after an error ipykernel aborts requests already queued, and the
+        # next cell may race into that window; front-ends' Run All relies on it, these checks not
+        return self.kc.execute(code, stop_on_error=False)
 
-    def collect(self, msg_id, timeout=TIMEOUT):
-        """The outputs and reply of one execution: (reply content, [(msg_type, content)])."""
+    def wait_for_output(self, msg_id, text, timeout=TIMEOUT):
+        """Wait until the running cell has printed `text`; returns the outputs so far."""
         outputs = []
+        deadline = time.monotonic() + timeout
+        while text not in stream_text(outputs):
+            msg = self.kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] in ("stream", "execute_result", "display_data", "error"):
+                outputs.append((msg["msg_type"], msg["content"]))
+        return outputs
+
+    def collect(self, msg_id, timeout=TIMEOUT, outputs=None):
+        """The outputs and reply of one execution: (reply content, [(msg_type, content)])."""
+        outputs = outputs if outputs is not None else []
         deadline = time.monotonic() + timeout
         while True:
             msg = self.kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
@@ -171,10 +185,13 @@ def main():
 
         def interrupt():
             s.run("z = 7")
-            msg_id = s.start("local function spin() while true do end end\njit.off(spin)\nspin()")
-            time.sleep(1.0)
+            msg_id = s.start('print("spinning")\n'
+                             "local function spin() while true do end end\njit.off(spin)\nspin()")
+            so_far = s.wait_for_output(msg_id, "spinning\n")
+            time.sleep(0.2)
             s.km.interrupt_kernel()
-            reply, out = s.collect(msg_id, timeout=15)
+            reply, out = s.collect(msg_id, timeout=15, outputs=so_far)
+            assert stream_text(out) == "spinning\n", out
             assert reply["status"] == "error" and reply["ename"] == "Interrupt", reply
             reply, out = s.run("z")
             assert result_text(out) == "7", "state lost after an interrupt: %r" % (out,)
@@ -182,8 +199,9 @@ def main():
 
         def interrupt_compiled_loop():
             # LuaJIT runs no hooks in compiled traces: the kernel restarts pivq after the grace
-            msg_id = s.start("local n = 0\nfor i = 1, math.huge do n = n + i end")
-            time.sleep(1.0)
+            msg_id = s.start('print("looping")\nlocal n = 0\nfor i = 1, math.huge do n = n + i end')
+            s.wait_for_output(msg_id, "looping\n")
+            time.sleep(0.2)
             t0 = time.monotonic()
             s.km.interrupt_kernel()
             reply, out = s.collect(msg_id, timeout=30)

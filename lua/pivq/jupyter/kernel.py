@@ -380,6 +380,13 @@ class PivqKernel(Kernel):
         return self._error_reply("KernelRestarted", text, [text])
 
     def do_execute(self, code, silent, store_history=True, user_expressions=None, allow_stdin=False):
+        try:
+            return self._execute(code, silent)
+        except KeyboardInterrupt:
+            # an interrupt in the moment before our handler was in place (ipykernel's raises)
+            return self._error_reply("Interrupt", "interrupted", ["interrupted"])
+
+    def _execute(self, code, silent):
         self._silent = silent
         if not code.strip():
             return {"status": "ok", "execution_count": self.execution_count,
