@@ -17,6 +17,7 @@
 --                                           ok | error <ename> <evalue> <traceback line>...
 --   complete <code> <cursor (0-based)>      complete <start> <end> <match>...
 --   is_complete <code>                      is_complete complete|incomplete|invalid
+--   inspect <code> <cursor (0-based)>       inspect [<text>]
 --   shutdown                                ok  (then the process exits)
 --   (at start-up)                           ready <pivq version>
 --
@@ -194,6 +195,30 @@ function M.complete(src, cursor, env)
   return cursor - #partial, cursor, matches
 end
 
+-- What Shift-Tab shows for the dotted name at or before the cursor: its type and value as the
+-- REPL prints it (tables two levels deep), or where a Lua function is defined. The name is only
+-- looked up (fields read), never called. Returns the text, or nil when nothing is found.
+function M.inspect(src, cursor, env)
+  env = env or _G
+  local before = src:sub(1, cursor):match("[%w_%.:]*$") or ""
+  local after = src:sub(cursor + 1):match("^[%w_]*") or ""
+  local path = (before .. after):gsub("^[%.:]+", ""):gsub("[%.:]+$", "")
+  if path == "" then return nil end
+  local v = env
+  for name in path:gmatch("[^%.:]+") do
+    local ok, next_v = pcall(function() return v[name] end)
+    if not ok or next_v == nil then return nil end
+    v = next_v
+  end
+  local head = path .. ": " .. type(v)
+  if type(v) == "function" then
+    local info = debug.getinfo(v, "S")
+    if info.what == "C" then return head .. " (built in)" end
+    return string.format("%s defined at %s:%d", head, info.short_src, info.linedefined)
+  end
+  return head .. "\n" .. pretty.format(v, { depth = 2 })
+end
+
 -- ---- the server --------------------------------------------------------------------------------
 
 local function traceback_handler(msg)
@@ -298,6 +323,9 @@ function Server:handle(req)
     self:send(msg)
   elseif kind == "is_complete" then
     self:send({ "is_complete", M.is_complete(req[2] or "") })
+  elseif kind == "inspect" then
+    local ok, text = pcall(M.inspect, req[2] or "", tonumber(req[3]) or #(req[2] or ""))
+    self:send(ok and text and { "inspect", text } or { "inspect" })
   elseif kind == "ack" then
     return true -- the ack of a display the user interrupted: nothing to do
   elseif kind == "shutdown" then

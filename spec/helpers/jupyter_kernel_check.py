@@ -227,6 +227,9 @@ def main():
             reply = s.kc.get_shell_msg(timeout=TIMEOUT)["content"]
             assert "randn" in reply["matches"] and "randperm" in reply["matches"], reply
             assert reply["cursor_start"] == 5 and reply["cursor_end"] == 8, reply
+            s.kc.inspect("pivq.version", 7)
+            reply = s.kc.get_shell_msg(timeout=TIMEOUT)["content"]
+            assert reply["found"] and reply["data"]["text/plain"].startswith("pivq.version: string"), reply
             s.kc.is_complete("for i = 1, 3 do")
             reply = s.kc.get_shell_msg(timeout=TIMEOUT)["content"]
             assert reply["status"] == "incomplete", reply

@@ -136,6 +136,17 @@ describe("pivq.jupyter cells", function()
     assert.are.same({ "narrow" }, m)
   end)
 
+  it("inspects the name under the cursor without calling anything", function()
+    local env = { pivq = { version = "1.0", cfg = { lr = 0.1 }, f = function() end }, print = print }
+    assert.are.equal('pivq.version: string\n"1.0"', jupyter.inspect("x = pivq.version", 12, env))
+    assert.are.equal("pivq.cfg: table\n{lr = 0.1}", jupyter.inspect("pivq.cfg.lr + 1", 6, env))
+    assert.are.equal("pivq.cfg.lr: number\n0.1", jupyter.inspect("pivq.cfg.lr + 1", 11, env))
+    assert.matches("^pivq%.f: function defined at .*jupyter_spec%.lua:%d+$",
+      jupyter.inspect("pivq.f(", 6, env))
+    assert.are.equal("print: function (built in)", jupyter.inspect("print", 5, env))
+    assert.is_nil(jupyter.inspect("nothing.here", 5, env))
+  end)
+
   it("turns a Lua error into ename, evalue and traceback lines", function()
     local text = "cell[2]:1: boom\nstack traceback:\n\tcell[2]:1: in main chunk\n" ..
       "\t[C]: in function 'xpcall'\n\tpivq/jupyter.lua:1: in function 'run'"

@@ -453,6 +453,15 @@ class PivqKernel(Kernel):
         return {"status": "ok", "matches": matches, "cursor_start": start, "cursor_end": end,
                 "metadata": {}}
 
+    def do_inspect(self, code, cursor_pos, detail_level=0, omit_sections=()):
+        cursor_pos = len(code) if cursor_pos is None else cursor_pos
+        byte_cursor = len(code[:cursor_pos].encode("utf-8"))
+        reply = self._ask(["inspect", code, str(byte_cursor)])
+        if reply and reply[0] == b"inspect" and len(reply) > 1:
+            text = reply[1].decode("utf-8", "replace")
+            return {"status": "ok", "found": True, "data": {"text/plain": text}, "metadata": {}}
+        return {"status": "ok", "found": False, "data": {}, "metadata": {}}
+
     def do_is_complete(self, code):
         reply = self._ask(["is_complete", code])
         status = reply[1].decode() if reply and reply[0] == b"is_complete" else "unknown"
