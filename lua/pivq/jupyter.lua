@@ -520,7 +520,10 @@ function M.uninstall(opts)
   local python = opts.python or M.python
   local script = "import sys\n" ..
     "from jupyter_client.kernelspec import KernelSpecManager\n" ..
-    "print(KernelSpecManager().remove_kernel_spec(sys.argv[1]))\n"
+    "try:\n" ..
+    "    print(KernelSpecManager().remove_kernel_spec(sys.argv[1]))\n" ..
+    "except KeyError:\n" ..
+    "    sys.exit('no kernel spec named %s is installed' % sys.argv[1])\n"
   local ok, out = run(python_command(python, "-c", shell_quote(script),
     shell_quote(opts.name or M.kernel_name)))
   if not ok then return nil, out end
