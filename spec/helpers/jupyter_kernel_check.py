@@ -8,7 +8,6 @@ Run from the repository root (cells load spec/helpers/png_double.lua).
 
 import base64
 import os
-import queue
 import struct
 import sys
 import time

@@ -326,11 +326,6 @@ class PivqKernel(Kernel):
             self._starting = False
         self.banner = "pivq %s (LuaJIT) — Lua cells in one persistent pivq state" % self.pivq.version
 
-    def _restart_pivq(self):
-        if self.pivq is not None:
-            self.pivq.kill()
-        self._start_pivq()
-
     def _on_sigint(self, signum, frame):
         self._interrupts += 1
         if self._interrupted_at is None:
