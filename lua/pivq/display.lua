@@ -120,7 +120,10 @@ local function canvas_of(img, opts, level)
     error("pivq.show: expected an image tensor (C x H x W or N x C x H x W), got " .. type(img), level)
   end
   local d = img:dim()
-  if d == 2 then return img:view(1, img:size(1), img:size(2)) end
+  if d == 2 then -- H x W: one gray image
+    img = img:unsqueeze(1)
+    d = 3
+  end
   if not M.is_image(img) then
     local shape = table.concat(img:size(), "x")
     error("pivq.show: expected H x W, C x H x W or N x C x H x W with C = 1, 3 or 4; got " .. shape,

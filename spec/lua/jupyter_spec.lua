@@ -195,7 +195,9 @@ describe("pivq.display", function()
       end,
     }
     display.show(pivq.zeros(2, 3)) -- H x W is a gray image
+    display.show(pivq.zeros(3, 2):t()) -- also when it is a non-contiguous view
     assert.are.equal("\137PNG-from-save 1x2x3", shown[1]["image/png"])
+    assert.are.equal("\137PNG-from-save 1x2x3", shown[2]["image/png"])
   end)
 
   it("says clearly when there is no PNG support, and at the caller's line", function()
