@@ -483,7 +483,11 @@ pivq_tensor *pivq_where(const pivq_tensor *cond, const pivq_tensor *a, const piv
     for (int i = 0; i < nd1; i++) shape_ab.shape[i] = s1[i];
     if (pivq_broadcast_shapes("where", cond, &shape_ab, &nd2, s2)) return NULL;
     int dtype = pivq_promote_dtype(a->scalar_type, b->scalar_type);
-    pivq_tensor *cc = as_dtype(cond, PIVQ_UINT8);
+    /* Any nonzero condition is true (NaN too). Converting a float or wide integer condition
+       to uint8 would truncate 0.5 to 0 and wrap 256 to 0, so other dtypes compare with 0. */
+    pivq_tensor *cc = cond->scalar_type == PIVQ_UINT8
+                          ? pivq_tensor_retain((pivq_tensor *)cond)
+                          : pivq_compare_scalar(cond, 0.0, PIVQ_NE);
     pivq_tensor *ca = cc ? as_dtype(a, dtype) : NULL;
     pivq_tensor *cb = ca ? as_dtype(b, dtype) : NULL;
     pivq_tensor *out = cb ? pivq_empty(dtype, nd2, s2) : NULL;

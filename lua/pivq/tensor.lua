@@ -275,9 +275,16 @@ function M.stack(list, dim)
   return wrap(C.pivq_stack(arr, n, dim0("stack", list[1], dim or 1, 2, 1)))
 end
 
+-- A number beside a tensor takes the tensor's dtype, unless it needs float32 (0.5, inf, nan).
+local function scalar_like(x, other)
+  local dtype = is_tensor(other) and DTYPE_NAMES[other.c.scalar_type] or "float32"
+  if x % 1 ~= 0 or x ~= x then dtype = "float32" end
+  return M.tensor(x, dtype)
+end
+
 function M.where(cond, a, b)
-  if type(a) == "number" then a = M.tensor(a, is_tensor(b) and DTYPE_NAMES[b.c.scalar_type] or nil) end
-  if type(b) == "number" then b = M.tensor(b, is_tensor(a) and DTYPE_NAMES[a.c.scalar_type] or nil) end
+  if type(a) == "number" then a = scalar_like(a, b) end
+  if type(b) == "number" then b = scalar_like(b, a) end
   check_self("where", cond, 2)
   check_self("where", a, 2)
   check_self("where", b, 2)
