@@ -60,6 +60,13 @@ static inline double pivq_load_f64(const void *p, int dtype, int64_t i)
     }
 }
 
+/* True if x is an integer that int64 holds exactly (converting anything else is undefined). */
+static inline bool pivq_fits_int64(double x)
+{
+    return x >= -9223372036854775808.0 &&
+           x < 9223372036854775808.0 && x == __builtin_floor(x);
+}
+
 /* Number of threads to use for a loop of n elementary steps. */
 static inline int pivq_threads_for(int64_t n)
 {

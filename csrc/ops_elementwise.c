@@ -9,6 +9,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 static const char *unary_names[PIVQ_UNARY_COUNT] = {
     "neg", "abs", "exp", "log", "sqrt", "rsqrt", "sin", "cos",
@@ -308,18 +309,45 @@ pivq_tensor *pivq_binary(const pivq_tensor *a, const pivq_tensor *b, int op)
     return out;
 }
 
-/* A 0-dim tensor holding s in dtype (on the stack of the caller via storage). */
-static pivq_tensor *scalar_tensor(double s, int dtype)
+/* A 0-dim tensor holding a number, living on the caller's stack: scalar forms (x * 2) would
+   otherwise allocate and free a tensor per call. The caller keeps the only reference it
+   counts, so the refcount never reaches 0 and nothing frees it; ops that take a reference
+   (as_dtype) give it back before returning. */
+typedef struct stack_scalar {
+    pivq_tensor t;
+    pivq_storage s;
+    union {
+        float f;
+        int32_t i32;
+        int64_t i64;
+        uint8_t u8;
+    } v;
+} stack_scalar;
+
+static pivq_tensor *scalar_tensor(stack_scalar *ss, double s, int dtype)
 {
-    pivq_tensor *t = pivq_empty(dtype, 0, NULL);
-    if (t) pivq_fill_(t, s);
-    return t;
+    memset(ss, 0, sizeof *ss);
+    ss->s.data = &ss->v;
+    ss->s.nbytes = pivq_dtype_size(dtype);
+    ss->s.refcount = 1;
+    ss->t.refcount = 1;
+    ss->t.scalar_type = dtype;
+    ss->t.storage = &ss->s;
+    switch (dtype) {
+    case PIVQ_FLOAT32: ss->v.f = (float)s; break;
+    case PIVQ_INT32: ss->v.i32 = (int32_t)(int64_t)s; break; /* wraps, as fill does */
+    case PIVQ_INT64: ss->v.i64 = (int64_t)s; break;
+    default: ss->v.u8 = (uint8_t)(int64_t)s; break;
+    }
+    return &ss->t;
 }
 
+/* An integer tensor meets a number as an integer only when the number is one that int64
+   holds; anything else (0.5, 1e30, inf, nan) makes the op float32. */
 static int scalar_dtype(const pivq_tensor *a, double s, int op)
 {
     if (a->scalar_type == PIVQ_FLOAT32 || op == PIVQ_DIV) return PIVQ_FLOAT32;
-    if (s != floor(s) || !isfinite(s)) return PIVQ_FLOAT32;
+    if (!pivq_fits_int64(s)) return PIVQ_FLOAT32;
     return a->scalar_type;
 }
 
@@ -330,11 +358,9 @@ pivq_tensor *pivq_binary_scalar(const pivq_tensor *a, double s, int op, int scal
         return NULL;
     }
     if (pivq_check_tensor(binary_names[op], "tensor operand", a)) return NULL;
-    pivq_tensor *st = scalar_tensor(s, scalar_dtype(a, s, op));
-    if (!st) return NULL;
-    pivq_tensor *out = scalar_first ? pivq_binary(st, a, op) : pivq_binary(a, st, op);
-    pivq_tensor_release(st);
-    return out;
+    stack_scalar ss;
+    pivq_tensor *st = scalar_tensor(&ss, s, scalar_dtype(a, s, op));
+    return scalar_first ? pivq_binary(st, a, op) : pivq_binary(a, st, op);
 }
 
 int pivq_binary_(pivq_tensor *a, const pivq_tensor *b, int op)
@@ -370,14 +396,11 @@ int pivq_binary_(pivq_tensor *a, const pivq_tensor *b, int op)
 int pivq_binary_scalar_(pivq_tensor *a, double s, int op)
 {
     if (pivq_check_tensor("binary_", "destination", a)) return -1;
-    if (a->scalar_type != PIVQ_FLOAT32 && (!isfinite(s) || s != floor(s)))
+    if (a->scalar_type != PIVQ_FLOAT32 && !pivq_fits_int64(s))
         return pivq_set_error("%s_: cannot apply the non-integral scalar %g to a %s tensor in "
                               "place", pivq_binary_name(op), s, pivq_dtype_name(a->scalar_type));
-    pivq_tensor *st = scalar_tensor(s, a->scalar_type);
-    if (!st) return -1;
-    int rc = pivq_binary_(a, st, op);
-    pivq_tensor_release(st);
-    return rc;
+    stack_scalar ss;
+    return pivq_binary_(a, scalar_tensor(&ss, s, a->scalar_type), op);
 }
 
 /* ---- comparisons and where ------------------------------------------------------------ */
@@ -446,13 +469,9 @@ pivq_tensor *pivq_compare(const pivq_tensor *a, const pivq_tensor *b, int op)
 pivq_tensor *pivq_compare_scalar(const pivq_tensor *a, double s, int op)
 {
     if (pivq_check_tensor(pivq_compare_name(op), "tensor operand", a)) return NULL;
-    int dtype = (a->scalar_type == PIVQ_FLOAT32 || s != floor(s)) ? PIVQ_FLOAT32 : PIVQ_INT64;
-    if (isnan(s)) dtype = PIVQ_FLOAT32;
-    pivq_tensor *st = scalar_tensor(s, dtype);
-    if (!st) return NULL;
-    pivq_tensor *out = pivq_compare(a, st, op);
-    pivq_tensor_release(st);
-    return out;
+    int dtype = (a->scalar_type == PIVQ_FLOAT32 || !pivq_fits_int64(s)) ? PIVQ_FLOAT32 : PIVQ_INT64;
+    stack_scalar ss;
+    return pivq_compare(a, scalar_tensor(&ss, s, dtype), op);
 }
 
 #define WHERE_LOOP(T)                                                                          \

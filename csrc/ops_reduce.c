@@ -449,8 +449,15 @@ pivq_tensor *pivq_reduce(const pivq_tensor *x, int op, int dim, int keepdim, dou
         pl.nchunk = want < R ? want : R;
     }
     int64_t units = groups * pl.nchunk;
-    if (pl.nchunk == 1) {
-#pragma omp parallel num_threads(nth) if (nth > 1)
+    if (pl.nchunk == 1 && nth == 1) {
+        /* serial: no OpenMP region at all (its set-up dominates a small reduction) */
+        partial q[REDUCE_BLOCK];
+        for (int64_t u = 0; u < units; u++) {
+            int64_t first, m = reduce_unit(&pl, u, q, &first);
+            for (int64_t j = 0; j < m; j++) partial_store(op, is_int, &q[j], R, param, o, first + j);
+        }
+    } else if (pl.nchunk == 1) {
+#pragma omp parallel num_threads(nth)
         {
             partial q[REDUCE_BLOCK];
 #pragma omp for schedule(static)
