@@ -62,7 +62,10 @@ int pivq_gemm_(pivq_tensor *out, const pivq_tensor *a, const pivq_tensor *b, int
         return pivq_set_error("gemm: shapes do not match: op(a) %lldx%lld, op(b) %lldx%lld, "
                               "out %s", (long long)m, (long long)k, (long long)k2, (long long)n,
                               pivq_shape_str(out, so, sizeof so));
-    if (check_blas_dims("gemm", m, n, k)) return -1;
+    if (check_blas_dims("gemm", m, n, k) ||
+        check_blas_dims("gemm", out->strides[0], a->strides[0] + a->strides[1],
+                        b->strides[0] + b->strides[1]))
+        return -1;
     if (m == 0 || n == 0) return 0;
     blas_operand lo = blas_layout(m, n, out->strides[0], out->strides[1]);
     if (!lo.ok || lo.trans != CblasNoTrans)
@@ -88,8 +91,10 @@ int pivq_gemm_(pivq_tensor *out, const pivq_tensor *a, const pivq_tensor *b, int
     CBLAS_TRANSPOSE ta = (la.trans == CblasTrans) != (trans_a != 0) ? CblasTrans : CblasNoTrans;
     CBLAS_TRANSPOSE tb = (lb.trans == CblasTrans) != (trans_b != 0) ? CblasTrans : CblasNoTrans;
     if (k == 0) {
-        /* BLAS may read nothing; out = beta * out */
-        pivq_binary_scalar_(out, beta, PIVQ_MUL);
+        /* an empty sum: out = beta * out, where beta == 0 means "overwrite" (as in BLAS, old
+           contents such as NaN must not leak through 0 * NaN) */
+        if (beta == 0.0f) pivq_fill_(out, 0.0);
+        else pivq_binary_scalar_(out, beta, PIVQ_MUL);
     } else {
         cblas_sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, alpha,
                     pivq_data(ac ? ac : a), (int)la.ld, pivq_data(bc ? bc : b), (int)lb.ld, beta,

@@ -450,7 +450,7 @@ pivq_tensor *pivq_expand(const pivq_tensor *t, int ndim, const int64_t *size)
 {
     if (pivq_check_tensor("expand", "tensor", t)) return NULL;
     char a[160], b[160];
-    if (ndim < t->ndim || ndim > PIVQ_MAX_DIMS) {
+    if (ndim < t->ndim || ndim > PIVQ_MAX_DIMS || (ndim > 0 && !size)) {
         pivq_set_error("expand: cannot expand a %d-dim tensor to %d dims", t->ndim, ndim);
         return NULL;
     }
@@ -470,6 +470,12 @@ pivq_tensor *pivq_expand(const pivq_tensor *t, int ndim, const int64_t *size)
         v->strides[i] = (have == want) ? st : 0;
     }
     v->ndim = ndim;
+    /* stride-0 dims cost no memory, but every later loop counts elements in int64 */
+    if (pivq_sizes_numel(ndim, v->shape) < 0) {
+        pivq_tensor_release(v);
+        pivq_set_error("expand: shape %s is too large", pivq_sizes_str(ndim, size, b, sizeof b));
+        return NULL;
+    }
     return v;
 bad:
     pivq_tensor_release(v);
