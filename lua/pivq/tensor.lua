@@ -360,15 +360,17 @@ end
 -- Typed pointer to the first element (for kernels written in Lua and for tests).
 function T.data_ptr(t) return ffi.cast(CTYPES[t.c.scalar_type], C.pivq_data(t.c)) end
 
--- Element at 1-based indices (as many as dims), through the strides.
-local function element(t, ...)
+-- Element at 1-based indices (as many as dims), through the strides; as the raw FFI value
+-- (an int64 stays cdata) or as a Lua number.
+local function element_raw(t, ...)
   local p = ffi.cast(CTYPES[t.c.scalar_type], C.pivq_data(t.c))
   local off = 0
   for k = 1, select("#", ...) do
     off = off + (select(k, ...) - 1) * t.c.strides[k - 1]
   end
-  return tonumber(p[off])
+  return p[off]
 end
+local function element(t, ...) return tonumber(element_raw(t, ...)) end
 
 function T.item(t)
   if C.pivq_numel(t.c) ~= 1 then
@@ -763,8 +765,10 @@ local mt = {
   __pow = binary("pow", BINARY.pow),
   __unm = function(t) return wrap(C.pivq_unary(t.c, 0)) end,
   __tostring = function(t)
-    return printing.format(t, function(...) return element(t, ...) end, T.size(t),
-      DTYPE_NAMES[t.c.scalar_type])
+    -- int64 elements stay cdata so that values beyond 2^53 print exactly
+    local get = t.c.scalar_type == DTYPES.int64 and function(...) return element_raw(t, ...) end
+      or function(...) return element(t, ...) end
+    return printing.format(get, T.size(t), DTYPE_NAMES[t.c.scalar_type])
   end,
 }
 
