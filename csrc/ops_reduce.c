@@ -22,7 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static const char *reduce_names[PIVQ_REDUCE_COUNT] = {"sum", "mean",   "var",  "max", "min",
+static const char *reduce_names[PIVQ_REDUCE_COUNT] = {"sum",    "mean",   "var",  "max", "min",
                                                       "argmax", "argmin", "norm", "prod"};
 
 const char *pivq_reduce_name(int op)
@@ -54,7 +54,10 @@ static partial partial_empty(int op)
     return q;
 }
 
-static int wants_max(int op) { return op == PIVQ_RMAX || op == PIVQ_ARGMAX; }
+static int wants_max(int op)
+{
+    return op == PIVQ_RMAX || op == PIVQ_ARGMAX;
+}
 static int is_extremum(int op)
 {
     return op == PIVQ_RMAX || op == PIVQ_RMIN || op == PIVQ_ARGMAX || op == PIVQ_ARGMIN;
@@ -97,10 +100,22 @@ static inline int f_better(int mx, double x, double e, int64_t arg)
     }                                                                                              \
     return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + tail;
 
-static double sum_f32(const float *p, int64_t n) { SUM8(x) }
-static double sumsq_f32(const float *p, int64_t n) { SUM8(x * x) }
-static double sumabs_f32(const float *p, int64_t n) { SUM8(fabs(x)) }
-static double sumdev2_f32(const float *p, int64_t n, double mean) { SUM8((x - mean) * (x - mean)) }
+static double sum_f32(const float *p, int64_t n)
+{
+    SUM8(x)
+}
+static double sumsq_f32(const float *p, int64_t n)
+{
+    SUM8(x * x)
+}
+static double sumabs_f32(const float *p, int64_t n)
+{
+    SUM8(fabs(x))
+}
+static double sumdev2_f32(const float *p, int64_t n, double mean)
+{
+    SUM8((x - mean) * (x - mean))
+}
 
 /* Reduce the contiguous float32 lane p[0..n); `first` is the lane index of p[0]. */
 static partial lane_f32(int op, const float *p, int64_t n, double param, int64_t first)
@@ -110,7 +125,8 @@ static partial lane_f32(int op, const float *p, int64_t n, double param, int64_t
     case PIVQ_SUM:
     case PIVQ_MEAN: q.acc = sum_f32(p, n); break;
     case PIVQ_PROD:
-        for (int64_t j = 0; j < n; j++) q.acc *= p[j];
+        for (int64_t j = 0; j < n; j++)
+            q.acc *= p[j];
         break;
     case PIVQ_VAR:
         /* Blocks small enough for L1: exact two-pass mean and M2 per block, then Chan. */
@@ -132,7 +148,8 @@ static partial lane_f32(int op, const float *p, int64_t n, double param, int64_t
         } else if (param == 1.0) {
             q.acc = sumabs_f32(p, n);
         } else {
-            for (int64_t j = 0; j < n; j++) q.acc += pow(fabs(p[j]), param);
+            for (int64_t j = 0; j < n; j++)
+                q.acc += pow(fabs(p[j]), param);
         }
         break;
     default: { /* max, min, argmax, argmin */
@@ -155,13 +172,16 @@ static partial lane_i64(int op, const int64_t *p, int64_t n, double param, int64
     partial q = partial_empty(op);
     switch (op) {
     case PIVQ_SUM:
-        for (int64_t j = 0; j < n; j++) q.iacc = (int64_t)((uint64_t)q.iacc + (uint64_t)p[j]);
+        for (int64_t j = 0; j < n; j++)
+            q.iacc = (int64_t)((uint64_t)q.iacc + (uint64_t)p[j]);
         break;
     case PIVQ_PROD:
-        for (int64_t j = 0; j < n; j++) q.iacc = (int64_t)((uint64_t)q.iacc * (uint64_t)p[j]);
+        for (int64_t j = 0; j < n; j++)
+            q.iacc = (int64_t)((uint64_t)q.iacc * (uint64_t)p[j]);
         break;
     case PIVQ_MEAN:
-        for (int64_t j = 0; j < n; j++) q.acc += (double)p[j];
+        for (int64_t j = 0; j < n; j++)
+            q.acc += (double)p[j];
         break;
     case PIVQ_VAR:
         for (int64_t j = 0; j < n; j++) {
@@ -174,8 +194,10 @@ static partial lane_i64(int op, const int64_t *p, int64_t n, double param, int64
     case PIVQ_NORM:
         for (int64_t j = 0; j < n; j++) {
             double a = fabs((double)p[j]);
-            if (isinf(param)) q.ext = a > q.ext ? a : q.ext;
-            else q.acc += param == 1.0 ? a : (param == 2.0 ? a * a : pow(a, param));
+            if (isinf(param))
+                q.ext = a > q.ext ? a : q.ext;
+            else
+                q.acc += param == 1.0 ? a : (param == 2.0 ? a * a : pow(a, param));
         }
         break;
     default: {
@@ -208,19 +230,22 @@ static partial lane_i64(int op, const int64_t *p, int64_t n, double param, int64
                     for (int64_t j = 0; j < m; j++)                                                \
                         q[j].iacc = (int64_t)((uint64_t)q[j].iacc + (uint64_t)(int64_t)row[j]);    \
                 else                                                                               \
-                    for (int64_t j = 0; j < m; j++) q[j].acc += (double)row[j];                    \
+                    for (int64_t j = 0; j < m; j++)                                                \
+                        q[j].acc += (double)row[j];                                                \
                 break;                                                                             \
             case PIVQ_MEAN:                                                                        \
-                for (int64_t j = 0; j < m; j++) q[j].acc += (double)row[j];                        \
+                for (int64_t j = 0; j < m; j++)                                                    \
+                    q[j].acc += (double)row[j];                                                    \
                 break;                                                                             \
             case PIVQ_PROD:                                                                        \
                 if (IS_INT)                                                                        \
                     for (int64_t j = 0; j < m; j++)                                                \
                         q[j].iacc = (int64_t)((uint64_t)q[j].iacc * (uint64_t)(int64_t)row[j]);    \
                 else                                                                               \
-                    for (int64_t j = 0; j < m; j++) q[j].acc *= (double)row[j];                    \
+                    for (int64_t j = 0; j < m; j++)                                                \
+                        q[j].acc *= (double)row[j];                                                \
                 break;                                                                             \
-            case PIVQ_VAR: { /* Welford; every column has seen the same count */                  \
+            case PIVQ_VAR: { /* Welford; every column has seen the same count */                   \
                 double inv = 1.0 / (double)(r - r0 + 1);                                           \
                 for (int64_t j = 0; j < m; j++) {                                                  \
                     double x = (double)row[j], d = x - q[j].mean;                                  \
@@ -236,11 +261,14 @@ static partial lane_i64(int op, const int64_t *p, int64_t n, double param, int64
                         if ((a > q[j].ext || a != a) && q[j].ext == q[j].ext) q[j].ext = a;        \
                     }                                                                              \
                 } else if (param == 2.0) {                                                         \
-                    for (int64_t j = 0; j < m; j++) q[j].acc += (double)row[j] * (double)row[j];   \
+                    for (int64_t j = 0; j < m; j++)                                                \
+                        q[j].acc += (double)row[j] * (double)row[j];                               \
                 } else if (param == 1.0) {                                                         \
-                    for (int64_t j = 0; j < m; j++) q[j].acc += fabs((double)row[j]);              \
+                    for (int64_t j = 0; j < m; j++)                                                \
+                        q[j].acc += fabs((double)row[j]);                                          \
                 } else {                                                                           \
-                    for (int64_t j = 0; j < m; j++) q[j].acc += pow(fabs((double)row[j]), param);  \
+                    for (int64_t j = 0; j < m; j++)                                                \
+                        q[j].acc += pow(fabs((double)row[j]), param);                              \
                 }                                                                                  \
                 break;                                                                             \
             default:                                                                               \
@@ -261,7 +289,8 @@ static partial lane_i64(int op, const int64_t *p, int64_t n, double param, int64
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \
-        for (int64_t j = 0; j < m; j++) q[j].count = r1 - r0;                                      \
+        for (int64_t j = 0; j < m; j++)                                                            \
+            q[j].count = r1 - r0;                                                                  \
     }
 
 ROWS_KERNEL(rows_f32, float, 0)
@@ -290,8 +319,10 @@ static void partial_merge(int op, int is_int, partial *a, const partial *b)
     default: {
         if (b->arg < 0) break;
         int mx = wants_max(op), take;
-        if (is_int) take = a->arg < 0 || (mx ? b->iext > a->iext : b->iext < a->iext);
-        else take = f_better(mx, b->ext, a->ext, a->arg);
+        if (is_int)
+            take = a->arg < 0 || (mx ? b->iext > a->iext : b->iext < a->iext);
+        else
+            take = f_better(mx, b->ext, a->ext, a->arg);
         if (take) {
             a->ext = b->ext;
             a->iext = b->iext;
@@ -303,8 +334,8 @@ static void partial_merge(int op, int is_int, partial *a, const partial *b)
 }
 
 /* Write the final value of a lane of length R into out[i] (out has the result dtype). */
-static void partial_store(int op, int is_int, const partial *q, int64_t R, double param,
-                          void *out, int64_t i)
+static void partial_store(int op, int is_int, const partial *q, int64_t R, double param, void *out,
+                          int64_t i)
 {
     double v;
     switch (op) {
@@ -357,14 +388,16 @@ static int64_t reduce_unit(const reduce_plan *pl, int64_t u, partial *q, int64_t
     if (pl->inner == 1) { /* lane mode: group g is lane g */
         *first_out = g;
         if (pl->is_int)
-            q[0] = lane_i64(pl->op, (const int64_t *)pl->x + g * pl->R + r0, r1 - r0, pl->param, r0);
+            q[0] =
+                lane_i64(pl->op, (const int64_t *)pl->x + g * pl->R + r0, r1 - r0, pl->param, r0);
         else
             q[0] = lane_f32(pl->op, (const float *)pl->x + g * pl->R + r0, r1 - r0, pl->param, r0);
         return 1;
     }
     int64_t o = g / pl->nblk, b = g % pl->nblk;
     int64_t j0 = b * pl->bsize, m = pl->inner - j0 < pl->bsize ? pl->inner - j0 : pl->bsize;
-    for (int64_t j = 0; j < m; j++) q[j] = partial_empty(pl->op);
+    for (int64_t j = 0; j < m; j++)
+        q[j] = partial_empty(pl->op);
     int64_t at = (o * pl->R + r0) * pl->inner + j0;
     if (pl->is_int)
         rows_i64(pl->op, q, m, (const int64_t *)pl->x + at, r0, r1, pl->inner, pl->param);
@@ -422,8 +455,8 @@ pivq_tensor *pivq_reduce(const pivq_tensor *x, int op, int dim, int keepdim, dou
             osize[ond++] = x->shape[i];
         }
     }
-    pivq_tensor *xc = is_int && x->scalar_type != PIVQ_INT64 ? pivq_to_dtype(x, PIVQ_INT64)
-                                                             : pivq_contiguous(x);
+    pivq_tensor *xc =
+        is_int && x->scalar_type != PIVQ_INT64 ? pivq_to_dtype(x, PIVQ_INT64) : pivq_contiguous(x);
     pivq_tensor *out = xc ? pivq_empty(out_dtype, ond, osize) : NULL;
     if (!out) {
         pivq_tensor_release(xc);
@@ -431,8 +464,10 @@ pivq_tensor *pivq_reduce(const pivq_tensor *x, int op, int dim, int keepdim, dou
     }
     reduce_plan pl = {op, is_int, param, pivq_data(xc), 1, R, 1, 0, 1, 1, 1};
     if (dim >= 0) {
-        for (int i = 0; i < dim; i++) pl.outer *= x->shape[i];
-        for (int i = dim + 1; i < x->ndim; i++) pl.inner *= x->shape[i];
+        for (int i = 0; i < dim; i++)
+            pl.outer *= x->shape[i];
+        for (int i = dim + 1; i < x->ndim; i++)
+            pl.inner *= x->shape[i];
     }
     pl.nout = pl.outer * pl.inner;
     void *o = pivq_data(out);
@@ -454,7 +489,8 @@ pivq_tensor *pivq_reduce(const pivq_tensor *x, int op, int dim, int keepdim, dou
         partial q[REDUCE_BLOCK];
         for (int64_t u = 0; u < units; u++) {
             int64_t first, m = reduce_unit(&pl, u, q, &first);
-            for (int64_t j = 0; j < m; j++) partial_store(op, is_int, &q[j], R, param, o, first + j);
+            for (int64_t j = 0; j < m; j++)
+                partial_store(op, is_int, &q[j], R, param, o, first + j);
         }
     } else if (pl.nchunk == 1) {
 #pragma omp parallel num_threads(nth)
@@ -482,7 +518,8 @@ pivq_tensor *pivq_reduce(const pivq_tensor *x, int op, int dim, int keepdim, dou
 #pragma omp for schedule(static)
             for (int64_t u = 0; u < units; u++) {
                 int64_t first, m = reduce_unit(&pl, u, q, &first), c = u % pl.nchunk;
-                for (int64_t j = 0; j < m; j++) scratch[c * pl.nout + first + j] = q[j];
+                for (int64_t j = 0; j < m; j++)
+                    scratch[c * pl.nout + first + j] = q[j];
             }
         }
         for (int64_t i = 0; i < pl.nout; i++) {

@@ -64,8 +64,7 @@ const char *pivq_sizes_str(int ndim, const int64_t *size, char *buf, size_t len)
     size_t used = 0;
     buf[0] = '\0';
     for (int i = 0; i < ndim && used < len; i++)
-        used += (size_t)snprintf(buf + used, len - used, i ? "x%lld" : "%lld",
-                                 (long long)size[i]);
+        used += (size_t)snprintf(buf + used, len - used, i ? "x%lld" : "%lld", (long long)size[i]);
     return buf;
 }
 
@@ -94,7 +93,10 @@ void pivq_contiguous_strides(int ndim, const int64_t *size, int64_t *stride)
     }
 }
 
-int64_t pivq_numel(const pivq_tensor *t) { return pivq_sizes_numel(t->ndim, t->shape); }
+int64_t pivq_numel(const pivq_tensor *t)
+{
+    return pivq_sizes_numel(t->ndim, t->shape);
+}
 
 void *pivq_data(const pivq_tensor *t)
 {
@@ -160,8 +162,8 @@ static int check_shape(const char *fname, int ndim, const int64_t *size)
     if (ndim > 0 && !size) return pivq_set_error("%s: size is NULL", fname);
     for (int i = 0; i < ndim; i++)
         if (size[i] < 0)
-            return pivq_set_error("%s: size %lld of dim %d is negative", fname,
-                                  (long long)size[i], i);
+            return pivq_set_error("%s: size %lld of dim %d is negative", fname, (long long)size[i],
+                                  i);
     return 0;
 }
 
@@ -194,7 +196,8 @@ static pivq_tensor *tensor_new(const char *fname, int dtype, int ndim, const int
     t->refcount = 1;
     t->scalar_type = dtype;
     t->ndim = ndim;
-    for (int i = 0; i < ndim; i++) t->shape[i] = size[i];
+    for (int i = 0; i < ndim; i++)
+        t->shape[i] = size[i];
     pivq_contiguous_strides(ndim, size, t->strides);
     return t;
 }
@@ -263,8 +266,8 @@ static int check_dim(const char *fname, const pivq_tensor *t, int dim, int extra
     if (pivq_check_tensor(fname, "tensor", t)) return -1;
     if (dim < 0 || dim >= t->ndim + extra) {
         char buf[160];
-        return pivq_set_error("%s: dim %d out of range for a %d-dim tensor of shape %s", fname,
-                              dim, t->ndim, pivq_shape_str(t, buf, sizeof buf));
+        return pivq_set_error("%s: dim %d out of range for a %d-dim tensor of shape %s", fname, dim,
+                              t->ndim, pivq_shape_str(t, buf, sizeof buf));
     }
     return 0;
 }
@@ -288,8 +291,8 @@ pivq_tensor *pivq_select(const pivq_tensor *t, int dim, int64_t index)
 {
     if (check_dim("select", t, dim, 0)) return NULL;
     if (index < 0 || index >= t->shape[dim]) {
-        pivq_set_error("select: index %lld out of range for dim %d of size %lld",
-                       (long long)index, dim, (long long)t->shape[dim]);
+        pivq_set_error("select: index %lld out of range for dim %d of size %lld", (long long)index,
+                       dim, (long long)t->shape[dim]);
         return NULL;
     }
     pivq_tensor *v = pivq_view_alloc(t);
@@ -393,8 +396,8 @@ static int view_strides(const pivq_tensor *t, int ndim, const int64_t *size, int
     for (int ti = t->ndim - 1; ti >= 0; ti--) {
         tensor_numel *= t->shape[ti];
         /* end of a chunk: the next dim up is not contiguous with this one */
-        if (ti == 0 || (t->shape[ti - 1] != 1 &&
-                        t->strides[ti - 1] != tensor_numel * chunk_base_stride)) {
+        if (ti == 0 ||
+            (t->shape[ti - 1] != 1 && t->strides[ti - 1] != tensor_numel * chunk_base_stride)) {
             while (vi >= 0 && (view_numel < tensor_numel || size[vi] == 1)) {
                 stride[vi] = view_numel * chunk_base_stride;
                 view_numel *= size[vi];
@@ -419,8 +422,8 @@ pivq_tensor *pivq_view(const pivq_tensor *t, int ndim, const int64_t *size)
     if (!view_strides(t, ndim, shape, stride)) {
         char a[160], b[160];
         pivq_set_error("view: a %s tensor with these strides cannot be viewed as %s without a "
-                       "copy (use reshape or contiguous)", pivq_shape_str(t, a, sizeof a),
-                       pivq_sizes_str(ndim, shape, b, sizeof b));
+                       "copy (use reshape or contiguous)",
+                       pivq_shape_str(t, a, sizeof a), pivq_sizes_str(ndim, shape, b, sizeof b));
         return NULL;
     }
     pivq_tensor *v = pivq_view_alloc(t);
@@ -553,16 +556,16 @@ pivq_tensor *pivq_to_dtype(const pivq_tensor *t, int dtype)
 }
 
 /* Convert n elements between dtypes with the given byte strides (the copy's inner loop). */
-#define CONVERT_LOOP(DT, ST)                                                                   \
-    for (int64_t j = 0; j < n; j++)                                                            \
+#define CONVERT_LOOP(DT, ST)                                                                       \
+    for (int64_t j = 0; j < n; j++)                                                                \
         *(DT *)(d + j * ds) = (DT) * (const ST *)(s + j * ss);
 
-#define CONVERT_FROM(ST)                                                                       \
-    switch (dtype_dst) {                                                                       \
-    case PIVQ_FLOAT32: CONVERT_LOOP(float, ST) break;                                          \
-    case PIVQ_INT32: CONVERT_LOOP(int32_t, ST) break;                                          \
-    case PIVQ_INT64: CONVERT_LOOP(int64_t, ST) break;                                          \
-    default: CONVERT_LOOP(uint8_t, ST) break;                                                  \
+#define CONVERT_FROM(ST)                                                                           \
+    switch (dtype_dst) {                                                                           \
+    case PIVQ_FLOAT32: CONVERT_LOOP(float, ST) break;                                              \
+    case PIVQ_INT32: CONVERT_LOOP(int32_t, ST) break;                                              \
+    case PIVQ_INT64: CONVERT_LOOP(int64_t, ST) break;                                              \
+    default: CONVERT_LOOP(uint8_t, ST) break;                                                      \
     }
 
 static void convert_run(char *d, int64_t ds, int dtype_dst, const char *s, int64_t ss,
@@ -615,10 +618,11 @@ int pivq_copy_(pivq_tensor *dst, const pivq_tensor *src)
     return 0;
 }
 
-#define FILL_RUN(T, V)                                                                         \
-    do {                                                                                       \
-        T val = (T)(V);                                                                        \
-        for (int64_t j = 0; j < it.inner; j++) *(T *)(it.ptr[0] + j * it.inner_stride[0]) = val; \
+#define FILL_RUN(T, V)                                                                             \
+    do {                                                                                           \
+        T val = (T)(V);                                                                            \
+        for (int64_t j = 0; j < it.inner; j++)                                                     \
+            *(T *)(it.ptr[0] + j * it.inner_stride[0]) = val;                                      \
     } while (0)
 
 int pivq_fill_(pivq_tensor *t, double value)
@@ -650,8 +654,8 @@ int pivq_fill_(pivq_tensor *t, double value)
 pivq_tensor *pivq_arange(double start, double end, double step, int dtype)
 {
     if (!isfinite(start) || !isfinite(end) || !isfinite(step) || step == 0) {
-        pivq_set_error("arange: need finite start, end and a nonzero step (got %g, %g, %g)",
-                       start, end, step);
+        pivq_set_error("arange: need finite start, end and a nonzero step (got %g, %g, %g)", start,
+                       end, step);
         return NULL;
     }
     double count = ceil((end - start) / step);
@@ -725,12 +729,14 @@ void pivq_iter_init(pivq_iter *it, int nops, int ndim, const int64_t *size,
             }
         }
         sz[n] = size[i];
-        for (int k = 0; k < nops; k++) st[k][n] = strides[k][i];
+        for (int k = 0; k < nops; k++)
+            st[k][n] = strides[k][i];
         n++;
     }
     if (n == 0) { /* a single element */
         sz[0] = 1;
-        for (int k = 0; k < nops; k++) st[k][0] = 0;
+        for (int k = 0; k < nops; k++)
+            st[k][0] = 0;
         n = 1;
     }
     /* store outermost first, strides in bytes */
@@ -739,7 +745,8 @@ void pivq_iter_init(pivq_iter *it, int nops, int ndim, const int64_t *size,
     for (int i = 0; i < n; i++) {
         it->size[i] = sz[n - 1 - i];
         if (i < n - 1) it->runs *= it->size[i];
-        for (int k = 0; k < nops; k++) it->stride[k][i] = st[k][n - 1 - i] * esize[k];
+        for (int k = 0; k < nops; k++)
+            it->stride[k][i] = st[k][n - 1 - i] * esize[k];
     }
     for (int k = 0; k < nops; k++) {
         it->base[k] = base[k];
@@ -759,7 +766,8 @@ void pivq_iter_seek(pivq_iter *it, int64_t r)
     }
     for (int k = 0; k < it->nops; k++) {
         char *p = it->base[k];
-        for (int i = 0; i < it->ndim - 1; i++) p += it->index[i] * it->stride[k][i];
+        for (int i = 0; i < it->ndim - 1; i++)
+            p += it->index[i] * it->stride[k][i];
         it->ptr[k] = p;
     }
 }
@@ -768,9 +776,11 @@ void pivq_iter_next(pivq_iter *it)
 {
     for (int i = it->ndim - 2; i >= 0; i--) {
         it->index[i]++;
-        for (int k = 0; k < it->nops; k++) it->ptr[k] += it->stride[k][i];
+        for (int k = 0; k < it->nops; k++)
+            it->ptr[k] += it->stride[k][i];
         if (it->index[i] < it->size[i]) return;
-        for (int k = 0; k < it->nops; k++) it->ptr[k] -= it->stride[k][i] * it->size[i];
+        for (int k = 0; k < it->nops; k++)
+            it->ptr[k] -= it->stride[k][i] * it->size[i];
         it->index[i] = 0;
     }
     it->done = true;
@@ -785,7 +795,8 @@ void pivq_iter_parallel(const pivq_iter *it0, pivq_run_fn fn, void *ctx)
         /* Small tensors never enter an OpenMP region: even a serialised `parallel if(0)`
            costs libgomp a team set-up, several times the work of a tiny op. */
         pivq_iter it = *it0;
-        for (; !it.done; pivq_iter_next(&it)) fn(it.ptr, it.inner_stride, it.inner, ctx);
+        for (; !it.done; pivq_iter_next(&it))
+            fn(it.ptr, it.inner_stride, it.inner, ctx);
         return;
     }
 #pragma omp parallel num_threads(nth)
@@ -802,7 +813,8 @@ void pivq_iter_parallel(const pivq_iter *it0, pivq_run_fn fn, void *ctx)
             pivq_iter_seek(&it, r);
             while (e0 < e1) {
                 char *p[PIVQ_ITER_MAX_OPS];
-                for (int k = 0; k < it.nops; k++) p[k] = it.ptr[k] + j * it.inner_stride[k];
+                for (int k = 0; k < it.nops; k++)
+                    p[k] = it.ptr[k] + j * it.inner_stride[k];
                 int64_t n = it.inner - j;
                 if (n > e1 - e0) n = e1 - e0;
                 fn(p, it.inner_stride, n, ctx);

@@ -20,8 +20,6 @@ local function strided_pair(shape, lo, hi, dtype)
   local t, lt = random_pair(shape, lo, hi, dtype)
   if #shape < 2 then return t, lt end
   local n = #shape
-  local swapped = { unpack(shape) }
-  swapped[n - 1], swapped[n] = shape[n], shape[n - 1]
   local backing = t:transpose(n - 1, n):contiguous() -- memory in transposed order
   local view = backing:transpose(n - 1, n)
   if shape[n - 1] > 1 and shape[n] > 1 then assert(not view:is_contiguous()) end

@@ -8,7 +8,8 @@ describe("index_select", function()
 
   it("picks rows and columns by 1-based index, repeats allowed", function()
     assert.are.same({ { 7, 8, 9 }, { 1, 2, 3 }, { 7, 8, 9 } }, x:index_select(1, { 3, 1, 3 }):totable())
-    assert.are.same({ { 2, 2 }, { 5, 5 }, { 8, 8 } }, x:index_select(2, pivq.tensor({ 2, 2 }, "int64")):totable())
+    assert.are.same({ { 2, 2 }, { 5, 5 }, { 8, 8 } }, x:index_select(2, pivq.tensor({ 2, 2 },
+      "int64")):totable())
     assert.are.same({ { 3 }, { 6 }, { 9 } }, x:index_select(-1, pivq.tensor({ 3 }, "int32")):totable())
     assert.are.same({ 0, 3 }, x:index_select(1, pivq.tensor({}, "int64")):size())
   end)
@@ -18,10 +19,13 @@ describe("index_select", function()
   end)
 
   it("refuses out-of-range, non-integer and multi-dim indices", function()
-    ref.raises(function() x:index_select(1, { 4 }) end, "index_select: index 3 out of range for dim 0 of size 3")
+    ref.raises(function() x:index_select(1, { 4 }) end,
+      "index_select: index 3 out of range for dim 0 of size 3")
     ref.raises(function() x:index_select(1, { 0 }) end, "index_select", "out of range")
-    ref.raises(function() x:index_select(1, pivq.tensor { 1 }) end, "index_select: index must be int64 or int32")
-    ref.raises(function() x:index_select(1, pivq.tensor({ { 1 } }, "int64")) end, "index_select: index must be 1-D")
+    ref.raises(function() x:index_select(1, pivq.tensor { 1 }) end,
+      "index_select: index must be int64 or int32")
+    ref.raises(function() x:index_select(1, pivq.tensor({ { 1 } }, "int64")) end,
+      "index_select: index must be 1-D")
     ref.raises(function() x:index_select(3, { 1 }) end, "index_select: dim 3 out of range")
     ref.raises(function() x:index_select(1, "a") end, "index_select: index must be a tensor")
   end)
@@ -34,9 +38,11 @@ describe("gather and scatter_add", function()
     assert.are.same({ { 3, 1 }, { 5, 5 } }, x:gather(2, idx):totable())
     local idx1 = pivq.tensor({ { 2, 1, 2 } }, "int64")
     assert.are.same({ { 4, 2, 6 } }, x:gather(1, idx1):totable())
-    assert.are.same({ { 4, 1 }, { 5, 2 } }, x:t():gather(2, pivq.tensor({ { 2, 1 }, { 2, 1 } }, "int64")):totable())
+    assert.are.same({ { 4, 1 }, { 5, 2 } }, x:t():gather(2, pivq.tensor({ { 2, 1 }, { 2, 1 } },
+      "int64")):totable())
     ref.raises(function() x:gather(2, pivq.tensor({ { 4 } }, "int64")) end, "gather: index 3 out of range")
-    ref.raises(function() x:gather(2, pivq.tensor({ 1 }, "int64")) end, "gather: index (1) must have as many dims")
+    ref.raises(function() x:gather(2, pivq.tensor({ 1 }, "int64")) end,
+      "gather: index (1) must have as many dims")
   end)
 
   it("scatter_add adds src at the indices (duplicates accumulate) and leaves x alone", function()
@@ -59,9 +65,11 @@ describe("gather and scatter_add", function()
     local iy = pivq.zeros(2, 2, "int64"):scatter_add(1, pivq.tensor({ { 1, 2 } }, "int64"),
       pivq.tensor({ { 5, 7 } }, "int64"))
     assert.are.same({ { 5, 0 }, { 0, 7 } }, iy:totable())
-    ref.raises(function() x:scatter_add(2, idx, src:long()) end, "scatter_add: src is int64 but the input is float32")
+    ref.raises(function() x:scatter_add(2, idx, src:long()) end,
+      "scatter_add: src is int64 but the input is float32")
     ref.raises(function() x:scatter_add(2, idx, 3) end, "scatter_add: expected a tensor")
-    ref.raises(function() x:scatter_add(2, pivq.tensor({ { 5 } }, "int64"), src) end, "scatter_add", "out of range")
+    ref.raises(function() x:scatter_add(2, pivq.tensor({ { 5 } }, "int64"), src) end, "scatter_add",
+      "out of range")
   end)
 end)
 
@@ -75,7 +83,8 @@ describe("cat and stack", function()
     assert.are.same({ { 1, 2 }, { 3, 4 } }, pivq.cat({ a }):totable())
     assert.are.same({ 1, 2, 3 }, pivq.cat({ pivq.tensor { 1 }, pivq.tensor { 2, 3 } }):totable())
     assert.are.same({ { 1, 2 }, { 3, 4 } }, pivq.cat({ a, pivq.empty(0, 2) }, 1):totable())
-    ref.raises(function() pivq.cat({ a, b }, 2) end, "cat: tensor 2 (1x2 float32) does not match tensor 1 (2x2 float32)")
+    ref.raises(function() pivq.cat({ a, b }, 2) end,
+      "cat: tensor 2 (1x2 float32) does not match tensor 1 (2x2 float32)")
     ref.raises(function() pivq.cat({ a, b:long() }, 1) end, "cat", "int64")
     ref.raises(function() pivq.cat({}) end, "cat: expected a non-empty table of tensors")
     ref.raises(function() pivq.cat({ a, 3 }) end, "cat: entry 2 is number, not a tensor")
@@ -86,8 +95,10 @@ describe("cat and stack", function()
     local s = pivq.stack({ a, a * 10 })
     assert.are.same({ 2, 2, 2 }, s:size())
     assert.are.same({ { { 1, 2 }, { 3, 4 } }, { { 10, 20 }, { 30, 40 } } }, s:totable())
-    assert.are.same({ { { 1, 10 }, { 2, 20 } }, { { 3, 30 }, { 4, 40 } } }, pivq.stack({ a, a * 10 }, 3):totable())
-    assert.are.same({ { { 1, 2 }, { 10, 20 } }, { { 3, 4 }, { 30, 40 } } }, pivq.stack({ a, a * 10 }, 2):totable())
+    assert.are.same({ { { 1, 10 }, { 2, 20 } }, { { 3, 30 }, { 4, 40 } } }, pivq.stack({ a, a * 10 },
+      3):totable())
+    assert.are.same({ { { 1, 2 }, { 10, 20 } }, { { 3, 4 }, { 30, 40 } } }, pivq.stack({ a, a * 10 },
+      2):totable())
     ref.raises(function() pivq.stack({ a, b }) end, "stack: tensor 2 has shape 1x2 but tensor 1 has 2x2")
     ref.raises(function() pivq.stack({ a, a }, 4) end, "stack: dim 4 out of range")
   end)

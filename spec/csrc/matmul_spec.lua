@@ -57,7 +57,8 @@ end
 
 describe("matmul", function()
   it("2-D products of many sizes", function()
-    for _, mkn in ipairs({ { 1, 1, 1 }, { 2, 3, 4 }, { 7, 5, 3 }, { 16, 16, 16 }, { 33, 17, 9 }, { 1, 64, 1 } }) do
+    for _, mkn in ipairs({ { 1, 1, 1 }, { 2, 3, 4 }, { 7, 5, 3 }, { 16, 16, 16 }, { 33, 17, 9 }, { 1, 64,
+      1 } }) do
       local m, k, n = unpack(mkn)
       local a, la = rand({ m, k })
       local b, lb = rand({ k, n })
@@ -134,7 +135,7 @@ describe("matmul", function()
 
   it("gemm_ computes alpha * op(a) op(b) + beta * out in place", function()
     local a, la = rand({ 3, 4 })
-    local b, lb = rand({ 5, 4 })
+    local b = rand({ 5, 4 })
     local out, lo = rand({ 3, 5 })
     local rc = pivq.C.pivq_gemm_(out.c, a.c, b.c, 0, 1, 2.0, 0.5)
     assert.are.equal(0, rc)

@@ -23,7 +23,8 @@ describe("memory", function()
     end
     -- the policy collects past its threshold and then doubles what survived (>= min)
     local bound = base + 2 * math.max(policy.min, policy.threshold) + 2 ^ 20
-    assert.is_true(peak < bound, string.format("peak %.1f MB above bound %.1f MB", peak / 2 ^ 20, bound / 2 ^ 20))
+    assert.is_true(peak < bound, string.format("peak %.1f MB above bound %.1f MB", peak / 2 ^ 20,
+      bound / 2 ^ 20))
     assert.is_true(peak < 300 * 2 ^ 20)
   end)
 
@@ -40,7 +41,8 @@ describe("memory", function()
     end
     local policy = pivq.gc_policy
     local bound = base + 2 * math.max(policy.min, policy.threshold) + 2 ^ 21
-    assert.is_true(peak < bound, string.format("peak %.1f MB above bound %.1f MB", peak / 2 ^ 20, bound / 2 ^ 20))
+    assert.is_true(peak < bound, string.format("peak %.1f MB above bound %.1f MB", peak / 2 ^ 20,
+      bound / 2 ^ 20))
   end)
 
   it("views, ops and error paths leak nothing", function()

@@ -301,6 +301,7 @@ describe("views", function()
     assert.are.same({ { 1, 1, 1, 1 }, { 2, 2, 2, 2 }, { 3, 3, 3, 3 } }, x:totable())
     x:narrow(2, 2, 2):copy(pivq.tensor { { 9 }, { 8 }, { 7 } })
     assert.are.same({ { 1, 9, 9, 1 }, { 2, 8, 8, 2 }, { 3, 7, 7, 3 } }, x:totable())
-    ref.raises(function() x:copy(pivq.zeros(2, 4)) end, "copy: source of shape 2x4 cannot be broadcast to 3x4")
+    ref.raises(function() x:copy(pivq.zeros(2, 4)) end,
+      "copy: source of shape 2x4 cannot be broadcast to 3x4")
   end)
 end)

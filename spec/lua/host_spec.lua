@@ -95,6 +95,7 @@ inner()
     assert.matches(s:gsub("%p", "%%%0") .. ":2:", err) -- the user's line
     assert.matches("stack traceback:", err)
     assert.matches("in function 'inner'", err)
+    local _
     _, err, code = run("-e " .. shell_quote("error('boom')"))
     assert.are.equal(1, code)
     assert.matches("boom", err)

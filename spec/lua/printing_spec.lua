@@ -4,7 +4,8 @@ local pivq = require "pivq"
 
 describe("tostring of tensors", function()
   it("prints integral floats without decimals and a footer", function()
-    assert.are.equal(" 1 2\n 3 4\n[pivq.Tensor float32 of size 2x2]", tostring(pivq.tensor { { 1, 2 }, { 3, 4 } }))
+    assert.are.equal(" 1 2\n 3 4\n[pivq.Tensor float32 of size 2x2]", tostring(pivq.tensor { { 1, 2 }, { 3,
+      4 } }))
     assert.are.equal(" 1\n 2\n[pivq.Tensor float32 of size 2]", tostring(pivq.tensor { 1, 2 }))
   end)
 
@@ -14,9 +15,11 @@ describe("tostring of tensors", function()
   end)
 
   it("switches to exponent notation for huge and tiny magnitudes", function()
-    assert.are.equal(" 1.0000e-30\n 1.0000e+30\n[pivq.Tensor float32 of size 2]", tostring(pivq.tensor { 1e-30, 1e30 }))
+    assert.are.equal(" 1.0000e-30\n 1.0000e+30\n[pivq.Tensor float32 of size 2]",
+      tostring(pivq.tensor { 1e-30, 1e30 }))
     assert.are.equal(" 1.2346e+05\n[pivq.Tensor float32 of size 1]", tostring(pivq.tensor { 123456.5 }))
-    assert.are.equal(" 1.0000e-05\n 0.0000e+00\n[pivq.Tensor float32 of size 2]", tostring(pivq.tensor { 1e-5, 0 }))
+    assert.are.equal(" 1.0000e-05\n 0.0000e+00\n[pivq.Tensor float32 of size 2]",
+      tostring(pivq.tensor { 1e-5, 0 }))
     assert.are.equal(" 3.0000e+09\n[pivq.Tensor float32 of size 1]", tostring(pivq.tensor { 3e9 }))
     assert.are.equal(" 123456\n[pivq.Tensor float32 of size 1]", tostring(pivq.tensor { 123456 }))
   end)
@@ -34,14 +37,16 @@ describe("tostring of tensors", function()
     p[2] = 9007199254740993LL -- 2^53 + 1: not a Lua number
     assert.are.equal("  9223372036854775807\n -9223372036854775808\n     9007199254740993\n"
       .. "[pivq.Tensor int64 of size 3]", tostring(x))
-    assert.are.equal(" 255   0\n[pivq.Tensor uint8 of size 1x2]", tostring(pivq.tensor({ { 255, 0 } }, "uint8")))
+    assert.are.equal(" 255   0\n[pivq.Tensor uint8 of size 1x2]", tostring(pivq.tensor({ { 255, 0 } },
+      "uint8")))
   end)
 
   it("prints scalars, empty tensors and 3-D slices", function()
     assert.are.equal("7\n[pivq.Tensor float32 of size scalar]", tostring(pivq.tensor(7)))
     assert.are.equal("[empty tensor]\n[pivq.Tensor float32 of size 0x3]", tostring(pivq.zeros(0, 3)))
     local s = tostring(pivq.arange(1, 8):view(2, 2, 2))
-    assert.are.equal("(1,.,.) = \n 1 2\n 3 4\n\n(2,.,.) = \n 5 6\n 7 8\n\n[pivq.Tensor int64 of size 2x2x2]", s)
+    assert.are.equal("(1,.,.) = \n 1 2\n 3 4\n\n(2,.,.) = \n 5 6\n 7 8\n\n"
+      .. "[pivq.Tensor int64 of size 2x2x2]", s)
   end)
 
   it("summarises large tensors with the first and last rows and columns", function()
@@ -54,7 +59,8 @@ describe("tostring of tensors", function()
     assert.are.equal(" 1951 1952 1953 ... 1998 1999 2000", lines[7])
     assert.are.equal("[pivq.Tensor int64 of size 40x50]", lines[8])
     -- strided views print their own values
-    assert.are.equal(" 1 3\n 2 4\n[pivq.Tensor float32 of size 2x2]", tostring(pivq.tensor { { 1, 2 }, { 3, 4 } }:t()))
+    assert.are.equal(" 1 3\n 2 4\n[pivq.Tensor float32 of size 2x2]", tostring(pivq.tensor { { 1, 2 }, { 3,
+      4 } }:t()))
   end)
 end)
 
