@@ -592,6 +592,58 @@ static void copy_run(char **ptr, const int64_t *stride, int64_t n, void *ctx)
     convert_run(ptr[0], stride[0], dtypes[0], ptr[1], stride[1], dtypes[1], n);
 }
 
+/* A transposing copy (x:t():contiguous()): the destination's rows are contiguous but the
+   source walks them with a large stride, touching a new cache line per element. Copying
+   TILE x TILE tiles instead reuses each source line TILE times while it is in cache. */
+#define TILE 32
+
+static bool copy_wants_tiles(const pivq_iter *it, const int *esize)
+{
+    int nd = it->ndim;
+    return nd >= 2 && it->inner_stride[0] == esize[0] && it->inner_stride[1] != esize[1] &&
+           it->stride[1][nd - 2] == esize[1] && it->size[nd - 2] >= TILE / 4 &&
+           it->inner >= TILE / 4;
+}
+
+/* Copy row block u (TILE rows of one of the outer matrices) of a tiled copy. */
+static void copy_tile_rows(const pivq_iter *it, const int *dtypes, int64_t u)
+{
+    int nd = it->ndim;
+    int64_t rows = it->size[nd - 2], cols = it->inner, nrb = (rows + TILE - 1) / TILE;
+    int64_t o = u / nrb, i0 = (u % nrb) * TILE, i1 = i0 + TILE < rows ? i0 + TILE : rows;
+    char *d = it->base[0];
+    const char *s = it->base[1];
+    for (int k = nd - 3; k >= 0; k--) { /* the outer matrix o */
+        int64_t idx = o % it->size[k];
+        o /= it->size[k];
+        d += idx * it->stride[0][k];
+        s += idx * it->stride[1][k];
+    }
+    int64_t ds0 = it->stride[0][nd - 2], ds1 = it->inner_stride[0];
+    int64_t ss0 = it->stride[1][nd - 2], ss1 = it->inner_stride[1];
+    for (int64_t j0 = 0; j0 < cols; j0 += TILE) {
+        int64_t n = cols - j0 < TILE ? cols - j0 : TILE;
+        for (int64_t i = i0; i < i1; i++)
+            convert_run(d + i * ds0 + j0 * ds1, ds1, dtypes[0], s + i * ss0 + j0 * ss1, ss1,
+                        dtypes[1], n);
+    }
+}
+
+static void copy_tiled(const pivq_iter *it, const int *dtypes)
+{
+    int64_t rows = it->size[it->ndim - 2];
+    int64_t units = it->runs / rows * ((rows + TILE - 1) / TILE);
+    int nth = pivq_threads_for(it->runs * it->inner);
+    if (nth == 1) {
+        for (int64_t u = 0; u < units; u++)
+            copy_tile_rows(it, dtypes, u);
+        return;
+    }
+#pragma omp parallel for num_threads(nth) schedule(static)
+    for (int64_t u = 0; u < units; u++)
+        copy_tile_rows(it, dtypes, u);
+}
+
 int pivq_copy_(pivq_tensor *dst, const pivq_tensor *src)
 {
     if (pivq_check_tensor("copy", "dst", dst) || pivq_check_tensor("copy", "src", src)) return -1;
@@ -614,7 +666,10 @@ int pivq_copy_(pivq_tensor *dst, const pivq_tensor *src)
     pivq_iter it;
     pivq_iter_init(&it, 2, dst->ndim, dst->shape, strides, base, esize);
     int dtypes[2] = {dst->scalar_type, src->scalar_type};
-    pivq_iter_parallel(&it, copy_run, dtypes);
+    if (copy_wants_tiles(&it, esize))
+        copy_tiled(&it, dtypes);
+    else
+        pivq_iter_parallel(&it, copy_run, dtypes);
     return 0;
 }
 
