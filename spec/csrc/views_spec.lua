@@ -283,6 +283,36 @@ describe("views", function()
     assert.is_true(iota(3, 4):narrow(1, 2, 1):is_contiguous())
   end)
 
+  it("transposing copies of larger tensors (the tiled path) keep every value", function()
+    for _, case in ipairs({ { 37, 45 }, { 8, 300 }, { 300, 9 }, { 3, 20, 33 } }) do
+      local x = iota(unpack(case))
+      local n = #case
+      local t = x:transpose(n - 1, n)
+      local c = t:contiguous()
+      assert.is_true(c:is_contiguous())
+      local rows, cols = case[n], case[n - 1] -- t's last two sizes
+      local outer = x:numel() / (rows * cols)
+      local data = ref.from(c).data
+      for o = 0, outer - 1 do
+        for i = 0, rows - 1 do
+          for j = 0, cols - 1 do
+            -- t[o][i][j] = x[o][j][i] = o*rows*cols + j*rows + i
+            local v = data[o * rows * cols + i * cols + j + 1]
+            assert(v == o * rows * cols + j * rows + i, string.format("%s at %d,%d,%d: %s",
+              table.concat(case, "x"), o, i, j, tostring(v)))
+          end
+        end
+      end
+      -- with a dtype conversion on the way, and into a strided destination
+      assert.are.same(c:totable(), t:long():totable())
+      local dst = pivq.zeros(rows, cols):t() -- x's shape, column-major
+      if n == 2 then
+        dst:copy(x)
+        assert.are.same(x:totable(), dst:totable())
+      end
+    end
+  end)
+
   it("index syntax t[i] selects along the first dim and assigns", function()
     local x = iota(3, 2)
     assert.are.same({ 2, 3 }, x[2]:totable())
