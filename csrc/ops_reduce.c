@@ -296,6 +296,105 @@ static partial lane_i64(int op, const int64_t *p, int64_t n, double param, int64
 ROWS_KERNEL(rows_f32, float, 0)
 ROWS_KERNEL(rows_i64, int64_t, 1)
 
+/* The common float ops over rows, with one array per field (structure of arrays): the inner
+   loops are unit-stride over doubles and branch-free, which the compiler vectorises, where the
+   generic kernel's array of partials strides 64 bytes. Returns 0 for ops it leaves to
+   rows_f32. Same results as rows_f32: extrema keep the first occurrence, NaN wins and stays. */
+static int rows_f32_soa(int op, partial *q, int64_t m, const float *base, int64_t r0, int64_t r1,
+                        int64_t inner, double param)
+{
+    double a[REDUCE_BLOCK], b[REDUCE_BLOCK];
+    int64_t arg[REDUCE_BLOCK];
+    enum { SUM, SUMSQ, SUMABS, VAR, MAX, MIN } kind;
+    switch (op) {
+    case PIVQ_SUM:
+    case PIVQ_MEAN: kind = SUM; break;
+    case PIVQ_NORM:
+        if (param == 2.0)
+            kind = SUMSQ;
+        else if (param == 1.0)
+            kind = SUMABS;
+        else
+            return 0;
+        break;
+    case PIVQ_VAR: kind = VAR; break;
+    case PIVQ_RMAX:
+    case PIVQ_ARGMAX: kind = MAX; break;
+    case PIVQ_RMIN:
+    case PIVQ_ARGMIN: kind = MIN; break;
+    default: return 0;
+    }
+    int64_t r = r0;
+    if ((kind == MAX || kind == MIN) && r1 > r0) { /* start from the first row */
+        for (int64_t j = 0; j < m; j++) {
+            a[j] = base[j];
+            arg[j] = r0;
+        }
+        r++;
+    } else {
+        for (int64_t j = 0; j < m; j++)
+            a[j] = b[j] = 0;
+    }
+    for (; r < r1; r++) {
+        const float *row = base + (r - r0) * inner;
+        switch (kind) {
+        case SUM:
+            for (int64_t j = 0; j < m; j++)
+                a[j] += (double)row[j];
+            break;
+        case SUMSQ:
+            for (int64_t j = 0; j < m; j++)
+                a[j] += (double)row[j] * (double)row[j];
+            break;
+        case SUMABS:
+            for (int64_t j = 0; j < m; j++)
+                a[j] += fabs((double)row[j]);
+            break;
+        case VAR: { /* Welford: a = mean, b = M2; every column has seen the same count */
+            double inv = 1.0 / (double)(r - r0 + 1);
+            for (int64_t j = 0; j < m; j++) {
+                double x = row[j], d = x - a[j];
+                a[j] += d * inv;
+                b[j] += d * (x - a[j]);
+            }
+            break;
+        }
+        case MAX:
+            for (int64_t j = 0; j < m; j++) {
+                double x = row[j];
+                int take = (x > a[j]) | ((x != x) & (a[j] == a[j]));
+                a[j] = take ? x : a[j];
+                arg[j] = take ? r : arg[j];
+            }
+            break;
+        case MIN:
+            for (int64_t j = 0; j < m; j++) {
+                double x = row[j];
+                int take = (x < a[j]) | ((x != x) & (a[j] == a[j]));
+                a[j] = take ? x : a[j];
+                arg[j] = take ? r : arg[j];
+            }
+            break;
+        }
+    }
+    for (int64_t j = 0; j < m; j++) {
+        q[j] = partial_empty(op);
+        q[j].count = r1 - r0;
+        if (kind == VAR) {
+            q[j].mean = a[j];
+            q[j].m2 = b[j];
+        } else if (kind == MAX || kind == MIN) {
+            if (r1 > r0) {
+                q[j].ext = a[j];
+                q[j].arg = arg[j];
+            }
+        } else {
+            q[j].acc = a[j];
+        }
+    }
+    return 1;
+}
+
 /* ---- combining and storing ----------------------------------------------------------------- */
 
 /* Merge partial b (a later chunk of the same lane) into a. */
@@ -401,7 +500,7 @@ static int64_t reduce_unit(const reduce_plan *pl, int64_t u, partial *q, int64_t
     int64_t at = (o * pl->R + r0) * pl->inner + j0;
     if (pl->is_int)
         rows_i64(pl->op, q, m, (const int64_t *)pl->x + at, r0, r1, pl->inner, pl->param);
-    else
+    else if (!rows_f32_soa(pl->op, q, m, (const float *)pl->x + at, r0, r1, pl->inner, pl->param))
         rows_f32(pl->op, q, m, (const float *)pl->x + at, r0, r1, pl->inner, pl->param);
     *first_out = o * pl->inner + j0;
     return m;

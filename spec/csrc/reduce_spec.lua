@@ -121,6 +121,22 @@ describe("reductions", function()
     assert.is_true(s ~= s)
   end)
 
+  it("NaN wins max/min over strided lanes too, at its first position", function()
+    local nan = 0 / 0
+    local m = pivq.tensor { { 1, 5, -1 }, { nan, 2, 7 }, { 3, nan, nan }, { 9, 9, 0 } }
+    for _, f in ipairs({ "max", "min" }) do
+      local v, i = m[f](m, 1)
+      local vt = v:totable()
+      assert.is_true(vt[1] ~= vt[1] and vt[2] ~= vt[2] and vt[3] ~= vt[3], f)
+      assert.are.same({ 2, 3, 3 }, i:totable(), f)
+    end
+    local v, i = m:narrow(1, 1, 2):max(1)
+    assert.are.same({ 5, 7 }, { v:totable()[2], v:totable()[3] })
+    assert.are.same({ 2, 1, 2 }, i:totable())
+    assert.are.same({ 4, 4, 1 }, pivq.tensor({ { 1, 1, 9 }, { 2, 2, 3 }, { 0, 3, 4 }, { 5, 5,
+      5 } }):argmax(1):totable())
+  end)
+
   it("empty inputs: sum 0, prod 1, mean NaN, max refuses", function()
     local e = pivq.zeros(0, 3)
     assert.are.same({ 0, 0, 0 }, e:sum(1):totable())
