@@ -116,6 +116,12 @@ void pivq_iter_next(pivq_iter *it);
 typedef void (*pivq_run_fn)(char **ptr, const int64_t *stride, int64_t n, void *ctx);
 void pivq_iter_parallel(const pivq_iter *it, pivq_run_fn fn, void *ctx);
 
+/* Run fn(i0, i1, ctx) over [0, n) split evenly among the OpenMP threads when `work` (the
+   number of elementary steps) is large; below the grain it is one direct call, with no
+   OpenMP region (whose set-up alone costs more than a small op). */
+typedef void (*pivq_range_fn)(int64_t i0, int64_t i1, void *ctx);
+void pivq_parallel_range(int64_t n, int64_t work, pivq_range_fn fn, void *ctx);
+
 /* Strides of t broadcast to (ndim, size): 0 where t's dim is 1 or missing. */
 void pivq_broadcast_strides(const pivq_tensor *t, int ndim, const int64_t *size, int64_t *stride);
 

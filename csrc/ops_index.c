@@ -40,6 +40,24 @@ static int check_dim_arg(const char *fname, const pivq_tensor *x, int dim)
     return 0;
 }
 
+/* index_select's rows u = (o, j) of the output: out[o, j, :] = x[o, index[j], :]. */
+typedef struct select_ctx {
+    char *dst;
+    const char *src;
+    const int64_t *ix;
+    int64_t n, R, inner, es;
+} select_ctx;
+
+static void select_rows(int64_t u0, int64_t u1, void *vctx)
+{
+    const select_ctx *c = vctx;
+    for (int64_t u = u0; u < u1; u++) {
+        int64_t o = u / c->n, j = u % c->n;
+        memcpy(c->dst + u * c->inner * c->es, c->src + (o * c->R + c->ix[j]) * c->inner * c->es,
+               (size_t)(c->inner * c->es));
+    }
+}
+
 pivq_tensor *pivq_index_select(const pivq_tensor *x, int dim, const pivq_tensor *index)
 {
     if (pivq_check_tensor("index_select", "input", x) || check_dim_arg("index_select", x, dim))
@@ -69,13 +87,8 @@ pivq_tensor *pivq_index_select(const pivq_tensor *x, int dim, const pivq_tensor 
     char *dst = pivq_data(out);
     const int64_t *ix = pivq_data(idx);
     int64_t R = x->shape[dim];
-    int nth = pivq_threads_for(outer * n * inner);
-    (void)nth; /* read only by the pragma, absent without OpenMP */
-#pragma omp parallel for num_threads(nth) if (nth > 1) collapse(2)
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t j = 0; j < n; j++)
-            memcpy(dst + ((o * n + j) * inner) * es, src + ((o * R + ix[j]) * inner) * es,
-                   (size_t)(inner * es));
+    select_ctx c = {dst, src, ix, n, R, inner, es};
+    pivq_parallel_range(outer * n, outer * n * inner, select_rows, &c);
 done:
     pivq_tensor_release(idx);
     pivq_tensor_release(xc);
@@ -113,6 +126,25 @@ static int64_t gather_offset(const pivq_tensor *shape, int64_t i, const int64_t 
     return off;
 }
 
+typedef struct gather_ctx {
+    char *dst;
+    const char *src;
+    const int64_t *ix;
+    const pivq_tensor *idx;
+    const int64_t *xstrides;
+    int dim;
+    int64_t es;
+} gather_ctx;
+
+static void gather_elems(int64_t i0, int64_t i1, void *vctx)
+{
+    const gather_ctx *c = vctx;
+    for (int64_t i = i0; i < i1; i++)
+        memcpy(c->dst + i * c->es,
+               c->src + gather_offset(c->idx, i, c->xstrides, c->dim, c->ix[i]) * c->es,
+               (size_t)c->es);
+}
+
 pivq_tensor *pivq_gather(const pivq_tensor *x, int dim, const pivq_tensor *index)
 {
     if (pivq_check_tensor("gather", "input", x) || check_dim_arg("gather", x, dim)) return NULL;
@@ -128,11 +160,8 @@ pivq_tensor *pivq_gather(const pivq_tensor *x, int dim, const pivq_tensor *index
     const int64_t *ix = pivq_data(idx);
     const char *src = (const char *)x->storage->data + x->offset * es;
     char *dst = pivq_data(out);
-    int nth = pivq_threads_for(n * 4);
-    (void)nth; /* read only by the pragma, absent without OpenMP */
-#pragma omp parallel for num_threads(nth) if (nth > 1)
-    for (int64_t i = 0; i < n; i++)
-        memcpy(dst + i * es, src + gather_offset(idx, i, x->strides, dim, ix[i]) * es, (size_t)es);
+    gather_ctx c = {dst, src, ix, idx, x->strides, dim, es};
+    pivq_parallel_range(n, n * 4, gather_elems, &c);
 done:
     pivq_tensor_release(idx);
     return out;

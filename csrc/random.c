@@ -64,6 +64,32 @@ static int check_fill_target(const char *fname, const pivq_tensor *t, int need_f
     return 0;
 }
 
+/* Element i of a draw uses counter base + i: any split of [0, n) gives the same values. */
+typedef struct fill_ctx {
+    float *p;
+    uint64_t base, seed;
+    float a, b; /* lo and width, or mean and std */
+} fill_ctx;
+
+static void uniform_range(int64_t i0, int64_t i1, void *vctx)
+{
+    const fill_ctx *c = vctx;
+    for (int64_t i = i0; i < i1; i++)
+        c->p[i] = c->a + c->b * u01(philox(c->base + (uint64_t)i, c->seed).v[0]);
+}
+
+static void normal_range(int64_t i0, int64_t i1, void *vctx)
+{
+    const fill_ctx *c = vctx;
+    for (int64_t i = i0; i < i1; i++) {
+        philox_block b = philox(c->base + (uint64_t)i, c->seed);
+        /* Box–Muller; u1 in (0, 1] so the log is finite */
+        double u1 = ((double)b.v[0] + 1.0) * (1.0 / 4294967296.0);
+        double u2 = (double)b.v[1] * (1.0 / 4294967296.0);
+        c->p[i] = (float)(c->a + c->b * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+    }
+}
+
 int pivq_uniform_(pivq_tensor *t, double lo, double hi, pivq_generator *g)
 {
     if (check_fill_target("uniform", t, 1)) return -1;
@@ -73,12 +99,8 @@ int pivq_uniform_(pivq_tensor *t, double lo, double hi, pivq_generator *g)
     float *p = pivq_data(t);
     int64_t n = pivq_numel(t);
     uint64_t base = g->offset, seed = g->seed;
-    float a = (float)lo, w = (float)(hi - lo);
-    int nth = pivq_threads_for(n * 8);
-    (void)nth; /* read only by the pragma, absent without OpenMP */
-#pragma omp parallel for num_threads(nth) if (nth > 1)
-    for (int64_t i = 0; i < n; i++)
-        p[i] = a + w * u01(philox(base + (uint64_t)i, seed).v[0]);
+    fill_ctx c = {p, base, seed, (float)lo, (float)(hi - lo)};
+    pivq_parallel_range(n, n * 8, uniform_range, &c);
     g->offset += (uint64_t)n;
     return 0;
 }
@@ -92,16 +114,8 @@ int pivq_normal_(pivq_tensor *t, double mean, double std, pivq_generator *g)
     float *p = pivq_data(t);
     int64_t n = pivq_numel(t);
     uint64_t base = g->offset, seed = g->seed;
-    int nth = pivq_threads_for(n * 8);
-    (void)nth; /* read only by the pragma, absent without OpenMP */
-#pragma omp parallel for num_threads(nth) if (nth > 1)
-    for (int64_t i = 0; i < n; i++) {
-        philox_block b = philox(base + (uint64_t)i, seed);
-        /* Box–Muller; u1 in (0, 1] so the log is finite */
-        double u1 = ((double)b.v[0] + 1.0) * (1.0 / 4294967296.0);
-        double u2 = (double)b.v[1] * (1.0 / 4294967296.0);
-        p[i] = (float)(mean + std * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
-    }
+    fill_ctx c = {p, base, seed, (float)mean, (float)std};
+    pivq_parallel_range(n, n * 8, normal_range, &c);
     g->offset += (uint64_t)n;
     return 0;
 }

@@ -880,3 +880,23 @@ void pivq_iter_parallel(const pivq_iter *it0, pivq_run_fn fn, void *ctx)
         }
     }
 }
+
+void pivq_parallel_range(int64_t n, int64_t work, pivq_range_fn fn, void *ctx)
+{
+    if (n <= 0) return;
+    int nth = pivq_threads_for(work);
+    if (nth == 1 || n == 1) {
+        fn(0, n, ctx);
+        return;
+    }
+#pragma omp parallel num_threads(nth)
+    {
+        int tid = 0, nt = 1;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+        nt = omp_get_num_threads();
+#endif
+        int64_t i0 = n * tid / nt, i1 = n * (tid + 1) / nt;
+        if (i0 < i1) fn(i0, i1, ctx);
+    }
+}
