@@ -116,6 +116,10 @@ void pivq_iter_next(pivq_iter *it);
 typedef void (*pivq_run_fn)(char **ptr, const int64_t *stride, int64_t n, void *ctx);
 void pivq_iter_parallel(const pivq_iter *it, pivq_run_fn fn, void *ctx);
 
+/* True if a and b share a storage but are not the very same view: an in-place op writing a
+   while reading b must then read from a copy of b (a:add_(a:t()), x[2..4] = x[1..3]). */
+bool pivq_may_alias(const pivq_tensor *a, const pivq_tensor *b);
+
 /* Run fn(i0, i1, ctx) over [0, n) split evenly among the OpenMP threads when `work` (the
    number of elementary steps) is large; below the grain it is one direct call, with no
    OpenMP region (whose set-up alone costs more than a small op). */

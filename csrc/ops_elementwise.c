@@ -391,7 +391,9 @@ int pivq_binary_(pivq_tensor *a, const pivq_tensor *b, int op)
                                   pivq_shape_str(a, y, sizeof y));
         }
     }
-    pivq_tensor *cb = as_dtype(b, a->scalar_type);
+    /* a copy when b overlaps a differently (a:add_(a:t())): a would be read after written */
+    pivq_tensor *cb =
+        pivq_may_alias(a, b) ? pivq_to_dtype(b, a->scalar_type) : as_dtype(b, a->scalar_type);
     if (!cb) return -1;
     const pivq_tensor *in[2] = {a, cb};
     run_broadcast(a, in, 2, -1, binary_runs[a->scalar_type], &op);

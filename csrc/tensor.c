@@ -644,6 +644,16 @@ static void copy_tiled(const pivq_iter *it, const int *dtypes)
         copy_tile_rows(it, dtypes, u);
 }
 
+bool pivq_may_alias(const pivq_tensor *a, const pivq_tensor *b)
+{
+    if (a->storage != b->storage) return false;
+    if (a->offset != b->offset || a->ndim != b->ndim) return true;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i] || (a->shape[i] > 1 && a->strides[i] != b->strides[i]))
+            return true;
+    return false; /* the same elements in the same order: elementwise in place is safe */
+}
+
 int pivq_copy_(pivq_tensor *dst, const pivq_tensor *src)
 {
     if (pivq_check_tensor("copy", "dst", dst) || pivq_check_tensor("copy", "src", src)) return -1;
@@ -659,6 +669,13 @@ int pivq_copy_(pivq_tensor *dst, const pivq_tensor *src)
         }
     }
     if (pivq_numel(dst) == 0) return 0;
+    if (pivq_may_alias(dst, src)) { /* overlapping source: copy through a temporary */
+        pivq_tensor *tmp = pivq_clone(src);
+        if (!tmp) return -1;
+        int rc = pivq_copy_(dst, tmp);
+        pivq_tensor_release(tmp);
+        return rc;
+    }
     pivq_broadcast_strides(src, dst->ndim, dst->shape, sstride);
     const int64_t *strides[2] = {dst->strides, sstride};
     char *base[2] = {pivq_data(dst), pivq_data(src)};
@@ -719,6 +736,12 @@ pivq_tensor *pivq_arange(double start, double end, double step, int dtype)
         pivq_set_error("arange: %g elements is too many", count);
         return NULL;
     }
+    if (dtype != PIVQ_FLOAT32 &&
+        (!pivq_fits_int64(floor(start)) || !pivq_fits_int64(floor(start + (count - 1) * step)))) {
+        pivq_set_error("arange: values from %g to %g do not fit a %s tensor", start, end,
+                       pivq_dtype_name(dtype));
+        return NULL;
+    }
     int64_t n = (int64_t)count;
     pivq_tensor *t = tensor_new("arange", dtype, 1, &n);
     if (!t) return NULL;
@@ -727,9 +750,9 @@ pivq_tensor *pivq_arange(double start, double end, double step, int dtype)
         double v = start + (double)i * step;
         switch (dtype) {
         case PIVQ_FLOAT32: ((float *)p)[i] = (float)v; break;
-        case PIVQ_INT32: ((int32_t *)p)[i] = (int32_t)v; break;
+        case PIVQ_INT32: ((int32_t *)p)[i] = (int32_t)(int64_t)v; break; /* wraps */
         case PIVQ_INT64: ((int64_t *)p)[i] = (int64_t)v; break;
-        default: ((uint8_t *)p)[i] = (uint8_t)v; break;
+        default: ((uint8_t *)p)[i] = (uint8_t)(int64_t)v; break;
         }
     }
     return t;

@@ -750,6 +750,9 @@ local mt = {
       fail(string.format("cannot set field '%s' of a pivq.Tensor", tostring(k)))
     end
     local s = index_number(t, k)
+    if type(v) ~= "number" and not is_tensor(v) then
+      fail(string.format("index assignment: expected a number or a tensor, got %s", type(v)))
+    end
     if type(s) == "number" then
       local p = ffi.cast(CTYPES[t.c.scalar_type], C.pivq_data(t.c))
       p[(k - 1) * t.c.strides[0]] = v

@@ -128,6 +128,8 @@ describe("misuse raises a clear error", function()
     raises(function() local _ = pivq.ones(1e300) end, "ones: shape 1e+300 is too large")
     raises(function() local _ = pivq.randn(2 ^ 40, 2 ^ 40) end, "too large")
     raises(function() local _ = pivq.arange(1, 1e18) end, "arange", "too many")
+    raises(function() local _ = pivq.arange(1e300, 1e300, 1, "int64") end,
+      "arange: values from 1e+300 to 1e+300 do not fit a int64 tensor")
     raises(function() local _ = small[1]:expand(2 ^ 40, 2 ^ 40) end, "expand", "too large")
     raises(function() local _ = small[2]:view(2 ^ 40, 2 ^ 40, 0) end, "view: requested shape overflows")
     raises(function() local _ = pivq.randperm(-1) end, "randperm: n must be a nonnegative integer")

@@ -313,6 +313,24 @@ describe("views", function()
     end
   end)
 
+  it("overlapping copies and in-place ops read the source as it was", function()
+    local x = pivq.arange(1, 5, "float32")
+    x:narrow(1, 2, 4):copy(x:narrow(1, 1, 4)) -- shift right by one (memmove semantics)
+    assert.are.same({ 1, 1, 2, 3, 4 }, x:totable())
+    local y = pivq.arange(1, 5, "float32")
+    y:narrow(1, 1, 4):copy(y:narrow(1, 2, 4)) -- shift left
+    assert.are.same({ 2, 3, 4, 5, 5 }, y:totable())
+    local m = pivq.tensor { { 1, 2 }, { 3, 4 } }
+    m:add_(m:t()) -- reads the transpose of the original
+    assert.are.same({ { 2, 5 }, { 5, 8 } }, m:totable())
+    local r = pivq.tensor { { 1, 2 }, { 3, 4 }, { 5, 6 } }
+    r:sub_(r[1]) -- row 1 broadcast over all rows, including itself
+    assert.are.same({ { 0, 0 }, { 2, 2 }, { 4, 4 } }, r:totable())
+    local same = pivq.tensor { 1, 2, 3 }
+    same:mul_(same) -- the very same view: fine in place
+    assert.are.same({ 1, 4, 9 }, same:totable())
+  end)
+
   it("index syntax t[i] selects along the first dim and assigns", function()
     local x = iota(3, 2)
     assert.are.same({ 2, 3 }, x[2]:totable())
@@ -323,6 +341,7 @@ describe("views", function()
     assert.are.equal(3, #x)
     ref.raises(function() return x[4] end, "index 4 out of range for dim 1 of size 3")
     ref.raises(function() return x[0] end, "out of range")
+    ref.raises(function() x[1] = "a" end, "index assignment: expected a number or a tensor, got string")
   end)
 
   it("copy broadcasts into strided destinations", function()
