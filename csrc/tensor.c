@@ -121,23 +121,93 @@ int pivq_is_contiguous(const pivq_tensor *t)
    dominate a large elementwise op. */
 #define PIVQ_HUGE_BYTES ((int64_t)2 << 20)
 
+/* Block size of a storage of nbytes: header (64 bytes) + data, rounded to the alignment. */
+static size_t storage_block_size(int64_t nbytes, size_t *align)
+{
+    int64_t rounded = (nbytes + 63) / 64 * 64; /* aligned_alloc needs a multiple of 64 */
+    *align = rounded >= PIVQ_HUGE_BYTES ? (size_t)PIVQ_HUGE_BYTES : 64;
+    return ((size_t)rounded + 64 + *align - 1) / *align * *align;
+}
+
+/* A few recently freed large blocks, reused by the next storage of the same block size. A
+   loop computing `y = a + b` on large tensors otherwise returns every result to the kernel
+   and gets fresh pages back, which the kernel must zero: that halves the op's bandwidth.
+   Bounded (PIVQ_CACHE_SLOTS blocks, PIVQ_CACHE_MAX_BYTES in all); off under AddressSanitizer,
+   which must see every free to catch a use after it. */
+#define PIVQ_CACHE_SLOTS 8
+#define PIVQ_CACHE_MAX_BYTES ((size_t)512 << 20)
+#if defined(__SANITIZE_ADDRESS__)
+#define PIVQ_CACHE 0
+#else
+#define PIVQ_CACHE 1
+#endif
+
+static struct {
+    char *block;
+    size_t size;
+} block_cache[PIVQ_CACHE_SLOTS];
+static size_t block_cache_bytes;
+static int block_cache_lock; /* a spin lock: held for a few loads and stores */
+
+static void cache_lock(void)
+{
+    while (__atomic_exchange_n(&block_cache_lock, 1, __ATOMIC_ACQUIRE)) {
+    }
+}
+static void cache_unlock(void)
+{
+    __atomic_store_n(&block_cache_lock, 0, __ATOMIC_RELEASE);
+}
+
+static char *cache_take(size_t size)
+{
+    char *block = NULL;
+    cache_lock();
+    for (int i = 0; i < PIVQ_CACHE_SLOTS; i++)
+        if (block_cache[i].block && block_cache[i].size == size) {
+            block = block_cache[i].block;
+            block_cache[i].block = NULL;
+            block_cache_bytes -= size;
+            break;
+        }
+    cache_unlock();
+    return block;
+}
+
+static bool cache_put(char *block, size_t size)
+{
+    bool kept = false;
+    cache_lock();
+    if (block_cache_bytes + size <= PIVQ_CACHE_MAX_BYTES)
+        for (int i = 0; i < PIVQ_CACHE_SLOTS; i++)
+            if (!block_cache[i].block) {
+                block_cache[i].block = block;
+                block_cache[i].size = size;
+                block_cache_bytes += size;
+                kept = true;
+                break;
+            }
+    cache_unlock();
+    return kept;
+}
+
 /* One allocation holds the storage header and the data (the data 64 bytes in): a tensor costs
    two mallocs, not three, which matters for the small tensors of an interpreted loop. */
 static pivq_storage *storage_new(const char *fname, int64_t nbytes)
 {
-    int64_t rounded = (nbytes + 63) / 64 * 64; /* aligned_alloc needs a multiple of 64 */
-    bool huge = rounded >= PIVQ_HUGE_BYTES;
-    size_t align = huge ? (size_t)PIVQ_HUGE_BYTES : 64;
-    size_t total = (size_t)(rounded + 64);
-    if (huge) total = (total + align - 1) / align * align;
-    char *block = aligned_alloc(align, total);
+    size_t align, total = storage_block_size(nbytes, &align);
+    bool huge = align > 64;
+    char *block = PIVQ_CACHE && huge ? cache_take(total) : NULL;
     if (!block) {
-        pivq_set_error("%s: out of memory allocating %lld bytes", fname, (long long)nbytes);
-        return NULL;
-    }
+        block = aligned_alloc(align, total);
+        if (!block) {
+            pivq_set_error("%s: out of memory allocating %lld bytes", fname, (long long)nbytes);
+            return NULL;
+        }
 #ifdef MADV_HUGEPAGE
-    if (huge) madvise(block, total, MADV_HUGEPAGE); /* advice only: failure is harmless */
+        if (huge) madvise(block, total, MADV_HUGEPAGE); /* advice only: failure is harmless */
 #endif
+    }
     pivq_storage *s = (pivq_storage *)block;
     s->data = block + 64;
     s->nbytes = nbytes;
@@ -151,6 +221,8 @@ static void storage_release(pivq_storage *s)
 {
     if (__atomic_sub_fetch(&s->refcount, 1, __ATOMIC_ACQ_REL) == 0) {
         pivq_heap_note_free(s->nbytes);
+        size_t align, total = storage_block_size(s->nbytes, &align);
+        if (PIVQ_CACHE && align > 64 && cache_put((char *)s, total)) return;
         free(s); /* the header and the data are one block */
     }
 }
