@@ -135,7 +135,7 @@ static size_t storage_block_size(int64_t nbytes, size_t *align)
    Bounded (PIVQ_CACHE_SLOTS blocks, PIVQ_CACHE_MAX_BYTES in all); off under AddressSanitizer,
    which must see every free to catch a use after it. */
 #define PIVQ_CACHE_SLOTS 8
-#define PIVQ_CACHE_MAX_BYTES ((size_t)512 << 20)
+#define PIVQ_CACHE_MAX_BYTES ((size_t)256 << 20)
 #if defined(__SANITIZE_ADDRESS__)
 #define PIVQ_CACHE 0
 #else
