@@ -421,6 +421,7 @@ static int infer_shape(const char *fname, const pivq_tensor *t, int ndim, const 
 {
     if (ndim < 0 || ndim > PIVQ_MAX_DIMS)
         return pivq_set_error("%s: ndim must be in 0..%d, got %d", fname, PIVQ_MAX_DIMS, ndim);
+    if (ndim > 0 && !size) return pivq_set_error("%s: size is NULL", fname);
     int infer = -1;
     int64_t known = 1;
     for (int i = 0; i < ndim; i++) {
