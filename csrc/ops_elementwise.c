@@ -179,7 +179,7 @@ pivq_tensor *pivq_clamp(const pivq_tensor *x, double lo, double hi)
 
 /* ---- binary --------------------------------------------------------------------------- */
 
-/* Three loops per op: both contiguous, b a broadcast scalar, and generic strides. */
+/* Four loops per op: both contiguous, b or a a broadcast scalar, and generic strides. */
 #define BINARY_LOOP(T, EXPR)                                                                       \
     do {                                                                                           \
         const int64_t es = (int64_t)sizeof(T);                                                     \
@@ -196,6 +196,14 @@ pivq_tensor *pivq_clamp(const pivq_tensor *x, double lo, double hi)
             const T b = *(const T *)p[2];                                                          \
             for (int64_t j = 0; j < n; j++) {                                                      \
                 T a = xa[j];                                                                       \
+                o[j] = (EXPR);                                                                     \
+            }                                                                                      \
+        } else if (st[0] == es && st[1] == 0 && st[2] == es) { /* number first: 2 - x */           \
+            T *o = (T *)p[0];                                                                      \
+            const T a = *(const T *)p[1];                                                          \
+            const T *xb = (const T *)p[2];                                                         \
+            for (int64_t j = 0; j < n; j++) {                                                      \
+                T b = xb[j];                                                                       \
                 o[j] = (EXPR);                                                                     \
             }                                                                                      \
         } else {                                                                                   \
@@ -414,10 +422,21 @@ int pivq_binary_scalar_(pivq_tensor *a, double s, int op)
 
 /* ---- comparisons and where ------------------------------------------------------------ */
 
+/* A contiguous loop against a number (x:gt(0), the common mask), else generic strides. */
 #define COMPARE_LOOP(T, EXPR)                                                                      \
-    for (int64_t j = 0; j < n; j++) {                                                              \
-        T a = AT(T, p[1], st[1], j), b = AT(T, p[2], st[2], j);                                    \
-        AT(uint8_t, p[0], st[0], j) = (uint8_t)(EXPR);                                             \
+    if (st[0] == 1 && st[1] == (int64_t)sizeof(T) && st[2] == 0) {                                 \
+        uint8_t *o = (uint8_t *)p[0];                                                              \
+        const T *xa = (const T *)p[1];                                                             \
+        const T b = *(const T *)p[2];                                                              \
+        for (int64_t j = 0; j < n; j++) {                                                          \
+            T a = xa[j];                                                                           \
+            o[j] = (uint8_t)(EXPR);                                                                \
+        }                                                                                          \
+    } else {                                                                                       \
+        for (int64_t j = 0; j < n; j++) {                                                          \
+            T a = AT(T, p[1], st[1], j), b = AT(T, p[2], st[2], j);                                \
+            AT(uint8_t, p[0], st[0], j) = (uint8_t)(EXPR);                                         \
+        }                                                                                          \
     }
 
 #define COMPARE_CASES(T)                                                                           \
