@@ -661,19 +661,20 @@ local function extremum(name, op, argop)
     if d == nil then return reduce(name, t, op, nil, false):item() end
     local values = reduce(name, t, op, d, keepdim)
     local idx = reduce(name, t, argop, d, keepdim)
-    return values, wrap(C.pivq_binary_scalar(idx.c, 1, BINARY.add, 0))
+    check_rc(C.pivq_binary_scalar_(idx.c, 1, BINARY.add)) -- to 1-based, in place
+    return values, idx
   end
 end
 T.max = extremum("max", R.max, R.argmax)
 T.min = extremum("min", R.min, R.argmin)
 
 -- argmax()/argmin(): 1-based; over everything it is the 1-based flat (row-major) index
-function T.argmax(t, d, keepdim)
-  return wrap(C.pivq_binary_scalar(reduce("argmax", t, R.argmax, d, keepdim).c, 1, BINARY.add, 0))
+local function one_based(idx)
+  check_rc(C.pivq_binary_scalar_(idx.c, 1, BINARY.add))
+  return idx
 end
-function T.argmin(t, d, keepdim)
-  return wrap(C.pivq_binary_scalar(reduce("argmin", t, R.argmin, d, keepdim).c, 1, BINARY.add, 0))
-end
+function T.argmax(t, d, keepdim) return one_based(reduce("argmax", t, R.argmax, d, keepdim)) end
+function T.argmin(t, d, keepdim) return one_based(reduce("argmin", t, R.argmin, d, keepdim)) end
 
 -- products -----------------------------------------------------------------------------------
 
