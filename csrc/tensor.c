@@ -132,14 +132,19 @@ static size_t storage_block_size(int64_t nbytes, size_t *align)
 /* A few recently freed large blocks, reused by the next storage of the same block size. A
    loop computing `y = a + b` on large tensors otherwise returns every result to the kernel
    and gets fresh pages back, which the kernel must zero: that halves the op's bandwidth.
-   Bounded (PIVQ_CACHE_SLOTS blocks, PIVQ_CACHE_MAX_BYTES in all); off under AddressSanitizer,
-   which must see every free to catch a use after it. */
+   Bounded: PIVQ_CACHE_SLOTS blocks, PIVQ_CACHE_MAX_BYTES in all. */
 #define PIVQ_CACHE_SLOTS 8
 #define PIVQ_CACHE_MAX_BYTES ((size_t)256 << 20)
-#if defined(__SANITIZE_ADDRESS__)
-#define PIVQ_CACHE 0
-#else
 #define PIVQ_CACHE 1
+/* Under AddressSanitizer a cached block is poisoned until reused, so a use after its tensor
+   was freed is still reported. */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 
 static struct {
@@ -168,6 +173,7 @@ static char *cache_take(size_t size)
             block = block_cache[i].block;
             block_cache[i].block = NULL;
             block_cache_bytes -= size;
+            UNPOISON(block, size);
             break;
         }
     cache_unlock();
@@ -181,6 +187,7 @@ static bool cache_put(char *block, size_t size)
     if (block_cache_bytes + size <= PIVQ_CACHE_MAX_BYTES)
         for (int i = 0; i < PIVQ_CACHE_SLOTS; i++)
             if (!block_cache[i].block) {
+                POISON(block, size);
                 block_cache[i].block = block;
                 block_cache[i].size = size;
                 block_cache_bytes += size;
@@ -194,7 +201,7 @@ static bool cache_put(char *block, size_t size)
 /* Per-thread free lists of small blocks (storages up to 1 KiB of data) and tensor headers.
    The small tensors of an interpreted loop otherwise spend ~40% of an op in malloc/free
    (aligned allocations split and coalesce chunks); a pop or a push is a few instructions.
-   Thread-local, so no lock; bounded depth; off under AddressSanitizer, like the big cache. */
+   Thread-local, so no lock; bounded depth. */
 #define SMALL_CLASSES 17 /* blocks of 128, 192, ..., 1152 bytes */
 #define SMALL_DEPTH 64
 
@@ -213,21 +220,25 @@ static int small_class(size_t total)
     return PIVQ_CACHE && total % 64 == 0 && c >= 2 && c < 2 + SMALL_CLASSES ? (int)(c - 2) : -1;
 }
 
-static void *stack_pop(small_stack *st)
+static void *stack_pop(small_stack *st, size_t size)
 {
-    return st->n > 0 ? st->items[--st->n] : NULL;
+    if (st->n == 0) return NULL;
+    void *p = st->items[--st->n];
+    UNPOISON(p, size);
+    return p;
 }
 
-static bool stack_push(small_stack *st, void *p)
+static bool stack_push(small_stack *st, void *p, size_t size)
 {
     if (!PIVQ_CACHE || st->n == SMALL_DEPTH) return false;
+    POISON(p, size);
     st->items[st->n++] = p;
     return true;
 }
 
 static pivq_tensor *header_alloc(void)
 {
-    pivq_tensor *t = stack_pop(&free_headers);
+    pivq_tensor *t = stack_pop(&free_headers, sizeof *t);
     if (!t) t = malloc(sizeof *t);
     if (t) memset(t, 0, sizeof *t);
     return t;
@@ -235,7 +246,7 @@ static pivq_tensor *header_alloc(void)
 
 static void header_free(pivq_tensor *t)
 {
-    if (!stack_push(&free_headers, t)) free(t);
+    if (!stack_push(&free_headers, t, sizeof *t)) free(t);
 }
 
 /* One allocation holds the storage header and the data (the data 64 bytes in): a tensor costs
@@ -246,7 +257,7 @@ static pivq_storage *storage_new(const char *fname, int64_t nbytes)
     bool huge = align > 64;
     int cls = small_class(total);
     char *block = PIVQ_CACHE && huge ? cache_take(total) : NULL;
-    if (cls >= 0) block = stack_pop(&small_blocks[cls]);
+    if (cls >= 0) block = stack_pop(&small_blocks[cls], total);
     if (!block) {
         block = aligned_alloc(align, total);
         if (!block) {
@@ -273,7 +284,7 @@ static void storage_release(pivq_storage *s)
         size_t align, total = storage_block_size(s->nbytes, &align);
         if (PIVQ_CACHE && align > 64 && cache_put((char *)s, total)) return;
         int cls = small_class(total);
-        if (cls >= 0 && stack_push(&small_blocks[cls], s)) return;
+        if (cls >= 0 && stack_push(&small_blocks[cls], s, total)) return;
         free(s); /* the header and the data are one block */
     }
 }
