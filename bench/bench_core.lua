@@ -83,7 +83,7 @@ for _, n in ipairs(quick and { 256, 512 } or { 256, 512, 1024, 2048 }) do
   local function via_gemm() pivq.C.pivq_gemm_(out.c, a.c, b.c, 0, 0, 1, 0) end
   direct(); via_matmul(); via_gemm() -- warm up (threads, pages)
   local t_direct, t_matmul, t_gemm = math.huge, math.huge, math.huge
-  for _ = 1, quick and 2 or 5 do -- interleaved, so a neighbour's load hits all three alike
+  for _ = 1, quick and 2 or 9 do -- interleaved, so a neighbour's load hits all three alike
     t_direct = math.min(t_direct, best_time(direct, reps, 1))
     t_matmul = math.min(t_matmul, best_time(via_matmul, reps, 1))
     t_gemm = math.min(t_gemm, best_time(via_gemm, reps, 1))

@@ -97,6 +97,17 @@ describe("reductions", function()
     assert.are.equal(2 ^ 52 + 3, big:sum():item())
   end)
 
+  it("all-dims reductions with keepdim keep every dim as 1; functional forms agree", function()
+    local t = pivq.arange(1, 24, "float32"):view(2, 3, 4)
+    local s = t:sum(nil, true)
+    assert.are.same({ 1, 1, 1 }, s:size())
+    assert.are.equal(300, s:item())
+    assert.are.same({ 1, 1, 1 }, t:argmax(nil, true):size())
+    assert.are.equal(24, t:argmax(nil, true):item())
+    assert.are.equal(300, pivq.sum(t):item())
+    assert.are.same(t:mean(2):totable(), pivq.mean(t, 2):totable())
+  end)
+
   it("ties resolve to the first occurrence", function()
     local t = pivq.tensor { { 1, 3, 3, 2 }, { 5, 5, 0, 0 } }
     assert.are.same({ 2, 1 }, t:argmax(2):totable())
