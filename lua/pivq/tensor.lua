@@ -39,11 +39,12 @@ M.is_tensor = is_tensor
 -- Raise msg at the first stack frame outside the pivq package: the user's line, however deep
 -- inside the package the check sits and whatever tail calls happened on the way (a fixed
 -- error level is off by one after every `return wrap(...)`, which is a tail call).
+local PACKAGE_DIR = debug.getinfo(1, "S").source:match("^(@.*[/\\])[^/\\]+$") or "@lua/pivq/"
 local function fail(msg)
   local level = 2
   while true do
     local info = debug.getinfo(level, "S")
-    if not info or not info.source:match("^@.-pivq[/\\][%w_]+%.lua$") then break end
+    if not info or info.source:sub(1, #PACKAGE_DIR) ~= PACKAGE_DIR then break end
     level = level + 1
   end
   error(msg, level)
