@@ -20,8 +20,9 @@ function M.Generator(seed)
 end
 
 function Generator:manual_seed(seed)
-  if type(seed) ~= "number" or seed % 1 ~= 0 or seed < 0 then
-    fail("manual_seed: seed must be a nonnegative integer, got " .. tostring(seed))
+  -- below 2^53, where a Lua number is an exact integer (and converts to uint64 exactly)
+  if type(seed) ~= "number" or seed % 1 ~= 0 or seed < 0 or seed >= 2 ^ 53 then
+    fail("manual_seed: seed must be an integer in [0, 2^53), got " .. tostring(seed))
   end
   C.pivq_manual_seed(self.cdata, seed)
   return self
@@ -82,8 +83,10 @@ end
 -- pivq.randint(lo, hi, sizes [, opts]): integers uniform in [lo, hi), int64 by default
 function M.randint(lo, hi, sizes, opts)
   opts = opts or {}
-  if type(lo) ~= "number" or type(hi) ~= "number" then
-    fail("randint: lo and hi must be integers")
+  if type(lo) ~= "number" or type(hi) ~= "number" or lo % 1 ~= 0 or hi % 1 ~= 0
+    or math.abs(lo) >= 2 ^ 53 or math.abs(hi) >= 2 ^ 53 then
+    fail(string.format("randint: lo and hi must be integers below 2^53, got %s and %s",
+      tostring(lo), tostring(hi)))
   end
   local t = tensor.new_empty("randint", "int64", sizes, opts.dtype or "int64")
   check_rc(C.pivq_randint_(t.c, lo, hi, gen_of(opts)))
@@ -92,11 +95,13 @@ end
 
 -- In-place draws on an existing float tensor.
 function M.uniform_(t, lo, hi, opts)
+  tensor.check_self("uniform_", t)
   check_rc(C.pivq_uniform_(t.c, lo or 0, hi or 1, gen_of(opts or {})))
   return t
 end
 
 function M.normal_(t, mean, std, opts)
+  tensor.check_self("normal_", t)
   check_rc(C.pivq_normal_(t.c, mean or 0, std or 1, gen_of(opts or {})))
   return t
 end

@@ -105,6 +105,7 @@ local function check_self(fname, t)
     fail(string.format("%s: expected a tensor, got %s", fname, type(t)))
   end
 end
+M.check_self = check_self
 
 -- ---- argument conversion ---------------------------------------------------------------------
 
