@@ -563,13 +563,48 @@ end
 T.copy_ = T.copy
 
 -- elementwise --------------------------------------------------------------------------------
+--
+-- The hot ops are compiled from the templates below, one chunk per op, with the checks and
+-- the wrapping written inline. The reason is LuaJIT's blacklisting, which is per function
+-- prototype: in a loop that allocates tensors, finalizers run during GC steps and force the
+-- loop's trace out to the interpreter, where the small functions it calls turn hot, fail to
+-- trace ("return to lower frame", "hook called during recording") and get blacklisted; every
+-- trace through a blacklisted prototype then aborts. With one shared closure body (or a
+-- shared `wrap`) one op's bad luck would slow every op down, in-place ones included; with a
+-- prototype per op it stays with that op.
+
+-- Runs the slow half of the heap accounting (a full collection); shared, but off the hot path.
+local function account_slow() account() end
+
+local ENV = { C = C, ffi = ffi, handle_t = handle_t, release = release, gc = gc,
+  account_slow = account_slow, fail = fail, last_error = last_error }
+
+-- Compile template `src` for one op; `...` are the op's constants. The chunk name keeps the
+-- package directory, so fail() still reports errors at the user's line.
+local function per_op(name, src, ...)
+  local chunk = assert(loadstring(src, PACKAGE_DIR .. "tensor.lua<" .. name .. ">"))
+  return chunk(ENV, ...)
+end
+
+-- The lines every allocating op ends with: raise the C error, account, take ownership.
+local NEW = [[
+  if ptr == nil then E.fail(E.last_error()) end
+  if tonumber(C.pivq_heap_bytes()) > E.gc.threshold then E.account_slow() end
+  return ffi.gc(handle_t(ptr), release)
+]]
+local PRELUDE = [[
+local E, op, name = ...
+local C, ffi, handle_t, release = E.C, E.ffi, E.handle_t, E.release
+local istype = ffi.istype
+]]
 
 local UNARY = { "neg", "abs", "exp", "log", "sqrt", "rsqrt", "sin", "cos", "tanh", "sigmoid",
   "relu", "sign", "floor", "ceil", "round" }
-for code, name in ipairs(UNARY) do
-  local op = code - 1
-  T[name] = function(t) return wrap(C.pivq_unary(t.c, op)) end
-end
+local UNARY_SRC = PRELUDE .. [[
+return function(t)
+  local ptr = C.pivq_unary(t.c, op)
+]] .. NEW .. "end"
+for code, name in ipairs(UNARY) do T[name] = per_op(name, UNARY_SRC, code - 1, name) end
 
 function T.clamp(t, lo, hi)
   lo = lo == nil and -math.huge or lo
@@ -582,48 +617,60 @@ end
 
 local BINARY = { add = 0, sub = 1, mul = 2, div = 3, maximum = 4, minimum = 5, pow = 6 }
 
-local function binary(name, op)
-  return function(a, b)
-    if type(b) == "number" then
-      if not is_tensor(a) then fail(name .. ": expected a tensor operand") end
-      return wrap(C.pivq_binary_scalar(a.c, b, op, 0))
-    elseif type(a) == "number" then
-      if not is_tensor(b) then fail(name .. ": expected a tensor operand") end
-      return wrap(C.pivq_binary_scalar(b.c, a, op, 1))
-    end
-    if not is_tensor(a) or not is_tensor(b) then
-      fail(string.format("%s: operands must be tensors or numbers, got %s and %s", name,
+-- a op b with a tensor and a tensor or a number on either side (also the metamethods)
+local BINARY_SRC = PRELUDE .. [[
+return function(a, b)
+  local ptr
+  if type(b) == "number" then
+    if not istype(handle_t, a) then E.fail(name .. ": expected a tensor operand") end
+    ptr = C.pivq_binary_scalar(a.c, b, op, 0)
+  elseif type(a) == "number" then
+    if not istype(handle_t, b) then E.fail(name .. ": expected a tensor operand") end
+    ptr = C.pivq_binary_scalar(b.c, a, op, 1)
+  else
+    if not istype(handle_t, a) or not istype(handle_t, b) then
+      E.fail(string.format("%s: operands must be tensors or numbers, got %s and %s", name,
         type(a), type(b)))
     end
-    return wrap(C.pivq_binary(a.c, b.c, op))
+    ptr = C.pivq_binary(a.c, b.c, op)
   end
-end
+]] .. NEW .. "end"
 
-local function binary_inplace(name, op)
-  return function(a, b)
-    if type(b) == "number" then
-      check_rc(C.pivq_binary_scalar_(a.c, b, op))
-    else
-      check_self(name .. "_", b)
-      check_rc(C.pivq_binary_(a.c, b.c, op))
+-- a = a op b in place; b a tensor or a number
+local BINARY_INPLACE_SRC = PRELUDE .. [[
+return function(a, b)
+  local rc
+  if type(b) == "number" then
+    rc = C.pivq_binary_scalar_(a.c, b, op)
+  else
+    if not istype(handle_t, b) then
+      E.fail(string.format("%s_: expected a tensor, got %s", name, type(b)))
     end
-    return a
+    rc = C.pivq_binary_(a.c, b.c, op)
   end
-end
+  if rc ~= 0 then E.fail(E.last_error()) end
+  return a
+end]]
 
 for name, op in pairs(BINARY) do
-  T[name] = binary(name, op)
-  T[name .. "_"] = binary_inplace(name, op)
+  T[name] = per_op(name, BINARY_SRC, op, name)
+  T[name .. "_"] = per_op(name .. "_", BINARY_INPLACE_SRC, op, name)
 end
 
 local COMPARE = { eq = 0, ne = 1, lt = 2, le = 3, gt = 4, ge = 5 }
-for name, op in pairs(COMPARE) do
-  T[name] = function(a, b)
-    if type(b) == "number" then return wrap(C.pivq_compare_scalar(a.c, b, op)) end
-    check_self(name, b)
-    return wrap(C.pivq_compare(a.c, b.c, op))
+local COMPARE_SRC = PRELUDE .. [[
+return function(a, b)
+  local ptr
+  if type(b) == "number" then
+    ptr = C.pivq_compare_scalar(a.c, b, op)
+  else
+    if not istype(handle_t, b) then
+      E.fail(string.format("%s: expected a tensor, got %s", name, type(b)))
+    end
+    ptr = C.pivq_compare(a.c, b.c, op)
   end
-end
+]] .. NEW .. "end"
+for name, op in pairs(COMPARE) do T[name] = per_op(name, COMPARE_SRC, op, name) end
 
 -- reductions ---------------------------------------------------------------------------------
 
@@ -725,17 +772,22 @@ end
 -- Every method checks its self argument, so pivq.sum(3), or a method called with `.` for `:`,
 -- raises "sum: expected a tensor, got number" instead of an "attempt to index" from inside.
 -- Binary ops accept a number first and check both operands themselves. The check tail-calls
--- the method, which keeps the stack (and so error locations) as it was.
+-- the method, which keeps the stack (and so error locations) as it was; each method gets its
+-- own compiled check (see per_op: a shared one would share its blacklisting).
+local CHECK_SRC = [[
+local E, f, name = ...
+local istype, handle_t = E.ffi.istype, E.handle_t
+return function(t, ...)
+  if not istype(handle_t, t) then
+    E.fail(string.format("%s: expected a tensor, got %s", name, type(t)))
+  end
+  return f(t, ...)
+end]]
 do
   local checked = {} -- one wrapper per function, so aliases (mm = matmul) stay equal
   for name, f in pairs(T) do
     if not BINARY[name] then
-      checked[f] = checked[f] or function(t, ...)
-        if not is_tensor(t) then
-          fail(string.format("%s: expected a tensor, got %s", name, type(t)))
-        end
-        return f(t, ...)
-      end
+      checked[f] = checked[f] or per_op(name .. ":self", CHECK_SRC, f, name)
       T[name] = checked[f]
     end
   end
@@ -764,12 +816,12 @@ local mt = {
     end
   end,
   __len = function(t) return t.c.ndim == 0 and 0 or tonumber(t.c.shape[0]) end,
-  __add = binary("add", BINARY.add),
-  __sub = binary("sub", BINARY.sub),
-  __mul = binary("mul", BINARY.mul),
-  __div = binary("div", BINARY.div),
-  __pow = binary("pow", BINARY.pow),
-  __unm = function(t) return wrap(C.pivq_unary(t.c, 0)) end,
+  __add = T.add,
+  __sub = T.sub,
+  __mul = T.mul,
+  __div = T.div,
+  __pow = T.pow,
+  __unm = T.neg,
   __tostring = function(t)
     -- int64 elements stay cdata so that values beyond 2^53 print exactly
     local get = t.c.scalar_type == DTYPES.int64 and function(...) return element_raw(t, ...) end
