@@ -677,15 +677,32 @@ for name, op in pairs(COMPARE) do T[name] = per_op(name, COMPARE_SRC, op, name) 
 local R = { sum = 0, mean = 1, var = 2, max = 3, min = 4, argmax = 5, argmin = 6, norm = 7,
   prod = 8 }
 
--- reduce(t, op, dim or nil, keepdim, param): nil dim reduces everything
-local function reduce(name, t, op, d, keepdim, param)
-  local d0 = d == nil and -1 or dim0(name, t, d)
-  return wrap(C.pivq_reduce(t.c, op, d0, keepdim and 1 or 0, param or 0))
+-- One compiled reduction per op (see per_op): fn(t, dim or nil, keepdim, param). The 1-based
+-- dim converts inline; `to1` (argmax, argmin) turns 0-based indices 1-based in place.
+local REDUCE_SRC = PRELUDE .. [[
+local to1 = select(4, ...)
+return function(t, d, keepdim, param)
+  local d0 = -1
+  if d ~= nil then
+    local nd = t.c.ndim
+    if type(d) ~= "number" or d % 1 ~= 0 or d == 0 or d > nd or d < -nd then
+      E.fail(string.format("%s: dim %s out of range for a %d-dim tensor (use 1..%d or -1..-%d)",
+        name, tostring(d), nd, nd, nd))
+    end
+    d0 = d > 0 and d - 1 or nd + d
+  end
+  local ptr = C.pivq_reduce(t.c, op, d0, keepdim and 1 or 0, param or 0)
+  if ptr ~= nil and to1 and C.pivq_binary_scalar_(ptr, 1, 0) ~= 0 then
+    C.pivq_tensor_release(ptr)
+    ptr = nil
+  end
+]] .. NEW .. "end"
+local reduce = {}
+for name, op in pairs(R) do
+  reduce[name] = per_op(name, REDUCE_SRC, op, name, name == "argmax" or name == "argmin")
 end
 
-function T.sum(t, d, keepdim) return reduce("sum", t, R.sum, d, keepdim) end
-function T.mean(t, d, keepdim) return reduce("mean", t, R.mean, d, keepdim) end
-function T.prod(t, d, keepdim) return reduce("prod", t, R.prod, d, keepdim) end
+T.sum, T.mean, T.prod = reduce.sum, reduce.mean, reduce.prod
 
 -- var(dim, {unbiased=true, keepdim=false}) or var(dim, keepdim); unbiased by default (PyTorch)
 function T.var(t, d, opts)
@@ -696,34 +713,26 @@ function T.var(t, d, opts)
   elseif opts ~= nil then
     keepdim = opts
   end
-  return reduce("var", t, R.var, d, keepdim, unbiased and 1 or 0)
+  return reduce.var(t, d, keepdim, unbiased and 1 or 0)
 end
 
 function T.std(t, d, opts) return T.var(t, d, opts):sqrt() end
 
 -- norm(p = 2, dim, keepdim); p may be math.huge
-function T.norm(t, p, d, keepdim) return reduce("norm", t, R.norm, d, keepdim, p or 2) end
+function T.norm(t, p, d, keepdim) return reduce.norm(t, d, keepdim, p or 2) end
 
 -- max()/min(): the extremum over everything; max(dim): values and 1-based indices
-local function extremum(name, op, argop)
-  return function(t, d, keepdim)
-    if d == nil then return reduce(name, t, op, nil, false):item() end
-    local values = reduce(name, t, op, d, keepdim)
-    local idx = reduce(name, t, argop, d, keepdim)
-    check_rc(C.pivq_binary_scalar_(idx.c, 1, BINARY.add)) -- to 1-based, in place
-    return values, idx
-  end
+function T.max(t, d, keepdim)
+  if d == nil then return reduce.max(t):item() end
+  return reduce.max(t, d, keepdim), reduce.argmax(t, d, keepdim)
 end
-T.max = extremum("max", R.max, R.argmax)
-T.min = extremum("min", R.min, R.argmin)
+function T.min(t, d, keepdim)
+  if d == nil then return reduce.min(t):item() end
+  return reduce.min(t, d, keepdim), reduce.argmin(t, d, keepdim)
+end
 
 -- argmax()/argmin(): 1-based; over everything it is the 1-based flat (row-major) index
-local function one_based(idx)
-  check_rc(C.pivq_binary_scalar_(idx.c, 1, BINARY.add))
-  return idx
-end
-function T.argmax(t, d, keepdim) return one_based(reduce("argmax", t, R.argmax, d, keepdim)) end
-function T.argmin(t, d, keepdim) return one_based(reduce("argmin", t, R.argmin, d, keepdim)) end
+T.argmax, T.argmin = reduce.argmax, reduce.argmin
 
 -- products -----------------------------------------------------------------------------------
 
