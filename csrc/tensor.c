@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 /* ---- dtypes --------------------------------------------------------------------------- */
 
@@ -116,26 +115,25 @@ int pivq_is_contiguous(const pivq_tensor *t)
 
 /* ---- storage and lifetime ------------------------------------------------------------- */
 
-/* Storages of at least this many bytes are aligned to 2 MiB and marked for transparent huge
-   pages: a fresh 40 MB result then costs ~20 page faults instead of ~10000, which otherwise
-   dominate a large elementwise op. */
-#define PIVQ_HUGE_BYTES ((int64_t)2 << 20)
+/* Storages of at least this many bytes are "large": their blocks go through the cache below.
+   (Transparent huge pages were tried and dropped: on this project's VMs a fresh 80 MB result
+   faulting in 2 MB pages took 300 ms instead of 60.) */
+#define PIVQ_LARGE_BYTES ((int64_t)1 << 20)
 
-/* Block size of a storage of nbytes: header (64 bytes) + data, rounded to the alignment. */
-static size_t storage_block_size(int64_t nbytes, size_t *align)
+/* Block size of a storage of nbytes: header (64 bytes) + data rounded up to 64 bytes, which
+   aligned_alloc needs. */
+static size_t storage_block_size(int64_t nbytes)
 {
-    int64_t rounded = (nbytes + 63) / 64 * 64; /* aligned_alloc needs a multiple of 64 */
-    *align = rounded >= PIVQ_HUGE_BYTES ? (size_t)PIVQ_HUGE_BYTES : 64;
-    return ((size_t)rounded + 64 + *align - 1) / *align * *align;
+    return (size_t)((nbytes + 63) / 64 * 64 + 64);
 }
 
 /* A few recently freed large blocks, reused by the next storage of the same block size. A
    loop computing `y = a + b` on large tensors otherwise returns every result to the kernel
-   and gets fresh pages back, which the kernel must zero: that halves the op's bandwidth.
+   and gets fresh pages back, which the kernel must fault in and zero: measured here, 60-90 ms
+   for an 80 MB result whose add itself takes 12 ms.
    Bounded: PIVQ_CACHE_SLOTS blocks, PIVQ_CACHE_MAX_BYTES in all. */
-#define PIVQ_CACHE_SLOTS 8
-#define PIVQ_CACHE_MAX_BYTES ((size_t)256 << 20)
-#define PIVQ_CACHE 1
+#define PIVQ_CACHE_SLOTS 16
+#define PIVQ_CACHE_MAX_BYTES ((size_t)512 << 20)
 /* Under AddressSanitizer a cached block is poisoned until reused, so a use after its tensor
    was freed is still reported. */
 #if defined(__SANITIZE_ADDRESS__)
@@ -217,7 +215,7 @@ static _Thread_local small_stack free_headers;
 static int small_class(size_t total)
 {
     size_t c = total / 64;
-    return PIVQ_CACHE && total % 64 == 0 && c >= 2 && c < 2 + SMALL_CLASSES ? (int)(c - 2) : -1;
+    return total % 64 == 0 && c >= 2 && c < 2 + SMALL_CLASSES ? (int)(c - 2) : -1;
 }
 
 static void *stack_pop(small_stack *st, size_t size)
@@ -230,7 +228,7 @@ static void *stack_pop(small_stack *st, size_t size)
 
 static bool stack_push(small_stack *st, void *p, size_t size)
 {
-    if (!PIVQ_CACHE || st->n == SMALL_DEPTH) return false;
+    if (st->n == SMALL_DEPTH) return false;
     POISON(p, size);
     st->items[st->n++] = p;
     return true;
@@ -253,20 +251,17 @@ static void header_free(pivq_tensor *t)
    two mallocs, not three, which matters for the small tensors of an interpreted loop. */
 static pivq_storage *storage_new(const char *fname, int64_t nbytes)
 {
-    size_t align, total = storage_block_size(nbytes, &align);
-    bool huge = align > 64;
+    size_t total = storage_block_size(nbytes);
     int cls = small_class(total);
-    char *block = PIVQ_CACHE && huge ? cache_take(total) : NULL;
-    if (cls >= 0) block = stack_pop(&small_blocks[cls], total);
+    char *block = NULL;
+    if (nbytes >= PIVQ_LARGE_BYTES)
+        block = cache_take(total);
+    else if (cls >= 0)
+        block = stack_pop(&small_blocks[cls], total);
+    if (!block) block = aligned_alloc(64, total);
     if (!block) {
-        block = aligned_alloc(align, total);
-        if (!block) {
-            pivq_set_error("%s: out of memory allocating %lld bytes", fname, (long long)nbytes);
-            return NULL;
-        }
-#ifdef MADV_HUGEPAGE
-        if (huge) madvise(block, total, MADV_HUGEPAGE); /* advice only: failure is harmless */
-#endif
+        pivq_set_error("%s: out of memory allocating %lld bytes", fname, (long long)nbytes);
+        return NULL;
     }
     pivq_storage *s = (pivq_storage *)block;
     s->data = block + 64;
@@ -281,8 +276,8 @@ static void storage_release(pivq_storage *s)
 {
     if (__atomic_sub_fetch(&s->refcount, 1, __ATOMIC_ACQ_REL) == 0) {
         pivq_heap_note_free(s->nbytes);
-        size_t align, total = storage_block_size(s->nbytes, &align);
-        if (PIVQ_CACHE && align > 64 && cache_put((char *)s, total)) return;
+        size_t total = storage_block_size(s->nbytes);
+        if (s->nbytes >= PIVQ_LARGE_BYTES && cache_put((char *)s, total)) return;
         int cls = small_class(total);
         if (cls >= 0 && stack_push(&small_blocks[cls], s, total)) return;
         free(s); /* the header and the data are one block */
