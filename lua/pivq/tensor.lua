@@ -586,10 +586,15 @@ local function per_op(name, src, ...)
   return chunk(ENV, ...)
 end
 
--- The lines every allocating op ends with: raise the C error, account, take ownership.
+-- The first line of every allocating op: collect first when the C heap is past the policy's
+-- threshold, so that the blocks it frees (kept in libpivq's block cache) serve this very op's
+-- result instead of fresh pages.
+local ACCOUNT = [[
+  if tonumber(C.pivq_heap_bytes()) > E.gc.threshold then E.account_slow() end
+]]
+-- The lines every allocating op ends with: raise the C error or take ownership.
 local NEW = [[
   if ptr == nil then E.fail(E.last_error()) end
-  if tonumber(C.pivq_heap_bytes()) > E.gc.threshold then E.account_slow() end
   return ffi.gc(handle_t(ptr), release)
 ]]
 local PRELUDE = [[
@@ -602,6 +607,7 @@ local UNARY = { "neg", "abs", "exp", "log", "sqrt", "rsqrt", "sin", "cos", "tanh
   "relu", "sign", "floor", "ceil", "round" }
 local UNARY_SRC = PRELUDE .. [[
 return function(t)
+]] .. ACCOUNT .. [[
   local ptr = C.pivq_unary(t.c, op)
 ]] .. NEW .. "end"
 for code, name in ipairs(UNARY) do T[name] = per_op(name, UNARY_SRC, code - 1, name) end
@@ -620,6 +626,7 @@ local BINARY = { add = 0, sub = 1, mul = 2, div = 3, maximum = 4, minimum = 5, p
 -- a op b with a tensor and a tensor or a number on either side (also the metamethods)
 local BINARY_SRC = PRELUDE .. [[
 return function(a, b)
+]] .. ACCOUNT .. [[
   local ptr
   if type(b) == "number" then
     if not istype(handle_t, a) then E.fail(name .. ": expected a tensor operand") end
@@ -660,6 +667,7 @@ end
 local COMPARE = { eq = 0, ne = 1, lt = 2, le = 3, gt = 4, ge = 5 }
 local COMPARE_SRC = PRELUDE .. [[
 return function(a, b)
+]] .. ACCOUNT .. [[
   local ptr
   if type(b) == "number" then
     ptr = C.pivq_compare_scalar(a.c, b, op)
@@ -691,6 +699,7 @@ return function(t, d, keepdim, param)
     end
     d0 = d > 0 and d - 1 or nd + d
   end
+  if tonumber(C.pivq_heap_bytes()) > E.gc.threshold then E.account_slow() end
   local ptr = C.pivq_reduce(t.c, op, d0, keepdim and 1 or 0, param or 0)
   if ptr ~= nil and to1 and C.pivq_binary_scalar_(ptr, 1, 0) ~= 0 then
     C.pivq_tensor_release(ptr)
