@@ -118,7 +118,7 @@ int pivq_is_contiguous(const pivq_tensor *t)
 /* Storages of at least this many bytes are "large": their blocks go through the cache below.
    (Transparent huge pages were tried and dropped: on this project's VMs a fresh 80 MB result
    faulting in 2 MB pages took 300 ms instead of 60.) */
-#define PIVQ_LARGE_BYTES ((int64_t)1 << 20)
+#define PIVQ_LARGE_BYTES ((int64_t)64 << 10)
 
 /* Block size of a storage of nbytes: header (64 bytes) + data rounded up to 64 bytes, which
    aligned_alloc needs. */
@@ -178,22 +178,35 @@ static char *cache_take(size_t size)
     return block;
 }
 
+/* Keep a freed block, evicting older ones (round robin) to make room: the newest garbage is
+   the likeliest to match the next allocation. Returns false if the block cannot be kept. */
 static bool cache_put(char *block, size_t size)
 {
-    bool kept = false;
+    static int next_victim;
+    if (size > PIVQ_CACHE_MAX_BYTES) return false;
+    char *evicted[PIVQ_CACHE_SLOTS];
+    int nevicted = 0, slot = -1;
     cache_lock();
-    if (block_cache_bytes + size <= PIVQ_CACHE_MAX_BYTES)
-        for (int i = 0; i < PIVQ_CACHE_SLOTS; i++)
-            if (!block_cache[i].block) {
-                POISON(block, size);
-                block_cache[i].block = block;
-                block_cache[i].size = size;
-                block_cache_bytes += size;
-                kept = true;
-                break;
-            }
+    for (int i = 0; i < PIVQ_CACHE_SLOTS && slot < 0; i++)
+        if (!block_cache[i].block) slot = i;
+    while (slot < 0 || block_cache_bytes + size > PIVQ_CACHE_MAX_BYTES) {
+        int v = next_victim;
+        next_victim = (next_victim + 1) % PIVQ_CACHE_SLOTS;
+        if (!block_cache[v].block) continue;
+        block_cache_bytes -= block_cache[v].size;
+        UNPOISON(block_cache[v].block, block_cache[v].size);
+        evicted[nevicted++] = block_cache[v].block;
+        block_cache[v].block = NULL;
+        if (slot < 0) slot = v;
+    }
+    POISON(block, size);
+    block_cache[slot].block = block;
+    block_cache[slot].size = size;
+    block_cache_bytes += size;
     cache_unlock();
-    return kept;
+    for (int i = 0; i < nevicted; i++)
+        free(evicted[i]); /* outside the lock */
+    return true;
 }
 
 /* Per-thread free lists of small blocks (storages up to 1 KiB of data) and tensor headers.
