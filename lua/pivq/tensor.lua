@@ -745,9 +745,20 @@ T.argmax, T.argmin = reduce.argmax, reduce.argmin
 
 -- products -----------------------------------------------------------------------------------
 
-function T.matmul(a, b)
+-- a:matmul(b) allocates the result; a:matmul(b, out) writes a 2-D product into a given
+-- row-major float32 `out` (no allocation: the form for hot loops) and returns out.
+function T.matmul(a, b, out)
   check_self("matmul", b)
-  return wrap(C.pivq_matmul(a.c, b.c))
+  if out == nil then return wrap(C.pivq_matmul(a.c, b.c)) end
+  check_self("matmul", out)
+  if a.c.ndim ~= 2 or b.c.ndim ~= 2 then
+    fail(string.format("matmul: out= takes 2-D operands, got shapes %s and %s", shape_string(a),
+      shape_string(b)))
+  end
+  if C.pivq_gemm_(out.c, a.c, b.c, 0, 0, 1, 0) ~= 0 then
+    fail((last_error():gsub("^gemm:", "matmul:")))
+  end
+  return out
 end
 T.mm = T.matmul
 T.bmm = T.matmul
