@@ -17,9 +17,15 @@
 
 static _Thread_local char error_message[1024];
 
-const char *pivq_last_error(void) { return error_message; }
+const char *pivq_last_error(void)
+{
+    return error_message;
+}
 
-void pivq_clear_error(void) { error_message[0] = '\0'; }
+void pivq_clear_error(void)
+{
+    error_message[0] = '\0';
+}
 
 int pivq_set_error(const char *fmt, ...)
 {
@@ -30,7 +36,10 @@ int pivq_set_error(const char *fmt, ...)
     return -1;
 }
 
-const char *pivq_version(void) { return PIVQ_VERSION; }
+const char *pivq_version(void)
+{
+    return PIVQ_VERSION;
+}
 
 /* OpenBLAS from Debian (openblas-pthread) exports this; it is not in every cblas.h. */
 extern void openblas_set_num_threads(int num_threads);
@@ -80,6 +89,12 @@ void pivq_heap_note_header(int delta)
     __atomic_add_fetch(&heap_bytes, delta * (int64_t)sizeof(pivq_tensor), __ATOMIC_RELAXED);
 }
 
-int64_t pivq_heap_bytes(void) { return __atomic_load_n(&heap_bytes, __ATOMIC_RELAXED); }
+int64_t pivq_heap_bytes(void)
+{
+    return __atomic_load_n(&heap_bytes, __ATOMIC_RELAXED);
+}
 
-int64_t pivq_heap_count(void) { return __atomic_load_n(&heap_count, __ATOMIC_RELAXED); }
+int64_t pivq_heap_count(void)
+{
+    return __atomic_load_n(&heap_count, __ATOMIC_RELAXED);
+}

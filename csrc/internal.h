@@ -12,6 +12,10 @@
 #include <omp.h>
 #endif
 
+/* pivq.h must stay attribute-free for the FFI cdef; redeclared here so that the compiler
+   checks every message's format string against its arguments. */
+int pivq_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Loops shorter than this run on one thread: spawning costs more than it saves. */
 #define PIVQ_PARALLEL_GRAIN 32768
 
@@ -60,6 +64,12 @@ static inline double pivq_load_f64(const void *p, int dtype, int64_t i)
     }
 }
 
+/* True if x is an integer that int64 holds exactly (converting anything else is undefined). */
+static inline bool pivq_fits_int64(double x)
+{
+    return x >= -9223372036854775808.0 && x < 9223372036854775808.0 && x == __builtin_floor(x);
+}
+
 /* Number of threads to use for a loop of n elementary steps. */
 static inline int pivq_threads_for(int64_t n)
 {
@@ -80,15 +90,15 @@ static inline int pivq_threads_for(int64_t n)
 #define PIVQ_ITER_MAX_OPS 4
 typedef struct pivq_iter {
     int nops;
-    int ndim;                                 /* after coalescing, >= 1 */
+    int ndim; /* after coalescing, >= 1 */
     int64_t size[PIVQ_MAX_DIMS];
     int64_t stride[PIVQ_ITER_MAX_OPS][PIVQ_MAX_DIMS]; /* in bytes */
     char *base[PIVQ_ITER_MAX_OPS];
     int64_t index[PIVQ_MAX_DIMS];
-    char *ptr[PIVQ_ITER_MAX_OPS];             /* start of the current inner run */
-    int64_t inner;                            /* length of the inner run */
-    int64_t inner_stride[PIVQ_ITER_MAX_OPS];  /* in bytes */
-    int64_t runs;                             /* number of inner runs in total */
+    char *ptr[PIVQ_ITER_MAX_OPS];            /* start of the current inner run */
+    int64_t inner;                           /* length of the inner run */
+    int64_t inner_stride[PIVQ_ITER_MAX_OPS]; /* in bytes */
+    int64_t runs;                            /* number of inner runs in total */
     bool done;
 } pivq_iter;
 
@@ -106,8 +116,17 @@ void pivq_iter_next(pivq_iter *it);
 typedef void (*pivq_run_fn)(char **ptr, const int64_t *stride, int64_t n, void *ctx);
 void pivq_iter_parallel(const pivq_iter *it, pivq_run_fn fn, void *ctx);
 
+/* True if a and b share a storage but are not the very same view: an in-place op writing a
+   while reading b must then read from a copy of b (a:add_(a:t()), x[2..4] = x[1..3]). */
+bool pivq_may_alias(const pivq_tensor *a, const pivq_tensor *b);
+
+/* Run fn(i0, i1, ctx) over [0, n) split evenly among the OpenMP threads when `work` (the
+   number of elementary steps) is large; below the grain it is one direct call, with no
+   OpenMP region (whose set-up alone costs more than a small op). */
+typedef void (*pivq_range_fn)(int64_t i0, int64_t i1, void *ctx);
+void pivq_parallel_range(int64_t n, int64_t work, pivq_range_fn fn, void *ctx);
+
 /* Strides of t broadcast to (ndim, size): 0 where t's dim is 1 or missing. */
-void pivq_broadcast_strides(const pivq_tensor *t, int ndim, const int64_t *size,
-                            int64_t *stride);
+void pivq_broadcast_strides(const pivq_tensor *t, int ndim, const int64_t *size, int64_t *stride);
 
 #endif

@@ -9,11 +9,12 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
-static const char *unary_names[PIVQ_UNARY_COUNT] = {
-    "neg", "abs", "exp", "log", "sqrt", "rsqrt", "sin", "cos",
-    "tanh", "sigmoid", "relu", "sign", "floor", "ceil", "round"};
-static const char *binary_names[PIVQ_BINARY_COUNT] = {"add", "sub", "mul", "div",
+static const char *unary_names[PIVQ_UNARY_COUNT] = {"neg",   "abs",  "exp",   "log",  "sqrt",
+                                                    "rsqrt", "sin",  "cos",   "tanh", "sigmoid",
+                                                    "relu",  "sign", "floor", "ceil", "round"};
+static const char *binary_names[PIVQ_BINARY_COUNT] = {"add",     "sub",     "mul", "div",
                                                       "maximum", "minimum", "pow"};
 static const char *compare_names[PIVQ_COMPARE_COUNT] = {"eq", "ne", "lt", "le", "gt", "ge"};
 
@@ -39,32 +40,38 @@ const char *pivq_compare_name(int op)
 static int unary_needs_float(int op)
 {
     switch (op) {
-    case PIVQ_NEG: case PIVQ_ABS: case PIVQ_RELU: case PIVQ_SIGN:
-    case PIVQ_FLOOR: case PIVQ_CEIL: case PIVQ_ROUND:
-        return 0;
-    default:
-        return 1;
+    case PIVQ_NEG:
+    case PIVQ_ABS:
+    case PIVQ_RELU:
+    case PIVQ_SIGN:
+    case PIVQ_FLOOR:
+    case PIVQ_CEIL:
+    case PIVQ_ROUND: return 0;
+    default: return 1;
     }
 }
 
-#define UNARY_LOOP(T, EXPR)                                                                    \
-    do {                                                                                       \
-        if (st[0] == (int64_t)sizeof(T) && st[1] == (int64_t)sizeof(T)) {                      \
-            T *o = (T *)p[0];                                                                  \
-            const T *in = (const T *)p[1];                                                     \
-            for (int64_t j = 0; j < n; j++) {                                                  \
-                T x = in[j];                                                                   \
-                o[j] = (EXPR);                                                                 \
-            }                                                                                  \
-        } else {                                                                               \
-            for (int64_t j = 0; j < n; j++) {                                                  \
-                T x = AT(T, p[1], st[1], j);                                                   \
-                AT(T, p[0], st[0], j) = (EXPR);                                                \
-            }                                                                                  \
-        }                                                                                      \
+#define UNARY_LOOP(T, EXPR)                                                                        \
+    do {                                                                                           \
+        if (st[0] == (int64_t)sizeof(T) && st[1] == (int64_t)sizeof(T)) {                          \
+            T *o = (T *)p[0];                                                                      \
+            const T *in = (const T *)p[1];                                                         \
+            for (int64_t j = 0; j < n; j++) {                                                      \
+                T x = in[j];                                                                       \
+                o[j] = (EXPR);                                                                     \
+            }                                                                                      \
+        } else {                                                                                   \
+            for (int64_t j = 0; j < n; j++) {                                                      \
+                T x = AT(T, p[1], st[1], j);                                                       \
+                AT(T, p[0], st[0], j) = (EXPR);                                                    \
+            }                                                                                      \
+        }                                                                                          \
     } while (0)
 
-typedef struct { int op; double lo, hi; } unary_ctx;
+typedef struct {
+    int op;
+    double lo, hi;
+} unary_ctx;
 
 static void unary_f32_run(char **p, const int64_t *st, int64_t n, void *vctx)
 {
@@ -85,7 +92,7 @@ static void unary_f32_run(char **p, const int64_t *st, int64_t n, void *vctx)
     case PIVQ_FLOOR: UNARY_LOOP(float, floorf(x)); break;
     case PIVQ_CEIL: UNARY_LOOP(float, ceilf(x)); break;
     case PIVQ_ROUND: UNARY_LOOP(float, nearbyintf(x)); break; /* half to even, as PyTorch */
-    case -1: { /* clamp */
+    case -1: {                                                /* clamp */
         float lo = (float)c->lo, hi = (float)c->hi;
         UNARY_LOOP(float, x < lo ? lo : (x > hi ? hi : x));
         break;
@@ -96,18 +103,18 @@ static void unary_f32_run(char **p, const int64_t *st, int64_t n, void *vctx)
 /* Integer unary ops (only those that keep integers) and clamp. The same macro serves uint8,
    where `x < 0` is always false: that is intended, so the warning is silenced here. */
 #pragma GCC diagnostic ignored "-Wtype-limits"
-#define INT_UNARY_CASES(T)                                                                     \
-    switch (c->op) {                                                                           \
-    case PIVQ_NEG: UNARY_LOOP(T, (T)-x); break;                                                \
-    case PIVQ_ABS: UNARY_LOOP(T, (T)(x < 0 ? -x : x)); break;                                  \
-    case PIVQ_RELU: UNARY_LOOP(T, (T)(x > 0 ? x : 0)); break;                                  \
-    case PIVQ_SIGN: UNARY_LOOP(T, (T)((x > 0) - (x < 0))); break;                              \
-    case -1: {                                                                                 \
-        double lo = c->lo, hi = c->hi;                                                         \
-        UNARY_LOOP(T, (T)((double)x < lo ? lo : ((double)x > hi ? hi : (double)x)));          \
-        break;                                                                                 \
-    }                                                                                          \
-    default: UNARY_LOOP(T, x); break; /* floor/ceil/round of an integer */                     \
+#define INT_UNARY_CASES(T)                                                                         \
+    switch (c->op) {                                                                               \
+    case PIVQ_NEG: UNARY_LOOP(T, (T)-x); break;                                                    \
+    case PIVQ_ABS: UNARY_LOOP(T, (T)(x < 0 ? -x : x)); break;                                      \
+    case PIVQ_RELU: UNARY_LOOP(T, (T)(x > 0 ? x : 0)); break;                                      \
+    case PIVQ_SIGN: UNARY_LOOP(T, (T)((x > 0) - (x < 0))); break;                                  \
+    case -1: {                                                                                     \
+        double lo = c->lo, hi = c->hi;                                                             \
+        UNARY_LOOP(T, (T)((double)x < lo ? lo : ((double)x > hi ? hi : (double)x)));               \
+        break;                                                                                     \
+    }                                                                                              \
+    default: UNARY_LOOP(T, x); break; /* floor/ceil/round of an integer */                         \
     }
 
 static void unary_i32_run(char **p, const int64_t *st, int64_t n, void *vctx)
@@ -133,8 +140,8 @@ static pivq_tensor *unary_apply(const char *fname, const pivq_tensor *x, unary_c
 {
     if (pivq_check_tensor(fname, "input", x)) return NULL;
     int dtype = (c->op >= 0 && unary_needs_float(c->op)) ? PIVQ_FLOAT32 : x->scalar_type;
-    pivq_tensor *in = dtype == x->scalar_type ? pivq_tensor_retain((pivq_tensor *)x)
-                                        : pivq_to_dtype(x, dtype);
+    pivq_tensor *in =
+        dtype == x->scalar_type ? pivq_tensor_retain((pivq_tensor *)x) : pivq_to_dtype(x, dtype);
     if (!in) return NULL;
     pivq_tensor *out = pivq_empty(dtype, in->ndim, in->shape);
     if (out) {
@@ -172,31 +179,39 @@ pivq_tensor *pivq_clamp(const pivq_tensor *x, double lo, double hi)
 
 /* ---- binary --------------------------------------------------------------------------- */
 
-/* Three loops per op: both contiguous, b a broadcast scalar, and generic strides. */
-#define BINARY_LOOP(T, EXPR)                                                                   \
-    do {                                                                                       \
-        const int64_t es = (int64_t)sizeof(T);                                                 \
-        if (st[0] == es && st[1] == es && st[2] == es) {                                       \
-            T *o = (T *)p[0];                                                                  \
-            const T *xa = (const T *)p[1], *xb = (const T *)p[2];                              \
-            for (int64_t j = 0; j < n; j++) {                                                  \
-                T a = xa[j], b = xb[j];                                                        \
-                o[j] = (EXPR);                                                                 \
-            }                                                                                  \
-        } else if (st[0] == es && st[1] == es && st[2] == 0) {                                 \
-            T *o = (T *)p[0];                                                                  \
-            const T *xa = (const T *)p[1];                                                     \
-            const T b = *(const T *)p[2];                                                      \
-            for (int64_t j = 0; j < n; j++) {                                                  \
-                T a = xa[j];                                                                   \
-                o[j] = (EXPR);                                                                 \
-            }                                                                                  \
-        } else {                                                                               \
-            for (int64_t j = 0; j < n; j++) {                                                  \
-                T a = AT(T, p[1], st[1], j), b = AT(T, p[2], st[2], j);                        \
-                AT(T, p[0], st[0], j) = (EXPR);                                                \
-            }                                                                                  \
-        }                                                                                      \
+/* Four loops per op: both contiguous, b or a a broadcast scalar, and generic strides. */
+#define BINARY_LOOP(T, EXPR)                                                                       \
+    do {                                                                                           \
+        const int64_t es = (int64_t)sizeof(T);                                                     \
+        if (st[0] == es && st[1] == es && st[2] == es) {                                           \
+            T *o = (T *)p[0];                                                                      \
+            const T *xa = (const T *)p[1], *xb = (const T *)p[2];                                  \
+            for (int64_t j = 0; j < n; j++) {                                                      \
+                T a = xa[j], b = xb[j];                                                            \
+                o[j] = (EXPR);                                                                     \
+            }                                                                                      \
+        } else if (st[0] == es && st[1] == es && st[2] == 0) {                                     \
+            T *o = (T *)p[0];                                                                      \
+            const T *xa = (const T *)p[1];                                                         \
+            const T b = *(const T *)p[2];                                                          \
+            for (int64_t j = 0; j < n; j++) {                                                      \
+                T a = xa[j];                                                                       \
+                o[j] = (EXPR);                                                                     \
+            }                                                                                      \
+        } else if (st[0] == es && st[1] == 0 && st[2] == es) { /* number first: 2 - x */           \
+            T *o = (T *)p[0];                                                                      \
+            const T a = *(const T *)p[1];                                                          \
+            const T *xb = (const T *)p[2];                                                         \
+            for (int64_t j = 0; j < n; j++) {                                                      \
+                T b = xb[j];                                                                       \
+                o[j] = (EXPR);                                                                     \
+            }                                                                                      \
+        } else {                                                                                   \
+            for (int64_t j = 0; j < n; j++) {                                                      \
+                T a = AT(T, p[1], st[1], j), b = AT(T, p[2], st[2], j);                            \
+                AT(T, p[0], st[0], j) = (EXPR);                                                    \
+            }                                                                                      \
+        }                                                                                          \
     } while (0)
 
 static void binary_f32_run(char **p, const int64_t *st, int64_t n, void *ctx)
@@ -204,7 +219,7 @@ static void binary_f32_run(char **p, const int64_t *st, int64_t n, void *ctx)
     switch (*(const int *)ctx) {
     case PIVQ_ADD: BINARY_LOOP(float, a + b); break;
     case PIVQ_SUB: BINARY_LOOP(float, a - b); break;
-    case PIVQ_MUL: BINARY_LOOP(float, a * b); break;
+    case PIVQ_MUL: BINARY_LOOP(float, a *b); break;
     case PIVQ_DIV: BINARY_LOOP(float, a / b); break;
     case PIVQ_MAX: BINARY_LOOP(float, (a != a || a > b) ? a : b); break; /* NaN propagates */
     case PIVQ_MIN: BINARY_LOOP(float, (a != a || a < b) ? a : b); break;
@@ -227,14 +242,14 @@ static inline int64_t ipow(int64_t base, int64_t e)
 
 /* Integer arithmetic wraps like PyTorch's; done in unsigned to avoid signed-overflow UB.
    Division is never reached: integer division promotes to float32 (true division). */
-#define INT_BINARY_CASES(T, U)                                                                 \
-    switch (*(const int *)ctx) {                                                               \
-    case PIVQ_ADD: BINARY_LOOP(T, (T)((U)a + (U)b)); break;                                    \
-    case PIVQ_SUB: BINARY_LOOP(T, (T)((U)a - (U)b)); break;                                    \
-    case PIVQ_MUL: BINARY_LOOP(T, (T)((U)a * (U)b)); break;                                    \
-    case PIVQ_MAX: BINARY_LOOP(T, a > b ? a : b); break;                                       \
-    case PIVQ_MIN: BINARY_LOOP(T, a < b ? a : b); break;                                       \
-    case PIVQ_POW: BINARY_LOOP(T, (T)ipow(a, b)); break;                                       \
+#define INT_BINARY_CASES(T, U)                                                                     \
+    switch (*(const int *)ctx) {                                                                   \
+    case PIVQ_ADD: BINARY_LOOP(T, (T)((U)a + (U)b)); break;                                        \
+    case PIVQ_SUB: BINARY_LOOP(T, (T)((U)a - (U)b)); break;                                        \
+    case PIVQ_MUL: BINARY_LOOP(T, (T)((U)a * (U)b)); break;                                        \
+    case PIVQ_MAX: BINARY_LOOP(T, a > b ? a : b); break;                                           \
+    case PIVQ_MIN: BINARY_LOOP(T, a < b ? a : b); break;                                           \
+    case PIVQ_POW: BINARY_LOOP(T, (T)ipow(a, b)); break;                                           \
     }
 
 static void binary_i32_run(char **p, const int64_t *st, int64_t n, void *ctx)
@@ -308,18 +323,45 @@ pivq_tensor *pivq_binary(const pivq_tensor *a, const pivq_tensor *b, int op)
     return out;
 }
 
-/* A 0-dim tensor holding s in dtype (on the stack of the caller via storage). */
-static pivq_tensor *scalar_tensor(double s, int dtype)
+/* A 0-dim tensor holding a number, living on the caller's stack: scalar forms (x * 2) would
+   otherwise allocate and free a tensor per call. The caller keeps the only reference it
+   counts, so the refcount never reaches 0 and nothing frees it; ops that take a reference
+   (as_dtype) give it back before returning. */
+typedef struct stack_scalar {
+    pivq_tensor t;
+    pivq_storage s;
+    union {
+        float f;
+        int32_t i32;
+        int64_t i64;
+        uint8_t u8;
+    } v;
+} stack_scalar;
+
+static pivq_tensor *scalar_tensor(stack_scalar *ss, double s, int dtype)
 {
-    pivq_tensor *t = pivq_empty(dtype, 0, NULL);
-    if (t) pivq_fill_(t, s);
-    return t;
+    memset(ss, 0, sizeof *ss);
+    ss->s.data = &ss->v;
+    ss->s.nbytes = pivq_dtype_size(dtype);
+    ss->s.refcount = 1;
+    ss->t.refcount = 1;
+    ss->t.scalar_type = dtype;
+    ss->t.storage = &ss->s;
+    switch (dtype) {
+    case PIVQ_FLOAT32: ss->v.f = (float)s; break;
+    case PIVQ_INT32: ss->v.i32 = (int32_t)(int64_t)s; break; /* wraps, as fill does */
+    case PIVQ_INT64: ss->v.i64 = (int64_t)s; break;
+    default: ss->v.u8 = (uint8_t)(int64_t)s; break;
+    }
+    return &ss->t;
 }
 
+/* An integer tensor meets a number as an integer only when the number is one that int64
+   holds; anything else (0.5, 1e30, inf, nan) makes the op float32. */
 static int scalar_dtype(const pivq_tensor *a, double s, int op)
 {
     if (a->scalar_type == PIVQ_FLOAT32 || op == PIVQ_DIV) return PIVQ_FLOAT32;
-    if (s != floor(s) || !isfinite(s)) return PIVQ_FLOAT32;
+    if (!pivq_fits_int64(s)) return PIVQ_FLOAT32;
     return a->scalar_type;
 }
 
@@ -330,11 +372,9 @@ pivq_tensor *pivq_binary_scalar(const pivq_tensor *a, double s, int op, int scal
         return NULL;
     }
     if (pivq_check_tensor(binary_names[op], "tensor operand", a)) return NULL;
-    pivq_tensor *st = scalar_tensor(s, scalar_dtype(a, s, op));
-    if (!st) return NULL;
-    pivq_tensor *out = scalar_first ? pivq_binary(st, a, op) : pivq_binary(a, st, op);
-    pivq_tensor_release(st);
-    return out;
+    stack_scalar ss;
+    pivq_tensor *st = scalar_tensor(&ss, s, scalar_dtype(a, s, op));
+    return scalar_first ? pivq_binary(st, a, op) : pivq_binary(a, st, op);
 }
 
 int pivq_binary_(pivq_tensor *a, const pivq_tensor *b, int op)
@@ -354,12 +394,14 @@ int pivq_binary_(pivq_tensor *a, const pivq_tensor *b, int op)
         if (k < 0 || a->shape[k] != size[i]) {
             char x[160], y[160];
             return pivq_set_error("%s_: in-place result of shape %s does not fit the "
-                                  "destination %s", fname,
-                                  pivq_sizes_str(ndim, size, x, sizeof x),
+                                  "destination %s",
+                                  fname, pivq_sizes_str(ndim, size, x, sizeof x),
                                   pivq_shape_str(a, y, sizeof y));
         }
     }
-    pivq_tensor *cb = as_dtype(b, a->scalar_type);
+    /* a copy when b overlaps a differently (a:add_(a:t())): a would be read after written */
+    pivq_tensor *cb =
+        pivq_may_alias(a, b) ? pivq_to_dtype(b, a->scalar_type) : as_dtype(b, a->scalar_type);
     if (!cb) return -1;
     const pivq_tensor *in[2] = {a, cb};
     run_broadcast(a, in, 2, -1, binary_runs[a->scalar_type], &op);
@@ -370,32 +412,41 @@ int pivq_binary_(pivq_tensor *a, const pivq_tensor *b, int op)
 int pivq_binary_scalar_(pivq_tensor *a, double s, int op)
 {
     if (pivq_check_tensor("binary_", "destination", a)) return -1;
-    if (a->scalar_type != PIVQ_FLOAT32 && (!isfinite(s) || s != floor(s)))
+    if (a->scalar_type != PIVQ_FLOAT32 && !pivq_fits_int64(s))
         return pivq_set_error("%s_: cannot apply the non-integral scalar %g to a %s tensor in "
-                              "place", pivq_binary_name(op), s, pivq_dtype_name(a->scalar_type));
-    pivq_tensor *st = scalar_tensor(s, a->scalar_type);
-    if (!st) return -1;
-    int rc = pivq_binary_(a, st, op);
-    pivq_tensor_release(st);
-    return rc;
+                              "place",
+                              pivq_binary_name(op), s, pivq_dtype_name(a->scalar_type));
+    stack_scalar ss;
+    return pivq_binary_(a, scalar_tensor(&ss, s, a->scalar_type), op);
 }
 
 /* ---- comparisons and where ------------------------------------------------------------ */
 
-#define COMPARE_LOOP(T, EXPR)                                                                  \
-    for (int64_t j = 0; j < n; j++) {                                                          \
-        T a = AT(T, p[1], st[1], j), b = AT(T, p[2], st[2], j);                                \
-        AT(uint8_t, p[0], st[0], j) = (uint8_t)(EXPR);                                         \
+/* A contiguous loop against a number (x:gt(0), the common mask), else generic strides. */
+#define COMPARE_LOOP(T, EXPR)                                                                      \
+    if (st[0] == 1 && st[1] == (int64_t)sizeof(T) && st[2] == 0) {                                 \
+        uint8_t *o = (uint8_t *)p[0];                                                              \
+        const T *xa = (const T *)p[1];                                                             \
+        const T b = *(const T *)p[2];                                                              \
+        for (int64_t j = 0; j < n; j++) {                                                          \
+            T a = xa[j];                                                                           \
+            o[j] = (uint8_t)(EXPR);                                                                \
+        }                                                                                          \
+    } else {                                                                                       \
+        for (int64_t j = 0; j < n; j++) {                                                          \
+            T a = AT(T, p[1], st[1], j), b = AT(T, p[2], st[2], j);                                \
+            AT(uint8_t, p[0], st[0], j) = (uint8_t)(EXPR);                                         \
+        }                                                                                          \
     }
 
-#define COMPARE_CASES(T)                                                                       \
-    switch (*(const int *)ctx) {                                                               \
-    case PIVQ_EQ: COMPARE_LOOP(T, a == b) break;                                               \
-    case PIVQ_NE: COMPARE_LOOP(T, a != b) break;                                               \
-    case PIVQ_LT: COMPARE_LOOP(T, a < b) break;                                                \
-    case PIVQ_LE: COMPARE_LOOP(T, a <= b) break;                                               \
-    case PIVQ_GT: COMPARE_LOOP(T, a > b) break;                                                \
-    case PIVQ_GE: COMPARE_LOOP(T, a >= b) break;                                               \
+#define COMPARE_CASES(T)                                                                           \
+    switch (*(const int *)ctx) {                                                                   \
+    case PIVQ_EQ: COMPARE_LOOP(T, a == b) break;                                                   \
+    case PIVQ_NE: COMPARE_LOOP(T, a != b) break;                                                   \
+    case PIVQ_LT: COMPARE_LOOP(T, a < b) break;                                                    \
+    case PIVQ_LE: COMPARE_LOOP(T, a <= b) break;                                                   \
+    case PIVQ_GT: COMPARE_LOOP(T, a > b) break;                                                    \
+    case PIVQ_GE: COMPARE_LOOP(T, a >= b) break;                                                   \
     }
 
 static void compare_f32_run(char **p, const int64_t *st, int64_t n, void *ctx)
@@ -446,19 +497,15 @@ pivq_tensor *pivq_compare(const pivq_tensor *a, const pivq_tensor *b, int op)
 pivq_tensor *pivq_compare_scalar(const pivq_tensor *a, double s, int op)
 {
     if (pivq_check_tensor(pivq_compare_name(op), "tensor operand", a)) return NULL;
-    int dtype = (a->scalar_type == PIVQ_FLOAT32 || s != floor(s)) ? PIVQ_FLOAT32 : PIVQ_INT64;
-    if (isnan(s)) dtype = PIVQ_FLOAT32;
-    pivq_tensor *st = scalar_tensor(s, dtype);
-    if (!st) return NULL;
-    pivq_tensor *out = pivq_compare(a, st, op);
-    pivq_tensor_release(st);
-    return out;
+    int dtype = (a->scalar_type == PIVQ_FLOAT32 || !pivq_fits_int64(s)) ? PIVQ_FLOAT32 : PIVQ_INT64;
+    stack_scalar ss;
+    return pivq_compare(a, scalar_tensor(&ss, s, dtype), op);
 }
 
-#define WHERE_LOOP(T)                                                                          \
-    for (int64_t j = 0; j < n; j++)                                                            \
-        AT(T, p[0], st[0], j) = AT(uint8_t, p[1], st[1], j) ? AT(T, p[2], st[2], j)            \
-                                                            : AT(T, p[3], st[3], j);
+#define WHERE_LOOP(T)                                                                              \
+    for (int64_t j = 0; j < n; j++)                                                                \
+        AT(T, p[0], st[0], j) =                                                                    \
+            AT(uint8_t, p[1], st[1], j) ? AT(T, p[2], st[2], j) : AT(T, p[3], st[3], j);
 
 static void where_run(char **p, const int64_t *st, int64_t n, void *ctx)
 {
@@ -480,10 +527,14 @@ pivq_tensor *pivq_where(const pivq_tensor *cond, const pivq_tensor *a, const piv
     if (pivq_broadcast_shapes("where", a, b, &nd1, s1)) return NULL;
     pivq_tensor shape_ab = *a; /* a shape-only stand-in for broadcasting */
     shape_ab.ndim = nd1;
-    for (int i = 0; i < nd1; i++) shape_ab.shape[i] = s1[i];
+    for (int i = 0; i < nd1; i++)
+        shape_ab.shape[i] = s1[i];
     if (pivq_broadcast_shapes("where", cond, &shape_ab, &nd2, s2)) return NULL;
     int dtype = pivq_promote_dtype(a->scalar_type, b->scalar_type);
-    pivq_tensor *cc = as_dtype(cond, PIVQ_UINT8);
+    /* Any nonzero condition is true (NaN too). Converting a float or wide integer condition
+       to uint8 would truncate 0.5 to 0 and wrap 256 to 0, so other dtypes compare with 0. */
+    pivq_tensor *cc = cond->scalar_type == PIVQ_UINT8 ? pivq_tensor_retain((pivq_tensor *)cond)
+                                                      : pivq_compare_scalar(cond, 0.0, PIVQ_NE);
     pivq_tensor *ca = cc ? as_dtype(a, dtype) : NULL;
     pivq_tensor *cb = ca ? as_dtype(b, dtype) : NULL;
     pivq_tensor *out = cb ? pivq_empty(dtype, nd2, s2) : NULL;

@@ -14,7 +14,8 @@ static pivq_tensor *index_as_i64(const char *fname, const pivq_tensor *index)
                        pivq_dtype_name(index->scalar_type));
         return NULL;
     }
-    return index->scalar_type == PIVQ_INT64 ? pivq_contiguous(index) : pivq_to_dtype(index, PIVQ_INT64);
+    return index->scalar_type == PIVQ_INT64 ? pivq_contiguous(index)
+                                            : pivq_to_dtype(index, PIVQ_INT64);
 }
 
 /* Check every index lies in [0, limit); report the first offender. */
@@ -39,6 +40,24 @@ static int check_dim_arg(const char *fname, const pivq_tensor *x, int dim)
     return 0;
 }
 
+/* index_select's rows u = (o, j) of the output: out[o, j, :] = x[o, index[j], :]. */
+typedef struct select_ctx {
+    char *dst;
+    const char *src;
+    const int64_t *ix;
+    int64_t n, R, inner, es;
+} select_ctx;
+
+static void select_rows(int64_t u0, int64_t u1, void *vctx)
+{
+    const select_ctx *c = vctx;
+    for (int64_t u = u0; u < u1; u++) {
+        int64_t o = u / c->n, j = u % c->n;
+        memcpy(c->dst + u * c->inner * c->es, c->src + (o * c->R + c->ix[j]) * c->inner * c->es,
+               (size_t)(c->inner * c->es));
+    }
+}
+
 pivq_tensor *pivq_index_select(const pivq_tensor *x, int dim, const pivq_tensor *index)
 {
     if (pivq_check_tensor("index_select", "input", x) || check_dim_arg("index_select", x, dim))
@@ -60,18 +79,16 @@ pivq_tensor *pivq_index_select(const pivq_tensor *x, int dim, const pivq_tensor 
     out = pivq_empty(x->scalar_type, x->ndim, size);
     if (!out) goto done;
     int64_t outer = 1, inner = 1, es = pivq_dtype_size(x->scalar_type);
-    for (int i = 0; i < dim; i++) outer *= x->shape[i];
-    for (int i = dim + 1; i < x->ndim; i++) inner *= x->shape[i];
+    for (int i = 0; i < dim; i++)
+        outer *= x->shape[i];
+    for (int i = dim + 1; i < x->ndim; i++)
+        inner *= x->shape[i];
     const char *src = pivq_data(xc);
     char *dst = pivq_data(out);
     const int64_t *ix = pivq_data(idx);
     int64_t R = x->shape[dim];
-    int nth = pivq_threads_for(outer * n * inner);
-#pragma omp parallel for num_threads(nth) if (nth > 1) collapse(2)
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t j = 0; j < n; j++)
-            memcpy(dst + ((o * n + j) * inner) * es, src + ((o * R + ix[j]) * inner) * es,
-                   (size_t)(inner * es));
+    select_ctx c = {dst, src, ix, n, R, inner, es};
+    pivq_parallel_range(outer * n, outer * n * inner, select_rows, &c);
 done:
     pivq_tensor_release(idx);
     pivq_tensor_release(xc);
@@ -97,8 +114,8 @@ static int check_gather_shapes(const char *fname, const pivq_tensor *x, int dim,
 
 /* Byte offset, in a tensor with the given strides, of flat position i of the index shape,
    with the coordinate on `dim` replaced by `at` (at < 0: keep it). */
-static int64_t gather_offset(const pivq_tensor *shape, int64_t i, const int64_t *stride,
-                             int dim, int64_t at)
+static int64_t gather_offset(const pivq_tensor *shape, int64_t i, const int64_t *stride, int dim,
+                             int64_t at)
 {
     int64_t off = 0;
     for (int d = shape->ndim - 1; d >= 0; d--) {
@@ -107,6 +124,25 @@ static int64_t gather_offset(const pivq_tensor *shape, int64_t i, const int64_t 
         off += (d == dim && at >= 0 ? at : c) * stride[d];
     }
     return off;
+}
+
+typedef struct gather_ctx {
+    char *dst;
+    const char *src;
+    const int64_t *ix;
+    const pivq_tensor *idx;
+    const int64_t *xstrides;
+    int dim;
+    int64_t es;
+} gather_ctx;
+
+static void gather_elems(int64_t i0, int64_t i1, void *vctx)
+{
+    const gather_ctx *c = vctx;
+    for (int64_t i = i0; i < i1; i++)
+        memcpy(c->dst + i * c->es,
+               c->src + gather_offset(c->idx, i, c->xstrides, c->dim, c->ix[i]) * c->es,
+               (size_t)c->es);
 }
 
 pivq_tensor *pivq_gather(const pivq_tensor *x, int dim, const pivq_tensor *index)
@@ -124,10 +160,8 @@ pivq_tensor *pivq_gather(const pivq_tensor *x, int dim, const pivq_tensor *index
     const int64_t *ix = pivq_data(idx);
     const char *src = (const char *)x->storage->data + x->offset * es;
     char *dst = pivq_data(out);
-    int nth = pivq_threads_for(n * 4);
-#pragma omp parallel for num_threads(nth) if (nth > 1)
-    for (int64_t i = 0; i < n; i++)
-        memcpy(dst + i * es, src + gather_offset(idx, i, x->strides, dim, ix[i]) * es, (size_t)es);
+    gather_ctx c = {dst, src, ix, idx, x->strides, dim, es};
+    pivq_parallel_range(n, n * 4, gather_elems, &c);
 done:
     pivq_tensor_release(idx);
     return out;
@@ -140,16 +174,16 @@ pivq_tensor *pivq_scatter_add(const pivq_tensor *x, int dim, const pivq_tensor *
         pivq_check_tensor("scatter_add", "src", src))
         return NULL;
     if (src->scalar_type != x->scalar_type) {
-        pivq_set_error("scatter_add: src is %s but the input is %s", pivq_dtype_name(src->scalar_type),
-                       pivq_dtype_name(x->scalar_type));
+        pivq_set_error("scatter_add: src is %s but the input is %s",
+                       pivq_dtype_name(src->scalar_type), pivq_dtype_name(x->scalar_type));
         return NULL;
     }
     pivq_tensor *idx = index_as_i64("scatter_add", index);
     if (!idx) return NULL;
     pivq_tensor *out = NULL;
     if (src->ndim != x->ndim) {
-        pivq_set_error("scatter_add: src must have as many dims as the input (%d), got %d",
-                       x->ndim, src->ndim);
+        pivq_set_error("scatter_add: src must have as many dims as the input (%d), got %d", x->ndim,
+                       src->ndim);
         goto done;
     }
     if (check_gather_shapes("scatter_add", x, dim, idx, src, "src") ||
@@ -167,8 +201,14 @@ pivq_tensor *pivq_scatter_add(const pivq_tensor *x, int dim, const pivq_tensor *
         const char *from = s + gather_offset(idx, i, src->strides, dim, -1) * es;
         switch (x->scalar_type) {
         case PIVQ_FLOAT32: *(float *)to += *(const float *)from; break;
-        case PIVQ_INT32: *(int32_t *)to = (int32_t)((uint32_t) * (int32_t *)to + (uint32_t) * (const int32_t *)from); break;
-        case PIVQ_INT64: *(int64_t *)to = (int64_t)((uint64_t) * (int64_t *)to + (uint64_t) * (const int64_t *)from); break;
+        case PIVQ_INT32:
+            *(int32_t *)to =
+                (int32_t)((uint32_t) * (int32_t *)to + (uint32_t) * (const int32_t *)from);
+            break;
+        case PIVQ_INT64:
+            *(int64_t *)to =
+                (int64_t)((uint64_t) * (int64_t *)to + (uint64_t) * (const int64_t *)from);
+            break;
         default: *(uint8_t *)to = (uint8_t)(*(uint8_t *)to + *(const uint8_t *)from); break;
         }
     }
@@ -284,7 +324,8 @@ pivq_tensor *pivq_stack(pivq_tensor *const *ts, int n, int dim)
     }
     out = pivq_cat(us, n, dim);
 done:
-    for (int i = 0; i < n; i++) pivq_tensor_release(us[i]);
+    for (int i = 0; i < n; i++)
+        pivq_tensor_release(us[i]);
     free(us);
     return out;
 }

@@ -60,9 +60,13 @@ int pivq_gemm_(pivq_tensor *out, const pivq_tensor *a, const pivq_tensor *b, int
     int64_t k2 = trans_b ? b->shape[1] : b->shape[0], n = trans_b ? b->shape[0] : b->shape[1];
     if (k != k2 || out->shape[0] != m || out->shape[1] != n)
         return pivq_set_error("gemm: shapes do not match: op(a) %lldx%lld, op(b) %lldx%lld, "
-                              "out %s", (long long)m, (long long)k, (long long)k2, (long long)n,
+                              "out %s",
+                              (long long)m, (long long)k, (long long)k2, (long long)n,
                               pivq_shape_str(out, so, sizeof so));
-    if (check_blas_dims("gemm", m, n, k)) return -1;
+    if (check_blas_dims("gemm", m, n, k) ||
+        check_blas_dims("gemm", out->strides[0], a->strides[0] + a->strides[1],
+                        b->strides[0] + b->strides[1]))
+        return -1;
     if (m == 0 || n == 0) return 0;
     blas_operand lo = blas_layout(m, n, out->strides[0], out->strides[1]);
     if (!lo.ok || lo.trans != CblasNoTrans)
@@ -88,12 +92,16 @@ int pivq_gemm_(pivq_tensor *out, const pivq_tensor *a, const pivq_tensor *b, int
     CBLAS_TRANSPOSE ta = (la.trans == CblasTrans) != (trans_a != 0) ? CblasTrans : CblasNoTrans;
     CBLAS_TRANSPOSE tb = (lb.trans == CblasTrans) != (trans_b != 0) ? CblasTrans : CblasNoTrans;
     if (k == 0) {
-        /* BLAS may read nothing; out = beta * out */
-        pivq_binary_scalar_(out, beta, PIVQ_MUL);
+        /* an empty sum: out = beta * out, where beta == 0 means "overwrite" (as in BLAS, old
+           contents such as NaN must not leak through 0 * NaN) */
+        if (beta == 0.0f)
+            pivq_fill_(out, 0.0);
+        else
+            pivq_binary_scalar_(out, beta, PIVQ_MUL);
     } else {
-        cblas_sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, alpha,
-                    pivq_data(ac ? ac : a), (int)la.ld, pivq_data(bc ? bc : b), (int)lb.ld, beta,
-                    pivq_data(out), (int)lo.ld);
+        cblas_sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, alpha, pivq_data(ac ? ac : a),
+                    (int)la.ld, pivq_data(bc ? bc : b), (int)lb.ld, beta, pivq_data(out),
+                    (int)lo.ld);
     }
     pivq_tensor_release(ac);
     pivq_tensor_release(bc);
@@ -105,8 +113,8 @@ pivq_tensor *pivq_matmul(const pivq_tensor *a, const pivq_tensor *b)
     if (pivq_check_tensor("matmul", "a", a) || pivq_check_tensor("matmul", "b", b)) return NULL;
     char sa[160], sb[160];
     if (a->scalar_type != PIVQ_FLOAT32 || b->scalar_type != PIVQ_FLOAT32) {
-        pivq_set_error("matmul: need float32 operands, got %s and %s", pivq_dtype_name(a->scalar_type),
-                       pivq_dtype_name(b->scalar_type));
+        pivq_set_error("matmul: need float32 operands, got %s and %s",
+                       pivq_dtype_name(a->scalar_type), pivq_dtype_name(b->scalar_type));
         return NULL;
     }
     if (a->ndim == 0 || b->ndim == 0) {
@@ -155,7 +163,8 @@ pivq_tensor *pivq_matmul(const pivq_tensor *a, const pivq_tensor *b)
     pivq_broadcast_strides(&bb, nb, bsize, stb);
     int64_t osize[PIVQ_MAX_DIMS];
     int ond = 0;
-    for (int i = 0; i < nb; i++) osize[ond++] = bsize[i];
+    for (int i = 0; i < nb; i++)
+        osize[ond++] = bsize[i];
     if (!drop_rows) osize[ond++] = m;
     if (!drop_cols) osize[ond++] = n;
     if (ond > PIVQ_MAX_DIMS) {
@@ -163,20 +172,26 @@ pivq_tensor *pivq_matmul(const pivq_tensor *a, const pivq_tensor *b)
         return NULL;
     }
     /* sgemm with beta = 0 overwrites out, except when k == 0 where out must read 0 */
-    pivq_tensor *out = k == 0 ? pivq_zeros(PIVQ_FLOAT32, ond, osize)
-                              : pivq_empty(PIVQ_FLOAT32, ond, osize);
+    pivq_tensor *out =
+        k == 0 ? pivq_zeros(PIVQ_FLOAT32, ond, osize) : pivq_empty(PIVQ_FLOAT32, ond, osize);
     if (!out) return NULL;
     int64_t nbatch = pivq_sizes_numel(nb, bsize);
     if (nbatch == 0 || m == 0 || n == 0) return out;
     /* Views of one matrix of each operand, moved along the batch. */
     pivq_tensor ma = A, mb = B, mo = *out;
     ma.ndim = mb.ndim = mo.ndim = 2;
-    ma.shape[0] = m; ma.shape[1] = k;
-    ma.strides[0] = A.strides[A.ndim - 2]; ma.strides[1] = A.strides[A.ndim - 1];
-    mb.shape[0] = k; mb.shape[1] = n;
-    mb.strides[0] = B.strides[B.ndim - 2]; mb.strides[1] = B.strides[B.ndim - 1];
-    mo.shape[0] = m; mo.shape[1] = n;
-    mo.strides[0] = n; mo.strides[1] = 1;
+    ma.shape[0] = m;
+    ma.shape[1] = k;
+    ma.strides[0] = A.strides[A.ndim - 2];
+    ma.strides[1] = A.strides[A.ndim - 1];
+    mb.shape[0] = k;
+    mb.shape[1] = n;
+    mb.strides[0] = B.strides[B.ndim - 2];
+    mb.strides[1] = B.strides[B.ndim - 1];
+    mo.shape[0] = m;
+    mo.shape[1] = n;
+    mo.strides[0] = n;
+    mo.strides[1] = 1;
     int64_t a0 = A.offset, b0 = B.offset;
     for (int64_t bi = 0; bi < nbatch; bi++) {
         int64_t rem = bi, oa = 0, ob = 0;

@@ -148,21 +148,27 @@ pivq_tensor *pivq_arange(double start, double end, double step, int dtype);
  * (exp, log, ...) convert integer input to float32.
  * ------------------------------------------------------------------------------------- */
 
+/* clang-format off */
 typedef enum pivq_unary_op {
     PIVQ_NEG = 0, PIVQ_ABS, PIVQ_EXP, PIVQ_LOG, PIVQ_SQRT, PIVQ_RSQRT, PIVQ_SIN, PIVQ_COS,
     PIVQ_TANH, PIVQ_SIGMOID, PIVQ_RELU, PIVQ_SIGN, PIVQ_FLOOR, PIVQ_CEIL, PIVQ_ROUND,
     PIVQ_UNARY_COUNT
 } pivq_unary_op;
+/* clang-format on */
 
+/* clang-format off */
 typedef enum pivq_binary_op {
     PIVQ_ADD = 0, PIVQ_SUB, PIVQ_MUL, PIVQ_DIV, PIVQ_MAX, PIVQ_MIN, PIVQ_POW,
     PIVQ_BINARY_COUNT
 } pivq_binary_op;
+/* clang-format on */
 
+/* clang-format off */
 typedef enum pivq_compare_op {
     PIVQ_EQ = 0, PIVQ_NE, PIVQ_LT, PIVQ_LE, PIVQ_GT, PIVQ_GE,
     PIVQ_COMPARE_COUNT
 } pivq_compare_op;
+/* clang-format on */
 
 /* Name of an op ("exp", "add", "lt", ...), for messages. */
 const char *pivq_unary_name(int op);
@@ -193,10 +199,12 @@ pivq_tensor *pivq_where(const pivq_tensor *cond, const pivq_tensor *a, const piv
  * Reductions (ops_reduce.c) over one dim (0..ndim-1) or all dims (dim == -1).
  * ------------------------------------------------------------------------------------- */
 
+/* clang-format off */
 typedef enum pivq_reduce_op {
     PIVQ_SUM = 0, PIVQ_MEAN, PIVQ_VAR, PIVQ_RMAX, PIVQ_RMIN, PIVQ_ARGMAX, PIVQ_ARGMIN,
     PIVQ_NORM, PIVQ_PROD, PIVQ_REDUCE_COUNT
 } pivq_reduce_op;
+/* clang-format on */
 
 /* Name of a reduction ("sum", ..., "max", "argmax", "norm"). */
 const char *pivq_reduce_name(int op);
@@ -216,8 +224,8 @@ pivq_tensor *pivq_reduce(const pivq_tensor *x, int op, int dim, int keepdim, dou
    batch dims; a 1-D operand is promoted and the added dim removed from the result. */
 pivq_tensor *pivq_matmul(const pivq_tensor *a, const pivq_tensor *b);
 /* out = alpha * op(a) @ op(b) + beta * out for 2-D a, b, out (op = transpose if trans_*). */
-int pivq_gemm_(pivq_tensor *out, const pivq_tensor *a, const pivq_tensor *b,
-               int trans_a, int trans_b, float alpha, float beta);
+int pivq_gemm_(pivq_tensor *out, const pivq_tensor *a, const pivq_tensor *b, int trans_a,
+               int trans_b, float alpha, float beta);
 
 /* ---------------------------------------------------------------------------------------
  * Indexing and joining (ops_index.c). Index tensors are int64 (int32 accepted), 0-based.

@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-typedef struct { uint32_t v[4]; } philox_block;
+typedef struct {
+    uint32_t v[4];
+} philox_block;
 
 /* Philox-4x32 with 10 rounds; constants from the paper. */
 static philox_block philox(uint64_t counter, uint64_t key)
@@ -21,7 +23,10 @@ static philox_block philox(uint64_t counter, uint64_t key)
         uint64_t p0 = (uint64_t)0xD2511F53u * c0, p1 = (uint64_t)0xCD9E8D57u * c2;
         uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0, n1 = (uint32_t)p1;
         uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1, n3 = (uint32_t)p0;
-        c0 = n0; c1 = n1; c2 = n2; c3 = n3;
+        c0 = n0;
+        c1 = n1;
+        c2 = n2;
+        c3 = n3;
         k0 += 0x9E3779B9u;
         k1 += 0xBB67AE85u;
     }
@@ -31,7 +36,10 @@ static philox_block philox(uint64_t counter, uint64_t key)
 
 static pivq_generator default_generator = {0x853c49e6748fea9bULL, 0};
 
-pivq_generator *pivq_default_generator(void) { return &default_generator; }
+pivq_generator *pivq_default_generator(void)
+{
+    return &default_generator;
+}
 
 void pivq_manual_seed(pivq_generator *g, uint64_t seed)
 {
@@ -41,7 +49,10 @@ void pivq_manual_seed(pivq_generator *g, uint64_t seed)
 }
 
 /* Uniform in [0, 1) with 24 random bits (every value exactly representable in float). */
-static inline float u01(uint32_t x) { return (float)(x >> 8) * (1.0f / 16777216.0f); }
+static inline float u01(uint32_t x)
+{
+    return (float)(x >> 8) * (1.0f / 16777216.0f);
+}
 
 static int check_fill_target(const char *fname, const pivq_tensor *t, int need_float)
 {
@@ -49,9 +60,34 @@ static int check_fill_target(const char *fname, const pivq_tensor *t, int need_f
     if (need_float && t->scalar_type != PIVQ_FLOAT32)
         return pivq_set_error("%s: tensor must be float32, got %s", fname,
                               pivq_dtype_name(t->scalar_type));
-    if (!pivq_is_contiguous(t))
-        return pivq_set_error("%s: tensor must be contiguous", fname);
+    if (!pivq_is_contiguous(t)) return pivq_set_error("%s: tensor must be contiguous", fname);
     return 0;
+}
+
+/* Element i of a draw uses counter base + i: any split of [0, n) gives the same values. */
+typedef struct fill_ctx {
+    float *p;
+    uint64_t base, seed;
+    float a, b; /* lo and width, or mean and std */
+} fill_ctx;
+
+static void uniform_range(int64_t i0, int64_t i1, void *vctx)
+{
+    const fill_ctx *c = vctx;
+    for (int64_t i = i0; i < i1; i++)
+        c->p[i] = c->a + c->b * u01(philox(c->base + (uint64_t)i, c->seed).v[0]);
+}
+
+static void normal_range(int64_t i0, int64_t i1, void *vctx)
+{
+    const fill_ctx *c = vctx;
+    for (int64_t i = i0; i < i1; i++) {
+        philox_block b = philox(c->base + (uint64_t)i, c->seed);
+        /* Box–Muller; u1 in (0, 1] so the log is finite */
+        double u1 = ((double)b.v[0] + 1.0) * (1.0 / 4294967296.0);
+        double u2 = (double)b.v[1] * (1.0 / 4294967296.0);
+        c->p[i] = (float)(c->a + c->b * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+    }
 }
 
 int pivq_uniform_(pivq_tensor *t, double lo, double hi, pivq_generator *g)
@@ -63,10 +99,8 @@ int pivq_uniform_(pivq_tensor *t, double lo, double hi, pivq_generator *g)
     float *p = pivq_data(t);
     int64_t n = pivq_numel(t);
     uint64_t base = g->offset, seed = g->seed;
-    float a = (float)lo, w = (float)(hi - lo);
-    int nth = pivq_threads_for(n * 8);
-#pragma omp parallel for num_threads(nth) if (nth > 1)
-    for (int64_t i = 0; i < n; i++) p[i] = a + w * u01(philox(base + (uint64_t)i, seed).v[0]);
+    fill_ctx c = {p, base, seed, (float)lo, (float)(hi - lo)};
+    pivq_parallel_range(n, n * 8, uniform_range, &c);
     g->offset += (uint64_t)n;
     return 0;
 }
@@ -80,15 +114,8 @@ int pivq_normal_(pivq_tensor *t, double mean, double std, pivq_generator *g)
     float *p = pivq_data(t);
     int64_t n = pivq_numel(t);
     uint64_t base = g->offset, seed = g->seed;
-    int nth = pivq_threads_for(n * 8);
-#pragma omp parallel for num_threads(nth) if (nth > 1)
-    for (int64_t i = 0; i < n; i++) {
-        philox_block b = philox(base + (uint64_t)i, seed);
-        /* Box–Muller; u1 in (0, 1] so the log is finite */
-        double u1 = ((double)b.v[0] + 1.0) * (1.0 / 4294967296.0);
-        double u2 = (double)b.v[1] * (1.0 / 4294967296.0);
-        p[i] = (float)(mean + std * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
-    }
+    fill_ctx c = {p, base, seed, (float)mean, (float)std};
+    pivq_parallel_range(n, n * 8, normal_range, &c);
     g->offset += (uint64_t)n;
     return 0;
 }
@@ -102,8 +129,9 @@ static inline uint64_t below(philox_block b, uint64_t range)
 int pivq_randint_(pivq_tensor *t, int64_t lo, int64_t hi, pivq_generator *g)
 {
     if (check_fill_target("randint", t, 0)) return -1;
-    if (hi <= lo) return pivq_set_error("randint: need lo < hi, got %lld and %lld",
-                                        (long long)lo, (long long)hi);
+    if (hi <= lo)
+        return pivq_set_error("randint: need lo < hi, got %lld and %lld", (long long)lo,
+                              (long long)hi);
     if (!g) g = &default_generator;
     int64_t n = pivq_numel(t);
     uint64_t range = (uint64_t)hi - (uint64_t)lo, base = g->offset, seed = g->seed;
@@ -132,7 +160,8 @@ pivq_tensor *pivq_randperm(int64_t n, pivq_generator *g)
     pivq_tensor *t = pivq_empty(PIVQ_INT64, 1, &n);
     if (!t) return NULL;
     int64_t *p = pivq_data(t);
-    for (int64_t i = 0; i < n; i++) p[i] = i;
+    for (int64_t i = 0; i < n; i++)
+        p[i] = i;
     /* Fisher–Yates from the top: step i swaps p[i] with p[j], j uniform in [0, i] */
     for (int64_t i = n - 1; i > 0; i--) {
         int64_t j = (int64_t)below(philox(g->offset + (uint64_t)i, g->seed), (uint64_t)i + 1);
@@ -180,7 +209,8 @@ pivq_tensor *pivq_multinomial(const pivq_tensor *probs, int64_t n, int replaceme
             float v = pr[r * K + k];
             if (!(v >= 0) || isinf(v)) {
                 pivq_set_error("multinomial: probs[%lld,%lld] = %g is not a finite nonnegative "
-                               "weight", (long long)r, (long long)k, (double)v);
+                               "weight",
+                               (long long)r, (long long)k, (double)v);
                 goto fail;
             }
             w[k] = v;
@@ -194,7 +224,8 @@ pivq_tensor *pivq_multinomial(const pivq_tensor *probs, int64_t n, int replaceme
         }
         for (int64_t j = 0; j < n; j++) {
             double total = 0;
-            for (int64_t k = 0; k < K; k++) total += w[k];
+            for (int64_t k = 0; k < K; k++)
+                total += w[k];
             philox_block b = philox(g->offset + (uint64_t)(r * n + j), g->seed);
             double u = ((((uint64_t)b.v[1] << 32) | b.v[0]) >> 11) * (1.0 / 9007199254740992.0);
             double target = u * total, run = 0;

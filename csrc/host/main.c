@@ -50,10 +50,14 @@ static void on_sigint(int sig)
 static int host_set_interrupt_mode(lua_State *L)
 {
     const char *mode = luaL_checkstring(L, 1);
-    if (strcmp(mode, "raise") == 0) interrupt_mode = 1;
-    else if (strcmp(mode, "flag") == 0) interrupt_mode = 2;
-    else if (strcmp(mode, "default") == 0) interrupt_mode = 0;
-    else return luaL_error(L, "set_interrupt_mode: unknown mode '%s' (raise, flag, default)", mode);
+    if (strcmp(mode, "raise") == 0)
+        interrupt_mode = 1;
+    else if (strcmp(mode, "flag") == 0)
+        interrupt_mode = 2;
+    else if (strcmp(mode, "default") == 0)
+        interrupt_mode = 0;
+    else
+        return luaL_error(L, "set_interrupt_mode: unknown mode '%s' (raise, flag, default)", mode);
     interrupted_flag = 0;
     signal(SIGINT, interrupt_mode ? on_sigint : SIG_DFL);
     return 0;
@@ -102,7 +106,8 @@ static int host_isatty(lua_State *L)
     return 1;
 }
 
-/* ---- paths ------------------------------------------------------------------------------------ */
+/* ---- paths ------------------------------------------------------------------------------------
+ */
 
 static int is_file(const char *path)
 {

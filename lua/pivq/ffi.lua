@@ -19,6 +19,17 @@ if not state then
   -- Inside the `pivq` host the library is already linked in; from plain luajit load it by path.
   local in_process = pcall(function() return ffi.C.pivq_version end)
   local C = in_process and ffi.C or ffi.load(build.libpath)
+  if not in_process then
+    -- Pin the library for the life of the process. LuaJIT dlclose()s an ffi.load'ed library
+    -- when the Lua state closes, in no fixed order with the finalizers of tensors still alive
+    -- then; a finalizer running after the unmap calls freed code and the process segfaults at
+    -- exit. A second dlopen with RTLD_NODELETE keeps the code mapped until exit.
+    pcall(ffi.cdef, "void *dlopen(const char *filename, int flags);") -- may exist already
+    local RTLD_NOW, RTLD_NODELETE = 0x2, 0x1000 -- glibc's values (dlfcn.h)
+    if ffi.C.dlopen(build.libpath, RTLD_NOW + RTLD_NODELETE) == nil then
+      error("pivq: cannot pin " .. build.libpath, 2)
+    end
+  end
   state = { C = C, libpath = build.libpath, in_process = in_process }
   registry[KEY] = state
 end

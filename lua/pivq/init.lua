@@ -6,6 +6,7 @@ local random = require "pivq.random"
 
 local C = state.C
 local ffi = require "ffi"
+local fail = tensor.fail
 
 local pivq = {}
 
@@ -41,7 +42,7 @@ end
 -- threads and memory
 function pivq.set_num_threads(n)
   if type(n) ~= "number" or n % 1 ~= 0 then
-    error("set_num_threads: n must be an integer, got " .. tostring(n), 2)
+    fail("set_num_threads: n must be an integer, got " .. tostring(n))
   end
   tensor.check_rc(C.pivq_set_num_threads(n))
 end

@@ -4,18 +4,24 @@ local M = {}
 
 M.options = { threshold = 1000, edge = 3, precision = 4 }
 
--- Choose one number format for all shown values so that columns line up.
+-- An integer as text: int64 values arrive as cdata (exact beyond 2^53, where a Lua number
+-- would round), the others as numbers.
+local function int_text(v)
+  if type(v) == "cdata" then return (tostring(v):gsub("[LU]+$", "")) end
+  return string.format("%d", v)
+end
+
+-- Choose one number format for all shown values so that columns line up; returns a function
+-- from a value to its right-aligned text.
 local function number_format(values, is_float)
   if not is_float then
     local w = 1
-    for _, v in ipairs(values) do w = math.max(w, #string.format("%d", v)) end
-    return "%" .. w .. "d", w
+    for _, v in ipairs(values) do w = math.max(w, #int_text(v)) end
+    return function(v) return string.rep(" ", w - #int_text(v)) .. int_text(v) end
   end
   local all_int, maxabs, minabs = true, 0, math.huge
   for _, v in ipairs(values) do
-    if v ~= v or v == math.huge or v == -math.huge then
-      all_int = false
-    else
+    if v == v and v ~= math.huge and v ~= -math.huge then -- nan/inf print as words anyway
       if v ~= math.floor(v) then all_int = false end
       local a = math.abs(v)
       if a > maxabs then maxabs = a end
@@ -31,9 +37,16 @@ local function number_format(values, is_float)
   else
     fmt = "%." .. p .. "f"
   end
+  local function text(v)
+    if v ~= v then return "nan" end -- never "-nan"
+    return string.format(fmt, v)
+  end
   local w = 1
-  for _, v in ipairs(values) do w = math.max(w, #string.format(fmt, v)) end
-  return "%" .. w .. fmt:sub(2), w
+  for _, v in ipairs(values) do w = math.max(w, #text(v)) end
+  return function(v)
+    local s = text(v)
+    return string.rep(" ", w - #s) .. s
+  end
 end
 
 -- Indices of a dim of size n to show: all, or the first and last `edge` with a gap (0).
@@ -51,7 +64,7 @@ local function shown(n, summarise)
 end
 
 -- get(i1, ..., ik) returns the element at 1-based indices.
-function M.format(t, get, sizes, dtype_name)
+function M.format(get, sizes, dtype_name)
   local nd = #sizes
   local numel = 1
   for _, s in ipairs(sizes) do numel = numel * s end
@@ -79,7 +92,7 @@ function M.format(t, get, sizes, dtype_name)
   local fmt = number_format(values, is_float)
   local out = {}
   if nd == 0 then
-    return string.format(fmt, get()) .. "\n" .. footer
+    return fmt(get()) .. "\n" .. footer
   end
   local function row(prefix)
     local cells = {}
@@ -88,7 +101,7 @@ function M.format(t, get, sizes, dtype_name)
         cells[#cells + 1] = "..."
       else
         prefix[nd] = j
-        cells[#cells + 1] = string.format(fmt, get(unpack(prefix, 1, nd)))
+        cells[#cells + 1] = fmt(get(unpack(prefix, 1, nd)))
       end
     end
     return " " .. table.concat(cells, " ")
@@ -97,7 +110,7 @@ function M.format(t, get, sizes, dtype_name)
     if nd == 1 then
       -- a vector prints one value per line, as in Torch7
       for _, j in ipairs(shown(sizes[1], summarise)) do
-        out[#out + 1] = j == 0 and " ..." or " " .. string.format(fmt, get(j))
+        out[#out + 1] = j == 0 and " ..." or " " .. fmt(get(j))
       end
       return
     end

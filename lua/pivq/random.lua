@@ -5,7 +5,7 @@ local state = require "pivq.ffi"
 local tensor = require "pivq.tensor"
 
 local C = state.C
-local wrap, check_rc = tensor.wrap, tensor.check_rc
+local wrap, check_rc, fail = tensor.wrap, tensor.check_rc, tensor.fail
 
 local M = {}
 
@@ -20,8 +20,9 @@ function M.Generator(seed)
 end
 
 function Generator:manual_seed(seed)
-  if type(seed) ~= "number" or seed % 1 ~= 0 or seed < 0 then
-    error("manual_seed: seed must be a nonnegative integer, got " .. tostring(seed), 2)
+  -- below 2^53, where a Lua number is an exact integer (and converts to uint64 exactly)
+  if type(seed) ~= "number" or seed % 1 ~= 0 or seed < 0 or seed >= 2 ^ 53 then
+    fail("manual_seed: seed must be an integer in [0, 2^53), got " .. tostring(seed))
   end
   C.pivq_manual_seed(self.cdata, seed)
   return self
@@ -58,12 +59,9 @@ end
 local function gen_of(opts) return opts.generator and opts.generator.cdata or nil end
 
 local function sized(fname, opts, n, ...)
-  local sizes = n == 1 and type((...)) == "table" and (...) or { ... }
-  if n ~= 1 or type((...)) ~= "table" then
-    sizes = {}
-    for i = 1, n do sizes[i] = select(i, ...) end
-  end
-  return tensor.empty(sizes, opts.dtype or "float32")
+  local sizes = { n = n, ... } -- n excludes a trailing options table
+  if n == 1 and type(sizes[1]) == "table" then sizes = sizes[1] end
+  return tensor.new_empty(fname, "float32", sizes, opts.dtype or "float32")
 end
 
 -- pivq.rand(2, 3), pivq.rand({2, 3}, {generator = g}): uniform in [0, 1)
@@ -85,21 +83,25 @@ end
 -- pivq.randint(lo, hi, sizes [, opts]): integers uniform in [lo, hi), int64 by default
 function M.randint(lo, hi, sizes, opts)
   opts = opts or {}
-  if type(lo) ~= "number" or type(hi) ~= "number" then
-    error("randint: lo and hi must be integers", 2)
+  if type(lo) ~= "number" or type(hi) ~= "number" or lo % 1 ~= 0 or hi % 1 ~= 0
+    or math.abs(lo) >= 2 ^ 53 or math.abs(hi) >= 2 ^ 53 then
+    fail(string.format("randint: lo and hi must be integers below 2^53, got %s and %s",
+      tostring(lo), tostring(hi)))
   end
-  local t = tensor.empty(sizes, opts.dtype or "int64")
+  local t = tensor.new_empty("randint", "int64", sizes, opts.dtype or "int64")
   check_rc(C.pivq_randint_(t.c, lo, hi, gen_of(opts)))
   return t
 end
 
 -- In-place draws on an existing float tensor.
 function M.uniform_(t, lo, hi, opts)
+  tensor.check_self("uniform_", t)
   check_rc(C.pivq_uniform_(t.c, lo or 0, hi or 1, gen_of(opts or {})))
   return t
 end
 
 function M.normal_(t, mean, std, opts)
+  tensor.check_self("normal_", t)
   check_rc(C.pivq_normal_(t.c, mean or 0, std or 1, gen_of(opts or {})))
   return t
 end
@@ -107,7 +109,7 @@ end
 -- pivq.randperm(n): a random permutation of 1..n (int64)
 function M.randperm(n, opts)
   if type(n) ~= "number" or n % 1 ~= 0 or n < 0 then
-    error("randperm: n must be a nonnegative integer, got " .. tostring(n), 2)
+    fail("randperm: n must be a nonnegative integer, got " .. tostring(n))
   end
   local p = wrap(C.pivq_randperm(n, gen_of(opts or {})))
   check_rc(C.pivq_binary_scalar_(p.c, 1, C.PIVQ_ADD))
@@ -116,9 +118,9 @@ end
 
 -- pivq.multinomial(probs, n [, replacement [, opts]]): 1-based category draws per row
 function M.multinomial(probs, n, replacement, opts)
-  if not tensor.is_tensor(probs) then error("multinomial: probs must be a tensor", 2) end
+  if not tensor.is_tensor(probs) then fail("multinomial: probs must be a tensor") end
   if type(n) ~= "number" or n % 1 ~= 0 then
-    error("multinomial: n must be an integer, got " .. tostring(n), 2)
+    fail("multinomial: n must be an integer, got " .. tostring(n))
   end
   local d = wrap(C.pivq_multinomial(probs.c, n, replacement and 1 or 0, gen_of(opts or {})))
   check_rc(C.pivq_binary_scalar_(d.c, 1, C.PIVQ_ADD))

@@ -6,45 +6,54 @@ local pretty = require "pivq.pretty"
 
 local M = {}
 
-local function print_results(n, ...)
+local function print_results(out, n, ...)
   if n == 0 then return end
   local parts = {}
   for i = 1, n do parts[i] = pretty.format((select(i, ...))) end
-  print(table.concat(parts, "\t"))
+  out(table.concat(parts, "\t"))
 end
+
+local function pack(...) return { n = select("#", ...), ... } end
 
 local function traceback(msg)
   return debug.traceback(tostring(msg), 2)
 end
 
--- Compile a chunk: as "return <line>" first, then as a statement. Returns fn, or nil and
--- "incomplete" / the syntax error.
+-- Compile a chunk: as "return <line>" first (so an expression prints its value), then as a
+-- statement. Returns fn, or nil and "incomplete" (either form ran out of input: `1 +`,
+-- `for i = 1, 3 do`) or the syntax error.
 local function compile(src)
-  local fn = loadstring("return " .. src, "=stdin")
+  local fn, err_expr = loadstring("return " .. src, "=stdin")
   if fn then return fn end
   local err
   fn, err = loadstring(src, "=stdin")
   if fn then return fn end
-  if err:match("<eof>") then return nil, "incomplete" end
+  -- as lua.c: a message ending in '<eof>' means the input stopped short ("near '<eof>'");
+  -- "'<eof>' expected near '='" is a real error
+  if err:match("'<eof>'$") or err_expr:match("'<eof>'$") then return nil, "incomplete" end
   return nil, err
 end
+M.compile = compile
 
--- Evaluate one complete chunk; returns true if it ran without error.
-function M.eval(src, env)
+-- Evaluate one complete chunk, printing its values or its error through `out` (default
+-- print); returns true if it ran without error. `env` replaces the chunk's globals.
+function M.eval(src, env, out)
+  out = out or print
   local fn, err = compile(src)
   if not fn then
-    print(err)
+    out(err == "incomplete" and "stdin: incomplete input" or err)
     return false
   end
   if env then setfenv(fn, env) end
-  local results = { xpcall(fn, traceback) }
+  local results = pack(xpcall(fn, traceback))
   if results[1] then
-    print_results(#results - 1, unpack(results, 2, table.maxn(results)))
+    print_results(out, results.n - 1, unpack(results, 2, results.n)) -- nils included
     return true
   end
-  -- keep the message and the user's frames; drop the REPL's own frames
+  -- keep the message and the user's frames; drop the REPL's own frames (xpcall and below)
   local msg = tostring(results[2]):gsub("\n%s*%[C%]: in function 'xpcall'.*$", "")
-  print(msg)
+  msg = msg:gsub("\nstack traceback:%s*$", "")
+  out(msg)
   return false
 end
 

@@ -2,7 +2,7 @@
 -- A busted output handler: a progress mark per test, the failures and errors with their
 -- messages and places, pending tests by name (never hidden), and last the one line CI reads:
 -- "N passed, N failed" (errors count as failures).
-return function(options)
+return function()
   local busted = require "busted"
   local handler = require("busted.outputHandlers.base")()
 
@@ -16,7 +16,7 @@ return function(options)
     return tostring(t.message)
   end
 
-  handler.testEnd = function(element, parent, status)
+  handler.testEnd = function(_, _, status)
     local mark = ({ success = "+", failure = "-", error = "*", pending = "." })[status] or "?"
     io.write(mark)
     io.flush()
