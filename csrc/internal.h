@@ -110,4 +110,7 @@ void pivq_iter_parallel(const pivq_iter *it, pivq_run_fn fn, void *ctx);
 void pivq_broadcast_strides(const pivq_tensor *t, int ndim, const int64_t *size,
                             int64_t *stride);
 
+/* Free a tensor's autograd state (its grad and its reference to the graph); autograd.c. */
+void pivq_autograd_free(struct pivq_autograd *ag);
+
 #endif

@@ -83,6 +83,7 @@ typedef struct pivq_tensor {
     int64_t strides[PIVQ_MAX_DIMS]; /* in elements */
     int64_t offset;                 /* in elements, from storage->data */
     pivq_storage *storage;
+    struct pivq_autograd *ag;       /* autograd state (autograd.c); NULL for plain tensors */
 } pivq_tensor;
 
 /* Bytes per element of a dtype (0 for an unknown dtype). */
@@ -264,6 +265,75 @@ pivq_tensor *pivq_randperm(int64_t n, pivq_generator *g);
    not necessarily normalised): result n or B x n. Without replacement needs n <= nonzeros. */
 pivq_tensor *pivq_multinomial(const pivq_tensor *probs, int64_t n, int replacement,
                               pivq_generator *g);
+
+/* ---------------------------------------------------------------------------------------
+ * Autograd (autograd.c). Reverse mode, graph recorded in C.
+ *
+ * A float32 tensor may require gradients. Every `pivq_ag_*` entry point below behaves like
+ * the plain op of the same name (same arguments, same result) and, when grad mode is on and
+ * some input requires grad, also records a graph node on its result. The other ops of this
+ * section (linear, conv2d, attention, ...) always record. `pivq_backward` walks the graph
+ * from a result in reverse topological order and ADDS gradients into the leaves (tensors that
+ * require grad and were not produced by a recorded op). Nodes hold references to their
+ * inputs' nodes, to leaf inputs, and to the tensors they saved; results hold their node, so
+ * a graph lives exactly as long as some result of it does. Saved tensors are released after a
+ * backward unless retain_graph. Backward itself is not recorded (no double backward).
+ * ------------------------------------------------------------------------------------- */
+
+/* Turn grad mode on/off for this thread; returns the previous setting (1 on, 0 off). */
+int pivq_set_grad_enabled(int enabled);
+/* 1 if grad mode is on for this thread (the default), else 0. */
+int pivq_is_grad_enabled(void);
+/* Mark a leaf tensor as requiring grad (flag 1) or not (0). Only float32 leaves. */
+int pivq_requires_grad_(pivq_tensor *t, int flag);
+/* 1 if t requires grad (a marked leaf or the result of a recorded op), else 0. */
+int pivq_requires_grad(const pivq_tensor *t);
+/* 1 if t is a leaf (not produced by a recorded op), else 0. */
+int pivq_is_leaf(const pivq_tensor *t);
+/* Name of the op that produced t ("matmul", ...), or NULL for a leaf. */
+const char *pivq_grad_fn_name(const pivq_tensor *t);
+/* [OUT] *grad = a new reference to t's accumulated gradient, or NULL if none yet. */
+int pivq_get_grad(const pivq_tensor *t, pivq_tensor **grad);
+/* Replace t's gradient with g (retained; g must have t's shape and be float32), or drop it
+   (g == NULL), as zero_grad does. */
+int pivq_set_grad(pivq_tensor *t, pivq_tensor *g);
+/* A new view of t's data outside the graph (shares storage; requires no grad). */
+pivq_tensor *pivq_detach(const pivq_tensor *t);
+/* Backpropagate from t. grad: the gradient of the loss with respect to t (t's shape), or
+   NULL when t has one element (then 1). retain_graph: keep saved tensors for another
+   backward through the same graph. */
+int pivq_backward(pivq_tensor *t, const pivq_tensor *grad, int retain_graph);
+/* Number of live graph nodes (a leak check for the specs). */
+int64_t pivq_graph_node_count(void);
+/* Fail with a message if t may not be modified in place: a leaf that requires grad while
+   grad mode is on, or a tensor saved by... any result of a recorded op. fname names the op. */
+int pivq_check_inplace(const pivq_tensor *t, const char *fname);
+
+/* Autograd-aware forms of the core ops (arguments and results as documented above). */
+pivq_tensor *pivq_ag_unary(const pivq_tensor *x, int op);
+pivq_tensor *pivq_ag_clamp(const pivq_tensor *x, double lo, double hi);
+pivq_tensor *pivq_ag_binary(const pivq_tensor *a, const pivq_tensor *b, int op);
+pivq_tensor *pivq_ag_binary_scalar(const pivq_tensor *a, double s, int op, int scalar_first);
+pivq_tensor *pivq_ag_where(const pivq_tensor *cond, const pivq_tensor *a, const pivq_tensor *b);
+pivq_tensor *pivq_ag_reduce(const pivq_tensor *x, int op, int dim, int keepdim, double param);
+pivq_tensor *pivq_ag_matmul(const pivq_tensor *a, const pivq_tensor *b);
+pivq_tensor *pivq_ag_narrow(const pivq_tensor *t, int dim, int64_t start, int64_t length);
+pivq_tensor *pivq_ag_select(const pivq_tensor *t, int dim, int64_t index);
+pivq_tensor *pivq_ag_transpose(const pivq_tensor *t, int dim0, int dim1);
+pivq_tensor *pivq_ag_permute(const pivq_tensor *t, const int *perm);
+pivq_tensor *pivq_ag_view(const pivq_tensor *t, int ndim, const int64_t *size);
+pivq_tensor *pivq_ag_reshape(const pivq_tensor *t, int ndim, const int64_t *size);
+pivq_tensor *pivq_ag_expand(const pivq_tensor *t, int ndim, const int64_t *size);
+pivq_tensor *pivq_ag_squeeze(const pivq_tensor *t, int dim);
+pivq_tensor *pivq_ag_unsqueeze(const pivq_tensor *t, int dim);
+pivq_tensor *pivq_ag_contiguous(const pivq_tensor *t);
+pivq_tensor *pivq_ag_clone(const pivq_tensor *t);
+pivq_tensor *pivq_ag_to_dtype(const pivq_tensor *t, int dtype);
+pivq_tensor *pivq_ag_index_select(const pivq_tensor *x, int dim, const pivq_tensor *index);
+pivq_tensor *pivq_ag_gather(const pivq_tensor *x, int dim, const pivq_tensor *index);
+pivq_tensor *pivq_ag_masked_fill(const pivq_tensor *x, const pivq_tensor *mask, double value);
+pivq_tensor *pivq_ag_cat(pivq_tensor *const *ts, int n, int dim);
+pivq_tensor *pivq_ag_stack(pivq_tensor *const *ts, int n, int dim);
 
 #ifndef PIVQ_CDEF
 #ifdef __cplusplus
