@@ -35,6 +35,15 @@ static const struct {
     [PIVQ_GOP_GATHER] = {"gather", pivq_gather_backward},
     [PIVQ_GOP_MASKED_FILL] = {"masked_fill", pivq_masked_fill_backward},
     [PIVQ_GOP_CAT] = {"cat", pivq_cat_backward},
+    [PIVQ_GOP_LINEAR] = {"linear", pivq_linear_backward},
+    [PIVQ_GOP_ACTIVATION] = {"activation", pivq_activation_backward},
+    [PIVQ_GOP_SOFTMAX] = {"softmax", pivq_softmax_backward},
+    [PIVQ_GOP_EMBEDDING] = {"embedding", pivq_embedding_backward},
+    [PIVQ_GOP_DROPOUT] = {"dropout", pivq_dropout_backward},
+    [PIVQ_GOP_LAYER_NORM] = {"layer_norm", pivq_layer_norm_backward},
+    [PIVQ_GOP_GROUP_NORM] = {"group_norm", pivq_group_norm_backward},
+    [PIVQ_GOP_POINTWISE_LOSS] = {"pointwise_loss", pivq_pointwise_loss_backward},
+    [PIVQ_GOP_CROSS_ENTROPY] = {"cross_entropy", pivq_cross_entropy_backward},
 };
 
 /* ---- grad mode ------------------------------------------------------------------------------ */

@@ -22,6 +22,8 @@ typedef enum pivq_grad_op {
     PIVQ_GOP_REDUCE, PIVQ_GOP_MATMUL, PIVQ_GOP_NARROW, PIVQ_GOP_SELECT, PIVQ_GOP_PERMUTE,
     PIVQ_GOP_RESHAPE, PIVQ_GOP_EXPAND, PIVQ_GOP_IDENTITY, PIVQ_GOP_INDEX_SELECT, PIVQ_GOP_GATHER,
     PIVQ_GOP_MASKED_FILL, PIVQ_GOP_CAT,
+    PIVQ_GOP_LINEAR, PIVQ_GOP_ACTIVATION, PIVQ_GOP_SOFTMAX, PIVQ_GOP_EMBEDDING, PIVQ_GOP_DROPOUT,
+    PIVQ_GOP_LAYER_NORM, PIVQ_GOP_GROUP_NORM, PIVQ_GOP_POINTWISE_LOSS, PIVQ_GOP_CROSS_ENTROPY,
     PIVQ_GOP_COUNT
 } pivq_grad_op;
 
@@ -98,5 +100,23 @@ int pivq_index_select_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor *
 int pivq_gather_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
 int pivq_masked_fill_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
 int pivq_cat_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
+/* ops_nn.c */
+int pivq_linear_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
+int pivq_activation_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
+int pivq_softmax_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
+int pivq_embedding_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
+int pivq_dropout_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
+/* ops_norm.c */
+int pivq_layer_norm_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
+int pivq_group_norm_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
+/* ops_loss.c */
+int pivq_pointwise_loss_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
+int pivq_cross_entropy_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
+
+/* Shared kernels. */
+/* out (N) = column sums of g (M, N), contiguous. */
+void pivq_colsum(const float *g, float *out, int64_t M, int64_t N);
+/* log_softmax without recording (for ops that record their own node). */
+pivq_tensor *pivq_log_softmax_nograd(const pivq_tensor *x, int dim);
 
 #endif

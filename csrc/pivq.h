@@ -305,8 +305,9 @@ pivq_tensor *pivq_detach(const pivq_tensor *t);
 int pivq_backward(pivq_tensor *t, const pivq_tensor *grad, int retain_graph);
 /* Number of live graph nodes (a leak check for the specs). */
 int64_t pivq_graph_node_count(void);
-/* Fail with a message if t may not be modified in place: a leaf that requires grad while
-   grad mode is on, or a tensor saved by... any result of a recorded op. fname names the op. */
+/* Fail (naming fname) if t may not be modified in place: while grad mode is on, a leaf that
+   requires grad or a result of a recorded op. (Tensors that require no grad but were saved
+   by a node are not tracked: modifying them before backward gives wrong gradients.) */
 int pivq_check_inplace(const pivq_tensor *t, const char *fname);
 
 /* Autograd-aware forms of the core ops (arguments and results as documented above). */
@@ -334,6 +335,64 @@ pivq_tensor *pivq_ag_gather(const pivq_tensor *x, int dim, const pivq_tensor *in
 pivq_tensor *pivq_ag_masked_fill(const pivq_tensor *x, const pivq_tensor *mask, double value);
 pivq_tensor *pivq_ag_cat(pivq_tensor *const *ts, int n, int dim);
 pivq_tensor *pivq_ag_stack(pivq_tensor *const *ts, int n, int dim);
+
+/* ---------------------------------------------------------------------------------------
+ * Neural-network ops (ops_nn.c, ops_norm.c, ops_loss.c). Float32. Each records a graph node
+ * when grad mode is on and an input requires grad. Layouts are PyTorch's. Optional tensor
+ * arguments may be NULL.
+ * ------------------------------------------------------------------------------------- */
+
+/* y (..., out) = x (..., in) @ w^T + b; w (out, in), b (out) or NULL. */
+pivq_tensor *pivq_linear(const pivq_tensor *x, const pivq_tensor *w, const pivq_tensor *b);
+
+typedef enum pivq_activation_kind {
+    PIVQ_ACT_RELU = 0,
+    PIVQ_ACT_GELU,       /* exact: x Phi(x) (PyTorch's default) */
+    PIVQ_ACT_GELU_TANH,  /* the tanh approximation */
+    PIVQ_ACT_SILU,       /* x sigmoid(x) */
+    PIVQ_ACT_LEAKY_RELU, /* param: the negative slope */
+    PIVQ_ACT_ELU,        /* param: alpha */
+    PIVQ_ACT_COUNT
+} pivq_activation_kind;
+
+/* y = act(x) elementwise; param as documented per kind (ignored otherwise). */
+pivq_tensor *pivq_activation(const pivq_tensor *x, int kind, double param);
+/* Softmax along dim (0-based). */
+pivq_tensor *pivq_softmax(const pivq_tensor *x, int dim);
+/* Log of the softmax along dim, computed stably. */
+pivq_tensor *pivq_log_softmax(const pivq_tensor *x, int dim);
+/* Rows of weight (num, dim) picked by a 0-based integer index of any shape: (index..., dim). */
+pivq_tensor *pivq_embedding(const pivq_tensor *index, const pivq_tensor *weight);
+/* Zero each element with probability p and scale the rest by 1/(1-p) (training != 0); the
+   identity (a copy) otherwise. Draws from gen (NULL: the default generator). */
+pivq_tensor *pivq_dropout(const pivq_tensor *x, double p, int training, pivq_generator *gen);
+/* Normalise over the last norm_ndim dims, then y = xhat * w + b (w, b: those dims' numel). */
+pivq_tensor *pivq_layer_norm(const pivq_tensor *x, int norm_ndim, const pivq_tensor *w,
+                             const pivq_tensor *b, double eps);
+/* x (N, C, ...): normalise each of `groups` channel groups per sample, then per-channel
+   y = xhat * w[c] + b[c] (w, b of size C). */
+pivq_tensor *pivq_group_norm(const pivq_tensor *x, int groups, const pivq_tensor *w,
+                             const pivq_tensor *b, double eps);
+
+typedef enum pivq_reduction {
+    PIVQ_REDUCTION_NONE = 0, PIVQ_REDUCTION_MEAN = 1, PIVQ_REDUCTION_SUM = 2
+} pivq_reduction;
+
+typedef enum pivq_loss_kind {
+    PIVQ_LOSS_MSE = 0,    /* (x - t)^2 */
+    PIVQ_LOSS_L1,         /* |x - t| */
+    PIVQ_LOSS_BCE_LOGITS, /* binary cross-entropy of sigmoid(x) against t in [0, 1] */
+    PIVQ_LOSS_HINGE       /* max(0, margin - t x), t in {-1, 1} */
+} pivq_loss_kind;
+
+/* Elementwise loss of x against a target of the same shape, reduced (pivq_reduction):
+   a 0-dim result for mean/sum. margin: for the hinge loss. */
+pivq_tensor *pivq_pointwise_loss(const pivq_tensor *x, const pivq_tensor *target, int kind,
+                                 int reduction, double margin);
+/* Cross-entropy of logits (N, C) or (N, C, d...) against 0-based class indices (N) or
+   (N, d...); targets equal to ignore_index are skipped (and not counted by the mean). */
+pivq_tensor *pivq_cross_entropy(const pivq_tensor *logits, const pivq_tensor *target,
+                                int reduction, int64_t ignore_index);
 
 #ifndef PIVQ_CDEF
 #ifdef __cplusplus

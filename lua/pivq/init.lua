@@ -43,6 +43,9 @@ for _, name in ipairs({ "no_grad", "enable_grad", "set_grad_enabled", "is_grad_e
   pivq[name] = autograd[name]
 end
 
+-- functional neural-network ops: pivq.F.linear, pivq.F.conv2d, ...
+pivq.F = require "pivq.F"
+
 -- threads and memory
 function pivq.set_num_threads(n)
   if type(n) ~= "number" or n % 1 ~= 0 then
