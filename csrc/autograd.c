@@ -44,6 +44,7 @@ static const struct {
     [PIVQ_GOP_GROUP_NORM] = {"group_norm", pivq_group_norm_backward},
     [PIVQ_GOP_POINTWISE_LOSS] = {"pointwise_loss", pivq_pointwise_loss_backward},
     [PIVQ_GOP_CROSS_ENTROPY] = {"cross_entropy", pivq_cross_entropy_backward},
+    [PIVQ_GOP_ATTENTION] = {"attention", pivq_attention_backward},
 };
 
 /* ---- grad mode ------------------------------------------------------------------------------ */

@@ -24,6 +24,7 @@ typedef enum pivq_grad_op {
     PIVQ_GOP_MASKED_FILL, PIVQ_GOP_CAT,
     PIVQ_GOP_LINEAR, PIVQ_GOP_ACTIVATION, PIVQ_GOP_SOFTMAX, PIVQ_GOP_EMBEDDING, PIVQ_GOP_DROPOUT,
     PIVQ_GOP_LAYER_NORM, PIVQ_GOP_GROUP_NORM, PIVQ_GOP_POINTWISE_LOSS, PIVQ_GOP_CROSS_ENTROPY,
+    PIVQ_GOP_ATTENTION,
     PIVQ_GOP_COUNT
 } pivq_grad_op;
 
@@ -112,6 +113,8 @@ int pivq_group_norm_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **g
 /* ops_loss.c */
 int pivq_pointwise_loss_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
 int pivq_cross_entropy_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
+/* ops_attention.c */
+int pivq_attention_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
 
 /* Shared kernels. */
 /* out (N) = column sums of g (M, N), contiguous. */

@@ -394,6 +394,13 @@ pivq_tensor *pivq_pointwise_loss(const pivq_tensor *x, const pivq_tensor *target
 pivq_tensor *pivq_cross_entropy(const pivq_tensor *logits, const pivq_tensor *target,
                                 int reduction, int64_t ignore_index);
 
+/* Scaled dot-product attention, fused (ops_attention.c): q (..., Lq, D), k (..., Lk, D),
+   v (..., Lk, Dv) with equal batch dims (e.g. batch, heads); mask additive, broadcastable to
+   (..., Lq, Lk) (e.g. -inf to hide a key), or NULL; scale <= 0 means 1/sqrt(D).
+   Result (..., Lq, Dv) = softmax(scale q k^T + mask) v. Lq != Lk is cross-attention. */
+pivq_tensor *pivq_attention(const pivq_tensor *q, const pivq_tensor *k, const pivq_tensor *v,
+                            const pivq_tensor *mask, double scale);
+
 #ifndef PIVQ_CDEF
 #ifdef __cplusplus
 }

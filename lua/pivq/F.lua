@@ -151,6 +151,21 @@ function F.cross_entropy(logits, target, opts)
   return wrap(C.pivq_cross_entropy(logits.c, t.c, reduction_of("cross_entropy", opts, 2), ignore))
 end
 
+-- ---- attention ---------------------------------------------------------------------------------
+
+-- attention(q, k, v, {mask =, scale =}): q (..., Lq, D), k (..., Lk, D), v (..., Lk, Dv) with the
+-- same batch dims (batch, heads); mask additive (-math.huge hides a key), broadcastable to
+-- (..., Lq, Lk); scale defaults to 1/sqrt(D). Returns (..., Lq, Dv).
+function F.attention(q, k, v, opts)
+  check("attention", "q", q, 2)
+  check("attention", "k", k, 2)
+  check("attention", "v", v, 2)
+  local mask = opts and opts.mask
+  return wrap(C.pivq_attention(q.c, k.c, v.c, opt_tensor("attention", "mask", mask, 2),
+    opts and opts.scale or 0))
+end
+F.scaled_dot_product_attention = F.attention
+
 -- ---- tensor methods for the common ones -------------------------------------------------------
 
 T.softmax = F.softmax
