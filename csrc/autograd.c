@@ -45,6 +45,11 @@ static const struct {
     [PIVQ_GOP_POINTWISE_LOSS] = {"pointwise_loss", pivq_pointwise_loss_backward},
     [PIVQ_GOP_CROSS_ENTROPY] = {"cross_entropy", pivq_cross_entropy_backward},
     [PIVQ_GOP_ATTENTION] = {"attention", pivq_attention_backward},
+    [PIVQ_GOP_CONV2D] = {"conv2d", pivq_conv2d_backward},
+    [PIVQ_GOP_CONV_TRANSPOSE2D] = {"conv_transpose2d", pivq_conv_transpose2d_backward},
+    [PIVQ_GOP_MAX_POOL2D] = {"max_pool2d", pivq_max_pool2d_backward},
+    [PIVQ_GOP_AVG_POOL2D] = {"avg_pool2d", pivq_avg_pool2d_backward},
+    [PIVQ_GOP_UPSAMPLE2D] = {"upsample2d", pivq_upsample2d_backward},
 };
 
 /* ---- grad mode ------------------------------------------------------------------------------ */

@@ -24,7 +24,8 @@ typedef enum pivq_grad_op {
     PIVQ_GOP_MASKED_FILL, PIVQ_GOP_CAT,
     PIVQ_GOP_LINEAR, PIVQ_GOP_ACTIVATION, PIVQ_GOP_SOFTMAX, PIVQ_GOP_EMBEDDING, PIVQ_GOP_DROPOUT,
     PIVQ_GOP_LAYER_NORM, PIVQ_GOP_GROUP_NORM, PIVQ_GOP_POINTWISE_LOSS, PIVQ_GOP_CROSS_ENTROPY,
-    PIVQ_GOP_ATTENTION,
+    PIVQ_GOP_ATTENTION, PIVQ_GOP_CONV2D, PIVQ_GOP_CONV_TRANSPOSE2D, PIVQ_GOP_MAX_POOL2D,
+    PIVQ_GOP_AVG_POOL2D, PIVQ_GOP_UPSAMPLE2D,
     PIVQ_GOP_COUNT
 } pivq_grad_op;
 
@@ -115,6 +116,13 @@ int pivq_pointwise_loss_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor
 int pivq_cross_entropy_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
 /* ops_attention.c */
 int pivq_attention_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
+/* ops_conv.c */
+int pivq_conv2d_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
+int pivq_conv_transpose2d_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
+/* ops_pool.c */
+int pivq_max_pool2d_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
+int pivq_avg_pool2d_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
+int pivq_upsample2d_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
 
 /* Shared kernels. */
 /* out (N) = column sums of g (M, N), contiguous. */

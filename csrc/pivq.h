@@ -401,6 +401,43 @@ pivq_tensor *pivq_cross_entropy(const pivq_tensor *logits, const pivq_tensor *ta
 pivq_tensor *pivq_attention(const pivq_tensor *q, const pivq_tensor *k, const pivq_tensor *v,
                             const pivq_tensor *mask, double scale);
 
+/* Convolution hyper-parameters, per spatial dim (height, width). output_padding is for the
+   transposed convolution only (extra rows/cols on one side of its output). */
+typedef struct pivq_conv_params {
+    int64_t stride[2];
+    int64_t padding[2];
+    int64_t dilation[2];
+    int64_t output_padding[2];
+    int64_t groups;
+} pivq_conv_params;
+
+/* 2-D convolution (cross-correlation, as PyTorch): x (N, C, H, W), w (O, C/groups, kH, kW),
+   b (O) or NULL -> (N, O, Ho, Wo), Ho = (H + 2 pad - dil (kH - 1) - 1) / stride + 1. */
+pivq_tensor *pivq_conv2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_tensor *b,
+                         const pivq_conv_params *p);
+/* The direct 7-loop convolution (no autograd, slow): the reference the specs compare with. */
+pivq_tensor *pivq_conv2d_reference(const pivq_tensor *x, const pivq_tensor *w,
+                                   const pivq_tensor *b, const pivq_conv_params *p);
+/* Transposed convolution (the adjoint of conv2d): x (N, C, H, W), w (C, O/groups, kH, kW),
+   b (O) or NULL -> (N, O, Ho, Wo), Ho = (H - 1) stride - 2 pad + dil (kH - 1) + out_pad + 1. */
+pivq_tensor *pivq_conv_transpose2d(const pivq_tensor *x, const pivq_tensor *w,
+                                   const pivq_tensor *b, const pivq_conv_params *p);
+
+/* Pooling (ops_pool.c) over (N, C, H, W); kernel, stride, padding: 2 values (H, W) each.
+   Max pooling pads with -inf; average pooling divides by the window size
+   (count_include_pad != 0) or by its part inside the image. */
+pivq_tensor *pivq_max_pool2d(const pivq_tensor *x, const int64_t *kernel, const int64_t *stride,
+                             const int64_t *padding);
+pivq_tensor *pivq_avg_pool2d(const pivq_tensor *x, const int64_t *kernel, const int64_t *stride,
+                             const int64_t *padding, int count_include_pad);
+
+typedef enum pivq_upsample_mode { PIVQ_UPSAMPLE_NEAREST = 0, PIVQ_UPSAMPLE_BILINEAR = 1 } pivq_upsample_mode;
+
+/* Resize (N, C, H, W) to (N, C, Ho, Wo): nearest (source floor(o in / out)) or bilinear
+   (align_corners as in PyTorch; ignored for nearest). */
+pivq_tensor *pivq_upsample2d(const pivq_tensor *x, int64_t Ho, int64_t Wo, int mode,
+                             int align_corners);
+
 #ifndef PIVQ_CDEF
 #ifdef __cplusplus
 }

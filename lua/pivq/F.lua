@@ -2,6 +2,7 @@
 -- and layouts (N, C, H, W; linear weight out x in; conv weight out x in/groups x kH x kW).
 -- Dims and class/embedding indices are 1-based, as everywhere in the Lua API. Every function
 -- here is differentiable: the C op records its graph node.
+local ffi = require "ffi"
 local state = require "pivq.ffi"
 local tensor = require "pivq.tensor"
 
@@ -165,6 +166,107 @@ function F.attention(q, k, v, opts)
     opts and opts.scale or 0))
 end
 F.scaled_dot_product_attention = F.attention
+
+-- ---- convolution, pooling, upsampling -------------------------------------------------------------
+
+-- a number or a pair {h, w}
+local function pair(fname, name, v, default, level)
+  if v == nil then v = default end
+  if type(v) == "number" then v = { v, v } end
+  if type(v) ~= "table" or type(v[1]) ~= "number" or type(v[2]) ~= "number" then
+    fail(string.format("%s: %s must be a number or a pair {h, w}, got %s", fname, name,
+      tostring(v)), level + 1)
+  end
+  return v
+end
+
+local conv_params_t = ffi.typeof("pivq_conv_params")
+local function conv_params(fname, opts, level)
+  opts = opts or {}
+  local p = conv_params_t()
+  local st = pair(fname, "stride", opts.stride, 1, level + 1)
+  local pd = pair(fname, "padding", opts.padding, 0, level + 1)
+  local dl = pair(fname, "dilation", opts.dilation, 1, level + 1)
+  local op = pair(fname, "output_padding", opts.output_padding, 0, level + 1)
+  for i = 1, 2 do
+    p.stride[i - 1], p.padding[i - 1], p.dilation[i - 1] = st[i], pd[i], dl[i]
+    p.output_padding[i - 1] = op[i]
+  end
+  p.groups = opts.groups or 1
+  return p
+end
+
+-- conv2d(x, w, b, {stride = 1, padding = 0, dilation = 1, groups = 1})
+function F.conv2d(x, w, b, opts)
+  check("conv2d", "input", x, 2)
+  check("conv2d", "weight", w, 2)
+  return wrap(C.pivq_conv2d(x.c, w.c, opt_tensor("conv2d", "bias", b, 2),
+    conv_params("conv2d", opts, 2)))
+end
+
+-- The direct (slow, no autograd) convolution the specs compare conv2d with.
+function F.conv2d_reference(x, w, b, opts)
+  check("conv2d_reference", "input", x, 2)
+  check("conv2d_reference", "weight", w, 2)
+  return wrap(C.pivq_conv2d_reference(x.c, w.c, opt_tensor("conv2d_reference", "bias", b, 2),
+    conv_params("conv2d_reference", opts, 2)))
+end
+
+-- conv_transpose2d(x, w (C, O/groups, kH, kW), b, {stride, padding, output_padding, dilation,
+-- groups})
+function F.conv_transpose2d(x, w, b, opts)
+  check("conv_transpose2d", "input", x, 2)
+  check("conv_transpose2d", "weight", w, 2)
+  return wrap(C.pivq_conv_transpose2d(x.c, w.c, opt_tensor("conv_transpose2d", "bias", b, 2),
+    conv_params("conv_transpose2d", opts, 2)))
+end
+
+local int64_2 = ffi.typeof("int64_t[2]")
+local function arr2(v) return int64_2(v[1], v[2]) end
+
+-- max_pool2d(x, kernel, {stride = kernel, padding = 0})
+function F.max_pool2d(x, kernel, opts)
+  check("max_pool2d", "input", x, 2)
+  opts = opts or {}
+  local k = pair("max_pool2d", "kernel", kernel, nil, 2)
+  return wrap(C.pivq_max_pool2d(x.c, arr2(k), arr2(pair("max_pool2d", "stride", opts.stride, k, 2)),
+    arr2(pair("max_pool2d", "padding", opts.padding, 0, 2))))
+end
+
+-- avg_pool2d(x, kernel, {stride = kernel, padding = 0, count_include_pad = true})
+function F.avg_pool2d(x, kernel, opts)
+  check("avg_pool2d", "input", x, 2)
+  opts = opts or {}
+  local k = pair("avg_pool2d", "kernel", kernel, nil, 2)
+  local include_pad = opts.count_include_pad == false and 0 or 1
+  return wrap(C.pivq_avg_pool2d(x.c, arr2(k), arr2(pair("avg_pool2d", "stride", opts.stride, k, 2)),
+    arr2(pair("avg_pool2d", "padding", opts.padding, 0, 2)), include_pad))
+end
+
+-- interpolate(x, {size = {h, w} or scale_factor = s, mode = "nearest" | "bilinear",
+--                 align_corners = false})
+function F.interpolate(x, opts)
+  check("interpolate", "input", x, 2)
+  opts = opts or {}
+  if x:dim() ~= 4 then
+    fail("interpolate: input must be (N, C, H, W), got " .. tensor.shape_string(x), 2)
+  end
+  local size
+  if opts.size then
+    size = pair("interpolate", "size", opts.size, nil, 2)
+  elseif opts.scale_factor then
+    local sf = pair("interpolate", "scale_factor", opts.scale_factor, nil, 2)
+    size = { math.floor(x:size(3) * sf[1]), math.floor(x:size(4) * sf[2]) }
+  else
+    fail("interpolate: give size or scale_factor", 2)
+  end
+  local modes = { nearest = 0, bilinear = 1 }
+  local mode = modes[opts.mode or "nearest"]
+  if not mode then
+    fail("interpolate: mode must be 'nearest' or 'bilinear', got " .. tostring(opts.mode), 2)
+  end
+  return wrap(C.pivq_upsample2d(x.c, size[1], size[2], mode, opts.align_corners and 1 or 0))
+end
 
 -- ---- tensor methods for the common ones -------------------------------------------------------
 
