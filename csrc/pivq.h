@@ -438,6 +438,31 @@ typedef enum pivq_upsample_mode { PIVQ_UPSAMPLE_NEAREST = 0, PIVQ_UPSAMPLE_BILIN
 pivq_tensor *pivq_upsample2d(const pivq_tensor *x, int64_t Ho, int64_t Wo, int mode,
                              int align_corners);
 
+/* ---------------------------------------------------------------------------------------
+ * Optimizers (optim.c): one fused step over n parameters (contiguous float32 leaves; their
+ * accumulated gradients are read; parameters without one are skipped). State buffers are
+ * zero-initialised tensors of each parameter's shape, owned by the caller. step counts from 1.
+ * ------------------------------------------------------------------------------------- */
+
+/* SGD with momentum (buffers needed when momentum > 0), dampening, Nesterov, L2 weight decay:
+   PyTorch's torch.optim.SGD. */
+int pivq_sgd_step(pivq_tensor *const *params, pivq_tensor *const *momentum_bufs, int n,
+                  double lr, double momentum, double dampening, double weight_decay,
+                  int nesterov, int64_t step);
+/* Adam (decoupled == 0: weight decay added to the gradient) or AdamW (decoupled != 0:
+   p *= 1 - lr wd), with bias correction, as PyTorch's Adam/AdamW (amsgrad off). */
+int pivq_adam_step(pivq_tensor *const *params, pivq_tensor *const *exp_avg,
+                   pivq_tensor *const *exp_avg_sq, int n, double lr, double beta1, double beta2,
+                   double eps, double weight_decay, int decoupled, int64_t step);
+/* [OUT] *total = the norm_type-norm of all gradients together (inf allowed). */
+int pivq_grad_norm(pivq_tensor *const *params, int n, double norm_type, double *total);
+/* Scale all gradients by max_norm / (total + 1e-6) when the total norm exceeds max_norm;
+   [OUT] *total = the norm before clipping. */
+int pivq_clip_grad_norm(pivq_tensor *const *params, int n, double max_norm, double norm_type,
+                        double *total);
+/* shadow = decay shadow + (1 - decay) param, for each of n pairs. */
+int pivq_ema_update(pivq_tensor *const *shadow, pivq_tensor *const *params, int n, double decay);
+
 #ifndef PIVQ_CDEF
 #ifdef __cplusplus
 }

@@ -46,6 +46,12 @@ end
 -- functional neural-network ops: pivq.F.linear, pivq.F.conv2d, ...
 pivq.F = require "pivq.F"
 
+-- modules
+pivq.nn = require "pivq.nn"
+
+-- optimizers, clipping, schedules, EMA
+pivq.optim = require "pivq.optim"
+
 -- threads and memory
 function pivq.set_num_threads(n)
   if type(n) ~= "number" or n % 1 ~= 0 then
