@@ -107,25 +107,25 @@ int pivq_unary_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
     float *o = pivq_data(out);
     int64_t N = pivq_numel(g);
     int nt = pivq_threads_for(N);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t i = 0; i < N; i++) {
-        float d;
-        switch (op) {
-        case PIVQ_NEG: d = -gp[i]; break;
-        case PIVQ_ABS: d = x[i] > 0 ? gp[i] : (x[i] < 0 ? -gp[i] : 0.0f); break;
-        case PIVQ_EXP: d = gp[i] * y[i]; break;
-        case PIVQ_LOG: d = gp[i] / x[i]; break;
-        case PIVQ_SQRT: d = gp[i] * 0.5f / y[i]; break;
-        case PIVQ_RSQRT: d = -0.5f * gp[i] * y[i] * y[i] * y[i]; break;
-        case PIVQ_SIN: d = gp[i] * cosf(x[i]); break;
-        case PIVQ_COS: d = -gp[i] * sinf(x[i]); break;
-        case PIVQ_TANH: d = gp[i] * (1.0f - y[i] * y[i]); break;
-        case PIVQ_SIGMOID: d = gp[i] * y[i] * (1.0f - y[i]); break;
-        case PIVQ_RELU: d = y[i] > 0 ? gp[i] : 0.0f; break;
-        default: d = 0.0f; break; /* sign, floor, ceil, round: piecewise constant */
-        }
-        o[i] = d;
+    /* one loop per op (the switch outside) so that each loop vectorises */
+#define D_LOOP(EXPR)                                                                            \
+    _Pragma("omp parallel for simd num_threads(nt) if (nt > 1) schedule(static)")              \
+    for (int64_t i = 0; i < N; i++) o[i] = (EXPR);
+    switch (op) {
+    case PIVQ_NEG: D_LOOP(-gp[i]) break;
+    case PIVQ_ABS: D_LOOP(x[i] > 0 ? gp[i] : (x[i] < 0 ? -gp[i] : 0.0f)) break;
+    case PIVQ_EXP: D_LOOP(gp[i] * y[i]) break;
+    case PIVQ_LOG: D_LOOP(gp[i] / x[i]) break;
+    case PIVQ_SQRT: D_LOOP(gp[i] * 0.5f / y[i]) break;
+    case PIVQ_RSQRT: D_LOOP(-0.5f * gp[i] * y[i] * y[i] * y[i]) break;
+    case PIVQ_SIN: D_LOOP(gp[i] * cosf(x[i])) break;
+    case PIVQ_COS: D_LOOP(-gp[i] * sinf(x[i])) break;
+    case PIVQ_TANH: D_LOOP(gp[i] * (1.0f - y[i] * y[i])) break;
+    case PIVQ_SIGMOID: D_LOOP(gp[i] * y[i] * (1.0f - y[i])) break;
+    case PIVQ_RELU: D_LOOP(y[i] > 0 ? gp[i] : 0.0f) break;
+    default: D_LOOP(0.0f) break; /* sign, floor, ceil, round: piecewise constant */
     }
+#undef D_LOOP
     pivq_tensor_release(xs);
     pivq_tensor_release(ys);
     gin[0] = out;

@@ -129,30 +129,93 @@ int pivq_linear_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
 
 /* ---- activations ------------------------------------------------------------------------- */
 
-static inline float sigmoidf(float v) { return 1.0f / (1.0f + expf(-v)); }
-
 #define SQRT1_2 0.70710678118654752f
 #define INV_SQRT_2PI 0.39894228040143268f
 #define SQRT_2_OVER_PI 0.79788456080286536f
 
-/* y = act(x) elementwise over n contiguous values. */
+/* exp(x) for float32, branch-free so that loops over it vectorise (libm's expf is a call per
+   element). Range reduction x = n ln2 + r, |r| <= ln2/2, then a degree-6 Taylor polynomial of
+   e^r (relative error ~2e-7 over the float range), scaled by 2^n through the exponent bits. */
+static inline float fast_expf(float x)
+{
+    x = fminf(fmaxf(x, -87.0f), 88.0f);
+    /* round to nearest with the 1.5 * 2^23 trick: floorf/rintf calls block vectorisation */
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = x - n * 0.693145751953125f - n * 1.428606765330187e-06f; /* ln2 split hi + lo */
+    float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.16666667f + r * (0.041666668f +
+              r * (0.0083333338f + r * 0.0013888889f)))));
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+/* Standard normal CDF and density at v, sharing one exponential: with z = |v|/sqrt 2,
+   erf(z) = 1 - t P(t) e^(-z^2), t = 1/(1 + p z) (Abramowitz & Stegun 7.1.26, absolute error
+   < 1.5e-7), and e^(-z^2) = e^(-v^2/2) is also the density's. */
+static inline void normal_cdf_pdf(float v, float *cdf, float *pdf)
+{
+    float e = fast_expf(-0.5f * v * v);
+    float z = fabsf(v) * SQRT1_2;
+    float t = 1.0f / (1.0f + 0.3275911f * z);
+    float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f +
+                 t * (-1.453152027f + t * 1.061405429f))));
+    float erf_abs = 1.0f - poly * e;
+    float erf_v = copysignf(erf_abs, v);
+    *cdf = 0.5f * (1.0f + erf_v);
+    *pdf = INV_SQRT_2PI * e;
+}
+
+static inline float gelu_value(float v)
+{
+    float c, p;
+    normal_cdf_pdf(v, &c, &p);
+    return v * c;
+}
+
+static inline float gelu_slope(float v) /* Phi(x) + x phi(x) */
+{
+    float c, p;
+    normal_cdf_pdf(v, &c, &p);
+    return c + v * p;
+}
+
+static inline float gelu_tanh_slope(float v)
+{
+    float t = tanhf(SQRT_2_OVER_PI * (v + 0.044715f * v * v * v));
+    return 0.5f * (1.0f + t) +
+           0.5f * v * (1.0f - t * t) * SQRT_2_OVER_PI * (1.0f + 3.0f * 0.044715f * v * v);
+}
+
+static inline float silu_slope(float v)
+{
+    float s = 1.0f / (1.0f + fast_expf(-v));
+    return s * (1.0f + v * (1.0f - s));
+}
+
+/* y = act(x) elementwise over n contiguous values; one loop per kind so each vectorises. */
 static void activation_forward(const float *x, float *y, int64_t n, int kind, float a)
 {
     int nt = pivq_threads_for(n * 4);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
-        float v = x[i];
-        switch (kind) {
-        case PIVQ_ACT_GELU: y[i] = 0.5f * v * (1.0f + erff(v * SQRT1_2)); break;
-        case PIVQ_ACT_GELU_TANH:
-            y[i] = 0.5f * v * (1.0f + tanhf(SQRT_2_OVER_PI * (v + 0.044715f * v * v * v)));
-            break;
-        case PIVQ_ACT_SILU: y[i] = v * sigmoidf(v); break;
-        case PIVQ_ACT_LEAKY_RELU: y[i] = v > 0 ? v : a * v; break;
-        case PIVQ_ACT_ELU: y[i] = v > 0 ? v : a * (expf(v) - 1.0f); break;
-        default: y[i] = v > 0 ? v : 0.0f; break; /* PIVQ_ACT_RELU */
-        }
+#define ACT_LOOP(EXPR)                                                                          \
+    _Pragma("omp parallel for simd num_threads(nt) if (nt > 1) schedule(static)")              \
+    for (int64_t i = 0; i < n; i++) {                                                           \
+        float v = x[i];                                                                         \
+        y[i] = (EXPR);                                                                          \
     }
+    switch (kind) {
+    case PIVQ_ACT_GELU:
+        ACT_LOOP(gelu_value(v))
+        break;
+    case PIVQ_ACT_GELU_TANH:
+        ACT_LOOP(0.5f * v * (1.0f + tanhf(SQRT_2_OVER_PI * (v + 0.044715f * v * v * v))))
+        break;
+    case PIVQ_ACT_SILU: ACT_LOOP(v / (1.0f + fast_expf(-v))) break;
+    case PIVQ_ACT_LEAKY_RELU: ACT_LOOP(v > 0 ? v : a * v) break;
+    case PIVQ_ACT_ELU: ACT_LOOP(v > 0 ? v : a * (fast_expf(v) - 1.0f)) break;
+    default: ACT_LOOP(v > 0 ? v : 0.0f) break; /* PIVQ_ACT_RELU */
+    }
+#undef ACT_LOOP
 }
 
 /* dx = dy * act'(x) elementwise. */
@@ -160,30 +223,27 @@ static void activation_backward(const float *x, const float *g, float *dx, int64
                                 float a)
 {
     int nt = pivq_threads_for(n * 4);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
-        float v = x[i], d;
-        switch (kind) {
-        case PIVQ_ACT_GELU: /* Phi(x) + x phi(x) */
-            d = 0.5f * (1.0f + erff(v * SQRT1_2)) + v * INV_SQRT_2PI * expf(-0.5f * v * v);
-            break;
-        case PIVQ_ACT_GELU_TANH: {
-            float u = SQRT_2_OVER_PI * (v + 0.044715f * v * v * v), t = tanhf(u);
-            float du = SQRT_2_OVER_PI * (1.0f + 3.0f * 0.044715f * v * v);
-            d = 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * du;
-            break;
-        }
-        case PIVQ_ACT_SILU: {
-            float s = sigmoidf(v);
-            d = s * (1.0f + v * (1.0f - s));
-            break;
-        }
-        case PIVQ_ACT_LEAKY_RELU: d = v > 0 ? 1.0f : a; break;
-        case PIVQ_ACT_ELU: d = v > 0 ? 1.0f : a * expf(v); break;
-        default: d = v > 0 ? 1.0f : 0.0f; break;
-        }
-        dx[i] = g[i] * d;
+#define ACT_LOOP(EXPR)                                                                          \
+    _Pragma("omp parallel for simd num_threads(nt) if (nt > 1) schedule(static)")              \
+    for (int64_t i = 0; i < n; i++) {                                                           \
+        float v = x[i];                                                                         \
+        dx[i] = g[i] * (EXPR);                                                                  \
     }
+    switch (kind) {
+    case PIVQ_ACT_GELU:
+        ACT_LOOP(gelu_slope(v))
+        break;
+    case PIVQ_ACT_GELU_TANH:
+        ACT_LOOP(gelu_tanh_slope(v))
+        break;
+    case PIVQ_ACT_SILU:
+        ACT_LOOP(silu_slope(v))
+        break;
+    case PIVQ_ACT_LEAKY_RELU: ACT_LOOP(v > 0 ? 1.0f : a) break;
+    case PIVQ_ACT_ELU: ACT_LOOP(v > 0 ? 1.0f : a * fast_expf(v)) break;
+    default: ACT_LOOP(v > 0 ? 1.0f : 0.0f) break;
+    }
+#undef ACT_LOOP
 }
 
 pivq_tensor *pivq_activation(const pivq_tensor *x, int kind, double param)
