@@ -125,6 +125,13 @@ int pivq_avg_pool2d_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **g
 int pivq_upsample2d_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
 
 /* Shared kernels. */
+/* gemm_mt.c: C (M, N) = alpha op(A) op(B) + beta C (row-major), split across the OpenMP
+   threads with single-threaded BLAS in each. */
+void pivq_sgemm_mt(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                   int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* Make OpenBLAS single-threaded around an OpenMP region that calls it, and restore. */
+void pivq_blas_serial_begin(void);
+void pivq_blas_serial_end(void);
 /* out (N) = column sums of g (M, N), contiguous. */
 void pivq_colsum(const float *g, float *out, int64_t M, int64_t N);
 /* log_softmax without recording (for ops that record their own node). */

@@ -93,6 +93,67 @@ pivq_tensor *pivq_ag_unary(const pivq_tensor *x, int op)
     return pivq_ag_finish(y, nd, rc);
 }
 
+/* Range kernels of the unary derivatives: o = dy * op'(x), from x and/or y = op(x). Plain
+   loops over restrict pointers, one per op, so that each vectorises. */
+typedef void (*unary_grad_kernel)(const float *restrict x, const float *restrict y,
+                                  const float *restrict g, float *restrict o, int64_t n);
+#define UG_KERNEL(NAME, EXPR)                                                                   \
+    static void NAME(const float *restrict x, const float *restrict y, const float *restrict g, \
+                     float *restrict o, int64_t n)                                              \
+    {                                                                                           \
+        (void)x;                                                                                \
+        (void)y;                                                                                \
+        for (int64_t i = 0; i < n; i++) o[i] = (EXPR);                                          \
+    }
+UG_KERNEL(neg_grad, -g[i])
+UG_KERNEL(abs_grad, x[i] > 0 ? g[i] : (x[i] < 0 ? -g[i] : 0.0f))
+UG_KERNEL(exp_grad, g[i] * y[i])
+UG_KERNEL(log_grad, g[i] / x[i])
+UG_KERNEL(sqrt_grad, g[i] * 0.5f / y[i])
+UG_KERNEL(rsqrt_grad, -0.5f * g[i] * y[i] * y[i] * y[i])
+UG_KERNEL(sin_grad, g[i] * cosf(x[i]))
+UG_KERNEL(cos_grad, -g[i] * sinf(x[i]))
+UG_KERNEL(tanh_grad, g[i] * (1.0f - y[i] * y[i]))
+UG_KERNEL(sigmoid_grad, g[i] * y[i] * (1.0f - y[i]))
+UG_KERNEL(relu_grad, y[i] > 0 ? g[i] : 0.0f)
+UG_KERNEL(zero_grad, 0.0f) /* sign, floor, ceil, round: piecewise constant */
+#undef UG_KERNEL
+
+static void unary_grad_run(int op, const float *x, const float *y, const float *g, float *o,
+                           int64_t n)
+{
+    unary_grad_kernel k;
+    switch (op) {
+    case PIVQ_NEG: k = neg_grad; break;
+    case PIVQ_ABS: k = abs_grad; break;
+    case PIVQ_EXP: k = exp_grad; break;
+    case PIVQ_LOG: k = log_grad; break;
+    case PIVQ_SQRT: k = sqrt_grad; break;
+    case PIVQ_RSQRT: k = rsqrt_grad; break;
+    case PIVQ_SIN: k = sin_grad; break;
+    case PIVQ_COS: k = cos_grad; break;
+    case PIVQ_TANH: k = tanh_grad; break;
+    case PIVQ_SIGMOID: k = sigmoid_grad; break;
+    case PIVQ_RELU: k = relu_grad; break;
+    default: k = zero_grad; break;
+    }
+    int nt = pivq_threads_for(n);
+    if (nt <= 1) {
+        k(x, y, g, o, n);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        int tid = 0, T = 1;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+        T = omp_get_num_threads();
+#endif
+        int64_t lo = n * tid / T, hi = n * (tid + 1) / T;
+        k(x ? x + lo : NULL, y ? y + lo : NULL, g + lo, o + lo, hi - lo);
+    }
+}
+
 int pivq_unary_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
 {
     int op = (int)n->ip[0];
@@ -105,27 +166,7 @@ int pivq_unary_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
     const float *x = xs ? pivq_data(xs) : NULL;          /* x */
     const float *y = ys ? pivq_data(ys) : NULL;          /* y = op(x) */
     float *o = pivq_data(out);
-    int64_t N = pivq_numel(g);
-    int nt = pivq_threads_for(N);
-    /* one loop per op (the switch outside) so that each loop vectorises */
-#define D_LOOP(EXPR)                                                                            \
-    _Pragma("omp parallel for simd num_threads(nt) if (nt > 1) schedule(static)")              \
-    for (int64_t i = 0; i < N; i++) o[i] = (EXPR);
-    switch (op) {
-    case PIVQ_NEG: D_LOOP(-gp[i]) break;
-    case PIVQ_ABS: D_LOOP(x[i] > 0 ? gp[i] : (x[i] < 0 ? -gp[i] : 0.0f)) break;
-    case PIVQ_EXP: D_LOOP(gp[i] * y[i]) break;
-    case PIVQ_LOG: D_LOOP(gp[i] / x[i]) break;
-    case PIVQ_SQRT: D_LOOP(gp[i] * 0.5f / y[i]) break;
-    case PIVQ_RSQRT: D_LOOP(-0.5f * gp[i] * y[i] * y[i] * y[i]) break;
-    case PIVQ_SIN: D_LOOP(gp[i] * cosf(x[i])) break;
-    case PIVQ_COS: D_LOOP(-gp[i] * sinf(x[i])) break;
-    case PIVQ_TANH: D_LOOP(gp[i] * (1.0f - y[i] * y[i])) break;
-    case PIVQ_SIGMOID: D_LOOP(gp[i] * y[i] * (1.0f - y[i])) break;
-    case PIVQ_RELU: D_LOOP(y[i] > 0 ? gp[i] : 0.0f) break;
-    default: D_LOOP(0.0f) break; /* sign, floor, ceil, round: piecewise constant */
-    }
-#undef D_LOOP
+    unary_grad_run(op, x, y, gp, o, pivq_numel(g));
     pivq_tensor_release(xs);
     pivq_tensor_release(ys);
     gin[0] = out;

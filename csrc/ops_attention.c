@@ -52,9 +52,6 @@ static pivq_tensor *blas_ready(const pivq_tensor *t)
     return pivq_contiguous(t);
 }
 
-/* OpenBLAS's thread count: set to 1 around OpenMP-parallel loops of small sgemms. */
-extern void openblas_set_num_threads(int num_threads);
-
 static int heads_parallel(int64_t nbatch)
 {
     int nt = pivq_get_num_threads();
@@ -135,7 +132,7 @@ pivq_tensor *pivq_attention(const pivq_tensor *q, const pivq_tensor *k, const pi
         float *Pp = pivq_data(P), *Op = pivq_data(out);
         const float *Mp = mc ? pivq_data(mc) : NULL;
         int nt = heads_parallel(nbatch);
-        if (nt > 1) openblas_set_num_threads(1);
+        if (nt > 1) pivq_blas_serial_begin();
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
         for (int64_t bi = 0; bi < nbatch; bi++) {
             float *S = Pp + bi * Lq * Lk; /* scores, then P in place (Lq, Lk) */
@@ -154,7 +151,7 @@ pivq_tensor *pivq_attention(const pivq_tensor *q, const pivq_tensor *k, const pi
                         S, (int)Lk, mat_ptr(vc, nb, bi), (int)ldv, 0.0f, Op + bi * Lq * Dv,
                         (int)Dv);
         }
-        if (nt > 1) openblas_set_num_threads(pivq_get_num_threads());
+        if (nt > 1) pivq_blas_serial_end();
     } else if (Lq > 0 && Dv > 0) {
         pivq_fill_(out, 0.0); /* no keys: an empty sum */
     }
@@ -208,7 +205,7 @@ int pivq_attention_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gi
         int64_t ldq = row_stride(q), ldk = row_stride(k), ldv = row_stride(v);
         const float *Pp = pivq_data(P), *G = pivq_data(g); /* dO (..., Lq, Dv) */
         float *dqp = pivq_data(dq), *dkp = pivq_data(dk), *dvp = pivq_data(dv);
-        if (nt > 1) openblas_set_num_threads(1);
+        if (nt > 1) pivq_blas_serial_begin();
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
         for (int64_t bi = 0; bi < nbatch; bi++) {
             int tid = 0;
@@ -243,7 +240,7 @@ int pivq_attention_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gi
                             scale, dS, (int)Lk, mat_ptr(q, nb, bi), (int)ldq, 0.0f,
                             dkp + bi * Lk * D, (int)D);
         }
-        if (nt > 1) openblas_set_num_threads(pivq_get_num_threads());
+        if (nt > 1) pivq_blas_serial_end();
     } else if (need_m) {
         pivq_fill_(dS_full, 0.0);
     }

@@ -26,14 +26,28 @@ typedef struct geom {
     int64_t C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo;
 } geom;
 
-/* Largest cols buffer we aim for, in floats (32 MB). */
-#define COLS_BUDGET ((int64_t)8 << 20)
+/* Largest cols buffer we aim for, in floats (4 MB): small enough to stay in the last-level
+   cache between the sgemm that writes it and the col2im that reads it, wide enough (>= 500
+   columns on the benchmark layers) for sgemm to run at speed. */
+#define COLS_BUDGET ((int64_t)1 << 20)
 
 static int64_t chunk_images(int64_t N, int64_t floats_per_image)
 {
     int64_t nb = floats_per_image > 0 ? COLS_BUDGET / floats_per_image : N;
     if (nb < 1) nb = 1;
     return nb < N ? nb : N;
+}
+
+/* Output columns ox whose input column ox * sw + x0 lies inside [0, W): [*lo, *hi). Computing
+   the range once per kernel column keeps bounds checks out of the inner loops. */
+static void valid_range(int64_t x0, int64_t sw, int64_t W, int64_t Wo, int64_t *lo, int64_t *hi)
+{
+    int64_t l = x0 < 0 ? (-x0 + sw - 1) / sw : 0;
+    int64_t h = W - x0 > 0 ? (W - x0 + sw - 1) / sw : 0;
+    if (h > Wo) h = Wo;
+    if (l > h) l = h;
+    *lo = l;
+    *hi = h;
 }
 
 /* cols (C kh kw, nb Ho Wo) <- patches of img (nb, C, H, W); zero where the patch leaves the
@@ -48,6 +62,8 @@ static void im2col(const float *img, float *cols, int64_t nb, const geom *g)
             int64_t c = r / (g->kh * g->kw), i = (r / g->kw) % g->kh, j = r % g->kw;
             const float *src = img + (b * g->C + c) * g->H * g->W;
             float *dst = cols + r * ncol + b * P;
+            int64_t x0 = j * g->dw - g->pw, lo, hi; /* ix = ox * sw + x0 */
+            valid_range(x0, g->sw, g->W, g->Wo, &lo, &hi);
             for (int64_t oy = 0; oy < g->Ho; oy++) {
                 int64_t iy = oy * g->sh - g->ph + i * g->dh;
                 float *d = dst + oy * g->Wo;
@@ -55,21 +71,16 @@ static void im2col(const float *img, float *cols, int64_t nb, const geom *g)
                     memset(d, 0, (size_t)g->Wo * sizeof *d);
                     continue;
                 }
-                const float *s = src + iy * g->W;
-                int64_t x0 = j * g->dw - g->pw; /* ix = ox * sw + x0 */
-                if (g->sw == 1) { /* a contiguous run clipped at both edges */
-                    int64_t lo = x0 < 0 ? -x0 : 0, hi = g->W - x0;
-                    if (hi > g->Wo) hi = g->Wo;
-                    if (hi < lo) hi = lo;
-                    for (int64_t ox = 0; ox < lo; ox++) d[ox] = 0.0f;
+                const float *s = src + iy * g->W; /* input row; column ox * sw + x0 */
+                for (int64_t ox = 0; ox < lo; ox++) d[ox] = 0.0f;
+                if (g->sw == 1) {
                     if (hi > lo) memcpy(d + lo, s + lo + x0, (size_t)(hi - lo) * sizeof *d);
-                    for (int64_t ox = hi; ox < g->Wo; ox++) d[ox] = 0.0f;
+                } else if (g->sw == 2) {
+                    for (int64_t ox = lo; ox < hi; ox++) d[ox] = s[2 * ox + x0];
                 } else {
-                    for (int64_t ox = 0; ox < g->Wo; ox++) {
-                        int64_t ix = ox * g->sw + x0;
-                        d[ox] = (ix >= 0 && ix < g->W) ? s[ix] : 0.0f;
-                    }
+                    for (int64_t ox = lo; ox < hi; ox++) d[ox] = s[ox * g->sw + x0];
                 }
+                for (int64_t ox = hi; ox < g->Wo; ox++) d[ox] = 0.0f;
             }
         }
 }
@@ -87,15 +98,19 @@ static void col2im(const float *cols, float *img, int64_t nb, const geom *g)
             for (int64_t i = 0; i < g->kh; i++)
                 for (int64_t j = 0; j < g->kw; j++) {
                     const float *src = cols + ((c * g->kh + i) * g->kw + j) * ncol + b * P;
-                    int64_t x0 = j * g->dw - g->pw;
+                    int64_t x0 = j * g->dw - g->pw, lo, hi;
+                    valid_range(x0, g->sw, g->W, g->Wo, &lo, &hi);
                     for (int64_t oy = 0; oy < g->Ho; oy++) {
                         int64_t iy = oy * g->sh - g->ph + i * g->dh;
                         if (iy < 0 || iy >= g->H) continue;
-                        float *d = dst + iy * g->W;
+                        float *d = dst + iy * g->W; /* image row; column ox * sw + x0 */
                         const float *s = src + oy * g->Wo;
-                        for (int64_t ox = 0; ox < g->Wo; ox++) {
-                            int64_t ix = ox * g->sw + x0;
-                            if (ix >= 0 && ix < g->W) d[ix] += s[ox];
+                        if (g->sw == 1) {
+                            for (int64_t ox = lo; ox < hi; ox++) d[ox + x0] += s[ox];
+                        } else if (g->sw == 2) {
+                            for (int64_t ox = lo; ox < hi; ox++) d[2 * ox + x0] += s[ox];
+                        } else {
+                            for (int64_t ox = lo; ox < hi; ox++) d[ox * g->sw + x0] += s[ox];
                         }
                     }
                 }
@@ -148,18 +163,8 @@ static void bias_grad(const float *g, float *db, int64_t N, int64_t C, int64_t P
     }
 }
 
-static void sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                  int64_t lda, const float *B, int64_t ldb, float beta, float *Cm, int64_t ldc)
-{
-    if (M <= 0 || N <= 0) return;
-    if (K <= 0) { /* BLAS may skip beta scaling when K == 0 */
-        for (int64_t i = 0; i < M; i++)
-            for (int64_t j = 0; j < N; j++) Cm[i * ldc + j] = beta == 0 ? 0.0f : beta * Cm[i * ldc + j];
-        return;
-    }
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, Cm, (int)ldc);
-}
+/* All conv GEMMs go through the OpenMP-split sgemm (gemm_mt.c). */
+#define sgemm pivq_sgemm_mt
 
 /* ---- argument checking ---------------------------------------------------------------------- */
 

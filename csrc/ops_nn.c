@@ -32,8 +32,7 @@ static void linear_forward(const float *x, const float *w, const float *b, float
         if (!b) memset(y, 0, (size_t)(M * N) * sizeof *y);
         return;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, x, (int)K,
-                w, (int)K, b ? 1.0f : 0.0f, y, (int)N);
+    pivq_sgemm_mt(0, 1, M, N, K, 1.0f, x, K, w, K, b ? 1.0f : 0.0f, y, N);
 }
 
 /* Column sums: out (N) = sum over rows of g (M, N). Threads split the columns so that each
@@ -108,16 +107,15 @@ int pivq_linear_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
         gin[0] = pivq_zeros_f32(ex->ndim, ex->shape);
         if (!gin[0]) return -1;
         if (M && N && K)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)K, (int)N, 1.0f,
-                        gp, (int)N, pivq_data(n->saved[1]), (int)K, 0.0f, pivq_data(gin[0]),
-                        (int)K);
+            pivq_sgemm_mt(0, 0, M, K, N, 1.0f, gp, N, pivq_data(n->saved[1]), K, 0.0f,
+                          pivq_data(gin[0]), K);
     }
     if (pivq_ag_needs(n, 1)) { /* dw (N, K) = dy^T (N, M) @ x (M, K) */
         gin[1] = pivq_zeros_f32(2, ew->shape);
         if (!gin[1]) return -1;
         if (M && N && K)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)N, (int)K, (int)M, 1.0f, gp,
-                        (int)N, pivq_data(n->saved[0]), (int)K, 0.0f, pivq_data(gin[1]), (int)K);
+            pivq_sgemm_mt(1, 0, N, K, M, 1.0f, gp, N, pivq_data(n->saved[0]), K, 0.0f,
+                          pivq_data(gin[1]), K);
     }
     if (n->n_in > 2 && pivq_ag_needs(n, 2)) { /* db (N) = column sums of dy */
         gin[2] = pivq_empty(PIVQ_FLOAT32, 1, &N);
@@ -138,7 +136,8 @@ int pivq_linear_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
    e^r (relative error ~2e-7 over the float range), scaled by 2^n through the exponent bits. */
 static inline float fast_expf(float x)
 {
-    x = fminf(fmaxf(x, -87.0f), 88.0f);
+    x = x < -87.0f ? -87.0f : x; /* two selects: fminf/fmaxf calls would not vectorise */
+    x = x > 88.0f ? 88.0f : x;
     /* round to nearest with the 1.5 * 2^23 trick: floorf/rintf calls block vectorisation */
     float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = x - n * 0.693145751953125f - n * 1.428606765330187e-06f; /* ln2 split hi + lo */
@@ -161,7 +160,7 @@ static inline void normal_cdf_pdf(float v, float *cdf, float *pdf)
     float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f +
                  t * (-1.453152027f + t * 1.061405429f))));
     float erf_abs = 1.0f - poly * e;
-    float erf_v = copysignf(erf_abs, v);
+    float erf_v = v < 0 ? -erf_abs : erf_abs;
     *cdf = 0.5f * (1.0f + erf_v);
     *pdf = INV_SQRT_2PI * e;
 }
@@ -193,57 +192,74 @@ static inline float silu_slope(float v)
     return s * (1.0f + v * (1.0f - s));
 }
 
-/* y = act(x) elementwise over n contiguous values; one loop per kind so each vectorises. */
-static void activation_forward(const float *x, float *y, int64_t n, int kind, float a)
+/* Range kernels: y[i] = act(x[i]) (g == NULL) or y[i] = g[i] act'(x[i]), over n contiguous
+   values. Plain loops over restrict pointers, one per kind, so that each vectorises. */
+typedef void (*act_kernel)(const float *restrict x, const float *restrict g, float *restrict y,
+                           int64_t n, float a);
+
+#define ACT_KERNEL(NAME, EXPR)                                                                  \
+    static void NAME(const float *restrict x, const float *restrict g, float *restrict y,       \
+                     int64_t n, float a)                                                        \
+    {                                                                                           \
+        (void)g;                                                                                \
+        (void)a;                                                                                \
+        for (int64_t i = 0; i < n; i++) {                                                       \
+            float v = x[i];                                                                     \
+            y[i] = (EXPR);                                                                      \
+        }                                                                                       \
+    }
+
+ACT_KERNEL(relu_fwd, v > 0 ? v : 0.0f)
+ACT_KERNEL(relu_bwd, v > 0 ? g[i] : 0.0f)
+ACT_KERNEL(gelu_fwd, gelu_value(v))
+ACT_KERNEL(gelu_bwd, g[i] * gelu_slope(v))
+ACT_KERNEL(gelu_tanh_fwd, 0.5f * v * (1.0f + tanhf(SQRT_2_OVER_PI * (v + 0.044715f * v * v * v))))
+ACT_KERNEL(gelu_tanh_bwd, g[i] * gelu_tanh_slope(v))
+ACT_KERNEL(silu_fwd, v / (1.0f + fast_expf(-v)))
+ACT_KERNEL(silu_bwd, g[i] * silu_slope(v))
+ACT_KERNEL(leaky_fwd, v > 0 ? v : a * v)
+ACT_KERNEL(leaky_bwd, v > 0 ? g[i] : a * g[i])
+ACT_KERNEL(elu_fwd, v > 0 ? v : a * (fast_expf(v) - 1.0f))
+ACT_KERNEL(elu_bwd, v > 0 ? g[i] : g[i] * a * fast_expf(v))
+#undef ACT_KERNEL
+
+static const act_kernel ACT_FWD[PIVQ_ACT_COUNT] = {
+    [PIVQ_ACT_RELU] = relu_fwd, [PIVQ_ACT_GELU] = gelu_fwd, [PIVQ_ACT_GELU_TANH] = gelu_tanh_fwd,
+    [PIVQ_ACT_SILU] = silu_fwd, [PIVQ_ACT_LEAKY_RELU] = leaky_fwd, [PIVQ_ACT_ELU] = elu_fwd};
+static const act_kernel ACT_BWD[PIVQ_ACT_COUNT] = {
+    [PIVQ_ACT_RELU] = relu_bwd, [PIVQ_ACT_GELU] = gelu_bwd, [PIVQ_ACT_GELU_TANH] = gelu_tanh_bwd,
+    [PIVQ_ACT_SILU] = silu_bwd, [PIVQ_ACT_LEAKY_RELU] = leaky_bwd, [PIVQ_ACT_ELU] = elu_bwd};
+
+/* Split [0, n) evenly among the threads, each running the kernel on its range. */
+static void act_run(act_kernel k, const float *x, const float *g, float *y, int64_t n, float a)
 {
     int nt = pivq_threads_for(n * 4);
-#define ACT_LOOP(EXPR)                                                                          \
-    _Pragma("omp parallel for simd num_threads(nt) if (nt > 1) schedule(static)")              \
-    for (int64_t i = 0; i < n; i++) {                                                           \
-        float v = x[i];                                                                         \
-        y[i] = (EXPR);                                                                          \
+    if (nt <= 1) {
+        k(x, g, y, n, a);
+        return;
     }
-    switch (kind) {
-    case PIVQ_ACT_GELU:
-        ACT_LOOP(gelu_value(v))
-        break;
-    case PIVQ_ACT_GELU_TANH:
-        ACT_LOOP(0.5f * v * (1.0f + tanhf(SQRT_2_OVER_PI * (v + 0.044715f * v * v * v))))
-        break;
-    case PIVQ_ACT_SILU: ACT_LOOP(v / (1.0f + fast_expf(-v))) break;
-    case PIVQ_ACT_LEAKY_RELU: ACT_LOOP(v > 0 ? v : a * v) break;
-    case PIVQ_ACT_ELU: ACT_LOOP(v > 0 ? v : a * (fast_expf(v) - 1.0f)) break;
-    default: ACT_LOOP(v > 0 ? v : 0.0f) break; /* PIVQ_ACT_RELU */
+#pragma omp parallel num_threads(nt)
+    {
+        int tid = 0, T = 1;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+        T = omp_get_num_threads();
+#endif
+        int64_t lo = n * tid / T, hi = n * (tid + 1) / T;
+        k(x + lo, g ? g + lo : NULL, y + lo, hi - lo, a);
     }
-#undef ACT_LOOP
+}
+
+static void activation_forward(const float *x, float *y, int64_t n, int kind, float a)
+{
+    act_run(ACT_FWD[kind], x, NULL, y, n, a);
 }
 
 /* dx = dy * act'(x) elementwise. */
 static void activation_backward(const float *x, const float *g, float *dx, int64_t n, int kind,
                                 float a)
 {
-    int nt = pivq_threads_for(n * 4);
-#define ACT_LOOP(EXPR)                                                                          \
-    _Pragma("omp parallel for simd num_threads(nt) if (nt > 1) schedule(static)")              \
-    for (int64_t i = 0; i < n; i++) {                                                           \
-        float v = x[i];                                                                         \
-        dx[i] = g[i] * (EXPR);                                                                  \
-    }
-    switch (kind) {
-    case PIVQ_ACT_GELU:
-        ACT_LOOP(gelu_slope(v))
-        break;
-    case PIVQ_ACT_GELU_TANH:
-        ACT_LOOP(gelu_tanh_slope(v))
-        break;
-    case PIVQ_ACT_SILU:
-        ACT_LOOP(silu_slope(v))
-        break;
-    case PIVQ_ACT_LEAKY_RELU: ACT_LOOP(v > 0 ? 1.0f : a) break;
-    case PIVQ_ACT_ELU: ACT_LOOP(v > 0 ? 1.0f : a * fast_expf(v)) break;
-    default: ACT_LOOP(v > 0 ? 1.0f : 0.0f) break;
-    }
-#undef ACT_LOOP
+    act_run(ACT_BWD[kind], x, g, dx, n, a);
 }
 
 pivq_tensor *pivq_activation(const pivq_tensor *x, int kind, double param)
