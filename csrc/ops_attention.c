@@ -191,8 +191,10 @@ int pivq_attention_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gi
     int need_q = pivq_ag_needs(n, 0), need_k = pivq_ag_needs(n, 1), need_v = pivq_ag_needs(n, 2);
     int need_m = n->n_in > 3 && pivq_ag_needs(n, 3);
     /* dq (..., Lq, D), dk (..., Lk, D), dv (..., Lk, Dv): contiguous; dS_full (..., Lq, Lk) */
-    pivq_tensor *dq = pivq_zeros_f32(nd, q->shape), *dk = pivq_zeros_f32(nd, k->shape);
-    pivq_tensor *dv = pivq_zeros_f32(nd, v->shape);
+    /* every element is written by an sgemm unless there are no queries or no keys */
+    pivq_tensor *(*alloc)(int, int, const int64_t *) = (Lq == 0 || Lk == 0) ? pivq_zeros : pivq_empty;
+    pivq_tensor *dq = alloc(PIVQ_FLOAT32, nd, q->shape), *dk = alloc(PIVQ_FLOAT32, nd, k->shape);
+    pivq_tensor *dv = alloc(PIVQ_FLOAT32, nd, v->shape);
     pivq_tensor *dS_full = need_m ? pivq_empty(PIVQ_FLOAT32, nd, P->shape) : NULL;
     int nt = heads_parallel(nbatch);
     float *scratch = malloc((size_t)(nt * (Lq * Lk > 0 ? Lq * Lk : 1)) * sizeof(float));

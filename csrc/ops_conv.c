@@ -300,6 +300,7 @@ int pivq_conv2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_tensor **gin)
     int need_x = pivq_ag_needs(n, 0), need_w = pivq_ag_needs(n, 1), need_b = pivq_ag_needs(n, 2);
     pivq_tensor *dx = need_x ? pivq_zeros_f32(4, x->shape) : NULL;     /* (N, C, H, W) */
     pivq_tensor *dw = need_w ? pivq_zeros_f32(4, w->shape) : NULL;     /* (O, C/G, kh, kw) */
+    /* (dw is zeroed: the chunks' products accumulate into it with beta 1) */
     pivq_tensor *db = need_b ? pivq_empty(PIVQ_FLOAT32, 1, &O) : NULL; /* (O) */
     int64_t nb = chunk_images(N, (R + O) * P);
     float *cols = malloc((size_t)((R + O) * nb * P > 0 ? (R + O) * nb * P : 1) * sizeof(float));

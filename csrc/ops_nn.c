@@ -104,18 +104,17 @@ int pivq_linear_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
     int64_t N = ew->shape[0], K = ew->shape[1], M = N ? pivq_numel(g) / N : 0;
     const float *gp = pivq_data(g); /* dy (M, N) */
     if (pivq_ag_needs(n, 0)) {      /* dx (M, K) = dy (M, N) @ w (N, K) */
-        gin[0] = pivq_zeros_f32(ex->ndim, ex->shape);
+        /* sgemm writes every element (beta 0; zero-fills when N == 0): no memset needed */
+        gin[0] = pivq_empty(PIVQ_FLOAT32, ex->ndim, ex->shape);
         if (!gin[0]) return -1;
-        if (M && N && K)
-            pivq_sgemm_mt(0, 0, M, K, N, 1.0f, gp, N, pivq_data(n->saved[1]), K, 0.0f,
-                          pivq_data(gin[0]), K);
+        pivq_sgemm_mt(0, 0, M, K, N, 1.0f, gp, N, pivq_data(n->saved[1]), K, 0.0f,
+                      pivq_data(gin[0]), K);
     }
     if (pivq_ag_needs(n, 1)) { /* dw (N, K) = dy^T (N, M) @ x (M, K) */
-        gin[1] = pivq_zeros_f32(2, ew->shape);
+        gin[1] = pivq_empty(PIVQ_FLOAT32, 2, ew->shape);
         if (!gin[1]) return -1;
-        if (M && N && K)
-            pivq_sgemm_mt(1, 0, N, K, M, 1.0f, gp, N, pivq_data(n->saved[0]), K, 0.0f,
-                          pivq_data(gin[1]), K);
+        pivq_sgemm_mt(1, 0, N, K, M, 1.0f, gp, N, pivq_data(n->saved[0]), K, 0.0f,
+                      pivq_data(gin[1]), K);
     }
     if (n->n_in > 2 && pivq_ag_needs(n, 2)) { /* db (N) = column sums of dy */
         gin[2] = pivq_empty(PIVQ_FLOAT32, 1, &N);
