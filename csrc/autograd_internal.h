@@ -129,6 +129,10 @@ int pivq_upsample2d_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **g
    threads with single-threaded BLAS in each. */
 void pivq_sgemm_mt(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                    int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* The same as one BLAS call (for use inside OpenMP regions, after pivq_blas_serial_begin). */
+void pivq_sgemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                       const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                       float *C, int64_t ldc);
 /* Make OpenBLAS single-threaded around an OpenMP region that calls it, and restore. */
 void pivq_blas_serial_begin(void);
 void pivq_blas_serial_end(void);

@@ -23,7 +23,7 @@ void pivq_blas_serial_end(void)
     if (n > 1) openblas_set_num_threads(n);
 }
 
-static void gemm1(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+void pivq_sgemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                   int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
 {
     if (M <= 0 || N <= 0) return;
@@ -42,7 +42,7 @@ void pivq_sgemm_mt(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
     int nt = pivq_get_num_threads();
     /* too little work to split: one call (BLAS threads it if it is allowed to) */
     if (nt <= 1 || M * N * K < ((int64_t)1 << 21) || (M < 32 * nt && N < 32 * nt)) {
-        gemm1(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        pivq_sgemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
     int split_rows = M >= N;
@@ -59,10 +59,10 @@ void pivq_sgemm_mt(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
         int64_t lo = (len * tid / T) & ~(int64_t)15, hi = tid == T - 1 ? len : (len * (tid + 1) / T) & ~(int64_t)15;
         if (hi > lo) {
             if (split_rows) /* rows lo..hi of op(A) and C */
-                gemm1(ta, tb, hi - lo, N, K, alpha, ta ? A + lo : A + lo * lda, lda, B, ldb, beta,
+                pivq_sgemm_serial(ta, tb, hi - lo, N, K, alpha, ta ? A + lo : A + lo * lda, lda, B, ldb, beta,
                       C + lo * ldc, ldc);
             else /* columns lo..hi of op(B) and C */
-                gemm1(ta, tb, M, hi - lo, K, alpha, A, lda, tb ? B + lo * ldb : B + lo, ldb, beta,
+                pivq_sgemm_serial(ta, tb, M, hi - lo, K, alpha, A, lda, tb ? B + lo * ldb : B + lo, ldb, beta,
                       C + lo, ldc);
         }
     }

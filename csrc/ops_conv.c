@@ -52,10 +52,9 @@ static void valid_range(int64_t x0, int64_t sw, int64_t W, int64_t Wo, int64_t *
 
 /* cols (C kh kw, nb Ho Wo) <- patches of img (nb, C, H, W); zero where the patch leaves the
    image (padding). Rows (c, i, j) and images are independent: parallel over both. */
-static void im2col(const float *img, float *cols, int64_t nb, const geom *g)
+static void im2col(const float *img, float *cols, int64_t nb, const geom *g, int nt)
 {
     int64_t P = g->Ho * g->Wo, R = g->C * g->kh * g->kw, ncol = nb * P;
-    int nt = pivq_threads_for(R * ncol);
 #pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1) schedule(static)
     for (int64_t r = 0; r < R; r++)
         for (int64_t b = 0; b < nb; b++) {
@@ -87,10 +86,9 @@ static void im2col(const float *img, float *cols, int64_t nb, const geom *g)
 
 /* img (nb, C, H, W) += the columns folded back (the adjoint of im2col). Parallel over
    (image, channel) planes: each plane is written by its own rows only. */
-static void col2im(const float *cols, float *img, int64_t nb, const geom *g)
+static void col2im(const float *cols, float *img, int64_t nb, const geom *g, int nt)
 {
     int64_t P = g->Ho * g->Wo, ncol = nb * P;
-    int nt = pivq_threads_for(g->C * g->kh * g->kw * ncol);
 #pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1) schedule(static)
     for (int64_t b = 0; b < nb; b++)
         for (int64_t c = 0; c < g->C; c++) {
@@ -118,9 +116,9 @@ static void col2im(const float *cols, float *img, int64_t nb, const geom *g)
 }
 
 /* dst (C, nb P) <- src (nb, C, P): channel-major for the sgemm. */
-static void to_channel_major(const float *src, float *dst, int64_t nb, int64_t C, int64_t P)
+static void to_channel_major(const float *src, float *dst, int64_t nb, int64_t C, int64_t P,
+                             int nt)
 {
-    int nt = pivq_threads_for(nb * C * P);
 #pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1) schedule(static)
     for (int64_t c = 0; c < C; c++)
         for (int64_t b = 0; b < nb; b++)
@@ -129,9 +127,8 @@ static void to_channel_major(const float *src, float *dst, int64_t nb, int64_t C
 
 /* dst (nb, C, P) <- src (C, nb P) (+ bias[c]) */
 static void from_channel_major(const float *src, float *dst, const float *bias, int64_t nb,
-                               int64_t C, int64_t P)
+                               int64_t C, int64_t P, int nt)
 {
-    int nt = pivq_threads_for(nb * C * P);
 #pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1) schedule(static)
     for (int64_t b = 0; b < nb; b++)
         for (int64_t c = 0; c < C; c++) {
@@ -163,8 +160,21 @@ static void bias_grad(const float *g, float *db, int64_t N, int64_t C, int64_t P
     }
 }
 
-/* All conv GEMMs go through the OpenMP-split sgemm (gemm_mt.c). */
+/* The helpers above take their thread count: pivq_threads_for(work) when a chunk at a time
+   uses all threads, 1 inside the image-parallel mode below. */
+#define THREADS(work) pivq_threads_for(work)
+
+/* GEMMs: split across the threads (gemm_mt.c), or serial inside the image-parallel mode. */
 #define sgemm pivq_sgemm_mt
+
+/* Image-parallel mode: with T > 1 threads and at least 2 T chunks, each thread takes whole
+   chunks (im2col, single-threaded sgemm, scatter) with its own columns buffer: no barrier
+   between the steps and no BLAS thread pool. Returns the thread count to use (1: off). */
+static int image_parallel_threads(int64_t nchunks)
+{
+    int nt = pivq_get_num_threads();
+    return nt > 1 && nchunks >= 2 * nt ? nt : 1;
+}
 
 /* ---- argument checking ---------------------------------------------------------------------- */
 
@@ -246,16 +256,50 @@ pivq_tensor *pivq_conv2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_
         y = NULL;
         goto done;
     }
-    float *Ycm = cols + R * nb * P; /* (O, nb P) channel-major product */
     const float *xp = pivq_data(xc), *wp = pivq_data(wc), *bp = bc ? pivq_data(bc) : NULL;
     float *yp = pivq_data(y);
-    for (int64_t n0 = 0; n0 < N; n0 += nb) {
-        int64_t m = N - n0 < nb ? N - n0 : nb;
-        im2col(xp + n0 * g.C * g.H * g.W, cols, m, &g);
-        for (int64_t gi = 0; gi < G; gi++) /* Y_g (Og, m P) = W_g (Og, K) @ cols_g (K, m P) */
-            sgemm(0, 0, Og, m * P, K, 1.0f, wp + gi * Og * K, K, cols + gi * K * m * P, m * P,
-                  0.0f, Ycm + gi * Og * m * P, m * P);
-        from_channel_major(Ycm, yp + n0 * O * P, bp, m, O, P);
+    int64_t nchunks = (N + nb - 1) / nb;
+    int T = image_parallel_threads(nchunks);
+    if (T > 1) {
+        int failed = 0;
+        pivq_blas_serial_begin();
+#pragma omp parallel num_threads(T)
+        {
+            /* this thread's columns (R, nb P) and channel-major product (O, nb P) */
+            float *c = malloc((size_t)((R + O) * nb * P) * sizeof(float));
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t ci = 0; ci < nchunks; ci++) {
+                if (!c) {
+                    failed = 1;
+                    continue;
+                }
+                int64_t n0 = ci * nb, m = N - n0 < nb ? N - n0 : nb;
+                float *Ycm = c + R * nb * P;
+                im2col(xp + n0 * g.C * g.H * g.W, c, m, &g, 1);
+                for (int64_t gi = 0; gi < G; gi++)
+                    pivq_sgemm_serial(0, 0, Og, m * P, K, 1.0f, wp + gi * Og * K, K,
+                                      c + gi * K * m * P, m * P, 0.0f, Ycm + gi * Og * m * P, m * P);
+                from_channel_major(Ycm, yp + n0 * O * P, bp, m, O, P, 1);
+            }
+            free(c);
+        }
+        pivq_blas_serial_end();
+        if (failed) {
+            pivq_set_error("%s: out of memory for the columns", F);
+            pivq_tensor_release(y);
+            y = NULL;
+            goto done;
+        }
+    } else {
+        float *Ycm = cols + R * nb * P; /* (O, nb P) channel-major product */
+        for (int64_t n0 = 0; n0 < N; n0 += nb) {
+            int64_t m = N - n0 < nb ? N - n0 : nb;
+            im2col(xp + n0 * g.C * g.H * g.W, cols, m, &g, THREADS(R * m * P));
+            for (int64_t gi = 0; gi < G; gi++) /* Y_g (Og, m P) = W_g (Og, K) @ cols_g (K, m P) */
+                sgemm(0, 0, Og, m * P, K, 1.0f, wp + gi * Og * K, K, cols + gi * K * m * P, m * P,
+                      0.0f, Ycm + gi * Og * m * P, m * P);
+            from_channel_major(Ycm, yp + n0 * O * P, bp, m, O, P, THREADS(O * m * P));
+        }
     }
     const pivq_tensor *in[3] = {x, w, b};
     if (pivq_ag_wants(3, in)) {
@@ -311,23 +355,77 @@ int pivq_conv2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_tensor **gin)
         pivq_tensor_release(db);
         return pivq_set_error("conv2d backward: out of memory");
     }
-    float *Gcm = cols + R * nb * P; /* dY channel-major (O, nb P) */
     const float *xp = pivq_data(x), *wp = pivq_data(w), *gp = pivq_data(gy);
-    for (int64_t n0 = 0; n0 < N && (need_x || need_w); n0 += nb) {
-        int64_t m = N - n0 < nb ? N - n0 : nb;
-        to_channel_major(gp + n0 * O * P, Gcm, m, O, P);
-        if (need_w) {
-            im2col(xp + n0 * g.C * g.H * g.W, cols, m, &g);
-            for (int64_t gi = 0; gi < G; gi++) /* dW_g (Og, K) += dY_g (Og, mP) @ cols_g^T */
-                sgemm(0, 1, Og, K, m * P, 1.0f, Gcm + gi * Og * m * P, m * P,
-                      cols + gi * K * m * P, m * P, 1.0f, (float *)pivq_data(dw) + gi * Og * K, K);
+    int64_t nchunks = (N + nb - 1) / nb;
+    int T = image_parallel_threads(nchunks);
+    int failed = 0;
+    if (T > 1 && (need_x || need_w)) {
+        pivq_blas_serial_begin();
+#pragma omp parallel num_threads(T)
+        {
+            /* this thread's columns (R, nb P), dY channel-major (O, nb P), and its partial
+               weight gradient (O, K) summed into dw at the end */
+            float *c = malloc((size_t)((R + O) * nb * P) * sizeof(float));
+            float *pdw = need_w ? calloc((size_t)(O * K), sizeof(float)) : NULL;
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t ci = 0; ci < nchunks; ci++) {
+                if (!c || (need_w && !pdw)) {
+                    failed = 1;
+                    continue;
+                }
+                int64_t n0 = ci * nb, m = N - n0 < nb ? N - n0 : nb;
+                float *Gcm = c + R * nb * P;
+                to_channel_major(gp + n0 * O * P, Gcm, m, O, P, 1);
+                if (need_w) {
+                    im2col(xp + n0 * g.C * g.H * g.W, c, m, &g, 1);
+                    for (int64_t gi = 0; gi < G; gi++)
+                        pivq_sgemm_serial(0, 1, Og, K, m * P, 1.0f, Gcm + gi * Og * m * P, m * P,
+                                          c + gi * K * m * P, m * P, 1.0f, pdw + gi * Og * K, K);
+                }
+                if (need_x) {
+                    for (int64_t gi = 0; gi < G; gi++)
+                        pivq_sgemm_serial(1, 0, K, m * P, Og, 1.0f, wp + gi * Og * K, K,
+                                          Gcm + gi * Og * m * P, m * P, 0.0f, c + gi * K * m * P,
+                                          m * P);
+                    col2im(c, (float *)pivq_data(dx) + n0 * g.C * g.H * g.W, m, &g, 1);
+                }
+            }
+            if (pdw) {
+#pragma omp critical(pivq_conv_dw)
+                {
+                    float *d = pivq_data(dw);
+                    for (int64_t i = 0; i < O * K; i++) d[i] += pdw[i];
+                }
+            }
+            free(c);
+            free(pdw);
         }
-        if (need_x) {
-            for (int64_t gi = 0; gi < G; gi++) /* dcols_g (K, mP) = W_g^T (K, Og) @ dY_g */
-                sgemm(1, 0, K, m * P, Og, 1.0f, wp + gi * Og * K, K, Gcm + gi * Og * m * P, m * P,
-                      0.0f, cols + gi * K * m * P, m * P);
-            col2im(cols, (float *)pivq_data(dx) + n0 * g.C * g.H * g.W, m, &g);
+        pivq_blas_serial_end();
+    } else {
+        float *Gcm = cols + R * nb * P; /* dY channel-major (O, nb P) */
+        for (int64_t n0 = 0; n0 < N && (need_x || need_w); n0 += nb) {
+            int64_t m = N - n0 < nb ? N - n0 : nb;
+            to_channel_major(gp + n0 * O * P, Gcm, m, O, P, THREADS(O * m * P));
+            if (need_w) {
+                im2col(xp + n0 * g.C * g.H * g.W, cols, m, &g, THREADS(R * m * P));
+                for (int64_t gi = 0; gi < G; gi++) /* dW_g (Og, K) += dY_g (Og, mP) @ cols_g^T */
+                    sgemm(0, 1, Og, K, m * P, 1.0f, Gcm + gi * Og * m * P, m * P,
+                          cols + gi * K * m * P, m * P, 1.0f, (float *)pivq_data(dw) + gi * Og * K, K);
+            }
+            if (need_x) {
+                for (int64_t gi = 0; gi < G; gi++) /* dcols_g (K, mP) = W_g^T (K, Og) @ dY_g */
+                    sgemm(1, 0, K, m * P, Og, 1.0f, wp + gi * Og * K, K, Gcm + gi * Og * m * P, m * P,
+                          0.0f, cols + gi * K * m * P, m * P);
+                col2im(cols, (float *)pivq_data(dx) + n0 * g.C * g.H * g.W, m, &g, THREADS(R * m * P));
+            }
         }
+    }
+    if (failed) {
+        free(cols);
+        pivq_tensor_release(dx);
+        pivq_tensor_release(dw);
+        pivq_tensor_release(db);
+        return pivq_set_error("conv2d backward: out of memory");
     }
     if (need_b) bias_grad(gp, pivq_data(db), N, O, P);
     free(cols);
@@ -403,11 +501,11 @@ pivq_tensor *pivq_conv_transpose2d(const pivq_tensor *x, const pivq_tensor *w,
     float *yp = pivq_data(y);
     for (int64_t n0 = 0; n0 < N; n0 += nb) {
         int64_t m = N - n0 < nb ? N - n0 : nb;
-        to_channel_major(xp + n0 * Cin * P, Xcm, m, Cin, P);
+        to_channel_major(xp + n0 * Cin * P, Xcm, m, Cin, P, THREADS(Cin * m * P));
         for (int64_t gi = 0; gi < G; gi++) /* cols_g (K, mP) = W_g^T (K, Cg) @ X_g (Cg, mP) */
             sgemm(1, 0, K, m * P, Cg, 1.0f, wp + gi * Cg * K, K, Xcm + gi * Cg * m * P, m * P, 0.0f,
                   cols + gi * K * m * P, m * P);
-        col2im(cols, yp + n0 * O * g.H * g.W, m, &g);
+        col2im(cols, yp + n0 * O * g.H * g.W, m, &g, THREADS(R * m * P));
     }
     if (bc) { /* + bias per output channel */
         const float *bp = pivq_data(bc);
@@ -466,9 +564,9 @@ int pivq_conv_transpose2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_ten
     const float *xp = pivq_data(x), *wp = pivq_data(w), *gp = pivq_data(gy);
     for (int64_t n0 = 0; n0 < N && (need_x || need_w); n0 += nb) {
         int64_t m = N - n0 < nb ? N - n0 : nb;
-        im2col(gp + n0 * O * g.H * g.W, cols, m, &g); /* cols (R, mP) of dy */
+        im2col(gp + n0 * O * g.H * g.W, cols, m, &g, THREADS(R * m * P)); /* cols (R, mP) of dy */
         if (need_w) {
-            to_channel_major(xp + n0 * Cin * P, Xcm, m, Cin, P);
+            to_channel_major(xp + n0 * Cin * P, Xcm, m, Cin, P, THREADS(Cin * m * P));
             for (int64_t gi = 0; gi < G; gi++) /* dW_g (Cg, K) += X_g (Cg, mP) @ cols_g^T */
                 sgemm(0, 1, Cg, K, m * P, 1.0f, Xcm + gi * Cg * m * P, m * P,
                       cols + gi * K * m * P, m * P, 1.0f, (float *)pivq_data(dw) + gi * Cg * K, K);
@@ -477,7 +575,8 @@ int pivq_conv_transpose2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_ten
             for (int64_t gi = 0; gi < G; gi++) /* dX_g (Cg, mP) = W_g (Cg, K) @ cols_g (K, mP) */
                 sgemm(0, 0, Cg, m * P, K, 1.0f, wp + gi * Cg * K, K, cols + gi * K * m * P, m * P,
                       0.0f, Xcm + gi * Cg * m * P, m * P);
-            from_channel_major(Xcm, (float *)pivq_data(dx) + n0 * Cin * P, NULL, m, Cin, P);
+            from_channel_major(Xcm, (float *)pivq_data(dx) + n0 * Cin * P, NULL, m, Cin, P,
+                               THREADS(Cin * m * P));
         }
     }
     if (need_b) bias_grad(gp, pivq_data(db), N, O, g.H * g.W);

@@ -41,6 +41,22 @@ describe("conv2d", function()
     close(y:narrow(1, 37, 4), F.conv2d_reference(x:narrow(1, 37, 4), w, nil, { padding = 2 }))
   end)
 
+  it("gives the same gradients with one thread and with image-parallel threads", function()
+    local x, w, b = randn(40, 16, 20, 20), randn(8, 16, 5, 5), randn(8)
+    local saved = pivq.get_num_threads()
+    local function grads(threads)
+      pivq.set_num_threads(threads)
+      local xl, wl, bl = leaf(x), leaf(w), leaf(b)
+      local y = F.conv2d(xl, wl, bl, { padding = 2 }) -- 7 chunks of 6 images: parallel mode
+      local loss = (y * y):sum()
+      loss:backward()
+      return { y, xl:grad(), wl:grad(), bl:grad() }
+    end
+    local one, two = grads(1), grads(2)
+    pivq.set_num_threads(saved)
+    for i = 1, 4 do close(one[i], two[i], 1e-3 * one[i]:abs():max()) end
+  end)
+
   it("reports mismatched shapes and bad parameters", function()
     local ok, err = pcall(F.conv2d, randn(1, 3, 5, 5), randn(4, 2, 3, 3))
     assert.is_false(ok)
