@@ -151,6 +151,17 @@ describe("module gradients", function()
       input(2, 2, 4, 4))
   end)
 
+  it("ReLU, MaxPool2d, Dropout (inputs away from kinks and ties)", function()
+    local x = (pivq.randperm(2 * 2 * 4 * 4, { generator = gen }):float() * 0.1 - 1.55):view(2, 2, 4, 4)
+    check_module(nn.Sequential(nn.ReLU(), nn.MaxPool2d(2)), x:clone():requires_grad(true))
+    local d = nn.Dropout(0.3, { generator = pivq.Generator(5) })
+    local ok, msg = gradcheck(function(t)
+      d.generator = pivq.Generator(5) -- the same mask at every evaluation
+      return d(t)
+    end, { randn(4, 5):requires_grad(true) })
+    assert(ok, msg)
+  end)
+
   it("LayerNorm, Embedding, activations", function()
     check_module(nn.LayerNorm(5), input(3, 5))
     local idx = pivq.tensor({ { 1, 2 }, { 4, 1 } }, "int64")
