@@ -98,6 +98,34 @@ static void col2im(const float *cols, float *img, int64_t nb, const geom *g, int
                     const float *src = cols + ((c * g->kh + i) * g->kw + j) * ncol + b * P;
                     int64_t x0 = j * g->dw - g->pw, lo, hi;
                     valid_range(x0, g->sw, g->W, g->Wo, &lo, &hi);
+                    if (g->sw == 2 && g->dw == 1 && j + 1 < g->kw) {
+                        /* taps j and j+1 of a stride-2 kernel fill the even and odd columns of
+                           one contiguous run: add both rows interleaved (vectorises, where one
+                           tap at a time is a stride-2 scatter) */
+                        const float *src1 = src + ncol;
+                        int64_t lo1, hi1;
+                        valid_range(x0 + 1, 2, g->W, g->Wo, &lo1, &hi1);
+                        int64_t a = lo > lo1 ? lo : lo1, z = hi < hi1 ? hi : hi1;
+                        for (int64_t oy = 0; oy < g->Ho; oy++) {
+                            int64_t iy = oy * g->sh - g->ph + i * g->dh;
+                            if (iy < 0 || iy >= g->H) continue;
+                            float *d = dst + iy * g->W;
+                            const float *s0 = src + oy * g->Wo, *s1 = src1 + oy * g->Wo;
+                            for (int64_t ox = a; ox < z; ox++) {
+                                d[2 * ox + x0] += s0[ox];
+                                d[2 * ox + x0 + 1] += s1[ox];
+                            }
+                            /* the edges where only one tap of the pair is inside */
+                            for (int64_t ox = lo; ox < (a < hi ? a : hi); ox++) d[2 * ox + x0] += s0[ox];
+                            for (int64_t ox = z > lo ? z : lo; ox < hi; ox++) d[2 * ox + x0] += s0[ox];
+                            for (int64_t ox = lo1; ox < (a < hi1 ? a : hi1); ox++)
+                                d[2 * ox + x0 + 1] += s1[ox];
+                            for (int64_t ox = z > lo1 ? z : lo1; ox < hi1; ox++)
+                                d[2 * ox + x0 + 1] += s1[ox];
+                        }
+                        j++; /* the pair is done */
+                        continue;
+                    }
                     for (int64_t oy = 0; oy < g->Ho; oy++) {
                         int64_t iy = oy * g->sh - g->ph + i * g->dh;
                         if (iy < 0 || iy >= g->H) continue;
