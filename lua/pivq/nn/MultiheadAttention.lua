@@ -9,8 +9,10 @@
 -- k_proj_weight (E x kdim), v_proj_weight (E x vdim); out_proj a Linear. Initialisation as
 -- PyTorch: xavier_uniform input projections, zero input and output biases, the output
 -- projection's weight as a Linear's.
--- Self-attention runs ONE sgemm for q, k and v together, and the heads are read from the
--- projection's output in place (strided views; the fused attention kernel takes strides).
+-- q, k and v come from three sgemms on row blocks of in_proj_weight (one sgemm for all three
+-- was slower: the backward of slicing its (B, L, 3E) output materialises three zero-padded
+-- (B, L, 3E) gradients); cross-attention projects k and v with one. The heads are read from
+-- the projections in place (strided views; the fused attention kernel takes strides).
 local Module = require "pivq.nn.Module"
 local Linear = require "pivq.nn.Linear"
 local F = require "pivq.F"
@@ -64,9 +66,7 @@ function MHA:forward(query, key, value, opts)
   local E = self.embed_dim
   local b = self.in_proj_bias
   local q, k, v
-  if self.same_dims and key == query and value == query then
-    q, k, v = self:_heads(F.linear(query, self.in_proj_weight, b), 3)
-  elseif self.same_dims and value == key then
+  if self.same_dims and value == key and key ~= query then
     q = self:_heads(F.linear(query, rows(self.in_proj_weight, 1, E), rows(b, 1, E)), 1)
     k, v = self:_heads(F.linear(key, rows(self.in_proj_weight, E + 1, 2 * E), rows(b, E + 1, 2 * E)), 2)
   else
