@@ -20,6 +20,9 @@
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 /* Geometry of one convolution: an "image" side (C, H, W) and a "patch grid" side (Ho, Wo). */
 typedef struct geom {
@@ -50,9 +53,35 @@ static void valid_range(int64_t x0, int64_t sw, int64_t W, int64_t Wo, int64_t *
     *hi = h;
 }
 
+/* The tap table of a geometry: tab[t P + q] = offset inside an input plane of the pixel that
+   output position q reads through kernel tap t = (i, j), or -1 where that falls in the padding.
+   With it im2col is one gather per column row (no per-row bounds logic; AVX-512 gathers it)
+   and col2im one scatter-add; the table (kh kw Ho Wo ints) stays in cache. NULL if the plane
+   is too large for int32 offsets or memory is short (the callers then use the row loops). */
+static int32_t *tap_table(const geom *g)
+{
+    int64_t P = g->Ho * g->Wo, KK = g->kh * g->kw;
+    if (g->H * g->W >= INT32_MAX) return NULL;
+    int32_t *tab = malloc((size_t)(KK * P > 0 ? KK * P : 1) * sizeof *tab);
+    if (!tab) return NULL;
+    for (int64_t i = 0; i < g->kh; i++)
+        for (int64_t j = 0; j < g->kw; j++) {
+            int32_t *t = tab + (i * g->kw + j) * P;
+            for (int64_t oy = 0; oy < g->Ho; oy++) {
+                int64_t iy = oy * g->sh - g->ph + i * g->dh;
+                for (int64_t ox = 0; ox < g->Wo; ox++) {
+                    int64_t ix = ox * g->sw - g->pw + j * g->dw;
+                    int ok = iy >= 0 && iy < g->H && ix >= 0 && ix < g->W;
+                    t[oy * g->Wo + ox] = ok ? (int32_t)(iy * g->W + ix) : -1;
+                }
+            }
+        }
+    return tab;
+}
+
 /* cols (C kh kw, nb Ho Wo) <- patches of img (nb, C, H, W); zero where the patch leaves the
    image (padding). Rows (c, i, j) and images are independent: parallel over both. */
-static void im2col(const float *img, float *cols, int64_t nb, const geom *g, int nt)
+static void im2col_rows(const float *img, float *cols, int64_t nb, const geom *g, int nt)
 {
     int64_t P = g->Ho * g->Wo, R = g->C * g->kh * g->kw, ncol = nb * P;
 #pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1) schedule(static)
@@ -86,7 +115,7 @@ static void im2col(const float *img, float *cols, int64_t nb, const geom *g, int
 
 /* img (nb, C, H, W) += the columns folded back (the adjoint of im2col). Parallel over
    (image, channel) planes: each plane is written by its own rows only. */
-static void col2im(const float *cols, float *img, int64_t nb, const geom *g, int nt)
+static void col2im_rows(const float *cols, float *img, int64_t nb, const geom *g, int nt)
 {
     int64_t P = g->Ho * g->Wo, ncol = nb * P;
 #pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1) schedule(static)
@@ -141,6 +170,65 @@ static void col2im(const float *cols, float *img, int64_t nb, const geom *g, int
                     }
                 }
         }
+}
+
+/* im2col through the tap table (see tap_table); the padding reads offset 0 and is masked. */
+static void im2col(const float *img, float *cols, int64_t nb, const geom *g, int nt)
+{
+    int32_t *tab = tap_table(g);
+    if (!tab) {
+        im2col_rows(img, cols, nb, g, nt);
+        return;
+    }
+    int64_t P = g->Ho * g->Wo, KK = g->kh * g->kw, R = g->C * KK, ncol = nb * P;
+#pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t b = 0; b < nb; b++) {
+            const float *restrict src = img + (b * g->C + r / KK) * g->H * g->W;
+            const int32_t *restrict t = tab + (r % KK) * P;
+            float *restrict d = cols + r * ncol + b * P;
+            int64_t q = 0;
+#if defined(__AVX512F__)
+            /* 16 lanes per masked gather (the compiler does not vectorise the loop below) */
+            for (; q + 16 <= P; q += 16) {
+                __m512i ix = _mm512_loadu_si512((const void *)(t + q));
+                __mmask16 in = _mm512_cmpge_epi32_mask(ix, _mm512_setzero_si512());
+                _mm512_storeu_ps(d + q, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), in, ix, src, 4));
+            }
+#elif defined(__AVX2__)
+            for (; q + 8 <= P; q += 8) {
+                __m256i ix = _mm256_loadu_si256((const __m256i *)(t + q));
+                __m256 in = _mm256_castsi256_ps(_mm256_cmpgt_epi32(ix, _mm256_set1_epi32(-1)));
+                _mm256_storeu_ps(d + q, _mm256_mask_i32gather_ps(_mm256_setzero_ps(), src, ix, in, 4));
+            }
+#endif
+            for (; q < P; q++) d[q] = t[q] < 0 ? 0.0f : src[t[q]];
+        }
+    free(tab);
+}
+
+/* col2im through the tap table: per (image, channel) plane, each tap's row is scatter-added
+   (one tap never hits a pixel twice). */
+static void col2im(const float *cols, float *img, int64_t nb, const geom *g, int nt)
+{
+    int32_t *tab = tap_table(g);
+    if (!tab) {
+        col2im_rows(cols, img, nb, g, nt);
+        return;
+    }
+    int64_t P = g->Ho * g->Wo, KK = g->kh * g->kw, ncol = nb * P;
+#pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t c = 0; c < g->C; c++) {
+            float *restrict dst = img + (b * g->C + c) * g->H * g->W;
+            for (int64_t k = 0; k < KK; k++) {
+                const int32_t *restrict t = tab + k * P;
+                const float *restrict s = cols + (c * KK + k) * ncol + b * P;
+                for (int64_t q = 0; q < P; q++)
+                    if (t[q] >= 0) dst[t[q]] += s[q];
+            }
+        }
+    free(tab);
 }
 
 /* dst (C, nb P) <- src (nb, C, P): channel-major for the sgemm. */
