@@ -8,6 +8,7 @@
 #include "autograd_internal.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -814,4 +815,34 @@ int pivq_cat_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
         start += len;
     }
     return 0;
+}
+
+/* ---- guarded in-place ops --------------------------------------------------------------------- */
+
+int pivq_ag_binary_(pivq_tensor *a, const pivq_tensor *b, int op)
+{
+    char name[32];
+    snprintf(name, sizeof name, "%s_", pivq_binary_name(op));
+    if (pivq_check_tensor(name, "tensor", a) || pivq_check_inplace(a, name)) return -1;
+    return pivq_binary_(a, b, op);
+}
+
+int pivq_ag_binary_scalar_(pivq_tensor *a, double s, int op)
+{
+    char name[32];
+    snprintf(name, sizeof name, "%s_", pivq_binary_name(op));
+    if (pivq_check_tensor(name, "tensor", a) || pivq_check_inplace(a, name)) return -1;
+    return pivq_binary_scalar_(a, s, op);
+}
+
+int pivq_ag_fill_(pivq_tensor *t, double value)
+{
+    if (pivq_check_tensor("fill", "tensor", t) || pivq_check_inplace(t, "fill")) return -1;
+    return pivq_fill_(t, value);
+}
+
+int pivq_ag_copy_(pivq_tensor *dst, const pivq_tensor *src)
+{
+    if (pivq_check_tensor("copy", "dst", dst) || pivq_check_inplace(dst, "copy")) return -1;
+    return pivq_copy_(dst, src);
 }

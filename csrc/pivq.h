@@ -335,6 +335,11 @@ pivq_tensor *pivq_ag_gather(const pivq_tensor *x, int dim, const pivq_tensor *in
 pivq_tensor *pivq_ag_masked_fill(const pivq_tensor *x, const pivq_tensor *mask, double value);
 pivq_tensor *pivq_ag_cat(pivq_tensor *const *ts, int n, int dim);
 pivq_tensor *pivq_ag_stack(pivq_tensor *const *ts, int n, int dim);
+/* In-place ops that first fail (pivq_check_inplace) on a tensor that is part of a graph. */
+int pivq_ag_binary_(pivq_tensor *a, const pivq_tensor *b, int op);
+int pivq_ag_binary_scalar_(pivq_tensor *a, double s, int op);
+int pivq_ag_fill_(pivq_tensor *t, double value);
+int pivq_ag_copy_(pivq_tensor *dst, const pivq_tensor *src);
 
 /* ---------------------------------------------------------------------------------------
  * Neural-network ops (ops_nn.c, ops_norm.c, ops_loss.c). Float32. Each records a graph node

@@ -2,11 +2,6 @@
 -- constructors. This file is the one place where the 1-based Lua API meets the 0-based C API:
 -- dims, positions and index tensors are converted here and nowhere else.
 --
--- Autograd: differentiable methods call the autograd-aware C entry points (pivq_ag_*, same
--- arguments as the plain ops; they record a graph node when an input requires grad), and
--- in-place methods refuse tensors that are part of a graph. The autograd methods themselves
--- (requires_grad, grad, backward, ...) live in pivq/autograd.lua.
---
 -- Errors: C functions return NULL or -1 and leave a message naming the C function; we raise
 -- it with error(msg, level) so that it points at the user's line. Checks that need 1-based
 -- wording (dims, positions) are done here before calling C.
@@ -14,7 +9,10 @@ local ffi = require "ffi"
 local state = require "pivq.ffi"
 local printing = require "pivq.printing"
 
-local C = state.C
+-- Autograd: the C functions are looked up through pivq.ag_routes, which is state.C with each
+-- differentiable op replaced by its autograd-aware twin (same arguments; records a graph node
+-- when an input requires grad) and each in-place op guarded against tensors in a graph.
+local C = require "pivq.ag_routes"
 local registry = debug.getregistry()
 
 local M = {}
@@ -272,12 +270,12 @@ end
 
 function M.cat(list, dim)
   local arr, n = tensor_list("cat", list, 2)
-  return wrap(C.pivq_ag_cat(arr, n, dim0("cat", list[1], dim or 1, 2)))
+  return wrap(C.pivq_cat(arr, n, dim0("cat", list[1], dim or 1, 2)))
 end
 
 function M.stack(list, dim)
   local arr, n = tensor_list("stack", list, 2)
-  return wrap(C.pivq_ag_stack(arr, n, dim0("stack", list[1], dim or 1, 2, 1)))
+  return wrap(C.pivq_stack(arr, n, dim0("stack", list[1], dim or 1, 2, 1)))
 end
 
 function M.where(cond, a, b)
@@ -286,7 +284,7 @@ function M.where(cond, a, b)
   check_self("where", cond, 2)
   check_self("where", a, 2)
   check_self("where", b, 2)
-  return wrap(C.pivq_ag_where(cond.c, a.c, b.c))
+  return wrap(C.pivq_where(cond.c, a.c, b.c))
 end
 
 -- ---- methods ---------------------------------------------------------------------------------
@@ -399,13 +397,13 @@ function T.set(t, ...)
   return t
 end
 
-function T.clone(t) return wrap(C.pivq_ag_clone(t.c)) end
-function T.contiguous(t) return wrap(C.pivq_ag_contiguous(t.c)) end
+function T.clone(t) return wrap(C.pivq_clone(t.c)) end
+function T.contiguous(t) return wrap(C.pivq_contiguous(t.c)) end
 
 function T.to(t, dtype)
   local code = dtype_code("to", dtype, 2)
   if code == t.c.scalar_type then return t end
-  return wrap(C.pivq_ag_to_dtype(t.c, code))
+  return wrap(C.pivq_to_dtype(t.c, code))
 end
 function T.float(t) return T.to(t, "float32") end
 function T.double(t) return T.to(t, "float32") end -- no float64 dtype: float32 is the float type
@@ -422,7 +420,7 @@ function T.narrow(t, d, start, length)
     fail(string.format("narrow: start %s length %s out of range for dim %d of size %d",
       tostring(start), tostring(length), d, n), 2)
   end
-  return wrap(C.pivq_ag_narrow(t.c, d0, start - 1, length))
+  return wrap(C.pivq_narrow(t.c, d0, start - 1, length))
 end
 
 function T.select(t, d, index)
@@ -432,18 +430,18 @@ function T.select(t, d, index)
     fail(string.format("select: index %s out of range for dim %d of size %d", tostring(index),
       d, n), 2)
   end
-  return wrap(C.pivq_ag_select(t.c, d0, index - 1))
+  return wrap(C.pivq_select(t.c, d0, index - 1))
 end
 
 function T.transpose(t, d1, d2)
-  return wrap(C.pivq_ag_transpose(t.c, dim0("transpose", t, d1, 2), dim0("transpose", t, d2, 2)))
+  return wrap(C.pivq_transpose(t.c, dim0("transpose", t, d1, 2), dim0("transpose", t, d2, 2)))
 end
 
 function T.t(t)
   if t.c.ndim ~= 2 then
     fail(string.format("t: expected a 2-D tensor, got shape %s", shape_string(t)), 2)
   end
-  return wrap(C.pivq_ag_transpose(t.c, 0, 1))
+  return wrap(C.pivq_transpose(t.c, 0, 1))
 end
 
 function T.permute(t, ...)
@@ -454,7 +452,7 @@ function T.permute(t, ...)
   end
   local perm = ffi.new("int[?]", math.max(#dims, 1))
   for i, d in ipairs(dims) do perm[i - 1] = dim0("permute", t, d, 2) end
-  return wrap(C.pivq_ag_permute(t.c, perm))
+  return wrap(C.pivq_permute(t.c, perm))
 end
 
 -- view/reshape take sizes (one may be -1), as numbers or a table
@@ -475,29 +473,29 @@ end
 
 function T.view(t, ...)
   local n, arr = shape_args("view", 2, ...)
-  return wrap(C.pivq_ag_view(t.c, n, arr))
+  return wrap(C.pivq_view(t.c, n, arr))
 end
 
 function T.reshape(t, ...)
   local n, arr = shape_args("reshape", 2, ...)
-  return wrap(C.pivq_ag_reshape(t.c, n, arr))
+  return wrap(C.pivq_reshape(t.c, n, arr))
 end
 
 function T.view_as(t, other) return T.view(t, T.size(other)) end
 
 function T.expand(t, ...)
   local n, arr = shape_args("expand", 2, ...)
-  return wrap(C.pivq_ag_expand(t.c, n, arr))
+  return wrap(C.pivq_expand(t.c, n, arr))
 end
 
 function T.expand_as(t, other) return T.expand(t, T.size(other)) end
 
 function T.squeeze(t, d)
-  return wrap(C.pivq_ag_squeeze(t.c, d == nil and -1 or dim0("squeeze", t, d, 2)))
+  return wrap(C.pivq_squeeze(t.c, d == nil and -1 or dim0("squeeze", t, d, 2)))
 end
 
 function T.unsqueeze(t, d)
-  return wrap(C.pivq_ag_unsqueeze(t.c, dim0("unsqueeze", t, d, 2, 1)))
+  return wrap(C.pivq_unsqueeze(t.c, dim0("unsqueeze", t, d, 2, 1)))
 end
 
 function T.flatten(t) return T.reshape(t, -1) end
@@ -506,7 +504,6 @@ function T.flatten(t) return T.reshape(t, -1) end
 
 function T.fill(t, value)
   if type(value) ~= "number" then fail("fill: value must be a number, got " .. type(value), 2) end
-  check_rc(C.pivq_check_inplace(t.c, "fill")) -- autograd: no silent in-place on a graph
   check_rc(C.pivq_fill_(t.c, value))
   return t
 end
@@ -517,7 +514,6 @@ T.zero_ = T.zero
 function T.copy(t, src)
   if type(src) == "number" then return T.fill(t, src) end
   check_self("copy", src, 2)
-  check_rc(C.pivq_check_inplace(t.c, "copy")) -- autograd: no silent in-place on a graph
   check_rc(C.pivq_copy_(t.c, src.c))
   return t
 end
@@ -529,7 +525,7 @@ local UNARY = { "neg", "abs", "exp", "log", "sqrt", "rsqrt", "sin", "cos", "tanh
   "relu", "sign", "floor", "ceil", "round" }
 for code, name in ipairs(UNARY) do
   local op = code - 1
-  T[name] = function(t) return wrap(C.pivq_ag_unary(t.c, op)) end
+  T[name] = function(t) return wrap(C.pivq_unary(t.c, op)) end
 end
 
 function T.clamp(t, lo, hi)
@@ -538,7 +534,7 @@ function T.clamp(t, lo, hi)
   if type(lo) ~= "number" or type(hi) ~= "number" then
     fail("clamp: bounds must be numbers or nil", 2)
   end
-  return wrap(C.pivq_ag_clamp(t.c, lo, hi))
+  return wrap(C.pivq_clamp(t.c, lo, hi))
 end
 
 local BINARY = { add = 0, sub = 1, mul = 2, div = 3, maximum = 4, minimum = 5, pow = 6 }
@@ -547,22 +543,21 @@ local function binary(name, op)
   return function(a, b)
     if type(b) == "number" then
       if not is_tensor(a) then fail(name .. ": expected a tensor operand", 2) end
-      return wrap(C.pivq_ag_binary_scalar(a.c, b, op, 0))
+      return wrap(C.pivq_binary_scalar(a.c, b, op, 0))
     elseif type(a) == "number" then
       if not is_tensor(b) then fail(name .. ": expected a tensor operand", 2) end
-      return wrap(C.pivq_ag_binary_scalar(b.c, a, op, 1))
+      return wrap(C.pivq_binary_scalar(b.c, a, op, 1))
     end
     if not is_tensor(a) or not is_tensor(b) then
       fail(string.format("%s: operands must be tensors or numbers, got %s and %s", name,
         type(a), type(b)), 2)
     end
-    return wrap(C.pivq_ag_binary(a.c, b.c, op))
+    return wrap(C.pivq_binary(a.c, b.c, op))
   end
 end
 
 local function binary_inplace(name, op)
   return function(a, b)
-    check_rc(C.pivq_check_inplace(a.c, name .. "_")) -- autograd: no silent in-place on a graph
     if type(b) == "number" then
       check_rc(C.pivq_binary_scalar_(a.c, b, op))
     else
@@ -595,7 +590,7 @@ local R = { sum = 0, mean = 1, var = 2, max = 3, min = 4, argmax = 5, argmin = 6
 -- reduce(t, op, dim or nil, keepdim, param): nil dim reduces everything
 local function reduce(name, t, op, d, keepdim, param)
   local d0 = d == nil and -1 or dim0(name, t, d, 3)
-  return wrap(C.pivq_ag_reduce(t.c, op, d0, keepdim and 1 or 0, param or 0), 3)
+  return wrap(C.pivq_reduce(t.c, op, d0, keepdim and 1 or 0, param or 0), 3)
 end
 
 function T.sum(t, d, keepdim) return reduce("sum", t, R.sum, d, keepdim) end
@@ -643,7 +638,7 @@ end
 
 function T.matmul(a, b)
   check_self("matmul", b, 2)
-  return wrap(C.pivq_ag_matmul(a.c, b.c))
+  return wrap(C.pivq_matmul(a.c, b.c))
 end
 T.mm = T.matmul
 T.bmm = T.matmul
@@ -651,12 +646,12 @@ T.bmm = T.matmul
 -- indexing -----------------------------------------------------------------------------------
 
 function T.index_select(t, d, idx)
-  return wrap(C.pivq_ag_index_select(t.c, dim0("index_select", t, d, 2), index0("index_select", idx, 2).c))
+  return wrap(C.pivq_index_select(t.c, dim0("index_select", t, d, 2), index0("index_select", idx, 2).c))
 end
 T.index = T.index_select
 
 function T.gather(t, d, idx)
-  return wrap(C.pivq_ag_gather(t.c, dim0("gather", t, d, 2), index0("gather", idx, 2).c))
+  return wrap(C.pivq_gather(t.c, dim0("gather", t, d, 2), index0("gather", idx, 2).c))
 end
 
 function T.scatter_add(t, d, idx, src)
@@ -667,7 +662,7 @@ end
 function T.masked_fill(t, mask, value)
   check_self("masked_fill", mask, 2)
   if type(value) ~= "number" then fail("masked_fill: value must be a number", 2) end
-  return wrap(C.pivq_ag_masked_fill(t.c, mask.c, value))
+  return wrap(C.pivq_masked_fill(t.c, mask.c, value))
 end
 
 -- ---- the metatype -------------------------------------------------------------------------
@@ -678,7 +673,7 @@ local function index_number(t, i)
   if not is_int(i) or i < 1 or i > n then
     fail(string.format("index %s out of range for dim 1 of size %d", tostring(i), n), 3)
   end
-  local s = wrap(C.pivq_ag_select(t.c, 0, i - 1), 3)
+  local s = wrap(C.pivq_select(t.c, 0, i - 1), 3)
   if s.c.ndim == 0 then return s:item() end
   return s
 end
@@ -708,7 +703,7 @@ local mt = {
   __mul = binary("mul", BINARY.mul),
   __div = binary("div", BINARY.div),
   __pow = binary("pow", BINARY.pow),
-  __unm = function(t) return wrap(C.pivq_ag_unary(t.c, 0)) end,
+  __unm = function(t) return wrap(C.pivq_unary(t.c, 0)) end,
   __tostring = function(t)
     return printing.format(t, function(...) return element(t, ...) end, T.size(t),
       DTYPE_NAMES[t.c.scalar_type])
