@@ -7,10 +7,6 @@
 --
 -- An op of the tensor core missing from this table is not differentiable: its results do not
 -- require grad (add it here, with its gradient in csrc/grad_core.c).
-local state = require "pivq.ffi"
-
-local C = state.C
-
 local ROUTES = {
   "unary", "clamp", "binary", "binary_scalar", "where", "reduce", "matmul", "narrow", "select",
   "transpose", "permute", "view", "reshape", "expand", "squeeze", "unsqueeze", "contiguous",
@@ -19,9 +15,14 @@ local ROUTES = {
   "binary_", "binary_scalar_", "fill_", "copy_",
 }
 
-local registry = debug.getregistry()
-local routed = registry["pivq.ag_routes"]
-if not routed then
+local M = {}
+
+-- The routed namespace over state.C (state: pivq.ffi's); built once per Lua state.
+function M.of(state)
+  local registry = debug.getregistry()
+  local routed = registry["pivq.ag_routes"]
+  if routed then return routed end
+  local C = state.C
   routed = {}
   for _, name in ipairs(ROUTES) do routed["pivq_" .. name] = C["pivq_ag_" .. name] end
   -- anything else: the library's own symbol, cached on first use
@@ -31,5 +32,7 @@ if not routed then
     return v
   end })
   registry["pivq.ag_routes"] = routed
+  return routed
 end
-return routed
+
+return M
