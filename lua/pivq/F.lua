@@ -37,6 +37,16 @@ local function indices0(fname, idx, level)
   return wrap(C.pivq_binary_scalar(idx.c, 1, C.PIVQ_SUB, 0), level + 1)
 end
 
+-- 1-based dim (negative from the end) -> 0-based
+local function dim0(fname, t, d, level)
+  local nd = t:dim()
+  if type(d) ~= "number" or d % 1 ~= 0 or d == 0 or d > nd or d < -nd then
+    fail(string.format("%s: dim %s out of range for a %d-dim tensor (use 1..%d or -1..-%d)",
+      fname, tostring(d), nd, nd, nd), level + 1)
+  end
+  return d > 0 and d - 1 or nd + d
+end
+
 local REDUCTIONS = { none = 0, mean = 1, sum = 2 }
 local function reduction_of(fname, opts, level)
   local r = opts and opts.reduction or "mean"
@@ -75,12 +85,12 @@ function F.tanh(x) return T.tanh(x) end
 
 function F.softmax(x, dim)
   check("softmax", "input", x, 2)
-  return wrap(C.pivq_softmax(x.c, tensor.dim0("softmax", x, dim or -1, 2)))
+  return wrap(C.pivq_softmax(x.c, dim0("softmax", x, dim or -1, 2)))
 end
 
 function F.log_softmax(x, dim)
   check("log_softmax", "input", x, 2)
-  return wrap(C.pivq_log_softmax(x.c, tensor.dim0("log_softmax", x, dim or -1, 2)))
+  return wrap(C.pivq_log_softmax(x.c, dim0("log_softmax", x, dim or -1, 2)))
 end
 
 -- ---- embedding and dropout ----------------------------------------------------------------
