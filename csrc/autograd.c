@@ -63,13 +63,20 @@ int pivq_set_grad_enabled(int enabled)
     return prev;
 }
 
-int pivq_is_grad_enabled(void) { return !grad_disabled; }
+int pivq_is_grad_enabled(void)
+{
+    return !grad_disabled;
+}
 
-/* ---- nodes ------------------------------------------------------------------------------------ */
+/* ---- nodes ------------------------------------------------------------------------------------
+ */
 
 static int64_t live_nodes = 0;
 
-int64_t pivq_graph_node_count(void) { return __atomic_load_n(&live_nodes, __ATOMIC_RELAXED); }
+int64_t pivq_graph_node_count(void)
+{
+    return __atomic_load_n(&live_nodes, __ATOMIC_RELAXED);
+}
 
 static void node_free_saved(pivq_node *n)
 {
@@ -229,7 +236,10 @@ int pivq_requires_grad_(pivq_tensor *t, int flag)
     return 0;
 }
 
-int pivq_is_leaf(const pivq_tensor *t) { return !(t && t->ag && t->ag->grad_fn); }
+int pivq_is_leaf(const pivq_tensor *t)
+{
+    return !(t && t->ag && t->ag->grad_fn);
+}
 
 const char *pivq_grad_fn_name(const pivq_tensor *t)
 {
@@ -283,10 +293,11 @@ int pivq_check_inplace(const pivq_tensor *t, const char *fname)
     if (grad_disabled || !pivq_requires_grad(t)) return 0;
     if (t->ag->grad_fn)
         return pivq_set_error("%s: in-place update of a tensor produced by %s that is part of a "
-                              "graph; use the out-of-place form", fname,
-                              OPS[t->ag->grad_fn->op].name);
+                              "graph; use the out-of-place form",
+                              fname, OPS[t->ag->grad_fn->op].name);
     return pivq_set_error("%s: in-place update of a leaf that requires grad; wrap it in "
-                          "no_grad (as optimizers do) or detach it", fname);
+                          "no_grad (as optimizers do) or detach it",
+                          fname);
 }
 
 /* ---- backward --------------------------------------------------------------------------- */
@@ -363,8 +374,8 @@ static int run_node(pivq_node *nd, int retain_graph)
             if (!same_shape(e->ndim, e->shape, gin[i])) {
                 char a[160], b[160];
                 rc = pivq_set_error("backward: %s produced a gradient of shape %s for an input "
-                                    "of shape %s", OPS[nd->op].name,
-                                    pivq_shape_str(gin[i], a, sizeof a),
+                                    "of shape %s",
+                                    OPS[nd->op].name, pivq_shape_str(gin[i], a, sizeof a),
                                     pivq_sizes_str(e->ndim, e->shape, b, sizeof b));
             } else if (e->fn) {
                 rc = accumulate(&e->fn->grad, gin[i]);
@@ -396,7 +407,8 @@ int pivq_backward(pivq_tensor *t, const pivq_tensor *grad, int retain_graph)
         if (grad->scalar_type != PIVQ_FLOAT32 || !same_shape(t->ndim, t->shape, grad))
             return pivq_set_error("backward: gradient %s %s does not match the tensor %s",
                                   pivq_shape_str(grad, a, sizeof a),
-                                  pivq_dtype_name(grad->scalar_type), pivq_shape_str(t, b, sizeof b));
+                                  pivq_dtype_name(grad->scalar_type),
+                                  pivq_shape_str(t, b, sizeof b));
         seed = pivq_contiguous(grad);
     } else {
         if (pivq_numel(t) != 1)
@@ -444,7 +456,8 @@ int pivq_backward(pivq_tensor *t, const pivq_tensor *grad, int retain_graph)
             if (x->freed) {
                 rc = pivq_set_error("backward: trying to go through the graph a second time "
                                     "(at %s) but its saved tensors were freed; pass "
-                                    "retain_graph=true to the first backward", OPS[x->op].name);
+                                    "retain_graph=true to the first backward",
+                                    OPS[x->op].name);
                 break;
             }
             rc = run_node(x, retain_graph);

@@ -18,14 +18,38 @@
 
 /* Graph ops: one backward function each, in the table of autograd.c. */
 typedef enum pivq_grad_op {
-    PIVQ_GOP_UNARY = 0, PIVQ_GOP_CLAMP, PIVQ_GOP_BINARY, PIVQ_GOP_BINARY_SCALAR, PIVQ_GOP_WHERE,
-    PIVQ_GOP_REDUCE, PIVQ_GOP_MATMUL, PIVQ_GOP_NARROW, PIVQ_GOP_SELECT, PIVQ_GOP_PERMUTE,
-    PIVQ_GOP_RESHAPE, PIVQ_GOP_EXPAND, PIVQ_GOP_IDENTITY, PIVQ_GOP_INDEX_SELECT, PIVQ_GOP_GATHER,
-    PIVQ_GOP_MASKED_FILL, PIVQ_GOP_CAT,
-    PIVQ_GOP_LINEAR, PIVQ_GOP_ACTIVATION, PIVQ_GOP_SOFTMAX, PIVQ_GOP_EMBEDDING, PIVQ_GOP_DROPOUT,
-    PIVQ_GOP_LAYER_NORM, PIVQ_GOP_GROUP_NORM, PIVQ_GOP_POINTWISE_LOSS, PIVQ_GOP_CROSS_ENTROPY,
-    PIVQ_GOP_ATTENTION, PIVQ_GOP_CONV2D, PIVQ_GOP_CONV_TRANSPOSE2D, PIVQ_GOP_MAX_POOL2D,
-    PIVQ_GOP_AVG_POOL2D, PIVQ_GOP_UPSAMPLE2D,
+    PIVQ_GOP_UNARY = 0,
+    PIVQ_GOP_CLAMP,
+    PIVQ_GOP_BINARY,
+    PIVQ_GOP_BINARY_SCALAR,
+    PIVQ_GOP_WHERE,
+    PIVQ_GOP_REDUCE,
+    PIVQ_GOP_MATMUL,
+    PIVQ_GOP_NARROW,
+    PIVQ_GOP_SELECT,
+    PIVQ_GOP_PERMUTE,
+    PIVQ_GOP_RESHAPE,
+    PIVQ_GOP_EXPAND,
+    PIVQ_GOP_IDENTITY,
+    PIVQ_GOP_INDEX_SELECT,
+    PIVQ_GOP_GATHER,
+    PIVQ_GOP_MASKED_FILL,
+    PIVQ_GOP_CAT,
+    PIVQ_GOP_LINEAR,
+    PIVQ_GOP_ACTIVATION,
+    PIVQ_GOP_SOFTMAX,
+    PIVQ_GOP_EMBEDDING,
+    PIVQ_GOP_DROPOUT,
+    PIVQ_GOP_LAYER_NORM,
+    PIVQ_GOP_GROUP_NORM,
+    PIVQ_GOP_POINTWISE_LOSS,
+    PIVQ_GOP_CROSS_ENTROPY,
+    PIVQ_GOP_ATTENTION,
+    PIVQ_GOP_CONV2D,
+    PIVQ_GOP_CONV_TRANSPOSE2D,
+    PIVQ_GOP_MAX_POOL2D,
+    PIVQ_GOP_AVG_POOL2D,
+    PIVQ_GOP_UPSAMPLE2D,
     PIVQ_GOP_COUNT
 } pivq_grad_op;
 
@@ -33,33 +57,33 @@ enum { PIVQ_NODE_MAX_SAVED = 6, PIVQ_NODE_MAX_PARAMS = 8 };
 
 /* Where the gradient of one input goes. */
 typedef struct pivq_edge {
-    struct pivq_node *fn;         /* the input's producer (a reference), or NULL */
-    pivq_tensor *leaf;            /* the input itself if it is a leaf requiring grad (a ref) */
-    int ndim;                     /* the input's shape: the shape its gradient must have */
+    struct pivq_node *fn; /* the input's producer (a reference), or NULL */
+    pivq_tensor *leaf;    /* the input itself if it is a leaf requiring grad (a ref) */
+    int ndim;             /* the input's shape: the shape its gradient must have */
     int64_t shape[PIVQ_MAX_DIMS];
 } pivq_edge;
 
 typedef struct pivq_node {
-    int32_t refcount;             /* held by the result's autograd state and by consumers */
-    int32_t op;                   /* pivq_grad_op */
+    int32_t refcount; /* held by the result's autograd state and by consumers */
+    int32_t op;       /* pivq_grad_op */
     int32_t n_in;
-    int32_t freed;                /* saved tensors dropped by a backward (no retain_graph) */
-    pivq_edge *in;                /* n_in edges */
+    int32_t freed; /* saved tensors dropped by a backward (no retain_graph) */
+    pivq_edge *in; /* n_in edges */
     pivq_tensor *saved[PIVQ_NODE_MAX_SAVED]; /* headers without autograd state (no cycles) */
     int64_t ip[PIVQ_NODE_MAX_PARAMS];        /* integer parameters of the op */
     double fp[PIVQ_NODE_MAX_PARAMS];         /* real parameters of the op */
     int out_ndim;
     int64_t out_shape[PIVQ_MAX_DIMS];
     /* scratch of a running backward */
-    pivq_tensor *grad;            /* accumulated gradient of the result */
-    int32_t deps;                 /* consumers not yet processed */
-    int32_t mark;                 /* visited */
+    pivq_tensor *grad; /* accumulated gradient of the result */
+    int32_t deps;      /* consumers not yet processed */
+    int32_t mark;      /* visited */
 } pivq_node;
 
 struct pivq_autograd {
-    int requires_grad;            /* a leaf marked by the user, or any recorded result */
-    pivq_tensor *grad;            /* accumulated gradient (leaves), or NULL */
-    pivq_node *grad_fn;           /* the producer (a reference), NULL for leaves */
+    int requires_grad;  /* a leaf marked by the user, or any recorded result */
+    pivq_tensor *grad;  /* accumulated gradient (leaves), or NULL */
+    pivq_node *grad_fn; /* the producer (a reference), NULL for leaves */
 };
 
 typedef int (*pivq_backward_fn)(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
@@ -130,9 +154,8 @@ int pivq_upsample2d_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **g
 void pivq_sgemm_mt(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                    int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 /* The same as one BLAS call (for use inside OpenMP regions, after pivq_blas_serial_begin). */
-void pivq_sgemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
-                       const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-                       float *C, int64_t ldc);
+void pivq_sgemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                       int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 /* Make OpenBLAS single-threaded around an OpenMP region that calls it, and restore. */
 void pivq_blas_serial_begin(void);
 void pivq_blas_serial_end(void);

@@ -24,12 +24,13 @@ void pivq_blas_serial_end(void)
 }
 
 void pivq_sgemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                  int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+                       int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
 {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
         for (int64_t i = 0; i < M; i++)
-            for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0 ? 0.0f : beta * C[i * ldc + j];
+            for (int64_t j = 0; j < N; j++)
+                C[i * ldc + j] = beta == 0 ? 0.0f : beta * C[i * ldc + j];
         return;
     }
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
@@ -56,14 +57,15 @@ void pivq_sgemm_mt(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
 #endif
         int64_t len = split_rows ? M : N;
         /* block bounds rounded to 16 (a 64-byte line of floats) */
-        int64_t lo = (len * tid / T) & ~(int64_t)15, hi = tid == T - 1 ? len : (len * (tid + 1) / T) & ~(int64_t)15;
+        int64_t lo = (len * tid / T) & ~(int64_t)15,
+                hi = tid == T - 1 ? len : (len * (tid + 1) / T) & ~(int64_t)15;
         if (hi > lo) {
             if (split_rows) /* rows lo..hi of op(A) and C */
-                pivq_sgemm_serial(ta, tb, hi - lo, N, K, alpha, ta ? A + lo : A + lo * lda, lda, B, ldb, beta,
-                      C + lo * ldc, ldc);
+                pivq_sgemm_serial(ta, tb, hi - lo, N, K, alpha, ta ? A + lo : A + lo * lda, lda, B,
+                                  ldb, beta, C + lo * ldc, ldc);
             else /* columns lo..hi of op(B) and C */
-                pivq_sgemm_serial(ta, tb, M, hi - lo, K, alpha, A, lda, tb ? B + lo * ldb : B + lo, ldb, beta,
-                      C + lo, ldc);
+                pivq_sgemm_serial(ta, tb, M, hi - lo, K, alpha, A, lda, tb ? B + lo * ldb : B + lo,
+                                  ldb, beta, C + lo, ldc);
         }
     }
     pivq_blas_serial_end();

@@ -44,8 +44,10 @@ pivq_tensor *pivq_sum_to_shape(const pivq_tensor *g, int ndim, const int64_t *sh
         /* fold the leading (broadcast) dims into one and sum it away */
         int64_t sz[PIVQ_MAX_DIMS];
         sz[0] = 1;
-        for (int i = 0; i < lead; i++) sz[0] *= g->shape[i];
-        for (int i = 0; i < ndim; i++) sz[i + 1] = g->shape[lead + i];
+        for (int i = 0; i < lead; i++)
+            sz[0] *= g->shape[i];
+        for (int i = 0; i < ndim; i++)
+            sz[i + 1] = g->shape[lead + i];
         pivq_tensor *r = pivq_reshape(cur, ndim + 1, sz);
         pivq_tensor_release(cur);
         if (!r) return NULL;
@@ -86,9 +88,17 @@ pivq_tensor *pivq_ag_unary(const pivq_tensor *x, int op)
     /* exp, sqrt, rsqrt, tanh, sigmoid, relu differentiate through their result */
     int rc = 0;
     switch (op) {
-    case PIVQ_EXP: case PIVQ_SQRT: case PIVQ_RSQRT: case PIVQ_TANH: case PIVQ_SIGMOID:
+    case PIVQ_EXP:
+    case PIVQ_SQRT:
+    case PIVQ_RSQRT:
+    case PIVQ_TANH:
+    case PIVQ_SIGMOID:
     case PIVQ_RELU: rc = pivq_ag_save(nd, 1, y); break;
-    case PIVQ_NEG: case PIVQ_SIGN: case PIVQ_FLOOR: case PIVQ_CEIL: case PIVQ_ROUND: break;
+    case PIVQ_NEG:
+    case PIVQ_SIGN:
+    case PIVQ_FLOOR:
+    case PIVQ_CEIL:
+    case PIVQ_ROUND: break;
     default: rc = pivq_ag_save(nd, 0, x); break;
     }
     return pivq_ag_finish(y, nd, rc);
@@ -98,13 +108,14 @@ pivq_tensor *pivq_ag_unary(const pivq_tensor *x, int op)
    loops over restrict pointers, one per op, so that each vectorises. */
 typedef void (*unary_grad_kernel)(const float *restrict x, const float *restrict y,
                                   const float *restrict g, float *restrict o, int64_t n);
-#define UG_KERNEL(NAME, EXPR)                                                                   \
-    static void NAME(const float *restrict x, const float *restrict y, const float *restrict g, \
-                     float *restrict o, int64_t n)                                              \
-    {                                                                                           \
-        (void)x;                                                                                \
-        (void)y;                                                                                \
-        for (int64_t i = 0; i < n; i++) o[i] = (EXPR);                                          \
+#define UG_KERNEL(NAME, EXPR)                                                                      \
+    static void NAME(const float *restrict x, const float *restrict y, const float *restrict g,    \
+                     float *restrict o, int64_t n)                                                 \
+    {                                                                                              \
+        (void)x;                                                                                   \
+        (void)y;                                                                                   \
+        for (int64_t i = 0; i < n; i++)                                                            \
+            o[i] = (EXPR);                                                                         \
     }
 UG_KERNEL(neg_grad, -g[i])
 UG_KERNEL(abs_grad, x[i] > 0 ? g[i] : (x[i] < 0 ? -g[i] : 0.0f))
@@ -163,9 +174,9 @@ int pivq_unary_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
     if ((n->saved[0] && !xs) || (n->saved[1] && !ys)) goto fail;
     pivq_tensor *out = pivq_empty(PIVQ_FLOAT32, g->ndim, g->shape); /* dx: x's shape */
     if (!out) goto fail;
-    const float *gp = pivq_data(g);                      /* dy: y's shape (== x's) */
-    const float *x = xs ? pivq_data(xs) : NULL;          /* x */
-    const float *y = ys ? pivq_data(ys) : NULL;          /* y = op(x) */
+    const float *gp = pivq_data(g);             /* dy: y's shape (== x's) */
+    const float *x = xs ? pivq_data(xs) : NULL; /* x */
+    const float *y = ys ? pivq_data(ys) : NULL; /* y = op(x) */
     float *o = pivq_data(out);
     unary_grad_run(op, x, y, gp, o, pivq_numel(g));
     pivq_tensor_release(xs);
@@ -203,7 +214,8 @@ int pivq_clamp_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
     double lo = n->fp[0], hi = n->fp[1];
     int64_t N = pivq_numel(g);
     /* the gradient passes where the input was inside [lo, hi] (bounds included, as PyTorch) */
-    for (int64_t i = 0; i < N; i++) o[i] = (x[i] >= lo && x[i] <= hi) ? gp[i] : 0.0f;
+    for (int64_t i = 0; i < N; i++)
+        o[i] = (x[i] >= lo && x[i] <= hi) ? gp[i] : 0.0f;
     pivq_tensor_release(xs);
     gin[0] = out;
     return 0;
@@ -220,8 +232,7 @@ pivq_tensor *pivq_ag_binary(const pivq_tensor *a, const pivq_tensor *b, int op)
     if (!nd) return pivq_ag_finish(y, NULL, -1);
     nd->ip[0] = op;
     int rc = 0;
-    if (op != PIVQ_ADD && op != PIVQ_SUB)
-        rc = pivq_ag_save(nd, 0, a) || pivq_ag_save(nd, 1, b);
+    if (op != PIVQ_ADD && op != PIVQ_SUB) rc = pivq_ag_save(nd, 0, a) || pivq_ag_save(nd, 1, b);
     if (!rc && op == PIVQ_POW) rc = pivq_ag_save(nd, 2, y);
     return pivq_ag_finish(y, nd, rc);
 }
@@ -250,7 +261,8 @@ int pivq_binary_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
     case PIVQ_ADD:
     case PIVQ_SUB:
         if (na) ga = pivq_tensor_retain((pivq_tensor *)g);
-        if (nb) gb = op == PIVQ_ADD ? pivq_tensor_retain((pivq_tensor *)g) : pivq_unary(g, PIVQ_NEG);
+        if (nb)
+            gb = op == PIVQ_ADD ? pivq_tensor_retain((pivq_tensor *)g) : pivq_unary(g, PIVQ_NEG);
         break;
     case PIVQ_MUL:
         if (na) ga = pivq_binary(g, b, PIVQ_MUL);
@@ -281,16 +293,19 @@ int pivq_binary_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
             pivq_tensor_release(m);
         }
         break;
-    default:
-        pivq_set_error("backward: binary op %d has no derivative", op);
+    default: pivq_set_error("backward: binary op %d has no derivative", op);
     }
     drop(6, t);
     int ok = (!na || ga) && (!nb || gb);
     if (ok) {
-        if (na) ok = (gin[0] = to_input(n, 0, ga)) != NULL;
-        else pivq_tensor_release(ga);
-        if (nb) ok = ok && (gin[1] = to_input(n, 1, gb)) != NULL;
-        else pivq_tensor_release(gb);
+        if (na)
+            ok = (gin[0] = to_input(n, 0, ga)) != NULL;
+        else
+            pivq_tensor_release(ga);
+        if (nb)
+            ok = ok && (gin[1] = to_input(n, 1, gb)) != NULL;
+        else
+            pivq_tensor_release(gb);
         return ok ? 0 : -1;
     }
     pivq_tensor_release(ga);
@@ -322,12 +337,15 @@ int pivq_binary_scalar_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor 
     pivq_tensor *r = NULL;
     switch (op) {
     case PIVQ_ADD: r = pivq_tensor_retain((pivq_tensor *)g); break;
-    case PIVQ_SUB: r = first ? pivq_unary(g, PIVQ_NEG) : pivq_tensor_retain((pivq_tensor *)g); break;
+    case PIVQ_SUB:
+        r = first ? pivq_unary(g, PIVQ_NEG) : pivq_tensor_retain((pivq_tensor *)g);
+        break;
     case PIVQ_MUL: r = pivq_binary_scalar(g, s, PIVQ_MUL, 0); break;
     case PIVQ_DIV:
         if (!first) {
             r = pivq_binary_scalar(g, s, PIVQ_DIV, 0);
-        } else if ((t[0] = pivq_binary(y, a, PIVQ_DIV)) && (t[1] = pivq_binary(g, t[0], PIVQ_MUL))) {
+        } else if ((t[0] = pivq_binary(y, a, PIVQ_DIV)) &&
+                   (t[1] = pivq_binary(g, t[0], PIVQ_MUL))) {
             r = pivq_unary(t[1], PIVQ_NEG); /* d(s/a)/da = -s/a^2 = -y/a */
         }
         break;
@@ -375,7 +393,8 @@ int pivq_where_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
     int rc = 0;
     for (int i = 1; i <= 2 && rc == 0; i++) {
         if (!pivq_ag_needs(n, i)) continue;
-        pivq_tensor *full = i == 1 ? pivq_where(n->saved[0], g, zero) : pivq_where(n->saved[0], zero, g);
+        pivq_tensor *full =
+            i == 1 ? pivq_where(n->saved[0], g, zero) : pivq_where(n->saved[0], zero, g);
         if (!full) {
             rc = -1;
             break;
@@ -408,7 +427,8 @@ pivq_tensor *pivq_ag_reduce(const pivq_tensor *x, int op, int dim, int keepdim, 
 static pivq_tensor *keepdim_view(const pivq_tensor *t, const pivq_edge *in, int dim)
 {
     int64_t sz[PIVQ_MAX_DIMS];
-    for (int i = 0; i < in->ndim; i++) sz[i] = (dim < 0 || i == dim) ? 1 : in->shape[i];
+    for (int i = 0; i < in->ndim; i++)
+        sz[i] = (dim < 0 || i == dim) ? 1 : in->shape[i];
     return pivq_reshape(t, in->ndim, sz);
 }
 
@@ -465,8 +485,7 @@ int pivq_reduce_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
         }
         break;
     case PIVQ_PROD: /* y / x: assumes no zero in x (documented in the Lua API) */
-        if ((t[0] = pivq_binary(gk, yk, PIVQ_MUL)))
-            r = pivq_binary(t[0], x, PIVQ_DIV);
+        if ((t[0] = pivq_binary(gk, yk, PIVQ_MUL))) r = pivq_binary(t[0], x, PIVQ_DIV);
         break;
     default: pivq_set_error("backward: reduction %d has no derivative", op);
     }
@@ -495,7 +514,10 @@ pivq_tensor *pivq_ag_matmul(const pivq_tensor *a, const pivq_tensor *b)
 }
 
 /* The last two dims swapped (a view). */
-static pivq_tensor *mT(const pivq_tensor *t) { return pivq_transpose(t, t->ndim - 2, t->ndim - 1); }
+static pivq_tensor *mT(const pivq_tensor *t)
+{
+    return pivq_transpose(t, t->ndim - 2, t->ndim - 1);
+}
 
 int pivq_matmul_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
 {
@@ -553,7 +575,8 @@ done:
     return rc;
 }
 
-/* ---- views ------------------------------------------------------------------------------------ */
+/* ---- views ------------------------------------------------------------------------------------
+ */
 
 static pivq_tensor *record_view(int op, pivq_tensor *y, const pivq_tensor *x, int64_t p0,
                                 int64_t p1)
@@ -613,7 +636,8 @@ pivq_tensor *pivq_ag_permute(const pivq_tensor *t, const int *perm)
     pivq_tensor *y = pivq_permute(t, perm);
     y = record_view(PIVQ_GOP_PERMUTE, y, t, 0, 0);
     if (y && y->ag && y->ag->grad_fn)
-        for (int i = 0; i < t->ndim; i++) y->ag->grad_fn->ip[i] = perm[i];
+        for (int i = 0; i < t->ndim; i++)
+            y->ag->grad_fn->ip[i] = perm[i];
     return y;
 }
 
@@ -623,7 +647,8 @@ pivq_tensor *pivq_ag_transpose(const pivq_tensor *t, int dim0, int dim1)
     y = record_view(PIVQ_GOP_PERMUTE, y, t, 0, 0);
     if (y && y->ag && y->ag->grad_fn) {
         int64_t *perm = y->ag->grad_fn->ip;
-        for (int i = 0; i < t->ndim; i++) perm[i] = i;
+        for (int i = 0; i < t->ndim; i++)
+            perm[i] = i;
         perm[dim0] = dim1;
         perm[dim1] = dim0;
     }
@@ -633,7 +658,8 @@ pivq_tensor *pivq_ag_transpose(const pivq_tensor *t, int dim0, int dim1)
 int pivq_permute_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
 {
     int inv[PIVQ_MAX_DIMS];
-    for (int i = 0; i < g->ndim; i++) inv[n->ip[i]] = i;
+    for (int i = 0; i < g->ndim; i++)
+        inv[n->ip[i]] = i;
     gin[0] = pivq_permute(g, inv);
     return gin[0] ? 0 : -1;
 }
@@ -728,8 +754,10 @@ int pivq_index_select_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor *
         return -1;
     }
     int64_t outer = 1, inner = 1, D = in->shape[dim], K = idx->shape[0];
-    for (int i = 0; i < dim; i++) outer *= in->shape[i];
-    for (int i = dim + 1; i < in->ndim; i++) inner *= in->shape[i];
+    for (int i = 0; i < dim; i++)
+        outer *= in->shape[i];
+    for (int i = dim + 1; i < in->ndim; i++)
+        inner *= in->shape[i];
     const int64_t *ix = pivq_data(idx);
     const float *gp = pivq_data(g);
     float *zp = pivq_data(z);
@@ -740,7 +768,8 @@ int pivq_index_select_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor *
         for (int64_t k = 0; k < K; k++) {
             float *dst = zp + (o * D + ix[k]) * inner;
             const float *src = gp + (o * K + k) * inner;
-            for (int64_t j = 0; j < inner; j++) dst[j] += src[j];
+            for (int64_t j = 0; j < inner; j++)
+                dst[j] += src[j];
         }
     pivq_tensor_release(idx);
     gin[0] = z;
@@ -817,7 +846,8 @@ int pivq_cat_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
     return 0;
 }
 
-/* ---- guarded in-place ops --------------------------------------------------------------------- */
+/* ---- guarded in-place ops ---------------------------------------------------------------------
+ */
 
 int pivq_ag_binary_(pivq_tensor *a, const pivq_tensor *b, int op)
 {

@@ -63,14 +63,16 @@ static void softmax_rows(float *s, int64_t rows, int64_t n)
 {
     for (int64_t i = 0; i < rows; i++) {
         float *r = s + i * n, m = -INFINITY, sum = 0.0f;
-        for (int64_t j = 0; j < n; j++) m = r[j] > m ? r[j] : m;
+        for (int64_t j = 0; j < n; j++)
+            m = r[j] > m ? r[j] : m;
         if (m == -INFINITY) m = 0.0f; /* a fully masked row gives zeros, not NaN */
         for (int64_t j = 0; j < n; j++) {
             r[j] = expf(r[j] - m);
             sum += r[j];
         }
         float inv = sum > 0 ? 1.0f / sum : 0.0f;
-        for (int64_t j = 0; j < n; j++) r[j] *= inv;
+        for (int64_t j = 0; j < n; j++)
+            r[j] *= inv;
     }
 }
 
@@ -97,13 +99,16 @@ pivq_tensor *pivq_attention(const pivq_tensor *q, const pivq_tensor *k, const pi
     if (ok) ok = k->shape[nd - 1] == q->shape[nd - 1] && v->shape[nd - 2] == k->shape[nd - 2];
     if (!ok) {
         pivq_set_error("%s: q %s, k %s and v %s must be (..., Lq, D), (..., Lk, D), "
-                       "(..., Lk, Dv) with the same batch dims", F, pivq_shape_str(q, a, sizeof a),
-                       pivq_shape_str(k, b, sizeof b), pivq_shape_str(v, c, sizeof c));
+                       "(..., Lk, Dv) with the same batch dims",
+                       F, pivq_shape_str(q, a, sizeof a), pivq_shape_str(k, b, sizeof b),
+                       pivq_shape_str(v, c, sizeof c));
         return NULL;
     }
-    int64_t Lq = q->shape[nd - 2], D = q->shape[nd - 1], Lk = k->shape[nd - 2], Dv = v->shape[nd - 1];
+    int64_t Lq = q->shape[nd - 2], D = q->shape[nd - 1], Lk = k->shape[nd - 2],
+            Dv = v->shape[nd - 1];
     int64_t nbatch = 1;
-    for (int i = 0; i < nb; i++) nbatch *= q->shape[i];
+    for (int i = 0; i < nb; i++)
+        nbatch *= q->shape[i];
     if (scale <= 0) scale = D > 0 ? 1.0 / sqrt((double)D) : 1.0;
     int64_t ssz[PIVQ_MAX_DIMS], osz[PIVQ_MAX_DIMS];
     memcpy(ssz, q->shape, sizeof ssz);
@@ -144,7 +149,8 @@ pivq_tensor *pivq_attention(const pivq_tensor *q, const pivq_tensor *k, const pi
                 memset(S, 0, (size_t)(Lq * Lk) * sizeof *S);
             if (Mp) {
                 const float *M = Mp + bi * Lq * Lk;
-                for (int64_t j = 0; j < Lq * Lk; j++) S[j] += M[j];
+                for (int64_t j = 0; j < Lq * Lk; j++)
+                    S[j] += M[j];
             }
             softmax_rows(S, Lq, Lk);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Lq, (int)Dv, (int)Lk, 1.0f,
@@ -184,15 +190,18 @@ int pivq_attention_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gi
 {
     const pivq_tensor *q = n->saved[0], *k = n->saved[1], *v = n->saved[2], *P = n->saved[3];
     int nd = q->ndim, nb = nd - 2;
-    int64_t Lq = q->shape[nd - 2], D = q->shape[nd - 1], Lk = k->shape[nd - 2], Dv = v->shape[nd - 1];
+    int64_t Lq = q->shape[nd - 2], D = q->shape[nd - 1], Lk = k->shape[nd - 2],
+            Dv = v->shape[nd - 1];
     int64_t nbatch = 1;
-    for (int i = 0; i < nb; i++) nbatch *= q->shape[i];
+    for (int i = 0; i < nb; i++)
+        nbatch *= q->shape[i];
     float scale = (float)n->fp[0];
     int need_q = pivq_ag_needs(n, 0), need_k = pivq_ag_needs(n, 1), need_v = pivq_ag_needs(n, 2);
     int need_m = n->n_in > 3 && pivq_ag_needs(n, 3);
     /* dq (..., Lq, D), dk (..., Lk, D), dv (..., Lk, Dv): contiguous; dS_full (..., Lq, Lk) */
     /* every element is written by an sgemm unless there are no queries or no keys */
-    pivq_tensor *(*alloc)(int, int, const int64_t *) = (Lq == 0 || Lk == 0) ? pivq_zeros : pivq_empty;
+    pivq_tensor *(*alloc)(int, int, const int64_t *) =
+        (Lq == 0 || Lk == 0) ? pivq_zeros : pivq_empty;
     pivq_tensor *dq = alloc(PIVQ_FLOAT32, nd, q->shape), *dk = alloc(PIVQ_FLOAT32, nd, k->shape);
     pivq_tensor *dv = alloc(PIVQ_FLOAT32, nd, v->shape);
     pivq_tensor *dS_full = need_m ? pivq_empty(PIVQ_FLOAT32, nd, P->shape) : NULL;
@@ -215,7 +224,8 @@ int pivq_attention_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gi
             tid = omp_get_thread_num();
 #endif
             const float *Pb = Pp + bi * Lq * Lk, *Gb = G + bi * Lq * Dv;
-            float *dS = dS_full ? (float *)pivq_data(dS_full) + bi * Lq * Lk : scratch + tid * Lq * Lk;
+            float *dS =
+                dS_full ? (float *)pivq_data(dS_full) + bi * Lq * Lk : scratch + tid * Lq * Lk;
             if (need_v && Dv > 0) /* dV (Lk, Dv) = P^T (Lk, Lq) @ dO (Lq, Dv) */
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Lk, (int)Dv, (int)Lq,
                             1.0f, Pb, (int)Lk, Gb, (int)Dv, 0.0f, dvp + bi * Lk * Dv, (int)Dv);
@@ -230,8 +240,10 @@ int pivq_attention_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gi
             for (int64_t i = 0; i < Lq; i++) {
                 const float *pr = Pb + i * Lk;
                 float *dr = dS + i * Lk, s = 0.0f;
-                for (int64_t j = 0; j < Lk; j++) s += dr[j] * pr[j];
-                for (int64_t j = 0; j < Lk; j++) dr[j] = pr[j] * (dr[j] - s);
+                for (int64_t j = 0; j < Lk; j++)
+                    s += dr[j] * pr[j];
+                for (int64_t j = 0; j < Lk; j++)
+                    dr[j] = pr[j] * (dr[j] - s);
             }
             if (need_q && D > 0) /* dQ (Lq, D) = scale dS (Lq, Lk) @ K (Lk, D) */
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Lq, (int)D, (int)Lk,

@@ -100,15 +100,19 @@ static void im2col_rows(const float *img, float *cols, int64_t nb, const geom *g
                     continue;
                 }
                 const float *s = src + iy * g->W; /* input row; column ox * sw + x0 */
-                for (int64_t ox = 0; ox < lo; ox++) d[ox] = 0.0f;
+                for (int64_t ox = 0; ox < lo; ox++)
+                    d[ox] = 0.0f;
                 if (g->sw == 1) {
                     if (hi > lo) memcpy(d + lo, s + lo + x0, (size_t)(hi - lo) * sizeof *d);
                 } else if (g->sw == 2) {
-                    for (int64_t ox = lo; ox < hi; ox++) d[ox] = s[2 * ox + x0];
+                    for (int64_t ox = lo; ox < hi; ox++)
+                        d[ox] = s[2 * ox + x0];
                 } else {
-                    for (int64_t ox = lo; ox < hi; ox++) d[ox] = s[ox * g->sw + x0];
+                    for (int64_t ox = lo; ox < hi; ox++)
+                        d[ox] = s[ox * g->sw + x0];
                 }
-                for (int64_t ox = hi; ox < g->Wo; ox++) d[ox] = 0.0f;
+                for (int64_t ox = hi; ox < g->Wo; ox++)
+                    d[ox] = 0.0f;
             }
         }
 }
@@ -145,8 +149,10 @@ static void col2im_rows(const float *cols, float *img, int64_t nb, const geom *g
                                 d[2 * ox + x0 + 1] += s1[ox];
                             }
                             /* the edges where only one tap of the pair is inside */
-                            for (int64_t ox = lo; ox < (a < hi ? a : hi); ox++) d[2 * ox + x0] += s0[ox];
-                            for (int64_t ox = z > lo ? z : lo; ox < hi; ox++) d[2 * ox + x0] += s0[ox];
+                            for (int64_t ox = lo; ox < (a < hi ? a : hi); ox++)
+                                d[2 * ox + x0] += s0[ox];
+                            for (int64_t ox = z > lo ? z : lo; ox < hi; ox++)
+                                d[2 * ox + x0] += s0[ox];
                             for (int64_t ox = lo1; ox < (a < hi1 ? a : hi1); ox++)
                                 d[2 * ox + x0 + 1] += s1[ox];
                             for (int64_t ox = z > lo1 ? z : lo1; ox < hi1; ox++)
@@ -161,11 +167,14 @@ static void col2im_rows(const float *cols, float *img, int64_t nb, const geom *g
                         float *d = dst + iy * g->W; /* image row; column ox * sw + x0 */
                         const float *s = src + oy * g->Wo;
                         if (g->sw == 1) {
-                            for (int64_t ox = lo; ox < hi; ox++) d[ox + x0] += s[ox];
+                            for (int64_t ox = lo; ox < hi; ox++)
+                                d[ox + x0] += s[ox];
                         } else if (g->sw == 2) {
-                            for (int64_t ox = lo; ox < hi; ox++) d[2 * ox + x0] += s[ox];
+                            for (int64_t ox = lo; ox < hi; ox++)
+                                d[2 * ox + x0] += s[ox];
                         } else {
-                            for (int64_t ox = lo; ox < hi; ox++) d[ox * g->sw + x0] += s[ox];
+                            for (int64_t ox = lo; ox < hi; ox++)
+                                d[ox * g->sw + x0] += s[ox];
                         }
                     }
                 }
@@ -193,16 +202,19 @@ static void im2col(const float *img, float *cols, int64_t nb, const geom *g, int
             for (; q + 16 <= P; q += 16) {
                 __m512i ix = _mm512_loadu_si512((const void *)(t + q));
                 __mmask16 in = _mm512_cmpge_epi32_mask(ix, _mm512_setzero_si512());
-                _mm512_storeu_ps(d + q, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), in, ix, src, 4));
+                _mm512_storeu_ps(d + q,
+                                 _mm512_mask_i32gather_ps(_mm512_setzero_ps(), in, ix, src, 4));
             }
 #elif defined(__AVX2__)
             for (; q + 8 <= P; q += 8) {
                 __m256i ix = _mm256_loadu_si256((const __m256i *)(t + q));
                 __m256 in = _mm256_castsi256_ps(_mm256_cmpgt_epi32(ix, _mm256_set1_epi32(-1)));
-                _mm256_storeu_ps(d + q, _mm256_mask_i32gather_ps(_mm256_setzero_ps(), src, ix, in, 4));
+                _mm256_storeu_ps(d + q,
+                                 _mm256_mask_i32gather_ps(_mm256_setzero_ps(), src, ix, in, 4));
             }
 #endif
-            for (; q < P; q++) d[q] = t[q] < 0 ? 0.0f : src[t[q]];
+            for (; q < P; q++)
+                d[q] = t[q] < 0 ? 0.0f : src[t[q]];
         }
     free(tab);
 }
@@ -232,8 +244,7 @@ static void col2im(const float *cols, float *img, int64_t nb, const geom *g, int
 }
 
 /* dst (C, nb P) <- src (nb, C, P): channel-major for the sgemm. */
-static void to_channel_major(const float *src, float *dst, int64_t nb, int64_t C, int64_t P,
-                             int nt)
+static void to_channel_major(const float *src, float *dst, int64_t nb, int64_t C, int64_t P, int nt)
 {
 #pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1) schedule(static)
     for (int64_t c = 0; c < C; c++)
@@ -252,7 +263,8 @@ static void from_channel_major(const float *src, float *dst, const float *bias, 
             float *d = dst + (b * C + c) * P;
             if (bias) {
                 float bv = bias[c];
-                for (int64_t p = 0; p < P; p++) d[p] = s[p] + bv;
+                for (int64_t p = 0; p < P; p++)
+                    d[p] = s[p] + bv;
             } else {
                 memcpy(d, s, (size_t)P * sizeof *d);
             }
@@ -269,7 +281,8 @@ static void bias_grad(const float *g, float *db, int64_t N, int64_t C, int64_t P
         for (int64_t n = 0; n < N; n++) {
             const float *r = g + (n * C + c) * P;
             float t = 0.0f;
-            for (int64_t p = 0; p < P; p++) t += r[p];
+            for (int64_t p = 0; p < P; p++)
+                t += r[p];
             s += t;
         }
         db[c] = (float)s;
@@ -298,13 +311,13 @@ static int check_params(const char *F, const pivq_conv_params *p)
 {
     if (!p) return pivq_set_error("%s: params is NULL", F);
     for (int i = 0; i < 2; i++)
-        if (p->stride[i] < 1 || p->padding[i] < 0 || p->dilation[i] < 1 ||
-            p->output_padding[i] < 0)
+        if (p->stride[i] < 1 || p->padding[i] < 0 || p->dilation[i] < 1 || p->output_padding[i] < 0)
             return pivq_set_error("%s: need stride >= 1, padding >= 0, dilation >= 1, "
-                                  "output_padding >= 0 (dim %d: %lld, %lld, %lld, %lld)", F, i,
-                                  (long long)p->stride[i], (long long)p->padding[i],
+                                  "output_padding >= 0 (dim %d: %lld, %lld, %lld, %lld)",
+                                  F, i, (long long)p->stride[i], (long long)p->padding[i],
                                   (long long)p->dilation[i], (long long)p->output_padding[i]);
-    if (p->groups < 1) return pivq_set_error("%s: groups must be >= 1, got %lld", F, (long long)p->groups);
+    if (p->groups < 1)
+        return pivq_set_error("%s: groups must be >= 1, got %lld", F, (long long)p->groups);
     return 0;
 }
 
@@ -312,7 +325,8 @@ static int check_f32(const char *F, const char *arg, const pivq_tensor *t)
 {
     if (pivq_check_tensor(F, arg, t)) return -1;
     if (t->scalar_type != PIVQ_FLOAT32)
-        return pivq_set_error("%s: %s must be float32, got %s", F, arg, pivq_dtype_name(t->scalar_type));
+        return pivq_set_error("%s: %s must be float32, got %s", F, arg,
+                              pivq_dtype_name(t->scalar_type));
     return 0;
 }
 
@@ -324,8 +338,8 @@ static int conv_geom(const char *F, const pivq_tensor *x, const pivq_tensor *w,
     if (x->ndim != 4 || w->ndim != 4 || x->shape[1] != w->shape[1] * p->groups ||
         w->shape[0] % p->groups != 0 || (b && (b->ndim != 1 || b->shape[0] != w->shape[0])))
         return pivq_set_error("%s: input %s (N, C, H, W) and weight %s (O, C/groups, kH, kW) "
-                              "do not match with groups = %lld%s", F,
-                              pivq_shape_str(x, sx, sizeof sx), pivq_shape_str(w, sw, sizeof sw),
+                              "do not match with groups = %lld%s",
+                              F, pivq_shape_str(x, sx, sizeof sx), pivq_shape_str(w, sw, sizeof sw),
                               (long long)p->groups, b ? " (or the bias is not (O))" : "");
     g->C = x->shape[1];
     g->H = x->shape[2];
@@ -340,10 +354,12 @@ static int conv_geom(const char *F, const pivq_tensor *x, const pivq_tensor *w,
     g->dw = p->dilation[1];
     g->Ho = (g->H + 2 * g->ph - g->dh * (g->kh - 1) - 1) / g->sh + 1;
     g->Wo = (g->W + 2 * g->pw - g->dw * (g->kw - 1) - 1) / g->sw + 1;
-    if (g->H + 2 * g->ph - g->dh * (g->kh - 1) - 1 < 0 || g->W + 2 * g->pw - g->dw * (g->kw - 1) - 1 < 0)
+    if (g->H + 2 * g->ph - g->dh * (g->kh - 1) - 1 < 0 ||
+        g->W + 2 * g->pw - g->dw * (g->kw - 1) - 1 < 0)
         return pivq_set_error("%s: the (dilated) kernel %lldx%lld is larger than the padded "
-                              "input %lldx%lld", F, (long long)g->kh, (long long)g->kw,
-                              (long long)(g->H + 2 * g->ph), (long long)(g->W + 2 * g->pw));
+                              "input %lldx%lld",
+                              F, (long long)g->kh, (long long)g->kw, (long long)(g->H + 2 * g->ph),
+                              (long long)(g->W + 2 * g->pw));
     return 0;
 }
 
@@ -394,7 +410,8 @@ pivq_tensor *pivq_conv2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_
                 im2col(xp + n0 * g.C * g.H * g.W, c, m, &g, 1);
                 for (int64_t gi = 0; gi < G; gi++)
                     pivq_sgemm_serial(0, 0, Og, m * P, K, 1.0f, wp + gi * Og * K, K,
-                                      c + gi * K * m * P, m * P, 0.0f, Ycm + gi * Og * m * P, m * P);
+                                      c + gi * K * m * P, m * P, 0.0f, Ycm + gi * Og * m * P,
+                                      m * P);
                 from_channel_major(Ycm, yp + n0 * O * P, bp, m, O, P, 1);
             }
             free(c);
@@ -422,9 +439,12 @@ pivq_tensor *pivq_conv2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_
         pivq_node *nd = pivq_ag_record(PIVQ_GOP_CONV2D, y, 3, in);
         int rc = nd ? (pivq_ag_save(nd, 0, xc) || pivq_ag_save(nd, 1, wc)) : -1;
         if (nd) {
-            nd->ip[0] = p->stride[0]; nd->ip[1] = p->stride[1];
-            nd->ip[2] = p->padding[0]; nd->ip[3] = p->padding[1];
-            nd->ip[4] = p->dilation[0]; nd->ip[5] = p->dilation[1];
+            nd->ip[0] = p->stride[0];
+            nd->ip[1] = p->stride[1];
+            nd->ip[2] = p->padding[0];
+            nd->ip[3] = p->padding[1];
+            nd->ip[4] = p->dilation[0];
+            nd->ip[5] = p->dilation[1];
             nd->ip[6] = p->groups;
         }
         y = pivq_ag_finish(y, nd, rc);
@@ -440,9 +460,12 @@ done:
 static void params_from_node(const pivq_node *n, pivq_conv_params *p)
 {
     memset(p, 0, sizeof *p);
-    p->stride[0] = n->ip[0]; p->stride[1] = n->ip[1];
-    p->padding[0] = n->ip[2]; p->padding[1] = n->ip[3];
-    p->dilation[0] = n->ip[4]; p->dilation[1] = n->ip[5];
+    p->stride[0] = n->ip[0];
+    p->stride[1] = n->ip[1];
+    p->padding[0] = n->ip[2];
+    p->padding[1] = n->ip[3];
+    p->dilation[0] = n->ip[4];
+    p->dilation[1] = n->ip[5];
     p->groups = n->ip[6];
     p->output_padding[0] = n->fp[0];
     p->output_padding[1] = n->fp[1];
@@ -458,8 +481,8 @@ int pivq_conv2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_tensor **gin)
     int64_t N = x->shape[0], O = w->shape[0], G = p.groups, Og = O / G;
     int64_t K = (g.C / G) * g.kh * g.kw, P = g.Ho * g.Wo, R = g.C * g.kh * g.kw;
     int need_x = pivq_ag_needs(n, 0), need_w = pivq_ag_needs(n, 1), need_b = pivq_ag_needs(n, 2);
-    pivq_tensor *dx = need_x ? pivq_zeros_f32(4, x->shape) : NULL;     /* (N, C, H, W) */
-    pivq_tensor *dw = need_w ? pivq_zeros_f32(4, w->shape) : NULL;     /* (O, C/G, kh, kw) */
+    pivq_tensor *dx = need_x ? pivq_zeros_f32(4, x->shape) : NULL; /* (N, C, H, W) */
+    pivq_tensor *dw = need_w ? pivq_zeros_f32(4, w->shape) : NULL; /* (O, C/G, kh, kw) */
     /* (dw is zeroed: the chunks' products accumulate into it with beta 1) */
     pivq_tensor *db = need_b ? pivq_empty(PIVQ_FLOAT32, 1, &O) : NULL; /* (O) */
     int64_t nb = chunk_images(N, (R + O) * P);
@@ -510,7 +533,8 @@ int pivq_conv2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_tensor **gin)
 #pragma omp critical(pivq_conv_dw)
                 {
                     float *d = pivq_data(dw);
-                    for (int64_t i = 0; i < O * K; i++) d[i] += pdw[i];
+                    for (int64_t i = 0; i < O * K; i++)
+                        d[i] += pdw[i];
                 }
             }
             free(c);
@@ -526,13 +550,15 @@ int pivq_conv2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_tensor **gin)
                 im2col(xp + n0 * g.C * g.H * g.W, cols, m, &g, THREADS(R * m * P));
                 for (int64_t gi = 0; gi < G; gi++) /* dW_g (Og, K) += dY_g (Og, mP) @ cols_g^T */
                     sgemm(0, 1, Og, K, m * P, 1.0f, Gcm + gi * Og * m * P, m * P,
-                          cols + gi * K * m * P, m * P, 1.0f, (float *)pivq_data(dw) + gi * Og * K, K);
+                          cols + gi * K * m * P, m * P, 1.0f, (float *)pivq_data(dw) + gi * Og * K,
+                          K);
             }
             if (need_x) {
                 for (int64_t gi = 0; gi < G; gi++) /* dcols_g (K, mP) = W_g^T (K, Og) @ dY_g */
-                    sgemm(1, 0, K, m * P, Og, 1.0f, wp + gi * Og * K, K, Gcm + gi * Og * m * P, m * P,
-                          0.0f, cols + gi * K * m * P, m * P);
-                col2im(cols, (float *)pivq_data(dx) + n0 * g.C * g.H * g.W, m, &g, THREADS(R * m * P));
+                    sgemm(1, 0, K, m * P, Og, 1.0f, wp + gi * Og * K, K, Gcm + gi * Og * m * P,
+                          m * P, 0.0f, cols + gi * K * m * P, m * P);
+                col2im(cols, (float *)pivq_data(dx) + n0 * g.C * g.H * g.W, m, &g,
+                       THREADS(R * m * P));
             }
         }
     }
@@ -547,12 +573,15 @@ int pivq_conv2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_tensor **gin)
     free(cols);
     gin[0] = dx;
     gin[1] = dw;
-    if (n->n_in > 2) gin[2] = db;
-    else pivq_tensor_release(db);
+    if (n->n_in > 2)
+        gin[2] = db;
+    else
+        pivq_tensor_release(db);
     return 0;
 }
 
-/* ---- conv_transpose2d -------------------------------------------------------------------------- */
+/* ---- conv_transpose2d --------------------------------------------------------------------------
+ */
 
 /* Geometry: the image side is the OUTPUT y (O, Ho, Wo), the patch grid the input x (H, W). */
 static int convt_geom(const char *F, const pivq_tensor *x, const pivq_tensor *w,
@@ -562,8 +591,8 @@ static int convt_geom(const char *F, const pivq_tensor *x, const pivq_tensor *w,
     if (x->ndim != 4 || w->ndim != 4 || x->shape[1] != w->shape[0] || w->shape[0] % p->groups ||
         (b && (b->ndim != 1 || b->shape[0] != w->shape[1] * p->groups)))
         return pivq_set_error("%s: input %s (N, C, H, W) and weight %s (C, O/groups, kH, kW) "
-                              "do not match with groups = %lld%s", F,
-                              pivq_shape_str(x, sx, sizeof sx), pivq_shape_str(w, sw, sizeof sw),
+                              "do not match with groups = %lld%s",
+                              F, pivq_shape_str(x, sx, sizeof sx), pivq_shape_str(w, sw, sizeof sw),
                               (long long)p->groups, b ? " (or the bias is not (O))" : "");
     for (int i = 0; i < 2; i++)
         if (p->output_padding[i] >= p->stride[i] && p->output_padding[i] >= p->dilation[i])
@@ -584,12 +613,13 @@ static int convt_geom(const char *F, const pivq_tensor *x, const pivq_tensor *w,
     g->H = (g->Ho - 1) * g->sh - 2 * g->ph + g->dh * (g->kh - 1) + p->output_padding[0] + 1;
     g->W = (g->Wo - 1) * g->sw - 2 * g->pw + g->dw * (g->kw - 1) + p->output_padding[1] + 1;
     if (g->H <= 0 || g->W <= 0)
-        return pivq_set_error("%s: the output would be %lldx%lld", F, (long long)g->H, (long long)g->W);
+        return pivq_set_error("%s: the output would be %lldx%lld", F, (long long)g->H,
+                              (long long)g->W);
     return 0;
 }
 
-pivq_tensor *pivq_conv_transpose2d(const pivq_tensor *x, const pivq_tensor *w,
-                                   const pivq_tensor *b, const pivq_conv_params *p)
+pivq_tensor *pivq_conv_transpose2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_tensor *b,
+                                   const pivq_conv_params *p)
 {
     const char *F = "conv_transpose2d";
     if (check_f32(F, "input", x) || check_f32(F, "weight", w) || (b && check_f32(F, "bias", b)) ||
@@ -628,7 +658,8 @@ pivq_tensor *pivq_conv_transpose2d(const pivq_tensor *x, const pivq_tensor *w,
         int64_t HW = g.H * g.W;
         for (int64_t i = 0; i < N * O; i++) {
             float bv = bp[i % O];
-            for (int64_t j = 0; j < HW; j++) yp[i * HW + j] += bv;
+            for (int64_t j = 0; j < HW; j++)
+                yp[i * HW + j] += bv;
         }
     }
     const pivq_tensor *in[3] = {x, w, b};
@@ -636,9 +667,12 @@ pivq_tensor *pivq_conv_transpose2d(const pivq_tensor *x, const pivq_tensor *w,
         pivq_node *nd = pivq_ag_record(PIVQ_GOP_CONV_TRANSPOSE2D, y, 3, in);
         int rc = nd ? (pivq_ag_save(nd, 0, xc) || pivq_ag_save(nd, 1, wc)) : -1;
         if (nd) {
-            nd->ip[0] = p->stride[0]; nd->ip[1] = p->stride[1];
-            nd->ip[2] = p->padding[0]; nd->ip[3] = p->padding[1];
-            nd->ip[4] = p->dilation[0]; nd->ip[5] = p->dilation[1];
+            nd->ip[0] = p->stride[0];
+            nd->ip[1] = p->stride[1];
+            nd->ip[2] = p->padding[0];
+            nd->ip[3] = p->padding[1];
+            nd->ip[4] = p->dilation[0];
+            nd->ip[5] = p->dilation[1];
             nd->ip[6] = p->groups;
             nd->fp[0] = (double)p->output_padding[0];
             nd->fp[1] = (double)p->output_padding[1];
@@ -684,8 +718,8 @@ int pivq_conv_transpose2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_ten
         if (need_w) {
             to_channel_major(xp + n0 * Cin * P, Xcm, m, Cin, P, THREADS(Cin * m * P));
             for (int64_t gi = 0; gi < G; gi++) /* dW_g (Cg, K) += X_g (Cg, mP) @ cols_g^T */
-                sgemm(0, 1, Cg, K, m * P, 1.0f, Xcm + gi * Cg * m * P, m * P,
-                      cols + gi * K * m * P, m * P, 1.0f, (float *)pivq_data(dw) + gi * Cg * K, K);
+                sgemm(0, 1, Cg, K, m * P, 1.0f, Xcm + gi * Cg * m * P, m * P, cols + gi * K * m * P,
+                      m * P, 1.0f, (float *)pivq_data(dw) + gi * Cg * K, K);
         }
         if (need_x) {
             for (int64_t gi = 0; gi < G; gi++) /* dX_g (Cg, mP) = W_g (Cg, K) @ cols_g (K, mP) */
@@ -699,15 +733,18 @@ int pivq_conv_transpose2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_ten
     free(cols);
     gin[0] = dx;
     gin[1] = dw;
-    if (n->n_in > 2) gin[2] = db;
-    else pivq_tensor_release(db);
+    if (n->n_in > 2)
+        gin[2] = db;
+    else
+        pivq_tensor_release(db);
     return 0;
 }
 
-/* ---- the naive reference ---------------------------------------------------------------------- */
+/* ---- the naive reference ----------------------------------------------------------------------
+ */
 
-pivq_tensor *pivq_conv2d_reference(const pivq_tensor *x, const pivq_tensor *w,
-                                   const pivq_tensor *b, const pivq_conv_params *p)
+pivq_tensor *pivq_conv2d_reference(const pivq_tensor *x, const pivq_tensor *w, const pivq_tensor *b,
+                                   const pivq_conv_params *p)
 {
     const char *F = "conv2d_reference";
     if (check_f32(F, "input", x) || check_f32(F, "weight", w) || (b && check_f32(F, "bias", b)) ||

@@ -38,9 +38,18 @@ static inline float pointwise(int kind, float x, float t, float m)
 static inline void pointwise_grad(int kind, float x, float t, float m, float *dx, float *dt)
 {
     switch (kind) {
-    case PIVQ_LOSS_MSE: *dx = 2.0f * (x - t); *dt = -*dx; break;
-    case PIVQ_LOSS_L1: *dx = x > t ? 1.0f : (x < t ? -1.0f : 0.0f); *dt = -*dx; break;
-    case PIVQ_LOSS_BCE_LOGITS: *dx = 1.0f / (1.0f + expf(-x)) - t; *dt = -x; break;
+    case PIVQ_LOSS_MSE:
+        *dx = 2.0f * (x - t);
+        *dt = -*dx;
+        break;
+    case PIVQ_LOSS_L1:
+        *dx = x > t ? 1.0f : (x < t ? -1.0f : 0.0f);
+        *dt = -*dx;
+        break;
+    case PIVQ_LOSS_BCE_LOGITS:
+        *dx = 1.0f / (1.0f + expf(-x)) - t;
+        *dt = -x;
+        break;
     default: {
         int active = m - t * x > 0;
         *dx = active ? -t : 0.0f;
@@ -83,15 +92,18 @@ pivq_tensor *pivq_pointwise_loss(const pivq_tensor *x, const pivq_tensor *target
         y = pivq_empty(PIVQ_FLOAT32, x->ndim, x->shape);
         if (!y) goto done;
         float *yp = pivq_data(y);
-        for (int64_t i = 0; i < N; i++) yp[i] = pointwise(kind, xp[i], tp[i], m);
+        for (int64_t i = 0; i < N; i++)
+            yp[i] = pointwise(kind, xp[i], tp[i], m);
     } else {
         y = pivq_empty(PIVQ_FLOAT32, 0, NULL);
         if (!y) goto done;
         double s = 0.0;
         int nt = pivq_threads_for(N * 4);
 #pragma omp parallel for num_threads(nt) if (nt > 1) reduction(+ : s) schedule(static)
-        for (int64_t i = 0; i < N; i++) s += pointwise(kind, xp[i], tp[i], m);
-        *(float *)pivq_data(y) = (float)(reduction == PIVQ_REDUCTION_MEAN ? (N ? s / (double)N : NAN) : s);
+        for (int64_t i = 0; i < N; i++)
+            s += pointwise(kind, xp[i], tp[i], m);
+        *(float *)pivq_data(y) =
+            (float)(reduction == PIVQ_REDUCTION_MEAN ? (N ? s / (double)N : NAN) : s);
     }
     const pivq_tensor *in[2] = {x, target};
     if (pivq_ag_wants(2, in)) {
@@ -117,7 +129,7 @@ int pivq_pointwise_loss_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor
     int64_t N = pivq_numel(n->saved[0]);
     const float *xp = pivq_data(n->saved[0]), *tp = pivq_data(n->saved[1]);
     const float *gp = pivq_data(g); /* dloss: x's shape (none) or a scalar */
-    float scale = reduction == PIVQ_REDUCTION_NONE ? 0.0f
+    float scale = reduction == PIVQ_REDUCTION_NONE   ? 0.0f
                   : reduction == PIVQ_REDUCTION_MEAN ? gp[0] / (float)(N ? N : 1)
                                                      : gp[0];
     float *dx = NULL, *dt = NULL;
@@ -125,8 +137,10 @@ int pivq_pointwise_loss_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor
         if (!pivq_ag_needs(n, k)) continue;
         gin[k] = pivq_empty(PIVQ_FLOAT32, ex->ndim, ex->shape);
         if (!gin[k]) return -1;
-        if (k == 0) dx = pivq_data(gin[0]);
-        else dt = pivq_data(gin[1]);
+        if (k == 0)
+            dx = pivq_data(gin[0]);
+        else
+            dt = pivq_data(gin[1]);
     }
     int nt = pivq_threads_for(N * 4);
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
@@ -144,8 +158,8 @@ int pivq_pointwise_loss_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor
 /* logits (N, C, d...) viewed as (N, C, S); target int (N, d...) of class indices 0..C-1, or
    ignore_index (skipped, not counted in the mean). Saves log-probabilities for the backward:
    d loss / d logits = softmax - onehot(target), per counted element. */
-pivq_tensor *pivq_cross_entropy(const pivq_tensor *logits, const pivq_tensor *target,
-                                int reduction, int64_t ignore_index)
+pivq_tensor *pivq_cross_entropy(const pivq_tensor *logits, const pivq_tensor *target, int reduction,
+                                int64_t ignore_index)
 {
     if (check_f32("cross_entropy", "logits", logits) ||
         pivq_check_tensor("cross_entropy", "target", target) ||
@@ -158,12 +172,14 @@ pivq_tensor *pivq_cross_entropy(const pivq_tensor *logits, const pivq_tensor *ta
         if (target->shape[i] != logits->shape[i ? i + 1 : 0]) bad = 1;
     if (bad) {
         pivq_set_error("cross_entropy: logits %s (N, C, ...) need integer targets (N, ...), got "
-                       "%s %s", pivq_shape_str(logits, a, sizeof a),
-                       pivq_shape_str(target, b, sizeof b), pivq_dtype_name(target->scalar_type));
+                       "%s %s",
+                       pivq_shape_str(logits, a, sizeof a), pivq_shape_str(target, b, sizeof b),
+                       pivq_dtype_name(target->scalar_type));
         return NULL;
     }
     int64_t N = logits->shape[0], C = logits->shape[1], S = 1;
-    for (int i = 2; i < logits->ndim; i++) S *= logits->shape[i];
+    for (int i = 2; i < logits->ndim; i++)
+        S *= logits->shape[i];
     pivq_tensor *tc = pivq_to_dtype(target, PIVQ_INT64);
     pivq_tensor *logp = pivq_log_softmax_nograd(logits, 1);
     pivq_tensor *y = NULL;
@@ -200,7 +216,8 @@ pivq_tensor *pivq_cross_entropy(const pivq_tensor *logits, const pivq_tensor *ta
             }
         /* mean over counted elements: all ignored gives NaN, as PyTorch */
         *(float *)pivq_data(y) =
-            (float)(reduction == PIVQ_REDUCTION_MEAN ? (counted ? sum / (double)counted : NAN) : sum);
+            (float)(reduction == PIVQ_REDUCTION_MEAN ? (counted ? sum / (double)counted : NAN)
+                                                     : sum);
     }
     if (pivq_ag_wants(1, &logits)) {
         const pivq_tensor *in[1] = {logits};
@@ -224,7 +241,8 @@ int pivq_cross_entropy_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor 
     int reduction = (int)n->ip[0];
     int64_t ignore = n->ip[1], counted = n->ip[2];
     int64_t N = ex->shape[0], C = ex->shape[1], S = 1;
-    for (int i = 2; i < ex->ndim; i++) S *= ex->shape[i];
+    for (int i = 2; i < ex->ndim; i++)
+        S *= ex->shape[i];
     const float *lp = pivq_data(n->saved[0]);   /* log-probabilities (N, C, S) */
     const int64_t *tp = pivq_data(n->saved[1]); /* targets (N, S) */
     const float *gp = pivq_data(g);             /* dloss: (N, S) or scalar */
@@ -237,7 +255,8 @@ int pivq_cross_entropy_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor 
     for (int64_t n_ = 0; n_ < N; n_++)
         for (int64_t s = 0; s < S; s++) {
             int64_t t = tp[n_ * S + s];
-            float w = t == ignore ? 0.0f : (reduction == PIVQ_REDUCTION_NONE ? gp[n_ * S + s] : scale);
+            float w =
+                t == ignore ? 0.0f : (reduction == PIVQ_REDUCTION_NONE ? gp[n_ * S + s] : scale);
             for (int64_t c = 0; c < C; c++) {
                 int64_t k = (n_ * C + c) * S + s;
                 dx[k] = w * (expf(lp[k]) - (c == t ? 1.0f : 0.0f));

@@ -26,7 +26,8 @@ static void linear_forward(const float *x, const float *w, const float *b, float
                            int64_t N, int64_t K)
 {
     if (b) {
-        for (int64_t i = 0; i < M; i++) memcpy(y + i * N, b, (size_t)N * sizeof *y);
+        for (int64_t i = 0; i < M; i++)
+            memcpy(y + i * N, b, (size_t)N * sizeof *y);
     }
     if (K == 0) {
         if (!b) memset(y, 0, (size_t)(M * N) * sizeof *y);
@@ -49,10 +50,12 @@ void pivq_colsum(const float *g, float *out, int64_t M, int64_t N)
         T = omp_get_num_threads();
 #endif
         int64_t c0 = N * tid / T, c1 = N * (tid + 1) / T;
-        for (int64_t j = c0; j < c1; j++) out[j] = 0.0f;
+        for (int64_t j = c0; j < c1; j++)
+            out[j] = 0.0f;
         for (int64_t i = 0; i < M; i++) {
             const float *row = g + i * N;
-            for (int64_t j = c0; j < c1; j++) out[j] += row[j];
+            for (int64_t j = c0; j < c1; j++)
+                out[j] += row[j];
         }
     }
 }
@@ -73,7 +76,8 @@ pivq_tensor *pivq_linear(const pivq_tensor *x, const pivq_tensor *w, const pivq_
     int64_t K = w->shape[1], N = w->shape[0], M = K ? pivq_numel(x) / K : 0;
     if (K == 0) {
         M = 1;
-        for (int i = 0; i < x->ndim - 1; i++) M *= x->shape[i];
+        for (int i = 0; i < x->ndim - 1; i++)
+            M *= x->shape[i];
     }
     int64_t osz[PIVQ_MAX_DIMS];
     memcpy(osz, x->shape, sizeof osz);
@@ -82,8 +86,8 @@ pivq_tensor *pivq_linear(const pivq_tensor *x, const pivq_tensor *w, const pivq_
     pivq_tensor *bc = b ? pivq_contiguous(b) : NULL;
     pivq_tensor *y = (xc && wc && (!b || bc)) ? pivq_empty(PIVQ_FLOAT32, x->ndim, osz) : NULL;
     if (y && M > 0 && N > 0)
-        linear_forward(pivq_data(xc), pivq_data(wc), bc ? pivq_data(bc) : NULL, pivq_data(y), M,
-                       N, K);
+        linear_forward(pivq_data(xc), pivq_data(wc), bc ? pivq_data(bc) : NULL, pivq_data(y), M, N,
+                       K);
     const pivq_tensor *in[3] = {x, w, b};
     if (y && pivq_ag_wants(3, in)) {
         pivq_node *nd = pivq_ag_record(PIVQ_GOP_LINEAR, y, 3, in);
@@ -140,8 +144,10 @@ static inline float fast_expf(float x)
     /* round to nearest with the 1.5 * 2^23 trick: floorf/rintf calls block vectorisation */
     float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = x - n * 0.693145751953125f - n * 1.428606765330187e-06f; /* ln2 split hi + lo */
-    float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.16666667f + r * (0.041666668f +
-              r * (0.0083333338f + r * 0.0013888889f)))));
+    float p =
+        1.0f +
+        r * (1.0f + r * (0.5f + r * (0.16666667f + r * (0.041666668f +
+                                                        r * (0.0083333338f + r * 0.0013888889f)))));
     int32_t bits = ((int32_t)n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
@@ -156,8 +162,9 @@ static inline void normal_cdf_pdf(float v, float *cdf, float *pdf)
     float e = fast_expf(-0.5f * v * v);
     float z = fabsf(v) * SQRT1_2;
     float t = 1.0f / (1.0f + 0.3275911f * z);
-    float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f +
-                 t * (-1.453152027f + t * 1.061405429f))));
+    float poly =
+        t * (0.254829592f +
+             t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
     float erf_abs = 1.0f - poly * e;
     float erf_v = v < 0 ? -erf_abs : erf_abs;
     *cdf = 0.5f * (1.0f + erf_v);
@@ -196,16 +203,16 @@ static inline float silu_slope(float v)
 typedef void (*act_kernel)(const float *restrict x, const float *restrict g, float *restrict y,
                            int64_t n, float a);
 
-#define ACT_KERNEL(NAME, EXPR)                                                                  \
-    static void NAME(const float *restrict x, const float *restrict g, float *restrict y,       \
-                     int64_t n, float a)                                                        \
-    {                                                                                           \
-        (void)g;                                                                                \
-        (void)a;                                                                                \
-        for (int64_t i = 0; i < n; i++) {                                                       \
-            float v = x[i];                                                                     \
-            y[i] = (EXPR);                                                                      \
-        }                                                                                       \
+#define ACT_KERNEL(NAME, EXPR)                                                                     \
+    static void NAME(const float *restrict x, const float *restrict g, float *restrict y,          \
+                     int64_t n, float a)                                                           \
+    {                                                                                              \
+        (void)g;                                                                                   \
+        (void)a;                                                                                   \
+        for (int64_t i = 0; i < n; i++) {                                                          \
+            float v = x[i];                                                                        \
+            y[i] = (EXPR);                                                                         \
+        }                                                                                          \
     }
 
 ACT_KERNEL(relu_fwd, v > 0 ? v : 0.0f)
@@ -223,11 +230,13 @@ ACT_KERNEL(elu_bwd, v > 0 ? g[i] : g[i] * a * fast_expf(v))
 #undef ACT_KERNEL
 
 static const act_kernel ACT_FWD[PIVQ_ACT_COUNT] = {
-    [PIVQ_ACT_RELU] = relu_fwd, [PIVQ_ACT_GELU] = gelu_fwd, [PIVQ_ACT_GELU_TANH] = gelu_tanh_fwd,
-    [PIVQ_ACT_SILU] = silu_fwd, [PIVQ_ACT_LEAKY_RELU] = leaky_fwd, [PIVQ_ACT_ELU] = elu_fwd};
+    [PIVQ_ACT_RELU] = relu_fwd,           [PIVQ_ACT_GELU] = gelu_fwd,
+    [PIVQ_ACT_GELU_TANH] = gelu_tanh_fwd, [PIVQ_ACT_SILU] = silu_fwd,
+    [PIVQ_ACT_LEAKY_RELU] = leaky_fwd,    [PIVQ_ACT_ELU] = elu_fwd};
 static const act_kernel ACT_BWD[PIVQ_ACT_COUNT] = {
-    [PIVQ_ACT_RELU] = relu_bwd, [PIVQ_ACT_GELU] = gelu_bwd, [PIVQ_ACT_GELU_TANH] = gelu_tanh_bwd,
-    [PIVQ_ACT_SILU] = silu_bwd, [PIVQ_ACT_LEAKY_RELU] = leaky_bwd, [PIVQ_ACT_ELU] = elu_bwd};
+    [PIVQ_ACT_RELU] = relu_bwd,           [PIVQ_ACT_GELU] = gelu_bwd,
+    [PIVQ_ACT_GELU_TANH] = gelu_tanh_bwd, [PIVQ_ACT_SILU] = silu_bwd,
+    [PIVQ_ACT_LEAKY_RELU] = leaky_bwd,    [PIVQ_ACT_ELU] = elu_bwd};
 
 /* Split [0, n) evenly among the threads, each running the kernel on its range. */
 static void act_run(act_kernel k, const float *x, const float *g, float *y, int64_t n, float a)
@@ -301,8 +310,10 @@ static void split_dims(const pivq_tensor *t, int dim, int64_t *outer, int64_t *D
 {
     *outer = 1;
     *inner = 1;
-    for (int i = 0; i < dim; i++) *outer *= t->shape[i];
-    for (int i = dim + 1; i < t->ndim; i++) *inner *= t->shape[i];
+    for (int i = 0; i < dim; i++)
+        *outer *= t->shape[i];
+    for (int i = dim + 1; i < t->ndim; i++)
+        *inner *= t->shape[i];
     *D = t->shape[dim];
 }
 
@@ -318,7 +329,8 @@ static void softmax_forward(const float *x, float *y, int64_t outer, int64_t D, 
         const float *xp = x + o * D * inner + i;
         float *yp = y + o * D * inner + i;
         float m = -INFINITY;
-        for (int64_t d = 0; d < D; d++) m = xp[d * inner] > m ? xp[d * inner] : m;
+        for (int64_t d = 0; d < D; d++)
+            m = xp[d * inner] > m ? xp[d * inner] : m;
         if (m == -INFINITY) m = 0.0f; /* an all -inf line: avoid inf - inf */
         double s = 0.0;
         for (int64_t d = 0; d < D; d++) {
@@ -328,10 +340,12 @@ static void softmax_forward(const float *x, float *y, int64_t outer, int64_t D, 
         }
         if (log_out) {
             float ls = m + (float)log(s);
-            for (int64_t d = 0; d < D; d++) yp[d * inner] = xp[d * inner] - ls;
+            for (int64_t d = 0; d < D; d++)
+                yp[d * inner] = xp[d * inner] - ls;
         } else {
             float inv = s > 0 ? (float)(1.0 / s) : 0.0f;
-            for (int64_t d = 0; d < D; d++) yp[d * inner] *= inv;
+            for (int64_t d = 0; d < D; d++)
+                yp[d * inner] *= inv;
         }
     }
 }
@@ -349,11 +363,13 @@ static void softmax_backward(const float *y, const float *g, float *dx, int64_t 
         float *dp = dx + base;
         double s = 0.0;
         if (log_out) {
-            for (int64_t d = 0; d < D; d++) s += gp[d * inner];
+            for (int64_t d = 0; d < D; d++)
+                s += gp[d * inner];
             for (int64_t d = 0; d < D; d++)
                 dp[d * inner] = gp[d * inner] - expf(yp[d * inner]) * (float)s;
         } else {
-            for (int64_t d = 0; d < D; d++) s += gp[d * inner] * yp[d * inner];
+            for (int64_t d = 0; d < D; d++)
+                s += gp[d * inner] * yp[d * inner];
             for (int64_t d = 0; d < D; d++)
                 dp[d * inner] = yp[d * inner] * (gp[d * inner] - (float)s);
         }
@@ -387,7 +403,10 @@ static pivq_tensor *softmax_common(const char *fname, const pivq_tensor *x, int 
     return y;
 }
 
-pivq_tensor *pivq_softmax(const pivq_tensor *x, int dim) { return softmax_common("softmax", x, dim, 0); }
+pivq_tensor *pivq_softmax(const pivq_tensor *x, int dim)
+{
+    return softmax_common("softmax", x, dim, 0);
+}
 
 pivq_tensor *pivq_log_softmax(const pivq_tensor *x, int dim)
 {
@@ -442,7 +461,8 @@ pivq_tensor *pivq_embedding(const pivq_tensor *index, const pivq_tensor *weight)
     if (!y) goto done;
     const float *w = pivq_data(wc);
     float *yp = pivq_data(y);
-    for (int64_t k = 0; k < K; k++) memcpy(yp + k * D, w + ix[k] * D, (size_t)D * sizeof *yp);
+    for (int64_t k = 0; k < K; k++)
+        memcpy(yp + k * D, w + ix[k] * D, (size_t)D * sizeof *yp);
     if (pivq_ag_wants(1, &weight)) {
         const pivq_tensor *in[2] = {weight, NULL};
         pivq_node *nd = pivq_ag_record(PIVQ_GOP_EMBEDDING, y, 1, in);
@@ -468,7 +488,8 @@ int pivq_embedding_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gi
     for (int64_t k = 0; k < K; k++) {
         float *row = d + ix[k] * D;
         const float *src = gp + k * D;
-        for (int64_t j = 0; j < D; j++) row[j] += src[j];
+        for (int64_t j = 0; j < D; j++)
+            row[j] += src[j];
     }
     gin[0] = dw;
     return 0;

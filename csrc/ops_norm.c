@@ -24,7 +24,8 @@ static int check_f32(const char *fname, const char *arg, const pivq_tensor *t)
 static void moments(const float *x, int64_t n, double eps, float *mean, float *rstd)
 {
     double s = 0.0, ss = 0.0;
-    for (int64_t i = 0; i < n; i++) s += x[i];
+    for (int64_t i = 0; i < n; i++)
+        s += x[i];
     double m = n ? s / (double)n : 0.0;
     for (int64_t i = 0; i < n; i++) {
         double d = x[i] - m;
@@ -79,16 +80,18 @@ pivq_tensor *pivq_layer_norm(const pivq_tensor *x, int norm_ndim, const pivq_ten
         return NULL;
     }
     int64_t D = 1;
-    for (int i = x->ndim - norm_ndim; i < x->ndim; i++) D *= x->shape[i];
+    for (int i = x->ndim - norm_ndim; i < x->ndim; i++)
+        D *= x->shape[i];
     if ((w && pivq_numel(w) != D) || (b && pivq_numel(b) != D)) {
         pivq_set_error("layer_norm: weight and bias need %lld elements (the normalised dims "
-                       "of %s)", (long long)D, pivq_shape_str(x, s, sizeof s));
+                       "of %s)",
+                       (long long)D, pivq_shape_str(x, s, sizeof s));
         return NULL;
     }
     int64_t M = D ? pivq_numel(x) / D : 0;
     pivq_tensor *xc = pivq_contiguous(x), *wc = w ? pivq_contiguous(w) : NULL;
     pivq_tensor *bc = b ? pivq_contiguous(b) : NULL;
-    pivq_tensor *y = pivq_empty(PIVQ_FLOAT32, x->ndim, x->shape); /* y: x's shape */
+    pivq_tensor *y = pivq_empty(PIVQ_FLOAT32, x->ndim, x->shape);        /* y: x's shape */
     pivq_tensor *stats = pivq_empty(PIVQ_FLOAT32, 2, (int64_t[]){M, 2}); /* (M, [mean, rstd]) */
     if (!xc || (w && !wc) || (b && !bc) || !y || !stats) goto fail;
     const float *xp = pivq_data(xc), *wp = wc ? pivq_data(wc) : NULL;
@@ -110,9 +113,9 @@ pivq_tensor *pivq_layer_norm(const pivq_tensor *x, int norm_ndim, const pivq_ten
     const pivq_tensor *in[3] = {x, w, b};
     if (pivq_ag_wants(3, in)) {
         pivq_node *nd = pivq_ag_record(PIVQ_GOP_LAYER_NORM, y, 3, in);
-        int rc = nd ? (pivq_ag_save(nd, 0, xc) || pivq_ag_save(nd, 1, wc) ||
-                       pivq_ag_save(nd, 2, stats))
-                    : -1;
+        int rc =
+            nd ? (pivq_ag_save(nd, 0, xc) || pivq_ag_save(nd, 1, wc) || pivq_ag_save(nd, 2, stats))
+               : -1;
         if (nd) nd->ip[0] = D;
         y = pivq_ag_finish(y, nd, rc);
     }
@@ -133,10 +136,10 @@ fail:
 int pivq_layer_norm_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
 {
     int64_t D = n->ip[0], M = D ? pivq_numel(g) / D : 0;
-    const float *xp = pivq_data(n->saved[0]);                       /* x (M, D) */
+    const float *xp = pivq_data(n->saved[0]);                      /* x (M, D) */
     const float *wp = n->saved[1] ? pivq_data(n->saved[1]) : NULL; /* w (D) */
-    const float *st = pivq_data(n->saved[2]);                       /* (M, [mean, rstd]) */
-    const float *gp = pivq_data(g);                                 /* dy (M, D) */
+    const float *st = pivq_data(n->saved[2]);                      /* (M, [mean, rstd]) */
+    const float *gp = pivq_data(g);                                /* dy (M, D) */
     int need_x = pivq_ag_needs(n, 0), need_w = pivq_ag_needs(n, 1), need_b = pivq_ag_needs(n, 2);
     float *dx = NULL;
     if (need_x) {
@@ -201,7 +204,8 @@ pivq_tensor *pivq_group_norm(const pivq_tensor *x, int groups, const pivq_tensor
         return NULL;
     }
     int64_t N = x->shape[0], C = x->shape[1], S = 1;
-    for (int i = 2; i < x->ndim; i++) S *= x->shape[i];
+    for (int i = 2; i < x->ndim; i++)
+        S *= x->shape[i];
     if ((w && (w->ndim != 1 || w->shape[0] != C)) || (b && (b->ndim != 1 || b->shape[0] != C))) {
         pivq_set_error("group_norm: weight and bias must be 1-D of size C = %lld", (long long)C);
         return NULL;
@@ -209,7 +213,7 @@ pivq_tensor *pivq_group_norm(const pivq_tensor *x, int groups, const pivq_tensor
     int64_t Cg = C / groups, NG = N * groups;
     pivq_tensor *xc = pivq_contiguous(x), *wc = w ? pivq_contiguous(w) : NULL;
     pivq_tensor *bc = b ? pivq_contiguous(b) : NULL;
-    pivq_tensor *y = pivq_empty(PIVQ_FLOAT32, x->ndim, x->shape);          /* y: x's shape */
+    pivq_tensor *y = pivq_empty(PIVQ_FLOAT32, x->ndim, x->shape);         /* y: x's shape */
     pivq_tensor *stats = pivq_empty(PIVQ_FLOAT32, 2, (int64_t[]){NG, 2}); /* (N*G, [mean, rstd]) */
     if (!xc || (w && !wc) || (b && !bc) || !y || !stats) goto fail;
     const float *xp = pivq_data(xc), *wp = wc ? pivq_data(wc) : NULL;
@@ -227,15 +231,16 @@ pivq_tensor *pivq_group_norm(const pivq_tensor *x, int groups, const pivq_tensor
         for (int64_t c = 0; c < Cg; c++) {
             float a = rstd * (wp ? wp[c0 + c] : 1.0f);
             float sh = (bp ? bp[c0 + c] : 0.0f) - mean * a;
-            for (int64_t j = 0; j < S; j++) yg[c * S + j] = xg[c * S + j] * a + sh;
+            for (int64_t j = 0; j < S; j++)
+                yg[c * S + j] = xg[c * S + j] * a + sh;
         }
     }
     const pivq_tensor *in[3] = {x, w, b};
     if (pivq_ag_wants(3, in)) {
         pivq_node *nd = pivq_ag_record(PIVQ_GOP_GROUP_NORM, y, 3, in);
-        int rc = nd ? (pivq_ag_save(nd, 0, xc) || pivq_ag_save(nd, 1, wc) ||
-                       pivq_ag_save(nd, 2, stats))
-                    : -1;
+        int rc =
+            nd ? (pivq_ag_save(nd, 0, xc) || pivq_ag_save(nd, 1, wc) || pivq_ag_save(nd, 2, stats))
+               : -1;
         if (nd) nd->ip[0] = groups;
         y = pivq_ag_finish(y, nd, rc);
     }
@@ -258,12 +263,13 @@ int pivq_group_norm_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **g
     const pivq_edge *ex = &n->in[0];
     int groups = (int)n->ip[0];
     int64_t N = ex->shape[0], C = ex->shape[1], S = 1;
-    for (int i = 2; i < ex->ndim; i++) S *= ex->shape[i];
-    int64_t Cg = C / groups, NG = N * groups, E = Cg * S; /* E elements per group */
-    const float *xp = pivq_data(n->saved[0]);                       /* x (N, C, S) */
+    for (int i = 2; i < ex->ndim; i++)
+        S *= ex->shape[i];
+    int64_t Cg = C / groups, NG = N * groups, E = Cg * S;          /* E elements per group */
+    const float *xp = pivq_data(n->saved[0]);                      /* x (N, C, S) */
     const float *wp = n->saved[1] ? pivq_data(n->saved[1]) : NULL; /* w (C) */
-    const float *st = pivq_data(n->saved[2]);                       /* (N*G, [mean, rstd]) */
-    const float *gp = pivq_data(g);                                 /* dy (N, C, S) */
+    const float *st = pivq_data(n->saved[2]);                      /* (N*G, [mean, rstd]) */
+    const float *gp = pivq_data(g);                                /* dy (N, C, S) */
     int need_w = pivq_ag_needs(n, 1), need_b = pivq_ag_needs(n, 2);
     float *dx = NULL;
     if (pivq_ag_needs(n, 0)) {

@@ -25,8 +25,8 @@ static int pool_geom(const char *F, const pivq_tensor *x, const int64_t *k, cons
     for (int i = 0; i < 2; i++)
         if (k[i] < 1 || s[i] < 1 || p[i] < 0 || 2 * p[i] > k[i])
             return pivq_set_error("%s: need kernel >= 1, stride >= 1 and 0 <= padding <= kernel/2 "
-                                  "(got %lld, %lld, %lld)", F, (long long)k[i], (long long)s[i],
-                                  (long long)p[i]);
+                                  "(got %lld, %lld, %lld)",
+                                  F, (long long)k[i], (long long)s[i], (long long)p[i]);
     int64_t H = x->shape[2], W = x->shape[3];
     if (H + 2 * p[0] < k[0] || W + 2 * p[1] < k[1])
         return pivq_set_error("%s: kernel %lldx%lld larger than the padded input %lldx%lld", F,
@@ -48,7 +48,7 @@ pivq_tensor *pivq_max_pool2d(const pivq_tensor *x, const int64_t *kernel, const 
     int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
     int64_t osz[4] = {N, C, Ho, Wo};
     pivq_tensor *xc = pivq_contiguous(x);
-    pivq_tensor *y = pivq_empty(PIVQ_FLOAT32, 4, osz);  /* y (N, C, Ho, Wo) */
+    pivq_tensor *y = pivq_empty(PIVQ_FLOAT32, 4, osz); /* y (N, C, Ho, Wo) */
     pivq_tensor *arg = pivq_empty(PIVQ_INT32, 4, osz); /* position of the max in its plane */
     if (!xc || !y || !arg) goto fail;
     if (H * W > INT32_MAX) {
@@ -199,8 +199,8 @@ int pivq_avg_pool2d_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **g
     for (int64_t pl = 0; pl < planes; pl++)
         for (int64_t oy = 0; oy < Ho; oy++)
             for (int64_t ox = 0; ox < Wo; ox++) {
-                float v = gp[(pl * Ho + oy) * Wo + ox] /
-                          window_count(oy, ox, k, s, p, H, W, include_pad);
+                float v =
+                    gp[(pl * Ho + oy) * Wo + ox] / window_count(oy, ox, k, s, p, H, W, include_pad);
                 for (int64_t i = 0; i < k[0]; i++) {
                     int64_t iy = oy * s[0] - p[0] + i;
                     if (iy < 0 || iy >= H) continue;
@@ -252,7 +252,8 @@ pivq_tensor *pivq_upsample2d(const pivq_tensor *x, int64_t Ho, int64_t Wo, int m
     if (check_input(F, x)) return NULL;
     if (Ho < 1 || Wo < 1 || (mode != PIVQ_UPSAMPLE_NEAREST && mode != PIVQ_UPSAMPLE_BILINEAR)) {
         pivq_set_error("%s: need an output size >= 1 and mode nearest (0) or bilinear (1), got "
-                       "%lldx%lld mode %d", F, (long long)Ho, (long long)Wo, mode);
+                       "%lldx%lld mode %d",
+                       F, (long long)Ho, (long long)Wo, mode);
         return NULL;
     }
     int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
@@ -262,8 +263,10 @@ pivq_tensor *pivq_upsample2d(const pivq_tensor *x, int64_t Ho, int64_t Wo, int m
     lerp *ty = mode ? lerp_table(H, Ho, align_corners) : NULL;
     lerp *tx = mode ? lerp_table(W, Wo, align_corners) : NULL;
     if (!y || (mode && (!ty || !tx)) || H == 0 || W == 0) {
-        if (y && (H == 0 || W == 0)) pivq_set_error("%s: empty input planes", F);
-        else if (y) pivq_set_error("%s: out of memory", F);
+        if (y && (H == 0 || W == 0))
+            pivq_set_error("%s: empty input planes", F);
+        else if (y)
+            pivq_set_error("%s: out of memory", F);
         pivq_tensor_release(y);
         y = NULL;
         goto done;

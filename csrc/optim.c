@@ -34,9 +34,11 @@ static const pivq_tensor *param_grad(const char *F, pivq_tensor *p, int k,
     }
     for (int j = 0; j < nstates; j++) {
         const pivq_tensor *st = states[j];
-        if (!st || st->scalar_type != PIVQ_FLOAT32 || !pivq_is_contiguous(st) || !same_shape(st, p)) {
+        if (!st || st->scalar_type != PIVQ_FLOAT32 || !pivq_is_contiguous(st) ||
+            !same_shape(st, p)) {
             pivq_set_error("%s: state %d of parameter %d must be a contiguous float32 tensor of "
-                           "shape %s, got %s", F, j + 1, k + 1, pivq_shape_str(p, s, sizeof s),
+                           "shape %s, got %s",
+                           F, j + 1, k + 1, pivq_shape_str(p, s, sizeof s),
                            st ? pivq_shape_str(st, t, sizeof t) : "none");
             goto bad;
         }
@@ -54,15 +56,15 @@ bad:
     return NULL;
 }
 
-int pivq_sgd_step(pivq_tensor *const *params, pivq_tensor *const *momentum_bufs, int n,
-                  double lr, double momentum, double dampening, double weight_decay,
-                  int nesterov, int64_t step)
+int pivq_sgd_step(pivq_tensor *const *params, pivq_tensor *const *momentum_bufs, int n, double lr,
+                  double momentum, double dampening, double weight_decay, int nesterov,
+                  int64_t step)
 {
     const char *F = "sgd_step";
     if (n < 0 || (n > 0 && !params)) return pivq_set_error("%s: bad parameter list", F);
     if (!(lr >= 0) || !(momentum >= 0) || !(weight_decay >= 0))
-        return pivq_set_error("%s: need lr, momentum and weight_decay >= 0 (got %g, %g, %g)", F,
-                              lr, momentum, weight_decay);
+        return pivq_set_error("%s: need lr, momentum and weight_decay >= 0 (got %g, %g, %g)", F, lr,
+                              momentum, weight_decay);
     if (nesterov && (momentum <= 0 || dampening != 0))
         return pivq_set_error("%s: nesterov needs momentum > 0 and dampening 0", F);
     if (momentum > 0 && !momentum_bufs)
@@ -103,8 +105,8 @@ int pivq_adam_step(pivq_tensor *const *params, pivq_tensor *const *exp_avg,
     if (!(lr >= 0) || !(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1) || !(eps >= 0) ||
         !(weight_decay >= 0) || step < 1)
         return pivq_set_error("%s: need lr >= 0, 0 <= betas < 1, eps >= 0, weight_decay >= 0, "
-                              "step >= 1 (got %g, %g, %g, %g, %g, %lld)", F, lr, beta1, beta2,
-                              eps, weight_decay, (long long)step);
+                              "step >= 1 (got %g, %g, %g, %g, %g, %lld)",
+                              F, lr, beta1, beta2, eps, weight_decay, (long long)step);
     /* bias corrections folded into the step size and the denominator (PyTorch's form) */
     double bc1 = 1.0 - pow(beta1, (double)step), bc2 = 1.0 - pow(beta2, (double)step);
     float step_size = (float)(lr / bc1), inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
@@ -136,7 +138,8 @@ int pivq_grad_norm(pivq_tensor *const *params, int n, double norm_type, double *
 {
     if (!total) return pivq_set_error("grad_norm: total is NULL");
     *total = 0;
-    if (!(norm_type > 0)) return pivq_set_error("grad_norm: norm_type must be > 0, got %g", norm_type);
+    if (!(norm_type > 0))
+        return pivq_set_error("grad_norm: norm_type must be > 0, got %g", norm_type);
     double acc = 0.0;
     int inf = isinf(norm_type);
     for (int k = 0; k < n; k++) {
@@ -148,8 +151,10 @@ int pivq_grad_norm(pivq_tensor *const *params, int n, double norm_type, double *
         int64_t N = pivq_numel(g);
         for (int64_t i = 0; i < N; i++) {
             double a = fabs((double)gp[i]);
-            if (inf) acc = a > acc ? a : acc;
-            else acc += norm_type == 2 ? a * a : pow(a, norm_type);
+            if (inf)
+                acc = a > acc ? a : acc;
+            else
+                acc += norm_type == 2 ? a * a : pow(a, norm_type);
         }
     }
     *total = inf ? acc : (norm_type == 2 ? sqrt(acc) : pow(acc, 1.0 / norm_type));
@@ -159,7 +164,8 @@ int pivq_grad_norm(pivq_tensor *const *params, int n, double norm_type, double *
 int pivq_clip_grad_norm(pivq_tensor *const *params, int n, double max_norm, double norm_type,
                         double *total)
 {
-    if (!(max_norm >= 0)) return pivq_set_error("clip_grad_norm: max_norm must be >= 0, got %g", max_norm);
+    if (!(max_norm >= 0))
+        return pivq_set_error("clip_grad_norm: max_norm must be >= 0, got %g", max_norm);
     if (pivq_grad_norm(params, n, norm_type, total)) return -1;
     double coef = max_norm / (*total + 1e-6); /* PyTorch's epsilon */
     if (coef >= 1.0) return 0;
@@ -167,28 +173,31 @@ int pivq_clip_grad_norm(pivq_tensor *const *params, int n, double max_norm, doub
         if (!params[k]->ag || !params[k]->ag->grad) continue;
         float *gp = pivq_data(params[k]->ag->grad);
         int64_t N = pivq_numel(params[k]);
-        for (int64_t i = 0; i < N; i++) gp[i] *= (float)coef;
+        for (int64_t i = 0; i < N; i++)
+            gp[i] *= (float)coef;
     }
     return 0;
 }
 
 int pivq_ema_update(pivq_tensor *const *shadow, pivq_tensor *const *params, int n, double decay)
 {
-    if (!(decay >= 0 && decay <= 1)) return pivq_set_error("ema_update: decay must be in [0, 1], got %g", decay);
+    if (!(decay >= 0 && decay <= 1))
+        return pivq_set_error("ema_update: decay must be in [0, 1], got %g", decay);
     for (int k = 0; k < n; k++) {
         pivq_tensor *s = shadow[k], *p = params[k];
         char a[160], b[160];
         if (!s || !p || s->scalar_type != PIVQ_FLOAT32 || p->scalar_type != PIVQ_FLOAT32 ||
             !same_shape(s, p) || !pivq_is_contiguous(s) || !pivq_is_contiguous(p))
             return pivq_set_error("ema_update: entry %d: shadow %s and parameter %s must be "
-                                  "contiguous float32 of one shape", k + 1,
-                                  s ? pivq_shape_str(s, a, sizeof a) : "none",
+                                  "contiguous float32 of one shape",
+                                  k + 1, s ? pivq_shape_str(s, a, sizeof a) : "none",
                                   p ? pivq_shape_str(p, b, sizeof b) : "none");
         float *sp = pivq_data(s);
         const float *pp = pivq_data(p);
         float d = (float)decay;
         int64_t N = pivq_numel(p);
-        for (int64_t i = 0; i < N; i++) sp[i] = d * sp[i] + (1.0f - d) * pp[i];
+        for (int64_t i = 0; i < N; i++)
+            sp[i] = d * sp[i] + (1.0f - d) * pp[i];
     }
     return 0;
 }

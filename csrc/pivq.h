@@ -380,7 +380,9 @@ pivq_tensor *pivq_group_norm(const pivq_tensor *x, int groups, const pivq_tensor
                              const pivq_tensor *b, double eps);
 
 typedef enum pivq_reduction {
-    PIVQ_REDUCTION_NONE = 0, PIVQ_REDUCTION_MEAN = 1, PIVQ_REDUCTION_SUM = 2
+    PIVQ_REDUCTION_NONE = 0,
+    PIVQ_REDUCTION_MEAN = 1,
+    PIVQ_REDUCTION_SUM = 2
 } pivq_reduction;
 
 typedef enum pivq_loss_kind {
@@ -396,8 +398,8 @@ pivq_tensor *pivq_pointwise_loss(const pivq_tensor *x, const pivq_tensor *target
                                  int reduction, double margin);
 /* Cross-entropy of logits (N, C) or (N, C, d...) against 0-based class indices (N) or
    (N, d...); targets equal to ignore_index are skipped (and not counted by the mean). */
-pivq_tensor *pivq_cross_entropy(const pivq_tensor *logits, const pivq_tensor *target,
-                                int reduction, int64_t ignore_index);
+pivq_tensor *pivq_cross_entropy(const pivq_tensor *logits, const pivq_tensor *target, int reduction,
+                                int64_t ignore_index);
 
 /* Scaled dot-product attention, fused (ops_attention.c): q (..., Lq, D), k (..., Lk, D),
    v (..., Lk, Dv) with equal batch dims (e.g. batch, heads); mask additive, broadcastable to
@@ -421,12 +423,12 @@ typedef struct pivq_conv_params {
 pivq_tensor *pivq_conv2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_tensor *b,
                          const pivq_conv_params *p);
 /* The direct 7-loop convolution (no autograd, slow): the reference the specs compare with. */
-pivq_tensor *pivq_conv2d_reference(const pivq_tensor *x, const pivq_tensor *w,
-                                   const pivq_tensor *b, const pivq_conv_params *p);
+pivq_tensor *pivq_conv2d_reference(const pivq_tensor *x, const pivq_tensor *w, const pivq_tensor *b,
+                                   const pivq_conv_params *p);
 /* Transposed convolution (the adjoint of conv2d): x (N, C, H, W), w (C, O/groups, kH, kW),
    b (O) or NULL -> (N, O, Ho, Wo), Ho = (H - 1) stride - 2 pad + dil (kH - 1) + out_pad + 1. */
-pivq_tensor *pivq_conv_transpose2d(const pivq_tensor *x, const pivq_tensor *w,
-                                   const pivq_tensor *b, const pivq_conv_params *p);
+pivq_tensor *pivq_conv_transpose2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_tensor *b,
+                                   const pivq_conv_params *p);
 
 /* Pooling (ops_pool.c) over (N, C, H, W); kernel, stride, padding: 2 values (H, W) each.
    Max pooling pads with -inf; average pooling divides by the window size
@@ -436,7 +438,10 @@ pivq_tensor *pivq_max_pool2d(const pivq_tensor *x, const int64_t *kernel, const 
 pivq_tensor *pivq_avg_pool2d(const pivq_tensor *x, const int64_t *kernel, const int64_t *stride,
                              const int64_t *padding, int count_include_pad);
 
-typedef enum pivq_upsample_mode { PIVQ_UPSAMPLE_NEAREST = 0, PIVQ_UPSAMPLE_BILINEAR = 1 } pivq_upsample_mode;
+typedef enum pivq_upsample_mode {
+    PIVQ_UPSAMPLE_NEAREST = 0,
+    PIVQ_UPSAMPLE_BILINEAR = 1
+} pivq_upsample_mode;
 
 /* Resize (N, C, H, W) to (N, C, Ho, Wo): nearest (source floor(o in / out)) or bilinear
    (align_corners as in PyTorch; ignored for nearest). */
@@ -451,9 +456,9 @@ pivq_tensor *pivq_upsample2d(const pivq_tensor *x, int64_t Ho, int64_t Wo, int m
 
 /* SGD with momentum (buffers needed when momentum > 0), dampening, Nesterov, L2 weight decay:
    PyTorch's torch.optim.SGD. */
-int pivq_sgd_step(pivq_tensor *const *params, pivq_tensor *const *momentum_bufs, int n,
-                  double lr, double momentum, double dampening, double weight_decay,
-                  int nesterov, int64_t step);
+int pivq_sgd_step(pivq_tensor *const *params, pivq_tensor *const *momentum_bufs, int n, double lr,
+                  double momentum, double dampening, double weight_decay, int nesterov,
+                  int64_t step);
 /* Adam (decoupled == 0: weight decay added to the gradient) or AdamW (decoupled != 0:
    p *= 1 - lr wd), with bias correction, as PyTorch's Adam/AdamW (amsgrad off). */
 int pivq_adam_step(pivq_tensor *const *params, pivq_tensor *const *exp_avg,
