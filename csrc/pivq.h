@@ -83,7 +83,7 @@ typedef struct pivq_tensor {
     int64_t strides[PIVQ_MAX_DIMS]; /* in elements */
     int64_t offset;                 /* in elements, from storage->data */
     pivq_storage *storage;
-    struct pivq_autograd *ag;       /* autograd state (autograd.c); NULL for plain tensors */
+    struct pivq_autograd *ag; /* autograd state (autograd.c); NULL for plain tensors */
 } pivq_tensor;
 
 /* Bytes per element of a dtype (0 for an unknown dtype). */
