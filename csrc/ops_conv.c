@@ -301,6 +301,16 @@ static void bias_grad(const float *g, float *db, int64_t N, int64_t C, int64_t P
 /* Image-parallel mode: with T > 1 threads and at least 2 T chunks, each thread takes whole
    chunks (im2col, single-threaded sgemm, scatter) with its own columns buffer: no barrier
    between the steps and no BLAS thread pool. Returns the thread count to use (1: off). */
+/* With T threads taking chunks, make the chunk count a multiple of T and the chunks equal
+   (64 images in chunks of 18 leave one thread 36 images and the other 28). nb only shrinks. */
+static void balance_chunks(int64_t N, int T, int64_t *nb, int64_t *nchunks)
+{
+    if (T <= 1 || N <= 0) return;
+    int64_t k = (*nchunks + T - 1) / T * T;
+    *nb = (N + k - 1) / k;
+    *nchunks = (N + *nb - 1) / *nb;
+}
+
 static int image_parallel_threads(int64_t nchunks)
 {
     int nt = pivq_get_num_threads();
@@ -394,6 +404,7 @@ pivq_tensor *pivq_conv2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_
     float *yp = pivq_data(y);
     int64_t nchunks = (N + nb - 1) / nb;
     int T = image_parallel_threads(nchunks);
+    balance_chunks(N, T, &nb, &nchunks);
     if (T > 1) {
         int failed = 0;
         pivq_blas_serial_begin();
@@ -501,6 +512,7 @@ int pivq_conv2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_tensor **gin)
     const float *xp = pivq_data(x), *wp = pivq_data(w), *gp = pivq_data(gy);
     int64_t nchunks = (N + nb - 1) / nb;
     int T = image_parallel_threads(nchunks);
+    balance_chunks(N, T, &nb, &nchunks);
     int failed = 0;
     if (T > 1 && (need_x || need_w)) {
         pivq_blas_serial_begin();
