@@ -7,7 +7,10 @@
  * columns, cols (C kH kW, nb Ho Wo), so each group is ONE sgemm with a wide right-hand side
  * (per-image products of late layers have only Ho Wo = 49 columns, which BLAS runs far below
  * its peak). The product comes out channel-major (O, nb Ho Wo) and is scattered back to
- * (nb, O, Ho Wo) with the bias. The chunk is sized so cols stays within a few tens of MB.
+ * (nb, O, Ho Wo) with the bias. Chunks are sized so cols stays near 4 MB (in cache). With
+ * several threads and enough chunks, each thread takes whole chunks (image-parallel mode, no
+ * barrier between the steps); otherwise the steps of one chunk use all threads. im2col and
+ * col2im go through a table of each kernel tap's source offsets (see tap_table).
  *
  *   conv forward:      Y_g = W_g (Og, Cg k k) @ cols_g
  *   conv backward:     dW_g += dY_g (Og, nb P) @ cols_g^T;  dcols_g = W_g^T @ dY_g -> col2im -> dx
