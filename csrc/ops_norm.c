@@ -20,17 +20,43 @@ static int check_f32(const char *fname, const char *arg, const pivq_tensor *t)
     return 0;
 }
 
-/* Mean and 1/sqrt(var + eps) of n values. */
+/* Sums in float lanes (vectorised) over blocks of 4096, the blocks added in double: as
+   accurate as a double loop for these sizes and several times faster. */
+#define SUM_BLOCK 4096
+
+static double sum_f32(const float *x, int64_t n)
+{
+    double total = 0.0;
+    for (int64_t i0 = 0; i0 < n; i0 += SUM_BLOCK) {
+        int64_t i1 = n - i0 < SUM_BLOCK ? n : i0 + SUM_BLOCK;
+        float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (int64_t i = i0; i < i1; i++)
+            s += x[i];
+        total += s;
+    }
+    return total;
+}
+
+static double sum_sq_dev_f32(const float *x, int64_t n, float m)
+{
+    double total = 0.0;
+    for (int64_t i0 = 0; i0 < n; i0 += SUM_BLOCK) {
+        int64_t i1 = n - i0 < SUM_BLOCK ? n : i0 + SUM_BLOCK;
+        float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (int64_t i = i0; i < i1; i++)
+            s += (x[i] - m) * (x[i] - m);
+        total += s;
+    }
+    return total;
+}
+
+/* Mean and 1/sqrt(var + eps) of n values (two passes: no cancellation). */
 static void moments(const float *x, int64_t n, double eps, float *mean, float *rstd)
 {
-    double s = 0.0, ss = 0.0;
-    for (int64_t i = 0; i < n; i++)
-        s += x[i];
-    double m = n ? s / (double)n : 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = x[i] - m;
-        ss += d * d;
-    }
+    double m = n ? sum_f32(x, n) / (double)n : 0.0;
+    double ss = sum_sq_dev_f32(x, n, (float)m);
     *mean = (float)m;
     *rstd = (float)(1.0 / sqrt((n ? ss / (double)n : 0.0) + eps));
 }
@@ -162,12 +188,19 @@ int pivq_layer_norm_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **g
             const float *xr = xp + r * D, *gr = gp + r * D;
             float mean = st[2 * r], rstd = st[2 * r + 1];
             double s1 = 0.0, s2 = 0.0; /* sum dxhat, sum dxhat * xhat */
-            for (int64_t j = 0; j < D; j++) {
-                float xh = (xr[j] - mean) * rstd, dxh = gr[j] * (wp ? wp[j] : 1.0f);
-                s1 += dxh;
-                s2 += dxh * xh;
-                pw[j] += gr[j] * xh;
-                pb[j] += gr[j];
+            for (int64_t j0 = 0; j0 < D; j0 += SUM_BLOCK) {
+                int64_t j1 = D - j0 < SUM_BLOCK ? D : j0 + SUM_BLOCK;
+                float f1 = 0.0f, f2 = 0.0f;
+#pragma omp simd reduction(+ : f1, f2)
+                for (int64_t j = j0; j < j1; j++) {
+                    float xh = (xr[j] - mean) * rstd, dxh = gr[j] * (wp ? wp[j] : 1.0f);
+                    f1 += dxh;
+                    f2 += dxh * xh;
+                    pw[j] += gr[j] * xh;
+                    pb[j] += gr[j];
+                }
+                s1 += f1;
+                s2 += f2;
             }
             if (dx) {
                 float m1 = (float)(s1 / (double)D), m2 = (float)(s2 / (double)D);
