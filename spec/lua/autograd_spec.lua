@@ -208,6 +208,8 @@ describe("gradients of the core ops", function()
     check(function(a, b) return a:matmul(b) end, { leaf(randn(4)), leaf(randn(4, 5)) })
     check(function(a, b) return a:matmul(b) end, { leaf(randn(2, 3, 4)), leaf(randn(4)) })
     check(function(a, b) return a:matmul(b) end, { leaf(randn(4)), leaf(randn(4)) })
+    check(function(a, b) return a:matmul(b) end, { leaf(randn(4)), leaf(randn(2, 4, 5)) })
+    check(function(a, b) return a:matmul(b) end, { leaf(randn(3, 4)), leaf(randn(2, 4, 5)) })
     check(function(a, b) return a:t():matmul(b) end, { leaf(randn(4, 3)), leaf(randn(4, 2)) })
   end)
 
