@@ -35,6 +35,7 @@ static const struct {
     [PIVQ_GOP_GATHER] = {"gather", pivq_gather_backward},
     [PIVQ_GOP_MASKED_FILL] = {"masked_fill", pivq_masked_fill_backward},
     [PIVQ_GOP_CAT] = {"cat", pivq_cat_backward},
+    [PIVQ_GOP_SCATTER_ADD] = {"scatter_add", pivq_scatter_add_backward},
     [PIVQ_GOP_LINEAR] = {"linear", pivq_linear_backward},
     [PIVQ_GOP_ACTIVATION] = {"activation", pivq_activation_backward},
     [PIVQ_GOP_SOFTMAX] = {"softmax", pivq_softmax_backward},

@@ -35,6 +35,7 @@ typedef enum pivq_grad_op {
     PIVQ_GOP_GATHER,
     PIVQ_GOP_MASKED_FILL,
     PIVQ_GOP_CAT,
+    PIVQ_GOP_SCATTER_ADD,
     PIVQ_GOP_LINEAR,
     PIVQ_GOP_ACTIVATION,
     PIVQ_GOP_SOFTMAX,
@@ -126,6 +127,7 @@ int pivq_index_select_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor *
 int pivq_gather_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
 int pivq_masked_fill_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
 int pivq_cat_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
+int pivq_scatter_add_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
 /* ops_nn.c */
 int pivq_linear_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
 int pivq_activation_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);

@@ -811,6 +811,26 @@ int pivq_masked_fill_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **
     return gin[0] ? 0 : -1;
 }
 
+pivq_tensor *pivq_ag_scatter_add(const pivq_tensor *x, int dim, const pivq_tensor *index,
+                                 const pivq_tensor *src)
+{
+    pivq_tensor *y = pivq_scatter_add(x, dim, index, src);
+    const pivq_tensor *in[2] = {x, src};
+    if (!y || !pivq_ag_wants(2, in)) return y;
+    pivq_node *nd = pivq_ag_record(PIVQ_GOP_SCATTER_ADD, y, 2, in);
+    if (!nd) return pivq_ag_finish(y, NULL, -1);
+    nd->ip[0] = dim;
+    return pivq_ag_finish(y, nd, pivq_ag_needs(nd, 1) ? pivq_ag_save(nd, 0, index) : 0);
+}
+
+int pivq_scatter_add_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
+{
+    /* y = x + scatter(src): dx = dy; dsrc = dy gathered at the same indices */
+    if (pivq_ag_needs(n, 0)) gin[0] = pivq_tensor_retain((pivq_tensor *)g);
+    if (pivq_ag_needs(n, 1) && !(gin[1] = pivq_gather(g, (int)n->ip[0], n->saved[0]))) return -1;
+    return 0;
+}
+
 static pivq_tensor *record_cat(pivq_tensor *y, pivq_tensor *const *ts, int n, int dim, int stack)
 {
     if (!y || !pivq_ag_wants(n, (const pivq_tensor *const *)ts)) return y;

@@ -333,6 +333,8 @@ pivq_tensor *pivq_ag_to_dtype(const pivq_tensor *t, int dtype);
 pivq_tensor *pivq_ag_index_select(const pivq_tensor *x, int dim, const pivq_tensor *index);
 pivq_tensor *pivq_ag_gather(const pivq_tensor *x, int dim, const pivq_tensor *index);
 pivq_tensor *pivq_ag_masked_fill(const pivq_tensor *x, const pivq_tensor *mask, double value);
+pivq_tensor *pivq_ag_scatter_add(const pivq_tensor *x, int dim, const pivq_tensor *index,
+                                 const pivq_tensor *src);
 pivq_tensor *pivq_ag_cat(pivq_tensor *const *ts, int n, int dim);
 pivq_tensor *pivq_ag_stack(pivq_tensor *const *ts, int n, int dim);
 /* In-place ops that first fail (pivq_check_inplace) on a tensor that is part of a graph. */

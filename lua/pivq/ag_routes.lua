@@ -10,7 +10,7 @@
 local ROUTES = {
   "unary", "clamp", "binary", "binary_scalar", "where", "reduce", "matmul", "narrow", "select",
   "transpose", "permute", "view", "reshape", "expand", "squeeze", "unsqueeze", "contiguous",
-  "clone", "to_dtype", "index_select", "gather", "masked_fill", "cat", "stack",
+  "clone", "to_dtype", "index_select", "gather", "scatter_add", "masked_fill", "cat", "stack",
   -- in-place ops: guarded
   "binary_", "binary_scalar_", "fill_", "copy_",
 }

@@ -237,6 +237,8 @@ describe("gradients of the core ops", function()
     check(function(t) return t:gather(2, idx) end, { x })
     local mask = randn(4, 3):gt(0)
     check(function(t) return t:masked_fill(mask, 5) end, { x })
+    local sidx = pivq.tensor({ { 1, 3 }, { 4, 1 } }, "int64") -- (2, 2) rows into x's 4 rows
+    check(function(t, src) return t:scatter_add(1, sidx, src) end, { x, leaf(randn(2, 2)) })
     local y = leaf(randn(2, 3))
     check(function(a, b) return pivq.cat({ a, b, a }, 1) end, { x, y })
     check(function(a, b) return pivq.stack({ a, b }, 2) end, { y, leaf(randn(2, 3)) })
