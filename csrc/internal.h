@@ -129,4 +129,7 @@ void pivq_parallel_range(int64_t n, int64_t work, pivq_range_fn fn, void *ctx);
 /* Strides of t broadcast to (ndim, size): 0 where t's dim is 1 or missing. */
 void pivq_broadcast_strides(const pivq_tensor *t, int ndim, const int64_t *size, int64_t *stride);
 
+/* Free a tensor's autograd state (its grad and its reference to the graph); autograd.c. */
+void pivq_autograd_free(struct pivq_autograd *ag);
+
 #endif

@@ -83,6 +83,7 @@ typedef struct pivq_tensor {
     int64_t strides[PIVQ_MAX_DIMS]; /* in elements */
     int64_t offset;                 /* in elements, from storage->data */
     pivq_storage *storage;
+    struct pivq_autograd *ag; /* autograd state (autograd.c); NULL for plain tensors */
 } pivq_tensor;
 
 /* Bytes per element of a dtype (0 for an unknown dtype). */
@@ -272,6 +273,215 @@ pivq_tensor *pivq_randperm(int64_t n, pivq_generator *g);
    not necessarily normalised): result n or B x n. Without replacement needs n <= nonzeros. */
 pivq_tensor *pivq_multinomial(const pivq_tensor *probs, int64_t n, int replacement,
                               pivq_generator *g);
+
+/* ---------------------------------------------------------------------------------------
+ * Autograd (autograd.c). Reverse mode, graph recorded in C.
+ *
+ * A float32 tensor may require gradients. Every `pivq_ag_*` entry point below behaves like
+ * the plain op of the same name (same arguments, same result) and, when grad mode is on and
+ * some input requires grad, also records a graph node on its result. The other ops of this
+ * section (linear, conv2d, attention, ...) always record. `pivq_backward` walks the graph
+ * from a result in reverse topological order and ADDS gradients into the leaves (tensors that
+ * require grad and were not produced by a recorded op). Nodes hold references to their
+ * inputs' nodes, to leaf inputs, and to the tensors they saved; results hold their node, so
+ * a graph lives exactly as long as some result of it does. Saved tensors are released after a
+ * backward unless retain_graph. Backward itself is not recorded (no double backward).
+ * ------------------------------------------------------------------------------------- */
+
+/* Turn grad mode on/off for this thread; returns the previous setting (1 on, 0 off). */
+int pivq_set_grad_enabled(int enabled);
+/* 1 if grad mode is on for this thread (the default), else 0. */
+int pivq_is_grad_enabled(void);
+/* Mark a leaf tensor as requiring grad (flag 1) or not (0). Only float32 leaves. */
+int pivq_requires_grad_(pivq_tensor *t, int flag);
+/* 1 if t requires grad (a marked leaf or the result of a recorded op), else 0. */
+int pivq_requires_grad(const pivq_tensor *t);
+/* 1 if t is a leaf (not produced by a recorded op), else 0. */
+int pivq_is_leaf(const pivq_tensor *t);
+/* Name of the op that produced t ("matmul", ...), or NULL for a leaf. */
+const char *pivq_grad_fn_name(const pivq_tensor *t);
+/* [OUT] *grad = a new reference to t's accumulated gradient, or NULL if none yet. */
+int pivq_get_grad(const pivq_tensor *t, pivq_tensor **grad);
+/* Replace t's gradient with g (retained; g must have t's shape and be float32), or drop it
+   (g == NULL), as zero_grad does. */
+int pivq_set_grad(pivq_tensor *t, pivq_tensor *g);
+/* A new view of t's data outside the graph (shares storage; requires no grad). */
+pivq_tensor *pivq_detach(const pivq_tensor *t);
+/* Backpropagate from t. grad: the gradient of the loss with respect to t (t's shape), or
+   NULL when t has one element (then 1). retain_graph: keep saved tensors for another
+   backward through the same graph. */
+int pivq_backward(pivq_tensor *t, const pivq_tensor *grad, int retain_graph);
+/* Number of live graph nodes (a leak check for the specs). */
+int64_t pivq_graph_node_count(void);
+/* Fail (naming fname) if t may not be modified in place: while grad mode is on, a leaf that
+   requires grad or a result of a recorded op. (Tensors that require no grad but were saved
+   by a node are not tracked: modifying them before backward gives wrong gradients.) */
+int pivq_check_inplace(const pivq_tensor *t, const char *fname);
+
+/* Autograd-aware forms of the core ops (arguments and results as documented above). */
+pivq_tensor *pivq_ag_unary(const pivq_tensor *x, int op);
+pivq_tensor *pivq_ag_clamp(const pivq_tensor *x, double lo, double hi);
+pivq_tensor *pivq_ag_binary(const pivq_tensor *a, const pivq_tensor *b, int op);
+pivq_tensor *pivq_ag_binary_scalar(const pivq_tensor *a, double s, int op, int scalar_first);
+pivq_tensor *pivq_ag_where(const pivq_tensor *cond, const pivq_tensor *a, const pivq_tensor *b);
+pivq_tensor *pivq_ag_reduce(const pivq_tensor *x, int op, int dim, int keepdim, double param);
+pivq_tensor *pivq_ag_matmul(const pivq_tensor *a, const pivq_tensor *b);
+pivq_tensor *pivq_ag_narrow(const pivq_tensor *t, int dim, int64_t start, int64_t length);
+pivq_tensor *pivq_ag_select(const pivq_tensor *t, int dim, int64_t index);
+pivq_tensor *pivq_ag_transpose(const pivq_tensor *t, int dim0, int dim1);
+pivq_tensor *pivq_ag_permute(const pivq_tensor *t, const int *perm);
+pivq_tensor *pivq_ag_view(const pivq_tensor *t, int ndim, const int64_t *size);
+pivq_tensor *pivq_ag_reshape(const pivq_tensor *t, int ndim, const int64_t *size);
+pivq_tensor *pivq_ag_expand(const pivq_tensor *t, int ndim, const int64_t *size);
+pivq_tensor *pivq_ag_squeeze(const pivq_tensor *t, int dim);
+pivq_tensor *pivq_ag_unsqueeze(const pivq_tensor *t, int dim);
+pivq_tensor *pivq_ag_contiguous(const pivq_tensor *t);
+pivq_tensor *pivq_ag_clone(const pivq_tensor *t);
+pivq_tensor *pivq_ag_to_dtype(const pivq_tensor *t, int dtype);
+pivq_tensor *pivq_ag_index_select(const pivq_tensor *x, int dim, const pivq_tensor *index);
+pivq_tensor *pivq_ag_gather(const pivq_tensor *x, int dim, const pivq_tensor *index);
+pivq_tensor *pivq_ag_masked_fill(const pivq_tensor *x, const pivq_tensor *mask, double value);
+pivq_tensor *pivq_ag_scatter_add(const pivq_tensor *x, int dim, const pivq_tensor *index,
+                                 const pivq_tensor *src);
+pivq_tensor *pivq_ag_cat(pivq_tensor *const *ts, int n, int dim);
+pivq_tensor *pivq_ag_stack(pivq_tensor *const *ts, int n, int dim);
+/* In-place ops that first fail (pivq_check_inplace) on a tensor that is part of a graph. */
+int pivq_ag_binary_(pivq_tensor *a, const pivq_tensor *b, int op);
+int pivq_ag_binary_scalar_(pivq_tensor *a, double s, int op);
+int pivq_ag_fill_(pivq_tensor *t, double value);
+int pivq_ag_copy_(pivq_tensor *dst, const pivq_tensor *src);
+
+/* ---------------------------------------------------------------------------------------
+ * Neural-network ops (ops_nn.c, ops_norm.c, ops_loss.c). Float32. Each records a graph node
+ * when grad mode is on and an input requires grad. Layouts are PyTorch's. Optional tensor
+ * arguments may be NULL.
+ * ------------------------------------------------------------------------------------- */
+
+/* y (..., out) = x (..., in) @ w^T + b; w (out, in), b (out) or NULL. */
+pivq_tensor *pivq_linear(const pivq_tensor *x, const pivq_tensor *w, const pivq_tensor *b);
+
+typedef enum pivq_activation_kind {
+    PIVQ_ACT_RELU = 0,
+    PIVQ_ACT_GELU,       /* exact: x Phi(x) (PyTorch's default) */
+    PIVQ_ACT_GELU_TANH,  /* the tanh approximation */
+    PIVQ_ACT_SILU,       /* x sigmoid(x) */
+    PIVQ_ACT_LEAKY_RELU, /* param: the negative slope */
+    PIVQ_ACT_ELU,        /* param: alpha */
+    PIVQ_ACT_COUNT
+} pivq_activation_kind;
+
+/* y = act(x) elementwise; param as documented per kind (ignored otherwise). */
+pivq_tensor *pivq_activation(const pivq_tensor *x, int kind, double param);
+/* Softmax along dim (0-based). */
+pivq_tensor *pivq_softmax(const pivq_tensor *x, int dim);
+/* Log of the softmax along dim, computed stably. */
+pivq_tensor *pivq_log_softmax(const pivq_tensor *x, int dim);
+/* Rows of weight (num, dim) picked by a 0-based integer index of any shape: (index..., dim). */
+pivq_tensor *pivq_embedding(const pivq_tensor *index, const pivq_tensor *weight);
+/* Zero each element with probability p and scale the rest by 1/(1-p) (training != 0); the
+   identity (a copy) otherwise. Draws from gen (NULL: the default generator). */
+pivq_tensor *pivq_dropout(const pivq_tensor *x, double p, int training, pivq_generator *gen);
+/* Normalise over the last norm_ndim dims, then y = xhat * w + b (w, b: those dims' numel). */
+pivq_tensor *pivq_layer_norm(const pivq_tensor *x, int norm_ndim, const pivq_tensor *w,
+                             const pivq_tensor *b, double eps);
+/* x (N, C, ...): normalise each of `groups` channel groups per sample, then per-channel
+   y = xhat * w[c] + b[c] (w, b of size C). */
+pivq_tensor *pivq_group_norm(const pivq_tensor *x, int groups, const pivq_tensor *w,
+                             const pivq_tensor *b, double eps);
+
+typedef enum pivq_reduction {
+    PIVQ_REDUCTION_NONE = 0,
+    PIVQ_REDUCTION_MEAN = 1,
+    PIVQ_REDUCTION_SUM = 2
+} pivq_reduction;
+
+typedef enum pivq_loss_kind {
+    PIVQ_LOSS_MSE = 0,    /* (x - t)^2 */
+    PIVQ_LOSS_L1,         /* |x - t| */
+    PIVQ_LOSS_BCE_LOGITS, /* binary cross-entropy of sigmoid(x) against t in [0, 1] */
+    PIVQ_LOSS_HINGE       /* max(0, margin - t x), t in {-1, 1} */
+} pivq_loss_kind;
+
+/* Elementwise loss of x against a target of the same shape, reduced (pivq_reduction):
+   a 0-dim result for mean/sum. margin: for the hinge loss. */
+pivq_tensor *pivq_pointwise_loss(const pivq_tensor *x, const pivq_tensor *target, int kind,
+                                 int reduction, double margin);
+/* Cross-entropy of logits (N, C) or (N, C, d...) against 0-based class indices (N) or
+   (N, d...); targets equal to ignore_index are skipped (and not counted by the mean). */
+pivq_tensor *pivq_cross_entropy(const pivq_tensor *logits, const pivq_tensor *target, int reduction,
+                                int64_t ignore_index);
+
+/* Scaled dot-product attention, fused (ops_attention.c): q (..., Lq, D), k (..., Lk, D),
+   v (..., Lk, Dv) with equal batch dims (e.g. batch, heads); mask additive, broadcastable to
+   (..., Lq, Lk) (e.g. -inf to hide a key), or NULL; scale <= 0 means 1/sqrt(D).
+   Result (..., Lq, Dv) = softmax(scale q k^T + mask) v. Lq != Lk is cross-attention. */
+pivq_tensor *pivq_attention(const pivq_tensor *q, const pivq_tensor *k, const pivq_tensor *v,
+                            const pivq_tensor *mask, double scale);
+
+/* Convolution hyper-parameters, per spatial dim (height, width). output_padding is for the
+   transposed convolution only (extra rows/cols on one side of its output). */
+typedef struct pivq_conv_params {
+    int64_t stride[2];
+    int64_t padding[2];
+    int64_t dilation[2];
+    int64_t output_padding[2];
+    int64_t groups;
+} pivq_conv_params;
+
+/* 2-D convolution (cross-correlation, as PyTorch): x (N, C, H, W), w (O, C/groups, kH, kW),
+   b (O) or NULL -> (N, O, Ho, Wo), Ho = (H + 2 pad - dil (kH - 1) - 1) / stride + 1. */
+pivq_tensor *pivq_conv2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_tensor *b,
+                         const pivq_conv_params *p);
+/* The direct 7-loop convolution (no autograd, slow): the reference the specs compare with. */
+pivq_tensor *pivq_conv2d_reference(const pivq_tensor *x, const pivq_tensor *w, const pivq_tensor *b,
+                                   const pivq_conv_params *p);
+/* Transposed convolution (the adjoint of conv2d): x (N, C, H, W), w (C, O/groups, kH, kW),
+   b (O) or NULL -> (N, O, Ho, Wo), Ho = (H - 1) stride - 2 pad + dil (kH - 1) + out_pad + 1. */
+pivq_tensor *pivq_conv_transpose2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_tensor *b,
+                                   const pivq_conv_params *p);
+
+/* Pooling (ops_pool.c) over (N, C, H, W); kernel, stride, padding: 2 values (H, W) each.
+   Max pooling pads with -inf; average pooling divides by the window size
+   (count_include_pad != 0) or by its part inside the image. */
+pivq_tensor *pivq_max_pool2d(const pivq_tensor *x, const int64_t *kernel, const int64_t *stride,
+                             const int64_t *padding);
+pivq_tensor *pivq_avg_pool2d(const pivq_tensor *x, const int64_t *kernel, const int64_t *stride,
+                             const int64_t *padding, int count_include_pad);
+
+typedef enum pivq_upsample_mode {
+    PIVQ_UPSAMPLE_NEAREST = 0,
+    PIVQ_UPSAMPLE_BILINEAR = 1
+} pivq_upsample_mode;
+
+/* Resize (N, C, H, W) to (N, C, Ho, Wo): nearest (source floor(o in / out)) or bilinear
+   (align_corners as in PyTorch; ignored for nearest). */
+pivq_tensor *pivq_upsample2d(const pivq_tensor *x, int64_t Ho, int64_t Wo, int mode,
+                             int align_corners);
+
+/* ---------------------------------------------------------------------------------------
+ * Optimizers (optim.c): one fused step over n parameters (contiguous float32 leaves; their
+ * accumulated gradients are read; parameters without one are skipped). State buffers are
+ * zero-initialised tensors of each parameter's shape, owned by the caller. step counts from 1.
+ * ------------------------------------------------------------------------------------- */
+
+/* SGD with momentum (buffers needed when momentum > 0), dampening, Nesterov, L2 weight decay:
+   PyTorch's torch.optim.SGD. */
+int pivq_sgd_step(pivq_tensor *const *params, pivq_tensor *const *momentum_bufs, int n, double lr,
+                  double momentum, double dampening, double weight_decay, int nesterov,
+                  int64_t step);
+/* Adam (decoupled == 0: weight decay added to the gradient) or AdamW (decoupled != 0:
+   p *= 1 - lr wd), with bias correction, as PyTorch's Adam/AdamW (amsgrad off). */
+int pivq_adam_step(pivq_tensor *const *params, pivq_tensor *const *exp_avg,
+                   pivq_tensor *const *exp_avg_sq, int n, double lr, double beta1, double beta2,
+                   double eps, double weight_decay, int decoupled, int64_t step);
+/* [OUT] *total = the norm_type-norm of all gradients together (inf allowed). */
+int pivq_grad_norm(pivq_tensor *const *params, int n, double norm_type, double *total);
+/* Scale all gradients by max_norm / (total + 1e-6) when the total norm exceeds max_norm;
+   [OUT] *total = the norm before clipping. */
+int pivq_clip_grad_norm(pivq_tensor *const *params, int n, double max_norm, double norm_type,
+                        double *total);
+/* shadow = decay shadow + (1 - decay) param, for each of n pairs. */
+int pivq_ema_update(pivq_tensor *const *shadow, pivq_tensor *const *params, int n, double decay);
 
 #ifndef PIVQ_CDEF
 #ifdef __cplusplus

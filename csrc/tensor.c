@@ -381,6 +381,7 @@ void pivq_tensor_release(pivq_tensor *t)
 {
     if (!t) return;
     if (__atomic_sub_fetch(&t->refcount, 1, __ATOMIC_ACQ_REL) == 0) {
+        if (t->ag) pivq_autograd_free(t->ag); /* grad, graph node (autograd.c) */
         storage_release(t->storage);
         pivq_heap_note_header(-1);
         header_free(t);
@@ -396,6 +397,7 @@ pivq_tensor *pivq_view_alloc(const pivq_tensor *t)
     }
     *v = *t;
     v->refcount = 1;
+    v->ag = NULL; /* a new view starts outside the graph; autograd records it if needed */
     pivq_heap_note_header(1);
     __atomic_add_fetch(&v->storage->refcount, 1, __ATOMIC_RELAXED);
     return v;

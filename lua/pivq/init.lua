@@ -39,6 +39,22 @@ for _, name in ipairs({ "manual_seed", "get_rng_state", "set_rng_state", "Genera
   pivq[name] = random[name]
 end
 
+-- autograd (adds requires_grad, grad, backward, detach, ... to tensors)
+local autograd = require "pivq.autograd"
+for _, name in ipairs({ "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled",
+  "graph_node_count" }) do
+  pivq[name] = autograd[name]
+end
+
+-- functional neural-network ops: pivq.F.linear, pivq.F.conv2d, ...
+pivq.F = require "pivq.F"
+
+-- modules
+pivq.nn = require "pivq.nn"
+
+-- optimizers, clipping, schedules, EMA
+pivq.optim = require "pivq.optim"
+
 -- threads and memory
 function pivq.set_num_threads(n)
   if type(n) ~= "number" or n % 1 ~= 0 then

@@ -1,0 +1,273 @@
+/* ops_attention.c — fused scaled dot-product attention, multi-head by its batch dims.
+ *
+ *   q (..., Lq, D), k (..., Lk, D), v (..., Lk, Dv), the same batch dims "..." (batch and
+ *   heads, any strides); mask additive, broadcastable to (..., Lq, Lk), or NULL.
+ *   out (..., Lq, Dv) = softmax(scale * q k^T + mask) v
+ *
+ * Per batch matrix (one head of one sample) the work is two sgemms around a row softmax;
+ * the probabilities P are kept for the backward:
+ *   dV = P^T dO;  dP = dO V^T;  dS = P * (dP - rowsum(dP * P));  dQ = scale dS K;
+ *   dK = scale dS^T Q;  dmask = dS.
+ * Heads run in parallel on the OpenMP threads with single-threaded sgemms (the matrices are
+ * too small for BLAS threading to pay); with fewer heads than threads BLAS threads instead.
+ * q, k, v are read in place whatever their batch strides (a (B, L, H, Dh) projection viewed
+ * as (B, H, L, Dh) needs no copy) as long as their last dim is contiguous.
+ */
+#include "autograd_internal.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Element offset of batch matrix bi (row-major over the first nb dims). */
+static int64_t batch_offset(const pivq_tensor *t, int nb, int64_t bi)
+{
+    int64_t off = t->offset;
+    for (int d = nb - 1; d >= 0; d--) {
+        off += (bi % t->shape[d]) * t->strides[d];
+        bi /= t->shape[d];
+    }
+    return off;
+}
+
+static const float *mat_ptr(const pivq_tensor *t, int nb, int64_t bi)
+{
+    return (const float *)t->storage->data + batch_offset(t, nb, bi);
+}
+
+/* Row stride usable as a BLAS leading dimension, or -1 if the last dim is not contiguous. */
+static int64_t row_stride(const pivq_tensor *t)
+{
+    int64_t rows = t->shape[t->ndim - 2], cols = t->shape[t->ndim - 1];
+    if (cols != 1 && t->strides[t->ndim - 1] != 1) return -1;
+    int64_t ld = rows > 1 ? t->strides[t->ndim - 2] : cols;
+    return ld >= cols && ld > 0 ? ld : (cols > 0 ? cols : 1);
+}
+
+/* t itself if BLAS can read it, else a contiguous copy (new reference either way). */
+static pivq_tensor *blas_ready(const pivq_tensor *t)
+{
+    if (row_stride(t) >= 0) return pivq_tensor_retain((pivq_tensor *)t);
+    return pivq_contiguous(t);
+}
+
+static int heads_parallel(int64_t nbatch)
+{
+    int nt = pivq_get_num_threads();
+    return nt > 1 && nbatch >= nt ? nt : 1;
+}
+
+/* Stable softmax of each of `rows` rows of length n, in place. */
+static void softmax_rows(float *s, int64_t rows, int64_t n)
+{
+    for (int64_t i = 0; i < rows; i++) {
+        float *r = s + i * n, m = -INFINITY, sum = 0.0f;
+        for (int64_t j = 0; j < n; j++)
+            m = r[j] > m ? r[j] : m;
+        if (m == -INFINITY) m = 0.0f; /* a fully masked row gives zeros, not NaN */
+        for (int64_t j = 0; j < n; j++) {
+            r[j] = expf(r[j] - m);
+            sum += r[j];
+        }
+        float inv = sum > 0 ? 1.0f / sum : 0.0f;
+        for (int64_t j = 0; j < n; j++)
+            r[j] *= inv;
+    }
+}
+
+pivq_tensor *pivq_attention(const pivq_tensor *q, const pivq_tensor *k, const pivq_tensor *v,
+                            const pivq_tensor *mask, double scale)
+{
+    const char *F = "attention";
+    const pivq_tensor *args[4] = {q, k, v, mask};
+    const char *names[4] = {"q", "k", "v", "mask"};
+    for (int i = 0; i < 4; i++) {
+        if (i == 3 && !mask) break;
+        if (pivq_check_tensor(F, names[i], args[i])) return NULL;
+        if (args[i]->scalar_type != PIVQ_FLOAT32) {
+            pivq_set_error("%s: %s must be float32, got %s", F, names[i],
+                           pivq_dtype_name(args[i]->scalar_type));
+            return NULL;
+        }
+    }
+    char a[160], b[160], c[160];
+    int nd = q->ndim, nb = nd - 2;
+    int ok = nd >= 2 && k->ndim == nd && v->ndim == nd;
+    for (int i = 0; ok && i < nb; i++)
+        ok = k->shape[i] == q->shape[i] && v->shape[i] == q->shape[i];
+    if (ok) ok = k->shape[nd - 1] == q->shape[nd - 1] && v->shape[nd - 2] == k->shape[nd - 2];
+    if (!ok) {
+        pivq_set_error("%s: q %s, k %s and v %s must be (..., Lq, D), (..., Lk, D), "
+                       "(..., Lk, Dv) with the same batch dims",
+                       F, pivq_shape_str(q, a, sizeof a), pivq_shape_str(k, b, sizeof b),
+                       pivq_shape_str(v, c, sizeof c));
+        return NULL;
+    }
+    int64_t Lq = q->shape[nd - 2], D = q->shape[nd - 1], Lk = k->shape[nd - 2],
+            Dv = v->shape[nd - 1];
+    int64_t nbatch = 1;
+    for (int i = 0; i < nb; i++)
+        nbatch *= q->shape[i];
+    if (scale <= 0) scale = D > 0 ? 1.0 / sqrt((double)D) : 1.0;
+    int64_t ssz[PIVQ_MAX_DIMS], osz[PIVQ_MAX_DIMS];
+    memcpy(ssz, q->shape, sizeof ssz);
+    ssz[nd - 1] = Lk;
+    memcpy(osz, q->shape, sizeof osz);
+    osz[nd - 1] = Dv;
+    pivq_tensor *qc = blas_ready(q), *kc = blas_ready(k), *vc = blas_ready(v);
+    pivq_tensor *mc = NULL, *P = NULL, *out = NULL;
+    if (!qc || !kc || !vc) goto fail;
+    if (mask) { /* broadcast to (..., Lq, Lk) and make it contiguous: read once per row */
+        pivq_tensor *e = pivq_expand(mask, nd, ssz);
+        if (!e) {
+            pivq_set_error("%s: mask %s cannot broadcast to the scores %s", F,
+                           pivq_shape_str(mask, a, sizeof a), pivq_sizes_str(nd, ssz, b, sizeof b));
+            goto fail;
+        }
+        mc = pivq_contiguous(e);
+        pivq_tensor_release(e);
+        if (!mc) goto fail;
+    }
+    P = pivq_empty(PIVQ_FLOAT32, nd, ssz);   /* P (..., Lq, Lk): the attention weights */
+    out = pivq_empty(PIVQ_FLOAT32, nd, osz); /* O (..., Lq, Dv) */
+    if (!P || !out) goto fail;
+    if (Lq > 0 && Lk > 0 && Dv > 0 && nbatch > 0) {
+        int64_t ldq = row_stride(qc), ldk = row_stride(kc), ldv = row_stride(vc);
+        float *Pp = pivq_data(P), *Op = pivq_data(out);
+        const float *Mp = mc ? pivq_data(mc) : NULL;
+        int nt = heads_parallel(nbatch);
+        if (nt > 1) pivq_blas_serial_begin();
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+        for (int64_t bi = 0; bi < nbatch; bi++) {
+            float *S = Pp + bi * Lq * Lk; /* scores, then P in place (Lq, Lk) */
+            if (D > 0)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Lq, (int)Lk, (int)D,
+                            (float)scale, mat_ptr(qc, nb, bi), (int)ldq, mat_ptr(kc, nb, bi),
+                            (int)ldk, 0.0f, S, (int)Lk);
+            else
+                memset(S, 0, (size_t)(Lq * Lk) * sizeof *S);
+            if (Mp) {
+                const float *M = Mp + bi * Lq * Lk;
+                for (int64_t j = 0; j < Lq * Lk; j++)
+                    S[j] += M[j];
+            }
+            softmax_rows(S, Lq, Lk);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Lq, (int)Dv, (int)Lk, 1.0f,
+                        S, (int)Lk, mat_ptr(vc, nb, bi), (int)ldv, 0.0f, Op + bi * Lq * Dv,
+                        (int)Dv);
+        }
+        if (nt > 1) pivq_blas_serial_end();
+    } else if (Lq > 0 && Dv > 0) {
+        pivq_fill_(out, 0.0); /* no keys: an empty sum */
+    }
+    const pivq_tensor *in[4] = {q, k, v, mask};
+    if (pivq_ag_wants(4, in)) {
+        pivq_node *ndn = pivq_ag_record(PIVQ_GOP_ATTENTION, out, 4, in);
+        int rc = ndn ? (pivq_ag_save(ndn, 0, qc) || pivq_ag_save(ndn, 1, kc) ||
+                        pivq_ag_save(ndn, 2, vc) || pivq_ag_save(ndn, 3, P))
+                     : -1;
+        if (ndn) ndn->fp[0] = scale;
+        out = pivq_ag_finish(out, ndn, rc);
+    }
+    pivq_tensor_release(qc);
+    pivq_tensor_release(kc);
+    pivq_tensor_release(vc);
+    pivq_tensor_release(mc);
+    pivq_tensor_release(P);
+    return out;
+fail:
+    pivq_tensor_release(qc);
+    pivq_tensor_release(kc);
+    pivq_tensor_release(vc);
+    pivq_tensor_release(mc);
+    pivq_tensor_release(P);
+    pivq_tensor_release(out);
+    return NULL;
+}
+
+int pivq_attention_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
+{
+    const pivq_tensor *q = n->saved[0], *k = n->saved[1], *v = n->saved[2], *P = n->saved[3];
+    int nd = q->ndim, nb = nd - 2;
+    int64_t Lq = q->shape[nd - 2], D = q->shape[nd - 1], Lk = k->shape[nd - 2],
+            Dv = v->shape[nd - 1];
+    int64_t nbatch = 1;
+    for (int i = 0; i < nb; i++)
+        nbatch *= q->shape[i];
+    float scale = (float)n->fp[0];
+    int need_q = pivq_ag_needs(n, 0), need_k = pivq_ag_needs(n, 1), need_v = pivq_ag_needs(n, 2);
+    int need_m = n->n_in > 3 && pivq_ag_needs(n, 3);
+    /* dq (..., Lq, D), dk (..., Lk, D), dv (..., Lk, Dv): contiguous; dS_full (..., Lq, Lk) */
+    /* every element is written by an sgemm unless there are no queries or no keys */
+    pivq_tensor *(*alloc)(int, int, const int64_t *) =
+        (Lq == 0 || Lk == 0) ? pivq_zeros : pivq_empty;
+    pivq_tensor *dq = alloc(PIVQ_FLOAT32, nd, q->shape), *dk = alloc(PIVQ_FLOAT32, nd, k->shape);
+    pivq_tensor *dv = alloc(PIVQ_FLOAT32, nd, v->shape);
+    pivq_tensor *dS_full = need_m ? pivq_empty(PIVQ_FLOAT32, nd, P->shape) : NULL;
+    int nt = heads_parallel(nbatch);
+    float *scratch = malloc((size_t)(nt * (Lq * Lk > 0 ? Lq * Lk : 1)) * sizeof(float));
+    int rc = -1;
+    if (!dq || !dk || !dv || (need_m && !dS_full) || !scratch) {
+        pivq_set_error("attention backward: out of memory");
+        goto done;
+    }
+    if (Lq > 0 && Lk > 0 && nbatch > 0) {
+        int64_t ldq = row_stride(q), ldk = row_stride(k), ldv = row_stride(v);
+        const float *Pp = pivq_data(P), *G = pivq_data(g); /* dO (..., Lq, Dv) */
+        float *dqp = pivq_data(dq), *dkp = pivq_data(dk), *dvp = pivq_data(dv);
+        if (nt > 1) pivq_blas_serial_begin();
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+        for (int64_t bi = 0; bi < nbatch; bi++) {
+            int tid = 0;
+#ifdef _OPENMP
+            tid = omp_get_thread_num();
+#endif
+            const float *Pb = Pp + bi * Lq * Lk, *Gb = G + bi * Lq * Dv;
+            float *dS =
+                dS_full ? (float *)pivq_data(dS_full) + bi * Lq * Lk : scratch + tid * Lq * Lk;
+            if (need_v && Dv > 0) /* dV (Lk, Dv) = P^T (Lk, Lq) @ dO (Lq, Dv) */
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Lk, (int)Dv, (int)Lq,
+                            1.0f, Pb, (int)Lk, Gb, (int)Dv, 0.0f, dvp + bi * Lk * Dv, (int)Dv);
+            if (!(need_q || need_k || need_m)) continue;
+            /* dP (Lq, Lk) = dO (Lq, Dv) @ V^T (Dv, Lk) */
+            if (Dv > 0)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Lq, (int)Lk, (int)Dv,
+                            1.0f, Gb, (int)Dv, mat_ptr(v, nb, bi), (int)ldv, 0.0f, dS, (int)Lk);
+            else
+                memset(dS, 0, (size_t)(Lq * Lk) * sizeof *dS);
+            /* dS = P * (dP - rowsum(dP * P)): the softmax's backward, row by row */
+            for (int64_t i = 0; i < Lq; i++) {
+                const float *pr = Pb + i * Lk;
+                float *dr = dS + i * Lk, s = 0.0f;
+                for (int64_t j = 0; j < Lk; j++)
+                    s += dr[j] * pr[j];
+                for (int64_t j = 0; j < Lk; j++)
+                    dr[j] = pr[j] * (dr[j] - s);
+            }
+            if (need_q && D > 0) /* dQ (Lq, D) = scale dS (Lq, Lk) @ K (Lk, D) */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Lq, (int)D, (int)Lk,
+                            scale, dS, (int)Lk, mat_ptr(k, nb, bi), (int)ldk, 0.0f,
+                            dqp + bi * Lq * D, (int)D);
+            if (need_k && D > 0) /* dK (Lk, D) = scale dS^T (Lk, Lq) @ Q (Lq, D) */
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Lk, (int)D, (int)Lq,
+                            scale, dS, (int)Lk, mat_ptr(q, nb, bi), (int)ldq, 0.0f,
+                            dkp + bi * Lk * D, (int)D);
+        }
+        if (nt > 1) pivq_blas_serial_end();
+    } else if (need_m) {
+        pivq_fill_(dS_full, 0.0);
+    }
+    if (need_q) gin[0] = pivq_tensor_retain(dq);
+    if (need_k) gin[1] = pivq_tensor_retain(dk);
+    if (need_v) gin[2] = pivq_tensor_retain(dv);
+    if (need_m && !(gin[3] = pivq_sum_to_shape(dS_full, n->in[3].ndim, n->in[3].shape))) goto done;
+    rc = 0;
+done:
+    pivq_tensor_release(dq);
+    pivq_tensor_release(dk);
+    pivq_tensor_release(dv);
+    pivq_tensor_release(dS_full);
+    free(scratch);
+    return rc;
+}

@@ -1,0 +1,810 @@
+/* ops_conv.c — 2-D convolution and transposed convolution through im2col + sgemm.
+ *
+ * Layouts (PyTorch's): x (N, C, H, W); conv weight (O, C/groups, kH, kW); transposed-conv
+ * weight (C, O/groups, kH, kW); bias (O).
+ *
+ * Images are processed in chunks of nb: im2col lays the chunk's patches side by side as
+ * columns, cols (C kH kW, nb Ho Wo), so each group is ONE sgemm with a wide right-hand side
+ * (per-image products of late layers have only Ho Wo = 49 columns, which BLAS runs far below
+ * its peak). The product comes out channel-major (O, nb Ho Wo) and is scattered back to
+ * (nb, O, Ho Wo) with the bias. Chunks are sized so cols stays near 4 MB (in cache). With
+ * several threads and enough chunks, each thread takes whole chunks (image-parallel mode, no
+ * barrier between the steps); otherwise the steps of one chunk use all threads. im2col and
+ * col2im go through a table of each kernel tap's source offsets (see tap_table).
+ *
+ *   conv forward:      Y_g = W_g (Og, Cg k k) @ cols_g
+ *   conv backward:     dW_g += dY_g (Og, nb P) @ cols_g^T;  dcols_g = W_g^T @ dY_g -> col2im -> dx
+ *   conv_t forward:    cols_g = W_g^T (Og k k, Cg) @ X_g (Cg, nb P) -> col2im -> y
+ *   conv_t backward:   cols = im2col(dy);  dX_g = W_g @ cols_g;  dW_g += X_g @ cols_g^T
+ * pivq_conv2d_reference beside it is the direct 7-loop definition the specs compare with.
+ */
+#include "autograd_internal.h"
+
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+/* Geometry of one convolution: an "image" side (C, H, W) and a "patch grid" side (Ho, Wo). */
+typedef struct geom {
+    int64_t C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo;
+} geom;
+
+/* Largest cols buffer we aim for, in floats (4 MB): small enough to stay in the last-level
+   cache between the sgemm that writes it and the col2im that reads it, wide enough (>= 500
+   columns on the benchmark layers) for sgemm to run at speed. */
+#define COLS_BUDGET ((int64_t)1 << 20)
+
+static int64_t chunk_images(int64_t N, int64_t floats_per_image)
+{
+    int64_t nb = floats_per_image > 0 ? COLS_BUDGET / floats_per_image : N;
+    if (nb < 1) nb = 1;
+    return nb < N ? nb : N;
+}
+
+/* Output columns ox whose input column ox * sw + x0 lies inside [0, W): [*lo, *hi). Computing
+   the range once per kernel column keeps bounds checks out of the inner loops. */
+static void valid_range(int64_t x0, int64_t sw, int64_t W, int64_t Wo, int64_t *lo, int64_t *hi)
+{
+    int64_t l = x0 < 0 ? (-x0 + sw - 1) / sw : 0;
+    int64_t h = W - x0 > 0 ? (W - x0 + sw - 1) / sw : 0;
+    if (h > Wo) h = Wo;
+    if (l > h) l = h;
+    *lo = l;
+    *hi = h;
+}
+
+/* The tap table of a geometry: tab[t P + q] = offset inside an input plane of the pixel that
+   output position q reads through kernel tap t = (i, j), or -1 where that falls in the padding.
+   With it im2col is one gather per column row (no per-row bounds logic; AVX-512 gathers it)
+   and col2im one scatter-add; the table (kh kw Ho Wo ints) stays in cache. NULL if the plane
+   is too large for int32 offsets or memory is short (the callers then use the row loops). */
+static int32_t *tap_table(const geom *g)
+{
+    int64_t P = g->Ho * g->Wo, KK = g->kh * g->kw;
+    if (g->H * g->W >= INT32_MAX) return NULL;
+    int32_t *tab = malloc((size_t)(KK * P > 0 ? KK * P : 1) * sizeof *tab);
+    if (!tab) return NULL;
+    for (int64_t i = 0; i < g->kh; i++)
+        for (int64_t j = 0; j < g->kw; j++) {
+            int32_t *t = tab + (i * g->kw + j) * P;
+            for (int64_t oy = 0; oy < g->Ho; oy++) {
+                int64_t iy = oy * g->sh - g->ph + i * g->dh;
+                for (int64_t ox = 0; ox < g->Wo; ox++) {
+                    int64_t ix = ox * g->sw - g->pw + j * g->dw;
+                    int ok = iy >= 0 && iy < g->H && ix >= 0 && ix < g->W;
+                    t[oy * g->Wo + ox] = ok ? (int32_t)(iy * g->W + ix) : -1;
+                }
+            }
+        }
+    return tab;
+}
+
+/* cols (C kh kw, nb Ho Wo) <- patches of img (nb, C, H, W); zero where the patch leaves the
+   image (padding). Rows (c, i, j) and images are independent: parallel over both. */
+static void im2col_rows(const float *img, float *cols, int64_t nb, const geom *g, int nt)
+{
+    int64_t P = g->Ho * g->Wo, R = g->C * g->kh * g->kw, ncol = nb * P;
+#pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t b = 0; b < nb; b++) {
+            int64_t c = r / (g->kh * g->kw), i = (r / g->kw) % g->kh, j = r % g->kw;
+            const float *src = img + (b * g->C + c) * g->H * g->W;
+            float *dst = cols + r * ncol + b * P;
+            int64_t x0 = j * g->dw - g->pw, lo, hi; /* ix = ox * sw + x0 */
+            valid_range(x0, g->sw, g->W, g->Wo, &lo, &hi);
+            for (int64_t oy = 0; oy < g->Ho; oy++) {
+                int64_t iy = oy * g->sh - g->ph + i * g->dh;
+                float *d = dst + oy * g->Wo;
+                if (iy < 0 || iy >= g->H) {
+                    memset(d, 0, (size_t)g->Wo * sizeof *d);
+                    continue;
+                }
+                const float *s = src + iy * g->W; /* input row; column ox * sw + x0 */
+                for (int64_t ox = 0; ox < lo; ox++)
+                    d[ox] = 0.0f;
+                if (g->sw == 1) {
+                    if (hi > lo) memcpy(d + lo, s + lo + x0, (size_t)(hi - lo) * sizeof *d);
+                } else if (g->sw == 2) {
+                    for (int64_t ox = lo; ox < hi; ox++)
+                        d[ox] = s[2 * ox + x0];
+                } else {
+                    for (int64_t ox = lo; ox < hi; ox++)
+                        d[ox] = s[ox * g->sw + x0];
+                }
+                for (int64_t ox = hi; ox < g->Wo; ox++)
+                    d[ox] = 0.0f;
+            }
+        }
+}
+
+/* img (nb, C, H, W) += the columns folded back (the adjoint of im2col). Parallel over
+   (image, channel) planes: each plane is written by its own rows only. */
+static void col2im_rows(const float *cols, float *img, int64_t nb, const geom *g, int nt)
+{
+    int64_t P = g->Ho * g->Wo, ncol = nb * P;
+#pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t c = 0; c < g->C; c++) {
+            float *dst = img + (b * g->C + c) * g->H * g->W;
+            for (int64_t i = 0; i < g->kh; i++)
+                for (int64_t j = 0; j < g->kw; j++) {
+                    const float *src = cols + ((c * g->kh + i) * g->kw + j) * ncol + b * P;
+                    int64_t x0 = j * g->dw - g->pw, lo, hi;
+                    valid_range(x0, g->sw, g->W, g->Wo, &lo, &hi);
+                    if (g->sw == 2 && g->dw == 1 && j + 1 < g->kw) {
+                        /* taps j and j+1 of a stride-2 kernel fill the even and odd columns of
+                           one contiguous run: add both rows interleaved (vectorises, where one
+                           tap at a time is a stride-2 scatter) */
+                        const float *src1 = src + ncol;
+                        int64_t lo1, hi1;
+                        valid_range(x0 + 1, 2, g->W, g->Wo, &lo1, &hi1);
+                        int64_t a = lo > lo1 ? lo : lo1, z = hi < hi1 ? hi : hi1;
+                        for (int64_t oy = 0; oy < g->Ho; oy++) {
+                            int64_t iy = oy * g->sh - g->ph + i * g->dh;
+                            if (iy < 0 || iy >= g->H) continue;
+                            float *d = dst + iy * g->W;
+                            const float *s0 = src + oy * g->Wo, *s1 = src1 + oy * g->Wo;
+                            for (int64_t ox = a; ox < z; ox++) {
+                                d[2 * ox + x0] += s0[ox];
+                                d[2 * ox + x0 + 1] += s1[ox];
+                            }
+                            /* the edges where only one tap of the pair is inside */
+                            for (int64_t ox = lo; ox < (a < hi ? a : hi); ox++)
+                                d[2 * ox + x0] += s0[ox];
+                            for (int64_t ox = z > lo ? z : lo; ox < hi; ox++)
+                                d[2 * ox + x0] += s0[ox];
+                            for (int64_t ox = lo1; ox < (a < hi1 ? a : hi1); ox++)
+                                d[2 * ox + x0 + 1] += s1[ox];
+                            for (int64_t ox = z > lo1 ? z : lo1; ox < hi1; ox++)
+                                d[2 * ox + x0 + 1] += s1[ox];
+                        }
+                        j++; /* the pair is done */
+                        continue;
+                    }
+                    for (int64_t oy = 0; oy < g->Ho; oy++) {
+                        int64_t iy = oy * g->sh - g->ph + i * g->dh;
+                        if (iy < 0 || iy >= g->H) continue;
+                        float *d = dst + iy * g->W; /* image row; column ox * sw + x0 */
+                        const float *s = src + oy * g->Wo;
+                        if (g->sw == 1) {
+                            for (int64_t ox = lo; ox < hi; ox++)
+                                d[ox + x0] += s[ox];
+                        } else if (g->sw == 2) {
+                            for (int64_t ox = lo; ox < hi; ox++)
+                                d[2 * ox + x0] += s[ox];
+                        } else {
+                            for (int64_t ox = lo; ox < hi; ox++)
+                                d[ox * g->sw + x0] += s[ox];
+                        }
+                    }
+                }
+        }
+}
+
+/* im2col through the tap table (see tap_table); the padding reads offset 0 and is masked. */
+static void im2col(const float *img, float *cols, int64_t nb, const geom *g, int nt)
+{
+    int32_t *tab = tap_table(g);
+    if (!tab) {
+        im2col_rows(img, cols, nb, g, nt);
+        return;
+    }
+    int64_t P = g->Ho * g->Wo, KK = g->kh * g->kw, R = g->C * KK, ncol = nb * P;
+#pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t b = 0; b < nb; b++) {
+            const float *restrict src = img + (b * g->C + r / KK) * g->H * g->W;
+            const int32_t *restrict t = tab + (r % KK) * P;
+            float *restrict d = cols + r * ncol + b * P;
+            int64_t q = 0;
+#if defined(__AVX512F__)
+            /* 16 lanes per masked gather (the compiler does not vectorise the loop below) */
+            for (; q + 16 <= P; q += 16) {
+                __m512i ix = _mm512_loadu_si512((const void *)(t + q));
+                __mmask16 in = _mm512_cmpge_epi32_mask(ix, _mm512_setzero_si512());
+                _mm512_storeu_ps(d + q,
+                                 _mm512_mask_i32gather_ps(_mm512_setzero_ps(), in, ix, src, 4));
+            }
+#elif defined(__AVX2__)
+            for (; q + 8 <= P; q += 8) {
+                __m256i ix = _mm256_loadu_si256((const __m256i *)(t + q));
+                __m256 in = _mm256_castsi256_ps(_mm256_cmpgt_epi32(ix, _mm256_set1_epi32(-1)));
+                _mm256_storeu_ps(d + q,
+                                 _mm256_mask_i32gather_ps(_mm256_setzero_ps(), src, ix, in, 4));
+            }
+#endif
+            for (; q < P; q++)
+                d[q] = t[q] < 0 ? 0.0f : src[t[q]];
+        }
+    free(tab);
+}
+
+/* col2im through the tap table: per (image, channel) plane, each tap's row is scatter-added
+   (one tap never hits a pixel twice). */
+static void col2im(const float *cols, float *img, int64_t nb, const geom *g, int nt)
+{
+    int32_t *tab = tap_table(g);
+    if (!tab) {
+        col2im_rows(cols, img, nb, g, nt);
+        return;
+    }
+    int64_t P = g->Ho * g->Wo, KK = g->kh * g->kw, ncol = nb * P;
+#pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t c = 0; c < g->C; c++) {
+            float *restrict dst = img + (b * g->C + c) * g->H * g->W;
+            for (int64_t k = 0; k < KK; k++) {
+                const int32_t *restrict t = tab + k * P;
+                const float *restrict s = cols + (c * KK + k) * ncol + b * P;
+                for (int64_t q = 0; q < P; q++)
+                    if (t[q] >= 0) dst[t[q]] += s[q];
+            }
+        }
+    free(tab);
+}
+
+/* dst (C, nb P) <- src (nb, C, P): channel-major for the sgemm. */
+static void to_channel_major(const float *src, float *dst, int64_t nb, int64_t C, int64_t P, int nt)
+{
+#pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t b = 0; b < nb; b++)
+            memcpy(dst + c * nb * P + b * P, src + (b * C + c) * P, (size_t)P * sizeof *dst);
+}
+
+/* dst (nb, C, P) <- src (C, nb P) (+ bias[c]) */
+static void from_channel_major(const float *src, float *dst, const float *bias, int64_t nb,
+                               int64_t C, int64_t P, int nt)
+{
+#pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t c = 0; c < C; c++) {
+            const float *s = src + c * nb * P + b * P;
+            float *d = dst + (b * C + c) * P;
+            if (bias) {
+                float bv = bias[c];
+                for (int64_t p = 0; p < P; p++)
+                    d[p] = s[p] + bv;
+            } else {
+                memcpy(d, s, (size_t)P * sizeof *d);
+            }
+        }
+}
+
+/* Bias gradient: db[c] = sum over n and p of g (N, C, P). */
+static void bias_grad(const float *g, float *db, int64_t N, int64_t C, int64_t P)
+{
+    int nt = pivq_threads_for(N * C * P);
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t c = 0; c < C; c++) {
+        double s = 0.0;
+        for (int64_t n = 0; n < N; n++) {
+            const float *r = g + (n * C + c) * P;
+            float t = 0.0f;
+            /* reassociating this short sum (one plane) lets it vectorise */
+#pragma omp simd reduction(+ : t)
+            for (int64_t p = 0; p < P; p++)
+                t += r[p];
+            s += t;
+        }
+        db[c] = (float)s;
+    }
+}
+
+/* The helpers above take their thread count: pivq_threads_for(work) when a chunk at a time
+   uses all threads, 1 inside the image-parallel mode below. */
+#define THREADS(work) pivq_threads_for(work)
+
+/* GEMMs: split across the threads (gemm_mt.c), or serial inside the image-parallel mode. */
+#define sgemm pivq_sgemm_mt
+
+/* Image-parallel mode: with T > 1 threads and at least 2 T chunks, each thread takes whole
+   chunks (im2col, single-threaded sgemm, scatter) with its own columns buffer: no barrier
+   between the steps and no BLAS thread pool. Returns the thread count to use (1: off). */
+/* With T threads taking chunks, make the chunk count a multiple of T and the chunks equal
+   (64 images in chunks of 18 leave one thread 36 images and the other 28). nb only shrinks. */
+static void balance_chunks(int64_t N, int T, int64_t *nb, int64_t *nchunks)
+{
+    if (T <= 1 || N <= 0) return;
+    int64_t k = (*nchunks + T - 1) / T * T;
+    *nb = (N + k - 1) / k;
+    *nchunks = (N + *nb - 1) / *nb;
+}
+
+static int image_parallel_threads(int64_t nchunks)
+{
+    int nt = pivq_get_num_threads();
+    return nt > 1 && nchunks >= 2 * nt ? nt : 1;
+}
+
+/* ---- argument checking ---------------------------------------------------------------------- */
+
+static int check_params(const char *F, const pivq_conv_params *p)
+{
+    if (!p) return pivq_set_error("%s: params is NULL", F);
+    for (int i = 0; i < 2; i++)
+        if (p->stride[i] < 1 || p->padding[i] < 0 || p->dilation[i] < 1 || p->output_padding[i] < 0)
+            return pivq_set_error("%s: need stride >= 1, padding >= 0, dilation >= 1, "
+                                  "output_padding >= 0 (dim %d: %lld, %lld, %lld, %lld)",
+                                  F, i, (long long)p->stride[i], (long long)p->padding[i],
+                                  (long long)p->dilation[i], (long long)p->output_padding[i]);
+    if (p->groups < 1)
+        return pivq_set_error("%s: groups must be >= 1, got %lld", F, (long long)p->groups);
+    return 0;
+}
+
+static int check_f32(const char *F, const char *arg, const pivq_tensor *t)
+{
+    if (pivq_check_tensor(F, arg, t)) return -1;
+    if (t->scalar_type != PIVQ_FLOAT32)
+        return pivq_set_error("%s: %s must be float32, got %s", F, arg,
+                              pivq_dtype_name(t->scalar_type));
+    return 0;
+}
+
+/* Geometry of conv2d(x, w): image x (C, H, W), patch grid (Ho, Wo). -1 on a mismatch. */
+static int conv_geom(const char *F, const pivq_tensor *x, const pivq_tensor *w,
+                     const pivq_tensor *b, const pivq_conv_params *p, geom *g)
+{
+    char sx[160], sw[160];
+    if (x->ndim != 4 || w->ndim != 4 || x->shape[1] != w->shape[1] * p->groups ||
+        w->shape[0] % p->groups != 0 || (b && (b->ndim != 1 || b->shape[0] != w->shape[0])))
+        return pivq_set_error("%s: input %s (N, C, H, W) and weight %s (O, C/groups, kH, kW) "
+                              "do not match with groups = %lld%s",
+                              F, pivq_shape_str(x, sx, sizeof sx), pivq_shape_str(w, sw, sizeof sw),
+                              (long long)p->groups, b ? " (or the bias is not (O))" : "");
+    g->C = x->shape[1];
+    g->H = x->shape[2];
+    g->W = x->shape[3];
+    g->kh = w->shape[2];
+    g->kw = w->shape[3];
+    g->sh = p->stride[0];
+    g->sw = p->stride[1];
+    g->ph = p->padding[0];
+    g->pw = p->padding[1];
+    g->dh = p->dilation[0];
+    g->dw = p->dilation[1];
+    g->Ho = (g->H + 2 * g->ph - g->dh * (g->kh - 1) - 1) / g->sh + 1;
+    g->Wo = (g->W + 2 * g->pw - g->dw * (g->kw - 1) - 1) / g->sw + 1;
+    if (g->H + 2 * g->ph - g->dh * (g->kh - 1) - 1 < 0 ||
+        g->W + 2 * g->pw - g->dw * (g->kw - 1) - 1 < 0)
+        return pivq_set_error("%s: the (dilated) kernel %lldx%lld is larger than the padded "
+                              "input %lldx%lld",
+                              F, (long long)g->kh, (long long)g->kw, (long long)(g->H + 2 * g->ph),
+                              (long long)(g->W + 2 * g->pw));
+    return 0;
+}
+
+/* ---- conv2d ------------------------------------------------------------------------------- */
+
+pivq_tensor *pivq_conv2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_tensor *b,
+                         const pivq_conv_params *p)
+{
+    const char *F = "conv2d";
+    if (check_f32(F, "input", x) || check_f32(F, "weight", w) || (b && check_f32(F, "bias", b)) ||
+        check_params(F, p))
+        return NULL;
+    geom g;
+    if (conv_geom(F, x, w, b, p, &g)) return NULL;
+    int64_t N = x->shape[0], O = w->shape[0], G = p->groups, Og = O / G;
+    int64_t K = (g.C / G) * g.kh * g.kw, P = g.Ho * g.Wo, R = g.C * g.kh * g.kw;
+    int64_t osz[4] = {N, O, g.Ho, g.Wo};
+    pivq_tensor *xc = pivq_contiguous(x), *wc = pivq_contiguous(w);
+    pivq_tensor *bc = b ? pivq_contiguous(b) : NULL;
+    pivq_tensor *y = pivq_empty(PIVQ_FLOAT32, 4, osz); /* y (N, O, Ho, Wo) */
+    int64_t nb = chunk_images(N, (R + O) * P);
+    float *cols = malloc((size_t)((R + O) * nb * P > 0 ? (R + O) * nb * P : 1) * sizeof(float));
+    if (!xc || !wc || (b && !bc) || !y || !cols) {
+        if (!cols) pivq_set_error("%s: out of memory for the columns", F);
+        pivq_tensor_release(y);
+        y = NULL;
+        goto done;
+    }
+    const float *xp = pivq_data(xc), *wp = pivq_data(wc), *bp = bc ? pivq_data(bc) : NULL;
+    float *yp = pivq_data(y);
+    int64_t nchunks = (N + nb - 1) / nb;
+    int T = image_parallel_threads(nchunks);
+    balance_chunks(N, T, &nb, &nchunks);
+    if (T > 1) {
+        int failed = 0;
+        pivq_blas_serial_begin();
+#pragma omp parallel num_threads(T)
+        {
+            /* this thread's columns (R, nb P) and channel-major product (O, nb P) */
+            float *c = malloc((size_t)((R + O) * nb * P) * sizeof(float));
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t ci = 0; ci < nchunks; ci++) {
+                if (!c) {
+                    failed = 1;
+                    continue;
+                }
+                int64_t n0 = ci * nb, m = N - n0 < nb ? N - n0 : nb;
+                float *Ycm = c + R * nb * P;
+                im2col(xp + n0 * g.C * g.H * g.W, c, m, &g, 1);
+                for (int64_t gi = 0; gi < G; gi++)
+                    pivq_sgemm_serial(0, 0, Og, m * P, K, 1.0f, wp + gi * Og * K, K,
+                                      c + gi * K * m * P, m * P, 0.0f, Ycm + gi * Og * m * P,
+                                      m * P);
+                from_channel_major(Ycm, yp + n0 * O * P, bp, m, O, P, 1);
+            }
+            free(c);
+        }
+        pivq_blas_serial_end();
+        if (failed) {
+            pivq_set_error("%s: out of memory for the columns", F);
+            pivq_tensor_release(y);
+            y = NULL;
+            goto done;
+        }
+    } else {
+        float *Ycm = cols + R * nb * P; /* (O, nb P) channel-major product */
+        for (int64_t n0 = 0; n0 < N; n0 += nb) {
+            int64_t m = N - n0 < nb ? N - n0 : nb;
+            im2col(xp + n0 * g.C * g.H * g.W, cols, m, &g, THREADS(R * m * P));
+            for (int64_t gi = 0; gi < G; gi++) /* Y_g (Og, m P) = W_g (Og, K) @ cols_g (K, m P) */
+                sgemm(0, 0, Og, m * P, K, 1.0f, wp + gi * Og * K, K, cols + gi * K * m * P, m * P,
+                      0.0f, Ycm + gi * Og * m * P, m * P);
+            from_channel_major(Ycm, yp + n0 * O * P, bp, m, O, P, THREADS(O * m * P));
+        }
+    }
+    const pivq_tensor *in[3] = {x, w, b};
+    if (pivq_ag_wants(3, in)) {
+        pivq_node *nd = pivq_ag_record(PIVQ_GOP_CONV2D, y, 3, in);
+        int rc = nd ? (pivq_ag_save(nd, 0, xc) || pivq_ag_save(nd, 1, wc)) : -1;
+        if (nd) {
+            nd->ip[0] = p->stride[0];
+            nd->ip[1] = p->stride[1];
+            nd->ip[2] = p->padding[0];
+            nd->ip[3] = p->padding[1];
+            nd->ip[4] = p->dilation[0];
+            nd->ip[5] = p->dilation[1];
+            nd->ip[6] = p->groups;
+        }
+        y = pivq_ag_finish(y, nd, rc);
+    }
+done:
+    free(cols);
+    pivq_tensor_release(xc);
+    pivq_tensor_release(wc);
+    pivq_tensor_release(bc);
+    return y;
+}
+
+static void params_from_node(const pivq_node *n, pivq_conv_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->stride[0] = n->ip[0];
+    p->stride[1] = n->ip[1];
+    p->padding[0] = n->ip[2];
+    p->padding[1] = n->ip[3];
+    p->dilation[0] = n->ip[4];
+    p->dilation[1] = n->ip[5];
+    p->groups = n->ip[6];
+    p->output_padding[0] = n->fp[0];
+    p->output_padding[1] = n->fp[1];
+}
+
+int pivq_conv2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_tensor **gin)
+{
+    const pivq_tensor *x = n->saved[0], *w = n->saved[1];
+    pivq_conv_params p;
+    params_from_node(n, &p);
+    geom g;
+    if (conv_geom("conv2d backward", x, w, NULL, &p, &g)) return -1;
+    int64_t N = x->shape[0], O = w->shape[0], G = p.groups, Og = O / G;
+    int64_t K = (g.C / G) * g.kh * g.kw, P = g.Ho * g.Wo, R = g.C * g.kh * g.kw;
+    int need_x = pivq_ag_needs(n, 0), need_w = pivq_ag_needs(n, 1), need_b = pivq_ag_needs(n, 2);
+    /* dx (N, C, H, W): each chunk's images are zeroed just before col2im adds into them (the
+       memory is then hot in cache) */
+    pivq_tensor *dx = need_x ? pivq_empty(PIVQ_FLOAT32, 4, x->shape) : NULL;
+    pivq_tensor *dw = need_w ? pivq_zeros_f32(4, w->shape) : NULL; /* (O, C/G, kh, kw) */
+    /* (dw is zeroed: the chunks' products accumulate into it with beta 1) */
+    pivq_tensor *db = need_b ? pivq_empty(PIVQ_FLOAT32, 1, &O) : NULL; /* (O) */
+    int64_t nb = chunk_images(N, (R + O) * P);
+    float *cols = malloc((size_t)((R + O) * nb * P > 0 ? (R + O) * nb * P : 1) * sizeof(float));
+    if ((need_x && !dx) || (need_w && !dw) || (need_b && !db) || !cols) {
+        free(cols);
+        pivq_tensor_release(dx);
+        pivq_tensor_release(dw);
+        pivq_tensor_release(db);
+        return pivq_set_error("conv2d backward: out of memory");
+    }
+    const float *xp = pivq_data(x), *wp = pivq_data(w), *gp = pivq_data(gy);
+    int64_t nchunks = (N + nb - 1) / nb;
+    int T = image_parallel_threads(nchunks);
+    balance_chunks(N, T, &nb, &nchunks);
+    int failed = 0;
+    if (T > 1 && (need_x || need_w)) {
+        pivq_blas_serial_begin();
+#pragma omp parallel num_threads(T)
+        {
+            /* this thread's columns (R, nb P), dY channel-major (O, nb P), and its partial
+               weight gradient (O, K) summed into dw at the end */
+            float *c = malloc((size_t)((R + O) * nb * P) * sizeof(float));
+            float *pdw = need_w ? calloc((size_t)(O * K), sizeof(float)) : NULL;
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t ci = 0; ci < nchunks; ci++) {
+                if (!c || (need_w && !pdw)) {
+                    failed = 1;
+                    continue;
+                }
+                int64_t n0 = ci * nb, m = N - n0 < nb ? N - n0 : nb;
+                float *Gcm = c + R * nb * P;
+                to_channel_major(gp + n0 * O * P, Gcm, m, O, P, 1);
+                if (need_w) {
+                    im2col(xp + n0 * g.C * g.H * g.W, c, m, &g, 1);
+                    for (int64_t gi = 0; gi < G; gi++)
+                        pivq_sgemm_serial(0, 1, Og, K, m * P, 1.0f, Gcm + gi * Og * m * P, m * P,
+                                          c + gi * K * m * P, m * P, 1.0f, pdw + gi * Og * K, K);
+                }
+                if (need_x) {
+                    for (int64_t gi = 0; gi < G; gi++)
+                        pivq_sgemm_serial(1, 0, K, m * P, Og, 1.0f, wp + gi * Og * K, K,
+                                          Gcm + gi * Og * m * P, m * P, 0.0f, c + gi * K * m * P,
+                                          m * P);
+                    float *dxc = (float *)pivq_data(dx) + n0 * g.C * g.H * g.W;
+                    memset(dxc, 0, (size_t)(m * g.C * g.H * g.W) * sizeof *dxc);
+                    col2im(c, dxc, m, &g, 1);
+                }
+            }
+            if (pdw) {
+#pragma omp critical(pivq_conv_dw)
+                {
+                    float *d = pivq_data(dw);
+                    for (int64_t i = 0; i < O * K; i++)
+                        d[i] += pdw[i];
+                }
+            }
+            free(c);
+            free(pdw);
+        }
+        pivq_blas_serial_end();
+    } else {
+        float *Gcm = cols + R * nb * P; /* dY channel-major (O, nb P) */
+        for (int64_t n0 = 0; n0 < N && (need_x || need_w); n0 += nb) {
+            int64_t m = N - n0 < nb ? N - n0 : nb;
+            to_channel_major(gp + n0 * O * P, Gcm, m, O, P, THREADS(O * m * P));
+            if (need_w) {
+                im2col(xp + n0 * g.C * g.H * g.W, cols, m, &g, THREADS(R * m * P));
+                for (int64_t gi = 0; gi < G; gi++) /* dW_g (Og, K) += dY_g (Og, mP) @ cols_g^T */
+                    sgemm(0, 1, Og, K, m * P, 1.0f, Gcm + gi * Og * m * P, m * P,
+                          cols + gi * K * m * P, m * P, 1.0f, (float *)pivq_data(dw) + gi * Og * K,
+                          K);
+            }
+            if (need_x) {
+                for (int64_t gi = 0; gi < G; gi++) /* dcols_g (K, mP) = W_g^T (K, Og) @ dY_g */
+                    sgemm(1, 0, K, m * P, Og, 1.0f, wp + gi * Og * K, K, Gcm + gi * Og * m * P,
+                          m * P, 0.0f, cols + gi * K * m * P, m * P);
+                float *dxc = (float *)pivq_data(dx) + n0 * g.C * g.H * g.W;
+                memset(dxc, 0, (size_t)(m * g.C * g.H * g.W) * sizeof *dxc);
+                col2im(cols, dxc, m, &g, THREADS(R * m * P));
+            }
+        }
+    }
+    if (failed) {
+        free(cols);
+        pivq_tensor_release(dx);
+        pivq_tensor_release(dw);
+        pivq_tensor_release(db);
+        return pivq_set_error("conv2d backward: out of memory");
+    }
+    if (need_b) bias_grad(gp, pivq_data(db), N, O, P);
+    free(cols);
+    gin[0] = dx;
+    gin[1] = dw;
+    if (n->n_in > 2)
+        gin[2] = db;
+    else
+        pivq_tensor_release(db);
+    return 0;
+}
+
+/* ---- conv_transpose2d --------------------------------------------------------------------------
+ */
+
+/* Geometry: the image side is the OUTPUT y (O, Ho, Wo), the patch grid the input x (H, W). */
+static int convt_geom(const char *F, const pivq_tensor *x, const pivq_tensor *w,
+                      const pivq_tensor *b, const pivq_conv_params *p, geom *g, int64_t *O)
+{
+    char sx[160], sw[160];
+    if (x->ndim != 4 || w->ndim != 4 || x->shape[1] != w->shape[0] || w->shape[0] % p->groups ||
+        (b && (b->ndim != 1 || b->shape[0] != w->shape[1] * p->groups)))
+        return pivq_set_error("%s: input %s (N, C, H, W) and weight %s (C, O/groups, kH, kW) "
+                              "do not match with groups = %lld%s",
+                              F, pivq_shape_str(x, sx, sizeof sx), pivq_shape_str(w, sw, sizeof sw),
+                              (long long)p->groups, b ? " (or the bias is not (O))" : "");
+    for (int i = 0; i < 2; i++)
+        if (p->output_padding[i] >= p->stride[i] && p->output_padding[i] >= p->dilation[i])
+            return pivq_set_error("%s: output_padding %lld must be smaller than stride or dilation",
+                                  F, (long long)p->output_padding[i]);
+    *O = w->shape[1] * p->groups;
+    g->C = *O;
+    g->kh = w->shape[2];
+    g->kw = w->shape[3];
+    g->sh = p->stride[0];
+    g->sw = p->stride[1];
+    g->ph = p->padding[0];
+    g->pw = p->padding[1];
+    g->dh = p->dilation[0];
+    g->dw = p->dilation[1];
+    g->Ho = x->shape[2];
+    g->Wo = x->shape[3];
+    g->H = (g->Ho - 1) * g->sh - 2 * g->ph + g->dh * (g->kh - 1) + p->output_padding[0] + 1;
+    g->W = (g->Wo - 1) * g->sw - 2 * g->pw + g->dw * (g->kw - 1) + p->output_padding[1] + 1;
+    if (g->H <= 0 || g->W <= 0)
+        return pivq_set_error("%s: the output would be %lldx%lld", F, (long long)g->H,
+                              (long long)g->W);
+    return 0;
+}
+
+pivq_tensor *pivq_conv_transpose2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_tensor *b,
+                                   const pivq_conv_params *p)
+{
+    const char *F = "conv_transpose2d";
+    if (check_f32(F, "input", x) || check_f32(F, "weight", w) || (b && check_f32(F, "bias", b)) ||
+        check_params(F, p))
+        return NULL;
+    geom g;
+    int64_t O;
+    if (convt_geom(F, x, w, b, p, &g, &O)) return NULL;
+    int64_t N = x->shape[0], Cin = x->shape[1], G = p->groups, Cg = Cin / G, Og = O / G;
+    int64_t K = Og * g.kh * g.kw, P = g.Ho * g.Wo, R = O * g.kh * g.kw;
+    int64_t osz[4] = {N, O, g.H, g.W};
+    pivq_tensor *xc = pivq_contiguous(x), *wc = pivq_contiguous(w);
+    pivq_tensor *bc = b ? pivq_contiguous(b) : NULL;
+    pivq_tensor *y = pivq_zeros_f32(4, osz); /* y (N, O, Hout, Wout): col2im adds into it */
+    int64_t nb = chunk_images(N, (R + Cin) * P);
+    float *cols = malloc((size_t)((R + Cin) * nb * P > 0 ? (R + Cin) * nb * P : 1) * sizeof(float));
+    if (!xc || !wc || (b && !bc) || !y || !cols) {
+        if (!cols) pivq_set_error("%s: out of memory for the columns", F);
+        pivq_tensor_release(y);
+        y = NULL;
+        goto done;
+    }
+    float *Xcm = cols + R * nb * P; /* x channel-major (Cin, nb P) */
+    const float *xp = pivq_data(xc), *wp = pivq_data(wc);
+    float *yp = pivq_data(y);
+    for (int64_t n0 = 0; n0 < N; n0 += nb) {
+        int64_t m = N - n0 < nb ? N - n0 : nb;
+        to_channel_major(xp + n0 * Cin * P, Xcm, m, Cin, P, THREADS(Cin * m * P));
+        for (int64_t gi = 0; gi < G; gi++) /* cols_g (K, mP) = W_g^T (K, Cg) @ X_g (Cg, mP) */
+            sgemm(1, 0, K, m * P, Cg, 1.0f, wp + gi * Cg * K, K, Xcm + gi * Cg * m * P, m * P, 0.0f,
+                  cols + gi * K * m * P, m * P);
+        col2im(cols, yp + n0 * O * g.H * g.W, m, &g, THREADS(R * m * P));
+    }
+    if (bc) { /* + bias per output channel */
+        const float *bp = pivq_data(bc);
+        int64_t HW = g.H * g.W;
+        for (int64_t i = 0; i < N * O; i++) {
+            float bv = bp[i % O];
+            for (int64_t j = 0; j < HW; j++)
+                yp[i * HW + j] += bv;
+        }
+    }
+    const pivq_tensor *in[3] = {x, w, b};
+    if (pivq_ag_wants(3, in)) {
+        pivq_node *nd = pivq_ag_record(PIVQ_GOP_CONV_TRANSPOSE2D, y, 3, in);
+        int rc = nd ? (pivq_ag_save(nd, 0, xc) || pivq_ag_save(nd, 1, wc)) : -1;
+        if (nd) {
+            nd->ip[0] = p->stride[0];
+            nd->ip[1] = p->stride[1];
+            nd->ip[2] = p->padding[0];
+            nd->ip[3] = p->padding[1];
+            nd->ip[4] = p->dilation[0];
+            nd->ip[5] = p->dilation[1];
+            nd->ip[6] = p->groups;
+            nd->fp[0] = (double)p->output_padding[0];
+            nd->fp[1] = (double)p->output_padding[1];
+        }
+        y = pivq_ag_finish(y, nd, rc);
+    }
+done:
+    free(cols);
+    pivq_tensor_release(xc);
+    pivq_tensor_release(wc);
+    pivq_tensor_release(bc);
+    return y;
+}
+
+int pivq_conv_transpose2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_tensor **gin)
+{
+    const pivq_tensor *x = n->saved[0], *w = n->saved[1];
+    pivq_conv_params p;
+    params_from_node(n, &p);
+    geom g;
+    int64_t O;
+    if (convt_geom("conv_transpose2d backward", x, w, NULL, &p, &g, &O)) return -1;
+    int64_t N = x->shape[0], Cin = x->shape[1], G = p.groups, Cg = Cin / G, Og = O / G;
+    int64_t K = Og * g.kh * g.kw, P = g.Ho * g.Wo, R = O * g.kh * g.kw;
+    int need_x = pivq_ag_needs(n, 0), need_w = pivq_ag_needs(n, 1), need_b = pivq_ag_needs(n, 2);
+    pivq_tensor *dx = need_x ? pivq_empty(PIVQ_FLOAT32, 4, x->shape) : NULL;
+    pivq_tensor *dw = need_w ? pivq_zeros_f32(4, w->shape) : NULL;
+    pivq_tensor *db = need_b ? pivq_empty(PIVQ_FLOAT32, 1, &O) : NULL;
+    int64_t nb = chunk_images(N, (R + Cin) * P);
+    float *cols = malloc((size_t)((R + Cin) * nb * P > 0 ? (R + Cin) * nb * P : 1) * sizeof(float));
+    if ((need_x && !dx) || (need_w && !dw) || (need_b && !db) || !cols) {
+        free(cols);
+        pivq_tensor_release(dx);
+        pivq_tensor_release(dw);
+        pivq_tensor_release(db);
+        return pivq_set_error("conv_transpose2d backward: out of memory");
+    }
+    float *Xcm = cols + R * nb * P; /* x, then dx, channel-major (Cin, nb P) */
+    const float *xp = pivq_data(x), *wp = pivq_data(w), *gp = pivq_data(gy);
+    for (int64_t n0 = 0; n0 < N && (need_x || need_w); n0 += nb) {
+        int64_t m = N - n0 < nb ? N - n0 : nb;
+        im2col(gp + n0 * O * g.H * g.W, cols, m, &g, THREADS(R * m * P)); /* cols (R, mP) of dy */
+        if (need_w) {
+            to_channel_major(xp + n0 * Cin * P, Xcm, m, Cin, P, THREADS(Cin * m * P));
+            for (int64_t gi = 0; gi < G; gi++) /* dW_g (Cg, K) += X_g (Cg, mP) @ cols_g^T */
+                sgemm(0, 1, Cg, K, m * P, 1.0f, Xcm + gi * Cg * m * P, m * P, cols + gi * K * m * P,
+                      m * P, 1.0f, (float *)pivq_data(dw) + gi * Cg * K, K);
+        }
+        if (need_x) {
+            for (int64_t gi = 0; gi < G; gi++) /* dX_g (Cg, mP) = W_g (Cg, K) @ cols_g (K, mP) */
+                sgemm(0, 0, Cg, m * P, K, 1.0f, wp + gi * Cg * K, K, cols + gi * K * m * P, m * P,
+                      0.0f, Xcm + gi * Cg * m * P, m * P);
+            from_channel_major(Xcm, (float *)pivq_data(dx) + n0 * Cin * P, NULL, m, Cin, P,
+                               THREADS(Cin * m * P));
+        }
+    }
+    if (need_b) bias_grad(gp, pivq_data(db), N, O, g.H * g.W);
+    free(cols);
+    gin[0] = dx;
+    gin[1] = dw;
+    if (n->n_in > 2)
+        gin[2] = db;
+    else
+        pivq_tensor_release(db);
+    return 0;
+}
+
+/* ---- the naive reference ----------------------------------------------------------------------
+ */
+
+pivq_tensor *pivq_conv2d_reference(const pivq_tensor *x, const pivq_tensor *w, const pivq_tensor *b,
+                                   const pivq_conv_params *p)
+{
+    const char *F = "conv2d_reference";
+    if (check_f32(F, "input", x) || check_f32(F, "weight", w) || (b && check_f32(F, "bias", b)) ||
+        check_params(F, p))
+        return NULL;
+    geom g;
+    if (conv_geom(F, x, w, b, p, &g)) return NULL;
+    int64_t N = x->shape[0], O = w->shape[0], G = p->groups, Og = O / G, Cg = g.C / G;
+    int64_t osz[4] = {N, O, g.Ho, g.Wo};
+    pivq_tensor *xc = pivq_contiguous(x), *wc = pivq_contiguous(w);
+    pivq_tensor *bc = b ? pivq_contiguous(b) : NULL;
+    pivq_tensor *y = pivq_empty(PIVQ_FLOAT32, 4, osz);
+    if (xc && wc && (!b || bc) && y) {
+        const float *xp = pivq_data(xc), *wp = pivq_data(wc), *bp = bc ? pivq_data(bc) : NULL;
+        float *yp = pivq_data(y);
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t o = 0; o < O; o++)
+                for (int64_t oy = 0; oy < g.Ho; oy++)
+                    for (int64_t ox = 0; ox < g.Wo; ox++) {
+                        double s = bp ? bp[o] : 0.0;
+                        int64_t c0 = (o / Og) * Cg;
+                        for (int64_t c = 0; c < Cg; c++)
+                            for (int64_t i = 0; i < g.kh; i++)
+                                for (int64_t j = 0; j < g.kw; j++) {
+                                    int64_t iy = oy * g.sh - g.ph + i * g.dh;
+                                    int64_t ix = ox * g.sw - g.pw + j * g.dw;
+                                    if (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W) continue;
+                                    s += (double)xp[((n * g.C + c0 + c) * g.H + iy) * g.W + ix] *
+                                         wp[((o * Cg + c) * g.kh + i) * g.kw + j];
+                                }
+                        yp[((n * O + o) * g.Ho + oy) * g.Wo + ox] = (float)s;
+                    }
+    } else {
+        pivq_tensor_release(y);
+        y = NULL;
+    }
+    pivq_tensor_release(xc);
+    pivq_tensor_release(wc);
+    pivq_tensor_release(bc);
+    return y;
+}

@@ -1,0 +1,11 @@
+-- pivq.nn.AvgPool2d(kernel, {stride = kernel, padding = 0, count_include_pad = true}).
+local Module = require "pivq.nn.Module"
+local F = require "pivq.F"
+
+local AvgPool2d = Module:extend("AvgPool2d")
+
+function AvgPool2d:__init(kernel, opts) self.kernel, self.opts = kernel, opts or {} end
+
+function AvgPool2d:forward(x) return F.avg_pool2d(x, self.kernel, self.opts) end
+
+return AvgPool2d

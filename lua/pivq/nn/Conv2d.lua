@@ -1,0 +1,42 @@
+-- pivq.nn.Conv2d(in, out, kernel, {stride = 1, padding = 0, dilation = 1, groups = 1,
+-- bias = true, generator =}). Weight (out, in/groups, kH, kW).
+-- Initialisation as PyTorch: W and b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+-- fan_in = in/groups * kH * kW.
+local Module = require "pivq.nn.Module"
+local F = require "pivq.F"
+local init = require "pivq.nn.init_weights"
+
+local Conv2d = Module:extend("Conv2d")
+
+local function pair(v) return type(v) == "table" and v or { v, v } end
+
+function Conv2d:__init(in_channels, out_channels, kernel_size, opts)
+  opts = opts or {}
+  local k = pair(kernel_size)
+  local groups = opts.groups or 1
+  if in_channels % groups ~= 0 or out_channels % groups ~= 0 then
+    error(string.format("Conv2d: channels %d -> %d are not divisible by groups %d", in_channels,
+      out_channels, groups), 3)
+  end
+  self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, k
+  self.opts = { stride = opts.stride or 1, padding = opts.padding or 0,
+    dilation = opts.dilation or 1, groups = groups }
+  local fan_in = in_channels / groups * k[1] * k[2]
+  self:register_parameter("weight",
+    init.kaiming_default({ out_channels, in_channels / groups, k[1], k[2] }, fan_in, opts.generator))
+  if opts.bias ~= false then
+    self:register_parameter("bias", init.kaiming_default({ out_channels }, fan_in, opts.generator))
+  end
+end
+
+function Conv2d:forward(x) return F.conv2d(x, self.weight, self.bias, self.opts) end
+
+local function fmt(v) return type(v) == "table" and (v[1] .. "x" .. v[2]) or tostring(v) end
+
+function Conv2d:extra_repr()
+  return string.format("%d -> %d, kernel %s, stride %s, padding %s%s", self.in_channels,
+    self.out_channels, fmt(self.kernel_size), fmt(self.opts.stride), fmt(self.opts.padding),
+    self.opts.groups > 1 and (", groups " .. self.opts.groups) or "")
+end
+
+return Conv2d

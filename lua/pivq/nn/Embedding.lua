@@ -1,0 +1,19 @@
+-- pivq.nn.Embedding(num, dim, {generator =}): rows looked up by 1-based indices.
+-- Initialisation as PyTorch: N(0, 1).
+local Module = require "pivq.nn.Module"
+local F = require "pivq.F"
+local init = require "pivq.nn.init_weights"
+
+local Embedding = Module:extend("Embedding")
+
+function Embedding:__init(num_embeddings, embedding_dim, opts)
+  opts = opts or {}
+  self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+  self:register_parameter("weight", init.normal({ num_embeddings, embedding_dim }, 1, opts.generator))
+end
+
+function Embedding:forward(index) return F.embedding(index, self.weight) end
+
+function Embedding:extra_repr() return string.format("%d, %d", self.num_embeddings, self.embedding_dim) end
+
+return Embedding

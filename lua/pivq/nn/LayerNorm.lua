@@ -1,0 +1,24 @@
+-- pivq.nn.LayerNorm(normalized_shape, {eps = 1e-5, elementwise_affine = true}): weight 1, bias 0.
+local Module = require "pivq.nn.Module"
+local F = require "pivq.F"
+local tensor = require "pivq.tensor"
+
+local LayerNorm = Module:extend("LayerNorm")
+
+function LayerNorm:__init(normalized_shape, opts)
+  opts = opts or {}
+  self.normalized_shape = type(normalized_shape) == "table" and normalized_shape or { normalized_shape }
+  self.eps = opts.eps or 1e-5
+  if opts.elementwise_affine ~= false then
+    self:register_parameter("weight", tensor.ones(self.normalized_shape))
+    self:register_parameter("bias", tensor.zeros(self.normalized_shape))
+  end
+end
+
+function LayerNorm:forward(x)
+  return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+end
+
+function LayerNorm:extra_repr() return table.concat(self.normalized_shape, "x") .. ", eps " .. self.eps end
+
+return LayerNorm

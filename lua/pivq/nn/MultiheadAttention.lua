@@ -1,0 +1,95 @@
+-- pivq.nn.MultiheadAttention(embed_dim, num_heads, {kdim =, vdim =, bias = true, generator =})
+--
+--   attn(x)                        self-attention, x (B, L, E)
+--   attn(x, context)               cross-attention: keys and values from context (B, S, kdim)
+--   attn(q, k, v, {mask = m})      general; m additive, broadcastable to (B, heads, Lq, Lk)
+--
+-- Batch-first layout (B, L, E). The projections are stored as PyTorch does: in_proj_weight
+-- (3E x E) and in_proj_bias (3E) when kdim = vdim = E, else q_proj_weight (E x E),
+-- k_proj_weight (E x kdim), v_proj_weight (E x vdim); out_proj a Linear. Initialisation as
+-- PyTorch: xavier_uniform input projections, zero input and output biases, the output
+-- projection's weight as a Linear's.
+-- q, k and v come from three sgemms on row blocks of in_proj_weight (one sgemm for all three
+-- was slower: the backward of slicing its (B, L, 3E) output materialises three zero-padded
+-- (B, L, 3E) gradients); cross-attention projects k and v with one. The heads are read from
+-- the projections in place (strided views; the fused attention kernel takes strides).
+local Module = require "pivq.nn.Module"
+local Linear = require "pivq.nn.Linear"
+local F = require "pivq.F"
+local tensor = require "pivq.tensor"
+local init = require "pivq.nn.init_weights"
+
+local MHA = Module:extend("MultiheadAttention")
+
+function MHA:__init(embed_dim, num_heads, opts)
+  opts = opts or {}
+  if embed_dim % num_heads ~= 0 then
+    error(string.format("MultiheadAttention: embed_dim %d is not divisible by %d heads",
+      embed_dim, num_heads), 3)
+  end
+  local E, gen = embed_dim, opts.generator
+  self.embed_dim, self.num_heads, self.head_dim = E, num_heads, E / num_heads
+  self.kdim, self.vdim = opts.kdim or E, opts.vdim or E
+  self.same_dims = self.kdim == E and self.vdim == E
+  if self.same_dims then
+    self:register_parameter("in_proj_weight", init.xavier_uniform({ 3 * E, E }, E, 3 * E, gen))
+  else
+    self:register_parameter("q_proj_weight", init.xavier_uniform({ E, E }, E, E, gen))
+    self:register_parameter("k_proj_weight", init.xavier_uniform({ E, self.kdim }, self.kdim, E, gen))
+    self:register_parameter("v_proj_weight", init.xavier_uniform({ E, self.vdim }, self.vdim, E, gen))
+  end
+  if opts.bias ~= false then self:register_parameter("in_proj_bias", tensor.zeros(3 * E)) end
+  self:add_module("out_proj", Linear(E, E, { bias = opts.bias, generator = gen }))
+  if self.out_proj.bias then
+    require("pivq.autograd").no_grad(function() self.out_proj.bias:zero() end)
+  end
+end
+
+local function rows(t, first, n) return t and t:narrow(1, first, n) or nil end
+
+-- (B, L, n*E) projection -> n views (B, H, L, Dh), no copies
+function MHA:_heads(y, n)
+  local B, L = y:size(1), y:size(2)
+  local H, Dh = self.num_heads, self.head_dim
+  local out = {}
+  for i = 1, n do
+    out[i] = y:narrow(3, (i - 1) * self.embed_dim + 1, self.embed_dim):view(B, L, H, Dh):transpose(2, 3)
+  end
+  return unpack(out)
+end
+
+function MHA:forward(query, key, value, opts)
+  if type(key) == "table" and not tensor.is_tensor(key) then key, value, opts = nil, nil, key end
+  if type(value) == "table" and not tensor.is_tensor(value) then value, opts = nil, value end
+  key = key or query
+  value = value or key
+  local E = self.embed_dim
+  local b = self.in_proj_bias
+  local q, k, v
+  if self.same_dims and value == key and key ~= query then
+    q = self:_heads(F.linear(query, rows(self.in_proj_weight, 1, E), rows(b, 1, E)), 1)
+    k, v = self:_heads(F.linear(key, rows(self.in_proj_weight, E + 1, 2 * E), rows(b, E + 1, 2 * E)), 2)
+  else
+    local wq, wk, wv
+    if self.same_dims then
+      wq, wk, wv = rows(self.in_proj_weight, 1, E), rows(self.in_proj_weight, E + 1, E),
+        rows(self.in_proj_weight, 2 * E + 1, E)
+    else
+      wq, wk, wv = self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
+    end
+    q = self:_heads(F.linear(query, wq, rows(b, 1, E)), 1)
+    k = self:_heads(F.linear(key, wk, rows(b, E + 1, E)), 1)
+    v = self:_heads(F.linear(value, wv, rows(b, 2 * E + 1, E)), 1)
+  end
+  local o = F.attention(q, k, v, { mask = opts and opts.mask }) -- (B, H, Lq, Dh)
+  local B, Lq = query:size(1), query:size(2)
+  return self.out_proj(o:transpose(2, 3):reshape(B, Lq, E))
+end
+
+function MHA:extra_repr()
+  local s = string.format("%d, heads %d", self.embed_dim, self.num_heads)
+  if not self.same_dims then s = s .. string.format(", kdim %d, vdim %d", self.kdim, self.vdim) end
+  return s
+end
+
+return MHA

@@ -1,0 +1,9 @@
+-- pivq.nn.Sigmoid(): the sigmoid activation, elementwise.
+local Module = require "pivq.nn.Module"
+local F = require "pivq.F"
+
+local Sigmoid = Module:extend("Sigmoid")
+
+function Sigmoid.forward(_, x) return F.sigmoid(x) end
+
+return Sigmoid

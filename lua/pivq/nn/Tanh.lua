@@ -1,0 +1,9 @@
+-- pivq.nn.Tanh(): the tanh activation, elementwise.
+local Module = require "pivq.nn.Module"
+local F = require "pivq.F"
+
+local Tanh = Module:extend("Tanh")
+
+function Tanh.forward(_, x) return F.tanh(x) end
+
+return Tanh

@@ -1,0 +1,13 @@
+-- pivq.nn.Upsample({size = or scale_factor =, mode = "nearest" | "bilinear", align_corners =}).
+local Module = require "pivq.nn.Module"
+local F = require "pivq.F"
+
+local Upsample = Module:extend("Upsample")
+
+function Upsample:__init(opts) self.opts = opts or {} end
+
+function Upsample:forward(x) return F.interpolate(x, self.opts) end
+
+function Upsample:extra_repr() return self.opts.mode or "nearest" end
+
+return Upsample

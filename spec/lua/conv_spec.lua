@@ -1,0 +1,181 @@
+-- Convolution, pooling and upsampling: forward against naive references, backward by finite
+-- differences.
+local pivq = require "pivq"
+local gradcheck = require "helpers.gradcheck"
+local F = pivq.F
+
+local gen = pivq.Generator(31)
+local function randn(...) return pivq.randn({ ... }, { generator = gen }) end
+local function leaf(t) return t:detach():clone():requires_grad(true) end
+local function check(f, inputs, opts)
+  local ok, msg = gradcheck(f, inputs, opts)
+  assert(ok, msg)
+end
+local function close(a, b, tol)
+  assert.are.same(b:size(), a:size())
+  local d = (a - b):abs():max()
+  assert(d <= (tol or 1e-4), string.format("max difference %g", d))
+end
+local function dot(a, b) return (a * b):sum():item() end
+
+local CONFIGS = {
+  { x = { 2, 3, 7, 6 }, w = { 4, 3, 3, 3 }, opts = {} },
+  { x = { 2, 3, 7, 6 }, w = { 4, 3, 3, 2 }, opts = { stride = 2, padding = 1 } },
+  { x = { 1, 4, 9, 9 }, w = { 6, 2, 3, 3 }, opts = { groups = 2, padding = { 1, 2 } } },
+  { x = { 2, 2, 9, 8 }, w = { 3, 2, 3, 3 }, opts = { dilation = 2, stride = { 1, 2 } } },
+  { x = { 3, 1, 8, 8 }, w = { 5, 1, 4, 4 }, opts = { stride = 2, padding = 1 } },
+}
+
+describe("conv2d", function()
+  it("matches the direct convolution", function()
+    for _, c in ipairs(CONFIGS) do
+      local x, w, b = randn(unpack(c.x)), randn(unpack(c.w)), randn(c.w[1])
+      close(F.conv2d(x, w, b, c.opts), F.conv2d_reference(x, w, b, c.opts))
+      close(F.conv2d(x, w, nil, c.opts), F.conv2d_reference(x, w, nil, c.opts))
+    end
+  end)
+
+  it("processes large batches in chunks the same way", function()
+    local x, w = randn(40, 16, 20, 20), randn(8, 16, 5, 5)
+    local y = F.conv2d(x, w, nil, { padding = 2 })
+    close(y:narrow(1, 37, 4), F.conv2d_reference(x:narrow(1, 37, 4), w, nil, { padding = 2 }))
+  end)
+
+  it("gives the same gradients with one thread and with image-parallel threads", function()
+    local x, w, b = randn(40, 16, 20, 20), randn(8, 16, 5, 5), randn(8)
+    local saved = pivq.get_num_threads()
+    local function grads(threads)
+      pivq.set_num_threads(threads)
+      local xl, wl, bl = leaf(x), leaf(w), leaf(b)
+      local y = F.conv2d(xl, wl, bl, { padding = 2 }) -- 7 chunks of 6 images: parallel mode
+      local loss = (y * y):sum()
+      loss:backward()
+      return { y, xl:grad(), wl:grad(), bl:grad() }
+    end
+    local one, two = grads(1), grads(2)
+    pivq.set_num_threads(saved)
+    for i = 1, 4 do close(one[i], two[i], 1e-3 * one[i]:abs():max()) end
+  end)
+
+  it("reports mismatched shapes and bad parameters", function()
+    local ok, err = pcall(F.conv2d, randn(1, 3, 5, 5), randn(4, 2, 3, 3))
+    assert.is_false(ok)
+    assert.matches("conv2d: input 1x3x5x5 (N, C, H, W) and weight 4x2x3x3", err, 1, true)
+    ok, err = pcall(F.conv2d, randn(1, 3, 5, 5), randn(4, 3, 3, 3), nil, { stride = 0 })
+    assert.is_false(ok)
+    assert.matches("stride >= 1", err, 1, true)
+    ok, err = pcall(F.conv2d, randn(1, 3, 2, 2), randn(4, 3, 3, 3))
+    assert.is_false(ok)
+    assert.matches("larger than the padded input", err, 1, true)
+  end)
+
+  it("has finite-difference gradients", function()
+    for _, c in ipairs(CONFIGS) do
+      check(function(x, w, b) return F.conv2d(x, w, b, c.opts) end,
+        { leaf(randn(unpack(c.x))), leaf(randn(unpack(c.w))), leaf(randn(c.w[1])) },
+        { atol = 2e-2, max_elements = 60 })
+    end
+  end)
+end)
+
+describe("conv_transpose2d", function()
+  local TCONFIGS = {
+    { x = { 2, 4, 5, 4 }, w = { 4, 3, 3, 3 }, opts = {} },
+    { x = { 2, 4, 5, 4 }, w = { 4, 3, 4, 4 }, opts = { stride = 2, padding = 1 } },
+    { x = { 1, 4, 4, 4 }, w = { 4, 2, 3, 3 },
+      opts = { stride = 2, padding = 1, output_padding = 1, groups = 2 } },
+    { x = { 1, 2, 4, 5 }, w = { 2, 2, 3, 2 }, opts = { dilation = 2 } },
+  }
+
+  it("is the adjoint of conv2d: <conv(u), v> = <u, conv_t(v)>", function()
+    for _, c in ipairs(TCONFIGS) do
+      local w = randn(unpack(c.w))
+      local v = randn(unpack(c.x))
+      local y = F.conv_transpose2d(v, w, nil, c.opts)
+      local u = randn(unpack(y:size()))
+      local fwd = F.conv2d(u, w, nil, { stride = c.opts.stride, padding = c.opts.padding,
+        dilation = c.opts.dilation, groups = c.opts.groups })
+      assert.are.same(v:size(), fwd:size())
+      assert.is_near(dot(fwd, v), dot(u, y), 1e-3 * math.abs(dot(u, y)) + 1e-3)
+    end
+  end)
+
+  it("has PyTorch's output size and adds the bias", function()
+    local y = F.conv_transpose2d(randn(1, 4, 7, 7), randn(4, 8, 4, 4), pivq.ones(8),
+      { stride = 2, padding = 1 })
+    assert.are.same({ 1, 8, 14, 14 }, y:size())
+    local z = F.conv_transpose2d(pivq.zeros(1, 4, 3, 3), randn(4, 2, 3, 3), pivq.tensor({ 1, 2 }))
+    close(z:select(2, 2), pivq.full({ 1, 5, 5 }, 2))
+  end)
+
+  it("has finite-difference gradients", function()
+    for _, c in ipairs(TCONFIGS) do
+      local o = c.w[2] * (c.opts.groups or 1)
+      check(function(x, w, b) return F.conv_transpose2d(x, w, b, c.opts) end,
+        { leaf(randn(unpack(c.x))), leaf(randn(unpack(c.w))), leaf(randn(o)) },
+        { atol = 2e-2, max_elements = 60 })
+    end
+  end)
+end)
+
+-- direct pooling over one plane with padding, as a reference
+local function naive_pool(x, k, s, p, kind, include_pad)
+  local N, Cc, H, W = unpack(x:size())
+  local Ho, Wo = math.floor((H + 2 * p - k) / s) + 1, math.floor((W + 2 * p - k) / s) + 1
+  local y = pivq.zeros(N, Cc, Ho, Wo)
+  for n = 1, N do for c = 1, Cc do for oy = 1, Ho do for ox = 1, Wo do
+    local acc, cnt = kind == "max" and -math.huge or 0, 0
+    for i = 0, k - 1 do for j = 0, k - 1 do
+      local iy, ix = (oy - 1) * s - p + i + 1, (ox - 1) * s - p + j + 1
+      if iy >= 1 and iy <= H and ix >= 1 and ix <= W then
+        local v = x:get(n, c, iy, ix)
+        if kind == "max" then acc = math.max(acc, v) else acc = acc + v end
+        cnt = cnt + 1
+      end
+    end end
+    if kind == "avg" then acc = acc / (include_pad and k * k or cnt) end
+    y:set(n, c, oy, ox, acc)
+  end end end end
+  return y
+end
+
+describe("pooling and upsampling", function()
+  it("max and average pooling match the direct loops", function()
+    local x = randn(2, 3, 7, 6)
+    for _, c in ipairs({ { 2, 2, 0 }, { 3, 2, 1 }, { 3, 1, 1 } }) do
+      local k, s, p = unpack(c)
+      close(F.max_pool2d(x, k, { stride = s, padding = p }), naive_pool(x, k, s, p, "max"), 1e-6)
+      close(F.avg_pool2d(x, k, { stride = s, padding = p }), naive_pool(x, k, s, p, "avg", true), 1e-6)
+      close(F.avg_pool2d(x, k, { stride = s, padding = p, count_include_pad = false }),
+        naive_pool(x, k, s, p, "avg", false), 1e-6)
+    end
+  end)
+
+  it("nearest upsampling repeats pixels; bilinear interpolates", function()
+    local x = randn(1, 2, 3, 4)
+    local y = F.interpolate(x, { scale_factor = 2 })
+    local ref = x:view(1, 2, 3, 1, 4, 1):expand(1, 2, 3, 2, 4, 2):reshape(1, 2, 6, 8)
+    close(y, ref, 0)
+    local t = pivq.tensor({ { { { 0, 1 }, { 2, 3 } } } })
+    close(F.interpolate(t, { size = 3, mode = "bilinear", align_corners = true }),
+      pivq.tensor({ { { { 0, 0.5, 1 }, { 1, 1.5, 2 }, { 2, 2.5, 3 } } } }), 1e-6)
+    -- align_corners = false at scale 2 (values from PyTorch's definition, by hand)
+    close(F.interpolate(t, { size = 4, mode = "bilinear" }):select(3, 1),
+      pivq.tensor({ { { 0, 0.25, 0.75, 1 } } }), 1e-6)
+  end)
+
+  it("have finite-difference gradients", function()
+    local s = randn(2, 2, 6, 5)
+    local distinct = leaf((pivq.randperm(120, { generator = gen }):float() * 0.05):view(2, 2, 6, 5))
+    check(function(x) return F.max_pool2d(x, 2) end, { distinct })
+    check(function(x) return F.max_pool2d(x, 3, { stride = 2, padding = 1 }) end, { distinct })
+    check(function(x) return F.avg_pool2d(x, 3, { stride = 2, padding = 1 }) end, { leaf(s) })
+    check(function(x) return F.avg_pool2d(x, 2, { count_include_pad = false, padding = 1 }) end,
+      { leaf(s) })
+    check(function(x) return F.interpolate(x, { scale_factor = 2 }) end, { leaf(s) })
+    check(function(x) return F.interpolate(x, { size = { 9, 7 }, mode = "bilinear" }) end, { leaf(s) })
+    check(function(x)
+      return F.interpolate(x, { size = { 4, 8 }, mode = "bilinear", align_corners = true })
+    end, { leaf(s) })
+  end)
+end)
