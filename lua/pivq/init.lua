@@ -66,4 +66,8 @@ function pivq.get_num_threads() return C.pivq_get_num_threads() end
 function pivq.heap_bytes() return tonumber(C.pivq_heap_bytes()) end
 pivq.gc_policy = tensor.gc_policy
 
+-- method pieces that need no C beyond the core
+pivq.capacity = require "pivq.capacity"
+pivq.plot = require "pivq.plot"
+
 return pivq
