@@ -48,7 +48,9 @@ function M.bits(args)
   if scheme == "positional" then return L * math.log(K) / LN2 end
   if scheme == "multiset" then return M.log2_binomial(K + L - 1, L) end
   if scheme == "set" then
-    if L > K then error(string.format("capacity.bits: a set of L=%d distinct codes needs K >= L, got K=%d", L, K), 2) end
+    if L > K then
+      error(string.format("capacity.bits: a set of L=%d distinct codes needs K >= L, got K=%d", L, K), 2)
+    end
     return M.log2_binomial(K, L)
   end
   local k_img = args.K_img

@@ -86,7 +86,8 @@ function M.line(spec)
     end
     add('<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>', color, table.concat(pts, " "))
     local ly = mt + 10 + (k - 1) * 20
-    add('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2"/>', ml + pw + 10, ly, ml + pw + 30, ly, color)
+    add('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2"/>',
+      ml + pw + 10, ly, ml + pw + 30, ly, color)
     add('<text x="%d" y="%d">%s</text>', ml + pw + 36, ly + 4, escape(s.name or ("series " .. k)))
   end
   add("</svg>")

@@ -83,7 +83,8 @@ describe("pivq.capacity", function()
 
   it("runs as a recipe that prints the table and writes a plot", function()
     local out = os.tmpname()
-    local p = io.popen((os.getenv("PIVQ_BUILD_DIR") or "build") .. "/pivq capacity --K 4096 --L 1:512 --K_img 49 --out " .. out .. " 2>&1")
+    local bin = (os.getenv("PIVQ_BUILD_DIR") or "build") .. "/pivq"
+    local p = io.popen(bin .. " capacity --K 4096 --L 1:512 --K_img 49 --out " .. out .. " 2>&1")
     local text = p:read("*a")
     p:close()
     assert.matches("256%s+3072.0%s+1399.3%s+379.0%s+1376.3%s+3.63", text)
