@@ -132,4 +132,7 @@ void pivq_broadcast_strides(const pivq_tensor *t, int ndim, const int64_t *size,
 /* Free a tensor's autograd state (its grad and its reference to the graph); autograd.c. */
 void pivq_autograd_free(struct pivq_autograd *ag);
 
+/* One uniform double in [0, 1) from g (NULL: the default generator); advances it by one. */
+double pivq_random_uniform(pivq_generator *g);
+
 #endif

@@ -483,6 +483,32 @@ int pivq_clip_grad_norm(pivq_tensor *const *params, int n, double max_norm, doub
 /* shadow = decay shadow + (1 - decay) param, for each of n pairs. */
 int pivq_ema_update(pivq_tensor *const *shadow, pivq_tensor *const *params, int n, double decay);
 
+/* ---------------------------------------------------------------------------------------
+ * Vector quantization kernels (vq.c): distances, k-means++, EMA codebook upkeep, code
+ * statistics. Codes are 0-based int64 here. Latents and codebooks are float32 rows.
+ * ------------------------------------------------------------------------------------- */
+
+/* out[i][k] = ||x_i - e_k||^2 for x N x c and e K x c: an N x K float32 tensor computed as
+   ||x||^2 - 2 x e^T + ||e||^2 with one sgemm, clamped at 0 (rounding can go slightly below). */
+pivq_tensor *pivq_sq_distances(const pivq_tensor *x, const pivq_tensor *e);
+/* K centroids (K x c) of the rows of x (N x c, N >= K) by k-means: k-means++ seeding (each
+   next seed drawn with probability proportional to the squared distance to the nearest seed
+   so far), then `iters` Lloyd iterations; an emptied cluster is re-seeded with the point
+   farthest from its centroid. Draws come from g (NULL: the default generator). */
+pivq_tensor *pivq_kmeans(const pivq_tensor *x, int64_t K, int iters, pivq_generator *g);
+/* EMA codebook update (van den Oord et al. 2017, with Laplace smoothing):
+     count_k <- decay*count_k + (1-decay)*n_k,  sum_k <- decay*sum_k + (1-decay)*sum_{i: code_i=k} x_i,
+     e_k <- sum_k / ((count_k + eps) / (n + K*eps) * n)  with n = sum_k count_k.
+   codebook K x c, ema_count K, ema_sum K x c (all float32, contiguous, updated in place);
+   latents N x c; codes N int64 in [0, K). */
+int pivq_vq_ema_update_(pivq_tensor *codebook, pivq_tensor *ema_count, pivq_tensor *ema_sum,
+                        const pivq_tensor *latents, const pivq_tensor *codes, double decay,
+                        double eps);
+/* Per-code usage counts (int64, length K) of codes (any shape, int64 in [0, K)). */
+pivq_tensor *pivq_code_counts(const pivq_tensor *codes, int64_t K);
+/* Mean number of distinct codes per row of codes (B x L int64 in [0, K)): K_img. */
+int pivq_distinct_per_row(const pivq_tensor *codes, int64_t K, double *out_mean);
+
 #ifndef PIVQ_CDEF
 #ifdef __cplusplus
 }

@@ -250,3 +250,10 @@ fail:
     pivq_tensor_release(out);
     return NULL;
 }
+
+double pivq_random_uniform(pivq_generator *g)
+{
+    if (!g) g = &default_generator;
+    philox_block b = philox(g->offset++, g->seed);
+    return ((((uint64_t)b.v[1] << 32) | b.v[0]) >> 11) * (1.0 / 9007199254740992.0);
+}

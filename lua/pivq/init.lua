@@ -69,5 +69,6 @@ pivq.gc_policy = tensor.gc_policy
 -- method pieces that need no C beyond the core
 pivq.capacity = require "pivq.capacity"
 pivq.plot = require "pivq.plot"
+pivq.vq = require "pivq.vq"
 
 return pivq

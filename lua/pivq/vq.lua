@@ -1,0 +1,104 @@
+-- pivq.vq: vector-quantization tools on tensors (Lua side of csrc/vq.c and csrc/assign.c).
+-- Codes are 1-based here, as everywhere in the Lua API.
+local tensor = require "pivq.tensor"
+local random = require "pivq.random"
+local state = require "pivq.ffi"
+
+local C = state.C
+local wrap, check_rc = tensor.wrap, tensor.check_rc
+
+local M = {}
+
+local function need_tensor(fname, name, t)
+  if not tensor.is_tensor(t) then
+    error(string.format("%s: %s must be a tensor, got %s", fname, name, type(t)), 3)
+  end
+end
+
+-- 0-based int64 copy of 1-based codes.
+local function codes0(fname, codes, K)
+  need_tensor(fname, "codes", codes)
+  if codes:dtype() ~= "int64" then
+    error(string.format("%s: codes must be int64, got %s", fname, codes:dtype()), 3)
+  end
+  if codes:numel() > 0 and K then
+    local lo, hi = codes:min(), codes:max()
+    if lo < 1 or hi > K then
+      error(string.format("%s: code %d out of range 1..%d", fname, lo < 1 and lo or hi, K), 3)
+    end
+  end
+  return codes - 1
+end
+
+-- ||x_i - e_k||^2 for x N x c and e K x c (N x K).
+function M.sq_distances(x, e)
+  need_tensor("sq_distances", "x", x)
+  need_tensor("sq_distances", "e", e)
+  return wrap(C.pivq_sq_distances(x.c, e.c))
+end
+
+-- Each row's nearest codebook entry (1-based int64 of length N) and its squared distance.
+function M.nearest(x, e)
+  local d = M.sq_distances(x, e)
+  local dist, idx = d:min(2)
+  return idx, dist
+end
+
+-- k-means with k-means++ seeding: K x c centroids of the rows of x.
+-- opts: iters (default 20), generator (a pivq.Generator; default: the global one).
+function M.kmeans(x, K, opts)
+  opts = opts or {}
+  need_tensor("kmeans", "x", x)
+  if type(K) ~= "number" or K % 1 ~= 0 then
+    error("kmeans: K must be an integer, got " .. tostring(K), 2)
+  end
+  local g = opts.generator and opts.generator.cdata or nil
+  return wrap(C.pivq_kmeans(x.c, K, opts.iters or 20, g))
+end
+
+-- In-place EMA codebook update (see csrc/pivq.h): codebook K x c, ema_count K, ema_sum K x c,
+-- latents N x c, codes N (1-based).
+function M.ema_update_(codebook, ema_count, ema_sum, latents, codes, decay, eps)
+  for name, t in pairs({ codebook = codebook, ema_count = ema_count, ema_sum = ema_sum, latents = latents }) do
+    need_tensor("ema_update", name, t)
+  end
+  local c0 = codes0("ema_update", codes, codebook:size(1))
+  check_rc(C.pivq_vq_ema_update_(codebook.c, ema_count.c, ema_sum.c, latents.c, c0.c, decay or 0.99,
+    eps or 1e-5))
+end
+
+-- Usage count of every code (int64, length K) from 1-based codes of any shape.
+function M.code_counts(codes, K)
+  return wrap(C.pivq_code_counts(codes0("code_counts", codes, K).c, K))
+end
+
+-- Mean number of distinct codes per image (K_img) for B x L 1-based codes.
+function M.distinct_per_row(codes, K)
+  local out = require("ffi").new("double[1]")
+  check_rc(C.pivq_distinct_per_row(codes0("distinct_per_row", codes, K).c, K, out))
+  return out[0]
+end
+
+-- Statistics of a batch of codes: counts, usage fraction, perplexity, K_img.
+function M.code_stats(codes, K)
+  local counts = M.code_counts(codes, K)
+  local total = counts:sum():item()
+  local used, entropy = 0, 0
+  for k = 1, K do
+    local n = counts[k]
+    if n > 0 then
+      used = used + 1
+      local p = n / total
+      entropy = entropy - p * math.log(p)
+    end
+  end
+  return {
+    counts = counts,
+    usage = used / K,
+    perplexity = math.exp(entropy),
+    K_img = codes:dim() == 2 and M.distinct_per_row(codes, K) or nil,
+  }
+end
+
+M.Generator = random.Generator
+return M
