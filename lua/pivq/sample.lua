@@ -1,0 +1,115 @@
+-- pivq.sample: interpolation-based sampling (the paper's single-forward-pass generation), as a
+-- registry of strategies like pivq.interp.
+--
+-- A strategy is fn(bank, n, opts) -> n x L int64 codes (1-based), where bank is
+-- {codes = N x L int64 tensor of training images' codes, K = codebook size, multiset = bool}.
+-- The caller decodes the whole batch in one forward pass (pivq.sample.draw does both).
+--
+-- Built-ins:
+--   pair      two random training images as parents, a random point on a random path
+--   mix       m parents (opts.parents, default 3); L codes drawn from their union without repetition
+--   marginal  no parents: codes drawn from the training set's code frequencies (the baseline)
+local CodeSet = require "pivq.codeset"
+local random = require "pivq.random"
+local tensor = require "pivq.tensor"
+
+local M = {}
+local registry, docs = {}, {}
+
+function M.register(name, fn, doc)
+  if type(name) ~= "string" or not name:match("^[%w_%-]+$") then
+    error("sample.register: name must be a word (letters, digits, _ or -), got " .. tostring(name), 2)
+  end
+  if type(fn) ~= "function" then error("sample.register: fn must be a function, got " .. type(fn), 2) end
+  registry[name], docs[name] = fn, doc or ""
+end
+
+function M.list()
+  local out = {}
+  for k, v in pairs(docs) do out[k] = v end
+  return out
+end
+
+local function check_bank(bank)
+  if type(bank) ~= "table" or not tensor.is_tensor(bank.codes) or bank.codes:dim() ~= 2 or not bank.K then
+    error("sample: bank must be {codes = N x L int64 tensor, K = codebook size, multiset = bool}", 3)
+  end
+end
+
+-- pivq.sample.codes(name, bank, n, opts): n x L codes from a registered strategy.
+function M.codes(name, bank, n, opts)
+  check_bank(bank)
+  if type(n) ~= "number" or n % 1 ~= 0 or n < 1 then error("sample.codes: n must be a positive integer", 2) end
+  local fn = registry[name]
+  if not fn then error(string.format("sample: unknown strategy '%s'", tostring(name)), 2) end
+  local codes = fn(bank, n, opts or {})
+  local L = bank.codes:size(2)
+  if not tensor.is_tensor(codes) or codes:dim() ~= 2 or codes:size(1) ~= n or codes:size(2) ~= L then
+    error(string.format("sample '%s': the strategy must return a %d x %d tensor of codes", name, n, L), 2)
+  end
+  return codes
+end
+
+-- pivq.sample.draw(model, name, bank, n, opts): codes, then images decoded in one forward pass.
+function M.draw(model, name, bank, n, opts)
+  local codes = M.codes(name, bank, n, opts)
+  return model:decode(codes), codes
+end
+
+local function generator(opts) return opts.generator or random.Generator(opts.seed or 0) end
+
+-- uniform integer in 1..n from a generator
+local function pick(g, n) return random.randint(1, n + 1, { 1 }, { generator = g })[1] end
+
+local function parent(bank, i)
+  return CodeSet.new(bank.codes:select(1, i):totable(), { K = bank.K, multiset = bank.multiset })
+end
+
+M.register("pair", function(bank, n, opts)
+  local g = generator(opts)
+  local interp = require "pivq.interp"
+  local N, rows = bank.codes:size(1), {}
+  for s = 1, n do
+    local a, b = pick(g, N), pick(g, N)
+    local path = interp.path(opts.path_strategy or "random", parent(bank, a), parent(bank, b),
+      { seed = tonumber(g.cdata.offset) + s, model = opts.model, codebook = opts.codebook })
+    rows[s] = path[pick(g, #path)]:totable()
+  end
+  return tensor.tensor(rows, "int64")
+end, "two random training images as parents, a random point on a random path between them")
+
+M.register("mix", function(bank, n, opts)
+  local g = generator(opts)
+  local m = opts.parents or 3
+  local N, L, rows = bank.codes:size(1), bank.codes:size(2), {}
+  for s = 1, n do
+    -- pool: the union of the parents' codes (with multiplicities for multisets)
+    local pool = CodeSet.new({}, { K = bank.K, multiset = bank.multiset })
+    for _ = 1, m do pool = pool:union(parent(bank, pick(g, N))) end
+    local items = pool:totable()
+    local perm = random.randperm(#items, { generator = g })
+    local row = {}
+    for i = 1, L do row[i] = items[perm[i]] end
+    table.sort(row)
+    rows[s] = row
+  end
+  return tensor.tensor(rows, "int64")
+end, "m parents (opts.parents, default 3): L codes drawn without repetition from their union")
+
+M.register("marginal", function(bank, n, opts)
+  local g = generator(opts)
+  local L = bank.codes:size(2)
+  local counts = require("pivq.vq").code_counts(bank.codes, bank.K):float()
+  local probs = counts:view(1, -1):expand(n, bank.K):contiguous()
+  -- sets draw without replacement (distinct codes); multisets with
+  local codes = random.multinomial(probs, L, bank.multiset, { generator = g })
+  local rows = {}
+  for s = 1, n do
+    local row = codes:select(1, s):totable()
+    table.sort(row)
+    rows[s] = row
+  end
+  return tensor.tensor(rows, "int64")
+end, "codes drawn from the training set's code frequencies, no parents (the baseline)")
+
+return M

@@ -1,0 +1,191 @@
+-- Code sets, interpolation paths and sampling strategies: invariants checked frame by frame.
+local pivq = require "pivq"
+local CodeSet = pivq.CodeSet
+
+local function random_set(g, K, L)
+  local perm = pivq.randperm(K, { generator = g })
+  local codes = {}
+  for i = 1, L do codes[i] = perm[i] end
+  return CodeSet(codes, { K = K })
+end
+
+-- number of codes that differ between consecutive frames (multiset-aware)
+local function changed(a, b)
+  local rem = a:diff(b)
+  return #rem
+end
+
+local function check_path(A, B, path, planned)
+  assert.is_true(path[1]:equals(A), "first frame is A")
+  assert.is_true(path[#path]:equals(B), "last frame is B")
+  local common = A:intersection(B)
+  for i, f in ipairs(path) do
+    assert.are.equal(A:size(), f:size(), "frame " .. i .. " keeps L codes")
+    -- codes common to A and B never move (with their multiplicities)
+    for _, k in ipairs(common:distinct()) do
+      assert.is_true(f:count(k) >= common:count(k), "frame " .. i .. " keeps common code " .. k)
+    end
+    if i > 1 and planned then
+      assert.are.equal(planned[i - 1], changed(path[i - 1], f), "step " .. (i - 1) .. " changes as planned")
+    end
+  end
+end
+
+describe("pivq.CodeSet", function()
+  it("prints sets sorted and multisets with multiplicities", function()
+    assert.are.equal("set{3, 17, 230}", tostring(CodeSet({ 230, 3, 17 })))
+    assert.are.equal("multiset{3×2, 17}", tostring(CodeSet({ 3, 17, 3 }, { multiset = true })))
+  end)
+
+  it("supports set operations", function()
+    local s = CodeSet({ 1, 2, 3 }, { K = 10 })
+    assert.are.same({ 1, 3 }, (s - { 2 }):totable())
+    assert.are.same({ 1, 2, 3, 9 }, (s + { 9 }):totable())
+    assert.are.same({ 1, 3, 7 }, s:replace(2, 7):totable())
+    assert.are.same({ 1, 2, 3, 4 }, s:union(CodeSet({ 3, 4 })):totable())
+    assert.are.same({ 3 }, s:intersection(CodeSet({ 3, 4 })):totable())
+    assert.is_true(s:contains(2))
+    assert.is_false(s:contains(4))
+  end)
+
+  it("refuses duplicates in a set and unknown removals", function()
+    assert.has_error(function() return CodeSet({ 1, 1 }) end)
+    assert.has_error(function() return CodeSet({ 1, 2 }) + { 2 } end, "CodeSet:add: code 2 is already in the set")
+    assert.has_error(function() return CodeSet({ 1, 2 }) - { 5 } end, "CodeSet:remove: code 5 is not in the set")
+    assert.has_error(function() return CodeSet({ 0 }) end)
+    assert.has_error(function() return CodeSet({ 11 }, { K = 10 }) end)
+  end)
+end)
+
+describe("pivq.interp", function()
+  it("lists the built-in strategies with their docs", function()
+    local l = pivq.interp.list()
+    for _, name in ipairs({ "random", "paired", "smoothest", "lerp" }) do
+      assert.is_string(l[name])
+    end
+  end)
+
+  it("random paths satisfy the invariants, one swap per step, and depend on the seed", function()
+    local g = pivq.Generator(5)
+    for _ = 1, 20 do
+      local A, B = random_set(g, 40, 12), random_set(g, 40, 12)
+      local d = #A:diff(B)
+      local path = pivq.interp.path("random", A, B, { seed = 1 })
+      assert.are.equal(d + 1, #path)
+      local ones = {}
+      for i = 1, d do ones[i] = 1 end
+      check_path(A, B, path, ones)
+    end
+    local A, B = CodeSet({ 1, 2, 3, 4, 5, 6 }), CodeSet({ 7, 8, 9, 10, 11, 12 })
+    local p1 = pivq.interp.path("random", A, B, { seed = 1 })
+    local p1b = pivq.interp.path("random", A, B, { seed = 1 })
+    local p2 = pivq.interp.path("random", A, B, { seed = 2 })
+    local same, differs = true, false
+    for i = 1, #p1 do
+      same = same and p1[i]:equals(p1b[i])
+      differs = differs or not p1[i]:equals(p2[i])
+    end
+    assert.is_true(same)
+    assert.is_true(differs)
+  end)
+
+  it("groups swaps into the requested number of steps", function()
+    local A, B = CodeSet({ 1, 2, 3, 4, 5, 6, 7 }), CodeSet({ 1, 12, 13, 14, 15, 16, 17 })
+    local path = pivq.interp.path("random", A, B, { steps = 4, seed = 3 })
+    assert.are.equal(5, #path)
+    check_path(A, B, path, { 2, 2, 1, 1 })
+  end)
+
+  it("handles multisets with multiplicities", function()
+    local A = CodeSet({ 1, 1, 1, 2, 3 }, { multiset = true })
+    local B = CodeSet({ 1, 4, 4, 2, 5 }, { multiset = true })
+    local path = pivq.interp.path("random", A, B, { seed = 9 })
+    assert.are.equal(4, #path) -- 1×2 and 3 leave; 4×2 and 5 arrive
+    check_path(A, B, path, { 1, 1, 1 })
+  end)
+
+  it("smoothest takes the swap whose decoded image changes least", function()
+    -- a toy decoder: the image is the codes' embeddings summed; code 9 is close to code 1
+    local emb = { [1] = 0, [2] = 10, [3] = 20, [9] = 0.1, [7] = 50, [8] = 30 }
+    local model = {
+      decode = function(_, codes)
+        local n, L = codes:size(1), codes:size(2)
+        local out = pivq.zeros(n, 1)
+        for i = 1, n do
+          local s = 0
+          for j = 1, L do s = s + emb[codes:get(i, j)] end
+          out:set(i, 1, s)
+        end
+        return out
+      end,
+    }
+    local A, B = CodeSet({ 1, 2, 3 }), CodeSet({ 9, 7, 8 })
+    local path = pivq.interp.path("smoothest", A, B, { model = model })
+    check_path(A, B, path, { 1, 1, 1 })
+    -- best first step: any removal paired with code 9 changes by |emb(9) - emb(r)|, 1 -> 9 is 0.1
+    assert.are.same({ 2, 3, 9 }, path[2]:totable())
+  end)
+
+  it("registers a strategy from a file and checks what strategies return", function()
+    local path = os.tmpname() .. ".lua"
+    local f = assert(io.open(path, "w"))
+    f:write([[
+local pivq = require "pivq"
+pivq.interp.register("reverse_sorted", function(A, B, opts)
+  local rem, add = A:diff(B)
+  local swaps = {}
+  for i = 1, #rem do swaps[i] = { remove = rem[#rem + 1 - i], add = add[i] } end
+  return pivq.interp.path_from_swaps(A, swaps, opts.steps)
+end, "largest codes leave first")
+pivq.interp.register("broken", function(A) return { A } end, "does not reach B")
+]])
+    f:close()
+    local added = assert(pivq.interp.load_file(path))
+    os.remove(path)
+    assert.are.same({ "broken", "reverse_sorted" }, added)
+    local A, B = CodeSet({ 1, 2, 3 }), CodeSet({ 4, 5, 6 })
+    local p = pivq.interp.path("reverse_sorted", A, B)
+    assert.are.same({ 1, 2, 4 }, p[2]:totable())
+    assert.has_error(function() pivq.interp.path("broken", A, B) end,
+      "interp 'broken': the path must start at A and end at B")
+    assert.has_error(function() pivq.interp.path("nope", A, B) end)
+  end)
+end)
+
+describe("pivq.sample", function()
+  local bank = {
+    codes = pivq.tensor({ { 1, 2, 3, 4 }, { 2, 3, 5, 6 }, { 7, 8, 9, 10 }, { 1, 5, 9, 11 } }, "int64"),
+    K = 12,
+  }
+
+  for _, name in ipairs({ "pair", "mix", "marginal" }) do
+    it(name .. " returns n x L distinct codes, deterministic by seed", function()
+      local a = pivq.sample.codes(name, bank, 16, { seed = 4 })
+      local b = pivq.sample.codes(name, bank, 16, { seed = 4 })
+      assert.are.same({ 16, 4 }, a:size())
+      assert.are.same(a:totable(), b:totable())
+      for i = 1, 16 do
+        local seen = {}
+        for j = 1, 4 do
+          local k = a:get(i, j)
+          assert.is_true(k >= 1 and k <= 12)
+          assert.is_nil(seen[k], "codes of a sample are distinct")
+          seen[k] = true
+        end
+      end
+    end)
+  end
+
+  it("mix draws only from its parents' codes; marginal only from codes in the bank", function()
+    local used = {}
+    for i = 1, 4 do
+      for j = 1, 4 do used[bank.codes:get(i, j)] = true end
+    end
+    for _, name in ipairs({ "mix", "marginal", "pair" }) do
+      local s = pivq.sample.codes(name, bank, 32, { seed = 1 })
+      for i = 1, 32 do
+        for j = 1, 4 do assert.is_true(used[s:get(i, j)], name .. " drew an unseen code") end
+      end
+    end
+  end)
+end)
