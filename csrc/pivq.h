@@ -509,6 +509,26 @@ pivq_tensor *pivq_code_counts(const pivq_tensor *codes, int64_t K);
 /* Mean number of distinct codes per row of codes (B x L int64 in [0, K)): K_img. */
 int pivq_distinct_per_row(const pivq_tensor *codes, int64_t K, double *out_mean);
 
+/* ---------------------------------------------------------------------------------------
+ * Nearest neighbours for PRDC (knn.c). Euclidean distances by blocked sgemm: memory grows
+ * with a block of query rows times the reference rows, never with N x N. Decisions near a
+ * threshold are re-checked with distances recomputed exactly in double, so a point lying on
+ * a radius is classified the same whichever role it plays.
+ * ------------------------------------------------------------------------------------- */
+
+/* For each row of x (N x d float32), the distance to its k-th nearest OTHER row of x
+   (1 <= k < N). Result: N float32 radii. */
+pivq_tensor *pivq_knn_radii(const pivq_tensor *x, int k);
+/* Ball membership between a reference set with radii and a query set:
+   [OUT] query_counts (M int64): for each query row j, the number of reference rows i with
+         dist(q_j, r_i) < radius_i (inclusive == 0) or <= radius_i (inclusive == 1);
+   [OUT] ref_nearest (N float32): for each reference row i, the distance to its nearest
+         query row (coverage compares it with radius_i).
+   ref N x d, radii N, query M x d; the outputs are new tensors stored in *query_counts and
+   *ref_nearest. */
+int pivq_ball_counts(const pivq_tensor *ref, const pivq_tensor *radii, const pivq_tensor *query,
+                     int inclusive, pivq_tensor **query_counts, pivq_tensor **ref_nearest);
+
 #ifndef PIVQ_CDEF
 #ifdef __cplusplus
 }

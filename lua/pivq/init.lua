@@ -73,5 +73,6 @@ pivq.vq = require "pivq.vq"
 pivq.CodeSet = require "pivq.codeset"
 pivq.interp = require "pivq.interp"
 pivq.sample = require "pivq.sample"
+pivq.eval = require "pivq.eval"
 
 return pivq
