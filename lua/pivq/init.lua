@@ -74,5 +74,6 @@ pivq.CodeSet = require "pivq.codeset"
 pivq.interp = require "pivq.interp"
 pivq.sample = require "pivq.sample"
 pivq.eval = require "pivq.eval"
+pivq.probe = require "pivq.probe"
 
 return pivq
