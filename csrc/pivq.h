@@ -529,6 +529,16 @@ pivq_tensor *pivq_knn_radii(const pivq_tensor *x, int k);
 int pivq_ball_counts(const pivq_tensor *ref, const pivq_tensor *radii, const pivq_tensor *query,
                      int inclusive, pivq_tensor **query_counts, pivq_tensor **ref_nearest);
 
+/* ---------------------------------------------------------------------------------------
+ * Image-quality metrics (metrics.c).
+ * ------------------------------------------------------------------------------------- */
+
+/* Mean SSIM of each image pair (Wang et al. 2004): Gaussian window 11x11, sigma 1.5, over the
+   window positions that fit inside the image (no padding), C1 = (0.01 R)^2, C2 = (0.03 R)^2
+   with R = data_range, averaged over channels. x, y: N x C x H x W float32 with H, W >= 11.
+   Result: N float32. */
+pivq_tensor *pivq_ssim(const pivq_tensor *x, const pivq_tensor *y, double data_range);
+
 #ifndef PIVQ_CDEF
 #ifdef __cplusplus
 }

@@ -68,4 +68,46 @@ function M.prdc(real, fake, opts)
   return out
 end
 
+-- ---- reconstruction metrics --------------------------------------------------------------
+
+local function check_pair(fname, x, y)
+  if not tensor.is_tensor(x) or not tensor.is_tensor(y) then
+    error(fname .. ": expected two image tensors", 3)
+  end
+  if table.concat(x:size(), "x") ~= table.concat(y:size(), "x") then
+    error(string.format("%s: shapes differ: %s and %s", fname, table.concat(x:size(), "x"),
+      table.concat(y:size(), "x")), 3)
+  end
+end
+
+-- Per-image mean squared error (N) of N x ... images.
+function M.mse(x, y)
+  check_pair("mse", x, y)
+  local n = x:size(1)
+  return (x - y):pow(2):reshape(n, -1):mean(2)
+end
+
+-- PSNR in dB, the mean over images of each image's PSNR (data_range: 1 for pixels in [0, 1]).
+-- An exact reconstruction has infinite PSNR; it is capped at 100 dB so means stay finite.
+function M.psnr(x, y, opts)
+  local R = (opts and opts.data_range) or 1
+  local mse = M.mse(x, y)
+  local total, n = 0, mse:numel()
+  for i = 1, n do
+    local m = mse[i]
+    total = total + (m > 0 and math.min(100, 10 * math.log10(R * R / m)) or 100)
+  end
+  return total / n
+end
+
+-- Mean SSIM over images (Wang et al. 2004; see pivq_ssim in csrc/pivq.h); per_image = true
+-- returns the N values instead.
+function M.ssim(x, y, opts)
+  opts = opts or {}
+  check_pair("ssim", x, y)
+  local s = wrap(C.pivq_ssim(x:float().c, y:float().c, opts.data_range or 1))
+  if opts.per_image then return s end
+  return s:sum():item() / s:numel()
+end
+
 return M
