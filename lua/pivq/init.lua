@@ -75,5 +75,6 @@ pivq.interp = require "pivq.interp"
 pivq.sample = require "pivq.sample"
 pivq.eval = require "pivq.eval"
 pivq.probe = require "pivq.probe"
+pivq.show = require("pivq.show").show
 
 return pivq
