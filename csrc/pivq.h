@@ -539,6 +539,45 @@ int pivq_ball_counts(const pivq_tensor *ref, const pivq_tensor *radii, const piv
    Result: N float32. */
 pivq_tensor *pivq_ssim(const pivq_tensor *x, const pivq_tensor *y, double data_range);
 
+/* ---------------------------------------------------------------------------------------
+ * Exact linear assignment (assign.c): the solver of the matching quantizer. Exact means
+ * optimal, not greedy: shortest augmenting paths with potentials over each row's cheapest
+ * columns (METHOD.md's two speed-ups), no padding to a square. Indices are 0-based.
+ * ------------------------------------------------------------------------------------- */
+
+/* Minimum-cost injective assignment of the L rows of a row-major L x K float32 cost matrix
+   (L <= K) to distinct columns: minimises sum_i cost[i, out_cols[i]] exactly.
+   Returns 0, or -1 after pivq_set_error on bad input (L < 1, L > K, row_stride < K,
+   NULL pointer, NaN or +-Inf in cost, out of memory).
+     cost        L x K costs; row i starts at cost + i*row_stride (any sign, must be finite)
+     L           number of rows to assign (1 <= L <= K)
+     K           number of columns (K <= INT32_MAX)
+     row_stride  elements between the starts of consecutive rows (>= K)
+     out_cols    [OUT] L entries: out_cols[i] = 0-based column given to row i, all distinct */
+int pivq_assign_one(const float *cost, int64_t L, int64_t K, int64_t row_stride,
+                    int64_t *out_cols);
+
+/* B independent assignment problems, solved in parallel over B with OpenMP (one scratch
+   buffer per thread). Returns 0, or -1 after pivq_set_error naming the first (lowest-index)
+   failing problem.
+     cost      B x L x K contiguous float32 costs (problem b at cost + b*L*K)
+     B         number of problems (>= 0; B == 0 does nothing)
+     L         rows per problem (1 <= L <= K)
+     K         columns per problem
+     out_cols  [OUT] B x L contiguous: out_cols[b*L + i] = column given to row i of problem b */
+int pivq_assign_batch(const float *cost, int64_t B, int64_t L, int64_t K, int64_t *out_cols);
+
+/* Total cost sum_i cost[i, cols[i]] of an assignment, accumulated in double (for tests).
+   Does not validate anything.
+     cost  L x K contiguous float32 costs
+     L     number of rows
+     K     number of columns
+     cols  L column indices, 0-based, each in [0, K) */
+double pivq_assign_total_cost(const float *cost, int64_t L, int64_t K, const int64_t *cols);
+/* Tensor form: cost L x K -> L int64 columns, or B x L x K -> B x L (problems in parallel).
+   cost is float32 (any strides; copied to contiguous if needed). */
+pivq_tensor *pivq_assign(const pivq_tensor *cost);
+
 #ifndef PIVQ_CDEF
 #ifdef __cplusplus
 }

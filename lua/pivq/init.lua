@@ -70,6 +70,7 @@ pivq.gc_policy = tensor.gc_policy
 pivq.capacity = require "pivq.capacity"
 pivq.plot = require "pivq.plot"
 pivq.vq = require "pivq.vq"
+pivq.assign = pivq.vq.assign
 pivq.CodeSet = require "pivq.codeset"
 pivq.interp = require "pivq.interp"
 pivq.sample = require "pivq.sample"

@@ -100,5 +100,14 @@ function M.code_stats(codes, K)
   }
 end
 
+-- Exact minimum-cost assignment of the rows of an L x K cost (L <= K) to distinct columns:
+-- L 1-based int64 columns; a B x L x K cost gives B x L (problems solved in parallel).
+function M.assign(cost)
+  need_tensor("assign", "cost", cost)
+  local cols = wrap(C.pivq_assign(cost.c))
+  check_rc(C.pivq_binary_scalar_(cols.c, 1, C.PIVQ_ADD))
+  return cols
+end
+
 M.Generator = random.Generator
 return M
