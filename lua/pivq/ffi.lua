@@ -18,14 +18,6 @@ if not state then
   ffi.cdef(build.cdef)
   -- Inside the `pivq` host the library is already linked in; from plain luajit load it by path.
   local in_process = pcall(function() return ffi.C.pivq_version end)
-  if not in_process then
-    -- Pin the library for the life of the process: when a plain luajit closes its state it
-    -- would dlclose libpivq, unmapping OpenBLAS while its worker threads still run (a crash
-    -- at exit). RTLD_NODELETE keeps it, and its dependencies, mapped.
-    ffi.cdef "void *dlopen(const char *filename, int flags);"
-    local RTLD_NOW, RTLD_GLOBAL, RTLD_NODELETE = 0x2, 0x100, 0x1000
-    ffi.C.dlopen(build.libpath, RTLD_NOW + RTLD_GLOBAL + RTLD_NODELETE)
-  end
   local C = in_process and ffi.C or ffi.load(build.libpath)
   if not in_process then
     -- Pin the library for the life of the process. LuaJIT dlclose()s an ffi.load'ed library
