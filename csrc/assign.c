@@ -123,32 +123,32 @@ typedef struct {
 /* Working memory for problems of one shape. One malloc; arrays carved out of it. */
 typedef struct {
     int32_t L, K, n_blocks;
-    bool use_lists;            /* 2L <= K: rows use candidate lists, else whole rows */
+    bool use_lists; /* 2L <= K: rows use candidate lists, else whole rows */
     /* per row */
-    float *row_min;            /* [L] */
-    int32_t *row_argmin;       /* [L] */
-    float *block_min;          /* [L x n_blocks] minimum of each ROW_BLOCK columns (lists only) */
-    double *u;                 /* [L] row potentials */
-    int32_t *col4row;          /* [L] column of each row, -1 while free */
-    int32_t *free_rows;        /* [L] rows left over by the greedy start */
-    int32_t *scanned_rows;     /* [L] rows reached by the current search, in order */
-    double *scanned_reach;     /* [L] distance at which each of those was reached */
-    int32_t *list_len;         /* [L] candidate list length, 0 = none yet */
-    float *list_horizon;       /* [L] every unlisted column costs >= this; INFINITY if complete */
-    int32_t *list_col;         /* [L x L] listed columns of each row (lists only) */
-    float *list_cost;          /* [L x L] their costs */
+    float *row_min;        /* [L] */
+    int32_t *row_argmin;   /* [L] */
+    float *block_min;      /* [L x n_blocks] minimum of each ROW_BLOCK columns (lists only) */
+    double *u;             /* [L] row potentials */
+    int32_t *col4row;      /* [L] column of each row, -1 while free */
+    int32_t *free_rows;    /* [L] rows left over by the greedy start */
+    int32_t *scanned_rows; /* [L] rows reached by the current search, in order */
+    double *scanned_reach; /* [L] distance at which each of those was reached */
+    int32_t *list_len;     /* [L] candidate list length, 0 = none yet */
+    float *list_horizon;   /* [L] every unlisted column costs >= this; INFINITY if complete */
+    int32_t *list_col;     /* [L x L] listed columns of each row (lists only) */
+    float *list_cost;      /* [L x L] their costs */
     /* per column [K]; col (dist = UNSEEN_DIST, v = 0) and row4col are clean between problems */
     column_state *col;
-    int32_t *row4col;          /* row holding each column, -1 if none */
-    int32_t *pred;             /* row from which the column was reached */
-    int32_t *frontier_pos;     /* index of a frontier column in frontier_col */
-    int32_t *frontier_col;     /* reached, unsettled columns (unordered) */
-    double *frontier_dist;     /* their distances, contiguous for the minimum search */
-    int32_t *touched;          /* every column reached by the current search */
+    int32_t *row4col;      /* row holding each column, -1 if none */
+    int32_t *pred;         /* row from which the column was reached */
+    int32_t *frontier_pos; /* index of a frontier column in frontier_col */
+    int32_t *frontier_col; /* reached, unsettled columns (unordered) */
+    double *frontier_dist; /* their distances, contiguous for the minimum search */
+    int32_t *touched;      /* every column reached by the current search */
     int32_t n_frontier, n_touched;
     /* selection temporaries (lists only) */
-    float *bound_scratch;      /* [K] copies of block/group minima that quickselect permutes */
-    cost_col *gathered;        /* [K] entries under a bound */
+    float *bound_scratch; /* [K] copies of block/group minima that quickselect permutes */
+    cost_col *gathered;   /* [K] entries under a bound */
     void *block;
 } assign_scratch;
 
@@ -178,27 +178,28 @@ static size_t scratch_init(assign_scratch *s, int32_t L, int32_t K)
     const size_t nL_lists = s->use_lists ? nL : 0, nK_lists = s->use_lists ? nK : 0;
     size_t total = 0, at[22];
     int a = 0;
-    bool ok = reserve(&total, &at[a++], nL, sizeof(float))                           /* row_min */
-           && reserve(&total, &at[a++], nL, sizeof(int32_t))                         /* row_argmin */
-           && reserve(&total, &at[a++], nL_lists * (size_t)s->n_blocks, sizeof(float)) /* block_min */
-           && reserve(&total, &at[a++], nL, sizeof(double))                          /* u */
-           && reserve(&total, &at[a++], nL, sizeof(int32_t))                         /* col4row */
-           && reserve(&total, &at[a++], nL, sizeof(int32_t))                         /* free_rows */
-           && reserve(&total, &at[a++], nL, sizeof(int32_t))                         /* scanned_rows */
-           && reserve(&total, &at[a++], nL, sizeof(double))                          /* scanned_reach */
-           && reserve(&total, &at[a++], nL, sizeof(int32_t))                         /* list_len */
-           && reserve(&total, &at[a++], nL, sizeof(float))                           /* list_horizon */
-           && reserve(&total, &at[a++], nL_lists * nL, sizeof(int32_t))              /* list_col */
-           && reserve(&total, &at[a++], nL_lists * nL, sizeof(float))                /* list_cost */
-           && reserve(&total, &at[a++], nK, sizeof(column_state))                    /* col */
-           && reserve(&total, &at[a++], nK, sizeof(int32_t))                         /* row4col */
-           && reserve(&total, &at[a++], nK, sizeof(int32_t))                         /* pred */
-           && reserve(&total, &at[a++], nK, sizeof(int32_t))                         /* frontier_pos */
-           && reserve(&total, &at[a++], nK, sizeof(int32_t))                         /* frontier_col */
-           && reserve(&total, &at[a++], nK, sizeof(double))                          /* frontier_dist */
-           && reserve(&total, &at[a++], nK, sizeof(int32_t))                         /* touched */
-           && reserve(&total, &at[a++], nK_lists, sizeof(float))                     /* bound_scratch */
-           && reserve(&total, &at[a++], nK_lists, sizeof(cost_col));                 /* gathered */
+    bool ok =
+        reserve(&total, &at[a++], nL, sizeof(float))                                /* row_min */
+        && reserve(&total, &at[a++], nL, sizeof(int32_t))                           /* row_argmin */
+        && reserve(&total, &at[a++], nL_lists * (size_t)s->n_blocks, sizeof(float)) /* block_min */
+        && reserve(&total, &at[a++], nL, sizeof(double))                            /* u */
+        && reserve(&total, &at[a++], nL, sizeof(int32_t))                           /* col4row */
+        && reserve(&total, &at[a++], nL, sizeof(int32_t))                           /* free_rows */
+        && reserve(&total, &at[a++], nL, sizeof(int32_t))            /* scanned_rows */
+        && reserve(&total, &at[a++], nL, sizeof(double))             /* scanned_reach */
+        && reserve(&total, &at[a++], nL, sizeof(int32_t))            /* list_len */
+        && reserve(&total, &at[a++], nL, sizeof(float))              /* list_horizon */
+        && reserve(&total, &at[a++], nL_lists * nL, sizeof(int32_t)) /* list_col */
+        && reserve(&total, &at[a++], nL_lists * nL, sizeof(float))   /* list_cost */
+        && reserve(&total, &at[a++], nK, sizeof(column_state))       /* col */
+        && reserve(&total, &at[a++], nK, sizeof(int32_t))            /* row4col */
+        && reserve(&total, &at[a++], nK, sizeof(int32_t))            /* pred */
+        && reserve(&total, &at[a++], nK, sizeof(int32_t))            /* frontier_pos */
+        && reserve(&total, &at[a++], nK, sizeof(int32_t))            /* frontier_col */
+        && reserve(&total, &at[a++], nK, sizeof(double))             /* frontier_dist */
+        && reserve(&total, &at[a++], nK, sizeof(int32_t))            /* touched */
+        && reserve(&total, &at[a++], nK_lists, sizeof(float))        /* bound_scratch */
+        && reserve(&total, &at[a++], nK_lists, sizeof(cost_col));    /* gathered */
     if (!ok) return SIZE_MAX;
     char *base = malloc(total + 64);
     if (!base) return total + 64;
@@ -254,8 +255,10 @@ static float select_kth_float(float *a, int32_t n, int32_t k)
         const float pivot = x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
         int32_t i = lo, j = hi;
         while (i <= j) {
-            while (a[i] < pivot) i++;
-            while (a[j] > pivot) j--;
+            while (a[i] < pivot)
+                i++;
+            while (a[j] > pivot)
+                j--;
             if (i <= j) {
                 const float t = a[i];
                 a[i++] = a[j];
@@ -263,9 +266,12 @@ static float select_kth_float(float *a, int32_t n, int32_t k)
             }
         }
         /* now a[lo..j] <= pivot, a[i..hi] >= pivot, and a[j+1..i-1] == pivot */
-        if (k <= j) hi = j;
-        else if (k >= i) lo = i;
-        else break;
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            break;
     }
     return a[k];
 }
@@ -311,33 +317,40 @@ static void select_cheapest_pairs(cost_col *a, int32_t n, int32_t k)
                                              : (cheaper(x, z) ? x : (cheaper(y, z) ? z : y));
         int32_t i = lo, j = hi;
         while (i <= j) {
-            while (cheaper(a[i], pivot)) i++;
-            while (cheaper(pivot, a[j])) j--;
+            while (cheaper(a[i], pivot))
+                i++;
+            while (cheaper(pivot, a[j]))
+                j--;
             if (i <= j) {
                 const cost_col t = a[i];
                 a[i++] = a[j];
                 a[j--] = t;
             }
         }
-        if (k <= j) hi = j;
-        else if (k >= i) lo = i;
-        else break;
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            break;
     }
 }
 
 /* Append (row[j], j) for every j in [start, end) with row[j] <= bound to gathered[n..];
    returns the new count. Few entries qualify, so with SSE2 sixteen are tested at once and
    skipped together when none does. */
-static int32_t gather_at_most(const float *row, int32_t start, int32_t end, float bound, cost_col *gathered,
-                              int32_t n)
+static int32_t gather_at_most(const float *row, int32_t start, int32_t end, float bound,
+                              cost_col *gathered, int32_t n)
 {
     int32_t j = start;
 #ifdef __SSE2__
     const __m128 limit = _mm_set1_ps(bound);
     for (; j + 16 <= end; j += 16) {
         const float *p = row + j;
-        const __m128 hit = _mm_or_ps(_mm_or_ps(_mm_cmple_ps(_mm_loadu_ps(p), limit), _mm_cmple_ps(_mm_loadu_ps(p + 4), limit)),
-                                     _mm_or_ps(_mm_cmple_ps(_mm_loadu_ps(p + 8), limit), _mm_cmple_ps(_mm_loadu_ps(p + 12), limit)));
+        const __m128 hit = _mm_or_ps(_mm_or_ps(_mm_cmple_ps(_mm_loadu_ps(p), limit),
+                                               _mm_cmple_ps(_mm_loadu_ps(p + 4), limit)),
+                                     _mm_or_ps(_mm_cmple_ps(_mm_loadu_ps(p + 8), limit),
+                                               _mm_cmple_ps(_mm_loadu_ps(p + 12), limit)));
         if (!_mm_movemask_ps(hit)) continue;
         for (int32_t k = j; k < j + 16; k++) {
             gathered[n] = (cost_col){row[k], k};
@@ -357,9 +370,11 @@ static void min_into(float *restrict acc, const float *restrict x, int32_t n)
 {
     int32_t g = 0;
 #ifdef __SSE2__
-    for (; g + 4 <= n; g += 4) _mm_storeu_ps(acc + g, _mm_min_ps(_mm_loadu_ps(acc + g), _mm_loadu_ps(x + g)));
+    for (; g + 4 <= n; g += 4)
+        _mm_storeu_ps(acc + g, _mm_min_ps(_mm_loadu_ps(acc + g), _mm_loadu_ps(x + g)));
 #endif
-    for (; g < n; g++) acc[g] = x[g] < acc[g] ? x[g] : acc[g];
+    for (; g < n; g++)
+        acc[g] = x[g] < acc[g] ? x[g] : acc[g];
 }
 
 /* Step 3: (re)build row i's candidate list to hold at least its `want` cheapest columns (fewer
@@ -393,7 +408,8 @@ static void build_list(assign_scratch *s, const float *row, int32_t i, int32_t w
         float *group_min = s->bound_scratch, *copy = s->bound_scratch + G; /* 2G <= K */
         memcpy(group_min, row, (size_t)G * sizeof(float));
         int32_t chunk = G;
-        for (; chunk < K; chunk += G) min_into(group_min, row + chunk, K - chunk < G ? K - chunk : G);
+        for (; chunk < K; chunk += G)
+            min_into(group_min, row + chunk, K - chunk < G ? K - chunk : G);
         memcpy(copy, group_min, (size_t)G * sizeof(float));
         bound = select_kth_float(copy, G, want - 1);
         for (int32_t g = 0; g < G; g++) {
@@ -407,7 +423,8 @@ static void build_list(assign_scratch *s, const float *row, int32_t i, int32_t w
     } else {
         /* 3c. No useful bound: gather the whole row. */
         bound = INFINITY;
-        for (int32_t j = 0; j < K; j++) gathered[j] = (cost_col){row[j], j};
+        for (int32_t j = 0; j < K; j++)
+            gathered[j] = (cost_col){row[j], j};
         n = K;
     }
     /* 3d. L entries are always enough (fact (1)): keep the L cheapest. The gathered entries
@@ -434,7 +451,8 @@ static void build_list(assign_scratch *s, const float *row, int32_t i, int32_t w
    accumulators, and a scalar loop elsewhere and for a short last block. Finiteness: x - x is
    +0 for finite x and NaN for NaN/Inf, and OR-ing those bit patterns yields a NaN iff one was.
    The argmin search then scans only the first block that reached the minimum. */
-static bool row_pass(const float *row, int32_t K, float *block_min, float *min_out, int32_t *argmin_out)
+static bool row_pass(const float *row, int32_t K, float *block_min, float *min_out,
+                     int32_t *argmin_out)
 {
     float best = INFINITY;
     int32_t best_start = 0, start = 0, b = 0;
@@ -443,7 +461,8 @@ static bool row_pass(const float *row, int32_t K, float *block_min, float *min_o
     __m128 poison0 = _mm_setzero_ps(), poison1 = _mm_setzero_ps();
     for (; start + ROW_BLOCK <= K; start += ROW_BLOCK, b++) {
         const float *p = row + start;
-        __m128 m0 = _mm_loadu_ps(p), m1 = _mm_loadu_ps(p + 4), m2 = _mm_loadu_ps(p + 8), m3 = _mm_loadu_ps(p + 12);
+        __m128 m0 = _mm_loadu_ps(p), m1 = _mm_loadu_ps(p + 4), m2 = _mm_loadu_ps(p + 8),
+               m3 = _mm_loadu_ps(p + 12);
         poison0 = _mm_or_ps(poison0, _mm_or_ps(_mm_sub_ps(m0, m0), _mm_sub_ps(m1, m1)));
         poison1 = _mm_or_ps(poison1, _mm_or_ps(_mm_sub_ps(m2, m2), _mm_sub_ps(m3, m3)));
         for (int32_t j = 16; j < ROW_BLOCK; j += 16) {
@@ -503,7 +522,8 @@ static bool row_pass(const float *row, int32_t K, float *block_min, float *min_o
     }
     if (!finite) return false;
     int32_t j = best_start;
-    while (row[j] != best) j++;
+    while (row[j] != best)
+        j++;
     *min_out = best;
     *argmin_out = j;
     return true;
@@ -537,10 +557,12 @@ static inline void relax_row(assign_scratch *s, int32_t i, double reach, const i
 }
 
 /* Relax every listed edge of row i (or the whole row without lists). */
-static void relax_listed(assign_scratch *s, const float *cost, int64_t row_stride, int32_t i, double reach)
+static void relax_listed(assign_scratch *s, const float *cost, int64_t row_stride, int32_t i,
+                         double reach)
 {
     if (s->use_lists)
-        relax_row(s, i, reach, s->list_col + (size_t)i * s->L, s->list_cost + (size_t)i * s->L, s->list_len[i]);
+        relax_row(s, i, reach, s->list_col + (size_t)i * s->L, s->list_cost + (size_t)i * s->L,
+                  s->list_len[i]);
     else
         relax_row(s, i, reach, NULL, cost + (int64_t)i * row_stride, s->K);
 }
@@ -578,8 +600,8 @@ static bool augment_from_row(assign_scratch *s, const float *cost, int64_t row_s
 
     s->n_touched = s->n_frontier = 0;
     int32_t n_scanned = 0, sink = -1, i = r;
-    double settled_dist = 0.0;   /* distance of the column settled last */
-    double horizon = INFINITY;   /* lowest_horizon() of the scanned rows, kept up to date */
+    double settled_dist = 0.0; /* distance of the column settled last */
+    double horizon = INFINITY; /* lowest_horizon() of the scanned rows, kept up to date */
     int32_t horizon_row = -1;
     for (;;) {
         /* 4a. Scan row i: relax its listed edges. */
@@ -650,7 +672,8 @@ static bool augment_from_row(assign_scratch *s, const float *cost, int64_t row_s
             col[col4row[scanned_rows[t]]].v -= gain;
         }
     }
-    for (int32_t t = 0; t < s->n_touched; t++) col[s->touched[t]].dist = UNSEEN_DIST;
+    for (int32_t t = 0; t < s->n_touched; t++)
+        col[s->touched[t]].dist = UNSEEN_DIST;
     if (sink < 0) return false;
     /* 4e. Flip the path: each row on it takes the column it reached, from the sink back to r. */
     for (int32_t c = sink;;) {
@@ -679,7 +702,8 @@ static int solve_problem(assign_scratch *s, const float *cost, int64_t row_strid
         float *block_min = s->use_lists ? s->block_min + (size_t)i * s->n_blocks : NULL;
         if (!row_pass(row, K, block_min, &s->row_min[i], &s->row_argmin[i])) {
             int32_t j = 0;
-            while (row[j] - row[j] == 0.0f) j++;
+            while (row[j] - row[j] == 0.0f)
+                j++;
             *fault = (assign_fault){FAULT_NONFINITE, i, j, row[j]};
             return -1;
         }
@@ -730,13 +754,15 @@ static int solve_problem(assign_scratch *s, const float *cost, int64_t row_strid
 /* Shape checks shared by both entry points; fname names the caller in messages. */
 static int check_shape(const char *fname, int64_t L, int64_t K)
 {
-    if (L < 1) return pivq_set_error("%s: need at least one row to assign, got L=%lld", fname, (long long)L);
+    if (L < 1)
+        return pivq_set_error("%s: need at least one row to assign, got L=%lld", fname,
+                              (long long)L);
     if (L > K)
-        return pivq_set_error("%s: cost has L=%lld rows but only K=%lld columns (need L <= K)", fname,
-                              (long long)L, (long long)K);
+        return pivq_set_error("%s: cost has L=%lld rows but only K=%lld columns (need L <= K)",
+                              fname, (long long)L, (long long)K);
     if (K > INT32_MAX)
-        return pivq_set_error("%s: K=%lld columns exceeds the supported maximum %d", fname, (long long)K,
-                              INT32_MAX);
+        return pivq_set_error("%s: K=%lld columns exceeds the supported maximum %d", fname,
+                              (long long)K, INT32_MAX);
     return 0;
 }
 
@@ -750,13 +776,16 @@ static int report_fault(const char *fname, const assign_fault *fault, int64_t pr
         snprintf(where, sizeof where, "%lld,%lld", (long long)fault->row, (long long)fault->col);
     if (fault->kind == FAULT_NONFINITE) {
         const char *what = isnan(fault->value) ? "NaN" : fault->value > 0 ? "+Inf" : "-Inf";
-        return pivq_set_error("%s: cost[%s] (0-based) is %s (costs must be finite)", fname, where, what);
+        return pivq_set_error("%s: cost[%s] (0-based) is %s (costs must be finite)", fname, where,
+                              what);
     }
     if (problem >= 0)
-        return pivq_set_error("%s: internal error: no augmenting path from row %lld of problem %lld "
-                              "(please report)", fname, (long long)fault->row, (long long)problem);
-    return pivq_set_error("%s: internal error: no augmenting path from row %lld (please report)", fname,
-                          (long long)fault->row);
+        return pivq_set_error(
+            "%s: internal error: no augmenting path from row %lld of problem %lld "
+            "(please report)",
+            fname, (long long)fault->row, (long long)problem);
+    return pivq_set_error("%s: internal error: no augmenting path from row %lld (please report)",
+                          fname, (long long)fault->row);
 }
 
 static int report_out_of_memory(const char *fname, size_t bytes, int64_t L, int64_t K)
@@ -764,19 +793,19 @@ static int report_out_of_memory(const char *fname, size_t bytes, int64_t L, int6
     if (bytes == SIZE_MAX)
         return pivq_set_error("%s: scratch size overflows for L=%lld, K=%lld", fname, (long long)L,
                               (long long)K);
-    return pivq_set_error("%s: out of memory allocating %zu bytes of scratch for L=%lld, K=%lld", fname,
-                          bytes, (long long)L, (long long)K);
+    return pivq_set_error("%s: out of memory allocating %zu bytes of scratch for L=%lld, K=%lld",
+                          fname, bytes, (long long)L, (long long)K);
 }
 
 int pivq_assign_one(const float *cost, int64_t L, int64_t K, int64_t row_stride, int64_t *out_cols)
 {
     if (check_shape("assign", L, K)) return -1;
     if (row_stride < K)
-        return pivq_set_error("assign: row_stride=%lld is less than K=%lld columns", (long long)row_stride,
-                              (long long)K);
+        return pivq_set_error("assign: row_stride=%lld is less than K=%lld columns",
+                              (long long)row_stride, (long long)K);
     if (row_stride > (INT64_MAX - K) / L)
-        return pivq_set_error("assign: L=%lld rows of row_stride=%lld elements overflow", (long long)L,
-                              (long long)row_stride);
+        return pivq_set_error("assign: L=%lld rows of row_stride=%lld elements overflow",
+                              (long long)L, (long long)row_stride);
     if (!cost) return pivq_set_error("assign: cost is NULL");
     if (!out_cols) return pivq_set_error("assign: out_cols is NULL");
 
@@ -791,15 +820,16 @@ int pivq_assign_one(const float *cost, int64_t L, int64_t K, int64_t row_stride,
 
 int pivq_assign_batch(const float *cost, int64_t B, int64_t L, int64_t K, int64_t *out_cols)
 {
-    if (B < 0) return pivq_set_error("assign_batch: need B >= 0 problems, got B=%lld", (long long)B);
+    if (B < 0)
+        return pivq_set_error("assign_batch: need B >= 0 problems, got B=%lld", (long long)B);
     if (check_shape("assign_batch", L, K)) return -1;
     if (B == 0) return 0;
     if (!cost) return pivq_set_error("assign_batch: cost is NULL");
     if (!out_cols) return pivq_set_error("assign_batch: out_cols is NULL");
     int64_t problem_elems;
     if (__builtin_mul_overflow(L, K, &problem_elems) || problem_elems > INT64_MAX / B)
-        return pivq_set_error("assign_batch: B=%lld x L=%lld x K=%lld elements overflow", (long long)B,
-                              (long long)L, (long long)K);
+        return pivq_set_error("assign_batch: B=%lld x L=%lld x K=%lld elements overflow",
+                              (long long)B, (long long)L, (long long)K);
 
     /* Each thread keeps the lowest problem index that failed; the lowest over threads is
        reported after the parallel region, by the calling thread (error buffers are per thread). */
@@ -815,7 +845,8 @@ int pivq_assign_batch(const float *cost, int64_t B, int64_t L, int64_t K, int64_
 #pragma omp for schedule(dynamic)
         for (int64_t b = 0; b < B; b++) {
             if (my_failed_bytes || b > my_failed) continue;
-            if (solve_problem(&s, cost + b * problem_elems, K, out_cols + b * L, &my_fault)) my_failed = b;
+            if (solve_problem(&s, cost + b * problem_elems, K, out_cols + b * L, &my_fault))
+                my_failed = b;
         }
 #pragma omp critical
         {
@@ -835,7 +866,8 @@ int pivq_assign_batch(const float *cost, int64_t B, int64_t L, int64_t K, int64_
 double pivq_assign_total_cost(const float *cost, int64_t L, int64_t K, const int64_t *cols)
 {
     double total = 0.0;
-    for (int64_t i = 0; i < L; i++) total += (double)cost[i * K + cols[i]];
+    for (int64_t i = 0; i < L; i++)
+        total += (double)cost[i * K + cols[i]];
     return total;
 }
 

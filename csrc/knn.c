@@ -47,7 +47,8 @@ static void sq_norms(const float *x, int64_t n, int64_t d, float *out)
 {
     for (int64_t i = 0; i < n; i++) {
         double s = 0;
-        for (int64_t j = 0; j < d; j++) s += (double)x[i * d + j] * x[i * d + j];
+        for (int64_t j = 0; j < d; j++)
+            s += (double)x[i * d + j] * x[i * d + j];
         out[i] = (float)s;
     }
 }
@@ -59,7 +60,8 @@ static void block_d2(const float *Q, const float *qn, int64_t q0, int64_t nq, co
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)nr, (int)d, -2.0f,
                 Q + q0 * d, (int)d, R, (int)d, 0.0f, out, (int)nr);
     for (int64_t i = 0; i < nq; i++)
-        for (int64_t r = 0; r < nr; r++) out[i * nr + r] += qn[q0 + i] + rn[r];
+        for (int64_t r = 0; r < nr; r++)
+            out[i * nr + r] += qn[q0 + i] + rn[r];
 }
 
 static int finite_points(const char *fname, const char *name, const float *x, int64_t n)
@@ -88,8 +90,9 @@ pivq_tensor *pivq_knn_radii(const pivq_tensor *x, int k)
     float *norms = out ? malloc(sizeof(float) * (size_t)N) : NULL;
     float *buf = norms ? malloc(sizeof(float) * (size_t)(bq * N)) : NULL;
     if (!buf) {
-        if (out) pivq_set_error("knn_radii: out of memory for a %lld x %lld block", (long long)bq,
-                                (long long)N);
+        if (out)
+            pivq_set_error("knn_radii: out of memory for a %lld x %lld block", (long long)bq,
+                           (long long)N);
         goto fail;
     }
     const float *X = pivq_data(xc);
@@ -127,7 +130,8 @@ pivq_tensor *pivq_knn_radii(const pivq_tensor *x, int k)
                     bi[p] = r;
                 }
                 /* exact distances of the candidates, then the k-th smallest */
-                for (int c = 0; c < n; c++) ex[c] = exact_sq(X + self * d, X + bi[c] * d, d);
+                for (int c = 0; c < n; c++)
+                    ex[c] = exact_sq(X + self * d, X + bi[c] * d, d);
                 for (int a = 1; a < n; a++) { /* insertion sort, n is small */
                     double v = ex[a];
                     int b = a;
@@ -195,7 +199,8 @@ int pivq_ball_counts(const pivq_tensor *ref, const pivq_tensor *radii, const piv
     sq_norms(R, N, d, rn);
     sq_norms(Q, M, d, qn);
     int64_t *cnt = pivq_data(counts);
-    for (int64_t i = 0; i < N; i++) near2[i] = INFINITY;
+    for (int64_t i = 0; i < N; i++)
+        near2[i] = INFINITY;
     for (int64_t q0 = 0; q0 < M; q0 += bq) {
         int64_t nq = q0 + bq <= M ? bq : M - q0;
         block_d2(Q, qn, q0, nq, R, rn, N, d, buf);
@@ -233,7 +238,8 @@ int pivq_ball_counts(const pivq_tensor *ref, const pivq_tensor *radii, const piv
         }
     }
     float *nr = pivq_data(nearest);
-    for (int64_t i = 0; i < N; i++) nr[i] = (float)sqrt(near2[i]);
+    for (int64_t i = 0; i < N; i++)
+        nr[i] = (float)sqrt(near2[i]);
     *query_counts = counts;
     *ref_nearest = nearest;
     counts = nearest = NULL;

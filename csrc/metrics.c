@@ -32,8 +32,8 @@ pivq_tensor *pivq_ssim(const pivq_tensor *x, const pivq_tensor *y, double data_r
         }
     int64_t N = x->shape[0], Cn = x->shape[1], H = x->shape[2], W = x->shape[3];
     if (H < WIN || W < WIN) {
-        pivq_set_error("ssim: images must be at least %dx%d, got %lldx%lld", WIN, WIN,
-                       (long long)H, (long long)W);
+        pivq_set_error("ssim: images must be at least %dx%d, got %lldx%lld", WIN, WIN, (long long)H,
+                       (long long)W);
         return NULL;
     }
     if (!(data_range > 0) || !isfinite(data_range)) {
@@ -46,7 +46,8 @@ pivq_tensor *pivq_ssim(const pivq_tensor *x, const pivq_tensor *y, double data_r
         g[i] = exp(-t * t / (2 * SIGMA * SIGMA));
         gs += g[i];
     }
-    for (int i = 0; i < WIN; i++) g[i] /= gs;
+    for (int i = 0; i < WIN; i++)
+        g[i] /= gs;
     const double C1 = (0.01 * data_range) * (0.01 * data_range);
     const double C2 = (0.03 * data_range) * (0.03 * data_range);
     pivq_tensor *xc = pivq_contiguous(x), *yc = xc ? pivq_contiguous(y) : NULL;
@@ -56,7 +57,7 @@ pivq_tensor *pivq_ssim(const pivq_tensor *x, const pivq_tensor *y, double data_r
     float *O = pivq_data(out);
     int64_t Wo = W - WIN + 1, Ho = H - WIN + 1;
     int fail = 0;
-#pragma omp parallel for num_threads(pivq_threads_for(N * Cn * H * W * 50)) schedule(dynamic)
+#pragma omp parallel for num_threads(pivq_threads_for(N *Cn *H *W * 50)) schedule(dynamic)
     for (int64_t n = 0; n < N; n++) {
         /* horizontal pass: 5 statistics x H rows x Wo columns */
         double *hp = malloc(sizeof(double) * (size_t)(5 * H * Wo));
@@ -79,7 +80,11 @@ pivq_tensor *pivq_ssim(const pivq_tensor *x, const pivq_tensor *y, double data_r
                         sxy += g[t] * u * v;
                     }
                     double *h = hp + (r * Wo + j) * 5;
-                    h[0] = sx; h[1] = sy; h[2] = sxx; h[3] = syy; h[4] = sxy;
+                    h[0] = sx;
+                    h[1] = sy;
+                    h[2] = sxx;
+                    h[3] = syy;
+                    h[4] = sxy;
                 }
             /* vertical pass and the SSIM map */
             double acc = 0;
@@ -88,7 +93,8 @@ pivq_tensor *pivq_ssim(const pivq_tensor *x, const pivq_tensor *y, double data_r
                     double s[5] = {0, 0, 0, 0, 0};
                     for (int t = 0; t < WIN; t++) {
                         const double *h = hp + ((i + t) * Wo + j) * 5;
-                        for (int k = 0; k < 5; k++) s[k] += g[t] * h[k];
+                        for (int k = 0; k < 5; k++)
+                            s[k] += g[t] * h[k];
                     }
                     double mx = s[0], my = s[1];
                     double vx = s[2] - mx * mx, vy = s[3] - my * my, cxy = s[4] - mx * my;

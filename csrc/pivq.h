@@ -497,10 +497,10 @@ pivq_tensor *pivq_sq_distances(const pivq_tensor *x, const pivq_tensor *e);
    farthest from its centroid. Draws come from g (NULL: the default generator). */
 pivq_tensor *pivq_kmeans(const pivq_tensor *x, int64_t K, int iters, pivq_generator *g);
 /* EMA codebook update (van den Oord et al. 2017, with Laplace smoothing):
-     count_k <- decay*count_k + (1-decay)*n_k,  sum_k <- decay*sum_k + (1-decay)*sum_{i: code_i=k} x_i,
-     e_k <- sum_k / ((count_k + eps) / (n + K*eps) * n)  with n = sum_k count_k.
-   codebook K x c, ema_count K, ema_sum K x c (all float32, contiguous, updated in place);
-   latents N x c; codes N int64 in [0, K). */
+     count_k <- decay*count_k + (1-decay)*n_k,  sum_k <- decay*sum_k + (1-decay)*sum_{i: code_i=k}
+   x_i, e_k <- sum_k / ((count_k + eps) / (n + K*eps) * n)  with n = sum_k count_k. codebook K x c,
+   ema_count K, ema_sum K x c (all float32, contiguous, updated in place); latents N x c; codes N
+   int64 in [0, K). */
 int pivq_vq_ema_update_(pivq_tensor *codebook, pivq_tensor *ema_count, pivq_tensor *ema_sum,
                         const pivq_tensor *latents, const pivq_tensor *codes, double decay,
                         double eps);
@@ -554,8 +554,7 @@ pivq_tensor *pivq_ssim(const pivq_tensor *x, const pivq_tensor *y, double data_r
      K           number of columns (K <= INT32_MAX)
      row_stride  elements between the starts of consecutive rows (>= K)
      out_cols    [OUT] L entries: out_cols[i] = 0-based column given to row i, all distinct */
-int pivq_assign_one(const float *cost, int64_t L, int64_t K, int64_t row_stride,
-                    int64_t *out_cols);
+int pivq_assign_one(const float *cost, int64_t L, int64_t K, int64_t row_stride, int64_t *out_cols);
 
 /* B independent assignment problems, solved in parallel over B with OpenMP (one scratch
    buffer per thread). Returns 0, or -1 after pivq_set_error naming the first (lowest-index)

@@ -26,7 +26,8 @@ static void row_sq_norms(const float *x, int64_t n, int64_t c, double *out)
 {
     for (int64_t i = 0; i < n; i++) {
         double s = 0;
-        for (int64_t j = 0; j < c; j++) s += (double)x[i * c + j] * x[i * c + j];
+        for (int64_t j = 0; j < c; j++)
+            s += (double)x[i * c + j] * x[i * c + j];
         out[i] = s;
     }
 }
@@ -85,8 +86,8 @@ pivq_tensor *pivq_kmeans(const pivq_tensor *x, int64_t K, int iters, pivq_genera
     if (check_rows("kmeans", "x", x)) return NULL;
     int64_t N = x->shape[0], c = x->shape[1];
     if (K < 1 || K > N) {
-        pivq_set_error("kmeans: need 1 <= K <= N (number of rows), got K=%lld N=%lld",
-                       (long long)K, (long long)N);
+        pivq_set_error("kmeans: need 1 <= K <= N (number of rows), got K=%lld N=%lld", (long long)K,
+                       (long long)N);
         return NULL;
     }
     if (iters < 0 || iters > 100000) {
@@ -119,10 +120,12 @@ pivq_tensor *pivq_kmeans(const pivq_tensor *x, int64_t K, int iters, pivq_genera
     int64_t first = (int64_t)(pivq_random_uniform(g) * (double)N);
     if (first >= N) first = N - 1;
     memcpy(Cn, X + first * c, sizeof(float) * (size_t)c);
-    for (int64_t i = 0; i < N; i++) dmin[i] = sq_dist(X + i * c, Cn, c);
+    for (int64_t i = 0; i < N; i++)
+        dmin[i] = sq_dist(X + i * c, Cn, c);
     for (int64_t k = 1; k < K; k++) {
         double total = 0;
-        for (int64_t i = 0; i < N; i++) total += dmin[i];
+        for (int64_t i = 0; i < N; i++)
+            total += dmin[i];
         int64_t pick = -1;
         if (total > 0) {
             double target = pivq_random_uniform(g) * total, run = 0;
@@ -164,7 +167,8 @@ pivq_tensor *pivq_kmeans(const pivq_tensor *x, int64_t K, int iters, pivq_genera
         memset(counts, 0, sizeof(int64_t) * (size_t)K);
         for (int64_t i = 0; i < N; i++) {
             counts[assign[i]]++;
-            for (int64_t j = 0; j < c; j++) sums[assign[i] * c + j] += X[i * c + j];
+            for (int64_t j = 0; j < c; j++)
+                sums[assign[i] * c + j] += X[i * c + j];
         }
         for (int64_t k = 0; k < K; k++) {
             if (counts[k] > 0) {
@@ -230,11 +234,10 @@ int pivq_vq_ema_update_(pivq_tensor *codebook, pivq_tensor *ema_count, pivq_tens
     int64_t K = codebook->shape[0], c = codebook->shape[1], N = latents->shape[0];
     char a[160], b[160];
     if (ema_sum->shape[0] != K || ema_sum->shape[1] != c || latents->shape[1] != c ||
-        ema_count->ndim != 1 || ema_count->shape[0] != K ||
-        ema_count->scalar_type != PIVQ_FLOAT32)
+        ema_count->ndim != 1 || ema_count->shape[0] != K || ema_count->scalar_type != PIVQ_FLOAT32)
         return pivq_set_error("%s: shapes disagree: codebook %s, ema_sum %s, ema_count of %lld, "
-                              "latents with rows of %lld", fn,
-                              pivq_shape_str(codebook, a, sizeof a),
+                              "latents with rows of %lld",
+                              fn, pivq_shape_str(codebook, a, sizeof a),
                               pivq_shape_str(ema_sum, b, sizeof b),
                               (long long)(ema_count->ndim == 1 ? ema_count->shape[0] : -1),
                               (long long)latents->shape[1]);
@@ -242,11 +245,12 @@ int pivq_vq_ema_update_(pivq_tensor *codebook, pivq_tensor *ema_count, pivq_tens
         !pivq_is_contiguous(ema_count))
         return pivq_set_error("%s: codebook, ema_sum and ema_count must be contiguous", fn);
     if (!(decay >= 0 && decay < 1) || !(eps >= 0))
-        return pivq_set_error("%s: need 0 <= decay < 1 and eps >= 0, got %g and %g", fn, decay, eps);
+        return pivq_set_error("%s: need 0 <= decay < 1 and eps >= 0, got %g and %g", fn, decay,
+                              eps);
     if (check_codes(fn, codes, K)) return -1;
     if (pivq_numel(codes) != N)
-        return pivq_set_error("%s: %lld codes for %lld latents", fn,
-                              (long long)pivq_numel(codes), (long long)N);
+        return pivq_set_error("%s: %lld codes for %lld latents", fn, (long long)pivq_numel(codes),
+                              (long long)N);
     pivq_tensor *cc = pivq_contiguous(codes), *lc = cc ? pivq_contiguous(latents) : NULL;
     double *nk = lc ? calloc((size_t)(K * (c + 1)), sizeof(double)) : NULL;
     if (!nk) {
@@ -262,7 +266,8 @@ int pivq_vq_ema_update_(pivq_tensor *codebook, pivq_tensor *ema_count, pivq_tens
         const float *z = pivq_data(lc);
         for (int64_t i = 0; i < N; i++) {
             nk[code[i]] += 1;
-            for (int64_t j = 0; j < c; j++) sk[code[i] * c + j] += z[i * c + j];
+            for (int64_t j = 0; j < c; j++)
+                sk[code[i] * c + j] += z[i * c + j];
         }
         float *cnt = pivq_data(ema_count), *sum = pivq_data(ema_sum), *e = pivq_data(codebook);
         double n = 0;
@@ -275,7 +280,8 @@ int pivq_vq_ema_update_(pivq_tensor *codebook, pivq_tensor *ema_count, pivq_tens
         for (int64_t k = 0; k < K; k++) {
             double smoothed = (cnt[k] + eps) / (n + (double)K * eps) * n;
             if (smoothed > 0)
-                for (int64_t j = 0; j < c; j++) e[k * c + j] = (float)(sum[k * c + j] / smoothed);
+                for (int64_t j = 0; j < c; j++)
+                    e[k * c + j] = (float)(sum[k * c + j] / smoothed);
         }
     }
     free(nk);
@@ -296,7 +302,8 @@ pivq_tensor *pivq_code_counts(const pivq_tensor *codes, int64_t K)
             pivq_tensor_release(out);
             out = NULL;
         } else {
-            for (int64_t i = 0; i < n; i++) o[p[i]]++;
+            for (int64_t i = 0; i < n; i++)
+                o[p[i]]++;
         }
     }
     pivq_tensor_release(cc);
@@ -326,7 +333,8 @@ int pivq_distinct_per_row(const pivq_tensor *codes, int64_t K, double *out_mean)
             total += !seen[p[b * L + i]];
             seen[p[b * L + i]] = 1;
         }
-        for (int64_t i = 0; i < L; i++) seen[p[b * L + i]] = 0;
+        for (int64_t i = 0; i < L; i++)
+            seen[p[b * L + i]] = 0;
     }
     if (rc == 0) *out_mean = B > 0 ? (double)total / (double)B : 0.0;
     free(seen);
