@@ -47,4 +47,11 @@ function pivq.get_num_threads() return C.pivq_get_num_threads() end
 function pivq.heap_bytes() return tonumber(C.pivq_heap_bytes()) end
 pivq.gc_policy = tensor.gc_policy
 
+-- data and files: datasets and the loader, images, safetensors checkpoints
+pivq.data = require "pivq.data"
+pivq.image = require "pivq.image"
+pivq.io = require "pivq.io"
+pivq.save = pivq.io.save
+pivq.load = pivq.io.load
+
 return pivq
