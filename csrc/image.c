@@ -396,8 +396,7 @@ pivq_strings *pivq_image_list(const char *dir)
         free(l.items);
         return NULL;
     }
-    qsort(l.items, (size_t)l.n, sizeof(char *), cmp_str);
-    if (!l.items) l.items = calloc(1, sizeof(char *));
+    if (l.n > 0) qsort(l.items, (size_t)l.n, sizeof(char *), cmp_str);
     return pivq_strings_new(l.items, l.n);
 }
 

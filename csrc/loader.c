@@ -268,6 +268,11 @@ int pivq_loader_next(pivq_loader *l, pivq_tensor **out)
     pthread_mutex_lock(&l->lock);
     if (l->next_deliver >= l->nbatches) {
         pthread_mutex_unlock(&l->lock);
+        /* every batch was claimed, so the workers are returning: join them now rather than
+           at the next epoch, so that no thread is left running library code (a process that
+           unloads libpivq at exit, as LuaJIT's ffi.load does, would crash under it) */
+        for (int t = 0; t < l->nthreads; t++) pthread_join(l->threads[t], NULL);
+        l->nthreads = 0;
         return 0;
     }
     loader_slot *s = &l->slots[l->next_deliver % l->prefetch];
