@@ -101,6 +101,27 @@ unsigned char *pivq_image_to_interleaved_u8(const char *fname, const pivq_tensor
     return out;
 }
 
+pivq_tensor *pivq_image_u8_to_float(const pivq_tensor *x)
+{
+    if (pivq_check_tensor("image_u8_to_float", "x", x)) return NULL;
+    if (x->scalar_type != PIVQ_UINT8) {
+        pivq_set_error("image_u8_to_float: x must be uint8, got %s", pivq_dtype_name(x->scalar_type));
+        return NULL;
+    }
+    pivq_tensor *c = pivq_contiguous(x);
+    pivq_tensor *out = c ? pivq_empty(PIVQ_FLOAT32, x->ndim, x->shape) : NULL;
+    if (out) {
+        const uint8_t *s = pivq_data(c);
+        float *o = pivq_data(out);
+        int64_t n = pivq_numel(out);
+        int nth = pivq_threads_for(n);
+#pragma omp parallel for num_threads(nth) if (nth > 1)
+        for (int64_t i = 0; i < n; i++) o[i] = s[i] * (1.0f / 255.0f);
+    }
+    pivq_tensor_release(c);
+    return out;
+}
+
 /* ---- resize -------------------------------------------------------------------------------- */
 
 /* One axis of a separable resampling: output i reads `count[i]` source pixels from

@@ -74,6 +74,16 @@ pivq_tensor *pivq_jpeg_decode(const unsigned char *data, size_t len, const char 
                        (long long)pivq_image_pixel_cap());
         goto fail;
     }
+    /* A sequential Huffman-coded scan spends at least 2 bits (a DC and an EOB code) per 8x8
+       block of its first component, so a file of len bytes holds at most 256 * len pixels.
+       Progressive (EOB runs) and arithmetic-coded files can legitimately do better, and are
+       bounded by the pixel cap and libjpeg's memory limit only. */
+    if (!cinfo->progressive_mode && !cinfo->arith_code &&
+        w * h > 256 * (int64_t)len + 65536) {
+        pivq_set_error("jpeg: %s: declared size %lldx%lld is more than a %zu-byte baseline JPEG "
+                       "can hold", name, (long long)w, (long long)h, len);
+        goto fail;
+    }
     cinfo->out_color_space = cinfo->num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
     jpeg_start_decompress(cinfo);
     int ch = cinfo->output_components;

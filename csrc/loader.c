@@ -88,6 +88,11 @@ static int build_batch(pivq_loader *l, int64_t b, pivq_tensor **out)
                         dst[j + x] = src[j + (flipped ? W - 1 - x : x)] * (1.0f / 255.0f);
             } else if (!flipped) {
                 memcpy(op + i * row * es, sp + r * row * es, (size_t)(row * es));
+            } else if (es == 4) { /* float32/int32 images: a typed loop, not memcpy per pixel */
+                const uint32_t *src = (const uint32_t *)(sp + r * row * es);
+                uint32_t *dst = (uint32_t *)(op + i * row * es);
+                for (int64_t j = 0; j < row; j += W)
+                    for (int64_t x = 0; x < W; x++) dst[j + x] = src[j + W - 1 - x];
             } else {
                 const char *src = sp + r * row * es;
                 char *dst = op + i * row * es;

@@ -330,6 +330,9 @@ int pivq_image_write_png(const char *path, const pivq_tensor *img);
 /* Write img (C = 1 or 3, as for PNG) as a baseline JPEG of quality 1..100. Atomic. */
 int pivq_image_write_jpeg(const char *path, const pivq_tensor *img, int quality);
 
+/* uint8 pixels (any shape) as float32 in [0, 1] (x / 255), in one pass. */
+pivq_tensor *pivq_image_u8_to_float(const pivq_tensor *x);
+
 typedef enum pivq_resize_mode {
     PIVQ_RESIZE_AREA = 0,     /* average of the covered source area (for shrinking) */
     PIVQ_RESIZE_BILINEAR = 1  /* half-pixel centres, edge clamped (align_corners=False) */

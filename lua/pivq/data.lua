@@ -84,8 +84,7 @@ function M.fashion_mnist(opts)
   if s[1] > 0 and (lab:max() > 9 or lab:min() < 0) then
     return nil, string.format("fashion_mnist: %s has labels outside 0..9", lpath)
   end
-  local images = raw:float()
-  images:div_(255)
+  local images = wrap(C.pivq_image_u8_to_float(raw.c))
   return {
     images = images:view(s[1], 1, 28, 28),
     labels = lab:long():add(1),

@@ -73,6 +73,13 @@ function M.save(path, t, opts)
   return true
 end
 
+-- pivq.image.to_float(t): uint8 pixels as float32 in [0, 1]; float32 is returned as is
+function M.to_float(t)
+  check_tensor("image.to_float", t, 2)
+  if t:dtype() == "float32" then return t end
+  return wrap(C.pivq_image_u8_to_float(t.c))
+end
+
 -- pivq.image.max_pixels([n]) -> the previous cap on width x height of decoded images
 function M.max_pixels(n)
   return tonumber(C.pivq_image_max_pixels(n or 0))

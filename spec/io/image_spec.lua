@@ -159,11 +159,32 @@ describe("pivq.image", function()
       fails(file("\255\216\255\1" .. bytes:sub(5), "jpg"))
     end)
 
+    it("a JPEG of absurd declared size", function()
+      local path = dir .. "/small.jpg"
+      assert(pivq.image.save(path, pivq.rand(3, 16, 16)))
+      local bytes = craft.read(path)
+      local sof = assert(bytes:find("\255\192", 1, true)) -- SOF0: length, precision, height, width
+      local function resized(h, w)
+        local dims = string.char(math.floor(h / 256), h % 256, math.floor(w / 256), w % 256)
+        return bytes:sub(1, sof + 4) .. dims .. bytes:sub(sof + 9)
+      end
+      fails(file(resized(16000, 16000), "jpg"), "more than a %d+%-byte baseline JPEG can hold")
+      fails(file(resized(65000, 65000), "jpg"), "exceeds the limit")
+    end)
+
     it("a file that is neither PNG nor JPEG, and a missing file", function()
       fails(file("GIF89a...."), "not a PNG or JPEG")
       fails(file(""), "not a PNG or JPEG")
       fails(dir .. "/nope.png", "cannot open")
     end)
+  end)
+
+  it("to_float maps uint8 to [0, 1] and leaves float32 alone", function()
+    local u = pivq.tensor({ { 0, 51, 255 } }, "uint8")
+    assert.is_true(close(pivq.image.to_float(u), pivq.tensor { { 0, 0.2, 1 } }))
+    local f = pivq.rand(2)
+    assert.are.equal(f, pivq.image.to_float(f))
+    assert.has_error(function() pivq.image.to_float(pivq.zeros(2, "int32")) end)
   end)
 
   describe("resize, crop and grid", function()
