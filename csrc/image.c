@@ -421,9 +421,7 @@ pivq_strings *pivq_image_list(const char *dir)
     return pivq_strings_new(l.items, l.n);
 }
 
-/* Decode one file into out (channels x size x size uint8): centre-crop to a square, area
-   resize, convert the channels. */
-static int load_one(const char *path, int size, int channels, unsigned char *out)
+int pivq_image_load_square_u8(const char *path, int size, int channels, unsigned char *out)
 {
     pivq_tensor *img = pivq_image_read(path);
     if (!img) return -1;
@@ -478,7 +476,7 @@ static void *folder_worker(void *arg)
             if (path) snprintf(path, len, "%s/%s", job->dir, f);
         }
         int rc = (job->dir && !path) ? pivq_set_error("image_folder_load: out of memory")
-                                     : load_one(path ? path : f, job->size, job->channels,
+                                     : pivq_image_load_square_u8(path ? path : f, job->size, job->channels,
                                                 job->out + i * per);
         free(path);
         if (rc) {

@@ -25,9 +25,12 @@ typedef struct loader_slot {
 } loader_slot;
 
 struct pivq_loader {
-    int nsrc;
+    int nsrc; /* in-memory sources */
     pivq_tensor *src[LOADER_MAX_SOURCES];
     int flags[LOADER_MAX_SOURCES];
+    int nout; /* outputs per batch: the decoded files (if any), then the sources */
+    char **files; /* full paths, or NULL: images decoded by the workers as output 0 */
+    int size, channels;
     int64_t n, batch, nbatches;
     int shuffle, drop_last, hflip, workers, prefetch;
     uint64_t seed;
@@ -48,7 +51,7 @@ int64_t pivq_loader_num_batches(const pivq_loader *l) { return l ? l->nbatches :
 
 static void slot_clear(pivq_loader *l, loader_slot *s)
 {
-    for (int k = 0; k < l->nsrc; k++) {
+    for (int k = 0; k < l->nout; k++) {
         pivq_tensor_release(s->out[k]);
         s->out[k] = NULL;
     }
@@ -57,12 +60,48 @@ static void slot_clear(pivq_loader *l, loader_slot *s)
     s->error[0] = '\0';
 }
 
+/* Decode the files of batch positions start..start+count-1 into a float32 count x C x S x S
+   tensor, flipping where asked. */
+static pivq_tensor *build_file_images(pivq_loader *l, int64_t start, int64_t count,
+                                      const int64_t *order, const uint8_t *flip)
+{
+    int64_t S = l->size, C = l->channels, per = C * S * S;
+    int64_t size[4] = {count, C, S, S};
+    pivq_tensor *out = pivq_empty(PIVQ_FLOAT32, 4, size);
+    unsigned char *pix = out ? malloc((size_t)per) : NULL;
+    if (!pix) {
+        if (out) pivq_set_error("loader: out of memory");
+        pivq_tensor_release(out);
+        return NULL;
+    }
+    float *o = pivq_data(out);
+    for (int64_t i = 0; i < count; i++) {
+        if (pivq_image_load_square_u8(l->files[order[start + i]], l->size, l->channels, pix)) {
+            free(pix);
+            pivq_tensor_release(out);
+            return NULL;
+        }
+        int flipped = flip && flip[start + i];
+        float *dst = o + i * per;
+        for (int64_t j = 0; j < per; j += S)
+            for (int64_t x = 0; x < S; x++)
+                dst[j + x] = pix[j + (flipped ? S - 1 - x : x)] * (1.0f / 255.0f);
+    }
+    free(pix);
+    return out;
+}
+
 /* Build batch b into out[] (new tensors). Runs on a worker thread. */
 static int build_batch(pivq_loader *l, int64_t b, pivq_tensor **out)
 {
     int64_t start = b * l->batch, count = l->n - start < l->batch ? l->n - start : l->batch;
     const int64_t *order = pivq_data(l->order);
     const uint8_t *flip = l->flip ? pivq_data(l->flip) : NULL;
+    if (l->files) {
+        out[0] = build_file_images(l, start, count, order, flip);
+        if (!out[0]) return -1;
+        out++;
+    }
     for (int k = 0; k < l->nsrc; k++) {
         const pivq_tensor *s = l->src[k];
         int image = l->flags[k] & PIVQ_LOADER_IMAGE;
@@ -126,7 +165,7 @@ static void *worker_main(void *arg)
         s->failed = rc != 0;
         if (rc) snprintf(s->error, sizeof s->error, "loader: batch %lld: %s", (long long)b,
                          pivq_last_error());
-        for (int k = 0; k < l->nsrc; k++) s->out[k] = out[k];
+        for (int k = 0; k < l->nout; k++) s->out[k] = out[k];
         pthread_cond_broadcast(&l->changed);
     }
     pthread_mutex_unlock(&l->lock);
@@ -154,18 +193,25 @@ void pivq_loader_free(pivq_loader *l)
     if (!l) return;
     stop_epoch(l);
     for (int k = 0; k < l->nsrc; k++) pivq_tensor_release(l->src[k]);
+    if (l->files)
+        for (int64_t i = 0; i < l->n; i++) free(l->files[i]);
+    free(l->files);
     pthread_mutex_destroy(&l->lock);
     pthread_cond_destroy(&l->changed);
     free(l->slots);
     free(l);
 }
 
-pivq_loader *pivq_loader_new(pivq_tensor *const *sources, const int *flags, int nsources,
-                             int64_t batch, int shuffle, uint64_t seed, int drop_last,
-                             int hflip, int workers, int prefetch)
+/* Common part of the constructors: validates the options and the in-memory sources (whose
+   first dim must be n; n < 0 takes it from the first source). */
+static pivq_loader *loader_create(pivq_tensor *const *sources, const int *flags, int nsources,
+                                  int64_t n, int max_sources, int64_t batch, int shuffle,
+                                  uint64_t seed, int drop_last, int hflip, int workers,
+                                  int prefetch)
 {
-    if (nsources < 1 || nsources > LOADER_MAX_SOURCES || !sources) {
-        pivq_set_error("loader: need 1..%d sources, got %d", LOADER_MAX_SOURCES, nsources);
+    if (nsources < (n < 0 ? 1 : 0) || nsources > max_sources || (nsources > 0 && !sources)) {
+        pivq_set_error("loader: need %d..%d sources, got %d", n < 0 ? 1 : 0, max_sources,
+                       nsources);
         return NULL;
     }
     if (batch < 1 || workers < 1 || workers > LOADER_MAX_WORKERS || prefetch < 1 ||
@@ -174,14 +220,13 @@ pivq_loader *pivq_loader_new(pivq_tensor *const *sources, const int *flags, int 
                        "%lld, %d, %d", LOADER_MAX_WORKERS, (long long)batch, workers, prefetch);
         return NULL;
     }
-    char b1[160], b2[160];
+    char b1[160];
     for (int k = 0; k < nsources; k++) {
         if (pivq_check_tensor("loader", "source", sources[k])) return NULL;
-        if (sources[k]->ndim < 1 || sources[k]->shape[0] != sources[0]->shape[0] ||
-            sources[0]->ndim < 1) {
-            pivq_set_error("loader: sources must share their first dim, got %s and %s",
-                           pivq_shape_str(sources[0], b1, sizeof b1),
-                           pivq_shape_str(sources[k], b2, sizeof b2));
+        if (n < 0 && sources[0]->ndim >= 1) n = sources[0]->shape[0];
+        if (sources[k]->ndim < 1 || sources[k]->shape[0] != n) {
+            pivq_set_error("loader: every source needs first dim %lld (the number of samples), "
+                           "got %s", (long long)n, pivq_shape_str(sources[k], b1, sizeof b1));
             return NULL;
         }
     }
@@ -192,8 +237,7 @@ pivq_loader *pivq_loader_new(pivq_tensor *const *sources, const int *flags, int 
     }
     pthread_mutex_init(&l->lock, NULL);
     pthread_cond_init(&l->changed, NULL);
-    l->nsrc = nsources;
-    l->n = sources[0]->shape[0];
+    l->n = n;
     l->batch = batch;
     l->shuffle = shuffle != 0;
     l->drop_last = drop_last != 0;
@@ -212,12 +256,64 @@ pivq_loader *pivq_loader_new(pivq_tensor *const *sources, const int *flags, int 
     for (int k = 0; k < nsources; k++) {
         /* contiguous copies so that workers can memcpy rows; the caller may drop its own */
         l->src[k] = pivq_contiguous(sources[k]);
+        l->nsrc = k + 1;
         if (!l->src[k]) {
             pivq_loader_free(l);
             return NULL;
         }
         l->flags[k] = flags ? flags[k] : 0;
     }
+    l->nout = l->nsrc;
+    return l;
+}
+
+pivq_loader *pivq_loader_new(pivq_tensor *const *sources, const int *flags, int nsources,
+                             int64_t batch, int shuffle, uint64_t seed, int drop_last,
+                             int hflip, int workers, int prefetch)
+{
+    return loader_create(sources, flags, nsources, -1, LOADER_MAX_SOURCES, batch, shuffle,
+                         seed, drop_last, hflip, workers, prefetch);
+}
+
+pivq_loader *pivq_loader_new_files(const char *dir, const char *const *files, int64_t n,
+                                   int size, int channels, pivq_tensor *const *sources,
+                                   const int *flags, int nsources, int64_t batch, int shuffle,
+                                   uint64_t seed, int drop_last, int hflip, int workers,
+                                   int prefetch)
+{
+    if (n < 0 || (n > 0 && !files) || size < 1 || size > 65536 ||
+        (channels != 1 && channels != 3)) {
+        pivq_set_error("loader_new_files: bad arguments (n=%lld, size=%d, channels=%d)",
+                       (long long)n, size, channels);
+        return NULL;
+    }
+    pivq_loader *l = loader_create(sources, flags, nsources, n, LOADER_MAX_SOURCES - 1, batch,
+                                   shuffle, seed, drop_last, hflip, workers, prefetch);
+    if (!l) return NULL;
+    l->files = calloc((size_t)n + 1, sizeof(char *));
+    if (!l->files) {
+        pivq_loader_free(l);
+        pivq_set_error("loader_new_files: out of memory");
+        return NULL;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        if (!files[i]) {
+            pivq_loader_free(l);
+            pivq_set_error("loader_new_files: file %lld is NULL", (long long)i);
+            return NULL;
+        }
+        size_t len = (dir ? strlen(dir) + 1 : 0) + strlen(files[i]) + 1;
+        l->files[i] = malloc(len);
+        if (!l->files[i]) {
+            pivq_loader_free(l);
+            pivq_set_error("loader_new_files: out of memory");
+            return NULL;
+        }
+        snprintf(l->files[i], len, "%s%s%s", dir ? dir : "", dir ? "/" : "", files[i]);
+    }
+    l->size = size;
+    l->channels = channels;
+    l->nout = l->nsrc + 1;
     return l;
 }
 
@@ -285,7 +381,7 @@ int pivq_loader_next(pivq_loader *l, pivq_tensor **out)
     int failed = s->failed;
     char error[512];
     if (failed) snprintf(error, sizeof error, "%s", s->error);
-    for (int k = 0; k < l->nsrc; k++) {
+    for (int k = 0; k < l->nout; k++) {
         out[k] = s->out[k];
         s->out[k] = NULL;
     }
@@ -294,7 +390,7 @@ int pivq_loader_next(pivq_loader *l, pivq_tensor **out)
     pthread_cond_broadcast(&l->changed);
     pthread_mutex_unlock(&l->lock);
     if (failed) {
-        for (int k = 0; k < l->nsrc; k++) {
+        for (int k = 0; k < l->nout; k++) {
             pivq_tensor_release(out[k]);
             out[k] = NULL;
         }

@@ -374,6 +374,17 @@ enum {
 pivq_loader *pivq_loader_new(pivq_tensor *const *sources, const int *flags, int nsources,
                              int64_t batch, int shuffle, uint64_t seed, int drop_last,
                              int hflip, int workers, int prefetch);
+/* Like pivq_loader_new, but the images are decoded from n files by the workers as batches are
+   built (for folders too large to preload): each file (relative to dir, or absolute when dir
+   is NULL) is centre-cropped, area-resized to size x size with `channels` (1 or 3) channels,
+   and arrives as float32 in [0, 1] (batch output 0). The nsources extra sources (0..7, first
+   dim n: labels, attributes) follow as outputs 1..nsources. A file that fails to decode makes
+   pivq_loader_next fail with its name. */
+pivq_loader *pivq_loader_new_files(const char *dir, const char *const *files, int64_t n,
+                                   int size, int channels, pivq_tensor *const *sources,
+                                   const int *flags, int nsources, int64_t batch, int shuffle,
+                                   uint64_t seed, int drop_last, int hflip, int workers,
+                                   int prefetch);
 /* Batches per epoch. */
 int64_t pivq_loader_num_batches(const pivq_loader *l);
 /* Start epoch `epoch` (>= 0): stops any running one, draws the order, starts the workers. */

@@ -196,8 +196,9 @@ end
 local CACHE_VERSION = "1"
 
 -- pivq.data.image_folder(dir, {size = 64, channels = 3, cache = true, attributes = path,
--- workers = 2}) -> {images = N x C x S x S uint8, files = {...}, n = N, attributes =,
--- attribute_names =}, or nil, err.
+-- workers = 2, lazy = false}) -> {images = N x C x S x S uint8, files = {...}, n = N,
+-- attributes =, attribute_names =}, or nil, err. lazy = true decodes nothing now: the
+-- dataset has no images, and pivq.data.loader decodes the files in its worker threads.
 -- Files are found recursively (png/jpg/jpeg), sorted, centre-cropped to a square and
 -- area-resized. cache = true keeps the result in DIR/.pivq-cache-S-C.safetensors (valid while
 -- no file's name, size or time changes); a path puts it elsewhere; false disables it.
@@ -217,6 +218,20 @@ function M.image_folder(dir, opts)
   local fp = C.pivq_files_fingerprint(dir, cfiles, #files)
   if fp == 0 then return nil, "image_folder: " .. last_error() end
   local fingerprint = string.format("%016x", fp)
+  local ds = { files = files, n = #files, dir = dir, size = size, channels = channels }
+  if opts.attributes then
+    local tab
+    tab, err = M.read_attributes(opts.attributes)
+    if not tab then return nil, err end
+    local values
+    values, err = join_attributes(tab, files, opts.attributes)
+    if not values then return nil, err end
+    ds.attributes, ds.attribute_names = values, tab.names
+  end
+  if opts.lazy then
+    ds.lazy = true -- the loader's workers decode the files batch by batch
+    return ds
+  end
   local cache = opts.cache
   if cache == nil then cache = true end
   local cache_path = cache == true and string.format("%s/.pivq-cache-%d-%d.safetensors", dir, size,
@@ -239,16 +254,7 @@ function M.image_folder(dir, opts)
         fingerprint = fingerprint, count = #files, size = size, channels = channels })
     end
   end
-  local ds = { images = images, files = files, n = #files, from_cache = from_cache or false }
-  if opts.attributes then
-    local tab
-    tab, err = M.read_attributes(opts.attributes)
-    if not tab then return nil, err end
-    local values
-    values, err = join_attributes(tab, files, opts.attributes)
-    if not values then return nil, err end
-    ds.attributes, ds.attribute_names = values, tab.names
-  end
+  ds.images, ds.from_cache = images, from_cache or false
   return ds
 end
 
@@ -266,8 +272,9 @@ local FIELDS = { "images", "labels", "attributes" }
 -- Each call of iter() runs the next epoch (or iter(e) epoch e); the order and flips of
 -- epoch e depend only on seed and e. uint8 images arrive as float32 in [0, 1].
 function M.loader(dataset, opts)
-  if type(dataset) ~= "table" or not tensor.is_tensor(dataset.images) then
-    error("loader: dataset must be a table with an images tensor", 2)
+  local lazy = type(dataset) == "table" and dataset.lazy and dataset.images == nil
+  if type(dataset) ~= "table" or not (lazy or tensor.is_tensor(dataset.images)) then
+    error("loader: dataset must be a table with an images tensor (or a lazy image_folder)", 2)
   end
   opts = opts or {}
   local batch = opts.batch or 64
@@ -284,24 +291,33 @@ function M.loader(dataset, opts)
   end
   local prefetch = opts.prefetch or math.max(2, 2 * workers)
   local names, sources, flags = {}, {}, {}
+  if lazy then names[1] = "images" end
   for _, f in ipairs(FIELDS) do
-    if dataset[f] ~= nil then
+    if dataset[f] ~= nil and not (lazy and f == "images") then
       if not tensor.is_tensor(dataset[f]) then error("loader: dataset." .. f .. " must be a tensor", 2) end
       names[#names + 1] = f
       sources[#sources + 1] = dataset[f]
       flags[#flags + 1] = f == "images" and C.PIVQ_LOADER_IMAGE or 0
     end
   end
-  local csrc = ffi.new("pivq_tensor*[?]", #sources)
-  local cflags = ffi.new("int[?]", #sources)
+  local csrc = ffi.new("pivq_tensor*[?]", math.max(#sources, 1))
+  local cflags = ffi.new("int[?]", math.max(#sources, 1))
   for i, t in ipairs(sources) do
     csrc[i - 1] = t.c
     cflags[i - 1] = flags[i]
   end
   local shuffle = opts.shuffle ~= false
   local drop_last = opts.drop_last ~= false
-  local p = C.pivq_loader_new(csrc, cflags, #sources, batch, shuffle and 1 or 0, seed,
-    drop_last and 1 or 0, augment.hflip and 1 or 0, workers, prefetch)
+  local p
+  if lazy then
+    local files = dataset.files
+    p = C.pivq_loader_new_files(dataset.dir, string_array(files), #files, dataset.size,
+      dataset.channels, csrc, cflags, #sources, batch, shuffle and 1 or 0, seed,
+      drop_last and 1 or 0, augment.hflip and 1 or 0, workers, prefetch)
+  else
+    p = C.pivq_loader_new(csrc, cflags, #sources, batch, shuffle and 1 or 0, seed,
+      drop_last and 1 or 0, augment.hflip and 1 or 0, workers, prefetch)
+  end
   if p == nil then error(last_error(), 2) end
   return setmetatable({
     c = ffi.gc(p, C.pivq_loader_free),

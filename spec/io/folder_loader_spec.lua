@@ -76,6 +76,36 @@ describe("pivq.data.image_folder", function()
     fails("x\nA\n", "line 1 must be the number of rows")
   end)
 
+  it("lazy: the loader's workers decode the files, giving what preloading gives", function()
+    local attr = craft.write(dir .. "/list_attr2.txt",
+      "4\nA\na.PNG 1\nb.png -1\nc.jpg 1\nd.jpeg -1\n")
+    local eager = assert(pivq.data.image_folder(dir, { size = 4, cache = false, attributes = attr }))
+    local lazy = assert(pivq.data.image_folder(dir, { size = 4, lazy = true, attributes = attr }))
+    assert.is_nil(lazy.images)
+    local function batches(ds, workers)
+      local out = {}
+      local l = pivq.data.loader(ds, { batch = 3, seed = 5, workers = workers, drop_last = false,
+        augment = { hflip = true } })
+      for b in l:iter() do out[#out + 1] = { b.images:totable(), b.attributes:totable() } end
+      return out
+    end
+    local a, b = batches(eager, 1), batches(lazy, 2)
+    assert.are.equal(2, #b)
+    assert.are.same(a, b)
+  end)
+
+  it("lazy: a damaged file fails the batch with its name", function()
+    local bad = craft.tmpdir()
+    assert(pivq.image.save(bad .. "/ok.png", pivq.zeros(1, 4, 4)))
+    craft.write(bad .. "/broken.jpg", "\255\216\255 broken")
+    local ds = assert(pivq.data.image_folder(bad, { size = 2, lazy = true }))
+    local l = pivq.data.loader(ds, { batch = 2, shuffle = false })
+    local ok, err = pcall(function() for _ in l:iter() do end end)
+    assert.is_false(ok)
+    assert.matches("broken%.jpg", err)
+    craft.rmdir(bad)
+  end)
+
   it("reports a damaged image by name", function()
     local bad = craft.tmpdir()
     assert(pivq.image.save(bad .. "/ok.png", pivq.zeros(1, 4, 4)))
