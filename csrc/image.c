@@ -427,7 +427,10 @@ int pivq_image_load_square_u8(const char *path, int size, int channels, unsigned
     if (!img) return -1;
     int64_t H = img->shape[1], W = img->shape[2], side = H < W ? H : W;
     pivq_tensor *crop = pivq_image_center_crop(img, side, side);
-    pivq_tensor *small = crop ? pivq_image_resize(crop, size, size, PIVQ_RESIZE_AREA) : NULL;
+    /* already the right size (a prepared dataset): a contiguous copy instead of a resize */
+    pivq_tensor *small = !crop ? NULL
+                         : side == size ? pivq_contiguous(crop)
+                                        : pivq_image_resize(crop, size, size, PIVQ_RESIZE_AREA);
     pivq_tensor_release(img);
     pivq_tensor_release(crop);
     if (!small) return -1;

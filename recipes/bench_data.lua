@@ -92,3 +92,17 @@ end)
 assert(cached.from_cache)
 print(string.format("image_folder, from cache: %.3f s = %.0f images/s", t_cached,
   opts.images / t_cached))
+
+-- 4. lazy: the loader's workers decode the JPEGs batch by batch
+local lazy = assert(pivq.data.image_folder(dir, { size = 64, lazy = true }))
+for _, w in ipairs({ 1, opts.workers }) do
+  local l = pivq.data.loader(lazy, { batch = 64, seed = 1, workers = w, augment = { hflip = true } })
+  local t, n = timed(function()
+    local n = 0
+    for b in l:iter() do n = n + b.images:size(1) end
+    return n
+  end)
+  print(string.format("loader over the lazy folder, %d worker(s): %.3f s = %.0f images/s", w, t,
+    n / t))
+  l:close()
+end
