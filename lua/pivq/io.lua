@@ -22,6 +22,11 @@ local function meta_string(key, v, level)
   if tv == "boolean" then return tostring(v) end
   if tv == "number" then
     if v % 1 == 0 and math.abs(v) < 2 ^ 53 then return string.format("%d", v) end
+    -- the shortest form that reads back exactly (0.1, not 0.10000000000000001)
+    for digits = 15, 16 do
+      local str = string.format("%." .. digits .. "g", v)
+      if tonumber(str) == v then return str end
+    end
     return string.format("%.17g", v)
   end
   error(string.format("save: metadata value for %q is a %s; values must be strings, numbers or "

@@ -19,14 +19,16 @@ describe("pivq.save / pivq.load (safetensors)", function()
       empty = pivq.zeros(0, 4),
       view = pivq.randn(4, 6):t(), -- not contiguous: written in row-major order of the view
     }
-    assert(pivq.save(path, ts, { epoch = 3, lr = 0.001, name = "run \"7\"", ok = true }))
+    assert(pivq.save(path, ts, { epoch = 3, lr = 0.001, wd = 0.1, third = 1 / 3, name = "run \"7\"", ok = true }))
     local back, meta = assert(pivq.load(path))
     for name, t in pairs(ts) do
       assert.are.equal(t:dtype(), back[name]:dtype(), name)
       assert.are.same(t:size(), back[name]:size(), name)
       assert.are.same(t:totable(), back[name]:totable(), name)
     end
-    assert.are.same({ epoch = "3", lr = "0.001", name = "run \"7\"", ok = "true" }, meta)
+    assert.are.same({ epoch = "3", lr = "0.001", wd = "0.1", third = "0.3333333333333333",
+      name = "run \"7\"", ok = "true" }, meta)
+    assert.are.equal(1 / 3, tonumber(meta.third))
   end)
 
   it("writes the public layout: LE header length, padded JSON, data sorted by name", function()
