@@ -76,22 +76,17 @@ if not have or #have ~= opts.images then
   print(string.format("generated %d JPEGs of 64x64 in %s: %.2f s", opts.images, dir, t))
 end
 os.remove(dir .. "/.pivq-cache-64-3.safetensors")
-local t_nocache = timed(function()
-  return assert(pivq.data.image_folder(dir, { size = 64, cache = false, workers = opts.workers }))
-end)
-print(string.format("image_folder, no cache, %d workers: %.3f s = %.0f images/s", opts.workers,
-  t_nocache, opts.images / t_nocache))
-local t_first = timed(function()
-  return assert(pivq.data.image_folder(dir, { size = 64, workers = opts.workers }))
-end)
-print(string.format("image_folder, decode + write cache: %.3f s = %.0f images/s", t_first,
-  opts.images / t_first))
-local t_cached, cached = timed(function()
-  return assert(pivq.data.image_folder(dir, { size = 64, workers = opts.workers }))
-end)
-assert(cached.from_cache)
-print(string.format("image_folder, from cache: %.3f s = %.0f images/s", t_cached,
-  opts.images / t_cached))
+local function folder(label, o)
+  local t, result, _, cpu = timed(function() return assert(pivq.data.image_folder(dir, o)) end)
+  print(string.format("image_folder, %s: %.3f s = %.0f images/s (cpu %.3f s = %.0f images per "
+    .. "cpu-second)", label, t, opts.images / t, cpu, opts.images / cpu))
+  return result
+end
+folder(string.format("no cache, %d workers", opts.workers),
+  { size = 64, cache = false, workers = opts.workers })
+folder("no cache, 1 worker", { size = 64, cache = false, workers = 1 })
+folder("decode + write cache", { size = 64, workers = opts.workers })
+assert(folder("from cache", { size = 64, workers = opts.workers }).from_cache)
 
 -- 4. lazy: the loader's workers decode the JPEGs batch by batch
 local lazy = assert(pivq.data.image_folder(dir, { size = 64, lazy = true }))
