@@ -239,8 +239,10 @@ function M.image_folder(dir, opts)
   local images, from_cache
   if cache_path and file_exists(cache_path) then
     local t, meta = io_.load(cache_path)
-    if t and meta.version == CACHE_VERSION and meta.fingerprint == fingerprint
-        and tonumber(meta.count) == #files and t.images then
+    -- a cache that is damaged, stale or of another shape is ignored (and rewritten below)
+    local want = table.concat({ #files, channels, size, size }, "x")
+    if t and meta.version == CACHE_VERSION and meta.fingerprint == fingerprint and t.images
+        and t.images:dtype() == "uint8" and table.concat(t.images:size(), "x") == want then
       images, from_cache = t.images, true
     end
   end

@@ -51,6 +51,18 @@ describe("pivq.data.image_folder", function()
     assert.is_true(math.abs(third.images[2]:float():mean():item() - 102) <= 1)
   end)
 
+  it("ignores and rewrites a damaged cache", function()
+    local cache = dir .. "/.pivq-cache-5-3.safetensors"
+    assert(pivq.data.image_folder(dir, { size = 5 }))
+    craft.write(cache, "garbage")
+    local ds = assert(pivq.data.image_folder(dir, { size = 5 }))
+    assert.is_false(ds.from_cache)
+    assert.is_true(assert(pivq.data.image_folder(dir, { size = 5 })).from_cache)
+    -- a valid file with the wrong shape under the cache's name
+    assert(pivq.save(cache, { images = pivq.zeros({ 1, 3, 5, 5 }, "uint8") }, { version = "1" }))
+    assert.is_false(assert(pivq.data.image_folder(dir, { size = 5 })).from_cache)
+  end)
+
   it("joins a CelebA-style attribute table by file name", function()
     local attr = craft.write(dir .. "/list_attr.txt", table.concat({
       "5", "Smiling Young",
