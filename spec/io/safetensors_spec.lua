@@ -19,7 +19,8 @@ describe("pivq.save / pivq.load (safetensors)", function()
       empty = pivq.zeros(0, 4),
       view = pivq.randn(4, 6):t(), -- not contiguous: written in row-major order of the view
     }
-    assert(pivq.save(path, ts, { epoch = 3, lr = 0.001, wd = 0.1, third = 1 / 3, name = "run \"7\"", ok = true }))
+    local meta_in = { epoch = 3, lr = 0.001, wd = 0.1, third = 1 / 3, name = "run \"7\"", ok = true }
+    assert(pivq.save(path, ts, meta_in))
     local back, meta = assert(pivq.load(path))
     for name, t in pairs(ts) do
       assert.are.equal(t:dtype(), back[name]:dtype(), name)
