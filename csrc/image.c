@@ -202,8 +202,10 @@ pivq_tensor *pivq_image_resize(const pivq_tensor *x, int64_t h, int64_t w, int m
     for (int i = 0; i < x->ndim; i++) size[i] = x->shape[i];
     size[x->ndim - 2] = h;
     size[x->ndim - 1] = w;
-    pivq_tensor *src = pivq_contiguous(x);
-    pivq_tensor *out = src ? pivq_empty(PIVQ_FLOAT32, x->ndim, size) : NULL;
+    /* strided input is read in place (a centre crop is a view): copying it first cost more
+       than the resize itself */
+    const pivq_tensor *src = x;
+    pivq_tensor *out = pivq_empty(PIVQ_FLOAT32, x->ndim, size);
     axis_plan py = {0}, px = {0};
     float *tmp = NULL;
     int64_t planes = out ? pivq_numel(x) / (H * W) : 0;
@@ -215,16 +217,22 @@ pivq_tensor *pivq_image_resize(const pivq_tensor *x, int64_t h, int64_t w, int m
     }
     const float *s = pivq_data(src);
     float *o = pivq_data(out);
+    int nd = x->ndim;
+    int64_t rs = x->strides[nd - 2], cs = x->strides[nd - 1];
     for (int64_t p = 0; p < planes; p++) {
-        const float *sp = s + p * H * W;
+        /* plane p's leading indices (C, or N then C) through the strides */
+        int64_t lead = nd == 4 ? x->shape[1] : 1;
+        int64_t poff = nd == 4 ? (p / lead) * x->strides[0] + (p % lead) * x->strides[1]
+                               : p * x->strides[0];
+        const float *sp = s + poff;
         float *op = o + p * h * w;
         /* step 1: rows, H x W -> H x w */
         for (int64_t y = 0; y < H; y++)
             for (int64_t i = 0; i < w; i++) {
                 const float *wt = px.weight + i * px.span;
-                const float *row = sp + y * W + px.first[i];
+                const float *row = sp + y * rs + px.first[i] * cs;
                 float acc = 0;
-                for (int64_t k = 0; k < px.count[i]; k++) acc += wt[k] * row[k];
+                for (int64_t k = 0; k < px.count[i]; k++) acc += wt[k] * row[k * cs];
                 tmp[y * w + i] = acc;
             }
         /* step 2: columns, H x w -> h x w */
@@ -241,13 +249,11 @@ pivq_tensor *pivq_image_resize(const pivq_tensor *x, int64_t h, int64_t w, int m
     free(tmp);
     plan_free(&py);
     plan_free(&px);
-    pivq_tensor_release(src);
     return out;
 fail:
     free(tmp);
     plan_free(&py);
     plan_free(&px);
-    pivq_tensor_release(src);
     pivq_tensor_release(out);
     return NULL;
 }
@@ -423,30 +429,41 @@ pivq_strings *pivq_image_list(const char *dir)
 
 int pivq_image_load_square_u8(const char *path, int size, int channels, unsigned char *out)
 {
-    pivq_tensor *img = pivq_image_read(path);
+    unsigned char *buf;
+    size_t len;
+    if (pivq_read_file("image", path, IMAGE_FILE_MAX, &buf, &len)) return -1;
+    pivq_tensor *img = pivq_is_jpeg(buf, len) ? pivq_jpeg_decode_scaled(buf, len, path, size)
+                                              : pivq_image_decode(buf, len, path);
+    free(buf);
     if (!img) return -1;
     int64_t H = img->shape[1], W = img->shape[2], side = H < W ? H : W;
     pivq_tensor *crop = pivq_image_center_crop(img, side, side);
-    /* already the right size (a prepared dataset): a contiguous copy instead of a resize */
+    /* already the right size (a prepared dataset): read the crop in place, no resize */
     pivq_tensor *small = !crop ? NULL
-                         : side == size ? pivq_contiguous(crop)
+                         : side == size ? pivq_tensor_retain(crop)
                                         : pivq_image_resize(crop, size, size, PIVQ_RESIZE_AREA);
     pivq_tensor_release(img);
     pivq_tensor_release(crop);
     if (!small) return -1;
     int C = (int)small->shape[0];
     const float *s = pivq_data(small);
+    int64_t cst = small->strides[0], rs = small->strides[1], xs = small->strides[2];
     int64_t plane = (int64_t)size * size;
     for (int k = 0; k < channels; k++) {
-        if (channels == 1 && C >= 3) {
-            /* colour to gray: ITU-R BT.601 luma, as libjpeg and PIL do */
-            for (int64_t i = 0; i < plane; i++)
-                out[i] = to_u8(0.299f * s[i] + 0.587f * s[plane + i] + 0.114f * s[2 * plane + i]);
-            continue;
+        for (int64_t y = 0; y < size; y++) {
+            unsigned char *orow = out + k * plane + y * size;
+            const float *r0 = s + y * rs;
+            if (channels == 1 && C >= 3) {
+                /* colour to gray: ITU-R BT.601 luma, as libjpeg and PIL do */
+                for (int64_t x = 0; x < size; x++)
+                    orow[x] = to_u8(0.299f * r0[x * xs] + 0.587f * r0[cst + x * xs] +
+                                    0.114f * r0[2 * cst + x * xs]);
+                continue;
+            }
+            /* gray (1 or 2 channels) repeats channel 0; alpha (channel 2 or 4) is dropped */
+            const float *src = r0 + (C >= 3 ? k : 0) * cst;
+            for (int64_t x = 0; x < size; x++) orow[x] = to_u8(src[x * xs]);
         }
-        /* gray (1 or 2 channels) repeats channel 0; alpha (channel 2 or 4) is dropped */
-        const float *src = s + (C >= 3 ? k : 0) * plane;
-        for (int64_t i = 0; i < plane; i++) out[k * plane + i] = to_u8(src[i]);
     }
     pivq_tensor_release(small);
     return 0;

@@ -29,6 +29,10 @@ pivq_strings *pivq_strings_new(char **items, int64_t n);
 /* Decoders into C x H x W float32 (io_png.c, io_jpeg.c); `name` only for messages. */
 pivq_tensor *pivq_png_decode(const unsigned char *data, size_t len, const char *name);
 pivq_tensor *pivq_jpeg_decode(const unsigned char *data, size_t len, const char *name);
+/* The same at the smallest of 1/1, 1/2, 1/4, 1/8 scale whose shorter side stays >= min_side
+   (0: full size). */
+pivq_tensor *pivq_jpeg_decode_scaled(const unsigned char *data, size_t len, const char *name,
+                                     int64_t min_side);
 int pivq_is_png(const unsigned char *data, size_t len);
 int pivq_is_jpeg(const unsigned char *data, size_t len);
 

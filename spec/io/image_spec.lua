@@ -207,6 +207,18 @@ describe("pivq.image", function()
       assert.are.same({ 2, 3, 10, 12 }, pivq.image.resize(b, 10, 12):size())
     end)
 
+    it("resize reads strided views in place", function()
+      local t = pivq.rand(2, 3, 9, 7)
+      for _, mode in ipairs({ "area", "bilinear" }) do
+        local v = t:transpose(3, 4):narrow(1, 2, 1):narrow(3, 2, 5)
+        local expected = pivq.image.resize(v:contiguous(), 4, 3, mode)
+        assert.is_true(close(pivq.image.resize(v, 4, 3, mode), expected))
+        local c = pivq.image.center_crop(t[1], 5, 5)
+        local expected_c = pivq.image.resize(c:contiguous(), 11, 2, mode)
+        assert.is_true(close(pivq.image.resize(c, 11, 2, mode), expected_c))
+      end
+    end)
+
     it("center_crop takes the middle (extra row/column at the bottom/right)", function()
       local t = pivq.arange(1, 20, "float32"):view(1, 4, 5)
       assert.are.same({ { { 7, 8, 9 }, { 12, 13, 14 } } }, pivq.image.center_crop(t, 2, 3):totable())
