@@ -54,22 +54,25 @@ function M.save(path, t, opts)
   if type(path) ~= "string" then error("image.save: path must be a string", 2) end
   check_tensor("image.save", t, 2)
   opts = opts or {}
+  -- the tensor's shape and dtype are the caller's business (raise); the file system's
+  -- answers are expected failures (nil, err)
+  local nd, dt = t:dim(), t:dtype()
+  local c = nd == 3 and t:size(1) or 1
+  local jpeg = is_jpeg_name(path)
+  if (nd ~= 2 and nd ~= 3) or (dt ~= "float32" and dt ~= "uint8") or c < 1 or c > 4
+      or (jpeg and c ~= 1 and c ~= 3) then
+    error(string.format("image.save: expected a float32 or uint8 C x H x W (C = %s) or H x W "
+      .. "tensor, got %s %s", jpeg and "1 or 3 for JPEG" or "1..4", dt, tensor.shape_string(t)), 2)
+  end
   local rc
-  if is_jpeg_name(path) then
+  if jpeg then
     local q = opts.quality or 95
     check_size("image.save", "quality", q, 2)
     rc = C.pivq_image_write_jpeg(path, t.c, q)
   else
     rc = C.pivq_image_write_png(path, t.c)
   end
-  if rc ~= 0 then
-    local msg = last_error()
-    -- a tensor of the wrong shape is the caller's mistake, not the file system's
-    if msg:match("^write_%a+: image must") or msg:match("holds 1 or 3 channels") then
-      error(msg, 2)
-    end
-    return nil, msg
-  end
+  if rc ~= 0 then return nil, last_error() end
   return true
 end
 
