@@ -357,7 +357,9 @@ pivq_strings *pivq_image_list(const char *dir);
 uint64_t pivq_files_fingerprint(const char *dir, const char *const *files, int64_t n);
 /* Load n files (paths relative to dir, or absolute when dir is NULL): decode, centre-crop to
    a square, area-resize to size x size, convert to `channels` (1 or 3; gray is repeated,
-   alpha dropped). Result N x channels x size x size uint8. threads >= 1 decode in parallel. */
+   alpha dropped, colour to BT.601 luma). JPEGs much larger than size are decoded at 1/2, 1/4
+   or 1/8 scale first (libjpeg's DCT scaling). Result N x channels x size x size uint8.
+   threads >= 1 decode in parallel. */
 pivq_tensor *pivq_image_folder_load(const char *dir, const char *const *files, int64_t n,
                                     int size, int channels, int threads);
 
