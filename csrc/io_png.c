@@ -48,6 +48,32 @@ static void read_mem(png_structp png, png_bytep out, size_t n)
     c->pos += n;
 }
 
+/* libpng allocates a chunk's declared length before reading its data, and Debian's 1.6.39
+   does so for zTXt even past png_set_chunk_malloc_max: a 51-byte file declaring a 1.9 GB
+   zTXt chunk made it allocate 1.9 GB (found by fuzz_image). We hold the whole file, so we
+   walk the chunk list first and refuse any chunk that runs past the end of the file. */
+static int check_chunk_lengths(const unsigned char *d, size_t len, const char *name)
+{
+    uint64_t pos = 8;
+    while (pos + 8 <= len) {
+        uint64_t n = (uint64_t)d[pos] << 24 | (uint64_t)d[pos + 1] << 16 |
+                     (uint64_t)d[pos + 2] << 8 | d[pos + 3];
+        const unsigned char *type = d + pos + 4;
+        if (n + 12 > len - pos)
+            return pivq_set_error("png: %s: chunk \"%c%c%c%c\" at byte %llu declares %llu bytes, "
+                                  "the file has %llu left (truncated or corrupt PNG)", name,
+                                  type[0] >= 32 && type[0] < 127 ? type[0] : '?',
+                                  type[1] >= 32 && type[1] < 127 ? type[1] : '?',
+                                  type[2] >= 32 && type[2] < 127 ? type[2] : '?',
+                                  type[3] >= 32 && type[3] < 127 ? type[3] : '?',
+                                  (unsigned long long)pos, (unsigned long long)n,
+                                  (unsigned long long)(len - pos - 12 < len ? len - pos - 12 : 0));
+        if (memcmp(type, "IEND", 4) == 0) break;
+        pos += 12 + n;
+    }
+    return 0; /* a missing IEND or a cut chunk header is left to libpng to report */
+}
+
 int pivq_is_png(const unsigned char *data, size_t len)
 {
     return len >= 8 && png_sig_cmp(data, 0, 8) == 0;
@@ -55,6 +81,7 @@ int pivq_is_png(const unsigned char *data, size_t len)
 
 pivq_tensor *pivq_png_decode(const unsigned char *data, size_t len, const char *name)
 {
+    if (check_chunk_lengths(data, len, name)) return NULL;
     png_ctx *c = calloc(1, sizeof *c);
     if (!c) {
         pivq_set_error("png: %s: out of memory", name);

@@ -130,6 +130,13 @@ describe("pivq.image", function()
       end
     end)
 
+    it("a PNG chunk whose declared length runs past the end of the file", function()
+      -- libpng would allocate the declared 1.9 GB for this zTXt before noticing (found by fuzzing)
+      local bomb = good:sub(1, 33) .. craft.be32(1921424046) .. "zTXt" .. "\3?\182\186\177\187"
+      fails(file(bomb), 'chunk "zTXt" at byte 33 declares 1921424046 bytes, the file has')
+      fails(file(good:sub(1, #good - 13)), "truncated or corrupt")
+    end)
+
     it("a PNG of absurd declared size", function()
       fails(file(craft.png { width = 1000000, height = 1000000, color = 6, rows = {} }), "exceeds")
       -- under the limits, but more than a 100-byte file can hold
