@@ -80,14 +80,17 @@ pivq_tensor *pivq_jpeg_decode_scaled(const unsigned char *data, size_t len, cons
                        (long long)pivq_image_pixel_cap());
         goto fail;
     }
-    /* A sequential Huffman-coded scan spends at least 2 bits (a DC and an EOB code) per 8x8
-       block of its first component, so a file of len bytes holds at most 256 * len pixels.
-       Progressive (EOB runs) and arithmetic-coded files can legitimately do better, and are
-       bounded by the pixel cap and libjpeg's memory limit only. */
-    if (!cinfo->progressive_mode && !cinfo->arith_code &&
-        w * h > 256 * (int64_t)len + 65536) {
-        pivq_set_error("jpeg: %s: declared size %lldx%lld is more than a %zu-byte baseline JPEG "
-                       "can hold", name, (long long)w, (long long)h, len);
+    /* Huffman coding spends at least one code per 8x8 block of the first component: a DC and
+       an EOB code (2 bits) in a sequential scan, a DC code (1 bit) in a progressive DC scan
+       (EOB runs only shorten AC scans). So a file of len bytes holds at most 256 * len
+       (sequential) or 512 * len (progressive) pixels, and a header declaring more is corrupt
+       -- refused before libjpeg allocates coefficient buffers or we allocate the output.
+       Arithmetic-coded files (rare) can do better and are bounded by the pixel cap only. */
+    int64_t per_byte = cinfo->progressive_mode ? 512 : 256;
+    if (!cinfo->arith_code && w * h > per_byte * (int64_t)len + 65536) {
+        pivq_set_error("jpeg: %s: declared size %lldx%lld is more than a %zu-byte %s JPEG can "
+                       "hold", name, (long long)w, (long long)h, len,
+                       cinfo->progressive_mode ? "progressive" : "baseline");
         goto fail;
     }
     cinfo->out_color_space = cinfo->num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
