@@ -7,3 +7,8 @@ files["spec/helpers/strict_globals.lua"] = { globals = { "_G" } }
 files["spec/helpers/summary_output.lua"] = { unused_args = false }
 files[".busted"] = { std = "max" }
 exclude_files = { "build", "build-*" }
+-- The foundation's five unused-argument warnings made `.ci/task lint` fail on main; these keep
+-- the signatures (a busted handler's callbacks, two helpers) and silence only those names.
+files["spec/helpers/summary_output.lua"] = { ignore = { "212/options", "212/element", "212/parent" } }
+files["lua/pivq/printing.lua"] = { ignore = { "212/t" } }
+files["lua/pivq/random.lua"] = { ignore = { "212/fname" } }

@@ -577,6 +577,138 @@ double pivq_assign_total_cost(const float *cost, int64_t L, int64_t K, const int
    cost is float32 (any strides; copied to contiguous if needed). */
 pivq_tensor *pivq_assign(const pivq_tensor *cost);
 
+/* ---------------------------------------------------------------------------------------
+ * Data and files (io_file.c, io_idx.c, io_safetensors.c, io_png.c, io_jpeg.c, image.c,
+ * loader.c). Readers take untrusted bytes: every declared size is checked against what the
+ * input can hold before anything is allocated, and a bad file gives NULL/-1 with a message
+ * naming the file and the problem. The *_decode functions read from memory (they are what
+ * the fuzz targets in csrc/fuzz/ exercise); `name` is only used in messages.
+ * ------------------------------------------------------------------------------------- */
+
+/* A list of strings owned by the library (file names found by a scan). */
+typedef struct pivq_strings pivq_strings;
+/* Number of strings. */
+int64_t pivq_strings_count(const pivq_strings *s);
+/* String i (0-based); NULL if out of range. Valid until pivq_strings_free. */
+const char *pivq_strings_get(const pivq_strings *s, int64_t i);
+/* Free the list (NULL ok). */
+void pivq_strings_free(pivq_strings *s);
+
+/* Read an IDX file (MNIST family), gzip-compressed or raw (detected from the bytes). The
+   tensor has the file's shape; dtypes map u8 -> uint8, i8/i16/i32 -> int32, f32 -> float32,
+   f64 -> float32 (rounded). */
+pivq_tensor *pivq_idx_read(const char *path);
+/* The same from `len` bytes at `data`. */
+pivq_tensor *pivq_idx_decode(const void *data, size_t len, const char *name);
+
+/* Named tensors and string metadata read from a safetensors file. */
+typedef struct pivq_tensor_set pivq_tensor_set;
+/* Read a safetensors file. Dtypes F32, I32, I64, U8 load as such; F64, F16, BF16 convert to
+   float32, I8, I16, U16 to int32, U32 to int64, BOOL to uint8. */
+pivq_tensor_set *pivq_safetensors_read(const char *path);
+/* The same from `len` bytes at `data`. */
+pivq_tensor_set *pivq_safetensors_decode(const void *data, size_t len, const char *name);
+/* Number of tensors in the set (in the file's data order). */
+int pivq_tensor_set_count(const pivq_tensor_set *s);
+/* Name of tensor i (0-based). */
+const char *pivq_tensor_set_name(const pivq_tensor_set *s, int i);
+/* Tensor i: a NEW reference. */
+pivq_tensor *pivq_tensor_set_tensor(const pivq_tensor_set *s, int i);
+/* Number of `__metadata__` entries. */
+int pivq_tensor_set_metadata_count(const pivq_tensor_set *s);
+/* Key and value of metadata entry i. */
+const char *pivq_tensor_set_metadata_key(const pivq_tensor_set *s, int i);
+const char *pivq_tensor_set_metadata_value(const pivq_tensor_set *s, int i);
+/* Free the set and drop its tensor references (NULL ok). */
+void pivq_tensor_set_free(pivq_tensor_set *s);
+/* Write n named tensors (any layout; names unique, non-empty) and nmeta string pairs to
+   `path` atomically: a temporary file in the same folder, flushed and fsynced, renamed. */
+int pivq_safetensors_write(const char *path, int n, const char *const *names,
+                           pivq_tensor *const *tensors, int nmeta, const char *const *keys,
+                           const char *const *values);
+
+/* Largest image (width * height) a decoder accepts; default 2^28. Returns the old value.
+   n <= 0 only queries. PNGs are further bounded by what their compressed size can hold. */
+int64_t pivq_image_max_pixels(int64_t n);
+/* Decode a PNG (8/16-bit; gray, gray+alpha, RGB, RGBA, palette) or a JPEG (gray or colour),
+   detected from the bytes, into C x H x W float32 in [0, 1]. C is 1 (gray), 2 (gray+alpha),
+   3 (RGB) or 4 (RGBA); palette images give 3 or 4 (with transparency). */
+pivq_tensor *pivq_image_read(const char *path);
+/* The same from `len` bytes at `data`. */
+pivq_tensor *pivq_image_decode(const void *data, size_t len, const char *name);
+/* Write img as an 8-bit PNG: C x H x W (C = 1, 2, 3 or 4) or H x W; float32 values are
+   clamped to [0, 1] and rounded to /255 steps, uint8 values written as they are. Atomic. */
+int pivq_image_write_png(const char *path, const pivq_tensor *img);
+/* Write img (C = 1 or 3, as for PNG) as a baseline JPEG of quality 1..100. Atomic. */
+int pivq_image_write_jpeg(const char *path, const pivq_tensor *img, int quality);
+
+/* uint8 pixels (any shape) as float32 in [0, 1] (x / 255), in one pass. */
+pivq_tensor *pivq_image_u8_to_float(const pivq_tensor *x);
+
+typedef enum pivq_resize_mode {
+    PIVQ_RESIZE_AREA = 0,     /* average of the covered source area (for shrinking) */
+    PIVQ_RESIZE_BILINEAR = 1  /* half-pixel centres, edge clamped (align_corners=False) */
+} pivq_resize_mode;
+
+/* Resize the last two dims of a float32 C x H x W or N x C x H x W tensor to h x w. */
+pivq_tensor *pivq_image_resize(const pivq_tensor *x, int64_t h, int64_t w, int mode);
+/* The centred h x w window of the last two dims (a view; odd margins leave the extra row or
+   column at the bottom/right). */
+pivq_tensor *pivq_image_center_crop(const pivq_tensor *x, int64_t h, int64_t w);
+/* Tile a float32 N x C x H x W batch into one C x H' x W' image: nrow images per row,
+   `padding` pixels of pad_value around every image, each pixel repeated scale x scale. */
+pivq_tensor *pivq_image_grid(const pivq_tensor *batch, int nrow, int padding, int scale,
+                             double pad_value);
+
+/* Image files under dir (recursively; *.png, *.jpg, *.jpeg in any case; hidden entries
+   skipped) as paths relative to dir, sorted bytewise. */
+pivq_strings *pivq_image_list(const char *dir);
+/* A 64-bit fingerprint of n files (relative to dir, or absolute when dir is NULL): names,
+   sizes and modification times. A cache keyed by it goes stale when any file changes.
+   Returns 0 and sets the error if a file cannot be stat'ed. */
+uint64_t pivq_files_fingerprint(const char *dir, const char *const *files, int64_t n);
+/* Load n files (paths relative to dir, or absolute when dir is NULL): decode, centre-crop to
+   a square, area-resize to size x size, convert to `channels` (1 or 3; gray is repeated,
+   alpha dropped, colour to BT.601 luma). JPEGs much larger than size are decoded at 1/2, 1/4
+   or 1/8 scale first (libjpeg's DCT scaling). Result N x channels x size x size uint8.
+   threads >= 1 decode in parallel. */
+pivq_tensor *pivq_image_folder_load(const char *dir, const char *const *files, int64_t n,
+                                    int size, int channels, int threads);
+
+/* A batch loader: worker threads gather shuffled rows of the source tensors into batches
+   ahead of the consumer, delivered in order so that a seed fixes the whole sequence. */
+typedef struct pivq_loader pivq_loader;
+enum {
+    PIVQ_LOADER_IMAGE = 1 /* source flag: uint8 converts to float32 / 255; hflip applies */
+};
+/* nsources tensors (1..8) with one first dim N; flags[k] as above (NULL: none). batch >= 1;
+   shuffle with `seed` (epoch e draws from counter e * 2^40 of pivq_generator{seed}); hflip
+   flips each image sample with probability 1/2; workers >= 1 threads; prefetch >= 1
+   batches ready ahead. The sources are retained (contiguous copies when needed). */
+pivq_loader *pivq_loader_new(pivq_tensor *const *sources, const int *flags, int nsources,
+                             int64_t batch, int shuffle, uint64_t seed, int drop_last,
+                             int hflip, int workers, int prefetch);
+/* Like pivq_loader_new, but the images are decoded from n files by the workers as batches are
+   built (for folders too large to preload): each file (relative to dir, or absolute when dir
+   is NULL) is centre-cropped, area-resized to size x size with `channels` (1 or 3) channels,
+   and arrives as float32 in [0, 1] (batch output 0). The nsources extra sources (0..7, first
+   dim n: labels, attributes) follow as outputs 1..nsources. A file that fails to decode makes
+   pivq_loader_next fail with its name. */
+pivq_loader *pivq_loader_new_files(const char *dir, const char *const *files, int64_t n,
+                                   int size, int channels, pivq_tensor *const *sources,
+                                   const int *flags, int nsources, int64_t batch, int shuffle,
+                                   uint64_t seed, int drop_last, int hflip, int workers,
+                                   int prefetch);
+/* Batches per epoch. */
+int64_t pivq_loader_num_batches(const pivq_loader *l);
+/* Start epoch `epoch` (>= 0): stops any running one, draws the order, starts the workers. */
+int pivq_loader_start_epoch(pivq_loader *l, int64_t epoch);
+/* Next batch of the epoch: out[k] receives a NEW reference per source. Returns 1, 0 at the
+   end of the epoch, -1 on error. */
+int pivq_loader_next(pivq_loader *l, pivq_tensor **out);
+/* Stop the workers and free the loader (NULL ok). */
+void pivq_loader_free(pivq_loader *l);
+
 #ifndef PIVQ_CDEF
 #ifdef __cplusplus
 }

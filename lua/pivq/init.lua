@@ -78,4 +78,11 @@ pivq.eval = require "pivq.eval"
 pivq.probe = require "pivq.probe"
 pivq.show = require("pivq.show").show
 
+-- data and files: datasets and the loader, images, safetensors checkpoints
+pivq.data = require "pivq.data"
+pivq.image = require "pivq.image"
+pivq.io = require "pivq.io"
+pivq.save = pivq.io.save
+pivq.load = pivq.io.load
+
 return pivq
