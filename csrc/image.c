@@ -23,7 +23,10 @@ int64_t pivq_image_max_pixels(int64_t n)
     return old;
 }
 
-int64_t pivq_image_pixel_cap(void) { return __atomic_load_n(&pixel_cap, __ATOMIC_RELAXED); }
+int64_t pivq_image_pixel_cap(void)
+{
+    return __atomic_load_n(&pixel_cap, __ATOMIC_RELAXED);
+}
 
 pivq_tensor *pivq_image_decode(const void *data, size_t len, const char *name)
 {
@@ -70,7 +73,8 @@ unsigned char *pivq_image_to_interleaved_u8(const char *fname, const pivq_tensor
         (img->scalar_type != PIVQ_FLOAT32 && img->scalar_type != PIVQ_UINT8) ||
         (img->ndim == 3 && (img->shape[0] < 1 || img->shape[0] > 4))) {
         pivq_set_error("%s: image must be float32 or uint8, C x H x W with C in 1..4 or H x W; "
-                       "got %s %s", fname, pivq_dtype_name(img->scalar_type),
+                       "got %s %s",
+                       fname, pivq_dtype_name(img->scalar_type),
                        pivq_shape_str(img, buf, sizeof buf));
         return NULL;
     }
@@ -88,11 +92,13 @@ unsigned char *pivq_image_to_interleaved_u8(const char *fname, const pivq_tensor
     if (c->scalar_type == PIVQ_FLOAT32) {
         const float *src = pivq_data(c);
         for (int64_t i = 0; i < plane; i++)
-            for (int k = 0; k < ch; k++) out[i * ch + k] = to_u8(src[k * plane + i]);
+            for (int k = 0; k < ch; k++)
+                out[i * ch + k] = to_u8(src[k * plane + i]);
     } else {
         const unsigned char *src = pivq_data(c);
         for (int64_t i = 0; i < plane; i++)
-            for (int k = 0; k < ch; k++) out[i * ch + k] = src[k * plane + i];
+            for (int k = 0; k < ch; k++)
+                out[i * ch + k] = src[k * plane + i];
     }
     pivq_tensor_release(c);
     *channels = ch;
@@ -105,7 +111,8 @@ pivq_tensor *pivq_image_u8_to_float(const pivq_tensor *x)
 {
     if (pivq_check_tensor("image_u8_to_float", "x", x)) return NULL;
     if (x->scalar_type != PIVQ_UINT8) {
-        pivq_set_error("image_u8_to_float: x must be uint8, got %s", pivq_dtype_name(x->scalar_type));
+        pivq_set_error("image_u8_to_float: x must be uint8, got %s",
+                       pivq_dtype_name(x->scalar_type));
         return NULL;
     }
     pivq_tensor *c = pivq_contiguous(x);
@@ -116,7 +123,8 @@ pivq_tensor *pivq_image_u8_to_float(const pivq_tensor *x)
         int64_t n = pivq_numel(out);
         int nth = pivq_threads_for(n);
 #pragma omp parallel for num_threads(nth) if (nth > 1)
-        for (int64_t i = 0; i < n; i++) o[i] = s[i] * (1.0f / 255.0f);
+        for (int64_t i = 0; i < n; i++)
+            o[i] = s[i] * (1.0f / 255.0f);
     }
     pivq_tensor_release(c);
     return out;
@@ -172,8 +180,10 @@ static int plan_axis(axis_plan *p, int64_t in, int64_t out, int mode)
             p->first[i] = j0;
             p->count[i] = j0 + 1 < in ? 2 : 1;
             wt[0] = (float)(1 - f);
-            if (p->count[i] == 2) wt[1] = (float)f;
-            else wt[0] = 1;
+            if (p->count[i] == 2)
+                wt[1] = (float)f;
+            else
+                wt[0] = 1;
         }
     }
     return 0;
@@ -199,7 +209,8 @@ pivq_tensor *pivq_image_resize(const pivq_tensor *x, int64_t h, int64_t w, int m
         return NULL;
     }
     int64_t size[4];
-    for (int i = 0; i < x->ndim; i++) size[i] = x->shape[i];
+    for (int i = 0; i < x->ndim; i++)
+        size[i] = x->shape[i];
     size[x->ndim - 2] = h;
     size[x->ndim - 1] = w;
     /* strided input is read in place (a centre crop is a view): copying it first cost more
@@ -222,8 +233,8 @@ pivq_tensor *pivq_image_resize(const pivq_tensor *x, int64_t h, int64_t w, int m
     for (int64_t p = 0; p < planes; p++) {
         /* plane p's leading indices (C, or N then C) through the strides */
         int64_t lead = nd == 4 ? x->shape[1] : 1;
-        int64_t poff = nd == 4 ? (p / lead) * x->strides[0] + (p % lead) * x->strides[1]
-                               : p * x->strides[0];
+        int64_t poff =
+            nd == 4 ? (p / lead) * x->strides[0] + (p % lead) * x->strides[1] : p * x->strides[0];
         const float *sp = s + poff;
         float *op = o + p * h * w;
         /* step 1: rows, H x W -> H x w */
@@ -232,17 +243,20 @@ pivq_tensor *pivq_image_resize(const pivq_tensor *x, int64_t h, int64_t w, int m
                 const float *wt = px.weight + i * px.span;
                 const float *row = sp + y * rs + px.first[i] * cs;
                 float acc = 0;
-                for (int64_t k = 0; k < px.count[i]; k++) acc += wt[k] * row[k * cs];
+                for (int64_t k = 0; k < px.count[i]; k++)
+                    acc += wt[k] * row[k * cs];
                 tmp[y * w + i] = acc;
             }
         /* step 2: columns, H x w -> h x w */
         for (int64_t j = 0; j < h; j++) {
             const float *wt = py.weight + j * py.span;
             float *orow = op + j * w;
-            for (int64_t i = 0; i < w; i++) orow[i] = 0;
+            for (int64_t i = 0; i < w; i++)
+                orow[i] = 0;
             for (int64_t k = 0; k < py.count[j]; k++) {
                 const float *trow = tmp + (py.first[j] + k) * w;
-                for (int64_t i = 0; i < w; i++) orow[i] += wt[k] * trow[i];
+                for (int64_t i = 0; i < w; i++)
+                    orow[i] += wt[k] * trow[i];
             }
         }
     }
@@ -294,7 +308,8 @@ pivq_tensor *pivq_image_grid(const pivq_tensor *batch, int nrow, int padding, in
     }
     if (nrow < 1 || padding < 0 || scale < 1 || padding > 4096 || scale > 64) {
         pivq_set_error("image_grid: need nrow >= 1, padding in 0..4096, scale in 1..64; got "
-                       "%d, %d, %d", nrow, padding, scale);
+                       "%d, %d, %d",
+                       nrow, padding, scale);
         return NULL;
     }
     int64_t N = batch->shape[0], C = batch->shape[1], H = batch->shape[2], W = batch->shape[3];
@@ -322,7 +337,8 @@ pivq_tensor *pivq_image_grid(const pivq_tensor *batch, int nrow, int padding, in
             for (int64_t y = 0; y < Hs; y++) {
                 const float *srow = s + ((n * C + c) * H + y / scale) * W;
                 float *orow = o + (c * OH + top + y) * OW + left;
-                for (int64_t x = 0; x < Ws; x++) orow[x] = srow[x / scale];
+                for (int64_t x = 0; x < Ws; x++)
+                    orow[x] = srow[x / scale];
             }
     }
     pivq_tensor_release(src);
@@ -364,8 +380,10 @@ static int is_image_name(const char *name)
    folders are followed, so the depth is bounded to stop a link cycle. */
 static int scan_dir(const char *root, const char *rel, int depth, name_list *out)
 {
-    if (depth > 32) return pivq_set_error("image_list: %s/%s: folders nested deeper than 32 "
-                                          "(a symbolic link cycle?)", root, rel);
+    if (depth > 32)
+        return pivq_set_error("image_list: %s/%s: folders nested deeper than 32 "
+                              "(a symbolic link cycle?)",
+                              root, rel);
     size_t need = strlen(root) + strlen(rel) + 2;
     char *path = malloc(need);
     if (!path) return pivq_set_error("image_list: out of memory");
@@ -394,7 +412,8 @@ static int scan_dir(const char *root, const char *rel, int depth, name_list *out
         snprintf(full, flen, "%s/%s", path, ent->d_name);
         struct stat st;
         if (stat(full, &st) == 0) {
-            if (S_ISDIR(st.st_mode)) rc = scan_dir(root, child_rel, depth + 1, out);
+            if (S_ISDIR(st.st_mode))
+                rc = scan_dir(root, child_rel, depth + 1, out);
             else if (S_ISREG(st.st_mode) && is_image_name(ent->d_name) && list_push(out, child_rel))
                 rc = pivq_set_error("image_list: out of memory");
         }
@@ -419,7 +438,8 @@ pivq_strings *pivq_image_list(const char *dir)
     }
     name_list l = {0};
     if (scan_dir(dir, "", 0, &l)) {
-        for (int64_t i = 0; i < l.n; i++) free(l.items[i]);
+        for (int64_t i = 0; i < l.n; i++)
+            free(l.items[i]);
         free(l.items);
         return NULL;
     }
@@ -439,7 +459,7 @@ int pivq_image_load_square_u8(const char *path, int size, int channels, unsigned
     int64_t H = img->shape[1], W = img->shape[2], side = H < W ? H : W;
     pivq_tensor *crop = pivq_image_center_crop(img, side, side);
     /* already the right size (a prepared dataset): read the crop in place, no resize */
-    pivq_tensor *small = !crop ? NULL
+    pivq_tensor *small = !crop          ? NULL
                          : side == size ? pivq_tensor_retain(crop)
                                         : pivq_image_resize(crop, size, size, PIVQ_RESIZE_AREA);
     pivq_tensor_release(img);
@@ -462,7 +482,8 @@ int pivq_image_load_square_u8(const char *path, int size, int channels, unsigned
             }
             /* gray (1 or 2 channels) repeats channel 0; alpha (channel 2 or 4) is dropped */
             const float *src = r0 + (C >= 3 ? k : 0) * cst;
-            for (int64_t x = 0; x < size; x++) orow[x] = to_u8(src[x * xs]);
+            for (int64_t x = 0; x < size; x++)
+                orow[x] = to_u8(src[x * xs]);
         }
     }
     pivq_tensor_release(small);
@@ -475,8 +496,8 @@ typedef struct folder_job {
     int64_t n;
     int size, channels;
     unsigned char *out;
-    int64_t next;  /* atomic: next file index to take */
-    int failed;    /* atomic: stop early after the first error */
+    int64_t next; /* atomic: next file index to take */
+    int failed;   /* atomic: stop early after the first error */
     pthread_mutex_t lock;
     char error[1024];
 } folder_job;
@@ -496,8 +517,8 @@ static void *folder_worker(void *arg)
             if (path) snprintf(path, len, "%s/%s", job->dir, f);
         }
         int rc = (job->dir && !path) ? pivq_set_error("image_folder_load: out of memory")
-                                     : pivq_image_load_square_u8(path ? path : f, job->size, job->channels,
-                                                job->out + i * per);
+                                     : pivq_image_load_square_u8(path ? path : f, job->size,
+                                                                 job->channels, job->out + i * per);
         free(path);
         if (rc) {
             /* the message is in this thread's error buffer: hand it to the caller's thread */
@@ -511,13 +532,14 @@ static void *folder_worker(void *arg)
     return NULL;
 }
 
-pivq_tensor *pivq_image_folder_load(const char *dir, const char *const *files, int64_t n,
-                                    int size, int channels, int threads)
+pivq_tensor *pivq_image_folder_load(const char *dir, const char *const *files, int64_t n, int size,
+                                    int channels, int threads)
 {
     if (n < 0 || (n > 0 && !files) || size < 1 || size > 65536 ||
         (channels != 1 && channels != 3) || threads < 1) {
         pivq_set_error("image_folder_load: bad arguments (n=%lld, size=%d, channels=%d, "
-                       "threads=%d)", (long long)n, size, channels, threads);
+                       "threads=%d)",
+                       (long long)n, size, channels, threads);
         return NULL;
     }
     for (int64_t i = 0; i < n; i++)
@@ -546,7 +568,8 @@ pivq_tensor *pivq_image_folder_load(const char *dir, const char *const *files, i
         started++;
     }
     folder_worker(&job); /* the calling thread works too */
-    for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
+    for (int t = 0; t < started; t++)
+        pthread_join(tid[t], NULL);
     pthread_mutex_destroy(&job.lock);
     if (job.failed) {
         pivq_tensor_release(out);

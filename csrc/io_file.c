@@ -140,7 +140,8 @@ pivq_strings *pivq_strings_new(char **items, int64_t n)
 {
     pivq_strings *s = malloc(sizeof *s);
     if (!s) {
-        for (int64_t i = 0; i < n; i++) free(items[i]);
+        for (int64_t i = 0; i < n; i++)
+            free(items[i]);
         free(items);
         pivq_set_error("strings: out of memory");
         return NULL;
@@ -150,7 +151,10 @@ pivq_strings *pivq_strings_new(char **items, int64_t n)
     return s;
 }
 
-int64_t pivq_strings_count(const pivq_strings *s) { return s ? s->n : 0; }
+int64_t pivq_strings_count(const pivq_strings *s)
+{
+    return s ? s->n : 0;
+}
 
 const char *pivq_strings_get(const pivq_strings *s, int64_t i)
 {
@@ -161,7 +165,8 @@ const char *pivq_strings_get(const pivq_strings *s, int64_t i)
 void pivq_strings_free(pivq_strings *s)
 {
     if (!s) return;
-    for (int64_t i = 0; i < s->n; i++) free(s->items[i]);
+    for (int64_t i = 0; i < s->n; i++)
+        free(s->items[i]);
     free(s->items);
     free(s);
 }

@@ -16,15 +16,23 @@
 
 #include <zlib.h>
 
-enum { IDX_U8 = 0x08, IDX_I8 = 0x09, IDX_I16 = 0x0B, IDX_I32 = 0x0C, IDX_F32 = 0x0D,
-       IDX_F64 = 0x0E };
+enum {
+    IDX_U8 = 0x08,
+    IDX_I8 = 0x09,
+    IDX_I16 = 0x0B,
+    IDX_I32 = 0x0C,
+    IDX_F32 = 0x0D,
+    IDX_F64 = 0x0E
+};
 
 static int idx_elem_size(int t)
 {
     switch (t) {
-    case IDX_U8: case IDX_I8: return 1;
+    case IDX_U8:
+    case IDX_I8: return 1;
     case IDX_I16: return 2;
-    case IDX_I32: case IDX_F32: return 4;
+    case IDX_I32:
+    case IDX_F32: return 4;
     case IDX_F64: return 8;
     default: return 0;
     }
@@ -34,7 +42,8 @@ static int idx_dtype(int t)
 {
     switch (t) {
     case IDX_U8: return PIVQ_UINT8;
-    case IDX_F32: case IDX_F64: return PIVQ_FLOAT32;
+    case IDX_F32:
+    case IDX_F64: return PIVQ_FLOAT32;
     default: return PIVQ_INT32;
     }
 }
@@ -53,8 +62,8 @@ static int src_read(idx_src *s, void *dst, size_t n, const char *what)
 {
     if (!s->gz) {
         if (s->len - s->pos < n)
-            return pivq_set_error("idx: %s: truncated %s (need %zu bytes, %zu left)", s->name,
-                                  what, n, s->len - s->pos);
+            return pivq_set_error("idx: %s: truncated %s (need %zu bytes, %zu left)", s->name, what,
+                                  n, s->len - s->pos);
         memcpy(dst, s->data + s->pos, n);
         s->pos += n;
         return 0;
@@ -70,11 +79,10 @@ static int src_read(idx_src *s, void *dst, size_t n, const char *what)
             int rc = inflate(&s->z, Z_NO_FLUSH);
             if (rc == Z_STREAM_END && s->z.avail_out > 0)
                 return pivq_set_error("idx: %s: gzip data ends inside the %s (%zu of %zu "
-                                      "bytes)", s->name, what,
-                                      done + chunk - s->z.avail_out, n);
+                                      "bytes)",
+                                      s->name, what, done + chunk - s->z.avail_out, n);
             if (rc == Z_BUF_ERROR || (rc == Z_OK && s->z.avail_in == 0 && s->z.avail_out > 0))
-                return pivq_set_error("idx: %s: truncated gzip stream (in the %s)", s->name,
-                                      what);
+                return pivq_set_error("idx: %s: truncated gzip stream (in the %s)", s->name, what);
             if (rc != Z_OK && rc != Z_STREAM_END)
                 return pivq_set_error("idx: %s: corrupt gzip stream (%s)", s->name,
                                       s->z.msg ? s->z.msg : zError(rc));
@@ -101,7 +109,8 @@ static int src_finish(idx_src *s)
         int rc = inflate(&s->z, Z_FINISH);
         if (s->z.avail_out == 0)
             return pivq_set_error("idx: %s: the gzip stream holds more data than the header "
-                                  "declares", s->name);
+                                  "declares",
+                                  s->name);
         if (rc == Z_STREAM_END) break;
         if (rc == Z_BUF_ERROR || (rc == Z_OK && s->z.avail_in == 0))
             return pivq_set_error("idx: %s: truncated gzip stream (missing its end)", s->name);
@@ -128,7 +137,8 @@ static void idx_convert(int t, const unsigned char *src, void *dst, int64_t n)
         if (dst != src) memcpy(dst, src, (size_t)n);
         break;
     case IDX_I8:
-        for (int64_t i = n - 1; i >= 0; i--) ((int32_t *)dst)[i] = (int8_t)src[i];
+        for (int64_t i = n - 1; i >= 0; i--)
+            ((int32_t *)dst)[i] = (int8_t)src[i];
         break;
     case IDX_I16:
         for (int64_t i = n - 1; i >= 0; i--)
@@ -184,8 +194,8 @@ pivq_tensor *pivq_idx_decode(const void *data, size_t len, const char *name)
     if (src_read(&s, head, 4, "header")) goto fail;
     if (head[0] != 0 || head[1] != 0 || idx_elem_size(head[2]) == 0) {
         pivq_set_error("idx: %s: wrong magic %02x %02x %02x %02x (an IDX file starts with "
-                       "00 00, a type byte 08/09/0B/0C/0D/0E and the number of dims)", name,
-                       head[0], head[1], head[2], head[3]);
+                       "00 00, a type byte 08/09/0B/0C/0D/0E and the number of dims)",
+                       name, head[0], head[1], head[2], head[3]);
         goto fail;
     }
     int type = head[2], ndim = head[3];
@@ -195,7 +205,8 @@ pivq_tensor *pivq_idx_decode(const void *data, size_t len, const char *name)
     }
     if (src_read(&s, dimbytes, 4 * (size_t)ndim, "dimension sizes")) goto fail;
     int64_t size[PIVQ_MAX_DIMS];
-    for (int i = 0; i < ndim; i++) size[i] = be32(dimbytes + 4 * i);
+    for (int i = 0; i < ndim; i++)
+        size[i] = be32(dimbytes + 4 * i);
     char shape[160];
     pivq_sizes_str(ndim, size, shape, sizeof shape);
     int esize = idx_elem_size(type);
@@ -213,7 +224,8 @@ pivq_tensor *pivq_idx_decode(const void *data, size_t len, const char *name)
     }
     if (s.gz && payload / PIVQ_DEFLATE_MAX_RATIO > (int64_t)len) {
         pivq_set_error("idx: %s: dims %s need %lld data bytes, more than a %zu-byte gzip "
-                       "stream can hold", name, shape, (long long)payload, len);
+                       "stream can hold",
+                       name, shape, (long long)payload, len);
         goto fail;
     }
     t = pivq_empty(idx_dtype(type), ndim, size);

@@ -37,7 +37,10 @@ static void on_emit_message(j_common_ptr cinfo, int level)
     longjmp(c->jump, 1);
 }
 
-static void silent(j_common_ptr cinfo) { (void)cinfo; }
+static void silent(j_common_ptr cinfo)
+{
+    (void)cinfo;
+}
 
 int pivq_is_jpeg(const unsigned char *data, size_t len)
 {
@@ -76,8 +79,8 @@ pivq_tensor *pivq_jpeg_decode_scaled(const unsigned char *data, size_t len, cons
     int64_t w = cinfo->image_width, h = cinfo->image_height;
     if (w * h > pivq_image_pixel_cap()) {
         pivq_set_error("jpeg: %s: declared size %lldx%lld exceeds the limit of %lld pixels "
-                       "(pivq_image_max_pixels)", name, (long long)w, (long long)h,
-                       (long long)pivq_image_pixel_cap());
+                       "(pivq_image_max_pixels)",
+                       name, (long long)w, (long long)h, (long long)pivq_image_pixel_cap());
         goto fail;
     }
     /* Huffman coding spends at least one code per 8x8 block of the first component: a DC and
@@ -89,7 +92,8 @@ pivq_tensor *pivq_jpeg_decode_scaled(const unsigned char *data, size_t len, cons
     int64_t per_byte = cinfo->progressive_mode ? 512 : 256;
     if (!cinfo->arith_code && w * h > per_byte * (int64_t)len + 65536) {
         pivq_set_error("jpeg: %s: declared size %lldx%lld is more than a %zu-byte %s JPEG can "
-                       "hold", name, (long long)w, (long long)h, len,
+                       "hold",
+                       name, (long long)w, (long long)h, len,
                        cinfo->progressive_mode ? "progressive" : "baseline");
         goto fail;
     }
@@ -162,9 +166,10 @@ int pivq_image_write_jpeg(const char *path, const pivq_tensor *img, int quality)
     }
     if (h < 1 || w < 1 || h > JPEG_MAX_DIMENSION || w > JPEG_MAX_DIMENSION) {
         free(pixels);
-        return pivq_set_error("write_jpeg: %s: a JPEG needs 1..%d rows and columns, got "
-                              "%lldx%lld", path ? path : "(null)", JPEG_MAX_DIMENSION,
-                              (long long)h, (long long)w);
+        return pivq_set_error("write_jpeg: %s: a JPEG needs 1..%ld rows and columns, got "
+                              "%lldx%lld",
+                              path ? path : "(null)", (long)JPEG_MAX_DIMENSION, (long long)h,
+                              (long long)w);
     }
     jpeg_ctx *c = calloc(1, sizeof *c);
     struct jpeg_compress_struct *cinfo = calloc(1, sizeof *cinfo);

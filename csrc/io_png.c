@@ -61,8 +61,8 @@ static int check_chunk_lengths(const unsigned char *d, size_t len, const char *n
         const unsigned char *type = d + pos + 4;
         if (n + 12 > len - pos)
             return pivq_set_error("png: %s: chunk \"%c%c%c%c\" at byte %llu declares %llu bytes, "
-                                  "the file has %llu left (truncated or corrupt PNG)", name,
-                                  type[0] >= 32 && type[0] < 127 ? type[0] : '?',
+                                  "the file has %llu left (truncated or corrupt PNG)",
+                                  name, type[0] >= 32 && type[0] < 127 ? type[0] : '?',
                                   type[1] >= 32 && type[1] < 127 ? type[1] : '?',
                                   type[2] >= 32 && type[2] < 127 ? type[2] : '?',
                                   type[3] >= 32 && type[3] < 127 ? type[3] : '?',
@@ -120,14 +120,14 @@ pivq_tensor *pivq_png_decode(const unsigned char *data, size_t len, const char *
     uint64_t raw = ((uint64_t)png_get_rowbytes(png, info) + 1) * h;
     if ((int64_t)w * h > pivq_image_pixel_cap()) {
         pivq_set_error("png: %s: declared size %ux%u exceeds the limit of %lld pixels "
-                       "(pivq_image_max_pixels)", name, (unsigned)w, (unsigned)h,
-                       (long long)pivq_image_pixel_cap());
+                       "(pivq_image_max_pixels)",
+                       name, (unsigned)w, (unsigned)h, (long long)pivq_image_pixel_cap());
         goto done;
     }
     if (raw / PIVQ_DEFLATE_MAX_RATIO > len) {
         pivq_set_error("png: %s: declared size %ux%u needs %llu bytes of image data, more than "
-                       "a %zu-byte file can hold", name, (unsigned)w, (unsigned)h,
-                       (unsigned long long)raw, len);
+                       "a %zu-byte file can hold",
+                       name, (unsigned)w, (unsigned)h, (unsigned long long)raw, len);
         goto done;
     }
     if (ctype == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
@@ -149,7 +149,8 @@ pivq_tensor *pivq_png_decode(const unsigned char *data, size_t len, const char *
         pivq_set_error("png: %s: out of memory for %ux%u pixels", name, (unsigned)w, (unsigned)h);
         goto done;
     }
-    for (png_uint_32 y = 0; y < h; y++) c->rows[y] = c->pixels + rowbytes * y;
+    for (png_uint_32 y = 0; y < h; y++)
+        c->rows[y] = c->pixels + rowbytes * y;
     png_read_image(png, c->rows);
     png_read_end(png, NULL); /* checks the chunks after the image data, up to IEND */
     int64_t size[3] = {ch, h, w};
@@ -192,7 +193,8 @@ int pivq_image_write_png(const char *path, const pivq_tensor *img)
     if (h < 1 || w < 1 || h > 0x7fffffff || w > 0x7fffffff) {
         free(pixels);
         return pivq_set_error("write_png: %s: a PNG needs 1..2^31-1 rows and columns, got "
-                              "%lldx%lld", path ? path : "(null)", (long long)h, (long long)w);
+                              "%lldx%lld",
+                              path ? path : "(null)", (long long)h, (long long)w);
     }
     png_ctx *c = calloc(1, sizeof *c);
     pivq_atomic_file *af = calloc(1, sizeof *af);
@@ -228,14 +230,17 @@ int pivq_image_write_png(const char *path, const pivq_tensor *img)
     png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, types[ch], PNG_INTERLACE_NONE,
                  PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     png_write_info(png, info);
-    for (int64_t y = 0; y < h; y++) rows[y] = pixels + (size_t)y * (size_t)w * ch;
+    for (int64_t y = 0; y < h; y++)
+        rows[y] = pixels + (size_t)y * (size_t)w * ch;
     png_write_image(png, rows);
     png_write_end(png, NULL);
     rc = 0;
 done:
     png_destroy_write_struct(png ? &png : NULL, info ? &info : NULL);
-    if (rc == 0) rc = pivq_atomic_commit(af, "write_png");
-    else pivq_atomic_abort(af);
+    if (rc == 0)
+        rc = pivq_atomic_commit(af, "write_png");
+    else
+        pivq_atomic_abort(af);
     free(c);
     free(af);
     free(rows);

@@ -29,8 +29,19 @@
 #define HEADER_MAX ((uint64_t)100 * 1000 * 1000)
 
 typedef enum {
-    ST_F32, ST_I32, ST_I64, ST_U8, ST_F64, ST_F16, ST_BF16, ST_I8, ST_I16, ST_U16, ST_U32,
-    ST_BOOL, ST_COUNT
+    ST_F32,
+    ST_I32,
+    ST_I64,
+    ST_U8,
+    ST_F64,
+    ST_F16,
+    ST_BF16,
+    ST_I8,
+    ST_I16,
+    ST_U16,
+    ST_U32,
+    ST_BOOL,
+    ST_COUNT
 } st_dtype;
 
 static const struct {
@@ -38,12 +49,12 @@ static const struct {
     int file_size; /* bytes per element in the file */
     int dtype;     /* what it loads as */
 } ST_TYPES[ST_COUNT] = {
-    [ST_F32] = {"F32", 4, PIVQ_FLOAT32}, [ST_I32] = {"I32", 4, PIVQ_INT32},
-    [ST_I64] = {"I64", 8, PIVQ_INT64},   [ST_U8] = {"U8", 1, PIVQ_UINT8},
-    [ST_F64] = {"F64", 8, PIVQ_FLOAT32}, [ST_F16] = {"F16", 2, PIVQ_FLOAT32},
+    [ST_F32] = {"F32", 4, PIVQ_FLOAT32},   [ST_I32] = {"I32", 4, PIVQ_INT32},
+    [ST_I64] = {"I64", 8, PIVQ_INT64},     [ST_U8] = {"U8", 1, PIVQ_UINT8},
+    [ST_F64] = {"F64", 8, PIVQ_FLOAT32},   [ST_F16] = {"F16", 2, PIVQ_FLOAT32},
     [ST_BF16] = {"BF16", 2, PIVQ_FLOAT32}, [ST_I8] = {"I8", 1, PIVQ_INT32},
-    [ST_I16] = {"I16", 2, PIVQ_INT32},   [ST_U16] = {"U16", 2, PIVQ_INT32},
-    [ST_U32] = {"U32", 4, PIVQ_INT64},   [ST_BOOL] = {"BOOL", 1, PIVQ_UINT8},
+    [ST_I16] = {"I16", 2, PIVQ_INT32},     [ST_U16] = {"U16", 2, PIVQ_INT32},
+    [ST_U32] = {"U32", 4, PIVQ_INT64},     [ST_BOOL] = {"BOOL", 1, PIVQ_UINT8},
 };
 
 static const char *native_name(int dtype)
@@ -81,8 +92,14 @@ void pivq_tensor_set_free(pivq_tensor_set *s)
     free(s);
 }
 
-int pivq_tensor_set_count(const pivq_tensor_set *s) { return s ? s->n : 0; }
-int pivq_tensor_set_metadata_count(const pivq_tensor_set *s) { return s ? s->nmeta : 0; }
+int pivq_tensor_set_count(const pivq_tensor_set *s)
+{
+    return s ? s->n : 0;
+}
+int pivq_tensor_set_metadata_count(const pivq_tensor_set *s)
+{
+    return s ? s->nmeta : 0;
+}
 
 const char *pivq_tensor_set_name(const pivq_tensor_set *s, int i)
 {
@@ -130,7 +147,8 @@ static int src_read_at(st_src *s, uint64_t off, void *dst, uint64_t n)
     }
     if (fseeko(s->f, (off_t)off, SEEK_SET) != 0 || fread(dst, 1, (size_t)n, s->f) != n)
         return pivq_set_error("safetensors: %s: read error at byte %llu (file changed or "
-                              "truncated while reading?)", s->name, (unsigned long long)off);
+                              "truncated while reading?)",
+                              s->name, (unsigned long long)off);
     return 0;
 }
 
@@ -162,7 +180,8 @@ static int parse_entry(const char *fn, const cJSON *item, uint64_t data_size, st
     const cJSON *offs = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
     if (!cJSON_IsString(dt) || !cJSON_IsArray(shape) || !cJSON_IsArray(offs))
         return pivq_set_error("safetensors: %s: tensor \"%s\" needs a string dtype, a shape "
-                              "array and a data_offsets array", fn, e->name);
+                              "array and a data_offsets array",
+                              fn, e->name);
     e->st = -1;
     for (int k = 0; k < ST_COUNT; k++)
         if (strcmp(dt->valuestring, ST_TYPES[k].name) == 0) e->st = k;
@@ -177,29 +196,33 @@ static int parse_entry(const char *fn, const cJSON *item, uint64_t data_size, st
     e->ndim = nd;
     int i = 0;
     const cJSON *v;
-    cJSON_ArrayForEach(v, shape) {
+    cJSON_ArrayForEach(v, shape)
+    {
         uint64_t s;
         if (json_uint(v, &s))
             return pivq_set_error("safetensors: %s: tensor \"%s\": shape entry %d is not a "
-                                  "nonnegative integer", fn, e->name, i);
+                                  "nonnegative integer",
+                                  fn, e->name, i);
         e->shape[i++] = (int64_t)s;
     }
     if (cJSON_GetArraySize(offs) != 2 || json_uint(cJSON_GetArrayItem(offs, 0), &e->begin) ||
         json_uint(cJSON_GetArrayItem(offs, 1), &e->end))
         return pivq_set_error("safetensors: %s: tensor \"%s\": data_offsets must be two "
-                              "nonnegative integers", fn, e->name);
+                              "nonnegative integers",
+                              fn, e->name);
     if (e->begin > e->end || e->end > data_size)
         return pivq_set_error("safetensors: %s: tensor \"%s\": data_offsets [%llu, %llu] out "
-                              "of range (data buffer of %llu bytes)", fn, e->name,
-                              (unsigned long long)e->begin, (unsigned long long)e->end,
+                              "of range (data buffer of %llu bytes)",
+                              fn, e->name, (unsigned long long)e->begin, (unsigned long long)e->end,
                               (unsigned long long)data_size);
     int64_t numel = pivq_io_numel(nd, e->shape);
     char buf[160];
     int es = ST_TYPES[e->st].file_size;
     if (numel < 0 || numel > INT64_MAX / 8 || (uint64_t)(numel * es) != e->end - e->begin)
         return pivq_set_error("safetensors: %s: tensor \"%s\": shape %s of %s needs %lld bytes "
-                              "but data_offsets [%llu, %llu] span %llu", fn, e->name,
-                              pivq_sizes_str(nd, e->shape, buf, sizeof buf), ST_TYPES[e->st].name,
+                              "but data_offsets [%llu, %llu] span %llu",
+                              fn, e->name, pivq_sizes_str(nd, e->shape, buf, sizeof buf),
+                              ST_TYPES[e->st].name,
                               numel < 0 || numel > INT64_MAX / 8 ? -1LL : (long long)(numel * es),
                               (unsigned long long)e->begin, (unsigned long long)e->end,
                               (unsigned long long)(e->end - e->begin));
@@ -218,9 +241,12 @@ static float half_to_float(uint16_t h)
 {
     int sign = h >> 15, exp = (h >> 10) & 31, mant = h & 1023;
     float v;
-    if (exp == 0) v = ldexpf((float)mant, -24);
-    else if (exp == 31) v = mant ? NAN : INFINITY;
-    else v = ldexpf((float)(mant | 1024), exp - 25);
+    if (exp == 0)
+        v = ldexpf((float)mant, -24);
+    else if (exp == 31)
+        v = mant ? NAN : INFINITY;
+    else
+        v = ldexpf((float)(mant | 1024), exp - 25);
     return sign ? -v : v;
 }
 
@@ -235,14 +261,18 @@ static void st_convert(int st, const unsigned char *src, void *dst, int64_t n)
             ((float *)dst)[i] = (float)d;
             break;
         }
-        case ST_F16: ((float *)dst)[i] = half_to_float((uint16_t)(src[2 * i] | src[2 * i + 1] << 8)); break;
+        case ST_F16:
+            ((float *)dst)[i] = half_to_float((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
+            break;
         case ST_BF16: {
             uint32_t bits = (uint32_t)(src[2 * i] | src[2 * i + 1] << 8) << 16;
             memcpy((float *)dst + i, &bits, 4);
             break;
         }
         case ST_I8: ((int32_t *)dst)[i] = (int8_t)src[i]; break;
-        case ST_I16: ((int32_t *)dst)[i] = (int16_t)(uint16_t)(src[2 * i] | src[2 * i + 1] << 8); break;
+        case ST_I16:
+            ((int32_t *)dst)[i] = (int16_t)(uint16_t)(src[2 * i] | src[2 * i + 1] << 8);
+            break;
         case ST_U16: ((int32_t *)dst)[i] = (uint16_t)(src[2 * i] | src[2 * i + 1] << 8); break;
         case ST_U32: {
             uint32_t u;
@@ -269,16 +299,18 @@ static pivq_tensor_set *st_parse(st_src *src)
     unsigned char lenbytes[8];
     if (src->size < 8) {
         pivq_set_error("safetensors: %s: file of %llu bytes is too short for the 8-byte header "
-                       "length", fn, (unsigned long long)src->size);
+                       "length",
+                       fn, (unsigned long long)src->size);
         return NULL;
     }
     if (src_read_at(src, 0, lenbytes, 8)) return NULL;
     uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | lenbytes[i];
+    for (int i = 7; i >= 0; i--)
+        hlen = hlen << 8 | lenbytes[i];
     if (hlen > src->size - 8) {
         pivq_set_error("safetensors: %s: header length %llu goes beyond the end of the file "
-                       "(%llu bytes)", fn, (unsigned long long)hlen,
-                       (unsigned long long)src->size);
+                       "(%llu bytes)",
+                       fn, (unsigned long long)hlen, (unsigned long long)src->size);
         return NULL;
     }
     if (hlen > HEADER_MAX || hlen < 2) {
@@ -310,7 +342,8 @@ static pivq_tensor_set *st_parse(st_src *src)
     for (const char *p = end; p < header + hlen; p++)
         if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
             pivq_set_error("safetensors: %s: unexpected bytes after the JSON header (at byte "
-                           "%zu)", fn, (size_t)(p - header));
+                           "%zu)",
+                           fn, (size_t)(p - header));
             goto fail;
         }
     if (!cJSON_IsObject(root)) {
@@ -327,7 +360,8 @@ static pivq_tensor_set *st_parse(st_src *src)
     const cJSON *meta = NULL;
     int n = 0;
     const cJSON *item;
-    cJSON_ArrayForEach(item, root) {
+    cJSON_ArrayForEach(item, root)
+    {
         if (strcmp(item->string, "__metadata__") == 0) {
             if (meta) {
                 pivq_set_error("safetensors: %s: two __metadata__ entries", fn);
@@ -358,14 +392,15 @@ static pivq_tensor_set *st_parse(st_src *src)
         if (e->begin == e->end) continue;
         if (e->begin < covered) {
             pivq_set_error("safetensors: %s: tensors \"%s\" and \"%s\" overlap (bytes %llu.."
-                           "%llu)", fn, last, e->name, (unsigned long long)e->begin,
+                           "%llu)",
+                           fn, last, e->name, (unsigned long long)e->begin,
                            (unsigned long long)covered);
             goto fail;
         }
         if (e->begin > covered) {
             pivq_set_error("safetensors: %s: bytes %llu..%llu of the data buffer belong to no "
-                           "tensor", fn, (unsigned long long)covered,
-                           (unsigned long long)e->begin);
+                           "tensor",
+                           fn, (unsigned long long)covered, (unsigned long long)e->begin);
             goto fail;
         }
         covered = e->end;
@@ -373,7 +408,8 @@ static pivq_tensor_set *st_parse(st_src *src)
     }
     if (covered != data_size) {
         pivq_set_error("safetensors: %s: the tensors cover %llu bytes of a %llu-byte data "
-                       "buffer", fn, (unsigned long long)covered, (unsigned long long)data_size);
+                       "buffer",
+                       fn, (unsigned long long)covered, (unsigned long long)data_size);
         goto fail;
     }
     /* duplicate names at different offsets: a quadratic check is fine for header sizes */
@@ -395,7 +431,8 @@ static pivq_tensor_set *st_parse(st_src *src)
     }
     if (meta) {
         const cJSON *kv;
-        cJSON_ArrayForEach(kv, meta) {
+        cJSON_ArrayForEach(kv, meta)
+        {
             if (!cJSON_IsString(kv)) {
                 pivq_set_error("safetensors: %s: __metadata__ value \"%s\" is not a string", fn,
                                kv->string);
@@ -514,7 +551,8 @@ int pivq_safetensors_write(const char *path, int n, const char *const *names,
     for (int i = 0; i < n; i++) {
         if (!names[i] || !*names[i] || strcmp(names[i], "__metadata__") == 0)
             return pivq_set_error("safetensors_write: %s: tensor %d has an empty or reserved "
-                                  "name", fn, i);
+                                  "name",
+                                  fn, i);
         if (pivq_check_tensor("safetensors_write", names[i], tensors[i])) return -1;
     }
     for (int i = 0; i < nmeta; i++)
@@ -522,7 +560,8 @@ int pivq_safetensors_write(const char *path, int n, const char *const *names,
             return pivq_set_error("safetensors_write: %s: metadata entry %d is NULL", fn, i);
     int *order = malloc(sizeof(int) * (size_t)(n + 1));
     if (!order) return pivq_set_error("safetensors_write: out of memory");
-    for (int i = 0; i < n; i++) order[i] = i;
+    for (int i = 0; i < n; i++)
+        order[i] = i;
     /* sorted by name: the same tensors always give the same bytes */
     qsort_r(order, (size_t)n, sizeof *order, cmp_index_by_name, (void *)names);
     for (int i = 1; i < n; i++)
@@ -537,7 +576,8 @@ int pivq_safetensors_write(const char *path, int n, const char *const *names,
     if (ok && nmeta > 0) {
         cJSON *meta = cJSON_AddObjectToObject(root, "__metadata__");
         ok = meta != NULL;
-        for (int i = 0; ok && i < nmeta; i++) ok = cJSON_AddStringToObject(meta, keys[i], values[i]) != NULL;
+        for (int i = 0; ok && i < nmeta; i++)
+            ok = cJSON_AddStringToObject(meta, keys[i], values[i]) != NULL;
     }
     uint64_t offset = 0;
     for (int k = 0; ok && k < n; k++) {
@@ -547,7 +587,8 @@ int pivq_safetensors_write(const char *path, int n, const char *const *names,
         cJSON *shape = ok ? cJSON_AddArrayToObject(e, "shape") : NULL;
         cJSON *offs = shape ? cJSON_AddArrayToObject(e, "data_offsets") : NULL;
         ok = offs != NULL;
-        for (int d = 0; ok && d < t->ndim; d++) ok = cJSON_AddItemToArray(shape, json_int(t->shape[d]));
+        for (int d = 0; ok && d < t->ndim; d++)
+            ok = cJSON_AddItemToArray(shape, json_int(t->shape[d]));
         uint64_t nbytes = (uint64_t)pivq_numel(t) * (uint64_t)pivq_dtype_size(t->scalar_type);
         ok = ok && cJSON_AddItemToArray(offs, json_int((long long)offset)) &&
              cJSON_AddItemToArray(offs, json_int((long long)(offset + nbytes)));
@@ -568,9 +609,11 @@ int pivq_safetensors_write(const char *path, int n, const char *const *names,
         return -1;
     }
     unsigned char lenbytes[8];
-    for (int i = 0; i < 8; i++) lenbytes[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        lenbytes[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
     int werr = fwrite(lenbytes, 1, 8, af.f) != 8 || fwrite(json, 1, jlen, af.f) != jlen;
-    for (size_t i = jlen; !werr && i < hlen; i++) werr = fputc(' ', af.f) == EOF;
+    for (size_t i = jlen; !werr && i < hlen; i++)
+        werr = fputc(' ', af.f) == EOF;
     cJSON_free(json);
     for (int k = 0; !werr && k < n; k++) {
         pivq_tensor *c = pivq_contiguous(tensors[order[k]]);

@@ -28,7 +28,7 @@ struct pivq_loader {
     int nsrc; /* in-memory sources */
     pivq_tensor *src[LOADER_MAX_SOURCES];
     int flags[LOADER_MAX_SOURCES];
-    int nout; /* outputs per batch: the decoded files (if any), then the sources */
+    int nout;     /* outputs per batch: the decoded files (if any), then the sources */
     char **files; /* full paths, or NULL: images decoded by the workers as output 0 */
     int size, channels;
     int64_t n, batch, nbatches;
@@ -47,7 +47,10 @@ struct pivq_loader {
     int nthreads;
 };
 
-int64_t pivq_loader_num_batches(const pivq_loader *l) { return l ? l->nbatches : 0; }
+int64_t pivq_loader_num_batches(const pivq_loader *l)
+{
+    return l ? l->nbatches : 0;
+}
 
 static void slot_clear(pivq_loader *l, loader_slot *s)
 {
@@ -107,7 +110,8 @@ static int build_batch(pivq_loader *l, int64_t b, pivq_tensor **out)
         int image = l->flags[k] & PIVQ_LOADER_IMAGE;
         int to_float = image && s->scalar_type == PIVQ_UINT8;
         int64_t size[PIVQ_MAX_DIMS];
-        for (int d = 0; d < s->ndim; d++) size[d] = s->shape[d];
+        for (int d = 0; d < s->ndim; d++)
+            size[d] = s->shape[d];
         size[0] = count;
         out[k] = pivq_empty(to_float ? PIVQ_FLOAT32 : s->scalar_type, s->ndim, size);
         if (!out[k]) return -1;
@@ -131,7 +135,8 @@ static int build_batch(pivq_loader *l, int64_t b, pivq_tensor **out)
                 const uint32_t *src = (const uint32_t *)(sp + r * row * es);
                 uint32_t *dst = (uint32_t *)(op + i * row * es);
                 for (int64_t j = 0; j < row; j += W)
-                    for (int64_t x = 0; x < W; x++) dst[j + x] = src[j + W - 1 - x];
+                    for (int64_t x = 0; x < W; x++)
+                        dst[j + x] = src[j + W - 1 - x];
             } else {
                 const char *src = sp + r * row * es;
                 char *dst = op + i * row * es;
@@ -163,9 +168,11 @@ static void *worker_main(void *arg)
         loader_slot *s = &l->slots[b % l->prefetch];
         s->index = b;
         s->failed = rc != 0;
-        if (rc) snprintf(s->error, sizeof s->error, "loader: batch %lld: %s", (long long)b,
-                         pivq_last_error());
-        for (int k = 0; k < l->nout; k++) s->out[k] = out[k];
+        if (rc)
+            snprintf(s->error, sizeof s->error, "loader: batch %lld: %s", (long long)b,
+                     pivq_last_error());
+        for (int k = 0; k < l->nout; k++)
+            s->out[k] = out[k];
         pthread_cond_broadcast(&l->changed);
     }
     pthread_mutex_unlock(&l->lock);
@@ -178,9 +185,11 @@ static void stop_epoch(pivq_loader *l)
     l->stop = 1;
     pthread_cond_broadcast(&l->changed);
     pthread_mutex_unlock(&l->lock);
-    for (int t = 0; t < l->nthreads; t++) pthread_join(l->threads[t], NULL);
+    for (int t = 0; t < l->nthreads; t++)
+        pthread_join(l->threads[t], NULL);
     l->nthreads = 0;
-    for (int i = 0; i < l->prefetch; i++) slot_clear(l, &l->slots[i]);
+    for (int i = 0; i < l->prefetch; i++)
+        slot_clear(l, &l->slots[i]);
     pivq_tensor_release(l->order);
     pivq_tensor_release(l->flip);
     l->order = l->flip = NULL;
@@ -192,9 +201,11 @@ void pivq_loader_free(pivq_loader *l)
 {
     if (!l) return;
     stop_epoch(l);
-    for (int k = 0; k < l->nsrc; k++) pivq_tensor_release(l->src[k]);
+    for (int k = 0; k < l->nsrc; k++)
+        pivq_tensor_release(l->src[k]);
     if (l->files)
-        for (int64_t i = 0; i < l->n; i++) free(l->files[i]);
+        for (int64_t i = 0; i < l->n; i++)
+            free(l->files[i]);
     free(l->files);
     pthread_mutex_destroy(&l->lock);
     pthread_cond_destroy(&l->changed);
@@ -210,14 +221,14 @@ static pivq_loader *loader_create(pivq_tensor *const *sources, const int *flags,
                                   int prefetch)
 {
     if (nsources < (n < 0 ? 1 : 0) || nsources > max_sources || (nsources > 0 && !sources)) {
-        pivq_set_error("loader: need %d..%d sources, got %d", n < 0 ? 1 : 0, max_sources,
-                       nsources);
+        pivq_set_error("loader: need %d..%d sources, got %d", n < 0 ? 1 : 0, max_sources, nsources);
         return NULL;
     }
     if (batch < 1 || workers < 1 || workers > LOADER_MAX_WORKERS || prefetch < 1 ||
         prefetch > 1024) {
         pivq_set_error("loader: need batch >= 1, workers in 1..%d, prefetch in 1..1024; got "
-                       "%lld, %d, %d", LOADER_MAX_WORKERS, (long long)batch, workers, prefetch);
+                       "%lld, %d, %d",
+                       LOADER_MAX_WORKERS, (long long)batch, workers, prefetch);
         return NULL;
     }
     char b1[160];
@@ -226,7 +237,8 @@ static pivq_loader *loader_create(pivq_tensor *const *sources, const int *flags,
         if (n < 0 && sources[0]->ndim >= 1) n = sources[0]->shape[0];
         if (sources[k]->ndim < 1 || sources[k]->shape[0] != n) {
             pivq_set_error("loader: every source needs first dim %lld (the number of samples), "
-                           "got %s", (long long)n, pivq_shape_str(sources[k], b1, sizeof b1));
+                           "got %s",
+                           (long long)n, pivq_shape_str(sources[k], b1, sizeof b1));
             return NULL;
         }
     }
@@ -252,7 +264,8 @@ static pivq_loader *loader_create(pivq_tensor *const *sources, const int *flags,
         pivq_loader_free(l);
         return NULL;
     }
-    for (int i = 0; i < prefetch; i++) l->slots[i].index = -1;
+    for (int i = 0; i < prefetch; i++)
+        l->slots[i].index = -1;
     for (int k = 0; k < nsources; k++) {
         /* contiguous copies so that workers can memcpy rows; the caller may drop its own */
         l->src[k] = pivq_contiguous(sources[k]);
@@ -268,18 +281,17 @@ static pivq_loader *loader_create(pivq_tensor *const *sources, const int *flags,
 }
 
 pivq_loader *pivq_loader_new(pivq_tensor *const *sources, const int *flags, int nsources,
-                             int64_t batch, int shuffle, uint64_t seed, int drop_last,
-                             int hflip, int workers, int prefetch)
+                             int64_t batch, int shuffle, uint64_t seed, int drop_last, int hflip,
+                             int workers, int prefetch)
 {
-    return loader_create(sources, flags, nsources, -1, LOADER_MAX_SOURCES, batch, shuffle,
-                         seed, drop_last, hflip, workers, prefetch);
+    return loader_create(sources, flags, nsources, -1, LOADER_MAX_SOURCES, batch, shuffle, seed,
+                         drop_last, hflip, workers, prefetch);
 }
 
-pivq_loader *pivq_loader_new_files(const char *dir, const char *const *files, int64_t n,
-                                   int size, int channels, pivq_tensor *const *sources,
-                                   const int *flags, int nsources, int64_t batch, int shuffle,
-                                   uint64_t seed, int drop_last, int hflip, int workers,
-                                   int prefetch)
+pivq_loader *pivq_loader_new_files(const char *dir, const char *const *files, int64_t n, int size,
+                                   int channels, pivq_tensor *const *sources, const int *flags,
+                                   int nsources, int64_t batch, int shuffle, uint64_t seed,
+                                   int drop_last, int hflip, int workers, int prefetch)
 {
     if (n < 0 || (n > 0 && !files) || size < 1 || size > 65536 ||
         (channels != 1 && channels != 3)) {
@@ -372,12 +384,14 @@ int pivq_loader_next(pivq_loader *l, pivq_tensor **out)
         /* every batch was claimed, so the workers are returning: join them now rather than
            at the next epoch, so that no thread is left running library code (a process that
            unloads libpivq at exit, as LuaJIT's ffi.load does, would crash under it) */
-        for (int t = 0; t < l->nthreads; t++) pthread_join(l->threads[t], NULL);
+        for (int t = 0; t < l->nthreads; t++)
+            pthread_join(l->threads[t], NULL);
         l->nthreads = 0;
         return 0;
     }
     loader_slot *s = &l->slots[l->next_deliver % l->prefetch];
-    while (s->index != l->next_deliver) pthread_cond_wait(&l->changed, &l->lock);
+    while (s->index != l->next_deliver)
+        pthread_cond_wait(&l->changed, &l->lock);
     int failed = s->failed;
     char error[512];
     if (failed) snprintf(error, sizeof error, "%s", s->error);

@@ -646,8 +646,8 @@ int pivq_image_write_jpeg(const char *path, const pivq_tensor *img, int quality)
 pivq_tensor *pivq_image_u8_to_float(const pivq_tensor *x);
 
 typedef enum pivq_resize_mode {
-    PIVQ_RESIZE_AREA = 0,     /* average of the covered source area (for shrinking) */
-    PIVQ_RESIZE_BILINEAR = 1  /* half-pixel centres, edge clamped (align_corners=False) */
+    PIVQ_RESIZE_AREA = 0,    /* average of the covered source area (for shrinking) */
+    PIVQ_RESIZE_BILINEAR = 1 /* half-pixel centres, edge clamped (align_corners=False) */
 } pivq_resize_mode;
 
 /* Resize the last two dims of a float32 C x H x W or N x C x H x W tensor to h x w. */
@@ -672,8 +672,8 @@ uint64_t pivq_files_fingerprint(const char *dir, const char *const *files, int64
    alpha dropped, colour to BT.601 luma). JPEGs much larger than size are decoded at 1/2, 1/4
    or 1/8 scale first (libjpeg's DCT scaling). Result N x channels x size x size uint8.
    threads >= 1 decode in parallel. */
-pivq_tensor *pivq_image_folder_load(const char *dir, const char *const *files, int64_t n,
-                                    int size, int channels, int threads);
+pivq_tensor *pivq_image_folder_load(const char *dir, const char *const *files, int64_t n, int size,
+                                    int channels, int threads);
 
 /* A batch loader: worker threads gather shuffled rows of the source tensors into batches
    ahead of the consumer, delivered in order so that a seed fixes the whole sequence. */
@@ -686,19 +686,18 @@ enum {
    flips each image sample with probability 1/2; workers >= 1 threads; prefetch >= 1
    batches ready ahead. The sources are retained (contiguous copies when needed). */
 pivq_loader *pivq_loader_new(pivq_tensor *const *sources, const int *flags, int nsources,
-                             int64_t batch, int shuffle, uint64_t seed, int drop_last,
-                             int hflip, int workers, int prefetch);
+                             int64_t batch, int shuffle, uint64_t seed, int drop_last, int hflip,
+                             int workers, int prefetch);
 /* Like pivq_loader_new, but the images are decoded from n files by the workers as batches are
    built (for folders too large to preload): each file (relative to dir, or absolute when dir
    is NULL) is centre-cropped, area-resized to size x size with `channels` (1 or 3) channels,
    and arrives as float32 in [0, 1] (batch output 0). The nsources extra sources (0..7, first
    dim n: labels, attributes) follow as outputs 1..nsources. A file that fails to decode makes
    pivq_loader_next fail with its name. */
-pivq_loader *pivq_loader_new_files(const char *dir, const char *const *files, int64_t n,
-                                   int size, int channels, pivq_tensor *const *sources,
-                                   const int *flags, int nsources, int64_t batch, int shuffle,
-                                   uint64_t seed, int drop_last, int hflip, int workers,
-                                   int prefetch);
+pivq_loader *pivq_loader_new_files(const char *dir, const char *const *files, int64_t n, int size,
+                                   int channels, pivq_tensor *const *sources, const int *flags,
+                                   int nsources, int64_t batch, int shuffle, uint64_t seed,
+                                   int drop_last, int hflip, int workers, int prefetch);
 /* Batches per epoch. */
 int64_t pivq_loader_num_batches(const pivq_loader *l);
 /* Start epoch `epoch` (>= 0): stops any running one, draws the order, starts the workers. */

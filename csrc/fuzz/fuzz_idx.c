@@ -12,7 +12,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         volatile uint8_t sink = 0;
         const uint8_t *p = pivq_data(t);
         size_t n = (size_t)pivq_numel(t) * (size_t)pivq_dtype_size(t->scalar_type);
-        for (size_t i = 0; i < n; i++) sink ^= p[i];
+        for (size_t i = 0; i < n; i++)
+            sink ^= p[i];
         (void)sink;
     }
     pivq_tensor_release(t);

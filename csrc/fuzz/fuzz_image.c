@@ -13,7 +13,8 @@ static void touch(pivq_tensor *t)
     volatile float sink = 0;
     const float *p = pivq_data(t);
     int64_t n = pivq_numel(t);
-    for (int64_t i = 0; i < n; i++) sink += p[i];
+    for (int64_t i = 0; i < n; i++)
+        sink += p[i];
     (void)sink;
     pivq_tensor_release(t);
 }

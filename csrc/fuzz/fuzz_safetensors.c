@@ -16,7 +16,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             pivq_tensor *t = pivq_tensor_set_tensor(s, i);
             const uint8_t *p = pivq_data(t);
             size_t n = (size_t)pivq_numel(t) * (size_t)pivq_dtype_size(t->scalar_type);
-            for (size_t j = 0; j < n; j++) sink += p[j];
+            for (size_t j = 0; j < n; j++)
+                sink += p[j];
             pivq_tensor_release(t);
         }
         for (int i = 0; i < pivq_tensor_set_metadata_count(s); i++)
