@@ -85,4 +85,11 @@ pivq.io = require "pivq.io"
 pivq.save = pivq.io.save
 pivq.load = pivq.io.load
 
+pivq.clock = require "pivq.clock"
+
+-- the model
+pivq.PIVQ = require "pivq.models.pivq"
+pivq.load_model = pivq.PIVQ.load
+pivq.train = require "pivq.train"
+
 return pivq

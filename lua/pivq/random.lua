@@ -50,7 +50,9 @@ function M.set_rng_state(s) default:set_state(s) end
 local function split_opts(...)
   local n = select("#", ...)
   local last = select(n, ...)
-  if n > 0 and type(last) == "table" and (last.generator or last.dtype) then
+  -- a trailing table is the options when it follows the sizes (randn(2, 3, {}) or
+  -- randn({2, 3}, {generator = g})) or names an option; a lone table is the sizes
+  if n > 0 and type(last) == "table" and (n > 1 or last.generator or last.dtype) then
     return last, n - 1, ...
   end
   return {}, n, ...

@@ -1,0 +1,254 @@
+-- pivq.PIVQ: the permutation-invariant VQ autoencoder (METHOD.md, "Model"; our design within
+-- the paper's constraints, see docs in README.md).
+--
+-- Encoder (may use position): patchify, linear embedding, learned 2-D positional embedding,
+-- L readout tokens appended to the patch tokens, pre-norm transformer blocks, the readout
+-- tokens' outputs projected to the code dimension c.
+--   readout = "learned"       L distinct learned query tokens
+--   readout = "exchangeable"  the L tokens drawn afresh every pass from one shared learned
+--                             Gaussian (mean, log std), so no code can know its slot
+-- Quantizer: matching | nearest | positional (positional = nearest codes + a slot embedding
+-- added in the decoder: the position-dependent VQ-VAE baseline with the same budget).
+-- Decoder (order-invariant in matching/nearest mode): one learned, position-embedded query per
+-- output patch; blocks of self-attention among the queries and cross-attention to the code
+-- vectors (which carry no position); a linear head to pixels, un-patchify, sigmoid.
+local nn = require "pivq.nn"
+local F = require "pivq.F"
+local tensor = require "pivq.tensor"
+local random = require "pivq.random"
+local autograd = require "pivq.autograd"
+local json = require "dkjson"
+
+local PIVQ = nn.Module:extend("PIVQ")
+
+PIVQ.defaults = {
+  image_size = 28, channels = 1, patch = 4,
+  width = 128, enc_depth = 2, dec_depth = 2, heads = 4, mlp_ratio = 2,
+  L = 32, K = 512, c = 32,
+  mode = "matching", readout = "learned", query_std = 1.0,
+  beta = 0.25, ema = true, decay = 0.99, cosine = false,
+  seed = 1,
+}
+
+local function with_defaults(cfg)
+  local out = {}
+  for k, v in pairs(PIVQ.defaults) do out[k] = v end
+  for k, v in pairs(cfg or {}) do out[k] = v end
+  return out
+end
+
+local function check_config(cfg)
+  local function posint(name)
+    local v = cfg[name]
+    if type(v) ~= "number" or v < 1 or v % 1 ~= 0 then
+      error(string.format("PIVQ: config.%s must be a positive integer, got %s", name, tostring(v)), 4)
+    end
+  end
+  for _, name in ipairs({ "image_size", "channels", "patch", "width", "enc_depth", "dec_depth", "heads",
+    "L", "K", "c" }) do posint(name) end
+  if cfg.image_size % cfg.patch ~= 0 then
+    error(string.format("PIVQ: image_size %d is not a multiple of patch %d", cfg.image_size, cfg.patch), 4)
+  end
+  if cfg.width % cfg.heads ~= 0 then
+    error(string.format("PIVQ: width %d is not divisible by %d heads", cfg.width, cfg.heads), 4)
+  end
+  if cfg.mode ~= "matching" and cfg.mode ~= "nearest" and cfg.mode ~= "positional" then
+    error("PIVQ: mode must be matching, nearest or positional, got " .. tostring(cfg.mode), 4)
+  end
+  if cfg.mode == "matching" and cfg.L > cfg.K then
+    error(string.format("PIVQ: matching needs K >= L, got K=%d L=%d", cfg.K, cfg.L), 4)
+  end
+  if cfg.readout ~= "learned" and cfg.readout ~= "exchangeable" then
+    error("PIVQ: readout must be learned or exchangeable, got " .. tostring(cfg.readout), 4)
+  end
+end
+
+function PIVQ:__init(cfg)
+  cfg = with_defaults(cfg)
+  check_config(cfg)
+  self.config = cfg
+  local g = random.Generator(cfg.seed)
+  self.generator = g
+  local D, p, C = cfg.width, cfg.patch, cfg.channels
+  self.grid = cfg.image_size / p
+  self.n_patches = self.grid * self.grid
+  local patch_dim = p * p * C
+  local function param(name, sizes, std)
+    self:register_parameter(name, random.randn(sizes, { generator = g }) * std)
+  end
+  -- encoder
+  self:add_module("patch_embed", nn.Linear(patch_dim, D, { generator = g }))
+  param("enc_pos", { 1, self.n_patches, D }, 0.02)
+  if cfg.readout == "learned" then
+    param("queries", { 1, cfg.L, D }, cfg.query_std)
+  else
+    param("slot_mu", { 1, 1, D }, cfg.query_std)
+    self:register_parameter("slot_log_sigma", tensor.zeros(1, 1, D))
+  end
+  for i = 1, cfg.enc_depth do
+    self:add_module("enc" .. i, nn.TransformerBlock(D, cfg.heads, { mlp_ratio = cfg.mlp_ratio, generator = g }))
+  end
+  self:add_module("enc_norm", nn.LayerNorm(D))
+  self:add_module("to_code", nn.Linear(D, cfg.c, { generator = g }))
+  -- quantizer
+  self:add_module("quantizer", nn.Quantizer(cfg.K, cfg.c, {
+    mode = cfg.mode == "matching" and "matching" or "nearest",
+    beta = cfg.beta, ema = cfg.ema, decay = cfg.decay, cosine = cfg.cosine, generator = g,
+  }))
+  -- decoder
+  self:add_module("from_code", nn.Linear(cfg.c, D, { generator = g }))
+  if cfg.mode == "positional" then param("slot_embed", { 1, cfg.L, D }, 0.02) end
+  param("dec_queries", { 1, self.n_patches, D }, 0.02)
+  for i = 1, cfg.dec_depth do
+    self:add_module("dec" .. i, nn.TransformerBlock(D, cfg.heads,
+      { mlp_ratio = cfg.mlp_ratio, cross = true, generator = g }))
+  end
+  self:add_module("dec_norm", nn.LayerNorm(D))
+  self:add_module("to_pixels", nn.Linear(D, patch_dim, { generator = g }))
+end
+
+function PIVQ:extra_repr()
+  local c = self.config
+  return string.format("%dx%dx%d images, patch %d, L=%d, K=%d, c=%d, mode=%s, readout=%s", c.channels,
+    c.image_size, c.image_size, c.patch, c.L, c.K, c.c, c.mode, c.readout)
+end
+
+-- (B, C, H, W) -> (B, N, p*p*C), patches in row-major order
+function PIVQ:patchify(x)
+  local B, C, p, g = x:size(1), self.config.channels, self.config.patch, self.grid
+  return x:reshape(B, C, g, p, g, p):permute(1, 3, 5, 4, 6, 2):reshape(B, g * g, p * p * C)
+end
+
+-- (B, N, p*p*C) -> (B, C, H, W)
+function PIVQ:unpatchify(t)
+  local B, C, p, g = t:size(1), self.config.channels, self.config.patch, self.grid
+  return t:reshape(B, g, g, p, p, C):permute(1, 6, 2, 4, 3, 5):reshape(B, C, g * p, g * p)
+end
+
+local function check_images(self, x, fname)
+  local c = self.config
+  if not tensor.is_tensor(x) or x:dim() ~= 4 or x:size(2) ~= c.channels or x:size(3) ~= c.image_size
+    or x:size(4) ~= c.image_size then
+    error(string.format("%s: expected images (B, %d, %d, %d), got %s", fname, c.channels, c.image_size,
+      c.image_size, tensor.is_tensor(x) and table.concat(x:size(), "x") or type(x)), 3)
+  end
+end
+
+-- Continuous latents (B, L, c) before quantization.
+function PIVQ:latents(x)
+  check_images(self, x, "PIVQ:latents")
+  local cfg = self.config
+  local B = x:size(1)
+  local tokens = self.patch_embed(self:patchify(x:float())) + self.enc_pos
+  local readout
+  if cfg.readout == "learned" then
+    readout = self.queries:expand(B, cfg.L, cfg.width)
+  else
+    local noise = random.randn(B, cfg.L, cfg.width, { generator = self.training and self.generator or nil })
+    readout = self.slot_mu + self.slot_log_sigma:exp() * noise
+  end
+  local h = tensor.cat({ tokens, readout }, 2)
+  for i = 1, cfg.enc_depth do h = self["enc" .. i](h) end
+  h = h:narrow(2, self.n_patches + 1, cfg.L)
+  return self.to_code(self.enc_norm(h))
+end
+
+-- Images from quantized vectors zq (B, L, c).
+function PIVQ:decode_vectors(zq)
+  local cfg = self.config
+  local B = zq:size(1)
+  local memory = self.from_code(zq)
+  if cfg.mode == "positional" then memory = memory + self.slot_embed end
+  local h = self.dec_queries:expand(B, self.n_patches, cfg.width)
+  for i = 1, cfg.dec_depth do h = self["dec" .. i](h, { context = memory }) end
+  return self:unpatchify(self.to_pixels(self.dec_norm(h))):sigmoid()
+end
+
+-- forward(images) -> reconstructions, indices (B, L; nil while bypassed), losses, stats
+function PIVQ:forward(x)
+  local z = self:latents(x)
+  local zq, idx, losses, stats = self.quantizer(z)
+  return self:decode_vectors(zq), idx, losses, stats, z
+end
+
+-- encode(images) -> (B, L) int64 1-based codes; sorted within each image unless positional
+function PIVQ:encode(x)
+  return autograd.no_grad(function()
+    local was = self.training
+    self:train(false)
+    local idx = self.quantizer:assign(self:latents(x))
+    self:train(was)
+    if self.config.mode ~= "positional" then
+      local rows = {}
+      for b = 1, idx:size(1) do
+        local r = idx[b]:totable()
+        table.sort(r)
+        rows[b] = r
+      end
+      idx = tensor.tensor(rows, "int64")
+    end
+    return idx
+  end)
+end
+
+-- decode(codes) -> images; codes (B, L) 1-based (a tensor, or a list of pivq.CodeSet)
+function PIVQ:decode(codes)
+  if type(codes) == "table" and not tensor.is_tensor(codes) then
+    codes = require("pivq.codeset").to_rows(codes)
+  end
+  if not tensor.is_tensor(codes) or codes:dim() ~= 2 or codes:size(2) ~= self.config.L then
+    error(string.format("PIVQ:decode: expected codes (B, %d), got %s", self.config.L,
+      tensor.is_tensor(codes) and table.concat(codes:size(), "x") or type(codes)), 2)
+  end
+  local lo, hi = codes:min(), codes:max()
+  if lo < 1 or hi > self.config.K then
+    error(string.format("PIVQ:decode: code %d out of range 1..%d", lo < 1 and lo or hi, self.config.K), 2)
+  end
+  return autograd.no_grad(function()
+    local q = self.quantizer
+    local cb = q.cosine and q.codebook / (q.codebook:norm(2, -1, true) + 1e-8) or q.codebook
+    return self:decode_vectors(F.embedding(codes, cb:detach()))
+  end)
+end
+
+function PIVQ:codebook() return self.quantizer.codebook end
+
+-- Codes as pivq.CodeSets (sets for matching, multisets for nearest/positional).
+function PIVQ:code_sets(codes)
+  return require("pivq.codeset").from_rows(codes, { K = self.config.K, multiset = self.config.mode ~= "matching" })
+end
+
+-- ---- checkpoints ------------------------------------------------------------------------------
+
+-- save(path, extra_tensors, extra_metadata): parameters and buffers as safetensors; the config
+-- (and anything in extra_metadata) as JSON strings in __metadata__.
+function PIVQ:save(path, extra_tensors, extra_metadata)
+  local tensors = {}
+  for name, t in pairs(self:state_dict()) do tensors["model." .. name] = t end
+  for name, t in pairs(extra_tensors or {}) do tensors[name] = t end
+  local meta = { format = "pivq-model-1", config = json.encode(self.config) }
+  for k, v in pairs(extra_metadata or {}) do meta[k] = type(v) == "string" and v or json.encode(v) end
+  return require("pivq.io").save(path, tensors, meta)
+end
+
+-- pivq.load_model(path) -> model, tensors, metadata (or nil, err)
+function PIVQ.load(path)
+  local tensors, meta = require("pivq.io").load(path)
+  if not tensors then return nil, meta end
+  if not meta.config then return nil, path .. ": not a pivq model checkpoint (no config in metadata)" end
+  local cfg, _, err = json.decode(meta.config)
+  if type(cfg) ~= "table" then return nil, path .. ": bad config JSON: " .. tostring(err) end
+  local model = PIVQ(cfg)
+  local sd = {}
+  for name, t in pairs(tensors) do
+    local short = name:match("^model%.(.+)$")
+    if short then sd[short] = t end
+  end
+  local ok, lerr = pcall(model.load_state_dict, model, sd)
+  if not ok then return nil, path .. ": " .. tostring(lerr) end
+  model.quantizer.bypassed = false
+  model:train(false)
+  return model, tensors, meta
+end
+
+return PIVQ

@@ -1,0 +1,177 @@
+-- pivq.nn.Quantizer(K, c, opts): maps each image's L latent vectors to L codebook entries.
+--
+--   mode = "matching"  optimal bipartite matching: the L codes of an image are distinct
+--                      (exact assignment, pivq.assign; METHOD.md "Quantizers")
+--   mode = "nearest"   each latent takes its nearest code independently (a multiset)
+--
+-- forward(z) with z (B, L, c) returns
+--   zq       (B, L, c) quantized vectors with the straight-through gradient to z
+--   indices  (B, L) int64, 1-based codes
+--   losses   {commitment =, codebook =, total = codebook + beta * commitment} (scalar tensors)
+--   stats    {usage =, perplexity =, K_img =} of this batch
+--
+-- opts: beta = 0.25 (commitment weight); ema = true (codebook learned by an exponential moving
+-- average, decay = 0.99, Laplace eps = 1e-5; with ema = false the codebook is a parameter
+-- trained by the codebook loss); cosine = false (l2-normalised latents and codes);
+-- dead_after = 0 (restart codes unused for that many forward passes; 0 = never, see
+-- restart_dead). A quantizer starts "bypassed" only if opts.bypass: forward then returns z
+-- itself (the delayed-initialisation warm-up) until init_from(latents) runs k-means++.
+local Module = require "pivq.nn.Module"
+local F = require "pivq.F"
+local tensor = require "pivq.tensor"
+local random = require "pivq.random"
+local vq = require "pivq.vq"
+local autograd = require "pivq.autograd"
+
+local Quantizer = Module:extend("Quantizer")
+
+local MODES = { matching = true, nearest = true }
+
+function Quantizer:__init(K, c, opts)
+  opts = opts or {}
+  if type(K) ~= "number" or K < 1 or K % 1 ~= 0 or type(c) ~= "number" or c < 1 or c % 1 ~= 0 then
+    error(string.format("Quantizer: K and c must be positive integers, got %s and %s", tostring(K), tostring(c)), 3)
+  end
+  local mode = opts.mode or "matching"
+  if not MODES[mode] then
+    error("Quantizer: mode must be \"matching\" or \"nearest\", got " .. tostring(mode), 3)
+  end
+  self.K, self.c, self.mode = K, c, mode
+  self.beta = opts.beta or 0.25
+  self.ema = opts.ema ~= false
+  self.decay, self.eps = opts.decay or 0.99, opts.eps or 1e-5
+  self.cosine = opts.cosine or false
+  self.dead_after = opts.dead_after or 0
+  self.bypassed = opts.bypass or false
+  local codebook = random.randn(K, c, { generator = opts.generator })
+  if self.cosine then codebook = codebook / codebook:norm(2, 2, true) end
+  if self.ema then
+    self:register_buffer("codebook", codebook)
+    self:register_buffer("ema_count", tensor.ones(K))
+    self:register_buffer("ema_sum", codebook:clone())
+  else
+    self:register_parameter("codebook", codebook)
+  end
+  -- forward passes since each code was last used (dead-code restart)
+  self:register_buffer("idle", tensor.zeros(K))
+end
+
+function Quantizer:extra_repr()
+  return string.format("K=%d, c=%d, mode=%s, beta=%g, %s%s", self.K, self.c, self.mode, self.beta,
+    self.ema and "ema" or "loss-trained codebook", self.cosine and ", cosine" or "")
+end
+
+local function normalise(x) return x / (x:norm(2, -1, true) + 1e-8) end
+
+-- Codes for latents without gradients: (B, L) 1-based, and the squared distances used.
+function Quantizer:assign(z)
+  if not tensor.is_tensor(z) or z:dim() ~= 3 or z:size(3) ~= self.c then
+    error(string.format("Quantizer:assign: expected latents (B, L, %d), got %s", self.c,
+      tensor.is_tensor(z) and table.concat(z:size(), "x") or type(z)), 2)
+  end
+  local B, L = z:size(1), z:size(2)
+  if self.mode == "matching" and L > self.K then
+    error(string.format("Quantizer: matching needs K >= L, got K=%d and L=%d", self.K, L), 2)
+  end
+  return autograd.no_grad(function()
+    local flat = z:detach():reshape(B * L, self.c)
+    local cb = self.codebook:detach()
+    if self.cosine then
+      flat, cb = normalise(flat), normalise(cb)
+    end
+    local d = vq.sq_distances(flat, cb)
+    local idx
+    if self.mode == "matching" then
+      idx = vq.assign(d:view(B, L, self.K))
+    else
+      local _, nearest = d:min(2)
+      idx = nearest:view(B, L)
+    end
+    return idx, flat
+  end)
+end
+
+function Quantizer:forward(z)
+  if self.bypassed then
+    local zero = tensor.zeros({})
+    return z, nil, { commitment = zero, codebook = zero, total = zero }, {}
+  end
+  local B, L = z:size(1), z:size(2)
+  local idx, flat = self:assign(z)
+  local zn = self.cosine and normalise(z) or z
+  local e = F.embedding(idx, self.cosine and normalise(self.codebook) or self.codebook) -- (B, L, c)
+  local commitment = F.mse_loss(zn, e:detach())
+  local codebook_loss = self.ema and tensor.zeros({}) or F.mse_loss(e, zn:detach())
+  local zq = zn + (e - zn):detach()
+  local stats
+  if self.training then
+    autograd.no_grad(function()
+      local idx_flat = idx:view(B * L)
+      if self.ema then
+        vq.ema_update_(self.codebook, self.ema_count, self.ema_sum, flat, idx_flat, self.decay, self.eps)
+        if self.cosine then self.codebook:copy(normalise(self.codebook)) end
+      end
+      local counts = vq.code_counts(idx_flat, self.K)
+      -- idle = (idle + 1) where unused, 0 where used
+      self.idle:copy((self.idle + 1):masked_fill(counts:gt(0), 0))
+      self.last_latents = flat
+    end)
+  end
+  stats = vq.code_stats(idx, self.K)
+  stats.counts = nil
+  return zq, idx, {
+    commitment = commitment,
+    codebook = codebook_loss,
+    total = codebook_loss + commitment * self.beta,
+  }, stats
+end
+
+-- Delayed initialisation: k-means++ on gathered latents (N x c), then quantize from now on.
+function Quantizer:init_from(latents, opts)
+  opts = opts or {}
+  autograd.no_grad(function()
+    local x = latents:detach():reshape(-1, self.c)
+    if self.cosine then x = normalise(x) end
+    local centroids = vq.kmeans(x, self.K, { iters = opts.iters or 10, generator = opts.generator })
+    self.codebook:copy(centroids)
+    if self.ema then
+      self.ema_count:fill(1)
+      self.ema_sum:copy(centroids)
+    end
+    self.idle:zero()
+  end)
+  self.bypassed = false
+end
+
+-- Dead-code restart: codes idle for more than `after` passes get a random recent latent (from
+-- opts.latents or the last training batch). Returns how many were restarted.
+function Quantizer:restart_dead(after, opts)
+  opts = opts or {}
+  after = after or self.dead_after
+  local pool = opts.latents or self.last_latents
+  if not pool or after <= 0 then return 0 end
+  local n = 0
+  autograd.no_grad(function()
+    local dead = {}
+    for k = 1, self.K do
+      if self.idle[k] > after then dead[#dead + 1] = k end
+    end
+    if #dead == 0 then return end
+    local rows = random.randint(1, pool:size(1) + 1, { #dead }, { generator = opts.generator })
+    local fresh = pool:index_select(1, rows)
+    local dead_t = tensor.tensor(dead, "int64")
+    for i, k in ipairs(dead) do
+      local v = fresh[i]
+      self.codebook[k]:copy(v)
+      if self.ema then
+        self.ema_sum[k]:copy(v)
+        self.ema_count[k] = 1
+      end
+      self.idle[k] = 0
+    end
+    n = dead_t:numel()
+  end)
+  return n
+end
+
+return Quantizer

@@ -1,0 +1,456 @@
+-- pivq.train: the training loop of the PI-VQ model, shared by `pivq train` and the specs.
+--
+--   local run = pivq.train.Trainer(opts)   -- opts as `pivq train --help` lists (underscored)
+--   run:fit()                              -- trains, checkpoints, logs; returns the final metrics
+--
+-- What it does per step: a batch from the threaded loader, forward, loss = w_l1 * L1 + w_l2 *
+-- L2 (+ w_lap * Laplacian-pyramid L1) + quantizer losses, backward, global-norm clipping,
+-- AdamW with linear warm-up then cosine decay. Quantization is bypassed for the first
+-- `quant_start` steps (an autoencoder warm-up); then the codebook is initialised by k-means++
+-- on encoder outputs gathered over `init_batches` batches (delayed initialisation). Codes idle
+-- for `dead_after` steps are restarted from recent encoder outputs every `restart_every` steps.
+--
+-- Outputs in opts.out: model.safetensors (the latest checkpoint: weights, optimizer, schedule,
+-- RNG and loader positions, written atomically), log.jsonl (one object per logged step),
+-- recon.png (test images over their reconstructions), curve.svg (the loss curves), metrics.json.
+-- resume = true continues from out/model.safetensors; with the same seed and thread count the
+-- losses equal those of an uninterrupted run.
+local pivq_tensor = require "pivq.tensor"
+local random = require "pivq.random"
+local autograd = require "pivq.autograd"
+local F = require "pivq.F"
+local optim = require "pivq.optim"
+local data = require "pivq.data"
+local image = require "pivq.image"
+local io_ = require "pivq.io"
+local eval = require "pivq.eval"
+local vq = require "pivq.vq"
+local plot = require "pivq.plot"
+local clock = require "pivq.clock"
+local PIVQ = require "pivq.models.pivq"
+local json = require "dkjson"
+
+local M = {}
+
+-- Every option, its default and its help line; `pivq train --help` is built from this table.
+M.options = {
+  { "dataset", "fashion-mnist", "fashion-mnist, or a folder of aligned images (PNG/JPEG)" },
+  { "image_size", 0, "image side (0: the dataset's: 28 for Fashion-MNIST, 64 for folders)" },
+  { "out", "runs/default", "output folder (checkpoint, logs, images)" },
+  { "resume", false, "continue from OUT/model.safetensors" },
+  { "steps", 3000, "optimizer steps" },
+  { "batch", 64, "images per step" },
+  { "lr", 1e-3, "peak learning rate (AdamW)" },
+  { "weight_decay", 0.01, "AdamW weight decay" },
+  { "warmup", 200, "linear learning-rate warm-up steps (then cosine decay to lr/10)" },
+  { "clip", 1.0, "global gradient-norm clip (0: off)" },
+  { "seed", 1, "seed of everything (model init, data order, codebook init)" },
+  { "threads", 0, "threads (0: all cores)" },
+  { "quantizer", "matching", "matching | nearest | positional" },
+  { "readout", "learned", "learned | exchangeable (slots drawn from one shared distribution)" },
+  { "L", 32, "codes per image" },
+  { "K", 512, "codebook size" },
+  { "c", 32, "code dimension" },
+  { "patch", 4, "patch size" },
+  { "width", 128, "transformer width" },
+  { "enc_depth", 2, "encoder blocks" },
+  { "dec_depth", 2, "decoder blocks" },
+  { "heads", 4, "attention heads" },
+  { "mlp_ratio", 2, "MLP hidden width / width" },
+  { "query_std", 1.0, "init std of the learned readout tokens" },
+  { "beta", 0.25, "commitment weight" },
+  { "codebook", "ema", "ema | loss (how the codebook learns)" },
+  { "decay", 0.99, "EMA decay of the codebook" },
+  { "cosine", false, "l2-normalised latents and codes" },
+  { "quant_start", 300, "steps with the quantizer bypassed before k-means++ initialisation" },
+  { "init_batches", 16, "batches of encoder outputs gathered for the k-means++ initialisation" },
+  { "dead_after", 200, "a code unused for this many steps is dead" },
+  { "restart_every", 100, "how often dead codes are restarted (0: never)" },
+  { "w_l1", 1.0, "weight of the L1 reconstruction loss" },
+  { "w_l2", 1.0, "weight of the L2 (MSE) reconstruction loss" },
+  { "w_lap", 0.0, "weight of the Laplacian-pyramid L1 (a weight-free perceptual substitute)" },
+  { "log_every", 50, "steps between log lines / JSONL records" },
+  { "grid_every", 500, "steps between reconstruction grids" },
+  { "ckpt_every", 500, "steps between checkpoints" },
+  { "eval_images", 2000, "test images for the final PSNR/SSIM and code statistics" },
+  { "workers", 1, "data-loader threads" },
+  { "max_minutes", 0, "stop (with a checkpoint) after this many minutes (0: no limit)" },
+  { "stop_after", 0, "stop (with a checkpoint) after this step of the schedule (0: run to --steps)" },
+  { "quiet", false, "no progress output" },
+}
+
+function M.defaults()
+  local d = {}
+  for _, o in ipairs(M.options) do d[o[1]] = o[2] end
+  return d
+end
+
+-- ---- data ------------------------------------------------------------------------------------
+
+local function load_data(opts)
+  if opts.dataset == "fashion-mnist" then
+    local train, err = data.fashion_mnist { split = "train" }
+    if not train then return nil, err end
+    local test, err2 = data.fashion_mnist { split = "test" }
+    if not test then return nil, err2 end
+    return train, test, 28, 1
+  end
+  local size = opts.image_size > 0 and opts.image_size or 64
+  local all, err = data.image_folder(opts.dataset, { size = size, cache = true })
+  if not all then return nil, err end
+  -- hold out the last 10% (at most 2,000) for evaluation
+  local n = all.images:size(1)
+  local held = math.min(2000, math.max(1, math.floor(n / 10)))
+  local train = { images = all.images:narrow(1, 1, n - held) }
+  local test = { images = all.images:narrow(1, n - held + 1, held) }
+  return train, test, size, all.images:size(2)
+end
+
+local function float_images(t)
+  if t:dtype() == "uint8" then return t:float() / 255 end
+  return t
+end
+
+-- ---- losses ----------------------------------------------------------------------------------
+
+-- L1 between Laplacian pyramids (3 levels): penalises errors per frequency band, a cheap,
+-- weight-free stand-in for a perceptual loss.
+local function laplacian_l1(x, y)
+  local total
+  for _ = 1, 3 do
+    if x:size(3) < 4 then break end
+    local xd, yd = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
+    local xu = F.interpolate(xd, { size = { x:size(3), x:size(4) }, mode = "bilinear" })
+    local yu = F.interpolate(yd, { size = { y:size(3), y:size(4) }, mode = "bilinear" })
+    local band = F.l1_loss(x - xu, y - yu)
+    total = total and total + band or band
+    x, y = xd, yd
+  end
+  return total
+end
+
+-- ---- the trainer -------------------------------------------------------------------------------
+
+local Trainer = {}
+Trainer.__index = Trainer
+
+local function model_config(opts, size, channels)
+  return {
+    image_size = size, channels = channels, patch = opts.patch, width = opts.width,
+    enc_depth = opts.enc_depth, dec_depth = opts.dec_depth, heads = opts.heads, mlp_ratio = opts.mlp_ratio,
+    L = opts.L, K = opts.K, c = opts.c, mode = opts.quantizer, readout = opts.readout,
+    query_std = opts.query_std, beta = opts.beta, ema = opts.codebook ~= "loss", decay = opts.decay,
+    cosine = opts.cosine, seed = opts.seed,
+  }
+end
+
+function M.Trainer(user)
+  local opts = M.defaults()
+  for k, v in pairs(user or {}) do
+    if opts[k] == nil then error("Trainer: unknown option '" .. tostring(k) .. "'", 2) end
+    opts[k] = v
+  end
+  if opts.threads > 0 then require("pivq").set_num_threads(opts.threads) end
+  local self = setmetatable({ opts = opts }, Trainer)
+  local train, test, size, channels = load_data(opts)
+  if not train then error("train: " .. tostring(test), 2) end
+  self.train_set, self.test_set = train, test
+  random.manual_seed(opts.seed)
+  self.model = PIVQ(model_config(opts, size, channels))
+  self.model.quantizer.bypassed = opts.quant_start > 0
+  self.opt = optim.AdamW(self.model:parameters(), { lr = opts.lr, weight_decay = opts.weight_decay })
+  self.sched = optim.schedules.cosine(self.opt, opts.steps, { warmup = opts.warmup, min_lr = opts.lr / 10 })
+  self.loader = data.loader(train, { batch = opts.batch, shuffle = true, seed = opts.seed, drop_last = true,
+    workers = opts.workers })
+  self.step, self.epoch, self.pos = 0, 1, 0
+  self.data_gen = random.Generator(opts.seed + 7919) -- restarts and k-means, apart from the model's
+  return self
+end
+
+-- ---- checkpoints -------------------------------------------------------------------------------
+
+function Trainer:checkpoint_path() return self.opts.out .. "/model.safetensors" end
+
+function Trainer:save_checkpoint()
+  local extra = {}
+  local osd = self.opt:state_dict()
+  for name, list in pairs(osd.buffers) do
+    for i, t in ipairs(list) do extra[string.format("optim.%s.%d", name, i)] = t end
+  end
+  local state = {
+    step = self.step, epoch = self.epoch, pos = self.pos,
+    optim = { step = osd.step, lr = osd.lr, kind = osd.kind },
+    schedule = self.sched:state_dict(),
+    rng = random.get_rng_state(),
+    model_rng = self.model.generator:get_state(),
+    data_rng = self.data_gen:get_state(),
+    bypassed = self.model.quantizer.bypassed,
+    options = self.opts,
+  }
+  return self.model:save(self:checkpoint_path(), extra, { train = json.encode(state) })
+end
+
+function Trainer:load_checkpoint()
+  local path = self:checkpoint_path()
+  local tensors, meta = io_.load(path)
+  if not tensors then return nil, meta end
+  local state = meta.train and json.decode(meta.train)
+  if type(state) ~= "table" then return nil, path .. ": no training state in the checkpoint" end
+  local sd = {}
+  for name, t in pairs(tensors) do
+    local short = name:match("^model%.(.+)$")
+    if short then sd[short] = t end
+  end
+  self.model:load_state_dict(sd)
+  local osd = { step = state.optim.step, lr = state.optim.lr, kind = state.optim.kind, buffers = {} }
+  for name, t in pairs(tensors) do
+    local buf, i = name:match("^optim%.(.+)%.(%d+)$")
+    if buf then
+      osd.buffers[buf] = osd.buffers[buf] or {}
+      osd.buffers[buf][tonumber(i)] = t
+    end
+  end
+  self.opt:load_state_dict(osd)
+  self.sched:load_state_dict(state.schedule)
+  random.set_rng_state(state.rng)
+  self.model.generator:set_state(state.model_rng)
+  self.data_gen:set_state(state.data_rng)
+  self.model.quantizer.bypassed = state.bypassed
+  self.step, self.epoch, self.pos = state.step, state.epoch, state.pos
+  return true
+end
+
+-- ---- one step ------------------------------------------------------------------------------------
+
+-- The next batch, continuing the current epoch at self.pos (so a resumed run sees the same data).
+function Trainer:next_batch()
+  if not self.iter then
+    self.iter = self.loader:iter(self.epoch)
+    for _ = 1, self.pos do self.iter() end
+  end
+  local b = self.iter()
+  if not b then
+    self.epoch, self.pos = self.epoch + 1, 0
+    self.iter = self.loader:iter(self.epoch)
+    b = self.iter()
+  end
+  self.pos = self.pos + 1
+  return b.images
+end
+
+function Trainer:losses(x)
+  local o = self.opts
+  local y, idx, qloss, stats = self.model(x)
+  local terms = { l1 = F.l1_loss(y, x), l2 = F.mse_loss(y, x) }
+  local total = terms.l1 * o.w_l1 + terms.l2 * o.w_l2
+  if o.w_lap > 0 then
+    terms.lap = laplacian_l1(y, x)
+    total = total + terms.lap * o.w_lap
+  end
+  if not self.model.quantizer.bypassed then
+    terms.commit = qloss.commitment
+    if self.model.quantizer.ema == false then terms.codebook = qloss.codebook end
+    total = total + qloss.total
+  end
+  terms.total = total
+  return terms, stats, idx
+end
+
+-- Delayed initialisation: k-means++ on encoder outputs of `init_batches` batches.
+function Trainer:init_codebook()
+  local latents = {}
+  autograd.no_grad(function()
+    for _ = 1, self.opts.init_batches do
+      local x = self:next_batch()
+      latents[#latents + 1] = self.model:latents(x):reshape(-1, self.opts.c)
+    end
+  end)
+  local pool = pivq_tensor.cat(latents, 1)
+  self.model.quantizer:init_from(pool, { generator = self.data_gen, iters = 10 })
+  return pool:size(1)
+end
+
+-- ---- evaluation ---------------------------------------------------------------------------------
+
+function Trainer:evaluate(n)
+  local model = self.model
+  local was = model.training
+  model:train(false)
+  local imgs = self.test_set.images
+  n = math.min(n or self.opts.eval_images, imgs:size(1))
+  local psnr_sum, ssim_sum, mse_sum, codes = 0, 0, 0, {}
+  autograd.no_grad(function()
+    for s = 1, n, 200 do
+      local m = math.min(200, n - s + 1)
+      local x = float_images(imgs:narrow(1, s, m))
+      local y, idx = model(x)
+      psnr_sum = psnr_sum + eval.psnr(y, x) * m
+      if x:size(3) >= 11 then ssim_sum = ssim_sum + eval.ssim(y, x) * m end
+      mse_sum = mse_sum + eval.mse(y, x):sum():item()
+      if idx then codes[#codes + 1] = idx end
+    end
+  end)
+  model:train(was)
+  local out = { psnr = psnr_sum / n, ssim = ssim_sum / n, mse = mse_sum / n, images = n }
+  if #codes > 0 then
+    local all = pivq_tensor.cat(codes, 1)
+    local st = vq.code_stats(all, self.opts.K)
+    out.usage, out.perplexity, out.K_img = st.usage, st.perplexity, st.K_img
+  end
+  return out
+end
+
+function Trainer:write_grid(path)
+  local x = float_images(self.test_set.images:narrow(1, 1, 8))
+  local y = autograd.no_grad(function()
+    local was = self.model.training
+    self.model:train(false)
+    local r = self.model(x)
+    self.model:train(was)
+    return r
+  end)
+  local g = image.grid(pivq_tensor.cat({ x, y:clamp(0, 1) }, 1), { nrow = 8, padding = 2, scale = 4 })
+  return image.save(path, g)
+end
+
+-- ---- progress ------------------------------------------------------------------------------------
+
+local function fmt_time(s)
+  if s ~= s or s == math.huge then return "?" end
+  s = math.floor(s + 0.5)
+  return string.format("%d:%02d", math.floor(s / 60), s % 60)
+end
+
+function Trainer:report(rec, tty)
+  if self.opts.quiet then return end
+  local parts = {}
+  for _, k in ipairs({ "total", "l1", "l2", "lap", "commit", "codebook" }) do
+    if rec[k] then parts[#parts + 1] = string.format("%s %.4f", k, rec[k]) end
+  end
+  local codes = rec.K_img and string.format(" | usage %.0f%% K_img %.1f", 100 * rec.usage, rec.K_img) or
+    " | quantizer bypassed"
+  local line = string.format("step %d/%d ep %d | %s%s | %.0f img/s | ETA %s", rec.step, self.opts.steps,
+    rec.epoch, table.concat(parts, " "), codes, rec.img_per_s, fmt_time(rec.eta))
+  if tty then
+    local width = 40
+    local done = math.floor(width * rec.step / self.opts.steps)
+    io.write("\r\27[K[", string.rep("#", done), string.rep(".", width - done), "] ", line)
+    io.flush()
+  else
+    print(line)
+  end
+end
+
+-- ---- the loop --------------------------------------------------------------------------------------
+
+function Trainer:fit()
+  local o = self.opts
+  os.execute("mkdir -p '" .. o.out .. "'")
+  if o.resume then
+    local ok, err = self:load_checkpoint()
+    if not ok then error("train: cannot resume: " .. tostring(err), 2) end
+    if not o.quiet then print(string.format("resumed at step %d (epoch %d)", self.step, self.epoch)) end
+  end
+  local host_ok, host = pcall(require, "pivq.host")
+  if host_ok then host.set_interrupt_mode("flag") end
+  local tty = host_ok and host.isatty(1) and not o.quiet
+  local log = assert(io.open(o.out .. "/log.jsonl", o.resume and "a" or "w"))
+  local t_start, t_last, imgs_since = clock(), clock(), 0
+  local history = self.history or {}
+  self.history = history
+  local stopped
+  self.model:train(true)
+  while self.step < o.steps do
+    if self.model.quantizer.bypassed and self.step >= o.quant_start then
+      local n = self:init_codebook()
+      if not o.quiet then print(string.format("%sstep %d: codebook initialised by k-means++ on %d latents",
+        tty and "\n" or "", self.step, n)) end
+    end
+    local x = self:next_batch()
+    local terms, stats = self:losses(x)
+    local total = terms.total:item()
+    if total ~= total or total == math.huge or total == -math.huge then
+      log:close()
+      error(string.format("train: the loss became %s at step %d; stopping without overwriting the last good "
+        .. "checkpoint (%s). Lower --lr or raise --clip.", tostring(total), self.step + 1, self:checkpoint_path()), 2)
+    end
+    terms.total:backward()
+    if o.clip > 0 then optim.clip_grad_norm(self.model:parameters(), o.clip) end
+    self.opt:step()
+    self.opt:zero_grad()
+    self.sched:step()
+    self.step = self.step + 1
+    imgs_since = imgs_since + x:size(1)
+    local q = self.model.quantizer
+    if not q.bypassed and o.restart_every > 0 and self.step % o.restart_every == 0 then
+      q:restart_dead(o.dead_after, { generator = self.data_gen })
+    end
+    if self.step % o.log_every == 0 or self.step == o.steps then
+      local now = clock()
+      local rec = { step = self.step, epoch = self.epoch, lr = self.opt.lr, elapsed = now - t_start,
+        img_per_s = imgs_since / (now - t_last) }
+      for k, v in pairs(terms) do rec[k] = v:item() end
+      if stats and stats.K_img then
+        rec.usage, rec.perplexity, rec.K_img = stats.usage, stats.perplexity, stats.K_img
+      end
+      rec.eta = (o.steps - self.step) * (now - t_start) / math.max(1, self.step - (self.start_step or 0))
+      log:write(json.encode(rec), "\n")
+      log:flush()
+      history[#history + 1] = rec
+      self:report(rec, tty)
+      t_last, imgs_since = now, 0
+    end
+    if self.step % o.grid_every == 0 then self:write_grid(o.out .. "/recon.png") end
+    if self.step % o.ckpt_every == 0 then assert(self:save_checkpoint()) end
+    if host_ok and host.interrupted() then
+      stopped = "interrupted"
+      break
+    end
+    if o.stop_after > 0 and self.step >= o.stop_after and self.step < o.steps then
+      stopped = "stopped"
+      break
+    end
+    if o.max_minutes > 0 and clock() - t_start > o.max_minutes * 60 then
+      stopped = "time limit"
+      break
+    end
+  end
+  if tty then io.write("\n") end
+  log:close()
+  if host_ok then host.set_interrupt_mode("default") end
+  assert(self:save_checkpoint())
+  if stopped then
+    if not o.quiet then print(string.format("%s at step %d: checkpoint saved to %s (continue with --resume)",
+      stopped, self.step, self:checkpoint_path())) end
+    return nil, stopped
+  end
+  self:write_grid(o.out .. "/recon.png")
+  local metrics = self:evaluate()
+  metrics.step, metrics.quantizer, metrics.L, metrics.K = self.step, o.quantizer, o.L, o.K
+  metrics.train_seconds = clock() - t_start
+  local f = assert(io.open(o.out .. "/metrics.json", "w"))
+  f:write(json.encode(metrics, { indent = true }), "\n")
+  f:close()
+  self:write_curve(o.out .. "/curve.svg")
+  return metrics
+end
+
+function Trainer:write_curve(path)
+  local f = io.open(self.opts.out .. "/log.jsonl")
+  if not f then return end
+  local xs, series = {}, { total = {}, l1 = {}, l2 = {}, commit = {} }
+  for line in f:lines() do
+    local r = json.decode(line)
+    if type(r) == "table" and r.step then
+      xs[#xs + 1] = r.step
+      for k, s in pairs(series) do s[#xs] = r[k] or 0 / 0 end
+    end
+  end
+  f:close()
+  local list = {}
+  for _, k in ipairs({ "total", "l1", "l2", "commit" }) do list[#list + 1] = { name = k, x = xs, y = series[k] } end
+  plot.save(path, { title = "training losses", xlabel = "step", ylabel = "loss", series = list, ymin = 0 })
+end
+
+M.laplacian_l1 = laplacian_l1
+return M
