@@ -159,7 +159,6 @@ function Quantizer:restart_dead(after, opts)
     if #dead == 0 then return end
     local rows = random.randint(1, pool:size(1) + 1, { #dead }, { generator = opts.generator })
     local fresh = pool:index_select(1, rows)
-    local dead_t = tensor.tensor(dead, "int64")
     for i, k in ipairs(dead) do
       local v = fresh[i]
       self.codebook[k]:copy(v)
@@ -169,7 +168,7 @@ function Quantizer:restart_dead(after, opts)
       end
       self.idle[k] = 0
     end
-    n = dead_t:numel()
+    n = #dead
   end)
   return n
 end
