@@ -91,5 +91,6 @@ pivq.clock = require "pivq.clock"
 pivq.PIVQ = require "pivq.models.pivq"
 pivq.load_model = pivq.PIVQ.load
 pivq.train = require "pivq.train"
+pivq.bank = require "pivq.bank"
 
 return pivq

@@ -140,7 +140,7 @@ local function model_config(opts, size, channels)
     enc_depth = opts.enc_depth, dec_depth = opts.dec_depth, heads = opts.heads, mlp_ratio = opts.mlp_ratio,
     L = opts.L, K = opts.K, c = opts.c, mode = opts.quantizer, readout = opts.readout,
     query_std = opts.query_std, beta = opts.beta, ema = opts.codebook ~= "loss", decay = opts.decay,
-    cosine = opts.cosine, seed = opts.seed,
+    cosine = opts.cosine, seed = opts.seed, dataset = opts.dataset,
   }
 end
 

@@ -218,6 +218,63 @@ function PIVQ:code_sets(codes)
   return require("pivq.codeset").from_rows(codes, { K = self.config.K, multiset = self.config.mode ~= "matching" })
 end
 
+-- ---- inspection (REPL) ----------------------------------------------------------------------
+
+-- The code bank of the training set under this checkpoint (built once, cached beside it).
+function PIVQ:bank(opts)
+  if not self._bank then
+    local b, err = require("pivq.bank").load(self, opts)
+    if not b then error("PIVQ:bank: " .. tostring(err), 2) end
+    self._bank = b
+  end
+  return self._bank
+end
+
+-- The first n training images whose code sets contain code k: images (n, C, H, W) and their
+-- 1-based dataset indices.
+function PIVQ:images_with_code(k, n)
+  n = n or 8
+  if type(k) ~= "number" or k < 1 or k > self.config.K or k % 1 ~= 0 then
+    error(string.format("images_with_code: k must be a code in 1..%d, got %s", self.config.K, tostring(k)), 2)
+  end
+  local b = self:bank()
+  local has = b.codes:eq(k):sum(2)
+  local idx = {}
+  for i = 1, has:size(1) do
+    if has[i] > 0 then
+      idx[#idx + 1] = i
+      if #idx == n then break end
+    end
+  end
+  if #idx == 0 then return nil, {} end
+  if not b.images then b.images = require("pivq.bank").dataset_of(self).images end
+  local imgs = b.images:index_select(1, tensor.tensor(idx, "int64"))
+  if imgs:dtype() == "uint8" then imgs = imgs:float() / 255 end
+  return imgs, idx
+end
+
+-- Print a histogram of code usage over the training set; returns the counts (K int64).
+function PIVQ:code_usage(opts)
+  opts = opts or {}
+  local b = self:bank()
+  local st = require("pivq.vq").code_stats(b.codes, self.config.K)
+  local counts = st.counts
+  local order = {}
+  for k = 1, self.config.K do order[k] = { k = k, n = counts[k] } end
+  table.sort(order, function(x, y) return x.n > y.n or (x.n == y.n and x.k < y.k) end)
+  local top = opts.top or 20
+  local maxn = math.max(1, order[1].n)
+  local lines = { string.format("codes used: %d of %d (%.1f%%), perplexity %.1f, distinct codes per image %.2f of L=%d",
+    math.floor(st.usage * self.config.K + 0.5), self.config.K, 100 * st.usage, st.perplexity, st.K_img,
+    self.config.L) }
+  for i = 1, math.min(top, #order) do
+    local o = order[i]
+    lines[#lines + 1] = string.format("%6d %8d %s", o.k, o.n, string.rep("#", math.floor(40 * o.n / maxn + 0.5)))
+  end
+  if opts.print ~= false then print(table.concat(lines, "\n")) end
+  return counts
+end
+
 -- ---- checkpoints ------------------------------------------------------------------------------
 
 -- save(path, extra_tensors, extra_metadata): parameters and buffers as safetensors; the config
@@ -248,6 +305,7 @@ function PIVQ.load(path)
   if not ok then return nil, path .. ": " .. tostring(lerr) end
   model.quantizer.bypassed = false
   model:train(false)
+  model.path = path
   return model, tensors, meta
 end
 

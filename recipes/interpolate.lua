@@ -1,0 +1,94 @@
+-- interpolate: interpolation strips between two images' code sets (one row per path)
+local argparse = require "argparse"
+local pivq = require "pivq"
+
+local parser = argparse("pivq interpolate", "Interpolate between images A and B by exchanging codes.\n"
+  .. "Each row is one path: A, the decoded frames, B. A and B are test-set indices or image files.")
+parser:option("--ckpt", "model checkpoint"):args(1)
+parser:option("--a", "image A: a test-set index (1-based) or an image file", "1")
+parser:option("--b", "image B: a test-set index (1-based) or an image file", "2")
+parser:option("--strategy", "interpolation strategy (see --list)", "random")
+parser:option("--strategy-file", "a Lua file that registers strategies (pivq.interp.register)")
+parser:option("--paths", "number of paths (rows); random paths differ by seed", "4"):convert(tonumber)
+parser:option("--steps", "transitions per path (default: one code swap per step)"):convert(tonumber)
+parser:option("--seed", "seed of the first path", "1"):convert(tonumber)
+parser:option("--out", "PNG to write", "strip.png")
+parser:option("--scale", "pixel scale of the strip", "3"):convert(tonumber)
+parser:flag("--list", "list the registered strategies and exit")
+local args = parser:parse(arg)
+
+if args.strategy_file then
+  local added, err = pivq.interp.load_file(args.strategy_file)
+  if not added then
+    io.stderr:write("pivq interpolate: ", err, "\n")
+    return 1
+  end
+end
+if args.list then
+  for name, doc in pairs(pivq.interp.list()) do print(string.format("%-12s %s", name, doc)) end
+  return 0
+end
+if not args.ckpt then
+  io.stderr:write("pivq interpolate: --ckpt is required\n")
+  return 2
+end
+local model, err = pivq.load_model(args.ckpt)
+if not model then
+  io.stderr:write("pivq interpolate: ", err, "\n")
+  return 1
+end
+if model.config.mode == "positional" then
+  io.stderr:write("pivq interpolate: a positional model's codes are tied to slots, not a set; "
+    .. "interpolation by exchanging codes is defined for matching and nearest models only\n")
+  return 2
+end
+
+local test
+local function load_image(spec)
+  local n = tonumber(spec)
+  if n then
+    test = test or assert(pivq.bank.dataset_of(model) and pivq.data.fashion_mnist { split = "test" })
+    local x = test.images:narrow(1, n, 1)
+    return x:dtype() == "uint8" and x:float() / 255 or x
+  end
+  local img, ierr = pivq.image.load(spec)
+  if not img then error("pivq interpolate: " .. ierr, 0) end
+  local s = model.config.image_size
+  img = pivq.image.resize(pivq.image.center_crop(img, math.min(img:size(2), img:size(3))), s, s)
+  if img:size(1) ~= model.config.channels then img = img:mean(1, true) end
+  return img:view(1, model.config.channels, s, s)
+end
+
+local xa, xb = load_image(args.a), load_image(args.b)
+local codes = model:encode(pivq.cat({ xa, xb }, 1))
+local sets = model:code_sets(codes)
+local A, B = sets[1], sets[2]
+print(string.format("A: %s\nB: %s\nshared codes: %d of %d", tostring(A), tostring(B), A:intersection(B):size(),
+  A:size()))
+
+local z
+if args.strategy == "lerp" then z = pivq.no_grad(function() return model:latents(pivq.cat({ xa, xb }, 1)) end) end
+local rows = {}
+local width
+for p = 1, args.paths do
+  local path = pivq.interp.path(args.strategy, A, B, {
+    steps = args.steps, seed = args.seed + p - 1, model = model,
+    latents_a = z and z[1], latents_b = z and z[2],
+    quantize = z and function(lat) return model.quantizer:assign(lat:view(1, model.config.L, -1)) end,
+  })
+  local frames = model:decode(path)
+  rows[p] = pivq.cat({ xa, frames, xb }, 1)
+  width = math.max(width or 0, rows[p]:size(1))
+end
+-- pad shorter rows (e.g. lerp with other steps) with blank frames so the grid is rectangular
+local all = {}
+for _, r in ipairs(rows) do
+  if r:size(1) < width then
+    r = pivq.cat({ r, pivq.zeros(width - r:size(1), r:size(2), r:size(3), r:size(4)) }, 1)
+  end
+  all[#all + 1] = r
+end
+local grid = pivq.image.grid(pivq.cat(all, 1), { nrow = width, padding = 2, scale = args.scale })
+assert(pivq.image.save(args.out, grid))
+print(string.format("%d paths of %d frames (strategy %s) -> %s", args.paths, width - 2, args.strategy, args.out))
+return 0
