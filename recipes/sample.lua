@@ -13,6 +13,8 @@ parser:option("--seed", "seed", "1"):convert(tonumber)
 parser:option("--out", "PNG grid to write", "samples.png")
 parser:option("--save-codes", "also write the sampled codes (safetensors)")
 parser:option("--batch", "images decoded per forward pass", "256"):convert(tonumber)
+parser:option("--bank-limit", "encode only the first N training images into the bank (quick looks)")
+  :convert(tonumber)
 parser:flag("--list", "list the registered strategies and exit")
 local args = parser:parse(arg)
 
@@ -38,7 +40,7 @@ if not model then
   return 1
 end
 local t0 = pivq.clock()
-local bank = model:bank()
+local bank = model:bank({ limit = args.bank_limit })
 local t1 = pivq.clock()
 local codes = pivq.sample.codes(args.strategy, bank, args.n, { seed = args.seed, parents = args.parents,
   model = model, codebook = model:codebook() })

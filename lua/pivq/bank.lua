@@ -51,7 +51,8 @@ function M.encode_all(model, images, batch)
   return tensor.cat(out, 1)
 end
 
--- pivq.bank.load(model, {checkpoint =, path =, dataset =}) -> bank (built and cached if needed)
+-- pivq.bank.load(model, {checkpoint =, path =, dataset =, limit =}) -> bank (built and cached if
+-- needed); limit encodes only the first `limit` training images (quick looks)
 function M.load(model, opts)
   opts = opts or {}
   local ckpt = opts.checkpoint or model.path
@@ -59,7 +60,7 @@ function M.load(model, opts)
   local path = opts.path or (ckpt and (ckpt:match("^(.*)/[^/]*$") or ".") .. "/codes.safetensors")
   if path and hash then
     local tensors, meta = io_.load(path)
-    if tensors and meta.checkpoint_hash == hash then
+    if tensors and meta.checkpoint_hash == hash and (meta.limit or "") == tostring(opts.limit or "") then
       return { codes = tensors.codes, labels = tensors.labels, K = model.config.K,
         multiset = model.config.mode ~= "matching", checkpoint_hash = hash, path = path }
     end
@@ -70,13 +71,19 @@ function M.load(model, opts)
     ds, err = M.dataset_of(model)
     if not ds then return nil, err end
   end
-  local codes = M.encode_all(model, ds.images)
-  local bank = { codes = codes, labels = ds.labels, K = model.config.K, multiset = model.config.mode ~= "matching",
-    checkpoint_hash = hash, path = path, images = ds.images }
+  local images, labels = ds.images, ds.labels
+  if opts.limit and opts.limit < images:size(1) then
+    images = images:narrow(1, 1, opts.limit)
+    labels = labels and labels:narrow(1, 1, opts.limit)
+  end
+  local codes = M.encode_all(model, images)
+  local bank = { codes = codes, labels = labels, K = model.config.K, multiset = model.config.mode ~= "matching",
+    checkpoint_hash = hash, path = path, images = images }
   if path then
     local tensors = { codes = codes }
-    if ds.labels then tensors.labels = ds.labels end
-    local ok, err = io_.save(path, tensors, { checkpoint_hash = hash or "", L = tostring(codes:size(2)) })
+    if labels then tensors.labels = labels end
+    local ok, err = io_.save(path, tensors, { checkpoint_hash = hash or "", L = tostring(codes:size(2)),
+      limit = tostring(opts.limit or "") })
     if not ok then return nil, err end
   end
   return bank

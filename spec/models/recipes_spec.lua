@@ -1,0 +1,56 @@
+-- The model recipes in smoke mode, through the pivq executable on a tiny model trained here.
+local pivq = require "pivq"
+
+local bin = (os.getenv("PIVQ_BUILD_DIR") or "build") .. "/pivq"
+
+local function run(cmd)
+  local p = io.popen(cmd .. " 2>&1; echo \"exit=$?\"")
+  local out = p:read("*a")
+  p:close()
+  return out, tonumber(out:match("exit=(%d+)%s*$"))
+end
+
+describe("model recipes", function()
+  local dir
+  setup(function()
+    dir = os.tmpname()
+    os.remove(dir)
+    os.execute("mkdir -p " .. dir)
+    pivq.train.Trainer({ out = dir, steps = 6, batch = 8, width = 32, enc_depth = 1, dec_depth = 1, heads = 2,
+      patch = 7, L = 8, K = 32, c = 8, quant_start = 2, init_batches = 1, eval_images = 16, quiet = true,
+      grid_every = 1000, ckpt_every = 1000 }):fit()
+  end)
+  teardown(function() os.execute("rm -rf " .. dir) end)
+
+  it("pivq interpolate writes a strip, also with a strategy from a file", function()
+    local out, code = run(string.format("%s interpolate --ckpt %s/model.safetensors --a 3 --b 4 --paths 2 --steps 4"
+      .. " --out %s/strip.png", bin, dir, dir))
+    assert.are.equal(0, code, out)
+    assert.matches("2 paths of 4 frames", out)
+    local img = assert(pivq.image.load(dir .. "/strip.png"))
+    assert.are.equal(1, img:size(1))
+    out, code = run(string.format("%s interpolate --ckpt %s/model.safetensors --strategy-file "
+      .. "recipes/strategies/outside_in.lua --strategy outside_in --paths 1 --out %s/s2.png", bin, dir, dir))
+    assert.are.equal(0, code, out)
+    out, code = run(string.format("%s interpolate --ckpt %s/model.safetensors --strategy nope --out %s/x.png",
+      bin, dir, dir))
+    assert.are_not.equal(0, code)
+    assert.matches("unknown strategy 'nope'", out)
+  end)
+
+  it("pivq sample writes a grid and the codes", function()
+    for _, s in ipairs({ "pair", "mix", "marginal" }) do
+      local out, code = run(string.format("%s sample --ckpt %s/model.safetensors -n 8 --strategy %s --bank-limit 200"
+        .. " --out %s/g.png --save-codes %s/codes.safetensors", bin, dir, s, dir, dir))
+      assert.are.equal(0, code, out)
+      local t = assert(pivq.load(dir .. "/codes.safetensors"))
+      assert.are.same({ 8, 8 }, t.codes:size())
+    end
+  end)
+
+  it("pivq sample and interpolate fail clearly without a checkpoint", function()
+    local out, code = run(bin .. " sample --ckpt /nonexistent/model.safetensors")
+    assert.are_not.equal(0, code)
+    assert.matches("nonexistent", out)
+  end)
+end)
