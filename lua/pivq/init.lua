@@ -92,5 +92,6 @@ pivq.PIVQ = require "pivq.models.pivq"
 pivq.load_model = pivq.PIVQ.load
 pivq.train = require "pivq.train"
 pivq.bank = require "pivq.bank"
+pivq.features = require "pivq.features"
 
 return pivq
