@@ -105,7 +105,9 @@ if args.samples > 0 then
     local sc = pivq.sample.codes(strategy, bank, args.samples, { seed = args.seed, model = model,
       codebook = model:codebook() })
     local imgs = {}
-    for s = 1, args.samples, 250 do imgs[#imgs + 1] = model:decode(sc:narrow(1, s, math.min(250, args.samples - s + 1))) end
+    for s = 1, args.samples, 250 do
+      imgs[#imgs + 1] = model:decode(sc:narrow(1, s, math.min(250, args.samples - s + 1)))
+    end
     return pivq.eval.prdc(real, fx.fn(pivq.cat(imgs, 1)), { k = args.k })
   end
   if cfg.mode ~= "positional" then
