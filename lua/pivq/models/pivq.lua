@@ -238,10 +238,11 @@ function PIVQ:images_with_code(k, n)
     error(string.format("images_with_code: k must be a code in 1..%d, got %s", self.config.K, tostring(k)), 2)
   end
   local b = self:bank()
-  local has = b.codes:eq(k):sum(2)
+  local has = b.codes:eq(k):sum(2):contiguous()
+  local hp = has:data_ptr() -- per-element tensor indexing would allocate N tensors
   local idx = {}
   for i = 1, has:size(1) do
-    if has[i] > 0 then
+    if hp[i - 1] > 0 then
       idx[#idx + 1] = i
       if #idx == n then break end
     end
@@ -260,7 +261,8 @@ function PIVQ:code_usage(opts)
   local st = require("pivq.vq").code_stats(b.codes, self.config.K)
   local counts = st.counts
   local order = {}
-  for k = 1, self.config.K do order[k] = { k = k, n = counts[k] } end
+  local cp = counts:data_ptr()
+  for k = 1, self.config.K do order[k] = { k = k, n = tonumber(cp[k - 1]) } end
   table.sort(order, function(x, y) return x.n > y.n or (x.n == y.n and x.k < y.k) end)
   local top = opts.top or 20
   local maxn = math.max(1, order[1].n)

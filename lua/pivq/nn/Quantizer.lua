@@ -153,8 +153,9 @@ function Quantizer:restart_dead(after, opts)
   local n = 0
   autograd.no_grad(function()
     local dead = {}
+    local idle = self.idle:data_ptr() -- a contiguous buffer; per-code tensor indexing would allocate
     for k = 1, self.K do
-      if self.idle[k] > after then dead[#dead + 1] = k end
+      if idle[k - 1] > after then dead[#dead + 1] = k end
     end
     if #dead == 0 then return end
     local rows = random.randint(1, pool:size(1) + 1, { #dead }, { generator = opts.generator })
