@@ -84,9 +84,9 @@ function M.code_stats(codes, K)
   local counts = M.code_counts(codes, K)
   local total = counts:sum():item()
   local used, entropy = 0, 0
-  local p = counts:data_ptr() -- contiguous int64; indexing the tensor per code would allocate
+  local cp = counts:data_ptr() -- contiguous int64; indexing the tensor per code would allocate
   for k = 0, K - 1 do
-    local n = tonumber(p[k])
+    local n = tonumber(cp[k])
     if n > 0 then
       used = used + 1
       local p = n / total
