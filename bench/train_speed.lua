@@ -1,0 +1,47 @@
+-- bench/train_speed.lua MODE THREADS STEPS [PATCH WIDTH DEPTH HEADS MLP_RATIO L K C]: the pivq
+-- side of the training-speed benchmark (bench/train_speed.sh runs both sides). One training
+-- step of the PI-VQ model on a batch of 64 (forward, L1 + L2 + commitment, backward, clipping,
+-- AdamW); prints one JSON line like bench/train_torch.py.
+local pivq = require "pivq"
+local json = require "dkjson"
+
+local mode, threads, steps = arg[1] or "matching", tonumber(arg[2] or "2"), tonumber(arg[3] or "10")
+local v = {}
+for i = 4, 11 do v[#v + 1] = tonumber(arg[i]) end
+pivq.set_num_threads(threads)
+pivq.manual_seed(1)
+local model = pivq.PIVQ { mode = mode, patch = v[1] or 4, width = v[2] or 128, enc_depth = v[3] or 2,
+  dec_depth = v[3] or 2, heads = v[4] or 4, mlp_ratio = v[5] or 2, L = v[6] or 32, K = v[7] or 512, c = v[8] or 32 }
+local opt = pivq.optim.AdamW(model:parameters(), { lr = 1e-3, weight_decay = 0.01 })
+local x = pivq.rand(64, 1, 28, 28)
+local q = model.quantizer
+-- time the quantizer's own forward by wrapping it
+local quant_time = 0
+local qforward = q.forward
+q.forward = function(self, z)
+  local t = pivq.clock()
+  local a, b, c, d = qforward(self, z)
+  quant_time = quant_time + pivq.clock() - t
+  return a, b, c, d
+end
+local times, quants = {}, {}
+for step = 1, steps + 3 do
+  quant_time = 0
+  local t0 = pivq.clock()
+  local y, _, losses = model(x)
+  local loss = pivq.F.l1_loss(y, x) + pivq.F.mse_loss(y, x) + losses.total
+  loss:backward()
+  pivq.optim.clip_grad_norm(model:parameters(), 1.0)
+  opt:step()
+  opt:zero_grad()
+  if step > 3 then
+    times[#times + 1] = pivq.clock() - t0
+    quants[#quants + 1] = quant_time
+  end
+end
+local sum_t, sum_q = 0, 0
+for i = 1, #times do sum_t, sum_q = sum_t + times[i], sum_q + quants[i] end
+table.sort(times)
+local med = times[math.ceil(#times / 2)]
+print(json.encode({ side = "pivq", mode = mode, threads = threads, img_per_s = 64 / med, step_ms = med * 1e3,
+  quant_share = sum_q / sum_t }))

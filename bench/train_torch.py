@@ -1,0 +1,139 @@
+"""PyTorch twin of pivq's default PI-VQ model, for the training-speed benchmark.
+
+    OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=N /usr/bin/python3 bench/train_torch.py MODE THREADS STEPS \
+        [PATCH WIDTH DEPTH HEADS MLP_RATIO L K C]
+
+Same architecture as lua/pivq/models/pivq.lua (patch embedding + 2-D position embedding + L
+learned readout tokens, pre-norm blocks; decoder queries with self- and cross-attention to the
+code vectors; sigmoid pixels), the same quantizer (EMA codebook; matching through SciPy's
+linear_sum_assignment per image, nearest by argmin), the same loss (L1 + L2 + beta *
+commitment) and AdamW. Prints one JSON line: images/s over the timed steps (after 3 warm-up
+steps) and the share of step time spent quantizing.
+"""
+import json
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+
+mode, threads, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rest = [int(v) for v in sys.argv[4:]] + [None] * 8
+PATCH = rest[0] or 4
+WIDTH = rest[1] or 128
+DEPTH = rest[2] or 2
+HEADS = rest[3] or 4
+MLP = rest[4] or 2
+L = rest[5] or 32
+K = rest[6] or 512
+C = rest[7] or 32
+torch.set_num_threads(threads)
+torch.manual_seed(1)
+B, SIZE = 64, 28
+GRID = SIZE // PATCH
+N = GRID * GRID
+
+
+class Block(nn.Module):
+    def __init__(self, cross):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(WIDTH)
+        self.attn = nn.MultiheadAttention(WIDTH, HEADS, batch_first=True)
+        self.cross = cross
+        if cross:
+            self.lnc = nn.LayerNorm(WIDTH)
+            self.cattn = nn.MultiheadAttention(WIDTH, HEADS, batch_first=True)
+        self.ln2 = nn.LayerNorm(WIDTH)
+        self.fc1 = nn.Linear(WIDTH, WIDTH * MLP)
+        self.fc2 = nn.Linear(WIDTH * MLP, WIDTH)
+
+    def forward(self, x, context=None):
+        h = self.ln1(x)
+        x = x + self.attn(h, h, h, need_weights=False)[0]
+        if self.cross:
+            h = self.lnc(x)
+            x = x + self.cattn(h, context, context, need_weights=False)[0]
+        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+
+
+class Model(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Linear(PATCH * PATCH, WIDTH)
+        self.pos = nn.Parameter(torch.randn(1, N, WIDTH) * 0.02)
+        self.queries = nn.Parameter(torch.randn(1, L, WIDTH))
+        self.enc = nn.ModuleList([Block(False) for _ in range(DEPTH)])
+        self.enc_norm = nn.LayerNorm(WIDTH)
+        self.to_code = nn.Linear(WIDTH, C)
+        self.from_code = nn.Linear(C, WIDTH)
+        self.dec_queries = nn.Parameter(torch.randn(1, N, WIDTH) * 0.02)
+        self.dec = nn.ModuleList([Block(True) for _ in range(DEPTH)])
+        self.dec_norm = nn.LayerNorm(WIDTH)
+        self.to_pixels = nn.Linear(WIDTH, PATCH * PATCH)
+        self.register_buffer("codebook", torch.randn(K, C))
+        self.register_buffer("ema_count", torch.ones(K))
+        self.register_buffer("ema_sum", self.codebook.clone())
+        self.quant_time = 0.0
+
+    def quantize(self, z):
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            flat = z.reshape(-1, C)
+            d = (flat * flat).sum(1, keepdim=True) - 2 * flat @ self.codebook.t() + (self.codebook ** 2).sum(1)[None]
+            if mode == "matching":
+                dn = d.view(z.shape[0], L, K).numpy()
+                idx = torch.from_numpy(np.stack([linear_sum_assignment(c)[1] for c in dn])).reshape(-1)
+            else:
+                idx = d.argmin(1)
+            onehot = F.one_hot(idx, K).float()
+            n = onehot.sum(0)
+            self.ema_count.mul_(0.99).add_(n, alpha=0.01)
+            self.ema_sum.mul_(0.99).add_(onehot.t() @ flat, alpha=0.01)
+            tot = self.ema_count.sum()
+            smoothed = (self.ema_count + 1e-5) / (tot + K * 1e-5) * tot
+            self.codebook.copy_(self.ema_sum / smoothed[:, None])
+        e = self.codebook[idx].view_as(z)
+        self.quant_time += time.perf_counter() - t0
+        commit = F.mse_loss(z, e)
+        return z + (e - z).detach(), commit
+
+    def forward(self, x):
+        b = x.shape[0]
+        patches = x.reshape(b, 1, GRID, PATCH, GRID, PATCH).permute(0, 2, 4, 3, 5, 1).reshape(b, N, -1)
+        h = torch.cat([self.embed(patches) + self.pos, self.queries.expand(b, -1, -1)], 1)
+        for blk in self.enc:
+            h = blk(h)
+        z = self.to_code(self.enc_norm(h[:, N:]))
+        zq, commit = self.quantize(z)
+        mem = self.from_code(zq)
+        q = self.dec_queries.expand(b, -1, -1)
+        for blk in self.dec:
+            q = blk(q, mem)
+        out = self.to_pixels(self.dec_norm(q))
+        img = out.reshape(b, GRID, GRID, PATCH, PATCH, 1).permute(0, 5, 1, 3, 2, 4).reshape(b, 1, SIZE, SIZE)
+        return torch.sigmoid(img), commit
+
+
+model = Model()
+opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+x = torch.rand(B, 1, SIZE, SIZE)
+times = []
+quant = []
+for step in range(steps + 3):
+    model.quant_time = 0.0
+    t0 = time.perf_counter()
+    y, commit = model(x)
+    loss = F.l1_loss(y, x) + F.mse_loss(y, x) + 0.25 * commit
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    if step >= 3:
+        times.append(time.perf_counter() - t0)
+        quant.append(model.quant_time)
+med = float(np.median(times))
+print(json.dumps({"side": "torch", "mode": mode, "threads": threads, "img_per_s": B / med,
+                  "step_ms": med * 1e3, "quant_share": float(np.sum(quant) / np.sum(times))}))
