@@ -10,8 +10,8 @@ local v = {}
 for i = 4, 11 do v[#v + 1] = tonumber(arg[i]) end
 pivq.set_num_threads(threads)
 pivq.manual_seed(1)
-local model = pivq.PIVQ { mode = mode, patch = v[1] or 4, width = v[2] or 128, enc_depth = v[3] or 2,
-  dec_depth = v[3] or 2, heads = v[4] or 4, mlp_ratio = v[5] or 2, L = v[6] or 32, K = v[7] or 512, c = v[8] or 32 }
+local model = pivq.PIVQ { mode = mode, patch = v[1] or 7, width = v[2] or 128, enc_depth = v[3] or 2,
+  dec_depth = v[3] or 2, heads = v[4] or 4, mlp_ratio = v[5] or 2, L = v[6] or 64, K = v[7] or 512, c = v[8] or 32 }
 local opt = pivq.optim.AdamW(model:parameters(), { lr = 1e-3, weight_decay = 0.01 })
 local x = pivq.rand(64, 1, 28, 28)
 local q = model.quantizer

@@ -22,12 +22,12 @@ from scipy.optimize import linear_sum_assignment
 
 mode, threads, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 rest = [int(v) for v in sys.argv[4:]] + [None] * 8
-PATCH = rest[0] or 4
+PATCH = rest[0] or 7
 WIDTH = rest[1] or 128
 DEPTH = rest[2] or 2
 HEADS = rest[3] or 4
 MLP = rest[4] or 2
-L = rest[5] or 32
+L = rest[5] or 64
 K = rest[6] or 512
 C = rest[7] or 32
 torch.set_num_threads(threads)

@@ -22,9 +22,9 @@ local json = require "dkjson"
 local PIVQ = nn.Module:extend("PIVQ")
 
 PIVQ.defaults = {
-  image_size = 28, channels = 1, patch = 4,
+  image_size = 28, channels = 1, patch = 7,
   width = 128, enc_depth = 2, dec_depth = 2, heads = 4, mlp_ratio = 2,
-  L = 32, K = 512, c = 32,
+  L = 64, K = 512, c = 32,
   mode = "matching", readout = "learned", query_std = 1.0,
   beta = 0.25, ema = true, decay = 0.99, cosine = false,
   seed = 1,
