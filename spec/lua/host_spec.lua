@@ -58,7 +58,7 @@ describe("the pivq host", function()
     out, _, code = run("help")
     assert.are.equal(0, code)
     assert.matches("usage: pivq", out)
-    assert.matches("\n  demo%s+a short tour of the tensor core", out)
+    assert.matches("\n  demo%s+the main job", out)
   end)
 
   it("runs a script with arg set and its arguments as ...", function()

