@@ -1,8 +1,8 @@
--- bench/assign.lua DIR [REPEATS]: pivq.assign on the cost batches bench/assign_scipy.py wrote,
+-- recipes/bench/assign.lua DIR [REPEATS]: pivq.assign on the cost batches recipes/bench/assign_scipy.py wrote,
 -- at 1 and 2 threads, beside SciPy's time for the same batch (ratio = SciPy / pivq), with every
 -- total cost checked against SciPy's optimum (relative 1e-5). Then the whole quantizer forward
 -- (distance GEMM + assignment) for B=64, L=49, K=4096, c=64, matching vs nearest.
--- Run everything with: sh bench/assign.sh
+-- Run everything with: sh recipes/bench/assign.sh
 local pivq = require "pivq"
 local ffi = require "ffi"
 

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """Benchmark data and the SciPy side of the assignment benchmark.
 
-  /usr/bin/python3 bench/assign_scipy.py gen   DIR   # write the cost batches (both sides read these)
-  /usr/bin/python3 bench/assign_scipy.py scipy DIR   # time scipy.optimize.linear_sum_assignment on them
+  /usr/bin/python3 recipes/bench/assign_scipy.py gen   DIR   # write the cost batches (both sides read these)
+  /usr/bin/python3 recipes/bench/assign_scipy.py scipy DIR   # time scipy.optimize.linear_sum_assignment on them
 
 File DIR/<kind>_<L>x<K>.cost: 8-byte magic b"PIVQASN1", int64 B, L, K (little-endian), then
 B x L x K float32. `scipy` writes DIR/<name>.scipy: float64 ms per batch (best of REPEATS),

@@ -1,7 +1,7 @@
--- bench/train_speed.lua MODE THREADS STEPS [PATCH WIDTH DEPTH HEADS MLP_RATIO L K C]: the pivq
--- side of the training-speed benchmark (bench/train_speed.sh runs both sides). One training
+-- recipes/bench/train_speed.lua MODE THREADS STEPS [PATCH WIDTH DEPTH HEADS MLP_RATIO L K C]: the pivq
+-- side of the training-speed benchmark (recipes/bench/train_speed.sh runs both sides). One training
 -- step of the PI-VQ model on a batch of 64 (forward, L1 + L2 + commitment, backward, clipping,
--- AdamW); prints one JSON line like bench/train_torch.py.
+-- AdamW); prints one JSON line like recipes/bench/train_torch.py.
 local pivq = require "pivq"
 local json = require "dkjson"
 

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Side-by-side benchmark of pivq's autograd against PyTorch (issue 3).
 
-    /usr/bin/python3 bench/autograd_vs_torch.py [--threads 1,2] [--iters 10] [--build build]
+    /usr/bin/python3 recipes/bench/autograd_vs_torch.py [--threads 1,2] [--iters 10] [--build build]
 
 Workloads (forward + backward, batch 64):
   conv   Conv 1->64 3x3 s1 p1, ReLU, Conv 64->128 4x4 s2 p1, ReLU, Conv 128->128 4x4 s2 p1
@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # recipes/bench -> root
 
 
 def ensure_torch():
@@ -68,13 +68,13 @@ def main():
     print(header)
     print("-" * len(header))
     for threads in [int(t) for t in args.threads.split(",")]:
-        sgemm = run([pivq, "bench/autograd_bench.lua", "sgemm", str(threads), str(args.iters)],
+        sgemm = run([pivq, "recipes/bench/autograd_bench.lua", "sgemm", str(threads), str(args.iters)],
                     threads)
         for wl in args.workloads.split(","):
             with tempfile.TemporaryDirectory() as dump:
-                ours = run([pivq, "bench/autograd_bench.lua", wl, str(threads), str(args.iters),
+                ours = run([pivq, "recipes/bench/autograd_bench.lua", wl, str(threads), str(args.iters),
                             dump], threads)
-                theirs = run([sys.executable, "bench/autograd_torch.py", wl, str(threads),
+                theirs = run([sys.executable, "recipes/bench/autograd_torch.py", wl, str(threads),
                               str(args.iters), dump], threads)
             ratio = theirs["ms"] / ours["ms"]
             imgs = (f"{64e3 / ours['ms']:>10.0f} {64e3 / theirs['ms']:>11.0f}" if wl == "conv"

@@ -1,6 +1,6 @@
--- The pivq side of the autograd benchmark (bench/autograd_vs_torch.py runs it beside PyTorch).
+-- The pivq side of the autograd benchmark (recipes/bench/autograd_vs_torch.py runs it beside PyTorch).
 --
---   pivq bench/autograd_bench.lua WORKLOAD THREADS ITERS [DUMP_DIR]
+--   pivq recipes/bench/autograd_bench.lua WORKLOAD THREADS ITERS [DUMP_DIR]
 --
 -- WORKLOAD: conv (a), block (b), cross (c), or sgemm (the BLAS rate, for reference). Times
 -- forward + backward (ITERS runs after 2 warm-ups) and prints one JSON line. With DUMP_DIR,

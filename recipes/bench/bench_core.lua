@@ -1,5 +1,5 @@
 -- bench_core: figures for the tensor core (not a test; run it, read the table).
---   ./build/pivq bench/bench_core.lua [--quick] [--threads N]
+--   ./build/pivq recipes/bench/bench_core.lua [--quick] [--threads N]
 -- 1. matmul GFLOP/s for n x n float32 products, pivq against a direct cblas_sgemm call on the
 --    same buffers in the same run (interleaved rounds; the best round of each counts, which
 --    keeps another process's load on a shared machine out of the comparison as far as possible);

@@ -1,6 +1,6 @@
 """PyTorch twin of pivq's default PI-VQ model, for the training-speed benchmark.
 
-    OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=N /usr/bin/python3 bench/train_torch.py MODE THREADS STEPS \
+    OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=N /usr/bin/python3 recipes/bench/train_torch.py MODE THREADS STEPS \
         [PATCH WIDTH DEPTH HEADS MLP_RATIO L K C]
 
 Same architecture as lua/pivq/models/pivq.lua (patch embedding + 2-D position embedding + L

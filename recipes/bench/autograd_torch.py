@@ -1,8 +1,8 @@
-"""The PyTorch side of the autograd benchmark (bench/autograd_vs_torch.py runs it).
+"""The PyTorch side of the autograd benchmark (recipes/bench/autograd_vs_torch.py runs it).
 
-    python3 bench/autograd_torch.py WORKLOAD THREADS ITERS [DUMP_DIR]
+    python3 recipes/bench/autograd_torch.py WORKLOAD THREADS ITERS [DUMP_DIR]
 
-Same workloads, shapes and timing protocol as bench/autograd_bench.lua. With DUMP_DIR (written
+Same workloads, shapes and timing protocol as recipes/bench/autograd_bench.lua. With DUMP_DIR (written
 by the pivq side) the model takes pivq's parameters and inputs, and the script compares its
 gradients with pivq's: it prints the largest |difference| relative to the largest |gradient|,
 per parameter, in the JSON line.

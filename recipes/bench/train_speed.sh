@@ -1,11 +1,11 @@
 #!/bin/sh
 # Training speed of the default PI-VQ model, pivq and its PyTorch twin side by side in one run:
-#   sh bench/train_speed.sh [STEPS] [extra model args: PATCH WIDTH DEPTH HEADS MLP_RATIO L K C]
+#   sh recipes/bench/train_speed.sh [STEPS] [extra model args: PATCH WIDTH DEPTH HEADS MLP_RATIO L K C]
 # Same thread count for both; PyTorch gets OMP_WAIT_POLICY=PASSIVE and OPENBLAS_NUM_THREADS (without
 # them Debian's torch fights its own OpenBLAS threads). Prints images/s, the ratio pivq / torch,
 # and the share of step time spent quantizing, for matching and nearest at 1 and 2 threads.
 set -eu
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 steps=${1:-10}
 [ $# -gt 0 ] && shift
 sh .ci/setup bench
@@ -13,8 +13,8 @@ sh .ci/task build
 printf '%-9s %7s %12s %12s %7s %14s %14s\n' mode threads "pivq img/s" "torch img/s" ratio "pivq quant %" "torch quant %"
 for mode in matching nearest; do
   for t in 1 2; do
-    p=$(./build/pivq bench/train_speed.lua "$mode" "$t" "$steps" "$@")
-    q=$(OMP_NUM_THREADS=$t OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=$t /usr/bin/python3 bench/train_torch.py "$mode" "$t" "$steps" "$@")
+    p=$(./build/pivq recipes/bench/train_speed.lua "$mode" "$t" "$steps" "$@")
+    q=$(OMP_NUM_THREADS=$t OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=$t /usr/bin/python3 recipes/bench/train_torch.py "$mode" "$t" "$steps" "$@")
     /usr/bin/python3 - "$p" "$q" <<'PY'
 import json, sys
 p, q = json.loads(sys.argv[1]), json.loads(sys.argv[2])
