@@ -7,6 +7,7 @@
 #include "internal.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -231,6 +232,43 @@ static int small_class(size_t total)
     return total % 64 == 0 && c >= 2 && c < 2 + SMALL_CLASSES ? (int)(c - 2) : -1;
 }
 
+/* A thread that exits (a loader worker, an image-folder worker) must hand its free lists
+   back, or their blocks leak. A pthread key whose destructor empties the lists is armed the
+   first time a thread keeps a block; glibc runs key destructors while the thread's
+   _Thread_local variables are still valid. */
+static pthread_key_t small_cache_key;
+static pthread_once_t small_cache_once = PTHREAD_ONCE_INIT;
+static _Thread_local bool small_cache_armed;
+
+static void small_cache_drain(void *unused)
+{
+    (void)unused;
+    for (int c = 0; c < SMALL_CLASSES; c++)
+        while (small_blocks[c].n > 0) {
+            void *p = small_blocks[c].items[--small_blocks[c].n];
+            UNPOISON(p, (size_t)(c + 2) * 64);
+            free(p);
+        }
+    while (free_headers.n > 0) {
+        void *p = free_headers.items[--free_headers.n];
+        UNPOISON(p, sizeof(pivq_tensor));
+        free(p);
+    }
+}
+
+static void small_cache_make_key(void)
+{
+    pthread_key_create(&small_cache_key, small_cache_drain);
+}
+
+static void small_cache_arm(void)
+{
+    if (small_cache_armed) return;
+    small_cache_armed = true;
+    pthread_once(&small_cache_once, small_cache_make_key);
+    pthread_setspecific(small_cache_key, &small_cache_armed); /* non-NULL: run the destructor */
+}
+
 static void *stack_pop(small_stack *st, size_t size)
 {
     if (st->n == 0) return NULL;
@@ -242,6 +280,7 @@ static void *stack_pop(small_stack *st, size_t size)
 static bool stack_push(small_stack *st, void *p, size_t size)
 {
     if (st->n == SMALL_DEPTH) return false;
+    small_cache_arm();
     POISON(p, size);
     st->items[st->n++] = p;
     return true;
