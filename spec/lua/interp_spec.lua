@@ -104,6 +104,19 @@ describe("pivq.interp", function()
     check_path(A, B, path, { 1, 1, 1 })
   end)
 
+  it("paired pairs A's codes with B's by optimal assignment and swaps the closest pairs first", function()
+    -- 1-D code embeddings: A = {1, 2, 3} at 0, 10, 20; B = {4, 5, 6} at 21, 9, 100
+    local codebook = pivq.tensor { { 0 }, { 10 }, { 20 }, { 21 }, { 9 }, { 100 } }
+    local A, B = CodeSet({ 1, 2, 3 }), CodeSet({ 4, 5, 6 })
+    local path = pivq.interp.path("paired", A, B, { codebook = codebook })
+    check_path(A, B, path, { 1, 1, 1 })
+    -- squared distances: the optimal pairing is 1<->5 (81), 2<->4 (121), 3<->6 (6400), total
+    -- 6602 (the greedy-looking 2<->5, 3<->4 costs 1 + 1 but forces 1<->6 at 10000); closest first
+    assert.are.same({ 2, 3, 5 }, path[2]:totable())
+    assert.are.same({ 3, 4, 5 }, path[3]:totable())
+    assert.has_error(function() pivq.interp.path("paired", A, B, {}) end)
+  end)
+
   it("smoothest takes the swap whose decoded image changes least", function()
     -- a toy decoder: the image is the codes' embeddings summed; code 9 is close to code 1
     local emb = { [1] = 0, [2] = 10, [3] = 20, [9] = 0.1, [7] = 50, [8] = 30 }
