@@ -54,15 +54,8 @@ if args.compare then
   return 0
 end
 
-if not args.ckpt then
-  io.stderr:write("pivq eval: --ckpt is required (or --compare RUN...)\n")
-  return 2
-end
-local model, err = pivq.load_model(args.ckpt)
-if not model then
-  io.stderr:write("pivq eval: ", err, "\n")
-  return 1
-end
+local model, err_code = require("pivq.recipe").load_model("pivq eval", args.ckpt)
+if not model then return err_code end
 local cfg = model.config
 local report = { checkpoint = args.ckpt, checkpoint_hash = pivq.bank.file_hash(args.ckpt), quantizer = cfg.mode,
   L = cfg.L, K = cfg.K }

@@ -1,6 +1,7 @@
 -- interpolate: interpolation strips between two images' code sets (one row per path)
 local argparse = require "argparse"
 local pivq = require "pivq"
+local recipe = require "pivq.recipe"
 
 local parser = argparse("pivq interpolate", "Interpolate between images A and B by exchanging codes.\n"
   .. "Each row is one path: A, the decoded frames, B. A and B are test-set indices or image files.")
@@ -17,26 +18,14 @@ parser:option("--scale", "pixel scale of the strip", "3"):convert(tonumber)
 parser:flag("--list", "list the registered strategies and exit")
 local args = parser:parse(arg)
 
-if args.strategy_file then
-  local added, err = pivq.interp.load_file(args.strategy_file)
-  if not added then
-    io.stderr:write("pivq interpolate: ", err, "\n")
-    return 1
-  end
-end
+local ok, code = recipe.load_strategy_file("pivq interpolate", pivq.interp, args.strategy_file)
+if not ok then return code end
 if args.list then
   for name, doc in pairs(pivq.interp.list()) do print(string.format("%-12s %s", name, doc)) end
   return 0
 end
-if not args.ckpt then
-  io.stderr:write("pivq interpolate: --ckpt is required\n")
-  return 2
-end
-local model, err = pivq.load_model(args.ckpt)
-if not model then
-  io.stderr:write("pivq interpolate: ", err, "\n")
-  return 1
-end
+local model, err_code = recipe.load_model("pivq interpolate", args.ckpt)
+if not model then return err_code end
 if model.config.mode == "positional" then
   io.stderr:write("pivq interpolate: a positional model's codes are tied to slots, not a set; "
     .. "interpolation by exchanging codes is defined for matching and nearest models only\n")

@@ -12,15 +12,8 @@ parser:flag("--binary", "indicator features instead of counts")
 parser:option("--seed", "seed of the fold split", "1"):convert(tonumber)
 local args = parser:parse(arg)
 
-if not args.ckpt then
-  io.stderr:write("pivq probe: --ckpt is required\n")
-  return 2
-end
-local model, err = pivq.load_model(args.ckpt)
-if not model then
-  io.stderr:write("pivq probe: ", err, "\n")
-  return 1
-end
+local model, err_code = require("pivq.recipe").load_model("pivq probe", args.ckpt)
+if not model then return err_code end
 local test = assert(pivq.data.fashion_mnist { split = "test" })
 local n = math.min(args.images, test.images:size(1))
 local codes = pivq.bank.encode_all(model, test.images:narrow(1, 1, n))

@@ -1,6 +1,7 @@
 -- sample: novel images in one forward pass from training images' codes (interpolation-based sampling)
 local argparse = require "argparse"
 local pivq = require "pivq"
+local recipe = require "pivq.recipe"
 
 local parser = argparse("pivq sample", "Sample images by mixing training images' codes (no learned prior).\n"
   .. "Parents come from the code bank (every training image's codes, cached beside the checkpoint).")
@@ -18,27 +19,14 @@ parser:option("--bank-limit", "encode only the first N training images into the 
 parser:flag("--list", "list the registered strategies and exit")
 local args = parser:parse(arg)
 
-if args.strategy_file then
-  local chunk, err = loadfile(args.strategy_file)
-  if not chunk then
-    io.stderr:write("pivq sample: ", err, "\n")
-    return 1
-  end
-  chunk()
-end
+local ok, code = recipe.load_strategy_file("pivq sample", pivq.sample, args.strategy_file)
+if not ok then return code end
 if args.list then
   for name, doc in pairs(pivq.sample.list()) do print(string.format("%-10s %s", name, doc)) end
   return 0
 end
-if not args.ckpt then
-  io.stderr:write("pivq sample: --ckpt is required\n")
-  return 2
-end
-local model, err = pivq.load_model(args.ckpt)
-if not model then
-  io.stderr:write("pivq sample: ", err, "\n")
-  return 1
-end
+local model, err_code = recipe.load_model("pivq sample", args.ckpt)
+if not model then return err_code end
 local t0 = pivq.clock()
 local bank = model:bank({ limit = args.bank_limit })
 local t1 = pivq.clock()

@@ -18,51 +18,13 @@ local tensor = require "pivq.tensor"
 
 local M = {}
 
-local registry = {}
-local docs = {}
+local strategies = require("pivq.registry").new("interp")
 
-function M.register(name, fn, doc)
-  if type(name) ~= "string" or not name:match("^[%w_%-]+$") then
-    error("interp.register: name must be a word (letters, digits, _ or -), got " .. tostring(name), 2)
-  end
-  if type(fn) ~= "function" then error("interp.register: fn must be a function, got " .. type(fn), 2) end
-  registry[name] = fn
-  docs[name] = doc or ""
-end
-
--- {name = doc, ...}
-function M.list()
-  local out = {}
-  for k, v in pairs(docs) do out[k] = v end
-  return out
-end
-
-function M.get(name)
-  local fn = registry[name]
-  if not fn then
-    local names = {}
-    for k in pairs(registry) do names[#names + 1] = k end
-    table.sort(names)
-    error(string.format("interp: unknown strategy '%s' (known: %s)", tostring(name), table.concat(names, ", ")), 3)
-  end
-  return fn
-end
-
--- Load a user's strategy file (it registers itself). Returns the names it added.
-function M.load_file(path)
-  local before = {}
-  for k in pairs(registry) do before[k] = true end
-  local chunk, err = loadfile(path)
-  if not chunk then return nil, "interp.load_file: " .. err end
-  local ok, run_err = pcall(chunk)
-  if not ok then return nil, "interp.load_file: " .. tostring(run_err) end
-  local added = {}
-  for k in pairs(registry) do
-    if not before[k] then added[#added + 1] = k end
-  end
-  table.sort(added)
-  return added
-end
+function M.register(name, fn, doc) strategies:register(name, fn, doc) end
+function M.list() return strategies:list() end
+function M.get(name) return strategies:get(name) end
+-- Load a user's strategy file (it registers itself). Returns the names it added, or nil, err.
+function M.load_file(path) return strategies:load_file(path) end
 
 -- Group sizes for `total` swaps in `steps` transitions: as even as possible, larger first.
 function M.plan_steps(total, steps)

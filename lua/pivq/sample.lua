@@ -14,21 +14,12 @@ local random = require "pivq.random"
 local tensor = require "pivq.tensor"
 
 local M = {}
-local registry, docs = {}, {}
+local strategies = require("pivq.registry").new("sample")
 
-function M.register(name, fn, doc)
-  if type(name) ~= "string" or not name:match("^[%w_%-]+$") then
-    error("sample.register: name must be a word (letters, digits, _ or -), got " .. tostring(name), 2)
-  end
-  if type(fn) ~= "function" then error("sample.register: fn must be a function, got " .. type(fn), 2) end
-  registry[name], docs[name] = fn, doc or ""
-end
-
-function M.list()
-  local out = {}
-  for k, v in pairs(docs) do out[k] = v end
-  return out
-end
+function M.register(name, fn, doc) strategies:register(name, fn, doc) end
+function M.list() return strategies:list() end
+-- Load a user's strategy file (it registers itself). Returns the names it added, or nil, err.
+function M.load_file(path) return strategies:load_file(path) end
 
 local function check_bank(bank)
   if type(bank) ~= "table" or not tensor.is_tensor(bank.codes) or bank.codes:dim() ~= 2 or not bank.K then
@@ -40,9 +31,7 @@ end
 function M.codes(name, bank, n, opts)
   check_bank(bank)
   if type(n) ~= "number" or n % 1 ~= 0 or n < 1 then error("sample.codes: n must be a positive integer", 2) end
-  local fn = registry[name]
-  if not fn then error(string.format("sample: unknown strategy '%s'", tostring(name)), 2) end
-  local codes = fn(bank, n, opts or {})
+  local codes = strategies:get(name)(bank, n, opts or {})
   local L = bank.codes:size(2)
   if not tensor.is_tensor(codes) or codes:dim() ~= 2 or codes:size(1) ~= n or codes:size(2) ~= L then
     error(string.format("sample '%s': the strategy must return a %d x %d tensor of codes", name, n, L), 2)
