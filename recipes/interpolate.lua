@@ -18,12 +18,8 @@ parser:option("--scale", "pixel scale of the strip", "3"):convert(tonumber)
 parser:flag("--list", "list the registered strategies and exit")
 local args = parser:parse(arg)
 
-local ok, code = recipe.load_strategy_file("pivq interpolate", pivq.interp, args.strategy_file)
-if not ok then return code end
-if args.list then
-  for name, doc in pairs(pivq.interp.list()) do print(string.format("%-12s %s", name, doc)) end
-  return 0
-end
+local done = recipe.strategy_options("pivq interpolate", pivq.interp, args)
+if done then return done end
 local model, err_code = recipe.load_model("pivq interpolate", args.ckpt)
 if not model then return err_code end
 if model.config.mode == "positional" then

@@ -19,12 +19,8 @@ parser:option("--bank-limit", "encode only the first N training images into the 
 parser:flag("--list", "list the registered strategies and exit")
 local args = parser:parse(arg)
 
-local ok, code = recipe.load_strategy_file("pivq sample", pivq.sample, args.strategy_file)
-if not ok then return code end
-if args.list then
-  for name, doc in pairs(pivq.sample.list()) do print(string.format("%-10s %s", name, doc)) end
-  return 0
-end
+local done = recipe.strategy_options("pivq sample", pivq.sample, args)
+if done then return done end
 local model, err_code = recipe.load_model("pivq sample", args.ckpt)
 if not model then return err_code end
 local t0 = pivq.clock()

@@ -32,4 +32,20 @@ function M.load_strategy_file(prog, registry, path)
   return true
 end
 
+-- The strategy options both interpolate and sample take: load --strategy-file, then answer
+-- --list. Returns nil to go on, or the exit code the recipe should return now.
+function M.strategy_options(prog, registry, args)
+  local ok, code = M.load_strategy_file(prog, registry, args.strategy_file)
+  if not ok then return code end
+  if args.list then
+    local names = {}
+    for name in pairs(registry.list()) do names[#names + 1] = name end
+    table.sort(names)
+    local docs = registry.list()
+    for _, name in ipairs(names) do print(string.format("%-12s %s", name, docs[name])) end
+    return 0
+  end
+  return nil
+end
+
 return M
