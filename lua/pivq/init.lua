@@ -93,5 +93,6 @@ pivq.load_model = pivq.PIVQ.load
 pivq.train = require "pivq.train"
 pivq.bank = require "pivq.bank"
 pivq.features = require "pivq.features"
+pivq.report = require "pivq.report"
 
 return pivq

@@ -9,6 +9,9 @@
 --   pair      two random training images as parents, a random point on a random path
 --   mix       m parents (opts.parents, default 3); L codes drawn from their union without repetition
 --   marginal  no parents: codes drawn from the training set's code frequencies (the baseline)
+--   uniform   no parents: codes drawn uniformly from 1..K (the positional baseline's random codes)
+--   slot_marginal  no parents: slot i's code drawn from the frequencies of slot i (for positional
+--             models, whose bank keeps codes in slot order; the strongest prior-free baseline)
 local CodeSet = require "pivq.codeset"
 local random = require "pivq.random"
 local tensor = require "pivq.tensor"
@@ -85,20 +88,43 @@ M.register("mix", function(bank, n, opts)
   return tensor.tensor(rows, "int64")
 end, "m parents (opts.parents, default 3): L codes drawn without repetition from their union")
 
+-- each row of an n x L code tensor sorted (a set or multiset has no order to keep)
+local function sorted_rows(codes)
+  local rows = {}
+  for i = 1, codes:size(1) do
+    local row = codes:select(1, i):totable()
+    table.sort(row)
+    rows[i] = row
+  end
+  return tensor.tensor(rows, "int64")
+end
+
 M.register("marginal", function(bank, n, opts)
   local g = generator(opts)
   local L = bank.codes:size(2)
   local counts = require("pivq.vq").code_counts(bank.codes, bank.K):float()
   local probs = counts:view(1, -1):expand(n, bank.K):contiguous()
   -- sets draw without replacement (distinct codes); multisets with
-  local codes = random.multinomial(probs, L, bank.multiset, { generator = g })
-  local rows = {}
-  for s = 1, n do
-    local row = codes:select(1, s):totable()
-    table.sort(row)
-    rows[s] = row
-  end
-  return tensor.tensor(rows, "int64")
+  return sorted_rows(random.multinomial(probs, L, bank.multiset, { generator = g }))
 end, "codes drawn from the training set's code frequencies, no parents (the baseline)")
+
+M.register("uniform", function(bank, n, opts)
+  local L = bank.codes:size(2)
+  local probs = tensor.ones(n, bank.K)
+  local codes = random.multinomial(probs, L, bank.multiset, { generator = generator(opts) })
+  -- multisets keep the draw order: a positional model's bank is in slot order
+  return bank.multiset and codes or sorted_rows(codes)
+end, "codes drawn uniformly at random from 1..K, no parents (a baseline)")
+
+M.register("slot_marginal", function(bank, n, opts)
+  local counts = {}
+  local L = bank.codes:size(2)
+  for i = 1, L do
+    counts[i] = require("pivq.vq").code_counts(bank.codes:select(2, i), bank.K):float():view(1, -1)
+  end
+  -- L x K frequencies -> L x n draws with replacement -> n x L, slot i from slot i's frequencies
+  local draws = random.multinomial(tensor.cat(counts, 1), n, true, { generator = generator(opts) })
+  return draws:t():contiguous()
+end, "slot i's code drawn from slot i's frequencies, no parents (the positional model's baseline)")
 
 return M

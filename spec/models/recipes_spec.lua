@@ -48,6 +48,26 @@ describe("model recipes", function()
     end
   end)
 
+  it("pivq eval writes metrics JSON with PRDC of each strategy and the baseline, and compares runs", function()
+    local out, code = run(string.format("%s eval --ckpt %s/model.safetensors --samples 40 --features pixels "
+      .. "--test-images 60 --bank-limit 100 --strategy pair,mix --out %s/eval.json", bin, dir, dir))
+    assert.are.equal(0, code, out)
+    local f = assert(io.open(dir .. "/eval.json"))
+    local r = require("dkjson").decode(f:read("*a"))
+    f:close()
+    assert.are.equal("raw pixels", r.features)
+    for _, s in ipairs({ "pair", "mix", "marginal" }) do
+      for _, key in ipairs({ "precision", "recall", "density", "coverage" }) do
+        assert.is_number(r[s .. "_" .. key], s .. "_" .. key)
+      end
+    end
+    assert.is_true(r.slot_nmi >= 0 and r.slot_nmi <= 1 + 1e-9)
+    assert.is_true(r.K_img > 0 and r.K_img <= 8)
+    out, code = run(string.format("%s eval --compare %s/eval.json %s/eval.json", bin, dir, dir))
+    assert.are.equal(0, code, out)
+    assert.matches("pair_coverage", out)
+  end)
+
   it("pivq sample and interpolate fail clearly without a checkpoint", function()
     local out, code = run(bin .. " sample --ckpt /nonexistent/model.safetensors")
     assert.are_not.equal(0, code)
