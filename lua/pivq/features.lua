@@ -78,4 +78,51 @@ function M.extractor(name, opts)
   return nil, "features: unknown extractor '" .. tostring(name) .. "' (classifier, random, pixels)"
 end
 
+-- Train the classifier CNN on Fashion-MNIST's labels and save it (the `pivq train-features` recipe
+-- and `pivq reproduce` call this). opts: out (DEFAULT_CLASSIFIER), epochs (2), batch (128), lr
+-- (2e-3, Adam), seed (1), log (print). Returns test accuracy, checkpoint hash.
+function M.train_classifier(opts)
+  opts = opts or {}
+  local data, optim, F = require "pivq.data", require "pivq.optim", require "pivq.F"
+  local out, epochs, log = opts.out or M.DEFAULT_CLASSIFIER, opts.epochs or 2, opts.log or print
+  local train = assert(data.fashion_mnist { split = "train" })
+  local test = assert(data.fashion_mnist { split = "test" })
+  local body, head = M.classifier_net(1, 28, 10, random.Generator(opts.seed or 1))
+  local params = {}
+  for _, p in ipairs(body:parameters()) do params[#params + 1] = p end
+  for _, p in ipairs(head:parameters()) do params[#params + 1] = p end
+  local opt = optim.Adam(params, { lr = opts.lr or 2e-3 })
+  local loader = data.loader(train, { batch = opts.batch or 128, seed = opts.seed or 1 })
+  local t0 = require("pivq.clock")()
+  for epoch = 1, epochs do
+    local total, n = 0, 0
+    for b in loader:iter(epoch) do
+      local loss = F.cross_entropy(head(body(b.images)), b.labels)
+      loss:backward()
+      opt:step()
+      opt:zero_grad()
+      total, n = total + loss:item(), n + 1
+    end
+    log(string.format("epoch %d: loss %.4f (%.0f s)", epoch, total / n, require("pivq.clock")() - t0))
+  end
+  body:train(false)
+  head:train(false)
+  local correct = 0
+  autograd.no_grad(function()
+    for s = 1, test.images:size(1), 1000 do
+      local x = test.images:narrow(1, s, 1000)
+      local _, pred = head(body(x)):max(2)
+      correct = correct + pred:eq(test.labels:narrow(1, s, 1000)):sum():item()
+    end
+  end)
+  local acc = correct / test.images:size(1)
+  os.execute("mkdir -p '" .. (out:match("^(.*)/[^/]*$") or ".") .. "'")
+  local tensors = {}
+  for k, t in pairs(body:state_dict()) do tensors["body." .. k] = t end
+  for k, t in pairs(head:state_dict()) do tensors["head." .. k] = t end
+  assert(require("pivq.io").save(out, tensors, { channels = "1", size = "28", classes = "10",
+    test_accuracy = string.format("%.4f", acc), kind = "pivq-features-classifier" }))
+  return acc, require("pivq.bank").file_hash(out)
+end
+
 return M

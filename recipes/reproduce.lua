@@ -1,0 +1,253 @@
+-- reproduce: the reproduction of the method's claims on Fashion-MNIST (issue #8, METHOD.md).
+--
+-- Trains five models with identical budgets — matching, nearest and the positional baseline with
+-- the default learned readout, and matching and nearest with the exchangeable readout (METHOD.md:
+-- learned query tokens let codes carry their slot) — then measures for each: test PSNR/SSIM,
+-- codebook usage, K_img, capacity bits and the matching/nearest ratio, slot–code dependence, PRDC
+-- of interpolation-based samples (pair, mix) beside the marginal-codes baseline (positional: random
+-- codes and per-slot marginals), and the linear probe beside the majority class. Writes a markdown
+-- report with tables, figures and a verdict per claim.
+--
+-- Every stage is cached in OUT (a finished model, its eval.json, the feature classifier), so a
+-- rerun only computes what is missing; --fresh starts over.
+local argparse = require "argparse"
+local pivq = require "pivq"
+local json = require "dkjson"
+
+local parser = argparse("pivq reproduce", "Train matching / nearest / positional models with identical budgets "
+  .. "and report\ncapacity, PSNR, PRDC of samples and the linear probe (a markdown report).")
+parser:option("--out", "working folder (models, metrics)", "runs/reproduce")
+parser:option("--doc", "markdown report to write (figures go to DOC's folder/figures/)", "runs/reproduce/results.md")
+parser:option("--steps", "training steps of every model (the budget)", "3000"):convert(tonumber)
+parser:option("--samples", "samples per strategy for PRDC", "2000"):convert(tonumber)
+parser:option("--test-images", "held-out images for reconstruction and PRDC", "2000"):convert(tonumber)
+parser:option("--probe-images", "held-out images for the 5-fold probe", "5000"):convert(tonumber)
+parser:option("--features-ckpt", "feature classifier (trained if missing)", pivq.features.DEFAULT_CLASSIFIER)
+parser:option("--only", "comma-separated model names (default: all)")
+parser:option("--threads", "threads (0: all cores)", "0"):convert(tonumber)
+parser:flag("--fresh", "ignore cached models and metrics")
+local args = parser:parse(arg)
+
+local MODELS = {
+  { name = "matching", opts = { quantizer = "matching" }, what = "matching, learned readout (the default)" },
+  { name = "nearest", opts = { quantizer = "nearest" }, what = "nearest, learned readout" },
+  { name = "positional", opts = { quantizer = "positional" }, what = "positional VQ-VAE baseline (slot embeddings)" },
+  { name = "matching-exch", opts = { quantizer = "matching", readout = "exchangeable" },
+    what = "matching, exchangeable readout" },
+  { name = "nearest-exch", opts = { quantizer = "nearest", readout = "exchangeable" },
+    what = "nearest, exchangeable readout" },
+}
+if args.only then
+  local keep = {}
+  for name in args.only:gmatch("[^,]+") do keep[name] = true end
+  local list = {}
+  for _, m in ipairs(MODELS) do if keep[m.name] then list[#list + 1] = m end end
+  MODELS = list
+end
+if args.threads > 0 then pivq.set_num_threads(args.threads) end
+
+local function exists(path)
+  local f = io.open(path)
+  if f then f:close() end
+  return f ~= nil
+end
+
+local function read_json(path)
+  local f = io.open(path)
+  if not f then return nil end
+  local v = json.decode(f:read("*a"))
+  f:close()
+  return v
+end
+
+local function write_json(path, v)
+  local f = assert(io.open(path, "w"))
+  f:write(json.encode(v, { indent = true }), "\n")
+  f:close()
+end
+
+local t_all = pivq.clock()
+-- the feature space of PRDC: the bundled classifier, trained once
+if args.fresh or not exists(args.features_ckpt) then
+  print("training the feature classifier -> " .. args.features_ckpt)
+  pivq.features.train_classifier { out = args.features_ckpt }
+end
+local fx = assert(pivq.features.extractor("classifier", { path = args.features_ckpt }))
+print("features: " .. fx.describe)
+local test = assert(pivq.data.fashion_mnist { split = "test" })
+
+local results = {}
+for _, spec in ipairs(MODELS) do
+  local dir = args.out .. "/" .. spec.name
+  local ckpt = dir .. "/model.safetensors"
+  local metrics = not args.fresh and read_json(dir .. "/metrics.json")
+  if not metrics or metrics.step ~= args.steps then
+    print(string.format("== training %s (%s), %d steps", spec.name, spec.what, args.steps))
+    local opts = { out = dir, steps = args.steps, quiet = true }
+    for k, v in pairs(spec.opts) do opts[k] = v end
+    opts.resume = not args.fresh and exists(ckpt) and (read_json(dir .. "/metrics.json") == nil)
+    local run = pivq.train.Trainer(opts)
+    metrics = assert(run:fit())
+    print(string.format("   %.0f s, PSNR %.2f dB", metrics.train_seconds, metrics.psnr))
+  end
+  local report = not args.fresh and read_json(dir .. "/eval.json")
+  if not report or report.checkpoint_hash ~= pivq.bank.file_hash(ckpt) or report.features_hash ~= fx.hash then
+    print("== evaluating " .. spec.name)
+    local model = assert(pivq.load_model(ckpt))
+    report = pivq.report.evaluate(model, { test = test, test_images = args.test_images, samples = args.samples,
+      features = fx })
+    report.checkpoint_hash = pivq.bank.file_hash(ckpt)
+    local n = math.min(args.probe_images, test.images:size(1))
+    local codes = pivq.bank.encode_all(model, test.images:narrow(1, 1, n))
+    local X = pivq.probe.bag_of_codes(codes, model.config.K)
+    local p = pivq.probe.cross_validate(X, test.labels:narrow(1, 1, n), { folds = 5, l2 = 1e-3, seed = 1 })
+    report.probe = { images = n, accuracy_mean = p.accuracy_mean, accuracy_std = p.accuracy_std,
+      baseline_mean = p.baseline_mean, baseline_std = p.baseline_std }
+    report.train_seconds, report.steps = metrics.train_seconds, metrics.step
+    write_json(dir .. "/eval.json", report)
+    -- a sample grid per strategy, for the report's figures
+    local bank = model:bank()
+    local docdir = args.doc:match("^(.*)/[^/]*$") or "."
+    os.execute("mkdir -p '" .. docdir .. "/figures'")
+    for strategy in pairs(report.prdc) do
+      local imgs = pivq.sample.draw(model, strategy, bank, 32, { seed = 2, codebook = model:codebook() })
+      pivq.image.save(string.format("%s/figures/reproduce-%s-%s.png", docdir, spec.name, strategy),
+        pivq.image.grid(imgs:clamp(0, 1), { nrow = 16, padding = 2, scale = 2 }))
+    end
+  end
+  report.name, report.what = spec.name, spec.what
+  results[#results + 1] = report
+  print(string.format("   %s: PSNR %.2f, K_img %.2f, ratio %.3f, slot NMI %.2f, probe %.1f%%", spec.name,
+    report.psnr, report.K_img, report.capacity_ratio or 0, report.slot_nmi, 100 * report.probe.accuracy_mean))
+end
+
+-- ---- the report -------------------------------------------------------------------------------------
+
+local by = {}
+for _, r in ipairs(results) do by[r.name] = r end
+local lines = {}
+local function add(fmt, ...) lines[#lines + 1] = select("#", ...) > 0 and string.format(fmt, ...) or fmt end
+
+add("# Reproduction on Fashion-MNIST")
+add("")
+add("Generated by `pivq reproduce --steps %d --samples %d --test-images %d --probe-images %d` (%s, %d threads, "
+  .. "%.0f min in all). Every model: the default configuration of `pivq train` (L = 64, K = 512, c = 32, "
+  .. "patch 7, width 128, 2 + 2 blocks), %d steps of batch 64, seed 1 — identical budgets; only the quantizer "
+  .. "and the readout differ. Claims marked **[paper]** are the paper's (METHOD.md); the rest is our design.",
+  args.steps, args.samples, args.test_images, args.probe_images, os.date("!%Y-%m-%d"), pivq.get_num_threads(),
+  (pivq.clock() - t_all) / 60, args.steps)
+add("")
+add("## Reconstruction, codes and capacity")
+add("")
+add("| model | test PSNR (dB) | SSIM | usage | perplexity | K_img (of L) | bits: matching set | bits: nearest at "
+  .. "K_img | ratio | bits: positional | slot NMI | slot-owned codes |")
+add("|---|---|---|---|---|---|---|---|---|---|---|---|")
+for _, r in ipairs(results) do
+  add("| %s | %.2f | %.3f | %.1f%% | %.0f | %.2f | %.1f | %.1f | %.3f | %.1f | %.2f | %.0f%% |", r.what, r.psnr,
+    r.ssim, 100 * r.usage, r.perplexity, r.K_img, r.bits_matching or 0, r.bits_nearest, r.capacity_ratio or 0,
+    r.bits_positional, r.slot_nmi, 100 * r.slot_owned)
+end
+add("")
+add("Bits: log2 C(K, L) for a set of L distinct codes (matching), log2 C(K, K_img) for nearest at the measured "
+  .. "distinct codes per image, L log2 K for positional codes. Ratio: matching bits / nearest bits at this "
+  .. "model's measured K_img (METHOD.md's effective capacity ratio). Slot NMI: I(slot; code) / log L over the test "
+  .. "codes — 1 means a code names the latent slot that produced it; slot-owned: share of used codes that come "
+  .. "≥ 90% from one slot.")
+add("")
+local row = pivq.capacity.row(4096, 256, 49)
+add("The paper's setting, computed (no training): K = 4096, L = 256, K_img = 49 gives matching %.0f bits, "
+  .. "nearest %.0f bits, ratio %.2f.", row.matching, row.nearest, row.ratio)
+add("")
+add("## Interpolation-based samples: PRDC")
+add("")
+add("PRDC (Naeem et al. 2020, k = 5) of %d samples per strategy against %d test images, in the feature space of "
+  .. "%s.", args.samples, args.test_images, fx.describe)
+add("")
+add("| model | strategy | precision | recall | density | coverage |")
+add("|---|---|---|---|---|---|")
+for _, r in ipairs(results) do
+  for _, s in ipairs({ "pair", "mix", "marginal", "uniform", "slot_marginal" }) do
+    local m = r.prdc and r.prdc[s]
+    if m then
+      add("| %s | %s | %.3f | %.3f | %.3f | %.3f |", r.name, s, m.precision, m.recall, m.density, m.coverage)
+    end
+  end
+end
+add("")
+add("pair: two training images' code sets, a random point on a random path; mix: L codes drawn from three "
+  .. "parents' union; marginal: codes from the training set's code frequencies, no parents; uniform: random codes; "
+  .. "slot_marginal: each slot's code from that slot's frequencies (the positional model's best prior-free "
+  .. "sampler).")
+add("")
+for _, r in ipairs(results) do
+  local strategies = {}
+  for _, s in ipairs({ "pair", "mix", "marginal", "uniform", "slot_marginal" }) do
+    if r.prdc and r.prdc[s] then strategies[#strategies + 1] = s end
+  end
+  add("**%s** — 32 samples of each of %s:", r.name, table.concat(strategies, ", "))
+  add("")
+  for _, s in ipairs(strategies) do add("![%s, %s](figures/reproduce-%s-%s.png)  ", r.name, s, r.name, s) end
+  add("")
+end
+add("## Linear probe")
+add("")
+add("Multinomial logistic regression (L2 1e-3, L-BFGS) from each test image's bag of codes (K counts) to its "
+  .. "class, 5-fold cross-validated on the first %d test images.", args.probe_images)
+add("")
+add("| model | accuracy | majority baseline |")
+add("|---|---|---|")
+for _, r in ipairs(results) do
+  add("| %s | %.2f%% ± %.2f | %.2f%% ± %.2f |", r.what, 100 * r.probe.accuracy_mean, 100 * r.probe.accuracy_std,
+    100 * r.probe.baseline_mean, 100 * r.probe.baseline_std)
+end
+add("")
+add("## The paper's claims on this data")
+add("")
+local function claim(text, verdict, evidence) add("- %s — **%s**. %s", text, verdict, evidence) end
+local m, n, p = by.matching, by.nearest, by.positional
+local mx, nx = by["matching-exch"], by["nearest-exch"]
+if m and n then
+  local best = math.max(m.capacity_ratio or 0, mx and mx.capacity_ratio or 0)
+  local nk = string.format("nearest K_img %.2f (learned readout)%s of L = 64", n.K_img,
+    nx and string.format(", %.2f (exchangeable)", nx.K_img) or "")
+  claim("[paper] Matching raises effective capacity 3.5× over nearest (K = 4096)",
+    best >= 3 and "holds" or (best > 1.05 and "holds only partly" or "does not hold here"),
+    string.format("At K = 512, L = 64 the measured ratio is %.3f (learned readout)%s: %s. The formula reproduces "
+      .. "the paper's %.2f at its own K, L and K_img; the gain exists only where nearest collapses (K_img < L).",
+      m.capacity_ratio or 0, mx and string.format(" and %.3f (exchangeable)", mx.capacity_ratio or 0) or "", nk,
+      row.ratio))
+  claim("[paper] Matching gives every image L distinct codes", m.K_img >= 63.999 and "holds" or "does not hold",
+    string.format("matching K_img = %.2f of 64.", m.K_img))
+  claim("Better capacity means better reconstructions", m.psnr > n.psnr + 0.1 and "holds"
+    or "not measurable here", string.format("test PSNR matching %.2f dB vs nearest %.2f dB%s.", m.psnr, n.psnr,
+      mx and nx and string.format(" (exchangeable: %.2f vs %.2f)", mx.psnr, nx.psnr) or ""))
+end
+if m and m.prdc and m.prdc.pair and m.prdc.marginal then
+  local pair, marg = m.prdc.pair, m.prdc.marginal
+  claim("[paper] Interpolation-based sampling gives plausible novel images in one forward pass, no prior",
+    (pair.precision > marg.precision and pair.coverage > marg.coverage) and "holds" or "does not hold",
+    string.format("matching, pair: precision %.3f, coverage %.3f vs the marginal-codes baseline %.3f, %.3f%s.",
+      pair.precision, pair.coverage, marg.precision, marg.coverage,
+      (p and p.prdc and p.prdc.slot_marginal) and string.format("; the positional baseline with per-slot "
+        .. "marginal codes: %.3f, %.3f, with uniform random codes: %.3f, %.3f", p.prdc.slot_marginal.precision,
+        p.prdc.slot_marginal.coverage, p.prdc.uniform.precision, p.prdc.uniform.coverage) or ""))
+end
+if m then
+  claim("[paper] The codes predict labels well above the majority baseline (linear probe)",
+    m.probe.accuracy_mean > m.probe.baseline_mean + 0.2 and "holds" or "does not hold",
+    string.format("matching: %.1f%% vs %.1f%% majority.", 100 * m.probe.accuracy_mean, 100 * m.probe.baseline_mean))
+  claim("[paper] The codes carry no positional information",
+    m.slot_nmi < 0.2 and "holds" or "does not hold for the learned readout",
+    string.format("decode is exactly order-invariant (spec), but with L learned query tokens a code names its "
+      .. "slot: slot NMI %.2f, %.0f%% of codes owned by one slot%s.", m.slot_nmi, 100 * m.slot_owned,
+      mx and string.format("; the exchangeable readout brings this to NMI %.2f, %.0f%% owned (PSNR %.2f dB)",
+        mx.slot_nmi, 100 * mx.slot_owned, mx.psnr) or ""))
+end
+add("")
+local docdir = args.doc:match("^(.*)/[^/]*$") or "."
+os.execute("mkdir -p '" .. docdir .. "'")
+local f = assert(io.open(args.doc, "w"))
+f:write(table.concat(lines, "\n"), "\n")
+f:close()
+print("report: " .. args.doc)
+return 0
