@@ -9,6 +9,9 @@
 -- `quant_start` steps (an autoencoder warm-up); then the codebook is initialised by k-means++
 -- on encoder outputs gathered over `init_batches` batches (delayed initialisation). Codes idle
 -- for `dead_after` steps are restarted from recent encoder outputs every `restart_every` steps.
+-- With w_adv > 0, from step `adv_start` on a PatchGAN discriminator is trained with the hinge loss
+-- and the decoder gets w_adv * lambda * (-D(y)), lambda = |grad_W rec| / |grad_W gan| at the
+-- decoder's last layer W (VQGAN's adaptive weight, clamped to [0, 1e4]).
 --
 -- Outputs in opts.out: model.safetensors (the latest checkpoint: weights, optimizer, schedule,
 -- RNG and loader positions, written atomically), log.jsonl (one object per logged step),
@@ -28,6 +31,7 @@ local vq = require "pivq.vq"
 local plot = require "pivq.plot"
 local clock = require "pivq.clock"
 local PIVQ = require "pivq.models.pivq"
+local PatchDiscriminator = require "pivq.nn.PatchDiscriminator"
 local json = require "dkjson"
 
 local M = {}
@@ -69,6 +73,11 @@ M.options = {
   { "w_l1", 1.0, "weight of the L1 reconstruction loss" },
   { "w_l2", 1.0, "weight of the L2 (MSE) reconstruction loss" },
   { "w_lap", 0.0, "weight of the Laplacian-pyramid L1 (a weight-free perceptual substitute)" },
+  { "w_adv", 0.0, "weight of the adversarial term (PatchGAN, hinge), times the adaptive weight (0: off)" },
+  { "adv_start", 1000, "step at which the discriminator and the adversarial term start" },
+  { "disc_width", 32, "discriminator base width" },
+  { "disc_layers", 2, "discriminator stride-2 layers" },
+  { "disc_lr", 0, "discriminator learning rate (Adam, betas 0.5/0.9; 0: --lr)" },
   { "log_every", 50, "steps between log lines / JSONL records" },
   { "grid_every", 500, "steps between reconstruction grids" },
   { "ckpt_every", 500, "steps between checkpoints" },
@@ -164,6 +173,12 @@ function M.Trainer(user)
     workers = opts.workers })
   self.step, self.epoch, self.pos = 0, 1, 0
   self.data_gen = random.Generator(opts.seed + 7919) -- restarts and k-means, apart from the model's
+  if opts.w_adv > 0 then
+    self.disc = PatchDiscriminator(channels, { width = opts.disc_width, layers = opts.disc_layers,
+      generator = random.Generator(opts.seed + 104729) })
+    self.disc_opt = optim.Adam(self.disc:parameters(), { lr = opts.disc_lr > 0 and opts.disc_lr or opts.lr,
+      betas = { 0.5, 0.9 } })
+  end
   return self
 end
 
@@ -171,15 +186,41 @@ end
 
 function Trainer:checkpoint_path() return self.opts.out .. "/model.safetensors" end
 
+-- An optimizer's buffers as checkpoint tensors PREFIX.<buffer>.<i>; returns its scalar state.
+local function put_optimizer(extra, opt, prefix)
+  local sd = opt:state_dict()
+  for name, list in pairs(sd.buffers) do
+    for i, t in ipairs(list) do extra[string.format("%s.%s.%d", prefix, name, i)] = t end
+  end
+  return { step = sd.step, lr = sd.lr, kind = sd.kind }
+end
+
+-- The inverse: restore opt from its scalar state and the PREFIX.<buffer>.<i> tensors.
+local function get_optimizer(tensors, opt, prefix, state)
+  local sd = { step = state.step, lr = state.lr, kind = state.kind, buffers = {} }
+  local pattern = "^" .. prefix:gsub("%p", "%%%0") .. "%.(.+)%.(%d+)$"
+  for name, t in pairs(tensors) do
+    local buf, i = name:match(pattern)
+    if buf then
+      sd.buffers[buf] = sd.buffers[buf] or {}
+      sd.buffers[buf][tonumber(i)] = t
+    end
+  end
+  opt:load_state_dict(sd)
+end
+
 function Trainer:save_checkpoint()
   local extra = {}
-  local osd = self.opt:state_dict()
-  for name, list in pairs(osd.buffers) do
-    for i, t in ipairs(list) do extra[string.format("optim.%s.%d", name, i)] = t end
+  local optim_state = put_optimizer(extra, self.opt, "optim")
+  local disc_state
+  if self.disc then
+    for name, t in pairs(self.disc:state_dict()) do extra["disc." .. name] = t end
+    disc_state = put_optimizer(extra, self.disc_opt, "disc_optim")
   end
   local state = {
     step = self.step, epoch = self.epoch, pos = self.pos,
-    optim = { step = osd.step, lr = osd.lr, kind = osd.kind },
+    optim = optim_state,
+    disc_optim = disc_state,
     schedule = self.sched:state_dict(),
     rng = random.get_rng_state(),
     model_rng = self.model.generator:get_state(),
@@ -202,15 +243,19 @@ function Trainer:load_checkpoint()
     if short then sd[short] = t end
   end
   self.model:load_state_dict(sd)
-  local osd = { step = state.optim.step, lr = state.optim.lr, kind = state.optim.kind, buffers = {} }
-  for name, t in pairs(tensors) do
-    local buf, i = name:match("^optim%.(.+)%.(%d+)$")
-    if buf then
-      osd.buffers[buf] = osd.buffers[buf] or {}
-      osd.buffers[buf][tonumber(i)] = t
+  get_optimizer(tensors, self.opt, "optim", state.optim)
+  if self.disc then
+    if not state.disc_optim then
+      return nil, path .. ": no discriminator in the checkpoint (it was trained without --w-adv)"
     end
+    local dsd = {}
+    for name, t in pairs(tensors) do
+      local short = name:match("^disc%.(.+)$")
+      if short then dsd[short] = t end
+    end
+    self.disc:load_state_dict(dsd)
+    get_optimizer(tensors, self.disc_opt, "disc_optim", state.disc_optim)
   end
-  self.opt:load_state_dict(osd)
   self.sched:load_state_dict(state.schedule)
   random.set_rng_state(state.rng)
   self.model.generator:set_state(state.model_rng)
@@ -238,22 +283,73 @@ function Trainer:next_batch()
   return b.images
 end
 
+-- The loss terms of one batch -> terms (terms.total: the loss), stats, idx, reconstructions, and
+-- (when the adversarial term is on) the surrogate to call backward on instead of terms.total.
 function Trainer:losses(x)
   local o = self.opts
-  local y, idx, qloss, stats = self.model(x)
-  local terms = { l1 = F.l1_loss(y, x), l2 = F.mse_loss(y, x) }
+  local y, idx, qloss, stats, _, features = self.model(x)
+  local adversarial = self.disc ~= nil and self.step >= o.adv_start
+  -- With the adversarial term on, the reconstruction losses see a detached copy of y: their
+  -- gradient at y is then compared with the adversarial one (the adaptive weight) before one
+  -- backward pass through the model carries both.
+  local yr = adversarial and y:detach():requires_grad(true) or y
+  local terms = { l1 = F.l1_loss(yr, x), l2 = F.mse_loss(yr, x) }
   local total = terms.l1 * o.w_l1 + terms.l2 * o.w_l2
   if o.w_lap > 0 then
-    terms.lap = laplacian_l1(y, x)
+    terms.lap = laplacian_l1(yr, x)
     total = total + terms.lap * o.w_lap
   end
+  local quant
   if not self.model.quantizer.bypassed then
     terms.commit = qloss.commitment
     if self.model.quantizer.ema == false then terms.codebook = qloss.codebook end
-    total = total + qloss.total
+    quant = qloss.total
+  end
+  local surrogate
+  if adversarial then
+    surrogate = self:adversarial_surrogate(terms, total, y, yr, features)
+    total = total:detach() + terms.gan:detach() * terms.adv_weight
+  end
+  if quant then
+    total = total + (adversarial and quant:detach() or quant)
+    if surrogate then surrogate = surrogate + quant end
   end
   terms.total = total
-  return terms, stats, idx
+  return terms, stats, idx, y, surrogate
+end
+
+-- The generator's side of the adversarial term. rec: the reconstruction loss of yr (a detached
+-- leaf copy of y). Adds terms.gan (-mean D(y)) and terms.adv_weight (w_adv * lambda); returns
+-- sum(y * (dRec/dy + w_adv lambda dGan/dy)), whose backward through the model gives the
+-- gradients of rec + w_adv lambda gan.
+function Trainer:adversarial_surrogate(terms, rec, y, yr, features)
+  rec:backward()
+  local g_rec = yr:grad()
+  local yg = y:detach():requires_grad(true)
+  local gan = -self.disc(yg):mean()
+  gan:backward()
+  local g_gan = yg:grad()
+  self.disc:zero_grad() -- the generator's pass must not train the discriminator
+  -- lambda = |dRec/dW| / |dGan/dW| at the decoder's last layer W, through the last layer alone
+  local head, fd = self.model.to_pixels, features:detach()
+  local function last_layer_norm(g)
+    self.model:head(fd):backward(g)
+    local n = head.weight:grad():norm():item()
+    head:zero_grad()
+    return n
+  end
+  local lambda = math.min(math.max(last_layer_norm(g_rec) / (last_layer_norm(g_gan) + 1e-4), 0), 1e4)
+  terms.gan, terms.adv_weight = gan, self.opts.w_adv * lambda
+  return (y * (g_rec + g_gan * terms.adv_weight)):sum()
+end
+
+-- One discriminator step (hinge loss) on real images x and reconstructions y.
+function Trainer:disc_step(x, y)
+  local loss = F.relu(1 - self.disc(x)):mean() + F.relu(1 + self.disc(y:detach())):mean()
+  loss:backward()
+  self.disc_opt:step()
+  self.disc_opt:zero_grad()
+  return loss
 end
 
 -- Delayed initialisation: k-means++ on encoder outputs of `init_batches` batches.
@@ -367,17 +463,19 @@ function Trainer:fit()
         tty and "\n" or "", self.step, n)) end
     end
     local x = self:next_batch()
-    local terms, stats = self:losses(x)
+    local terms, stats, _, y, surrogate = self:losses(x)
     local total = terms.total:item()
     if total ~= total or total == math.huge or total == -math.huge then
       log:close()
       error(string.format("train: the loss became %s at step %d; stopping without overwriting the last good "
         .. "checkpoint (%s). Lower --lr or raise --clip.", tostring(total), self.step + 1, self:checkpoint_path()), 2)
     end
-    terms.total:backward()
+    local backward_from = surrogate or terms.total
+    backward_from:backward()
     if o.clip > 0 then optim.clip_grad_norm(self.model:parameters(), o.clip) end
     self.opt:step()
     self.opt:zero_grad()
+    if surrogate then terms.disc = self:disc_step(x, y) end
     self.sched:step()
     self.step = self.step + 1
     imgs_since = imgs_since + x:size(1)
@@ -389,7 +487,7 @@ function Trainer:fit()
       local now = clock()
       local rec = { step = self.step, epoch = self.epoch, lr = self.opt.lr, elapsed = now - t_start,
         img_per_s = imgs_since / (now - t_last) }
-      for k, v in pairs(terms) do rec[k] = v:item() end
+      for k, v in pairs(terms) do rec[k] = type(v) == "number" and v or v:item() end
       if stats and stats.K_img then
         rec.usage, rec.perplexity, rec.K_img = stats.usage, stats.perplexity, stats.K_img
       end

@@ -153,7 +153,8 @@ function PIVQ:latents(x)
   return self.to_code(self.enc_norm(h))
 end
 
--- Images from quantized vectors zq (B, L, c).
+-- Images from quantized vectors zq (B, L, c); also the features (B, N, width) entering the last
+-- layer, where the trainer's adaptive adversarial weight compares gradient norms.
 function PIVQ:decode_vectors(zq)
   local cfg = self.config
   local B = zq:size(1)
@@ -161,14 +162,20 @@ function PIVQ:decode_vectors(zq)
   if cfg.mode == "positional" then memory = memory + self.slot_embed end
   local h = self.dec_queries:expand(B, self.n_patches, cfg.width)
   for i = 1, cfg.dec_depth do h = self["dec" .. i](h, { context = memory }) end
-  return self:unpatchify(self.to_pixels(self.dec_norm(h))):sigmoid()
+  local features = self.dec_norm(h)
+  return self:head(features), features
 end
 
--- forward(images) -> reconstructions, indices (B, L; nil while bypassed), losses, stats
+-- The decoder's last layer: features (B, N, width) -> images (B, C, H, W) in (0, 1).
+function PIVQ:head(features) return self:unpatchify(self.to_pixels(features)):sigmoid() end
+
+-- forward(images) -> reconstructions, indices (B, L; nil while bypassed), losses, stats, latents,
+-- last-layer features
 function PIVQ:forward(x)
   local z = self:latents(x)
   local zq, idx, losses, stats = self.quantizer(z)
-  return self:decode_vectors(zq), idx, losses, stats, z
+  local y, features = self:decode_vectors(zq)
+  return y, idx, losses, stats, z, features
 end
 
 -- encode(images) -> (B, L) int64 1-based codes; sorted within each image unless positional
@@ -207,7 +214,7 @@ function PIVQ:decode(codes)
   return autograd.no_grad(function()
     local q = self.quantizer
     local cb = q.cosine and q.codebook / (q.codebook:norm(2, -1, true) + 1e-8) or q.codebook
-    return self:decode_vectors(F.embedding(codes, cb:detach()))
+    return (self:decode_vectors(F.embedding(codes, cb:detach()))) -- images only
   end)
 end
 

@@ -2,7 +2,7 @@
 local names = { "Module", "Sequential", "Linear", "Conv2d", "ConvTranspose2d", "LayerNorm",
   "GroupNorm", "Embedding", "Dropout", "ReLU", "GELU", "SiLU", "Sigmoid", "Tanh", "LeakyReLU",
   "Flatten", "MaxPool2d", "AvgPool2d", "Upsample", "MultiheadAttention", "MLP",
-  "TransformerBlock", "Quantizer" }
+  "TransformerBlock", "Quantizer", "PatchDiscriminator" }
 
 local nn = {}
 for _, name in ipairs(names) do nn[name] = require("pivq.nn." .. name) end
