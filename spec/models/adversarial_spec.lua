@@ -51,7 +51,9 @@ describe("nn.PatchDiscriminator", function()
     local d = pivq.nn.PatchDiscriminator(1, { width = 8, layers = 2, generator = g })
     local x = pivq.rand({ 2, 1, 28, 28 }, { generator = g })
     local F = pivq.F
-    local function c(m, h, stride, padding) return F.conv2d(h, m.weight, m.bias, { stride = stride, padding = padding }) end
+    local function c(m, h, stride, padding)
+      return F.conv2d(h, m.weight, m.bias, { stride = stride, padding = padding })
+    end
     local function gn(m, h) return F.group_norm(h, m.num_groups, m.weight, m.bias, m.eps) end
     local h = F.leaky_relu(c(d.conv1, x, 2, 1), 0.2)
     h = F.leaky_relu(gn(d.norm2, c(d.conv2, h, 2, 1)), 0.2)
