@@ -62,9 +62,10 @@ function M.bits(args)
 end
 
 -- The Figure-4 row for one L: bits of every scheme and the matching / nearest ratio.
--- K_img (measured for nearest) defaults to L, i.e. no collapse; it is capped at L.
+-- K_img (measured for nearest) defaults to L, i.e. no collapse; it is capped at L and at K (an
+-- image cannot use more distinct codes than the codebook has).
 function M.row(K, L, K_img)
-  local k_img = math.min(K_img or L, L)
+  local k_img = math.min(K_img or L, L, K)
   local r = {
     L = L,
     positional = M.bits { K = K, L = L, scheme = "positional" },
@@ -75,6 +76,80 @@ function M.row(K, L, K_img)
   }
   r.ratio = r.matching and r.nearest > 0 and r.matching / r.nearest or nil
   return r
+end
+
+-- ---- the Figure-4 table and plot (`pivq capacity` and the notebooks) ---------------------------
+
+local function check_range(fname, K, lo, hi)
+  if type(K) ~= "number" or K < 1 or K % 1 ~= 0 then
+    error(string.format("%s: K must be a positive integer, got %s", fname, tostring(K)), 3)
+  end
+  if type(lo) ~= "number" or type(hi) ~= "number" or lo < 1 or hi < lo or lo % 1 ~= 0 or hi % 1 ~= 0 then
+    error(string.format("%s: need integers 1 <= lo <= hi, got lo=%s hi=%s", fname, tostring(lo), tostring(hi)), 3)
+  end
+end
+
+-- Rows of the table for L in lo..hi: the two ends and the powers of two between them.
+function M.table(K, lo, hi, K_img)
+  check_range("capacity.table", K, lo, hi)
+  local Ls, seen = {}, {}
+  local function add(L)
+    if L >= lo and L <= hi and not seen[L] then
+      seen[L] = true
+      Ls[#Ls + 1] = L
+    end
+  end
+  add(lo)
+  local p = 1
+  while p <= hi do
+    add(p)
+    p = p * 2
+  end
+  add(hi)
+  table.sort(Ls)
+  local rows = {}
+  for i, L in ipairs(Ls) do rows[i] = M.row(K, L, K_img) end
+  return rows
+end
+
+-- The table as text: a heading line, column names, one line per row.
+function M.format(rows, K, K_img)
+  local lines = {
+    string.format("K = %d%s", K, K_img and string.format(", K_img = %g (nearest)", K_img) or
+      ", K_img = L (nearest without collapse; give a measured K_img)"),
+    string.format("%6s %12s %12s %12s %12s %8s", "L", "positional", "multiset", "nearest", "matching", "ratio"),
+  }
+  for _, r in ipairs(rows) do
+    lines[#lines + 1] = string.format("%6d %12.1f %12.1f %12.1f %12s %8s", r.L, r.positional, r.multiset,
+      r.nearest, r.matching and string.format("%.1f", r.matching) or "-",
+      r.ratio and string.format("%.2f", r.ratio) or "-")
+  end
+  return table.concat(lines, "\n")
+end
+
+-- The plot (a pivq.plot spec): bits against L over lo..hi, stepping geometrically.
+function M.figure(K, lo, hi, K_img)
+  check_range("capacity.figure", K, lo, hi)
+  local series = { positional = {}, multiset = {}, nearest = {}, matching = {} }
+  local xs = {}
+  local L = lo
+  while L <= hi do
+    xs[#xs + 1] = L
+    local r = M.row(K, L, K_img)
+    for name, s in pairs(series) do s[#xs] = r[name] or 0 / 0 end
+    L = math.max(L + 1, math.floor(L * 1.05))
+  end
+  return {
+    title = string.format("Bits per image, K = %d", K),
+    xlabel = "L (codes per image)", ylabel = "bits", logx = true, ymin = 0,
+    series = {
+      { name = "positional", x = xs, y = series.positional },
+      { name = "multiset", x = xs, y = series.multiset },
+      { name = K_img and string.format("nearest (K_img=%g)", K_img) or "nearest (K_img=L)", x = xs,
+        y = series.nearest },
+      { name = "matching (set)", x = xs, y = series.matching },
+    },
+  }
 end
 
 return M

@@ -93,4 +93,60 @@ describe("pivq.capacity", function()
     f:close()
     os.remove(out)
   end)
+
+  it("builds the table: the range's ends and the powers of two inside, each row counted exactly", function()
+    local rows = capacity.table(512, 3, 100, 40)
+    local Ls = {}
+    for i, r in ipairs(rows) do Ls[i] = r.L end
+    assert.are.same({ 3, 4, 8, 16, 32, 64, 100 }, Ls)
+    for _, r in ipairs(rows) do
+      assert.is_near(log2_binomial_by_product(512, r.L), r.matching, 1e-6 * r.L)
+      assert.is_near(log2_binomial_by_product(512, math.min(40, r.L)), r.nearest, 1e-6 * r.L)
+      assert.is_near(r.L * 9, r.positional, 1e-9)
+    end
+    assert.are.same({ 1, 2, 4 }, (function()
+      local out = {}
+      for i, r in ipairs(capacity.table(4096, 1, 4)) do out[i] = r.L end
+      return out
+    end)())
+  end)
+
+  it("formats the table as the recipe prints it, with '-' where matching is undefined", function()
+    local text = capacity.format(capacity.table(8, 4, 16), 8)
+    local lines = {}
+    for line in (text .. "\n"):gmatch("(.-)\n") do lines[#lines + 1] = line end
+    assert.are.equal(5, #lines) -- heading, column names, L = 4, 8, 16
+    assert.matches("^K = 8, K_img = L", lines[1])
+    assert.matches("^%s+L%s+positional%s+multiset%s+nearest%s+matching%s+ratio$", lines[2])
+    -- L = 16 > K = 8: no set of 16 distinct codes exists
+    local L, pos, _, _, matching, ratio = lines[5]:match("^%s*(%d+)%s+(%S+)%s+(%S+)%s+(%S+)%s+(%S+)%s+(%S+)$")
+    assert.are.same({ "16", "48.0", "-", "-" }, { L, pos, matching, ratio })
+    assert.matches("^%s+8%s+24%.0%s+%S+%s+0%.0%s+0%.0%s+%-$", lines[4]) -- C(8, 8) = 1: zero bits
+  end)
+
+  it("gives the figure's series over the range, geometric steps, every point counted exactly", function()
+    local fig = capacity.figure(4096, 1, 512, 49)
+    assert.is_true(fig.logx)
+    assert.are.equal(4, #fig.series)
+    assert.are.equal("nearest (K_img=49)", fig.series[3].name)
+    local xs = fig.series[1].x
+    assert.are.equal(1, xs[1])
+    for i = 2, #xs do assert.is_true(xs[i] > xs[i - 1] and xs[i] <= 512) end
+    assert.is_true(#xs < 200) -- steps grow with L (5%), not one per L
+    for i, L in ipairs(xs) do
+      assert.is_near(L * 12, fig.series[1].y[i], 1e-9)
+      assert.is_near(log2_binomial_by_product(4096, L), fig.series[4].y[i], 1e-6 * L)
+      assert.is_near(log2_binomial_by_product(4096, math.min(L, 49)), fig.series[3].y[i], 1e-6 * L)
+    end
+    local small = capacity.figure(8, 4, 16)
+    local y = small.series[4].y
+    assert.is_true(y[#y] ~= y[#y]) -- L = 16 > K = 8: no point (NaN), the line stops
+  end)
+
+  it("refuses bad ranges with messages naming the function", function()
+    assert.has_error(function() capacity.table(512, 0, 4) end,
+      "capacity.table: need integers 1 <= lo <= hi, got lo=0 hi=4")
+    assert.has_error(function() capacity.table(512, 5, 4) end)
+    assert.has_error(function() capacity.figure(0, 1, 4) end, "capacity.figure: K must be a positive integer, got 0")
+  end)
 end)
