@@ -51,16 +51,11 @@ local A, B = sets[1], sets[2]
 print(string.format("A: %s\nB: %s\nshared codes: %d of %d", tostring(A), tostring(B), A:intersection(B):size(),
   A:size()))
 
-local z
-if args.strategy == "lerp" then z = pivq.no_grad(function() return model:latents(pivq.cat({ xa, xb }, 1)) end) end
 local rows = {}
 local width
 for p = 1, args.paths do
-  local path = pivq.interp.path(args.strategy, A, B, {
-    steps = args.steps, seed = args.seed + p - 1, model = model,
-    latents_a = z and z[1], latents_b = z and z[2],
-    quantize = z and function(lat) return model.quantizer:assign(lat:view(1, model.config.L, -1)) end,
-  })
+  local path = pivq.interp.path(args.strategy, A, B,
+    pivq.interp.model_options(model, xa, xb, { steps = args.steps, seed = args.seed + p - 1 }))
   local frames = model:decode(path)
   rows[p] = pivq.cat({ xa, frames, xb }, 1)
   width = math.max(width or 0, rows[p]:size(1))

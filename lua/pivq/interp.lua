@@ -89,6 +89,19 @@ function M.path(name, A, B, opts)
   return path
 end
 
+-- Options for running any built-in strategy between images xa and xb (1 x C x H x W each) of a
+-- model: opts (steps, seed, ...) plus the model, and for lerp the two images' latents and the
+-- model's quantizer as `quantize`.
+function M.model_options(model, xa, xb, opts)
+  local out = {}
+  for k, v in pairs(opts or {}) do out[k] = v end
+  out.model = model
+  local z = require("pivq.autograd").no_grad(function() return model:latents(tensor.cat({ xa, xb }, 1)) end)
+  out.latents_a, out.latents_b = z[1], z[2]
+  out.quantize = function(lat) return model.quantizer:assign(lat:view(1, model.config.L, -1)) end
+  return out
+end
+
 -- ---- built-ins --------------------------------------------------------------------------
 
 M.register("random", function(A, B, opts)

@@ -202,3 +202,35 @@ describe("pivq.sample", function()
     end
   end)
 end)
+
+describe("pivq.interp.model_options", function()
+  it("gives every built-in what it needs from a model: lerp re-quantizes the mixed latents", function()
+    local model = pivq.PIVQ { image_size = 8, patch = 4, width = 16, heads = 2, enc_depth = 1, dec_depth = 1,
+      L = 4, K = 16, c = 4, seed = 3 }
+    model:train(false)
+    local g = pivq.Generator(5)
+    local xa, xb = pivq.rand(1, 1, 8, 8, { generator = g }), pivq.rand(1, 1, 8, 8, { generator = g })
+    local user = { steps = 4, seed = 2 }
+    local opts = pivq.interp.model_options(model, xa, xb, user)
+    assert.are.same({ steps = 4, seed = 2 }, user) -- the caller's table is not changed
+    assert.are.same({ 4, 2, model }, { opts.steps, opts.seed, opts.model })
+    -- the latents are the model's own, image by image (computed here one image at a time)
+    local za, zb = pivq.no_grad(function() return model:latents(xa), model:latents(xb) end)
+    assert.is_true((opts.latents_a - za[1]):abs():max() < 1e-5)
+    assert.is_true((opts.latents_b - zb[1]):abs():max() < 1e-5)
+    -- quantize gives the codes model:encode gives (encode sorts them)
+    local q = opts.quantize(opts.latents_a):view(-1):totable()
+    table.sort(q)
+    assert.are.same(model:encode(xa)[1]:totable(), q)
+    -- lerp with these options: frame s of 4 is the quantized mix (1 - s/4) za + (s/4) zb
+    local sets = model:code_sets(model:encode(pivq.cat({ xa, xb }, 1)))
+    local path = pivq.interp.path("lerp", sets[1], sets[2], opts)
+    assert.are.equal(5, #path)
+    local mid = model.quantizer:assign(((za[1] + zb[1]) * 0.5):view(1, 4, 4)):view(-1)
+    assert.is_true(path[3]:equals(CodeSet(mid, { K = 16 })))
+    -- and the strategies that need only the model run too
+    for _, name in ipairs({ "paired", "smoothest", "random" }) do
+      check_path(sets[1], sets[2], pivq.interp.path(name, sets[1], sets[2], opts))
+    end
+  end)
+end)
