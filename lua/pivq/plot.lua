@@ -1,7 +1,8 @@
 -- pivq.plot: line plots as SVG text (no dependencies; any browser or notebook shows them).
 -- Used for the capacity figure and training curves.
 --   pivq.plot.line{title=, xlabel=, ylabel=, logx=false, series={{name=, x={...}, y={...}}, ...}}
--- returns the SVG document as a string; pivq.plot.save(path, spec) writes it.
+-- returns the SVG document as a string; pivq.plot.save(path, spec) writes it; pivq.plot.show(spec)
+-- puts it in a notebook (image/svg+xml through pivq.display; elsewhere its title prints).
 local M = {}
 
 local COLORS = { "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf" }
@@ -100,6 +101,11 @@ function M.save(path, spec)
   f:write(M.line(spec))
   f:close()
   return true
+end
+
+function M.show(spec)
+  local svg = M.line(spec)
+  require("pivq.display").mime({ ["image/svg+xml"] = svg, ["text/plain"] = "<plot: " .. (spec.title or "") .. ">" })
 end
 
 return M
