@@ -94,5 +94,6 @@ pivq.train = require "pivq.train"
 pivq.bank = require "pivq.bank"
 pivq.features = require "pivq.features"
 pivq.report = require "pivq.report"
+pivq.tiny = require "pivq.tiny" -- a small model trained in seconds (notebooks, examples)
 
 return pivq
