@@ -4,7 +4,10 @@ local display = require "pivq.display"
 
 local spec = {
   title = "a & b", xlabel = "x", ylabel = "y", ymin = 0,
-  series = { { name = "up", x = { 1, 2, 3 }, y = { 0, 1, 2 } }, { name = "gap", x = { 1, 2, 3 }, y = { 1, 0 / 0, 3 } } },
+  series = {
+    { name = "up", x = { 1, 2, 3 }, y = { 0, 1, 2 } },
+    { name = "gap", x = { 1, 2, 3 }, y = { 1, 0 / 0, 3 } },
+  },
 }
 
 describe("pivq.plot", function()
