@@ -104,6 +104,44 @@ def png_size(b64):
     return width, height
 
 
+def png_pixels(b64):
+    """(width, height, channels, rows of 8-bit samples) of a non-interlaced 8-bit gray/RGB(A) PNG,
+    decoded here with zlib and the five PNG filters (PNG spec, section 9), independently of libpng."""
+    data = base64.b64decode(b64)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG signature"
+    pos, idat = 8, b""
+    while pos < len(data):
+        (n,) = struct.unpack(">I", data[pos:pos + 4])
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
+        if kind == b"IHDR":
+            width, height, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + n
+    assert depth == 8 and interlace == 0, (depth, interlace)
+    c = {0: 1, 2: 3, 4: 2, 6: 4}[color]
+    raw, stride = zlib.decompress(idat), width * c
+    rows, prev = [], bytes(stride)
+    for y in range(height):
+        ftype, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - c] if i >= c else 0
+            b, d = prev[i], prev[i - c] if i >= c else 0
+            if ftype == 1:
+                line[i] = (line[i] + a) & 255
+            elif ftype == 2:
+                line[i] = (line[i] + b) & 255
+            elif ftype == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif ftype == 4:
+                p = a + b - d
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - d)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else d)) & 255
+        rows.append(bytes(line))
+        prev = line
+    return width, height, c, rows
+
+
 def check(name, fn):
     try:
         fn()
@@ -163,6 +201,26 @@ def main():
             assert reply["status"] == "error", reply
             assert "pivq.display needs pivq.image (PNG support)" in reply["evalue"], reply["evalue"]
         check("no_png_message", no_png_message)
+
+        def image_pixels():  # the real pivq.image (libpng): the pixels a cell shows are its tensor's
+            reply, out = s.run('require("pivq.display").png_available()')
+            if result_text(out) != "true":
+                return  # no PNG support built: no_png_message covers it
+            # values v in [0, 1] stored as round(255 v); a ramp and a few awkward values
+            reply, out = s.run("img = pivq.tensor{{{0, 0.2, 0.5, 1}, {1, 0.75, 0.25, 0}}}\n"
+                               "pivq.show(img)\npivq.show(pivq.stack({img, 1 - img}), {ncol = 1, padding = 1})")
+            assert reply["status"] == "ok", reply
+            shows = [c["data"]["image/png"] for k, c in out if k == "display_data"]
+            assert len(shows) == 2, out
+            w, h, c, rows = png_pixels(shows[0])
+            assert (w, h, c) == (4, 2, 1), (w, h, c)
+            assert rows == [bytes([0, 51, 128, 255]), bytes([255, 191, 64, 0])], rows
+            # a batch of two, one per row, framed and separated by 1-pixel lines of zeros
+            w, h, c, rows = png_pixels(shows[1])
+            assert (w, h, c) == (6, 7, 1), (w, h, c)
+            assert rows == [bytes(6), bytes([0, 0, 51, 128, 255, 0]), bytes([0, 255, 191, 64, 0, 0]), bytes(6),
+                            bytes([0, 255, 204, 128, 0, 0]), bytes([0, 0, 64, 191, 255, 0]), bytes(6)], rows
+        check("image_pixels", image_pixels)
 
         def image():
             reply, out = s.run('package.loaded["pivq.image"] = dofile("spec/helpers/png_double.lua")')

@@ -317,8 +317,8 @@ describe("the pivq Jupyter kernel through jupyter_client", function()
     assert.are.equal("/usr/bin/python3 True {connection_file} pivq (LuaJIT) lua\n", out)
   end)
 
-  for _, check in ipairs({ "execute", "error_then_good", "print_flood", "no_png_message", "image",
-    "interrupt", "interrupt_compiled_loop", "process_exit", "complete" }) do
+  for _, check in ipairs({ "execute", "error_then_good", "print_flood", "no_png_message", "image_pixels",
+    "image", "interrupt", "interrupt_compiled_loop", "process_exit", "complete" }) do
     it("passes the '" .. check .. "' check", function()
       local r = run_driver()
       if not r.out:find("PASS " .. check .. "\n", 1, true) then
