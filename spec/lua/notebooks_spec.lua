@@ -32,6 +32,32 @@ describe("notebooks", function()
     assert(status == 0, "sh .ci/notebooks failed:\n" .. out)
   end)
 
+  it("are committed with the outputs of one top-to-bottom run (sh .ci/notebooks --update)", function()
+    local p = io.popen([[/usr/bin/python3 - notebooks/*.ipynb 2>&1 <<'EOF'
+import sys
+import nbformat
+
+for path in sys.argv[1:]:
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    counts = [c.execution_count for c in code]
+    if counts != list(range(1, len(code) + 1)):
+        print("%s: execution counts %s, not 1..%d: re-run sh .ci/notebooks --update" % (path, counts, len(code)))
+    images = sum(1 for c in code for o in c.outputs if "image/png" in o.get("data", {}))
+    if images == 0 and nb.metadata.get("pivq", {}).get("expect_image", True):
+        print("%s: no image/png output committed" % path)
+    for c in code:
+        errors = [o for o in c.outputs if o.output_type == "error"]
+        if errors and "raises-exception" not in c.metadata.get("tags", []):
+            print("%s: a committed cell error: %s" % (path, errors[0].evalue))
+print("checked")
+EOF]])
+    local out = p:read("*a")
+    p:close()
+    assert.are.equal("checked\n", out)
+  end)
+
   it("fail the run on a cell error, but not on one tagged raises-exception", function()
     local dir = os.tmpname()
     os.remove(dir)
