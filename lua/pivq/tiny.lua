@@ -29,10 +29,11 @@ M.preset = {
 -- Options that do not change the model (where it goes, what it prints).
 local NOT_IN_KEY = { out = true, quiet = true, resume = true }
 
--- The preset with the user's options on top (checked against pivq.train's option names).
+-- The preset with the user's options on top (checked against pivq.train's option names). Errors
+-- are raised at the caller of pivq.tiny.model, which calls this.
 function M.options(user)
   if user ~= nil and type(user) ~= "table" then
-    error("pivq.tiny.options: expected a table of pivq.train options, got " .. type(user), 3)
+    error("pivq.tiny.model: expected a table of pivq.train options, got " .. type(user), 3)
   end
   local known = train.defaults()
   local o = {}
