@@ -47,9 +47,12 @@ static void on_sigint(int sig)
         lua_sethook(global_L, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
+/* set_interrupt_mode(mode) -> the previous mode, so a caller (a training loop) can restore it */
 static int host_set_interrupt_mode(lua_State *L)
 {
+    static const char *const names[] = {"default", "raise", "flag"};
     const char *mode = luaL_checkstring(L, 1);
+    int previous = interrupt_mode;
     if (strcmp(mode, "raise") == 0)
         interrupt_mode = 1;
     else if (strcmp(mode, "flag") == 0)
@@ -60,7 +63,8 @@ static int host_set_interrupt_mode(lua_State *L)
         return luaL_error(L, "set_interrupt_mode: unknown mode '%s' (raise, flag, default)", mode);
     interrupted_flag = 0;
     signal(SIGINT, interrupt_mode ? on_sigint : SIG_DFL);
-    return 0;
+    lua_pushstring(L, names[previous]);
+    return 1;
 }
 
 static int host_interrupted(lua_State *L)

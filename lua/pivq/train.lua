@@ -448,7 +448,8 @@ function Trainer:fit()
     if not o.quiet then print(string.format("resumed at step %d (epoch %d)", self.step, self.epoch)) end
   end
   local host_ok, host = pcall(require, "pivq.host")
-  if host_ok then host.set_interrupt_mode("flag") end
+  -- poll Ctrl-C between steps; then give back the caller's mode (the REPL's or a notebook's "raise")
+  local previous_mode = host_ok and host.set_interrupt_mode("flag")
   local tty = host_ok and host.isatty(1) and not o.quiet
   local log = assert(io.open(o.out .. "/log.jsonl", o.resume and "a" or "w"))
   local t_start, t_last, imgs_since = clock(), clock(), 0
@@ -467,6 +468,7 @@ function Trainer:fit()
     local total = terms.total:item()
     if total ~= total or total == math.huge or total == -math.huge then
       log:close()
+      if host_ok then host.set_interrupt_mode(previous_mode or "default") end
       error(string.format("train: the loss became %s at step %d; stopping without overwriting the last good "
         .. "checkpoint (%s). Lower --lr or raise --clip.", tostring(total), self.step + 1, self:checkpoint_path()), 2)
     end
@@ -515,7 +517,7 @@ function Trainer:fit()
   end
   if tty then io.write("\n") end
   log:close()
-  if host_ok then host.set_interrupt_mode("default") end
+  if host_ok then host.set_interrupt_mode(previous_mode or "default") end
   assert(self:save_checkpoint())
   if stopped then
     if not o.quiet then print(string.format("%s at step %d: checkpoint saved to %s (continue with --resume)",

@@ -120,6 +120,26 @@ inner()
     assert.matches("cannot open script", err)
   end)
 
+  it("training gives Ctrl-C back to the caller's mode (a REPL or notebook survives it)", function()
+    local dir = tmpname()
+    local out, err, code = run("-e " .. shell_quote([[
+local ffi = require "ffi"
+ffi.cdef "int raise(int sig);"
+local host = require "pivq.host"
+print(host.set_interrupt_mode("raise"), host.set_interrupt_mode("flag"), host.set_interrupt_mode("raise"))
+pivq.train.Trainer{out = "]] .. dir .. [[", steps = 2, batch = 4, L = 4, K = 8, c = 4, width = 16, heads = 2,
+  enc_depth = 1, dec_depth = 1, quant_start = 1, init_batches = 1, eval_images = 10, quiet = true}:fit()
+jit.off() -- the hook that raises "interrupted" runs in interpreted code only
+local ok, msg = pcall(function()
+  ffi.C.raise(2) -- SIGINT: in "raise" mode an error at the next instruction, in "default" death
+  for _ = 1, 1000 do end
+end)
+print(ok, msg)]]))
+    os.execute("rm -rf '" .. dir .. "'")
+    assert.are.equal(0, code, err)
+    assert.matches("^default\traise\tflag\nfalse\t[^\n]*interrupted\n$", out)
+  end)
+
   it("the REPL reads a pipe: prints values, survives errors, continues lines", function()
     local out, err, code = run("", "1 + 1\nt = pivq.ones(2)\nt:sum():item()\nerror('oops')\n1 +\n2\n")
     assert.are.equal(0, code, err)
