@@ -5,6 +5,7 @@
  * leave the previous file intact, so we never open the destination for writing. */
 #include "io_internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -129,6 +130,67 @@ int pivq_atomic_commit(pivq_atomic_file *af, const char *fname)
     free(af->path);
     memset(af, 0, sizeof *af);
     return 0;
+}
+
+int pivq_write_file_atomic(const char *path, const void *data, size_t len)
+{
+    if (!data && len) return pivq_set_error("write_file: %s: data is NULL", path ? path : "(null)");
+    pivq_atomic_file af;
+    if (pivq_atomic_open(&af, "write_file", path)) return -1;
+    if (len && fwrite(data, 1, len, af.f) != len) {
+        int e = errno ? errno : EIO;
+        pivq_set_error("write_file: cannot write %s: %s", path, strerror(e));
+        pivq_atomic_abort(&af);
+        return -1;
+    }
+    return pivq_atomic_commit(&af, "write_file");
+}
+
+/* The names pivq_atomic_open gives: "<base>.tmp-" and the 6 characters mkstemp chose. */
+static int is_temp_of(const char *name, const char *base, size_t blen)
+{
+    if (strncmp(name, base, blen) != 0 || strncmp(name + blen, ".tmp-", 5) != 0) return 0;
+    const char *x = name + blen + 5;
+    for (int i = 0; i < 6; i++)
+        if (!((x[i] >= '0' && x[i] <= '9') || (x[i] >= 'a' && x[i] <= 'z') ||
+              (x[i] >= 'A' && x[i] <= 'Z')))
+            return 0;
+    return x[6] == '\0';
+}
+
+int pivq_atomic_remove_stale(const char *path)
+{
+    if (!path || !*path) return pivq_set_error("atomic_remove_stale: path is empty");
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    size_t blen = strlen(base);
+    if (blen == 0)
+        return pivq_set_error("atomic_remove_stale: %s names a folder, not a file", path);
+    char *dir = dup_str(slash ? path : ".");
+    if (!dir) return pivq_set_error("atomic_remove_stale: out of memory");
+    if (slash) dir[slash == path ? 1 : slash - path] = '\0';
+    DIR *d = opendir(dir);
+    if (!d) {
+        int e = errno;
+        pivq_set_error("atomic_remove_stale: cannot open the folder %s: %s", dir, strerror(e));
+        free(dir);
+        return -1;
+    }
+    int removed = 0, rc = 0;
+    struct dirent *ent;
+    while ((ent = readdir(d)) != NULL) {
+        if (!is_temp_of(ent->d_name, base, blen)) continue;
+        if (unlinkat(dirfd(d), ent->d_name, 0) == 0) {
+            removed++;
+        } else if (errno != ENOENT) {
+            rc = pivq_set_error("atomic_remove_stale: cannot remove %s/%s: %s", dir, ent->d_name,
+                                strerror(errno));
+            break;
+        }
+    }
+    closedir(d);
+    free(dir);
+    return rc ? rc : removed;
 }
 
 struct pivq_strings {

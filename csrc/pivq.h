@@ -708,6 +708,18 @@ int pivq_loader_next(pivq_loader *l, pivq_tensor **out);
 /* Stop the workers and free the loader (NULL ok). */
 void pivq_loader_free(pivq_loader *l);
 
+/* ---- Atomic files ---- */
+/* Every writer here (safetensors, PNG, JPEG, the function below) replaces its target
+   atomically: it writes `path.tmp-XXXXXX` in the same folder, fsyncs it, renames it over
+   `path` and fsyncs the folder, so a reader sees the old file or the new one, never a mix,
+   even after a crash or a full disk. A failed write removes its temporary file. */
+/* Write len bytes to path atomically. Returns 0, or -1 with the error set. */
+int pivq_write_file_atomic(const char *path, const void *data, size_t len);
+/* Remove the temporary files that writes of `path` killed before their rename (SIGKILL,
+   power loss) left beside it. Returns how many were removed, or -1 with the error set. Only
+   call it when no other process is writing `path`: it would remove that write's file. */
+int pivq_atomic_remove_stale(const char *path);
+
 #ifndef PIVQ_CDEF
 #ifdef __cplusplus
 }

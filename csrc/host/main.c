@@ -155,6 +155,10 @@ static int traceback(lua_State *L)
 int main(int argc, char **argv)
 {
     char root[PATH_MAX], gen[PATH_MAX], buf[3 * PATH_MAX + 256];
+    /* A file-size limit (ulimit -f) must fail the write that exceeds it with EFBIG, which the
+       writers report ("cannot write checkpoint ...: File too large"), rather than kill the
+       process with SIGXFSZ in the middle of a training run. */
+    signal(SIGXFSZ, SIG_IGN);
     find_paths(root, gen, sizeof root);
     snprintf(buf, sizeof buf, "%s/lua/pivq/init.lua", root);
     if (!is_file(buf)) {

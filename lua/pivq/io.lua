@@ -2,7 +2,9 @@
 --
 -- The format is the public one (8-byte header length, JSON header, raw little-endian data), so
 -- weights written here load in other ecosystems and theirs load here. Writes are atomic: a
--- temporary file beside the target, fsynced, then renamed over it.
+-- temporary file beside the target (TARGET.tmp-XXXXXX), fsynced, renamed over it, the folder
+-- fsynced; a reader sees the old file or the new one, never a mix, whatever happens meanwhile.
+-- Loading only reads: tensors and string metadata, nothing in a file is ever executed.
 --
 -- Failures that depend on the outside world (missing file, corrupt bytes, full disk) return
 -- nil, err; wrong arguments (a non-tensor value, a table as metadata value) raise.
@@ -94,6 +96,24 @@ function M.load(path)
   end
   C.pivq_tensor_set_free(ffi.gc(set, nil))
   return tensors, metadata
+end
+
+-- pivq.io.write_text(path, string) -> true, or nil, err: the same atomic replacement for any
+-- small file (metrics, configs).
+function M.write_text(path, text)
+  if type(path) ~= "string" then error("write_text: path must be a string, got " .. type(path), 2) end
+  if type(text) ~= "string" then error("write_text: text must be a string, got " .. type(text), 2) end
+  if C.pivq_write_file_atomic(path, text, #text) ~= 0 then return nil, last_error() end
+  return true
+end
+
+-- pivq.io.remove_stale(path) -> count, or nil, err: removes the PATH.tmp-XXXXXX files that
+-- writes killed before their rename left beside path. Only when nobody else is writing path.
+function M.remove_stale(path)
+  if type(path) ~= "string" then error("remove_stale: path must be a string, got " .. type(path), 2) end
+  local n = C.pivq_atomic_remove_stale(path)
+  if n < 0 then return nil, last_error() end
+  return n
 end
 
 return M

@@ -209,7 +209,23 @@ local function get_optimizer(tensors, opt, prefix, state)
   opt:load_state_dict(sd)
 end
 
+-- A run killed in the middle of a checkpoint write (SIGKILL, power loss) leaves the previous
+-- checkpoint intact and a temporary file beside it; the next trainer on the folder removes
+-- those, once (this process is then the folder's only writer).
+function Trainer:remove_stale_temporaries()
+  if self.swept then return end
+  self.swept = true
+  local n = io_.remove_stale(self:checkpoint_path())
+  if n and n > 0 and not self.opts.quiet then
+    print(string.format("removed %d temporary file%s left by interrupted checkpoint writes in %s", n,
+      n == 1 and "" or "s", self.opts.out))
+  end
+end
+
+-- true, or nil and "train: cannot write checkpoint PATH: reason"; the previous checkpoint is
+-- then untouched (pivq.save replaces it atomically) and no temporary file remains.
 function Trainer:save_checkpoint()
+  self:remove_stale_temporaries()
   local extra = {}
   local optim_state = put_optimizer(extra, self.opt, "optim")
   local disc_state
@@ -228,10 +244,17 @@ function Trainer:save_checkpoint()
     bypassed = self.model.quantizer.bypassed,
     options = self.opts,
   }
-  return self.model:save(self:checkpoint_path(), extra, { train = json.encode(state) })
+  local path = self:checkpoint_path()
+  local ok, err = self.model:save(path, extra, { train = json.encode(state) })
+  if ok then return true end
+  -- the writer's message names the path too; keep only its reason (strerror)
+  local at = err:find(path, 1, true)
+  local reason = at and err:sub(at + #path):match("^: (.+)$") or err
+  return nil, string.format("train: cannot write checkpoint %s: %s", path, reason)
 end
 
 function Trainer:load_checkpoint()
+  self:remove_stale_temporaries()
   local path = self:checkpoint_path()
   local tensors, meta = io_.load(path)
   if not tensors then return nil, meta end
@@ -528,9 +551,7 @@ function Trainer:fit()
   local metrics = self:evaluate()
   metrics.step, metrics.quantizer, metrics.L, metrics.K = self.step, o.quantizer, o.L, o.K
   metrics.train_seconds = clock() - t_start
-  local f = assert(io.open(o.out .. "/metrics.json", "w"))
-  f:write(json.encode(metrics, { indent = true }), "\n")
-  f:close()
+  assert(io_.write_text(o.out .. "/metrics.json", json.encode(metrics, { indent = true }) .. "\n"))
   self:write_curve(o.out .. "/curve.svg")
   return metrics
 end
