@@ -101,14 +101,15 @@ describe("checkpoint writes on a full disk or an unwritable folder", function()
   it("pivq train past a file-size limit exits with 'train: cannot write checkpoint PATH: ...'", function()
     local d = tmpdir()
     local opts = "--width 32 --L 4 --K 16 --c 8 --heads 2 --enc-depth 1 --dec-depth 1 --batch 8 --quant-start 2 "
-      .. "--init-batches 1 --grid-every 1000 --log-every 1000 --eval-images 16 --quiet --threads 1 --steps 50 --out " .. d
+      .. "--init-batches 1 --grid-every 1000 --log-every 1000 --eval-images 16 --quiet --threads 1 --steps 50 "
+      .. "--out " .. d
     assert(os.execute(BIN .. " train " .. opts .. " --stop-after 2 >/dev/null 2>&1") == 0)
     local path = d .. "/model.safetensors"
     local before = assert(read(path))
     -- the limit (in 512-byte blocks) is below the checkpoint's size: every save fails
     local limit = math.floor(#before / 512 / 2)
-    local p = io.popen(string.format("(ulimit -f %d; exec %s train %s --resume --stop-after 4) 2>&1; echo \"exit=$?\"",
-      limit, BIN, opts))
+    local p = io.popen(string.format(
+      "(ulimit -f %d; exec %s train %s --resume --stop-after 4) 2>&1; echo \"exit=$?\"", limit, BIN, opts))
     local out = p:read("*a")
     p:close()
     assert.are.equal("1", out:match("exit=(%d+)\n$"), out) -- an error, not SIGXFSZ (exit 153)
