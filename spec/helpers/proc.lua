@@ -106,23 +106,27 @@ function M.watch(dir)
   local buf = ffi.new("uint8_t[65536]")
   local pfd = ffi.new("spec_pollfd[1]")
   pfd[0].fd, pfd[0].events = fd, POLLIN
-  local w = {}
+  local w, queue = {}, {} -- names read but not yet returned (one read may bring several)
   -- forget what happened so far
   function w.drain()
     while C.read(fd, buf, 65536) > 0 do end
+    queue = {}
   end
   function w.next(pattern, timeout)
     local deadline = clock() + timeout
     while true do
+      while #queue > 0 do
+        local name = table.remove(queue, 1)
+        if name:match(pattern) then return name end
+      end
       local left = deadline - clock()
       if left <= 0 then return nil end
       if C.poll(pfd, 1, math.max(1, math.floor(left * 1000))) > 0 then
         local n = tonumber(C.read(fd, buf, 65536))
         local off = 0
-        while n and off + 16 <= n do
+        while off + 16 <= n do -- struct inotify_event: wd, mask, cookie, len, then the name
           local len = ffi.cast("uint32_t *", buf + off)[3]
-          local name = ffi.string(buf + off + 16) -- NUL-padded
-          if name:match(pattern) then return name end
+          queue[#queue + 1] = ffi.string(buf + off + 16) -- NUL-padded
           off = off + 16 + len
         end
       end
