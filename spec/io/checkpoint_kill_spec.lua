@@ -4,10 +4,11 @@
 -- a third at a random time in its first 1.5 s (start-up included), the others after a random
 -- number (1-30) of checkpoint writes began (seen with inotify), either a random 0-1.5 ms later,
 -- aiming inside that write, or 0-5 ms later, anywhere in the step. Kills inside a write are
--- counted by the temporary file the killed writer leaves behind. After each kill: the latest checkpoint loads (pivq.load and
--- pivq.load_model), its step never goes back, and `--resume` continues three more steps (and
--- removes the temporary file). At the end the state reached through all the kills equals, bit
--- for bit, that of one uninterrupted run to the same step: no kill ever corrupted anything.
+-- counted by the temporary file the killed writer leaves behind. After each kill: the latest
+-- checkpoint loads (pivq.load and pivq.load_model), its step never goes back, and `--resume`
+-- continues three more steps (and removes the temporary file). At the end the state reached
+-- through all the kills equals, bit for bit, that of one uninterrupted run to the same step:
+-- no kill ever corrupted anything.
 local pivq = require "pivq"
 local json = require "dkjson"
 local proc = require "helpers.proc"
