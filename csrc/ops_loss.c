@@ -99,9 +99,19 @@ pivq_tensor *pivq_pointwise_loss(const pivq_tensor *x, const pivq_tensor *target
         if (!y) goto done;
         double s = 0.0;
         int nt = pivq_threads_for(N * 4);
-#pragma omp parallel for num_threads(nt) if (nt > 1) reduction(+ : s) schedule(static)
-        for (int64_t i = 0; i < N; i++)
-            s += pointwise(kind, xp[i], tp[i], m);
+        /* one partial sum per block of the range, added in block order: a reduction clause
+           adds the threads' sums in the order they finish, so with 3 or more threads the
+           loss's last bit would depend on timing (README, "Determinism") */
+        double part[nt];
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+        for (int b = 0; b < nt; b++) {
+            double p = 0.0;
+            for (int64_t i = N * b / nt; i < N * (b + 1) / nt; i++)
+                p += pointwise(kind, xp[i], tp[i], m);
+            part[b] = p;
+        }
+        for (int b = 0; b < nt; b++)
+            s += part[b];
         *(float *)pivq_data(y) =
             (float)(reduction == PIVQ_REDUCTION_MEAN ? (N ? s / (double)N : NAN) : s);
     }
