@@ -40,7 +40,7 @@ local C = ffi.C
 local M = {}
 
 local SIGKILL, SIGXFSZ, WNOHANG = 9, 25, 1
-local IN_CREATE, IN_NONBLOCK, POLLIN = 0x100, 0x800, 1
+local IN_CREATE, IN_MOVED_TO, IN_NONBLOCK, POLLIN = 0x100, 0x80, 0x800, 1
 local RLIMIT_FSIZE = 1
 
 local function errstr() return ffi.string(C.strerror(ffi.errno())) end
@@ -94,43 +94,42 @@ function M.spin(seconds)
   while clock() < t do end
 end
 
--- A watch on a folder's new entries: w:next(pattern, timeout) -> the name of the next file
--- created there whose name matches the Lua pattern, or nil after timeout seconds.
+-- A watch on a folder: w.next(timeout) -> the name of the next file created in it or renamed
+-- into it, and "create" or "rename"; nil after timeout seconds.
 function M.watch(dir)
   local fd = C.inotify_init1(IN_NONBLOCK)
   if fd < 0 then error("watch: inotify_init1 failed: " .. errstr()) end
-  if C.inotify_add_watch(fd, dir, IN_CREATE) < 0 then
+  if C.inotify_add_watch(fd, dir, bit.bor(IN_CREATE, IN_MOVED_TO)) < 0 then
     C.close(fd)
     error("watch: cannot watch " .. dir .. ": " .. errstr())
   end
   local buf = ffi.new("uint8_t[65536]")
   local pfd = ffi.new("spec_pollfd[1]")
   pfd[0].fd, pfd[0].events = fd, POLLIN
-  local w, queue = {}, {} -- names read but not yet returned (one read may bring several)
+  local w, queue = {}, {} -- events read but not yet returned (one read may bring several)
   -- forget what happened so far
   function w.drain()
     while C.read(fd, buf, 65536) > 0 do end
     queue = {}
   end
-  function w.next(pattern, timeout)
+  function w.next(timeout)
     local deadline = clock() + timeout
-    while true do
-      while #queue > 0 do
-        local name = table.remove(queue, 1)
-        if name:match(pattern) then return name end
-      end
+    while #queue == 0 do
       local left = deadline - clock()
       if left <= 0 then return nil end
       if C.poll(pfd, 1, math.max(1, math.floor(left * 1000))) > 0 then
         local n = tonumber(C.read(fd, buf, 65536))
         local off = 0
         while off + 16 <= n do -- struct inotify_event: wd, mask, cookie, len, then the name
-          local len = ffi.cast("uint32_t *", buf + off)[3]
-          queue[#queue + 1] = ffi.string(buf + off + 16) -- NUL-padded
-          off = off + 16 + len
+          local head = ffi.cast("uint32_t *", buf + off)
+          local kind = bit.band(head[1], IN_CREATE) ~= 0 and "create" or "rename"
+          queue[#queue + 1] = { ffi.string(buf + off + 16), kind } -- the name is NUL-padded
+          off = off + 16 + head[3]
         end
       end
     end
+    local e = table.remove(queue, 1)
+    return e[1], e[2]
   end
   function w.close() C.close(fd) end
   return w

@@ -1,17 +1,18 @@
 -- Crash safety under SIGKILL (slow: `busted --run=slow`, in CI by .ci/task test-slow).
 --
--- A tiny `pivq train --resume` checkpointing every step is killed 40 times at random moments:
--- a third at a random time in its first 1.5 s (start-up included), the others after a random
--- number (1-30) of checkpoint writes began (seen with inotify), either a random 0-1.5 ms later,
--- aiming inside that write, or 0-5 ms later, anywhere in the step. Kills inside a write are
--- counted by the temporary file the killed writer leaves behind. After each kill: the latest
--- checkpoint loads (pivq.load and pivq.load_model), its step never goes back, and `--resume`
--- continues three more steps (and removes the temporary file). At the end the state reached
--- through all the kills equals, bit for bit, that of one uninterrupted run to the same step:
--- no kill ever corrupted anything.
+-- A tiny `pivq train --resume` checkpointing every step is killed 40 times at random moments: a
+-- third at a random time in its first 1.5 s (start-up included), the others after a random number
+-- (1-30) of checkpoint writes began (seen with inotify), either a random fraction of a write's
+-- measured duration later, aiming inside that write, or 0-5 ms later, anywhere in the step. Kills
+-- inside a write are counted by the temporary file the killed writer leaves behind. After each
+-- kill: the latest checkpoint loads (pivq.load and pivq.load_model), its step never goes back, and
+-- `--resume` continues three more steps (and removes the temporary file). At the end the state
+-- reached through all the kills equals, bit for bit, that of one uninterrupted run to the same
+-- step: no kill ever corrupted anything.
 local pivq = require "pivq"
 local json = require "dkjson"
 local proc = require "helpers.proc"
+local clock = require "pivq.clock"
 
 local BIN = (os.getenv("PIVQ_BUILD_DIR") or "build") .. "/pivq"
 local TRIALS = 40
@@ -58,6 +59,13 @@ local function check_checkpoint(path, context)
   return state.step, tensors
 end
 
+local function median(list)
+  if #list == 0 then return 0.001 end
+  local sorted = { unpack(list) }
+  table.sort(sorted)
+  return sorted[math.floor((#sorted + 1) / 2)]
+end
+
 describe("checkpoints under SIGKILL #slow", function()
   it("survive " .. TRIALS .. " kills at random moments, many inside a write, and resume exactly", function()
     local seed = os.time()
@@ -68,6 +76,21 @@ describe("checkpoints under SIGKILL #slow", function()
     local step = check_checkpoint(path, "first run")
     assert.are.equal(5, step)
     local watch = proc.watch(dir)
+    -- checkpoint writes seen so far: from the temporary file's creation to its rename (seconds)
+    local durations = {}
+    -- returns once the k-th checkpoint write from now has begun (or after 10 s without one)
+    local function after_writes(k)
+      local began
+      while k > 0 do
+        local name, event = watch.next(10)
+        if not name then return end
+        if event == "create" and name:match("^model%.safetensors%.tmp%-") then
+          k, began = k - 1, clock()
+        elseif event == "rename" and name == "model.safetensors" and began then
+          durations[#durations + 1], began = clock() - began, nil
+        end
+      end
+    end
     local in_write, targeted, hit_targets, resumes = 0, 0, 0, 0
     local t0 = os.time()
     for trial = 1, TRIALS do
@@ -80,16 +103,18 @@ describe("checkpoints under SIGKILL #slow", function()
         -- anywhere in [0, 1.5] s: start-up (Lua, data), resuming, training, checkpointing
         proc.sleep(math.random() * 1.5)
       else
-        -- during training: after the k-th checkpoint write began, within the write (its 1-2 ms)
-        -- or anywhere in the step that follows
-        for _ = 1, math.random(1, 30) do
-          if not watch.next("^model%.safetensors%.tmp%-", 10) then break end
-        end
+        -- during training: once the k-th checkpoint write began, within that write (a random
+        -- fraction of the writes' measured duration) or anywhere in the step that follows
+        after_writes(math.random(1, 30))
         if mode == 1 then targeted = targeted + 1 end
-        proc.spin(math.random() * (mode == 1 and 0.0015 or 0.005))
+        proc.spin(math.random() * (mode == 1 and median(durations) or 0.005))
       end
       local early = proc.poll_exit(pid)
-      assert(not early, context .. ": the training ended by itself (" .. json.encode(early or {}) .. ")")
+      if early then
+        local f = io.open(dir .. ".kill.log")
+        error(string.format("%s: the training ended by itself (%s):\n%s", context, json.encode(early),
+          f and f:read("*a") or ""))
+      end
       assert(proc.kill9(pid), context .. ": kill failed")
       local how = proc.wait(pid)
       assert.are.equal(9, how.signal, context)
@@ -119,9 +144,10 @@ describe("checkpoints under SIGKILL #slow", function()
       assert(got[name], "missing " .. name)
       assert.are.equal(0, (t:float() - got[name]:float()):abs():max(), name .. " differs from the uninterrupted run")
     end
-    print(string.format("\nkill test (seed %d): %d SIGKILLs, %d inside a checkpoint write (%d of %d aimed at one); "
-      .. "every checkpoint loaded, %d resumes continued; step %d equals an uninterrupted run on all %d tensors "
-      .. "(%d s)", seed, TRIALS, in_write, hit_targets, targeted, resumes, step, n, os.time() - t0))
+    print(string.format("\nkill test (seed %d): %d SIGKILLs, %d inside a checkpoint write (%d of %d aimed at one; "
+      .. "median write %.2f ms); every checkpoint loaded, %d resumes continued; step %d equals an uninterrupted run "
+      .. "on all %d tensors (%d s)", seed, TRIALS, in_write, hit_targets, targeted, median(durations) * 1000, resumes,
+      step, n, os.time() - t0))
     assert.is_true(in_write >= 1, "no kill landed inside a checkpoint write")
     os.execute("rm -rf " .. dir .. " " .. ref .. " " .. dir .. ".log " .. dir .. ".kill.log " .. ref .. ".log")
   end)
