@@ -36,6 +36,34 @@ end
 -- a checkpoint large enough to exceed a small limit: 256 KiB of float32
 local function big_tensors(v) return { w = pivq.full({ 256, 256 }, v) } end
 
+-- fn(dir) with a tmpfs of `kbytes` KiB mounted at dir, or pending when we may not mount one
+local function with_tmpfs(kbytes, fn)
+  local d = tmpdir()
+  local ok, why = proc.mount_tmpfs(d, kbytes)
+  if not ok then
+    os.execute("rm -rf " .. d)
+    pending("cannot mount a tmpfs here (" .. why .. "); the file-size-limit cases cover the error path")
+    return
+  end
+  finally(function()
+    proc.umount(d)
+    os.execute("rm -rf " .. d)
+  end)
+  fn(d)
+end
+
+local TRAIN_OPTS = "--width 32 --L 4 --K 16 --c 8 --heads 2 --enc-depth 1 --dec-depth 1 --batch 8 "
+  .. "--quant-start 2 --init-batches 1 --grid-every 1000 --log-every 1000 --eval-images 16 --quiet --threads 1 "
+  .. "--steps 50"
+
+-- `pivq train ARGS` (with an optional shell prefix) -> its stdout and stderr, its exit code
+local function run_train(args, prefix)
+  local p = io.popen(string.format("(%s exec %s train %s) 2>&1; echo \"exit=$?\"", prefix or "", BIN, args))
+  local out = p:read("*a")
+  p:close()
+  return out, tonumber(out:match("exit=(%d+)\n$"))
+end
+
 describe("checkpoint writes on a full disk or an unwritable folder", function()
   it("a file-size limit: the error names the file, the old file stays, no temporary is left", function()
     local d = tmpdir()
@@ -54,26 +82,36 @@ describe("checkpoint writes on a full disk or an unwritable folder", function()
   end)
 
   it("a full file system (tmpfs): 'No space left on device', the old file stays, no temporary is left", function()
-    local d = tmpdir()
-    local ok, why = proc.mount_tmpfs(d, 128)
-    if not ok then
-      pending("cannot mount a tmpfs here (" .. why .. "); the file-size-limit case covers the error path")
-      os.execute("rm -rf " .. d)
-      return
-    end
-    finally(function()
-      proc.umount(d)
-      os.execute("rm -rf " .. d)
+    with_tmpfs(128, function(d)
+      local path = d .. "/model.safetensors"
+      assert(pivq.save(path, { w = pivq.full({ 64, 64 }, 1) })) -- 16 KiB
+      local before = read(path)
+      local ok, err = pivq.save(path, big_tensors(3)) -- 256 KiB does not fit in 128
+      assert.is_nil(ok)
+      assert.are.equal("safetensors_write: cannot write " .. path .. ": No space left on device", err)
+      assert.are.equal(before, read(path))
+      assert.are.same({ "model.safetensors" }, listing(d))
+      assert.are.equal(1, pivq.load(path).w:min())
     end)
-    local path = d .. "/model.safetensors"
-    assert(pivq.save(path, { w = pivq.full({ 64, 64 }, 1) })) -- 16 KiB
-    local before = read(path)
-    local ok2, err = pivq.save(path, big_tensors(3)) -- 256 KiB does not fit in 128
-    assert.is_nil(ok2)
-    assert.are.equal("safetensors_write: cannot write " .. path .. ": No space left on device", err)
-    assert.are.equal(before, read(path))
-    assert.are.same({ "model.safetensors" }, listing(d))
-    assert.are.equal(1, pivq.load(path).w:min())
+  end)
+
+  -- an atomic replacement needs room for the old file and the new one at once
+  it("pivq train on a disk with room for one checkpoint: the second fails with ENOSPC, the first stays", function()
+    local probe = tmpdir()
+    assert(os.execute(BIN .. " train " .. TRAIN_OPTS .. " --stop-after 1 --out " .. probe .. " >/dev/null 2>&1") == 0)
+    local size = #read(probe .. "/model.safetensors")
+    os.execute("rm -rf " .. probe)
+    with_tmpfs(math.ceil(1.5 * size / 4096) * 4, function(d)
+      local out, code = run_train(TRAIN_OPTS .. " --ckpt-every 1 --stop-after 3 --out " .. d)
+      assert.are.equal(1, code, out)
+      local path = d .. "/model.safetensors"
+      assert.is_truthy(out:find("train: cannot write checkpoint " .. path .. ": No space left on device", 1, true),
+        out)
+      local _, meta = assert(pivq.load(path))
+      assert.are.equal(1, require("dkjson").decode(meta.train).step)
+      assert(pivq.load_model(path))
+      assert.are.same({ "log.jsonl", "model.safetensors" }, listing(d))
+    end)
   end)
 
   it("an unwritable folder: 'Permission denied' naming the file, nothing created or replaced", function()
@@ -100,19 +138,14 @@ describe("checkpoint writes on a full disk or an unwritable folder", function()
 
   it("pivq train past a file-size limit exits with 'train: cannot write checkpoint PATH: ...'", function()
     local d = tmpdir()
-    local opts = "--width 32 --L 4 --K 16 --c 8 --heads 2 --enc-depth 1 --dec-depth 1 --batch 8 --quant-start 2 "
-      .. "--init-batches 1 --grid-every 1000 --log-every 1000 --eval-images 16 --quiet --threads 1 --steps 50 "
-      .. "--out " .. d
+    local opts = TRAIN_OPTS .. " --out " .. d
     assert(os.execute(BIN .. " train " .. opts .. " --stop-after 2 >/dev/null 2>&1") == 0)
     local path = d .. "/model.safetensors"
     local before = assert(read(path))
     -- the limit (in 512-byte blocks) is below the checkpoint's size: every save fails
     local limit = math.floor(#before / 512 / 2)
-    local p = io.popen(string.format(
-      "(ulimit -f %d; exec %s train %s --resume --stop-after 4) 2>&1; echo \"exit=$?\"", limit, BIN, opts))
-    local out = p:read("*a")
-    p:close()
-    assert.are.equal("1", out:match("exit=(%d+)\n$"), out) -- an error, not SIGXFSZ (exit 153)
+    local out, code = run_train(opts .. " --resume --stop-after 4", "ulimit -f " .. limit .. ";")
+    assert.are.equal(1, code, out) -- an error, not SIGXFSZ (exit 153)
     assert.is_truthy(out:find("train: cannot write checkpoint " .. path .. ": File too large", 1, true), out)
     assert.are.equal(before, read(path))
     assert.are.same({ "log.jsonl", "model.safetensors" }, listing(d))
