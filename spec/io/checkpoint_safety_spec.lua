@@ -153,6 +153,14 @@ describe("checkpoint writes on a full disk or an unwritable folder", function()
     os.execute("rm -rf " .. d)
   end)
 
+  it("pivq train into a folder that cannot be made fails at the start, naming the file", function()
+    local file = os.tmpname() -- a regular file: no folder can be made below it, even by root
+    local out, code = run_train(TRAIN_OPTS .. " --out " .. file .. "/run")
+    os.remove(file)
+    assert.are.equal(1, code, out)
+    assert.is_truthy(out:find(file .. "/run/log.jsonl: Not a directory", 1, true), out)
+  end)
+
   it("Trainer:save_checkpoint returns the error (the training loop raises it)", function()
     local d = tmpdir()
     local run = pivq.train.Trainer { out = d, width = 32, L = 4, K = 16, c = 8, heads = 2, enc_depth = 1,
