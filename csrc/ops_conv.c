@@ -184,9 +184,144 @@ static void col2im_rows(const float *cols, float *img, int64_t nb, const geom *g
         }
 }
 
+#if defined(__AVX512F__)
+/* ---- rows of at most 32 pixels: im2col and col2im as in-register permutes ----------------------
+
+   On the benchmark's layers (rows of 7 to 28 pixels) the tap table's gathers dominate im2col:
+   AVX-512 gathers are slow on this CPU (the store after each one waits ~25 cycles). When an
+   input row and an output row each fit in two vectors (W, Wo <= 32), one masked load brings
+   an input row into registers and one vpermt2ps per kernel column j builds the output row
+   d[ox] = s[ox sw + j dw - pw] (zero in the padding), so each input row is read once for all
+   kw taps. col2im is the inverse permute: each image row gathers its sum over every (i, j)
+   tap in registers and is stored once, which also makes zero-filling dx unnecessary. */
+#define ROW_MAX 32
+#define KW_MAX 16
+
+typedef struct rowperm {
+    __m512i idx[KW_MAX][2];    /* per kernel column j: source lane of each of 32 output lanes */
+    __mmask16 take[KW_MAX][2]; /* lanes with a source inside the row (others become 0) */
+    __mmask16 in[2], out[2];   /* the lanes of a source row and of a destination row */
+} rowperm;
+
+static int rowperm_fits(const geom *g)
+{
+    return g->W <= ROW_MAX && g->Wo <= ROW_MAX && g->kw <= KW_MAX;
+}
+
+static __mmask16 lanes(int64_t n, int half) /* the first n of 32 lanes, in vector `half` */
+{
+    int64_t k = n - 16 * half;
+    return k <= 0 ? 0 : k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << k) - 1);
+}
+
+/* forward (im2col): out lane ox of tap j reads in lane ox sw + x0 (x0 = j dw - pw), for
+   ox < Wo; inverse (col2im): out lane ix reads in lane (ix - x0) / sw when that divides and
+   is < Wo, for ix < W. */
+static void rowperm_init(rowperm *rp, const geom *g, int inverse)
+{
+    int64_t nin = inverse ? g->Wo : g->W, nout = inverse ? g->W : g->Wo;
+    for (int h = 0; h < 2; h++) {
+        rp->in[h] = lanes(nin, h);
+        rp->out[h] = lanes(nout, h);
+    }
+    for (int64_t j = 0; j < g->kw; j++) {
+        int32_t ix[ROW_MAX];
+        uint32_t ok = 0;
+        int64_t x0 = j * g->dw - g->pw;
+        for (int64_t o = 0; o < ROW_MAX; o++) {
+            int64_t src = -1;
+            if (o < nout) {
+                if (!inverse)
+                    src = o * g->sw + x0;
+                else if (o - x0 >= 0 && (o - x0) % g->sw == 0)
+                    src = (o - x0) / g->sw;
+            }
+            int valid = src >= 0 && src < nin;
+            ix[o] = valid ? (int32_t)src : 0;
+            if (valid) ok |= 1u << o;
+        }
+        for (int h = 0; h < 2; h++) {
+            rp->idx[j][h] = _mm512_loadu_si512((const void *)(ix + 16 * h));
+            rp->take[j][h] = (__mmask16)(ok >> (16 * h));
+        }
+    }
+}
+
+/* cols (C kh kw, nb Ho Wo) <- patches of img (nb, C, H, W), by (channel, image) planes */
+static void im2col_perm(const float *img, float *cols, int64_t nb, const geom *g, int nt)
+{
+    rowperm rp;
+    rowperm_init(&rp, g, 0);
+    int64_t P = g->Ho * g->Wo, ncol = nb * P, KK = g->kh * g->kw;
+#pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t c = 0; c < g->C; c++)
+        for (int64_t b = 0; b < nb; b++) {
+            const float *src = img + (b * g->C + c) * g->H * g->W;
+            float *dst = cols + c * KK * ncol + b * P; /* row (c, 0, 0), this image */
+            for (int64_t i = 0; i < g->kh; i++)
+                for (int64_t oy = 0; oy < g->Ho; oy++) {
+                    int64_t iy = oy * g->sh - g->ph + i * g->dh;
+                    __m512 s0 = _mm512_setzero_ps(), s1 = s0;
+                    if (iy >= 0 && iy < g->H) {
+                        s0 = _mm512_maskz_loadu_ps(rp.in[0], src + iy * g->W);
+                        s1 = _mm512_maskz_loadu_ps(rp.in[1], src + iy * g->W + 16);
+                    }
+                    float *d = dst + i * g->kw * ncol + oy * g->Wo;
+                    for (int64_t j = 0; j < g->kw; j++, d += ncol) {
+                        _mm512_mask_storeu_ps(
+                            d, rp.out[0],
+                            _mm512_maskz_permutex2var_ps(rp.take[j][0], s0, rp.idx[j][0], s1));
+                        if (rp.out[1])
+                            _mm512_mask_storeu_ps(
+                                d + 16, rp.out[1],
+                                _mm512_maskz_permutex2var_ps(rp.take[j][1], s0, rp.idx[j][1], s1));
+                    }
+                }
+        }
+}
+
+/* img (nb, C, H, W) = the columns folded back (overwritten, not added to), by planes */
+static void col2im_perm(const float *cols, float *img, int64_t nb, const geom *g, int nt)
+{
+    rowperm rp;
+    rowperm_init(&rp, g, 1);
+    int64_t P = g->Ho * g->Wo, ncol = nb * P, KK = g->kh * g->kw;
+#pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t c = 0; c < g->C; c++) {
+            float *dst = img + (b * g->C + c) * g->H * g->W;
+            const float *src = cols + c * KK * ncol + b * P;
+            for (int64_t iy = 0; iy < g->H; iy++) {
+                __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+                for (int64_t i = 0; i < g->kh; i++) {
+                    int64_t t = iy + g->ph - i * g->dh; /* = oy sh */
+                    if (t < 0 || t % g->sh || t / g->sh >= g->Ho) continue;
+                    const float *s = src + i * g->kw * ncol + (t / g->sh) * g->Wo;
+                    for (int64_t j = 0; j < g->kw; j++, s += ncol) {
+                        __m512 s0 = _mm512_maskz_loadu_ps(rp.in[0], s),
+                               s1 = _mm512_maskz_loadu_ps(rp.in[1], s + 16);
+                        a0 = _mm512_add_ps(
+                            a0, _mm512_maskz_permutex2var_ps(rp.take[j][0], s0, rp.idx[j][0], s1));
+                        a1 = _mm512_add_ps(
+                            a1, _mm512_maskz_permutex2var_ps(rp.take[j][1], s0, rp.idx[j][1], s1));
+                    }
+                }
+                _mm512_mask_storeu_ps(dst + iy * g->W, rp.out[0], a0);
+                if (rp.out[1]) _mm512_mask_storeu_ps(dst + iy * g->W + 16, rp.out[1], a1);
+            }
+        }
+}
+#endif
+
 /* im2col through the tap table (see tap_table); the padding reads offset 0 and is masked. */
 static void im2col(const float *img, float *cols, int64_t nb, const geom *g, int nt)
 {
+#if defined(__AVX512F__)
+    if (rowperm_fits(g)) {
+        im2col_perm(img, cols, nb, g, nt);
+        return;
+    }
+#endif
     int32_t *tab = tap_table(g);
     if (!tab) {
         im2col_rows(img, cols, nb, g, nt);
@@ -222,12 +357,20 @@ static void im2col(const float *img, float *cols, int64_t nb, const geom *g, int
     free(tab);
 }
 
-/* col2im through the tap table: per (image, channel) plane, each tap's row is scatter-added
-   (one tap never hits a pixel twice). */
+/* img (nb, C, H, W) = the columns folded back (overwritten). Through the tap table: per
+   (image, channel) plane, zeroed, each tap's row is scatter-added (one tap never hits a pixel
+   twice). */
 static void col2im(const float *cols, float *img, int64_t nb, const geom *g, int nt)
 {
+#if defined(__AVX512F__)
+    if (rowperm_fits(g)) {
+        col2im_perm(cols, img, nb, g, nt);
+        return;
+    }
+#endif
     int32_t *tab = tap_table(g);
     if (!tab) {
+        memset(img, 0, (size_t)(nb * g->C * g->H * g->W) * sizeof *img);
         col2im_rows(cols, img, nb, g, nt);
         return;
     }
@@ -236,6 +379,7 @@ static void col2im(const float *cols, float *img, int64_t nb, const geom *g, int
     for (int64_t b = 0; b < nb; b++)
         for (int64_t c = 0; c < g->C; c++) {
             float *restrict dst = img + (b * g->C + c) * g->H * g->W;
+            memset(dst, 0, (size_t)(g->H * g->W) * sizeof *dst);
             for (int64_t k = 0; k < KK; k++) {
                 const int32_t *restrict t = tab + k * P;
                 const float *restrict s = cols + (c * KK + k) * ncol + b * P;
@@ -497,8 +641,7 @@ int pivq_conv2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_tensor **gin)
     int64_t N = x->shape[0], O = w->shape[0], G = p.groups, Og = O / G;
     int64_t K = (g.C / G) * g.kh * g.kw, P = g.Ho * g.Wo, R = g.C * g.kh * g.kw;
     int need_x = pivq_ag_needs(n, 0), need_w = pivq_ag_needs(n, 1), need_b = pivq_ag_needs(n, 2);
-    /* dx (N, C, H, W): each chunk's images are zeroed just before col2im adds into them (the
-       memory is then hot in cache) */
+    /* dx (N, C, H, W): each chunk's images are written by col2im (no zero fill) */
     pivq_tensor *dx = need_x ? pivq_empty(PIVQ_FLOAT32, 4, x->shape) : NULL;
     pivq_tensor *dw = need_w ? pivq_zeros_f32(4, w->shape) : NULL; /* (O, C/G, kh, kw) */
     /* (dw is zeroed: the chunks' products accumulate into it with beta 1) */
@@ -546,7 +689,6 @@ int pivq_conv2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_tensor **gin)
                                           Gcm + gi * Og * m * P, m * P, 0.0f, c + gi * K * m * P,
                                           m * P);
                     float *dxc = (float *)pivq_data(dx) + n0 * g.C * g.H * g.W;
-                    memset(dxc, 0, (size_t)(m * g.C * g.H * g.W) * sizeof *dxc);
                     col2im(c, dxc, m, &g, 1);
                 }
             }
@@ -579,8 +721,7 @@ int pivq_conv2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_tensor **gin)
                     sgemm(1, 0, K, m * P, Og, 1.0f, wp + gi * Og * K, K, Gcm + gi * Og * m * P,
                           m * P, 0.0f, cols + gi * K * m * P, m * P);
                 float *dxc = (float *)pivq_data(dx) + n0 * g.C * g.H * g.W;
-                memset(dxc, 0, (size_t)(m * g.C * g.H * g.W) * sizeof *dxc);
-                col2im(cols, dxc, m, &g, THREADS(R * m * P));
+                col2im(cols, dxc, m, &g, THREADS(R * m * P)); /* dx = fold(dcols) */
             }
         }
     }
@@ -655,7 +796,7 @@ pivq_tensor *pivq_conv_transpose2d(const pivq_tensor *x, const pivq_tensor *w, c
     int64_t osz[4] = {N, O, g.H, g.W};
     pivq_tensor *xc = pivq_contiguous(x), *wc = pivq_contiguous(w);
     pivq_tensor *bc = b ? pivq_contiguous(b) : NULL;
-    pivq_tensor *y = pivq_zeros_f32(4, osz); /* y (N, O, Hout, Wout): col2im adds into it */
+    pivq_tensor *y = pivq_empty(PIVQ_FLOAT32, 4, osz); /* y (N, O, Hout, Wout) = fold(cols) */
     int64_t nb = chunk_images(N, (R + Cin) * P);
     float *cols = malloc((size_t)((R + Cin) * nb * P > 0 ? (R + Cin) * nb * P : 1) * sizeof(float));
     if (!xc || !wc || (b && !bc) || !y || !cols) {

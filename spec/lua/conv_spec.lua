@@ -24,6 +24,9 @@ local CONFIGS = {
   { x = { 1, 4, 9, 9 }, w = { 6, 2, 3, 3 }, opts = { groups = 2, padding = { 1, 2 } } },
   { x = { 2, 2, 9, 8 }, w = { 3, 2, 3, 3 }, opts = { dilation = 2, stride = { 1, 2 } } },
   { x = { 3, 1, 8, 8 }, w = { 5, 1, 4, 4 }, opts = { stride = 2, padding = 1 } },
+  -- rows wider than 32 pixels (input, then output) take the tap-table path, not the permutes
+  { x = { 1, 2, 3, 37 }, w = { 2, 2, 2, 3 }, opts = { stride = { 1, 2 }, padding = 1 } },
+  { x = { 1, 1, 2, 40 }, w = { 2, 1, 1, 3 }, opts = { padding = { 0, 1 } } },
 }
 
 describe("conv2d", function()
