@@ -37,6 +37,10 @@ typedef struct geom {
    columns on the benchmark layers) for sgemm to run at speed. */
 #define COLS_BUDGET ((int64_t)1 << 20)
 
+/* Largest batch of columns conv2d keeps from the forward for the weight gradient, in floats
+   (256 MB); larger ones are recomputed by the backward. */
+#define SAVED_COLS_MAX ((int64_t)1 << 26)
+
 static int64_t chunk_images(int64_t N, int64_t floats_per_image)
 {
     int64_t nb = floats_per_image > 0 ? COLS_BUDGET / floats_per_image : N;
@@ -448,11 +452,12 @@ static void bias_grad(const float *g, float *db, int64_t N, int64_t C, int64_t P
 /* Image-parallel mode: with T > 1 threads and at least 2 T chunks, each thread takes whole
    chunks (im2col, single-threaded sgemm, scatter) with its own columns buffer: no barrier
    between the steps and no BLAS thread pool. Returns the thread count to use (1: off). */
-/* With T threads taking chunks, make the chunk count a multiple of T and the chunks equal
-   (64 images in chunks of 18 leave one thread 36 images and the other 28). nb only shrinks. */
+/* Make the chunks equal (64 images in chunks of 9 would leave a last chunk of one image, whose
+   sgemm runs far below speed) and, with T threads taking chunks, their count a multiple of T
+   (chunks of 18 would leave one thread 36 images and the other 28). nb only shrinks. */
 static void balance_chunks(int64_t N, int T, int64_t *nb, int64_t *nchunks)
 {
-    if (T <= 1 || N <= 0) return;
+    if (N <= 0) return;
     int64_t k = (*nchunks + T - 1) / T * T;
     *nb = (N + k - 1) / k;
     *nchunks = (N + *nb - 1) / *nb;
@@ -539,65 +544,63 @@ pivq_tensor *pivq_conv2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_
     pivq_tensor *xc = pivq_contiguous(x), *wc = pivq_contiguous(w);
     pivq_tensor *bc = b ? pivq_contiguous(b) : NULL;
     pivq_tensor *y = pivq_empty(PIVQ_FLOAT32, 4, osz); /* y (N, O, Ho, Wo) */
-    int64_t nb = chunk_images(N, (R + O) * P);
-    float *cols = malloc((size_t)((R + O) * nb * P > 0 ? (R + O) * nb * P : 1) * sizeof(float));
-    if (!xc || !wc || (b && !bc) || !y || !cols) {
-        if (!cols) pivq_set_error("%s: out of memory for the columns", F);
+    /* The columns of the whole batch are kept for the weight gradient when w requires grad
+       (as PyTorch's own im2col convolution keeps them): the backward then skips its im2col.
+       Chunk ci's columns (R, m P) start at n0 R P. Without grad, or past SAVED_COLS_MAX, each
+       thread reuses one chunk's columns. */
+    const pivq_tensor *in[3] = {x, w, b}, *win[1] = {w};
+    int keep = pivq_ag_wants(1, win) && N * R * P <= SAVED_COLS_MAX;
+    int64_t nkept = N * R * P;
+    pivq_tensor *kept = keep ? pivq_empty(PIVQ_FLOAT32, 1, &nkept) : NULL;
+    int64_t nb = chunk_images(N, (R + O) * P), nchunks = N > 0 ? (N + nb - 1) / nb : 0;
+    int T = image_parallel_threads(nchunks);
+    balance_chunks(N, T, &nb, &nchunks);
+    /* per thread: a chunk's columns (R, nb P) unless kept, and the product (O, nb P) */
+    int64_t scratch = ((keep ? 0 : R) + O) * nb * P;
+    if (!xc || !wc || (b && !bc) || !y || (keep && !kept)) {
         pivq_tensor_release(y);
         y = NULL;
         goto done;
     }
     const float *xp = pivq_data(xc), *wp = pivq_data(wc), *bp = bc ? pivq_data(bc) : NULL;
-    float *yp = pivq_data(y);
-    int64_t nchunks = (N + nb - 1) / nb;
-    int T = image_parallel_threads(nchunks);
-    balance_chunks(N, T, &nb, &nchunks);
-    if (T > 1) {
-        int failed = 0;
-        pivq_blas_serial_begin();
-#pragma omp parallel num_threads(T)
-        {
-            /* this thread's columns (R, nb P) and channel-major product (O, nb P) */
-            float *c = malloc((size_t)((R + O) * nb * P) * sizeof(float));
+    float *yp = pivq_data(y), *kp = keep ? pivq_data(kept) : NULL;
+    int failed = 0;
+    if (T > 1) pivq_blas_serial_begin();
+        /* image-parallel mode: each thread takes whole chunks with single-threaded steps (no
+           barrier between them); otherwise one chunk at a time, each step using all threads */
+#pragma omp parallel num_threads(T) if (T > 1)
+    {
+        int nt = T > 1 ? 1 : -1; /* -1: THREADS(work) */
+        float *buf = malloc((size_t)(scratch > 0 ? scratch : 1) * sizeof(float));
 #pragma omp for schedule(dynamic, 1)
-            for (int64_t ci = 0; ci < nchunks; ci++) {
-                if (!c) {
-                    failed = 1;
-                    continue;
-                }
-                int64_t n0 = ci * nb, m = N - n0 < nb ? N - n0 : nb;
-                float *Ycm = c + R * nb * P;
-                im2col(xp + n0 * g.C * g.H * g.W, c, m, &g, 1);
-                for (int64_t gi = 0; gi < G; gi++)
-                    pivq_sgemm_serial(0, 0, Og, m * P, K, 1.0f, wp + gi * Og * K, K,
-                                      c + gi * K * m * P, m * P, 0.0f, Ycm + gi * Og * m * P,
-                                      m * P);
-                from_channel_major(Ycm, yp + n0 * O * P, bp, m, O, P, 1);
+        for (int64_t ci = 0; ci < nchunks; ci++) {
+            if (!buf) {
+                failed = 1;
+                continue;
             }
-            free(c);
-        }
-        pivq_blas_serial_end();
-        if (failed) {
-            pivq_set_error("%s: out of memory for the columns", F);
-            pivq_tensor_release(y);
-            y = NULL;
-            goto done;
-        }
-    } else {
-        float *Ycm = cols + R * nb * P; /* (O, nb P) channel-major product */
-        for (int64_t n0 = 0; n0 < N; n0 += nb) {
-            int64_t m = N - n0 < nb ? N - n0 : nb;
-            im2col(xp + n0 * g.C * g.H * g.W, cols, m, &g, THREADS(R * m * P));
+            int64_t n0 = ci * nb, m = N - n0 < nb ? N - n0 : nb;
+            float *cols = keep ? kp + n0 * R * P : buf, *Ycm = keep ? buf : buf + R * nb * P;
+            im2col(xp + n0 * g.C * g.H * g.W, cols, m, &g, nt > 0 ? nt : THREADS(R * m * P));
             for (int64_t gi = 0; gi < G; gi++) /* Y_g (Og, m P) = W_g (Og, K) @ cols_g (K, m P) */
-                sgemm(0, 0, Og, m * P, K, 1.0f, wp + gi * Og * K, K, cols + gi * K * m * P, m * P,
-                      0.0f, Ycm + gi * Og * m * P, m * P);
-            from_channel_major(Ycm, yp + n0 * O * P, bp, m, O, P, THREADS(O * m * P));
+                (T > 1 ? pivq_sgemm_serial : sgemm)(0, 0, Og, m * P, K, 1.0f, wp + gi * Og * K, K,
+                                                    cols + gi * K * m * P, m * P, 0.0f,
+                                                    Ycm + gi * Og * m * P, m * P);
+            from_channel_major(Ycm, yp + n0 * O * P, bp, m, O, P, nt > 0 ? nt : THREADS(O * m * P));
         }
+        free(buf);
     }
-    const pivq_tensor *in[3] = {x, w, b};
+    if (T > 1) pivq_blas_serial_end();
+    if (failed) {
+        pivq_set_error("%s: out of memory for the columns", F);
+        pivq_tensor_release(y);
+        y = NULL;
+        goto done;
+    }
     if (pivq_ag_wants(3, in)) {
         pivq_node *nd = pivq_ag_record(PIVQ_GOP_CONV2D, y, 3, in);
-        int rc = nd ? (pivq_ag_save(nd, 0, xc) || pivq_ag_save(nd, 1, wc)) : -1;
+        int rc =
+            nd ? (pivq_ag_save(nd, 0, xc) || pivq_ag_save(nd, 1, wc) || pivq_ag_save(nd, 2, kept))
+               : -1;
         if (nd) {
             nd->ip[0] = p->stride[0];
             nd->ip[1] = p->stride[1];
@@ -606,11 +609,12 @@ pivq_tensor *pivq_conv2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_
             nd->ip[4] = p->dilation[0];
             nd->ip[5] = p->dilation[1];
             nd->ip[6] = p->groups;
+            nd->ip[7] = nb; /* the chunking of the kept columns */
         }
         y = pivq_ag_finish(y, nd, rc);
     }
 done:
-    free(cols);
+    pivq_tensor_release(kept);
     pivq_tensor_release(xc);
     pivq_tensor_release(wc);
     pivq_tensor_release(bc);
@@ -646,94 +650,74 @@ int pivq_conv2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_tensor **gin)
     pivq_tensor *dw = need_w ? pivq_zeros_f32(4, w->shape) : NULL; /* (O, C/G, kh, kw) */
     /* (dw is zeroed: the chunks' products accumulate into it with beta 1) */
     pivq_tensor *db = need_b ? pivq_empty(PIVQ_FLOAT32, 1, &O) : NULL; /* (O) */
-    int64_t nb = chunk_images(N, (R + O) * P);
-    float *cols = malloc((size_t)((R + O) * nb * P > 0 ? (R + O) * nb * P : 1) * sizeof(float));
-    if ((need_x && !dx) || (need_w && !dw) || (need_b && !db) || !cols) {
-        free(cols);
-        pivq_tensor_release(dx);
-        pivq_tensor_release(dw);
-        pivq_tensor_release(db);
-        return pivq_set_error("conv2d backward: out of memory");
-    }
-    const float *xp = pivq_data(x), *wp = pivq_data(w), *gp = pivq_data(gy);
-    int64_t nchunks = (N + nb - 1) / nb;
+    /* the forward's columns of x (see pivq_conv2d), in its chunks, or NULL: recompute them */
+    const pivq_tensor *kept = need_w ? n->saved[2] : NULL;
+    int64_t nb = kept ? n->ip[7] : chunk_images(N, (R + O) * P);
+    int failed = (need_x && !dx) || (need_w && !dw) || (need_b && !db);
+    int64_t nchunks = N > 0 && (need_x || need_w) && !failed ? (N + nb - 1) / nb : 0;
     int T = image_parallel_threads(nchunks);
-    balance_chunks(N, T, &nb, &nchunks);
-    int failed = 0;
-    if (T > 1 && (need_x || need_w)) {
-        pivq_blas_serial_begin();
-#pragma omp parallel num_threads(T)
-        {
-            /* this thread's columns (R, nb P), dY channel-major (O, nb P), and its partial
-               weight gradient (O, K) summed into dw at the end */
-            float *c = malloc((size_t)((R + O) * nb * P) * sizeof(float));
-            float *pdw = need_w ? calloc((size_t)(O * K), sizeof(float)) : NULL;
+    if (!kept) balance_chunks(N, T, &nb, &nchunks);
+    /* per thread: columns (R, nb P) unless only kept ones are read, and dY channel-major
+       (O, nb P); with T > 1 also its own partial dW (O, K), summed into dw at the end */
+    int64_t scratch = ((need_x || (need_w && !kept) ? R : 0) + O) * nb * P;
+    const float *xp = pivq_data(x), *wp = pivq_data(w), *gp = pivq_data(gy);
+    const float *kp = kept ? pivq_data(kept) : NULL;
+    if (T > 1) pivq_blas_serial_begin();
+#pragma omp parallel num_threads(T) if (T > 1)
+    {
+        int nt = T > 1 ? 1 : -1; /* -1: THREADS(work) */
+        void (*gemm)(int, int, int64_t, int64_t, int64_t, float, const float *, int64_t,
+                     const float *, int64_t, float, float *, int64_t) =
+            T > 1 ? pivq_sgemm_serial : sgemm;
+        float *buf = nchunks ? malloc((size_t)(scratch > 0 ? scratch : 1) * sizeof(float)) : NULL;
+        float *pdw = !need_w || !nchunks ? NULL
+                     : T > 1             ? calloc((size_t)(O * K > 0 ? O * K : 1), sizeof(float))
+                                         : (float *)pivq_data(dw);
 #pragma omp for schedule(dynamic, 1)
-            for (int64_t ci = 0; ci < nchunks; ci++) {
-                if (!c || (need_w && !pdw)) {
-                    failed = 1;
-                    continue;
-                }
-                int64_t n0 = ci * nb, m = N - n0 < nb ? N - n0 : nb;
-                float *Gcm = c + R * nb * P;
-                to_channel_major(gp + n0 * O * P, Gcm, m, O, P, 1);
-                if (need_w) {
-                    im2col(xp + n0 * g.C * g.H * g.W, c, m, &g, 1);
-                    for (int64_t gi = 0; gi < G; gi++)
-                        pivq_sgemm_serial(0, 1, Og, K, m * P, 1.0f, Gcm + gi * Og * m * P, m * P,
-                                          c + gi * K * m * P, m * P, 1.0f, pdw + gi * Og * K, K);
-                }
-                if (need_x) {
-                    for (int64_t gi = 0; gi < G; gi++)
-                        pivq_sgemm_serial(1, 0, K, m * P, Og, 1.0f, wp + gi * Og * K, K,
-                                          Gcm + gi * Og * m * P, m * P, 0.0f, c + gi * K * m * P,
-                                          m * P);
-                    float *dxc = (float *)pivq_data(dx) + n0 * g.C * g.H * g.W;
-                    col2im(c, dxc, m, &g, 1);
-                }
+        for (int64_t ci = 0; ci < nchunks; ci++) {
+            if (!buf || (need_w && !pdw)) {
+                failed = 1;
+                continue;
             }
-            if (pdw) {
-#pragma omp critical(pivq_conv_dw)
-                {
-                    float *d = pivq_data(dw);
-                    for (int64_t i = 0; i < O * K; i++)
-                        d[i] += pdw[i];
-                }
-            }
-            free(c);
-            free(pdw);
-        }
-        pivq_blas_serial_end();
-    } else {
-        float *Gcm = cols + R * nb * P; /* dY channel-major (O, nb P) */
-        for (int64_t n0 = 0; n0 < N && (need_x || need_w); n0 += nb) {
-            int64_t m = N - n0 < nb ? N - n0 : nb;
-            to_channel_major(gp + n0 * O * P, Gcm, m, O, P, THREADS(O * m * P));
+            int64_t n0 = ci * nb, m = N - n0 < nb ? N - n0 : nb;
+            float *cols = buf, *Gcm = buf + (scratch - O * nb * P); /* dY_cm (O, m P) */
+            to_channel_major(gp + n0 * O * P, Gcm, m, O, P, nt > 0 ? nt : THREADS(O * m * P));
             if (need_w) {
-                im2col(xp + n0 * g.C * g.H * g.W, cols, m, &g, THREADS(R * m * P));
+                const float *xcols = kept ? kp + n0 * R * P : cols;
+                if (!kept)
+                    im2col(xp + n0 * g.C * g.H * g.W, cols, m, &g,
+                           nt > 0 ? nt : THREADS(R * m * P));
                 for (int64_t gi = 0; gi < G; gi++) /* dW_g (Og, K) += dY_g (Og, mP) @ cols_g^T */
-                    sgemm(0, 1, Og, K, m * P, 1.0f, Gcm + gi * Og * m * P, m * P,
-                          cols + gi * K * m * P, m * P, 1.0f, (float *)pivq_data(dw) + gi * Og * K,
-                          K);
+                    gemm(0, 1, Og, K, m * P, 1.0f, Gcm + gi * Og * m * P, m * P,
+                         xcols + gi * K * m * P, m * P, 1.0f, pdw + gi * Og * K, K);
             }
             if (need_x) {
                 for (int64_t gi = 0; gi < G; gi++) /* dcols_g (K, mP) = W_g^T (K, Og) @ dY_g */
-                    sgemm(1, 0, K, m * P, Og, 1.0f, wp + gi * Og * K, K, Gcm + gi * Og * m * P,
-                          m * P, 0.0f, cols + gi * K * m * P, m * P);
+                    gemm(1, 0, K, m * P, Og, 1.0f, wp + gi * Og * K, K, Gcm + gi * Og * m * P,
+                         m * P, 0.0f, cols + gi * K * m * P, m * P);
                 float *dxc = (float *)pivq_data(dx) + n0 * g.C * g.H * g.W;
-                col2im(cols, dxc, m, &g, THREADS(R * m * P)); /* dx = fold(dcols) */
+                col2im(cols, dxc, m, &g, nt > 0 ? nt : THREADS(R * m * P)); /* dx = fold(dcols) */
             }
         }
+        if (T > 1 && pdw) {
+#pragma omp critical(pivq_conv_dw)
+            {
+                float *d = pivq_data(dw);
+                for (int64_t i = 0; i < O * K; i++)
+                    d[i] += pdw[i];
+            }
+            free(pdw);
+        }
+        free(buf);
     }
+    if (T > 1) pivq_blas_serial_end();
     if (failed) {
-        free(cols);
         pivq_tensor_release(dx);
         pivq_tensor_release(dw);
         pivq_tensor_release(db);
         return pivq_set_error("conv2d backward: out of memory");
     }
     if (need_b) bias_grad(gp, pivq_data(db), N, O, P);
-    free(cols);
     gin[0] = dx;
     gin[1] = dw;
     if (n->n_in > 2)
