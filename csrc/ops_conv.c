@@ -251,6 +251,33 @@ static void rowperm_init(rowperm *rp, const geom *g, int inverse)
     }
 }
 
+/* One (channel, image) plane into its kh kw column rows (dst: row (c, 0, 0) at this image,
+   rows ncol apart). */
+static void im2col_plane(const float *restrict src, float *restrict dst, const rowperm *restrict rp,
+                         const geom *gp, int64_t ncol)
+{
+    const geom g = *gp; /* locals: the stores below cannot change them */
+    for (int64_t i = 0; i < g.kh; i++)
+        for (int64_t oy = 0; oy < g.Ho; oy++) {
+            int64_t iy = oy * g.sh - g.ph + i * g.dh;
+            __m512 s0 = _mm512_setzero_ps(), s1 = s0;
+            if (iy >= 0 && iy < g.H) {
+                s0 = _mm512_maskz_loadu_ps(rp->in[0], src + iy * g.W);
+                if (rp->in[1]) s1 = _mm512_maskz_loadu_ps(rp->in[1], src + iy * g.W + 16);
+            }
+            float *d = dst + i * g.kw * ncol + oy * g.Wo;
+            for (int64_t j = 0; j < g.kw; j++, d += ncol) {
+                _mm512_mask_storeu_ps(
+                    d, rp->out[0],
+                    _mm512_maskz_permutex2var_ps(rp->take[j][0], s0, rp->idx[j][0], s1));
+                if (rp->out[1])
+                    _mm512_mask_storeu_ps(
+                        d + 16, rp->out[1],
+                        _mm512_maskz_permutex2var_ps(rp->take[j][1], s0, rp->idx[j][1], s1));
+            }
+        }
+}
+
 /* cols (C kh kw, nb Ho Wo) <- patches of img (nb, C, H, W), by (channel, image) planes */
 static void im2col_perm(const float *img, float *cols, int64_t nb, const geom *g, int nt)
 {
@@ -259,61 +286,50 @@ static void im2col_perm(const float *img, float *cols, int64_t nb, const geom *g
     int64_t P = g->Ho * g->Wo, ncol = nb * P, KK = g->kh * g->kw;
 #pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1) schedule(static)
     for (int64_t c = 0; c < g->C; c++)
-        for (int64_t b = 0; b < nb; b++) {
-            const float *src = img + (b * g->C + c) * g->H * g->W;
-            float *dst = cols + c * KK * ncol + b * P; /* row (c, 0, 0), this image */
-            for (int64_t i = 0; i < g->kh; i++)
-                for (int64_t oy = 0; oy < g->Ho; oy++) {
-                    int64_t iy = oy * g->sh - g->ph + i * g->dh;
-                    __m512 s0 = _mm512_setzero_ps(), s1 = s0;
-                    if (iy >= 0 && iy < g->H) {
-                        s0 = _mm512_maskz_loadu_ps(rp.in[0], src + iy * g->W);
-                        s1 = _mm512_maskz_loadu_ps(rp.in[1], src + iy * g->W + 16);
-                    }
-                    float *d = dst + i * g->kw * ncol + oy * g->Wo;
-                    for (int64_t j = 0; j < g->kw; j++, d += ncol) {
-                        _mm512_mask_storeu_ps(
-                            d, rp.out[0],
-                            _mm512_maskz_permutex2var_ps(rp.take[j][0], s0, rp.idx[j][0], s1));
-                        if (rp.out[1])
-                            _mm512_mask_storeu_ps(
-                                d + 16, rp.out[1],
-                                _mm512_maskz_permutex2var_ps(rp.take[j][1], s0, rp.idx[j][1], s1));
-                    }
-                }
-        }
+        for (int64_t b = 0; b < nb; b++)
+            im2col_plane(img + (b * g->C + c) * g->H * g->W, cols + c * KK * ncol + b * P, &rp, g,
+                         ncol);
 }
 
-/* img (nb, C, H, W) = the columns folded back (overwritten, not added to), by planes */
+/* One (image, channel) plane from its kh kw column rows (src: row (c, 0, 0) at this image):
+   each image row sums its taps in registers and is stored once. */
+static void col2im_plane(const float *restrict src, float *restrict dst, const rowperm *restrict rp,
+                         const geom *gp, int64_t ncol)
+{
+    const geom g = *gp;
+    for (int64_t iy = 0; iy < g.H; iy++) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, z = a0;
+        for (int64_t i = 0; i < g.kh; i++) {
+            int64_t t = iy + g.ph - i * g.dh; /* = oy sh */
+            if (t < 0 || t % g.sh || t / g.sh >= g.Ho) continue;
+            const float *s = src + i * g.kw * ncol + (t / g.sh) * g.Wo;
+            for (int64_t j = 0; j < g.kw; j++, s += ncol) {
+                __m512 s0 = _mm512_maskz_loadu_ps(rp->in[0], s),
+                       s1 = rp->in[1] ? _mm512_maskz_loadu_ps(rp->in[1], s + 16) : z;
+                a0 = _mm512_add_ps(
+                    a0, _mm512_maskz_permutex2var_ps(rp->take[j][0], s0, rp->idx[j][0], s1));
+                if (rp->out[1])
+                    a1 = _mm512_add_ps(
+                        a1, _mm512_maskz_permutex2var_ps(rp->take[j][1], s0, rp->idx[j][1], s1));
+            }
+        }
+        _mm512_mask_storeu_ps(dst + iy * g.W, rp->out[0], a0);
+        if (rp->out[1]) _mm512_mask_storeu_ps(dst + iy * g.W + 16, rp->out[1], a1);
+    }
+}
+
+/* img (nb, C, H, W) = the columns folded back (overwritten, not added to), by planes; channel
+   outer, so that consecutive planes read on along the same kh kw column rows */
 static void col2im_perm(const float *cols, float *img, int64_t nb, const geom *g, int nt)
 {
     rowperm rp;
     rowperm_init(&rp, g, 1);
     int64_t P = g->Ho * g->Wo, ncol = nb * P, KK = g->kh * g->kw;
 #pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t b = 0; b < nb; b++)
-        for (int64_t c = 0; c < g->C; c++) {
-            float *dst = img + (b * g->C + c) * g->H * g->W;
-            const float *src = cols + c * KK * ncol + b * P;
-            for (int64_t iy = 0; iy < g->H; iy++) {
-                __m512 a0 = _mm512_setzero_ps(), a1 = a0;
-                for (int64_t i = 0; i < g->kh; i++) {
-                    int64_t t = iy + g->ph - i * g->dh; /* = oy sh */
-                    if (t < 0 || t % g->sh || t / g->sh >= g->Ho) continue;
-                    const float *s = src + i * g->kw * ncol + (t / g->sh) * g->Wo;
-                    for (int64_t j = 0; j < g->kw; j++, s += ncol) {
-                        __m512 s0 = _mm512_maskz_loadu_ps(rp.in[0], s),
-                               s1 = _mm512_maskz_loadu_ps(rp.in[1], s + 16);
-                        a0 = _mm512_add_ps(
-                            a0, _mm512_maskz_permutex2var_ps(rp.take[j][0], s0, rp.idx[j][0], s1));
-                        a1 = _mm512_add_ps(
-                            a1, _mm512_maskz_permutex2var_ps(rp.take[j][1], s0, rp.idx[j][1], s1));
-                    }
-                }
-                _mm512_mask_storeu_ps(dst + iy * g->W, rp.out[0], a0);
-                if (rp.out[1]) _mm512_mask_storeu_ps(dst + iy * g->W + 16, rp.out[1], a1);
-            }
-        }
+    for (int64_t c = 0; c < g->C; c++)
+        for (int64_t b = 0; b < nb; b++)
+            col2im_plane(cols + c * KK * ncol + b * P, img + (b * g->C + c) * g->H * g->W, &rp, g,
+                         ncol);
 }
 #endif
 
