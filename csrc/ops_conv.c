@@ -7,7 +7,7 @@
  * columns, cols (C kH kW, nb Ho Wo), so each group is ONE sgemm with a wide right-hand side
  * (per-image products of late layers have only Ho Wo = 49 columns, which BLAS runs far below
  * its peak). The product comes out channel-major (O, nb Ho Wo) and is scattered back to
- * (nb, O, Ho Wo) with the bias. Chunks are sized so cols stays near 4 MB (in cache). With
+ * (nb, O, Ho Wo) with the bias. Chunks are sized so cols stays near 2 MB (in cache). With
  * several threads and enough chunks, each thread takes whole chunks (image-parallel mode, no
  * barrier between the steps); otherwise the steps of one chunk use all threads. im2col and
  * col2im go through a table of each kernel tap's source offsets (see tap_table).
@@ -32,14 +32,11 @@ typedef struct geom {
     int64_t C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo;
 } geom;
 
-/* Largest cols buffer we aim for, in floats (4 MB): small enough to stay in the last-level
-   cache between the sgemm that writes it and the col2im that reads it, wide enough (>= 500
-   columns on the benchmark layers) for sgemm to run at speed. */
-#define COLS_BUDGET ((int64_t)1 << 20)
-
-/* Largest batch of columns conv2d keeps from the forward for the weight gradient, in floats
-   (256 MB); larger ones are recomputed by the backward. */
-#define SAVED_COLS_MAX ((int64_t)1 << 26)
+/* Largest cols buffer we aim for, in floats (2 MB): small enough to stay near the core
+   between the step that writes it and the one that reads it (on the benchmark's stack 2 MB
+   chunks beat 4 MB ones by 5-8%, 8 MB ones by more, with other load on the machine), wide
+   enough (>= 196 columns on the benchmark layers) for sgemm to run at speed. */
+#define COLS_BUDGET ((int64_t)1 << 19)
 
 static int64_t chunk_images(int64_t N, int64_t floats_per_image)
 {
@@ -560,26 +557,21 @@ pivq_tensor *pivq_conv2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_
     pivq_tensor *xc = pivq_contiguous(x), *wc = pivq_contiguous(w);
     pivq_tensor *bc = b ? pivq_contiguous(b) : NULL;
     pivq_tensor *y = pivq_empty(PIVQ_FLOAT32, 4, osz); /* y (N, O, Ho, Wo) */
-    /* The columns of the whole batch are kept for the weight gradient when w requires grad
-       (as PyTorch's own im2col convolution keeps them): the backward then skips its im2col.
-       Chunk ci's columns (R, m P) start at n0 R P. Without grad, or past SAVED_COLS_MAX, each
-       thread reuses one chunk's columns. */
-    const pivq_tensor *in[3] = {x, w, b}, *win[1] = {w};
-    int keep = pivq_ag_wants(1, win) && N * R * P <= SAVED_COLS_MAX;
-    int64_t nkept = N * R * P;
-    pivq_tensor *kept = keep ? pivq_empty(PIVQ_FLOAT32, 1, &nkept) : NULL;
+    /* The backward recomputes the columns rather than the forward keeping the whole batch's:
+       writing them out to memory and reading them back cost more than a second im2col from
+       the input (8% more on the benchmark's stack, measured with the machine loaded). */
     int64_t nb = chunk_images(N, (R + O) * P), nchunks = N > 0 ? (N + nb - 1) / nb : 0;
     int T = image_parallel_threads(nchunks);
     balance_chunks(N, T, &nb, &nchunks);
-    /* per thread: a chunk's columns (R, nb P) unless kept, and the product (O, nb P) */
-    int64_t scratch = ((keep ? 0 : R) + O) * nb * P;
-    if (!xc || !wc || (b && !bc) || !y || (keep && !kept)) {
+    /* per thread: a chunk's columns (R, nb P) and the product (O, nb P) */
+    int64_t scratch = (R + O) * nb * P;
+    if (!xc || !wc || (b && !bc) || !y) {
         pivq_tensor_release(y);
         y = NULL;
         goto done;
     }
     const float *xp = pivq_data(xc), *wp = pivq_data(wc), *bp = bc ? pivq_data(bc) : NULL;
-    float *yp = pivq_data(y), *kp = keep ? pivq_data(kept) : NULL;
+    float *yp = pivq_data(y);
     int failed = 0;
     if (T > 1) pivq_blas_serial_begin();
         /* image-parallel mode: each thread takes whole chunks with single-threaded steps (no
@@ -595,7 +587,7 @@ pivq_tensor *pivq_conv2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_
                 continue;
             }
             int64_t n0 = ci * nb, m = N - n0 < nb ? N - n0 : nb;
-            float *cols = keep ? kp + n0 * R * P : buf, *Ycm = keep ? buf : buf + R * nb * P;
+            float *cols = buf, *Ycm = buf + R * nb * P;
             im2col(xp + n0 * g.C * g.H * g.W, cols, m, &g, nt > 0 ? nt : THREADS(R * m * P));
             for (int64_t gi = 0; gi < G; gi++) /* Y_g (Og, m P) = W_g (Og, K) @ cols_g (K, m P) */
                 (T > 1 ? pivq_sgemm_serial : sgemm)(0, 0, Og, m * P, K, 1.0f, wp + gi * Og * K, K,
@@ -612,11 +604,10 @@ pivq_tensor *pivq_conv2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_
         y = NULL;
         goto done;
     }
+    const pivq_tensor *in[3] = {x, w, b};
     if (pivq_ag_wants(3, in)) {
         pivq_node *nd = pivq_ag_record(PIVQ_GOP_CONV2D, y, 3, in);
-        int rc =
-            nd ? (pivq_ag_save(nd, 0, xc) || pivq_ag_save(nd, 1, wc) || pivq_ag_save(nd, 2, kept))
-               : -1;
+        int rc = nd ? (pivq_ag_save(nd, 0, xc) || pivq_ag_save(nd, 1, wc)) : -1;
         if (nd) {
             nd->ip[0] = p->stride[0];
             nd->ip[1] = p->stride[1];
@@ -625,12 +616,10 @@ pivq_tensor *pivq_conv2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_
             nd->ip[4] = p->dilation[0];
             nd->ip[5] = p->dilation[1];
             nd->ip[6] = p->groups;
-            nd->ip[7] = nb; /* the chunking of the kept columns */
         }
         y = pivq_ag_finish(y, nd, rc);
     }
 done:
-    pivq_tensor_release(kept);
     pivq_tensor_release(xc);
     pivq_tensor_release(wc);
     pivq_tensor_release(bc);
@@ -666,18 +655,15 @@ int pivq_conv2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_tensor **gin)
     pivq_tensor *dw = need_w ? pivq_zeros_f32(4, w->shape) : NULL; /* (O, C/G, kh, kw) */
     /* (dw is zeroed: the chunks' products accumulate into it with beta 1) */
     pivq_tensor *db = need_b ? pivq_empty(PIVQ_FLOAT32, 1, &O) : NULL; /* (O) */
-    /* the forward's columns of x (see pivq_conv2d), in its chunks, or NULL: recompute them */
-    const pivq_tensor *kept = need_w ? n->saved[2] : NULL;
-    int64_t nb = kept ? n->ip[7] : chunk_images(N, (R + O) * P);
+    int64_t nb = chunk_images(N, (R + O) * P);
     int failed = (need_x && !dx) || (need_w && !dw) || (need_b && !db);
     int64_t nchunks = N > 0 && (need_x || need_w) && !failed ? (N + nb - 1) / nb : 0;
     int T = image_parallel_threads(nchunks);
-    if (!kept) balance_chunks(N, T, &nb, &nchunks);
-    /* per thread: columns (R, nb P) unless only kept ones are read, and dY channel-major
-       (O, nb P); with T > 1 also its own partial dW (O, K), summed into dw at the end */
-    int64_t scratch = ((need_x || (need_w && !kept) ? R : 0) + O) * nb * P;
+    balance_chunks(N, T, &nb, &nchunks);
+    /* per thread: columns (R, nb P) and dY channel-major (O, nb P); with T > 1 also its own
+       partial dW (O, K), summed into dw at the end */
+    int64_t scratch = (R + O) * nb * P;
     const float *xp = pivq_data(x), *wp = pivq_data(w), *gp = pivq_data(gy);
-    const float *kp = kept ? pivq_data(kept) : NULL;
     if (T > 1) pivq_blas_serial_begin();
 #pragma omp parallel num_threads(T) if (T > 1)
     {
@@ -696,16 +682,13 @@ int pivq_conv2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_tensor **gin)
                 continue;
             }
             int64_t n0 = ci * nb, m = N - n0 < nb ? N - n0 : nb;
-            float *cols = buf, *Gcm = buf + (scratch - O * nb * P); /* dY_cm (O, m P) */
+            float *cols = buf, *Gcm = buf + R * nb * P; /* dY channel-major (O, m P) */
             to_channel_major(gp + n0 * O * P, Gcm, m, O, P, nt > 0 ? nt : THREADS(O * m * P));
             if (need_w) {
-                const float *xcols = kept ? kp + n0 * R * P : cols;
-                if (!kept)
-                    im2col(xp + n0 * g.C * g.H * g.W, cols, m, &g,
-                           nt > 0 ? nt : THREADS(R * m * P));
+                im2col(xp + n0 * g.C * g.H * g.W, cols, m, &g, nt > 0 ? nt : THREADS(R * m * P));
                 for (int64_t gi = 0; gi < G; gi++) /* dW_g (Og, K) += dY_g (Og, mP) @ cols_g^T */
                     gemm(0, 1, Og, K, m * P, 1.0f, Gcm + gi * Og * m * P, m * P,
-                         xcols + gi * K * m * P, m * P, 1.0f, pdw + gi * Og * K, K);
+                         cols + gi * K * m * P, m * P, 1.0f, pdw + gi * Og * K, K);
             }
             if (need_x) {
                 for (int64_t gi = 0; gi < G; gi++) /* dcols_g (K, mP) = W_g^T (K, Og) @ dY_g */

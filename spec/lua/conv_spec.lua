@@ -50,7 +50,7 @@ describe("conv2d", function()
     local function grads(threads)
       pivq.set_num_threads(threads)
       local xl, wl, bl = leaf(x), leaf(w), leaf(b)
-      local y = F.conv2d(xl, wl, bl, { padding = 2 }) -- 7 chunks of 6 images: parallel mode
+      local y = F.conv2d(xl, wl, bl, { padding = 2 }) -- 14 chunks of up to 3 images: parallel mode
       local loss = (y * y):sum()
       loss:backward()
       return { y, xl:grad(), wl:grad(), bl:grad() }
