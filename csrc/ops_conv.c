@@ -9,8 +9,11 @@
  * its peak). The product comes out channel-major (O, nb Ho Wo) and is scattered back to
  * (nb, O, Ho Wo) with the bias. Chunks are sized so cols stays near 2 MB (in cache). With
  * several threads and enough chunks, each thread takes whole chunks (image-parallel mode, no
- * barrier between the steps); otherwise the steps of one chunk use all threads. im2col and
- * col2im go through a table of each kernel tap's source offsets (see tap_table).
+ * barrier between the steps); otherwise the steps of one chunk use all threads. With AVX-512
+ * and rows of at most 32 pixels, im2col and col2im move whole rows through in-register
+ * permutes (see rowperm); otherwise they go through a table of each kernel tap's source
+ * offsets (see tap_table). col2im overwrites its images, so dx and y need no zero fill.
+ * The backward recomputes the columns rather than keeping them from the forward.
  *
  *   conv forward:      Y_g = W_g (Og, Cg k k) @ cols_g
  *   conv backward:     dW_g += dY_g (Og, nb P) @ cols_g^T;  dcols_g = W_g^T @ dY_g -> col2im -> dx
