@@ -438,6 +438,31 @@ static void from_channel_major(const float *src, float *dst, const float *bias, 
         }
 }
 
+/* Weight gradient of one group when its patches are short (K <= SMALL_K, e.g. the first layer
+   of an image model, C_in = 1: K = kh kw = 9): dW (Og, K) += sum over the chunk's m images of
+   dY_b (Og, P) @ cols_b (K, P)^T, as one dot product per (o, k) read straight from dY's
+   (m, O, P) layout. sgemm runs a 9-wide result far below speed and needs dY copied
+   channel-major first; here each dY row is read from cache once per tap. dy: channel o0 of
+   the chunk's first image; cols (K, m P). */
+#define SMALL_K 16
+static void wgrad_small_k(const float *dy, int64_t O, const float *cols, float *dw, int64_t m,
+                          int64_t Og, int64_t K, int64_t P, int nt)
+{
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t o = 0; o < Og; o++)
+        for (int64_t k = 0; k < K; k++) {
+            float s = 0.0f;
+            for (int64_t b = 0; b < m; b++) {
+                const float *restrict d = dy + (b * O + o) * P, *restrict c =
+                                                                    cols + (k * m + b) * P;
+#pragma omp simd reduction(+ : s)
+                for (int64_t p = 0; p < P; p++)
+                    s += d[p] * c[p];
+            }
+            dw[o * K + k] += s;
+        }
+}
+
 /* Bias gradient: db[c] = sum over n and p of g (N, C, P). */
 static void bias_grad(const float *g, float *db, int64_t N, int64_t C, int64_t P)
 {
@@ -686,12 +711,18 @@ int pivq_conv2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_tensor **gin)
             }
             int64_t n0 = ci * nb, m = N - n0 < nb ? N - n0 : nb;
             float *cols = buf, *Gcm = buf + R * nb * P; /* dY channel-major (O, m P) */
-            to_channel_major(gp + n0 * O * P, Gcm, m, O, P, nt > 0 ? nt : THREADS(O * m * P));
+            if (need_x || K > SMALL_K)
+                to_channel_major(gp + n0 * O * P, Gcm, m, O, P, nt > 0 ? nt : THREADS(O * m * P));
             if (need_w) {
                 im2col(xp + n0 * g.C * g.H * g.W, cols, m, &g, nt > 0 ? nt : THREADS(R * m * P));
                 for (int64_t gi = 0; gi < G; gi++) /* dW_g (Og, K) += dY_g (Og, mP) @ cols_g^T */
-                    gemm(0, 1, Og, K, m * P, 1.0f, Gcm + gi * Og * m * P, m * P,
-                         cols + gi * K * m * P, m * P, 1.0f, pdw + gi * Og * K, K);
+                    if (K <= SMALL_K)
+                        wgrad_small_k(gp + (n0 * O + gi * Og) * P, O, cols + gi * K * m * P,
+                                      pdw + gi * Og * K, m, Og, K, P,
+                                      nt > 0 ? nt : THREADS(Og * K * m * P));
+                    else
+                        gemm(0, 1, Og, K, m * P, 1.0f, Gcm + gi * Og * m * P, m * P,
+                             cols + gi * K * m * P, m * P, 1.0f, pdw + gi * Og * K, K);
             }
             if (need_x) {
                 for (int64_t gi = 0; gi < G; gi++) /* dcols_g (K, mP) = W_g^T (K, Og) @ dY_g */

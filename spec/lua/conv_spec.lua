@@ -27,6 +27,8 @@ local CONFIGS = {
   -- rows wider than 32 pixels (input, then output) take the tap-table path, not the permutes
   { x = { 1, 2, 3, 37 }, w = { 2, 2, 2, 3 }, opts = { stride = { 1, 2 }, padding = 1 } },
   { x = { 1, 1, 2, 40 }, w = { 2, 1, 1, 3 }, opts = { padding = { 0, 1 } } },
+  -- depthwise: 9-tap patches per group take the direct weight-gradient kernel, not sgemm
+  { x = { 2, 4, 6, 5 }, w = { 4, 1, 3, 3 }, opts = { groups = 4, padding = 1 } },
 }
 
 describe("conv2d", function()
@@ -45,19 +47,24 @@ describe("conv2d", function()
   end)
 
   it("gives the same gradients with one thread and with image-parallel threads", function()
-    local x, w, b = randn(40, 16, 20, 20), randn(8, 16, 5, 5), randn(8)
-    local saved = pivq.get_num_threads()
-    local function grads(threads)
-      pivq.set_num_threads(threads)
-      local xl, wl, bl = leaf(x), leaf(w), leaf(b)
-      local y = F.conv2d(xl, wl, bl, { padding = 2 }) -- 14 chunks of up to 3 images: parallel mode
-      local loss = (y * y):sum()
-      loss:backward()
-      return { y, xl:grad(), wl:grad(), bl:grad() }
+    -- 14 chunks of up to 3 images (parallel mode); then a 1-channel first layer (direct
+    -- weight-gradient kernel), 10 chunks
+    for _, c in ipairs({ { x = randn(40, 16, 20, 20), w = randn(8, 16, 5, 5), pad = 2 },
+                         { x = randn(90, 1, 28, 28), w = randn(64, 1, 3, 3), pad = 1 } }) do
+      local b = randn(c.w:size(1))
+      local saved = pivq.get_num_threads()
+      local function grads(threads)
+        pivq.set_num_threads(threads)
+        local xl, wl, bl = leaf(c.x), leaf(c.w), leaf(b)
+        local y = F.conv2d(xl, wl, bl, { padding = c.pad })
+        local loss = (y * y):sum()
+        loss:backward()
+        return { y, xl:grad(), wl:grad(), bl:grad() }
+      end
+      local one, two = grads(1), grads(2)
+      pivq.set_num_threads(saved)
+      for i = 1, 4 do close(one[i], two[i], 1e-3 * one[i]:abs():max()) end
     end
-    local one, two = grads(1), grads(2)
-    pivq.set_num_threads(saved)
-    for i = 1, 4 do close(one[i], two[i], 1e-3 * one[i]:abs():max()) end
   end)
 
   it("reports mismatched shapes and bad parameters", function()
