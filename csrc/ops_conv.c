@@ -483,12 +483,15 @@ static void bias_grad(const float *g, float *db, int64_t N, int64_t C, int64_t P
     }
 }
 
-/* The helpers above take their thread count: pivq_threads_for(work) when a chunk at a time
-   uses all threads, 1 inside the image-parallel mode below. */
-#define THREADS(work) pivq_threads_for(work)
+/* The helpers above take their thread count: 1 inside the image-parallel mode below (T > 1:
+   each thread owns whole chunks), else as many as the step's work warrants. */
+#define THREADS(work) (T > 1 ? 1 : pivq_threads_for(work))
 
-/* GEMMs: split across the threads (gemm_mt.c), or serial inside the image-parallel mode. */
-#define sgemm pivq_sgemm_mt
+/* GEMMs: serial inside the image-parallel mode, else split across the threads (gemm_mt.c). */
+typedef void (*sgemm_fn)(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                         float *C, int64_t ldc);
+#define CHUNK_SGEMM (T > 1 ? pivq_sgemm_serial : pivq_sgemm_mt)
 
 /* Image-parallel mode: with T > 1 threads and at least 2 T chunks, each thread takes whole
    chunks (im2col, single-threaded sgemm, scatter) with its own columns buffer: no barrier
@@ -606,7 +609,6 @@ pivq_tensor *pivq_conv2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_
            barrier between them); otherwise one chunk at a time, each step using all threads */
 #pragma omp parallel num_threads(T) if (T > 1)
     {
-        int nt = T > 1 ? 1 : -1; /* -1: THREADS(work) */
         float *buf = malloc((size_t)(scratch > 0 ? scratch : 1) * sizeof(float));
 #pragma omp for schedule(dynamic, 1)
         for (int64_t ci = 0; ci < nchunks; ci++) {
@@ -616,12 +618,11 @@ pivq_tensor *pivq_conv2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_
             }
             int64_t n0 = ci * nb, m = N - n0 < nb ? N - n0 : nb;
             float *cols = buf, *Ycm = buf + R * nb * P;
-            im2col(xp + n0 * g.C * g.H * g.W, cols, m, &g, nt > 0 ? nt : THREADS(R * m * P));
+            im2col(xp + n0 * g.C * g.H * g.W, cols, m, &g, THREADS(R * m * P));
             for (int64_t gi = 0; gi < G; gi++) /* Y_g (Og, m P) = W_g (Og, K) @ cols_g (K, m P) */
-                (T > 1 ? pivq_sgemm_serial : sgemm)(0, 0, Og, m * P, K, 1.0f, wp + gi * Og * K, K,
-                                                    cols + gi * K * m * P, m * P, 0.0f,
-                                                    Ycm + gi * Og * m * P, m * P);
-            from_channel_major(Ycm, yp + n0 * O * P, bp, m, O, P, nt > 0 ? nt : THREADS(O * m * P));
+                CHUNK_SGEMM(0, 0, Og, m * P, K, 1.0f, wp + gi * Og * K, K, cols + gi * K * m * P,
+                            m * P, 0.0f, Ycm + gi * Og * m * P, m * P);
+            from_channel_major(Ycm, yp + n0 * O * P, bp, m, O, P, THREADS(O * m * P));
         }
         free(buf);
     }
@@ -695,10 +696,7 @@ int pivq_conv2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_tensor **gin)
     if (T > 1) pivq_blas_serial_begin();
 #pragma omp parallel num_threads(T) if (T > 1)
     {
-        int nt = T > 1 ? 1 : -1; /* -1: THREADS(work) */
-        void (*gemm)(int, int, int64_t, int64_t, int64_t, float, const float *, int64_t,
-                     const float *, int64_t, float, float *, int64_t) =
-            T > 1 ? pivq_sgemm_serial : sgemm;
+        sgemm_fn gemm = CHUNK_SGEMM;
         float *buf = nchunks ? malloc((size_t)(scratch > 0 ? scratch : 1) * sizeof(float)) : NULL;
         float *pdw = !need_w || !nchunks ? NULL
                      : T > 1             ? calloc((size_t)(O * K > 0 ? O * K : 1), sizeof(float))
@@ -712,14 +710,13 @@ int pivq_conv2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_tensor **gin)
             int64_t n0 = ci * nb, m = N - n0 < nb ? N - n0 : nb;
             float *cols = buf, *Gcm = buf + R * nb * P; /* dY channel-major (O, m P) */
             if (need_x || K > SMALL_K)
-                to_channel_major(gp + n0 * O * P, Gcm, m, O, P, nt > 0 ? nt : THREADS(O * m * P));
+                to_channel_major(gp + n0 * O * P, Gcm, m, O, P, THREADS(O * m * P));
             if (need_w) {
-                im2col(xp + n0 * g.C * g.H * g.W, cols, m, &g, nt > 0 ? nt : THREADS(R * m * P));
+                im2col(xp + n0 * g.C * g.H * g.W, cols, m, &g, THREADS(R * m * P));
                 for (int64_t gi = 0; gi < G; gi++) /* dW_g (Og, K) += dY_g (Og, mP) @ cols_g^T */
                     if (K <= SMALL_K)
                         wgrad_small_k(gp + (n0 * O + gi * Og) * P, O, cols + gi * K * m * P,
-                                      pdw + gi * Og * K, m, Og, K, P,
-                                      nt > 0 ? nt : THREADS(Og * K * m * P));
+                                      pdw + gi * Og * K, m, Og, K, P, THREADS(Og * K * m * P));
                     else
                         gemm(0, 1, Og, K, m * P, 1.0f, Gcm + gi * Og * m * P, m * P,
                              cols + gi * K * m * P, m * P, 1.0f, pdw + gi * Og * K, K);
@@ -729,7 +726,7 @@ int pivq_conv2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_tensor **gin)
                     gemm(1, 0, K, m * P, Og, 1.0f, wp + gi * Og * K, K, Gcm + gi * Og * m * P,
                          m * P, 0.0f, cols + gi * K * m * P, m * P);
                 float *dxc = (float *)pivq_data(dx) + n0 * g.C * g.H * g.W;
-                col2im(cols, dxc, m, &g, nt > 0 ? nt : THREADS(R * m * P)); /* dx = fold(dcols) */
+                col2im(cols, dxc, m, &g, THREADS(R * m * P)); /* dx = fold(dcols) */
             }
         }
         if (T > 1 && pdw) {
@@ -822,6 +819,7 @@ pivq_tensor *pivq_conv_transpose2d(const pivq_tensor *x, const pivq_tensor *w, c
         y = NULL;
         goto done;
     }
+    const int T = 1; /* one chunk at a time, each step on all threads (see THREADS) */
     float *Xcm = cols + R * nb * P; /* x channel-major (Cin, nb P) */
     const float *xp = pivq_data(xc), *wp = pivq_data(wc);
     float *yp = pivq_data(y);
@@ -829,8 +827,8 @@ pivq_tensor *pivq_conv_transpose2d(const pivq_tensor *x, const pivq_tensor *w, c
         int64_t m = N - n0 < nb ? N - n0 : nb;
         to_channel_major(xp + n0 * Cin * P, Xcm, m, Cin, P, THREADS(Cin * m * P));
         for (int64_t gi = 0; gi < G; gi++) /* cols_g (K, mP) = W_g^T (K, Cg) @ X_g (Cg, mP) */
-            sgemm(1, 0, K, m * P, Cg, 1.0f, wp + gi * Cg * K, K, Xcm + gi * Cg * m * P, m * P, 0.0f,
-                  cols + gi * K * m * P, m * P);
+            pivq_sgemm_mt(1, 0, K, m * P, Cg, 1.0f, wp + gi * Cg * K, K, Xcm + gi * Cg * m * P,
+                          m * P, 0.0f, cols + gi * K * m * P, m * P);
         col2im(cols, yp + n0 * O * g.H * g.W, m, &g, THREADS(R * m * P));
     }
     if (bc) { /* + bias per output channel */
@@ -890,6 +888,7 @@ int pivq_conv_transpose2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_ten
         pivq_tensor_release(db);
         return pivq_set_error("conv_transpose2d backward: out of memory");
     }
+    const int T = 1; /* one chunk at a time, each step on all threads (see THREADS) */
     float *Xcm = cols + R * nb * P; /* x, then dx, channel-major (Cin, nb P) */
     const float *xp = pivq_data(x), *wp = pivq_data(w), *gp = pivq_data(gy);
     for (int64_t n0 = 0; n0 < N && (need_x || need_w); n0 += nb) {
@@ -898,13 +897,14 @@ int pivq_conv_transpose2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_ten
         if (need_w) {
             to_channel_major(xp + n0 * Cin * P, Xcm, m, Cin, P, THREADS(Cin * m * P));
             for (int64_t gi = 0; gi < G; gi++) /* dW_g (Cg, K) += X_g (Cg, mP) @ cols_g^T */
-                sgemm(0, 1, Cg, K, m * P, 1.0f, Xcm + gi * Cg * m * P, m * P, cols + gi * K * m * P,
-                      m * P, 1.0f, (float *)pivq_data(dw) + gi * Cg * K, K);
+                pivq_sgemm_mt(0, 1, Cg, K, m * P, 1.0f, Xcm + gi * Cg * m * P, m * P,
+                              cols + gi * K * m * P, m * P, 1.0f,
+                              (float *)pivq_data(dw) + gi * Cg * K, K);
         }
         if (need_x) {
             for (int64_t gi = 0; gi < G; gi++) /* dX_g (Cg, mP) = W_g (Cg, K) @ cols_g (K, mP) */
-                sgemm(0, 0, Cg, m * P, K, 1.0f, wp + gi * Cg * K, K, cols + gi * K * m * P, m * P,
-                      0.0f, Xcm + gi * Cg * m * P, m * P);
+                pivq_sgemm_mt(0, 0, Cg, m * P, K, 1.0f, wp + gi * Cg * K, K, cols + gi * K * m * P,
+                              m * P, 0.0f, Xcm + gi * Cg * m * P, m * P);
             from_channel_major(Xcm, (float *)pivq_data(dx) + n0 * Cin * P, NULL, m, Cin, P,
                                THREADS(Cin * m * P));
         }
