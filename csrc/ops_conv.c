@@ -7,18 +7,20 @@
  * columns, cols (C kH kW, nb Ho Wo), so each group is ONE sgemm with a wide right-hand side
  * (per-image products of late layers have only Ho Wo = 49 columns, which BLAS runs far below
  * its peak). The product comes out channel-major (O, nb Ho Wo) and is scattered back to
- * (nb, O, Ho Wo) with the bias. Chunks are sized so cols stays near 2 MB (in cache). With
- * several threads and enough chunks, each thread takes whole chunks (image-parallel mode, no
- * barrier between the steps); otherwise the steps of one chunk use all threads. With AVX-512
- * and rows of at most 32 pixels, im2col and col2im move whole rows through in-register
- * permutes (see rowperm); otherwise they go through a table of each kernel tap's source
+ * (nb, O, Ho Wo) with the bias. conv2d builds a chunk's columns a slice of input channels at
+ * a time, so that they stay in cache (see CHUNK_COLUMNS); conv_transpose2d sizes chunks so
+ * cols stays near 2 MB. With several threads and enough chunks, each thread takes whole chunks
+ * (image-parallel mode, no barrier between the steps); otherwise the steps of one chunk use all
+ * threads. With AVX-512 and rows of at most 32 pixels, im2col and col2im move whole rows through
+ * in-register permutes (see rowperm); otherwise they go through a table of each kernel tap's source
  * offsets (see tap_table). col2im overwrites its images, so dx and y need no zero fill.
  * The backward recomputes the columns rather than keeping them from the forward.
  *
- *   conv forward:      Y_g = W_g (Og, Cg k k) @ cols_g
+ *   conv forward:      Y_g = W_g (Og, Cg k k) @ cols_g            (summed over channel slices)
  *   conv backward:     dW_g += dY_g (Og, nb P) @ cols_g^T;  dcols_g = W_g^T @ dY_g -> col2im -> dx
- *   conv_t forward:    cols_g = W_g^T (Og k k, Cg) @ X_g (Cg, nb P) -> col2im -> y
- *   conv_t backward:   cols = im2col(dy);  dX_g = W_g @ cols_g;  dW_g += X_g @ cols_g^T
+ *                      (each channel slice: its columns of dW_g, its rows of dcols, its planes of
+ * dx) conv_t forward:    cols_g = W_g^T (Og k k, Cg) @ X_g (Cg, nb P) -> col2im -> y conv_t
+ * backward:   cols = im2col(dy);  dX_g = W_g @ cols_g;  dW_g += X_g @ cols_g^T
  * pivq_conv2d_reference beside it is the direct 7-loop definition the specs compare with.
  */
 #include "autograd_internal.h"
@@ -33,13 +35,39 @@
 /* Geometry of one convolution: an "image" side (C, H, W) and a "patch grid" side (Ho, Wo). */
 typedef struct geom {
     int64_t C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo;
+    int64_t Cs; /* channels between one image and the next: C, or more for a channel slice */
 } geom;
 
-/* Largest cols buffer we aim for, in floats (2 MB): small enough to stay near the core
-   between the step that writes it and the one that reads it (on the benchmark's stack 2 MB
-   chunks beat 4 MB ones by 5-8%, 8 MB ones by more, with other load on the machine), wide
-   enough (>= 196 columns on the benchmark layers) for sgemm to run at speed. */
+/* conv_transpose2d's chunks: the largest cols buffer we aim for, in floats (2 MB), small
+   enough to stay near the core between the step that writes it and the one that reads it,
+   wide enough for sgemm to run at speed. */
 #define COLS_BUDGET ((int64_t)1 << 19)
+
+/* conv2d goes further: a chunk of nb images gives its sgemms up to CHUNK_COLUMNS columns
+   (nb Ho Wo; at least one image), and its columns are built a slice of cs input channels at a
+   time (cs kh kw rows, at most SLICE_FLOATS floats, 512 KB), each slice multiplied (forward:
+   its share of Y, added; backward: its share of dW, and its rows of dcols folded back into its
+   channels of dx) before the next is built. The columns then stay in the core's own cache
+   between the step that writes them and the sgemm that reads them, while the sgemm still sees
+   a wide matrix. On the benchmark's stack this is 3-4% faster than whole 2 MB chunks; 768 to
+   1024 columns and 256 to 512 KB slices measured alike (loaded machine). */
+#define CHUNK_COLUMNS 1024
+#define SLICE_FLOATS ((int64_t)1 << 17)
+
+static int64_t chunk_for_columns(int64_t N, int64_t P)
+{
+    int64_t nb = P > 0 ? CHUNK_COLUMNS / P : N;
+    if (nb < 1) nb = 1;
+    return nb < N ? nb : N;
+}
+
+/* channels per slice of a group of Cg channels, for chunks of ncol columns */
+static int64_t slice_channels(int64_t Cg, int64_t KK, int64_t ncol)
+{
+    int64_t cs = KK * ncol > 0 ? SLICE_FLOATS / (KK * ncol) : Cg;
+    if (cs < 1) cs = 1;
+    return cs < Cg ? cs : Cg;
+}
 
 static int64_t chunk_images(int64_t N, int64_t floats_per_image)
 {
@@ -95,7 +123,7 @@ static void im2col_rows(const float *img, float *cols, int64_t nb, const geom *g
     for (int64_t r = 0; r < R; r++)
         for (int64_t b = 0; b < nb; b++) {
             int64_t c = r / (g->kh * g->kw), i = (r / g->kw) % g->kh, j = r % g->kw;
-            const float *src = img + (b * g->C + c) * g->H * g->W;
+            const float *src = img + (b * g->Cs + c) * g->H * g->W;
             float *dst = cols + r * ncol + b * P;
             int64_t x0 = j * g->dw - g->pw, lo, hi; /* ix = ox * sw + x0 */
             valid_range(x0, g->sw, g->W, g->Wo, &lo, &hi);
@@ -132,7 +160,7 @@ static void col2im_rows(const float *cols, float *img, int64_t nb, const geom *g
 #pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1) schedule(static)
     for (int64_t b = 0; b < nb; b++)
         for (int64_t c = 0; c < g->C; c++) {
-            float *dst = img + (b * g->C + c) * g->H * g->W;
+            float *dst = img + (b * g->Cs + c) * g->H * g->W;
             for (int64_t i = 0; i < g->kh; i++)
                 for (int64_t j = 0; j < g->kw; j++) {
                     const float *src = cols + ((c * g->kh + i) * g->kw + j) * ncol + b * P;
@@ -287,7 +315,7 @@ static void im2col_perm(const float *img, float *cols, int64_t nb, const geom *g
 #pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1) schedule(static)
     for (int64_t c = 0; c < g->C; c++)
         for (int64_t b = 0; b < nb; b++)
-            im2col_plane(img + (b * g->C + c) * g->H * g->W, cols + c * KK * ncol + b * P, &rp, g,
+            im2col_plane(img + (b * g->Cs + c) * g->H * g->W, cols + c * KK * ncol + b * P, &rp, g,
                          ncol);
 }
 
@@ -328,7 +356,7 @@ static void col2im_perm(const float *cols, float *img, int64_t nb, const geom *g
 #pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1) schedule(static)
     for (int64_t c = 0; c < g->C; c++)
         for (int64_t b = 0; b < nb; b++)
-            col2im_plane(cols + c * KK * ncol + b * P, img + (b * g->C + c) * g->H * g->W, &rp, g,
+            col2im_plane(cols + c * KK * ncol + b * P, img + (b * g->Cs + c) * g->H * g->W, &rp, g,
                          ncol);
 }
 #endif
@@ -351,7 +379,7 @@ static void im2col(const float *img, float *cols, int64_t nb, const geom *g, int
 #pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1) schedule(static)
     for (int64_t r = 0; r < R; r++)
         for (int64_t b = 0; b < nb; b++) {
-            const float *restrict src = img + (b * g->C + r / KK) * g->H * g->W;
+            const float *restrict src = img + (b * g->Cs + r / KK) * g->H * g->W;
             const int32_t *restrict t = tab + (r % KK) * P;
             float *restrict d = cols + r * ncol + b * P;
             int64_t q = 0;
@@ -390,7 +418,8 @@ static void col2im(const float *cols, float *img, int64_t nb, const geom *g, int
 #endif
     int32_t *tab = tap_table(g);
     if (!tab) {
-        memset(img, 0, (size_t)(nb * g->C * g->H * g->W) * sizeof *img);
+        for (int64_t b = 0; b < nb; b++)
+            memset(img + b * g->Cs * g->H * g->W, 0, (size_t)(g->C * g->H * g->W) * sizeof *img);
         col2im_rows(cols, img, nb, g, nt);
         return;
     }
@@ -398,7 +427,7 @@ static void col2im(const float *cols, float *img, int64_t nb, const geom *g, int
 #pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1) schedule(static)
     for (int64_t b = 0; b < nb; b++)
         for (int64_t c = 0; c < g->C; c++) {
-            float *restrict dst = img + (b * g->C + c) * g->H * g->W;
+            float *restrict dst = img + (b * g->Cs + c) * g->H * g->W;
             memset(dst, 0, (size_t)(g->H * g->W) * sizeof *dst);
             for (int64_t k = 0; k < KK; k++) {
                 const int32_t *restrict t = tab + k * P;
@@ -443,10 +472,10 @@ static void from_channel_major(const float *src, float *dst, const float *bias, 
    dY_b (Og, P) @ cols_b (K, P)^T, as one dot product per (o, k) read straight from dY's
    (m, O, P) layout. sgemm runs a 9-wide result far below speed and needs dY copied
    channel-major first; here each dY row is read from cache once per tap. dy: channel o0 of
-   the chunk's first image; cols (K, m P). */
+   the chunk's first image; cols (K, m P); dw rows ldw apart. */
 #define SMALL_K 16
-static void wgrad_small_k(const float *dy, int64_t O, const float *cols, float *dw, int64_t m,
-                          int64_t Og, int64_t K, int64_t P, int nt)
+static void wgrad_small_k(const float *dy, int64_t O, const float *cols, float *dw, int64_t ldw,
+                          int64_t m, int64_t Og, int64_t K, int64_t P, int nt)
 {
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (int64_t o = 0; o < Og; o++)
@@ -459,7 +488,7 @@ static void wgrad_small_k(const float *dy, int64_t O, const float *cols, float *
                 for (int64_t p = 0; p < P; p++)
                     s += d[p] * c[p];
             }
-            dw[o * K + k] += s;
+            dw[o * ldw + k] += s;
         }
 }
 
@@ -549,7 +578,7 @@ static int conv_geom(const char *F, const pivq_tensor *x, const pivq_tensor *w,
                               "do not match with groups = %lld%s",
                               F, pivq_shape_str(x, sx, sizeof sx), pivq_shape_str(w, sw, sizeof sw),
                               (long long)p->groups, b ? " (or the bias is not (O))" : "");
-    g->C = x->shape[1];
+    g->C = g->Cs = x->shape[1];
     g->H = x->shape[2];
     g->W = x->shape[3];
     g->kh = w->shape[2];
@@ -591,11 +620,12 @@ pivq_tensor *pivq_conv2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_
     /* The backward recomputes the columns rather than the forward keeping the whole batch's:
        writing them out to memory and reading them back cost more than a second im2col from
        the input (8% more on the benchmark's stack, measured with the machine loaded). */
-    int64_t nb = chunk_images(N, (R + O) * P), nchunks = N > 0 ? (N + nb - 1) / nb : 0;
+    int64_t nb = chunk_for_columns(N, P), nchunks = N > 0 ? (N + nb - 1) / nb : 0;
     int T = image_parallel_threads(nchunks);
     balance_chunks(N, T, &nb, &nchunks);
-    /* per thread: a chunk's columns (R, nb P) and the product (O, nb P) */
-    int64_t scratch = (R + O) * nb * P;
+    int64_t Cg = g.C / G, KK = g.kh * g.kw, cs = slice_channels(Cg, KK, nb * P);
+    /* per thread: one slice's columns (cs KK, nb P) and the product (O, nb P) */
+    int64_t scratch = (cs * KK + O) * nb * P;
     if (!xc || !wc || (b && !bc) || !y) {
         pivq_tensor_release(y);
         y = NULL;
@@ -617,11 +647,18 @@ pivq_tensor *pivq_conv2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_
                 continue;
             }
             int64_t n0 = ci * nb, m = N - n0 < nb ? N - n0 : nb;
-            float *cols = buf, *Ycm = buf + R * nb * P;
-            im2col(xp + n0 * g.C * g.H * g.W, cols, m, &g, THREADS(R * m * P));
-            for (int64_t gi = 0; gi < G; gi++) /* Y_g (Og, m P) = W_g (Og, K) @ cols_g (K, m P) */
-                CHUNK_SGEMM(0, 0, Og, m * P, K, 1.0f, wp + gi * Og * K, K, cols + gi * K * m * P,
-                            m * P, 0.0f, Ycm + gi * Og * m * P, m * P);
+            float *cols = buf, *Ycm = buf + cs * KK * nb * P;
+            for (int64_t gi = 0; gi < G; gi++)
+                for (int64_t c0 = 0; c0 < Cg; c0 += cs) { /* input channels gi Cg + c0 .. + cn */
+                    int64_t cn = Cg - c0 < cs ? Cg - c0 : cs;
+                    geom gs = g;
+                    gs.C = cn;
+                    im2col(xp + (n0 * g.C + gi * Cg + c0) * g.H * g.W, cols, m, &gs,
+                           THREADS(cn * KK * m * P));
+                    /* Y_g (Og, m P) += W_g[:, c0 KK ..] (Og, cn KK) @ cols (cn KK, m P) */
+                    CHUNK_SGEMM(0, 0, Og, m * P, cn * KK, 1.0f, wp + gi * Og * K + c0 * KK, K, cols,
+                                m * P, c0 ? 1.0f : 0.0f, Ycm + gi * Og * m * P, m * P);
+                }
             from_channel_major(Ycm, yp + n0 * O * P, bp, m, O, P, THREADS(O * m * P));
         }
         free(buf);
@@ -684,14 +721,15 @@ int pivq_conv2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_tensor **gin)
     pivq_tensor *dw = need_w ? pivq_zeros_f32(4, w->shape) : NULL; /* (O, C/G, kh, kw) */
     /* (dw is zeroed: the chunks' products accumulate into it with beta 1) */
     pivq_tensor *db = need_b ? pivq_empty(PIVQ_FLOAT32, 1, &O) : NULL; /* (O) */
-    int64_t nb = chunk_images(N, (R + O) * P);
+    int64_t nb = chunk_for_columns(N, P);
     int failed = (need_x && !dx) || (need_w && !dw) || (need_b && !db);
     int64_t nchunks = N > 0 && (need_x || need_w) && !failed ? (N + nb - 1) / nb : 0;
     int T = image_parallel_threads(nchunks);
     balance_chunks(N, T, &nb, &nchunks);
-    /* per thread: columns (R, nb P) and dY channel-major (O, nb P); with T > 1 also its own
-       partial dW (O, K), summed into dw at the end */
-    int64_t scratch = (R + O) * nb * P;
+    int64_t Cg = g.C / G, KK = g.kh * g.kw, cs = slice_channels(Cg, KK, nb * P);
+    /* per thread: one slice's columns (cs KK, nb P) and dY channel-major (O, nb P); with
+       T > 1 also its own partial dW (O, K), summed into dw at the end */
+    int64_t scratch = (cs * KK + O) * nb * P;
     const float *xp = pivq_data(x), *wp = pivq_data(w), *gp = pivq_data(gy);
     if (T > 1) pivq_blas_serial_begin();
 #pragma omp parallel num_threads(T) if (T > 1)
@@ -708,26 +746,31 @@ int pivq_conv2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_tensor **gin)
                 continue;
             }
             int64_t n0 = ci * nb, m = N - n0 < nb ? N - n0 : nb;
-            float *cols = buf, *Gcm = buf + R * nb * P; /* dY channel-major (O, m P) */
+            float *cols = buf, *Gcm = buf + cs * KK * nb * P; /* dY channel-major (O, m P) */
             if (need_x || K > SMALL_K)
                 to_channel_major(gp + n0 * O * P, Gcm, m, O, P, THREADS(O * m * P));
-            if (need_w) {
-                im2col(xp + n0 * g.C * g.H * g.W, cols, m, &g, THREADS(R * m * P));
-                for (int64_t gi = 0; gi < G; gi++) /* dW_g (Og, K) += dY_g (Og, mP) @ cols_g^T */
-                    if (K <= SMALL_K)
-                        wgrad_small_k(gp + (n0 * O + gi * Og) * P, O, cols + gi * K * m * P,
-                                      pdw + gi * Og * K, m, Og, K, P, THREADS(Og * K * m * P));
-                    else
-                        gemm(0, 1, Og, K, m * P, 1.0f, Gcm + gi * Og * m * P, m * P,
-                             cols + gi * K * m * P, m * P, 1.0f, pdw + gi * Og * K, K);
-            }
-            if (need_x) {
-                for (int64_t gi = 0; gi < G; gi++) /* dcols_g (K, mP) = W_g^T (K, Og) @ dY_g */
-                    gemm(1, 0, K, m * P, Og, 1.0f, wp + gi * Og * K, K, Gcm + gi * Og * m * P,
-                         m * P, 0.0f, cols + gi * K * m * P, m * P);
-                float *dxc = (float *)pivq_data(dx) + n0 * g.C * g.H * g.W;
-                col2im(cols, dxc, m, &g, THREADS(R * m * P)); /* dx = fold(dcols) */
-            }
+            for (int64_t gi = 0; gi < G; gi++)
+                for (int64_t c0 = 0; c0 < Cg; c0 += cs) { /* input channels gi Cg + c0 .. + cn */
+                    int64_t cn = Cg - c0 < cs ? Cg - c0 : cs, Ks = cn * KK;
+                    geom gs = g;
+                    gs.C = cn;
+                    int64_t at = (n0 * g.C + gi * Cg + c0) * g.H * g.W; /* the slice's planes */
+                    float *dws = pdw ? pdw + gi * Og * K + c0 * KK : NULL;
+                    if (need_w) { /* dW_g[:, c0 KK ..] (Og, Ks) += dY_g (Og, mP) @ cols^T */
+                        im2col(xp + at, cols, m, &gs, THREADS(Ks * m * P));
+                        if (K <= SMALL_K)
+                            wgrad_small_k(gp + (n0 * O + gi * Og) * P, O, cols, dws, K, m, Og, Ks,
+                                          P, THREADS(Og * Ks * m * P));
+                        else
+                            gemm(0, 1, Og, Ks, m * P, 1.0f, Gcm + gi * Og * m * P, m * P, cols,
+                                 m * P, 1.0f, dws, K);
+                    }
+                    if (need_x) { /* dcols (Ks, mP) = W_g[:, c0 KK ..]^T @ dY_g -> dx slice */
+                        gemm(1, 0, Ks, m * P, Og, 1.0f, wp + gi * Og * K + c0 * KK, K,
+                             Gcm + gi * Og * m * P, m * P, 0.0f, cols, m * P);
+                        col2im(cols, (float *)pivq_data(dx) + at, m, &gs, THREADS(Ks * m * P));
+                    }
+                }
         }
         if (T > 1 && pdw) {
 #pragma omp critical(pivq_conv_dw)
@@ -776,7 +819,7 @@ static int convt_geom(const char *F, const pivq_tensor *x, const pivq_tensor *w,
             return pivq_set_error("%s: output_padding %lld must be smaller than stride or dilation",
                                   F, (long long)p->output_padding[i]);
     *O = w->shape[1] * p->groups;
-    g->C = *O;
+    g->C = g->Cs = *O;
     g->kh = w->shape[2];
     g->kw = w->shape[3];
     g->sh = p->stride[0];

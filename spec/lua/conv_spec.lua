@@ -47,8 +47,8 @@ describe("conv2d", function()
   end)
 
   it("gives the same gradients with one thread and with image-parallel threads", function()
-    -- 14 chunks of up to 3 images (parallel mode); then a 1-channel first layer (direct
-    -- weight-gradient kernel), 10 chunks
+    -- 20 chunks of 2 images (parallel mode), columns in slices of 10 and 6 channels; then a
+    -- 1-channel first layer (direct weight-gradient kernel), 90 chunks of 1 image
     for _, c in ipairs({ { x = randn(40, 16, 20, 20), w = randn(8, 16, 5, 5), pad = 2 },
                          { x = randn(90, 1, 28, 28), w = randn(64, 1, 3, 3), pad = 1 } }) do
       local b = randn(c.w:size(1))
@@ -64,6 +64,26 @@ describe("conv2d", function()
       local one, two = grads(1), grads(2)
       pivq.set_num_threads(saved)
       for i = 1, 4 do close(one[i], two[i], 1e-3 * one[i]:abs():max()) end
+    end
+  end)
+
+  it("has gradients that satisfy the adjoint identities when the columns are built in slices", function()
+    -- conv is linear in x and in w, so for the loss sum(conv(x, w) * v) and any u:
+    --   <dx, u> = sum(conv(u, w) * v)   and   <dw, u> = sum(conv(x, u) * v),
+    -- with the right-hand sides from the direct reference. 40 channels of 4x4 taps on
+    -- 6 images of 6x6 outputs are built 37 channels at a time (the rest in a second slice).
+    for _, c in ipairs({ { x = { 6, 40, 12, 12 }, w = { 16, 40, 4, 4 }, groups = 1 },
+                         { x = { 6, 80, 12, 12 }, w = { 16, 40, 4, 4 }, groups = 2 } }) do
+      local opts = { stride = 2, padding = 1, groups = c.groups }
+      local x, w = leaf(randn(unpack(c.x))), leaf(randn(unpack(c.w)))
+      local y = F.conv2d(x, w, nil, opts)
+      local v = randn(unpack(y:size()))
+      ;(y * v):sum():backward()
+      local ux, uw = randn(unpack(c.x)), randn(unpack(c.w))
+      local want_x = dot(F.conv2d_reference(ux, w:detach(), nil, opts), v)
+      local want_w = dot(F.conv2d_reference(x:detach(), uw, nil, opts), v)
+      assert.near(want_x, dot(x:grad(), ux), 1e-4 * (math.abs(want_x) + 1e3))
+      assert.near(want_w, dot(w:grad(), uw), 1e-4 * (math.abs(want_w) + 1e3))
     end
   end)
 
