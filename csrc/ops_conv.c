@@ -280,7 +280,9 @@ static void rowperm_init(rowperm *rp, const geom *g, int inverse)
 }
 
 /* One (channel, image) plane into its kh kw column rows (dst: row (c, 0, 0) at this image,
-   rows ncol apart). */
+   rows ncol apart). A row is stored 16 lanes wide (cheaper than a masked store) when at least
+   16 floats of its segment remain from it: the extra lanes fall on the later rows oy + 1, ..
+   of the same segment, which are stored after it (oy is the outer loop). */
 static void im2col_plane(const float *restrict src, float *restrict dst, const rowperm *restrict rp,
                          const geom *gp, int64_t ncol)
 {
@@ -294,13 +296,15 @@ static void im2col_plane(const float *restrict src, float *restrict dst, const r
                 if (rp->in[1]) s1 = _mm512_maskz_loadu_ps(rp->in[1], src + iy * g.W + 16);
             }
             float *d = dst + i * g.kw * ncol + oy * g.Wo;
+            int64_t left = (g.Ho - oy) * g.Wo; /* floats of the segment from this row on */
+            __mmask16 m0 = left >= 16 ? (__mmask16)0xffff : rp->out[0];
+            __mmask16 m1 = left >= 32 ? (__mmask16)0xffff : rp->out[1];
             for (int64_t j = 0; j < g.kw; j++, d += ncol) {
                 _mm512_mask_storeu_ps(
-                    d, rp->out[0],
-                    _mm512_maskz_permutex2var_ps(rp->take[j][0], s0, rp->idx[j][0], s1));
+                    d, m0, _mm512_maskz_permutex2var_ps(rp->take[j][0], s0, rp->idx[j][0], s1));
                 if (rp->out[1])
                     _mm512_mask_storeu_ps(
-                        d + 16, rp->out[1],
+                        d + 16, m1,
                         _mm512_maskz_permutex2var_ps(rp->take[j][1], s0, rp->idx[j][1], s1));
             }
         }
