@@ -37,6 +37,30 @@ void pivq_sgemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, float al
                 (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
 
+/* One sgemm's split: rows (split_rows) or columns of op(A)/op(B) and C, in blocks of 16 (a
+   64-byte line of floats) so that no two threads write the same cache line of C. */
+typedef struct gemm_split {
+    int ta, tb, split_rows;
+    int64_t M, N, K, lda, ldb, ldc;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+} gemm_split;
+
+static void gemm_blocks(int64_t b0, int64_t b1, void *ctx)
+{
+    const gemm_split *s = ctx;
+    int64_t len = s->split_rows ? s->M : s->N, lo = b0 * 16, hi = b1 * 16 < len ? b1 * 16 : len;
+    if (s->split_rows) /* rows lo..hi of op(A) and C */
+        pivq_sgemm_serial(s->ta, s->tb, hi - lo, s->N, s->K, s->alpha,
+                          s->ta ? s->A + lo : s->A + lo * s->lda, s->lda, s->B, s->ldb, s->beta,
+                          s->C + lo * s->ldc, s->ldc);
+    else /* columns lo..hi of op(B) and C */
+        pivq_sgemm_serial(s->ta, s->tb, s->M, hi - lo, s->K, s->alpha, s->A, s->lda,
+                          s->tb ? s->B + lo * s->ldb : s->B + lo, s->ldb, s->beta, s->C + lo,
+                          s->ldc);
+}
+
 void pivq_sgemm_mt(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                    int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
 {
@@ -46,27 +70,9 @@ void pivq_sgemm_mt(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
         pivq_sgemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    int split_rows = M >= N;
+    gemm_split s = {ta, tb, M >= N, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C};
+    int64_t len = s.split_rows ? M : N;
     pivq_blas_serial_begin();
-#pragma omp parallel num_threads(nt)
-    {
-        int tid = 0, T = 1;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-        T = omp_get_num_threads();
-#endif
-        int64_t len = split_rows ? M : N;
-        /* block bounds rounded to 16 (a 64-byte line of floats) */
-        int64_t lo = (len * tid / T) & ~(int64_t)15,
-                hi = tid == T - 1 ? len : (len * (tid + 1) / T) & ~(int64_t)15;
-        if (hi > lo) {
-            if (split_rows) /* rows lo..hi of op(A) and C */
-                pivq_sgemm_serial(ta, tb, hi - lo, N, K, alpha, ta ? A + lo : A + lo * lda, lda, B,
-                                  ldb, beta, C + lo * ldc, ldc);
-            else /* columns lo..hi of op(B) and C */
-                pivq_sgemm_serial(ta, tb, M, hi - lo, K, alpha, A, lda, tb ? B + lo * ldb : B + lo,
-                                  ldb, beta, C + lo, ldc);
-        }
-    }
+    pivq_parallel_range((len + 15) / 16, M * N * K, gemm_blocks, &s);
     pivq_blas_serial_end();
 }

@@ -131,6 +131,18 @@ UG_KERNEL(relu_grad, y[i] > 0 ? g[i] : 0.0f)
 UG_KERNEL(zero_grad, 0.0f) /* sign, floor, ceil, round: piecewise constant */
 #undef UG_KERNEL
 
+typedef struct unary_grad_ctx {
+    unary_grad_kernel k;
+    const float *x, *y, *g;
+    float *o;
+} unary_grad_ctx;
+
+static void unary_grad_range(int64_t lo, int64_t hi, void *ctx)
+{
+    const unary_grad_ctx *c = ctx;
+    c->k(c->x ? c->x + lo : NULL, c->y ? c->y + lo : NULL, c->g + lo, c->o + lo, hi - lo);
+}
+
 static void unary_grad_run(int op, const float *x, const float *y, const float *g, float *o,
                            int64_t n)
 {
@@ -149,21 +161,8 @@ static void unary_grad_run(int op, const float *x, const float *y, const float *
     case PIVQ_RELU: k = relu_grad; break;
     default: k = zero_grad; break;
     }
-    int nt = pivq_threads_for(n);
-    if (nt <= 1) {
-        k(x, y, g, o, n);
-        return;
-    }
-#pragma omp parallel num_threads(nt)
-    {
-        int tid = 0, T = 1;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-        T = omp_get_num_threads();
-#endif
-        int64_t lo = n * tid / T, hi = n * (tid + 1) / T;
-        k(x ? x + lo : NULL, y ? y + lo : NULL, g + lo, o + lo, hi - lo);
-    }
+    unary_grad_ctx c = {k, x, y, g, o};
+    pivq_parallel_range(n, n, unary_grad_range, &c);
 }
 
 int pivq_unary_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)

@@ -7,15 +7,20 @@
  * columns, cols (C kH kW, nb Ho Wo), so each group is ONE sgemm with a wide right-hand side
  * (per-image products of late layers have only Ho Wo = 49 columns, which BLAS runs far below
  * its peak). The product comes out channel-major (O, nb Ho Wo) and is scattered back to
- * (nb, O, Ho Wo) with the bias. Chunks are sized so cols stays near 4 MB (in cache). With
- * several threads and enough chunks, each thread takes whole chunks (image-parallel mode, no
- * barrier between the steps); otherwise the steps of one chunk use all threads. im2col and
- * col2im go through a table of each kernel tap's source offsets (see tap_table).
+ * (nb, O, Ho Wo) with the bias. conv2d builds a chunk's columns a slice of input channels at
+ * a time, so that they stay in cache (see CHUNK_COLUMNS); conv_transpose2d sizes chunks so
+ * cols stays near 2 MB. With several threads and enough chunks, each thread takes whole chunks
+ * (image-parallel mode, no barrier between the steps); otherwise the steps of one chunk use all
+ * threads. With AVX-512 and rows of at most 32 pixels, im2col and col2im move whole rows through
+ * in-register permutes (see rowperm); otherwise they go through a table of each kernel tap's source
+ * offsets (see tap_table). col2im overwrites its images, so dx and y need no zero fill.
+ * The backward recomputes the columns rather than keeping them from the forward.
  *
- *   conv forward:      Y_g = W_g (Og, Cg k k) @ cols_g
+ *   conv forward:      Y_g = W_g (Og, Cg k k) @ cols_g            (summed over channel slices)
  *   conv backward:     dW_g += dY_g (Og, nb P) @ cols_g^T;  dcols_g = W_g^T @ dY_g -> col2im -> dx
- *   conv_t forward:    cols_g = W_g^T (Og k k, Cg) @ X_g (Cg, nb P) -> col2im -> y
- *   conv_t backward:   cols = im2col(dy);  dX_g = W_g @ cols_g;  dW_g += X_g @ cols_g^T
+ *                      (each channel slice: its columns of dW_g, its rows of dcols, its planes of
+ * dx) conv_t forward:    cols_g = W_g^T (Og k k, Cg) @ X_g (Cg, nb P) -> col2im -> y conv_t
+ * backward:   cols = im2col(dy);  dX_g = W_g @ cols_g;  dW_g += X_g @ cols_g^T
  * pivq_conv2d_reference beside it is the direct 7-loop definition the specs compare with.
  */
 #include "autograd_internal.h"
@@ -30,12 +35,39 @@
 /* Geometry of one convolution: an "image" side (C, H, W) and a "patch grid" side (Ho, Wo). */
 typedef struct geom {
     int64_t C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo;
+    int64_t Cs; /* channels between one image and the next: C, or more for a channel slice */
 } geom;
 
-/* Largest cols buffer we aim for, in floats (4 MB): small enough to stay in the last-level
-   cache between the sgemm that writes it and the col2im that reads it, wide enough (>= 500
-   columns on the benchmark layers) for sgemm to run at speed. */
-#define COLS_BUDGET ((int64_t)1 << 20)
+/* conv_transpose2d's chunks: the largest cols buffer we aim for, in floats (2 MB), small
+   enough to stay near the core between the step that writes it and the one that reads it,
+   wide enough for sgemm to run at speed. */
+#define COLS_BUDGET ((int64_t)1 << 19)
+
+/* conv2d goes further: a chunk of nb images gives its sgemms up to CHUNK_COLUMNS columns
+   (nb Ho Wo; at least one image), and its columns are built a slice of cs input channels at a
+   time (cs kh kw rows, at most SLICE_FLOATS floats, 512 KB), each slice multiplied (forward:
+   its share of Y, added; backward: its share of dW, and its rows of dcols folded back into its
+   channels of dx) before the next is built. The columns then stay in the core's own cache
+   between the step that writes them and the sgemm that reads them, while the sgemm still sees
+   a wide matrix. On the benchmark's stack this is 3-4% faster than whole 2 MB chunks; 768 to
+   1024 columns and 256 to 512 KB slices measured alike (loaded machine). */
+#define CHUNK_COLUMNS 1024
+#define SLICE_FLOATS ((int64_t)1 << 17)
+
+static int64_t chunk_for_columns(int64_t N, int64_t P)
+{
+    int64_t nb = P > 0 ? CHUNK_COLUMNS / P : N;
+    if (nb < 1) nb = 1;
+    return nb < N ? nb : N;
+}
+
+/* channels per slice of a group of Cg channels, for chunks of ncol columns */
+static int64_t slice_channels(int64_t Cg, int64_t KK, int64_t ncol)
+{
+    int64_t cs = KK * ncol > 0 ? SLICE_FLOATS / (KK * ncol) : Cg;
+    if (cs < 1) cs = 1;
+    return cs < Cg ? cs : Cg;
+}
 
 static int64_t chunk_images(int64_t N, int64_t floats_per_image)
 {
@@ -91,7 +123,7 @@ static void im2col_rows(const float *img, float *cols, int64_t nb, const geom *g
     for (int64_t r = 0; r < R; r++)
         for (int64_t b = 0; b < nb; b++) {
             int64_t c = r / (g->kh * g->kw), i = (r / g->kw) % g->kh, j = r % g->kw;
-            const float *src = img + (b * g->C + c) * g->H * g->W;
+            const float *src = img + (b * g->Cs + c) * g->H * g->W;
             float *dst = cols + r * ncol + b * P;
             int64_t x0 = j * g->dw - g->pw, lo, hi; /* ix = ox * sw + x0 */
             valid_range(x0, g->sw, g->W, g->Wo, &lo, &hi);
@@ -128,7 +160,7 @@ static void col2im_rows(const float *cols, float *img, int64_t nb, const geom *g
 #pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1) schedule(static)
     for (int64_t b = 0; b < nb; b++)
         for (int64_t c = 0; c < g->C; c++) {
-            float *dst = img + (b * g->C + c) * g->H * g->W;
+            float *dst = img + (b * g->Cs + c) * g->H * g->W;
             for (int64_t i = 0; i < g->kh; i++)
                 for (int64_t j = 0; j < g->kw; j++) {
                     const float *src = cols + ((c * g->kh + i) * g->kw + j) * ncol + b * P;
@@ -184,9 +216,164 @@ static void col2im_rows(const float *cols, float *img, int64_t nb, const geom *g
         }
 }
 
+#if defined(__AVX512F__)
+/* ---- rows of at most 32 pixels: im2col and col2im as in-register permutes ----------------------
+
+   On the benchmark's layers (rows of 7 to 28 pixels) the tap table's gathers dominate im2col:
+   AVX-512 gathers are slow on this CPU (the store after each one waits ~25 cycles). When an
+   input row and an output row each fit in two vectors (W, Wo <= 32), one masked load brings
+   an input row into registers and one vpermt2ps per kernel column j builds the output row
+   d[ox] = s[ox sw + j dw - pw] (zero in the padding), so each input row is read once for all
+   kw taps. col2im is the inverse permute: each image row gathers its sum over every (i, j)
+   tap in registers and is stored once, which also makes zero-filling dx unnecessary. */
+#define ROW_MAX 32
+#define KW_MAX 16
+
+typedef struct rowperm {
+    __m512i idx[KW_MAX][2];    /* per kernel column j: source lane of each of 32 output lanes */
+    __mmask16 take[KW_MAX][2]; /* lanes with a source inside the row (others become 0) */
+    __mmask16 in[2], out[2];   /* the lanes of a source row and of a destination row */
+} rowperm;
+
+static int rowperm_fits(const geom *g)
+{
+    return g->W <= ROW_MAX && g->Wo <= ROW_MAX && g->kw <= KW_MAX;
+}
+
+static __mmask16 lanes(int64_t n, int half) /* the first n of 32 lanes, in vector `half` */
+{
+    int64_t k = n - 16 * half;
+    return k <= 0 ? 0 : k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << k) - 1);
+}
+
+/* forward (im2col): out lane ox of tap j reads in lane ox sw + x0 (x0 = j dw - pw), for
+   ox < Wo; inverse (col2im): out lane ix reads in lane (ix - x0) / sw when that divides and
+   is < Wo, for ix < W. */
+static void rowperm_init(rowperm *rp, const geom *g, int inverse)
+{
+    int64_t nin = inverse ? g->Wo : g->W, nout = inverse ? g->W : g->Wo;
+    for (int h = 0; h < 2; h++) {
+        rp->in[h] = lanes(nin, h);
+        rp->out[h] = lanes(nout, h);
+    }
+    for (int64_t j = 0; j < g->kw; j++) {
+        int32_t ix[ROW_MAX];
+        uint32_t ok = 0;
+        int64_t x0 = j * g->dw - g->pw;
+        for (int64_t o = 0; o < ROW_MAX; o++) {
+            int64_t src = -1;
+            if (o < nout) {
+                if (!inverse)
+                    src = o * g->sw + x0;
+                else if (o - x0 >= 0 && (o - x0) % g->sw == 0)
+                    src = (o - x0) / g->sw;
+            }
+            int valid = src >= 0 && src < nin;
+            ix[o] = valid ? (int32_t)src : 0;
+            if (valid) ok |= 1u << o;
+        }
+        for (int h = 0; h < 2; h++) {
+            rp->idx[j][h] = _mm512_loadu_si512((const void *)(ix + 16 * h));
+            rp->take[j][h] = (__mmask16)(ok >> (16 * h));
+        }
+    }
+}
+
+/* One (channel, image) plane into its kh kw column rows (dst: row (c, 0, 0) at this image,
+   rows ncol apart). A row is stored 16 lanes wide (cheaper than a masked store) when at least
+   16 floats of its segment remain from it: the extra lanes fall on the later rows oy + 1, ..
+   of the same segment, which are stored after it (oy is the outer loop). */
+static void im2col_plane(const float *restrict src, float *restrict dst, const rowperm *restrict rp,
+                         const geom *gp, int64_t ncol)
+{
+    const geom g = *gp; /* locals: the stores below cannot change them */
+    for (int64_t i = 0; i < g.kh; i++)
+        for (int64_t oy = 0; oy < g.Ho; oy++) {
+            int64_t iy = oy * g.sh - g.ph + i * g.dh;
+            __m512 s0 = _mm512_setzero_ps(), s1 = s0;
+            if (iy >= 0 && iy < g.H) {
+                s0 = _mm512_maskz_loadu_ps(rp->in[0], src + iy * g.W);
+                if (rp->in[1]) s1 = _mm512_maskz_loadu_ps(rp->in[1], src + iy * g.W + 16);
+            }
+            float *d = dst + i * g.kw * ncol + oy * g.Wo;
+            int64_t left = (g.Ho - oy) * g.Wo; /* floats of the segment from this row on */
+            __mmask16 m0 = left >= 16 ? (__mmask16)0xffff : rp->out[0];
+            __mmask16 m1 = left >= 32 ? (__mmask16)0xffff : rp->out[1];
+            for (int64_t j = 0; j < g.kw; j++, d += ncol) {
+                _mm512_mask_storeu_ps(
+                    d, m0, _mm512_maskz_permutex2var_ps(rp->take[j][0], s0, rp->idx[j][0], s1));
+                if (rp->out[1])
+                    _mm512_mask_storeu_ps(
+                        d + 16, m1,
+                        _mm512_maskz_permutex2var_ps(rp->take[j][1], s0, rp->idx[j][1], s1));
+            }
+        }
+}
+
+/* cols (C kh kw, nb Ho Wo) <- patches of img (nb, C, H, W), by (channel, image) planes */
+static void im2col_perm(const float *img, float *cols, int64_t nb, const geom *g, int nt)
+{
+    rowperm rp;
+    rowperm_init(&rp, g, 0);
+    int64_t P = g->Ho * g->Wo, ncol = nb * P, KK = g->kh * g->kw;
+#pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t c = 0; c < g->C; c++)
+        for (int64_t b = 0; b < nb; b++)
+            im2col_plane(img + (b * g->Cs + c) * g->H * g->W, cols + c * KK * ncol + b * P, &rp, g,
+                         ncol);
+}
+
+/* One (image, channel) plane from its kh kw column rows (src: row (c, 0, 0) at this image):
+   each image row sums its taps in registers and is stored once. */
+static void col2im_plane(const float *restrict src, float *restrict dst, const rowperm *restrict rp,
+                         const geom *gp, int64_t ncol)
+{
+    const geom g = *gp;
+    for (int64_t iy = 0; iy < g.H; iy++) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, z = a0;
+        for (int64_t i = 0; i < g.kh; i++) {
+            int64_t t = iy + g.ph - i * g.dh; /* = oy sh */
+            if (t < 0 || t % g.sh || t / g.sh >= g.Ho) continue;
+            const float *s = src + i * g.kw * ncol + (t / g.sh) * g.Wo;
+            for (int64_t j = 0; j < g.kw; j++, s += ncol) {
+                __m512 s0 = _mm512_maskz_loadu_ps(rp->in[0], s),
+                       s1 = rp->in[1] ? _mm512_maskz_loadu_ps(rp->in[1], s + 16) : z;
+                a0 = _mm512_add_ps(
+                    a0, _mm512_maskz_permutex2var_ps(rp->take[j][0], s0, rp->idx[j][0], s1));
+                if (rp->out[1])
+                    a1 = _mm512_add_ps(
+                        a1, _mm512_maskz_permutex2var_ps(rp->take[j][1], s0, rp->idx[j][1], s1));
+            }
+        }
+        _mm512_mask_storeu_ps(dst + iy * g.W, rp->out[0], a0);
+        if (rp->out[1]) _mm512_mask_storeu_ps(dst + iy * g.W + 16, rp->out[1], a1);
+    }
+}
+
+/* img (nb, C, H, W) = the columns folded back (overwritten, not added to), by planes; channel
+   outer, so that consecutive planes read on along the same kh kw column rows */
+static void col2im_perm(const float *cols, float *img, int64_t nb, const geom *g, int nt)
+{
+    rowperm rp;
+    rowperm_init(&rp, g, 1);
+    int64_t P = g->Ho * g->Wo, ncol = nb * P, KK = g->kh * g->kw;
+#pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t c = 0; c < g->C; c++)
+        for (int64_t b = 0; b < nb; b++)
+            col2im_plane(cols + c * KK * ncol + b * P, img + (b * g->Cs + c) * g->H * g->W, &rp, g,
+                         ncol);
+}
+#endif
+
 /* im2col through the tap table (see tap_table); the padding reads offset 0 and is masked. */
 static void im2col(const float *img, float *cols, int64_t nb, const geom *g, int nt)
 {
+#if defined(__AVX512F__)
+    if (rowperm_fits(g)) {
+        im2col_perm(img, cols, nb, g, nt);
+        return;
+    }
+#endif
     int32_t *tab = tap_table(g);
     if (!tab) {
         im2col_rows(img, cols, nb, g, nt);
@@ -196,7 +383,7 @@ static void im2col(const float *img, float *cols, int64_t nb, const geom *g, int
 #pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1) schedule(static)
     for (int64_t r = 0; r < R; r++)
         for (int64_t b = 0; b < nb; b++) {
-            const float *restrict src = img + (b * g->C + r / KK) * g->H * g->W;
+            const float *restrict src = img + (b * g->Cs + r / KK) * g->H * g->W;
             const int32_t *restrict t = tab + (r % KK) * P;
             float *restrict d = cols + r * ncol + b * P;
             int64_t q = 0;
@@ -222,12 +409,21 @@ static void im2col(const float *img, float *cols, int64_t nb, const geom *g, int
     free(tab);
 }
 
-/* col2im through the tap table: per (image, channel) plane, each tap's row is scatter-added
-   (one tap never hits a pixel twice). */
+/* img (nb, C, H, W) = the columns folded back (overwritten). Through the tap table: per
+   (image, channel) plane, zeroed, each tap's row is scatter-added (one tap never hits a pixel
+   twice). */
 static void col2im(const float *cols, float *img, int64_t nb, const geom *g, int nt)
 {
+#if defined(__AVX512F__)
+    if (rowperm_fits(g)) {
+        col2im_perm(cols, img, nb, g, nt);
+        return;
+    }
+#endif
     int32_t *tab = tap_table(g);
     if (!tab) {
+        for (int64_t b = 0; b < nb; b++)
+            memset(img + b * g->Cs * g->H * g->W, 0, (size_t)(g->C * g->H * g->W) * sizeof *img);
         col2im_rows(cols, img, nb, g, nt);
         return;
     }
@@ -235,7 +431,8 @@ static void col2im(const float *cols, float *img, int64_t nb, const geom *g, int
 #pragma omp parallel for collapse(2) num_threads(nt) if (nt > 1) schedule(static)
     for (int64_t b = 0; b < nb; b++)
         for (int64_t c = 0; c < g->C; c++) {
-            float *restrict dst = img + (b * g->C + c) * g->H * g->W;
+            float *restrict dst = img + (b * g->Cs + c) * g->H * g->W;
+            memset(dst, 0, (size_t)(g->H * g->W) * sizeof *dst);
             for (int64_t k = 0; k < KK; k++) {
                 const int32_t *restrict t = tab + k * P;
                 const float *restrict s = cols + (c * KK + k) * ncol + b * P;
@@ -274,6 +471,31 @@ static void from_channel_major(const float *src, float *dst, const float *bias, 
         }
 }
 
+/* Weight gradient of one group when its patches are short (K <= SMALL_K, e.g. the first layer
+   of an image model, C_in = 1: K = kh kw = 9): dW (Og, K) += sum over the chunk's m images of
+   dY_b (Og, P) @ cols_b (K, P)^T, as one dot product per (o, k) read straight from dY's
+   (m, O, P) layout. sgemm runs a 9-wide result far below speed and needs dY copied
+   channel-major first; here each dY row is read from cache once per tap. dy: channel o0 of
+   the chunk's first image; cols (K, m P); dw rows ldw apart. */
+#define SMALL_K 16
+static void wgrad_small_k(const float *dy, int64_t O, const float *cols, float *dw, int64_t ldw,
+                          int64_t m, int64_t Og, int64_t K, int64_t P, int nt)
+{
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t o = 0; o < Og; o++)
+        for (int64_t k = 0; k < K; k++) {
+            float s = 0.0f;
+            for (int64_t b = 0; b < m; b++) {
+                const float *restrict d = dy + (b * O + o) * P, *restrict c =
+                                                                    cols + (k * m + b) * P;
+#pragma omp simd reduction(+ : s)
+                for (int64_t p = 0; p < P; p++)
+                    s += d[p] * c[p];
+            }
+            dw[o * ldw + k] += s;
+        }
+}
+
 /* Bias gradient: db[c] = sum over n and p of g (N, C, P). */
 static void bias_grad(const float *g, float *db, int64_t N, int64_t C, int64_t P)
 {
@@ -294,21 +516,25 @@ static void bias_grad(const float *g, float *db, int64_t N, int64_t C, int64_t P
     }
 }
 
-/* The helpers above take their thread count: pivq_threads_for(work) when a chunk at a time
-   uses all threads, 1 inside the image-parallel mode below. */
-#define THREADS(work) pivq_threads_for(work)
+/* The helpers above take their thread count: 1 inside the image-parallel mode below (T > 1:
+   each thread owns whole chunks), else as many as the step's work warrants. */
+#define THREADS(work) (T > 1 ? 1 : pivq_threads_for(work))
 
-/* GEMMs: split across the threads (gemm_mt.c), or serial inside the image-parallel mode. */
-#define sgemm pivq_sgemm_mt
+/* GEMMs: serial inside the image-parallel mode, else split across the threads (gemm_mt.c). */
+typedef void (*sgemm_fn)(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                         float *C, int64_t ldc);
+#define CHUNK_SGEMM (T > 1 ? pivq_sgemm_serial : pivq_sgemm_mt)
 
 /* Image-parallel mode: with T > 1 threads and at least 2 T chunks, each thread takes whole
    chunks (im2col, single-threaded sgemm, scatter) with its own columns buffer: no barrier
    between the steps and no BLAS thread pool. Returns the thread count to use (1: off). */
-/* With T threads taking chunks, make the chunk count a multiple of T and the chunks equal
-   (64 images in chunks of 18 leave one thread 36 images and the other 28). nb only shrinks. */
+/* Make the chunks equal (64 images in chunks of 9 would leave a last chunk of one image, whose
+   sgemm runs far below speed) and, with T threads taking chunks, their count a multiple of T
+   (chunks of 18 would leave one thread 36 images and the other 28). nb only shrinks. */
 static void balance_chunks(int64_t N, int T, int64_t *nb, int64_t *nchunks)
 {
-    if (T <= 1 || N <= 0) return;
+    if (N <= 0) return;
     int64_t k = (*nchunks + T - 1) / T * T;
     *nb = (N + k - 1) / k;
     *nchunks = (N + *nb - 1) / *nb;
@@ -356,7 +582,7 @@ static int conv_geom(const char *F, const pivq_tensor *x, const pivq_tensor *w,
                               "do not match with groups = %lld%s",
                               F, pivq_shape_str(x, sx, sizeof sx), pivq_shape_str(w, sw, sizeof sw),
                               (long long)p->groups, b ? " (or the bias is not (O))" : "");
-    g->C = x->shape[1];
+    g->C = g->Cs = x->shape[1];
     g->H = x->shape[2];
     g->W = x->shape[3];
     g->kh = w->shape[2];
@@ -395,60 +621,58 @@ pivq_tensor *pivq_conv2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_
     pivq_tensor *xc = pivq_contiguous(x), *wc = pivq_contiguous(w);
     pivq_tensor *bc = b ? pivq_contiguous(b) : NULL;
     pivq_tensor *y = pivq_empty(PIVQ_FLOAT32, 4, osz); /* y (N, O, Ho, Wo) */
-    int64_t nb = chunk_images(N, (R + O) * P);
-    float *cols = malloc((size_t)((R + O) * nb * P > 0 ? (R + O) * nb * P : 1) * sizeof(float));
-    if (!xc || !wc || (b && !bc) || !y || !cols) {
-        if (!cols) pivq_set_error("%s: out of memory for the columns", F);
+    /* The backward recomputes the columns rather than the forward keeping the whole batch's:
+       writing them out to memory and reading them back cost more than a second im2col from
+       the input (8% more on the benchmark's stack, measured with the machine loaded). */
+    int64_t nb = chunk_for_columns(N, P), nchunks = N > 0 ? (N + nb - 1) / nb : 0;
+    int T = image_parallel_threads(nchunks);
+    balance_chunks(N, T, &nb, &nchunks);
+    int64_t Cg = g.C / G, KK = g.kh * g.kw, cs = slice_channels(Cg, KK, nb * P);
+    /* per thread: one slice's columns (cs KK, nb P) and the product (O, nb P) */
+    int64_t scratch = (cs * KK + O) * nb * P;
+    if (!xc || !wc || (b && !bc) || !y) {
         pivq_tensor_release(y);
         y = NULL;
         goto done;
     }
     const float *xp = pivq_data(xc), *wp = pivq_data(wc), *bp = bc ? pivq_data(bc) : NULL;
     float *yp = pivq_data(y);
-    int64_t nchunks = (N + nb - 1) / nb;
-    int T = image_parallel_threads(nchunks);
-    balance_chunks(N, T, &nb, &nchunks);
-    if (T > 1) {
-        int failed = 0;
-        pivq_blas_serial_begin();
-#pragma omp parallel num_threads(T)
-        {
-            /* this thread's columns (R, nb P) and channel-major product (O, nb P) */
-            float *c = malloc((size_t)((R + O) * nb * P) * sizeof(float));
+    int failed = 0;
+    if (T > 1) pivq_blas_serial_begin();
+        /* image-parallel mode: each thread takes whole chunks with single-threaded steps (no
+           barrier between them); otherwise one chunk at a time, each step using all threads */
+#pragma omp parallel num_threads(T) if (T > 1)
+    {
+        float *buf = malloc((size_t)(scratch > 0 ? scratch : 1) * sizeof(float));
 #pragma omp for schedule(dynamic, 1)
-            for (int64_t ci = 0; ci < nchunks; ci++) {
-                if (!c) {
-                    failed = 1;
-                    continue;
-                }
-                int64_t n0 = ci * nb, m = N - n0 < nb ? N - n0 : nb;
-                float *Ycm = c + R * nb * P;
-                im2col(xp + n0 * g.C * g.H * g.W, c, m, &g, 1);
-                for (int64_t gi = 0; gi < G; gi++)
-                    pivq_sgemm_serial(0, 0, Og, m * P, K, 1.0f, wp + gi * Og * K, K,
-                                      c + gi * K * m * P, m * P, 0.0f, Ycm + gi * Og * m * P,
-                                      m * P);
-                from_channel_major(Ycm, yp + n0 * O * P, bp, m, O, P, 1);
+        for (int64_t ci = 0; ci < nchunks; ci++) {
+            if (!buf) {
+                failed = 1;
+                continue;
             }
-            free(c);
-        }
-        pivq_blas_serial_end();
-        if (failed) {
-            pivq_set_error("%s: out of memory for the columns", F);
-            pivq_tensor_release(y);
-            y = NULL;
-            goto done;
-        }
-    } else {
-        float *Ycm = cols + R * nb * P; /* (O, nb P) channel-major product */
-        for (int64_t n0 = 0; n0 < N; n0 += nb) {
-            int64_t m = N - n0 < nb ? N - n0 : nb;
-            im2col(xp + n0 * g.C * g.H * g.W, cols, m, &g, THREADS(R * m * P));
-            for (int64_t gi = 0; gi < G; gi++) /* Y_g (Og, m P) = W_g (Og, K) @ cols_g (K, m P) */
-                sgemm(0, 0, Og, m * P, K, 1.0f, wp + gi * Og * K, K, cols + gi * K * m * P, m * P,
-                      0.0f, Ycm + gi * Og * m * P, m * P);
+            int64_t n0 = ci * nb, m = N - n0 < nb ? N - n0 : nb;
+            float *cols = buf, *Ycm = buf + cs * KK * nb * P;
+            for (int64_t gi = 0; gi < G; gi++)
+                for (int64_t c0 = 0; c0 < Cg; c0 += cs) { /* input channels gi Cg + c0 .. + cn */
+                    int64_t cn = Cg - c0 < cs ? Cg - c0 : cs;
+                    geom gs = g;
+                    gs.C = cn;
+                    im2col(xp + (n0 * g.C + gi * Cg + c0) * g.H * g.W, cols, m, &gs,
+                           THREADS(cn * KK * m * P));
+                    /* Y_g (Og, m P) += W_g[:, c0 KK ..] (Og, cn KK) @ cols (cn KK, m P) */
+                    CHUNK_SGEMM(0, 0, Og, m * P, cn * KK, 1.0f, wp + gi * Og * K + c0 * KK, K, cols,
+                                m * P, c0 ? 1.0f : 0.0f, Ycm + gi * Og * m * P, m * P);
+                }
             from_channel_major(Ycm, yp + n0 * O * P, bp, m, O, P, THREADS(O * m * P));
         }
+        free(buf);
+    }
+    if (T > 1) pivq_blas_serial_end();
+    if (failed) {
+        pivq_set_error("%s: out of memory for the columns", F);
+        pivq_tensor_release(y);
+        y = NULL;
+        goto done;
     }
     const pivq_tensor *in[3] = {x, w, b};
     if (pivq_ag_wants(3, in)) {
@@ -466,7 +690,6 @@ pivq_tensor *pivq_conv2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_
         y = pivq_ag_finish(y, nd, rc);
     }
 done:
-    free(cols);
     pivq_tensor_release(xc);
     pivq_tensor_release(wc);
     pivq_tensor_release(bc);
@@ -497,102 +720,81 @@ int pivq_conv2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_tensor **gin)
     int64_t N = x->shape[0], O = w->shape[0], G = p.groups, Og = O / G;
     int64_t K = (g.C / G) * g.kh * g.kw, P = g.Ho * g.Wo, R = g.C * g.kh * g.kw;
     int need_x = pivq_ag_needs(n, 0), need_w = pivq_ag_needs(n, 1), need_b = pivq_ag_needs(n, 2);
-    /* dx (N, C, H, W): each chunk's images are zeroed just before col2im adds into them (the
-       memory is then hot in cache) */
+    /* dx (N, C, H, W): each chunk's images are written by col2im (no zero fill) */
     pivq_tensor *dx = need_x ? pivq_empty(PIVQ_FLOAT32, 4, x->shape) : NULL;
     pivq_tensor *dw = need_w ? pivq_zeros_f32(4, w->shape) : NULL; /* (O, C/G, kh, kw) */
     /* (dw is zeroed: the chunks' products accumulate into it with beta 1) */
     pivq_tensor *db = need_b ? pivq_empty(PIVQ_FLOAT32, 1, &O) : NULL; /* (O) */
-    int64_t nb = chunk_images(N, (R + O) * P);
-    float *cols = malloc((size_t)((R + O) * nb * P > 0 ? (R + O) * nb * P : 1) * sizeof(float));
-    if ((need_x && !dx) || (need_w && !dw) || (need_b && !db) || !cols) {
-        free(cols);
-        pivq_tensor_release(dx);
-        pivq_tensor_release(dw);
-        pivq_tensor_release(db);
-        return pivq_set_error("conv2d backward: out of memory");
-    }
-    const float *xp = pivq_data(x), *wp = pivq_data(w), *gp = pivq_data(gy);
-    int64_t nchunks = (N + nb - 1) / nb;
+    int64_t nb = chunk_for_columns(N, P);
+    int failed = (need_x && !dx) || (need_w && !dw) || (need_b && !db);
+    int64_t nchunks = N > 0 && (need_x || need_w) && !failed ? (N + nb - 1) / nb : 0;
     int T = image_parallel_threads(nchunks);
     balance_chunks(N, T, &nb, &nchunks);
-    int failed = 0;
-    if (T > 1 && (need_x || need_w)) {
-        pivq_blas_serial_begin();
-#pragma omp parallel num_threads(T)
-        {
-            /* this thread's columns (R, nb P), dY channel-major (O, nb P), and its partial
-               weight gradient (O, K) summed into dw at the end */
-            float *c = malloc((size_t)((R + O) * nb * P) * sizeof(float));
-            float *pdw = need_w ? calloc((size_t)(O * K), sizeof(float)) : NULL;
+    int64_t Cg = g.C / G, KK = g.kh * g.kw, cs = slice_channels(Cg, KK, nb * P);
+    /* per thread: one slice's columns (cs KK, nb P) and dY channel-major (O, nb P); with
+       T > 1 also its own partial dW (O, K), summed into dw at the end */
+    int64_t scratch = (cs * KK + O) * nb * P;
+    const float *xp = pivq_data(x), *wp = pivq_data(w), *gp = pivq_data(gy);
+    if (T > 1) pivq_blas_serial_begin();
+#pragma omp parallel num_threads(T) if (T > 1)
+    {
+        sgemm_fn gemm = CHUNK_SGEMM;
+        float *buf = nchunks ? malloc((size_t)(scratch > 0 ? scratch : 1) * sizeof(float)) : NULL;
+        float *pdw = !need_w || !nchunks ? NULL
+                     : T > 1             ? calloc((size_t)(O * K > 0 ? O * K : 1), sizeof(float))
+                                         : (float *)pivq_data(dw);
 #pragma omp for schedule(dynamic, 1)
-            for (int64_t ci = 0; ci < nchunks; ci++) {
-                if (!c || (need_w && !pdw)) {
-                    failed = 1;
-                    continue;
-                }
-                int64_t n0 = ci * nb, m = N - n0 < nb ? N - n0 : nb;
-                float *Gcm = c + R * nb * P;
-                to_channel_major(gp + n0 * O * P, Gcm, m, O, P, 1);
-                if (need_w) {
-                    im2col(xp + n0 * g.C * g.H * g.W, c, m, &g, 1);
-                    for (int64_t gi = 0; gi < G; gi++)
-                        pivq_sgemm_serial(0, 1, Og, K, m * P, 1.0f, Gcm + gi * Og * m * P, m * P,
-                                          c + gi * K * m * P, m * P, 1.0f, pdw + gi * Og * K, K);
-                }
-                if (need_x) {
-                    for (int64_t gi = 0; gi < G; gi++)
-                        pivq_sgemm_serial(1, 0, K, m * P, Og, 1.0f, wp + gi * Og * K, K,
-                                          Gcm + gi * Og * m * P, m * P, 0.0f, c + gi * K * m * P,
-                                          m * P);
-                    float *dxc = (float *)pivq_data(dx) + n0 * g.C * g.H * g.W;
-                    memset(dxc, 0, (size_t)(m * g.C * g.H * g.W) * sizeof *dxc);
-                    col2im(c, dxc, m, &g, 1);
-                }
+        for (int64_t ci = 0; ci < nchunks; ci++) {
+            if (!buf || (need_w && !pdw)) {
+                failed = 1;
+                continue;
             }
-            if (pdw) {
+            int64_t n0 = ci * nb, m = N - n0 < nb ? N - n0 : nb;
+            float *cols = buf, *Gcm = buf + cs * KK * nb * P; /* dY channel-major (O, m P) */
+            if (need_x || K > SMALL_K)
+                to_channel_major(gp + n0 * O * P, Gcm, m, O, P, THREADS(O * m * P));
+            for (int64_t gi = 0; gi < G; gi++)
+                for (int64_t c0 = 0; c0 < Cg; c0 += cs) { /* input channels gi Cg + c0 .. + cn */
+                    int64_t cn = Cg - c0 < cs ? Cg - c0 : cs, Ks = cn * KK;
+                    geom gs = g;
+                    gs.C = cn;
+                    int64_t at = (n0 * g.C + gi * Cg + c0) * g.H * g.W; /* the slice's planes */
+                    float *dws = pdw ? pdw + gi * Og * K + c0 * KK : NULL;
+                    if (need_w) { /* dW_g[:, c0 KK ..] (Og, Ks) += dY_g (Og, mP) @ cols^T */
+                        im2col(xp + at, cols, m, &gs, THREADS(Ks * m * P));
+                        if (K <= SMALL_K)
+                            wgrad_small_k(gp + (n0 * O + gi * Og) * P, O, cols, dws, K, m, Og, Ks,
+                                          P, THREADS(Og * Ks * m * P));
+                        else
+                            gemm(0, 1, Og, Ks, m * P, 1.0f, Gcm + gi * Og * m * P, m * P, cols,
+                                 m * P, 1.0f, dws, K);
+                    }
+                    if (need_x) { /* dcols (Ks, mP) = W_g[:, c0 KK ..]^T @ dY_g -> dx slice */
+                        gemm(1, 0, Ks, m * P, Og, 1.0f, wp + gi * Og * K + c0 * KK, K,
+                             Gcm + gi * Og * m * P, m * P, 0.0f, cols, m * P);
+                        col2im(cols, (float *)pivq_data(dx) + at, m, &gs, THREADS(Ks * m * P));
+                    }
+                }
+        }
+        if (T > 1 && pdw) {
 #pragma omp critical(pivq_conv_dw)
-                {
-                    float *d = pivq_data(dw);
-                    for (int64_t i = 0; i < O * K; i++)
-                        d[i] += pdw[i];
-                }
+            {
+                float *d = pivq_data(dw);
+                for (int64_t i = 0; i < O * K; i++)
+                    d[i] += pdw[i];
             }
-            free(c);
             free(pdw);
         }
-        pivq_blas_serial_end();
-    } else {
-        float *Gcm = cols + R * nb * P; /* dY channel-major (O, nb P) */
-        for (int64_t n0 = 0; n0 < N && (need_x || need_w); n0 += nb) {
-            int64_t m = N - n0 < nb ? N - n0 : nb;
-            to_channel_major(gp + n0 * O * P, Gcm, m, O, P, THREADS(O * m * P));
-            if (need_w) {
-                im2col(xp + n0 * g.C * g.H * g.W, cols, m, &g, THREADS(R * m * P));
-                for (int64_t gi = 0; gi < G; gi++) /* dW_g (Og, K) += dY_g (Og, mP) @ cols_g^T */
-                    sgemm(0, 1, Og, K, m * P, 1.0f, Gcm + gi * Og * m * P, m * P,
-                          cols + gi * K * m * P, m * P, 1.0f, (float *)pivq_data(dw) + gi * Og * K,
-                          K);
-            }
-            if (need_x) {
-                for (int64_t gi = 0; gi < G; gi++) /* dcols_g (K, mP) = W_g^T (K, Og) @ dY_g */
-                    sgemm(1, 0, K, m * P, Og, 1.0f, wp + gi * Og * K, K, Gcm + gi * Og * m * P,
-                          m * P, 0.0f, cols + gi * K * m * P, m * P);
-                float *dxc = (float *)pivq_data(dx) + n0 * g.C * g.H * g.W;
-                memset(dxc, 0, (size_t)(m * g.C * g.H * g.W) * sizeof *dxc);
-                col2im(cols, dxc, m, &g, THREADS(R * m * P));
-            }
-        }
+        free(buf);
     }
+    if (T > 1) pivq_blas_serial_end();
     if (failed) {
-        free(cols);
         pivq_tensor_release(dx);
         pivq_tensor_release(dw);
         pivq_tensor_release(db);
         return pivq_set_error("conv2d backward: out of memory");
     }
     if (need_b) bias_grad(gp, pivq_data(db), N, O, P);
-    free(cols);
     gin[0] = dx;
     gin[1] = dw;
     if (n->n_in > 2)
@@ -621,7 +823,7 @@ static int convt_geom(const char *F, const pivq_tensor *x, const pivq_tensor *w,
             return pivq_set_error("%s: output_padding %lld must be smaller than stride or dilation",
                                   F, (long long)p->output_padding[i]);
     *O = w->shape[1] * p->groups;
-    g->C = *O;
+    g->C = g->Cs = *O;
     g->kh = w->shape[2];
     g->kw = w->shape[3];
     g->sh = p->stride[0];
@@ -655,7 +857,7 @@ pivq_tensor *pivq_conv_transpose2d(const pivq_tensor *x, const pivq_tensor *w, c
     int64_t osz[4] = {N, O, g.H, g.W};
     pivq_tensor *xc = pivq_contiguous(x), *wc = pivq_contiguous(w);
     pivq_tensor *bc = b ? pivq_contiguous(b) : NULL;
-    pivq_tensor *y = pivq_zeros_f32(4, osz); /* y (N, O, Hout, Wout): col2im adds into it */
+    pivq_tensor *y = pivq_empty(PIVQ_FLOAT32, 4, osz); /* y (N, O, Hout, Wout) = fold(cols) */
     int64_t nb = chunk_images(N, (R + Cin) * P);
     float *cols = malloc((size_t)((R + Cin) * nb * P > 0 ? (R + Cin) * nb * P : 1) * sizeof(float));
     if (!xc || !wc || (b && !bc) || !y || !cols) {
@@ -664,6 +866,7 @@ pivq_tensor *pivq_conv_transpose2d(const pivq_tensor *x, const pivq_tensor *w, c
         y = NULL;
         goto done;
     }
+    const int T = 1; /* one chunk at a time, each step on all threads (see THREADS) */
     float *Xcm = cols + R * nb * P; /* x channel-major (Cin, nb P) */
     const float *xp = pivq_data(xc), *wp = pivq_data(wc);
     float *yp = pivq_data(y);
@@ -671,8 +874,8 @@ pivq_tensor *pivq_conv_transpose2d(const pivq_tensor *x, const pivq_tensor *w, c
         int64_t m = N - n0 < nb ? N - n0 : nb;
         to_channel_major(xp + n0 * Cin * P, Xcm, m, Cin, P, THREADS(Cin * m * P));
         for (int64_t gi = 0; gi < G; gi++) /* cols_g (K, mP) = W_g^T (K, Cg) @ X_g (Cg, mP) */
-            sgemm(1, 0, K, m * P, Cg, 1.0f, wp + gi * Cg * K, K, Xcm + gi * Cg * m * P, m * P, 0.0f,
-                  cols + gi * K * m * P, m * P);
+            pivq_sgemm_mt(1, 0, K, m * P, Cg, 1.0f, wp + gi * Cg * K, K, Xcm + gi * Cg * m * P,
+                          m * P, 0.0f, cols + gi * K * m * P, m * P);
         col2im(cols, yp + n0 * O * g.H * g.W, m, &g, THREADS(R * m * P));
     }
     if (bc) { /* + bias per output channel */
@@ -732,6 +935,7 @@ int pivq_conv_transpose2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_ten
         pivq_tensor_release(db);
         return pivq_set_error("conv_transpose2d backward: out of memory");
     }
+    const int T = 1; /* one chunk at a time, each step on all threads (see THREADS) */
     float *Xcm = cols + R * nb * P; /* x, then dx, channel-major (Cin, nb P) */
     const float *xp = pivq_data(x), *wp = pivq_data(w), *gp = pivq_data(gy);
     for (int64_t n0 = 0; n0 < N && (need_x || need_w); n0 += nb) {
@@ -740,13 +944,14 @@ int pivq_conv_transpose2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_ten
         if (need_w) {
             to_channel_major(xp + n0 * Cin * P, Xcm, m, Cin, P, THREADS(Cin * m * P));
             for (int64_t gi = 0; gi < G; gi++) /* dW_g (Cg, K) += X_g (Cg, mP) @ cols_g^T */
-                sgemm(0, 1, Cg, K, m * P, 1.0f, Xcm + gi * Cg * m * P, m * P, cols + gi * K * m * P,
-                      m * P, 1.0f, (float *)pivq_data(dw) + gi * Cg * K, K);
+                pivq_sgemm_mt(0, 1, Cg, K, m * P, 1.0f, Xcm + gi * Cg * m * P, m * P,
+                              cols + gi * K * m * P, m * P, 1.0f,
+                              (float *)pivq_data(dw) + gi * Cg * K, K);
         }
         if (need_x) {
             for (int64_t gi = 0; gi < G; gi++) /* dX_g (Cg, mP) = W_g (Cg, K) @ cols_g (K, mP) */
-                sgemm(0, 0, Cg, m * P, K, 1.0f, wp + gi * Cg * K, K, cols + gi * K * m * P, m * P,
-                      0.0f, Xcm + gi * Cg * m * P, m * P);
+                pivq_sgemm_mt(0, 0, Cg, m * P, K, 1.0f, wp + gi * Cg * K, K, cols + gi * K * m * P,
+                              m * P, 0.0f, Xcm + gi * Cg * m * P, m * P);
             from_channel_major(Xcm, (float *)pivq_data(dx) + n0 * Cin * P, NULL, m, Cin, P,
                                THREADS(Cin * m * P));
         }

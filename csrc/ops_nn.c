@@ -36,28 +36,34 @@ static void linear_forward(const float *x, const float *w, const float *b, float
     pivq_sgemm_mt(0, 1, M, N, K, 1.0f, x, K, w, K, b ? 1.0f : 0.0f, y, N);
 }
 
+typedef struct colsum_ctx {
+    const float *g;
+    float *out;
+    int64_t M, N;
+} colsum_ctx;
+
+static void colsum_range(int64_t c0, int64_t c1, void *ctx)
+{
+    const colsum_ctx *c = ctx;
+    const float *g = c->g;
+    float *out = c->out;
+    int64_t M = c->M, N = c->N;
+    for (int64_t j = c0; j < c1; j++)
+        out[j] = 0.0f;
+    for (int64_t i = 0; i < M; i++) {
+        const float *row = g + i * N;
+        for (int64_t j = c0; j < c1; j++)
+            out[j] += row[j];
+    }
+}
+
 /* Column sums: out (N) = sum over rows of g (M, N). Threads split the columns so that each
-   output is written by one thread; rows stream through the cache in order. */
+   output is written by one thread (none when there are too few columns to share); rows stream
+   through the cache in order. */
 void pivq_colsum(const float *g, float *out, int64_t M, int64_t N)
 {
-    int nt = pivq_threads_for(M * N);
-    if (nt > 1 && N < 64) nt = 1;
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        int tid = 0, T = 1;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-        T = omp_get_num_threads();
-#endif
-        int64_t c0 = N * tid / T, c1 = N * (tid + 1) / T;
-        for (int64_t j = c0; j < c1; j++)
-            out[j] = 0.0f;
-        for (int64_t i = 0; i < M; i++) {
-            const float *row = g + i * N;
-            for (int64_t j = c0; j < c1; j++)
-                out[j] += row[j];
-        }
-    }
+    colsum_ctx c = {g, out, M, N};
+    pivq_parallel_range(N, N < 64 ? 0 : M * N, colsum_range, &c);
 }
 
 pivq_tensor *pivq_linear(const pivq_tensor *x, const pivq_tensor *w, const pivq_tensor *b)
@@ -238,24 +244,23 @@ static const act_kernel ACT_BWD[PIVQ_ACT_COUNT] = {
     [PIVQ_ACT_GELU_TANH] = gelu_tanh_bwd, [PIVQ_ACT_SILU] = silu_bwd,
     [PIVQ_ACT_LEAKY_RELU] = leaky_bwd,    [PIVQ_ACT_ELU] = elu_bwd};
 
+typedef struct act_ctx {
+    act_kernel k;
+    const float *x, *g;
+    float *y, a;
+} act_ctx;
+
+static void act_range(int64_t lo, int64_t hi, void *ctx)
+{
+    const act_ctx *c = ctx;
+    c->k(c->x + lo, c->g ? c->g + lo : NULL, c->y + lo, hi - lo, c->a);
+}
+
 /* Split [0, n) evenly among the threads, each running the kernel on its range. */
 static void act_run(act_kernel k, const float *x, const float *g, float *y, int64_t n, float a)
 {
-    int nt = pivq_threads_for(n * 4);
-    if (nt <= 1) {
-        k(x, g, y, n, a);
-        return;
-    }
-#pragma omp parallel num_threads(nt)
-    {
-        int tid = 0, T = 1;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-        T = omp_get_num_threads();
-#endif
-        int64_t lo = n * tid / T, hi = n * (tid + 1) / T;
-        k(x + lo, g ? g + lo : NULL, y + lo, hi - lo, a);
-    }
+    act_ctx c = {k, x, g, y, a};
+    pivq_parallel_range(n, n * 4, act_range, &c);
 }
 
 static void activation_forward(const float *x, float *y, int64_t n, int kind, float a)

@@ -14,15 +14,10 @@ local nn, F = pivq.nn, pivq.F
 local workload, threads, iters, dump = arg[1], tonumber(arg[2] or 1), tonumber(arg[3] or 10), arg[4]
 pivq.set_num_threads(threads)
 
-ffi.cdef [[
-  typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
-  int clock_gettime(int clk, bench_timespec *ts);
-]]
-local ts = ffi.new("bench_timespec")
-local function now()
-  ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
-  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
-end
+-- pivq.clock declares clock_gettime (with its pivq_timespec) once for the process: a second
+-- declaration here would clash with it
+local now = require "pivq.clock"
+local ts = ffi.new("pivq_timespec")
 -- CPU time of the process (all threads): robust to other load on the machine
 local function cpu()
   ffi.C.clock_gettime(2, ts) -- CLOCK_PROCESS_CPUTIME_ID

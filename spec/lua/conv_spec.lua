@@ -24,6 +24,11 @@ local CONFIGS = {
   { x = { 1, 4, 9, 9 }, w = { 6, 2, 3, 3 }, opts = { groups = 2, padding = { 1, 2 } } },
   { x = { 2, 2, 9, 8 }, w = { 3, 2, 3, 3 }, opts = { dilation = 2, stride = { 1, 2 } } },
   { x = { 3, 1, 8, 8 }, w = { 5, 1, 4, 4 }, opts = { stride = 2, padding = 1 } },
+  -- rows wider than 32 pixels (input, then output) take the tap-table path, not the permutes
+  { x = { 1, 2, 3, 37 }, w = { 2, 2, 2, 3 }, opts = { stride = { 1, 2 }, padding = 1 } },
+  { x = { 1, 1, 2, 40 }, w = { 2, 1, 1, 3 }, opts = { padding = { 0, 1 } } },
+  -- depthwise: 9-tap patches per group take the direct weight-gradient kernel, not sgemm
+  { x = { 2, 4, 6, 5 }, w = { 4, 1, 3, 3 }, opts = { groups = 4, padding = 1 } },
 }
 
 describe("conv2d", function()
@@ -42,19 +47,44 @@ describe("conv2d", function()
   end)
 
   it("gives the same gradients with one thread and with image-parallel threads", function()
-    local x, w, b = randn(40, 16, 20, 20), randn(8, 16, 5, 5), randn(8)
-    local saved = pivq.get_num_threads()
-    local function grads(threads)
-      pivq.set_num_threads(threads)
-      local xl, wl, bl = leaf(x), leaf(w), leaf(b)
-      local y = F.conv2d(xl, wl, bl, { padding = 2 }) -- 7 chunks of 6 images: parallel mode
-      local loss = (y * y):sum()
-      loss:backward()
-      return { y, xl:grad(), wl:grad(), bl:grad() }
+    -- 20 chunks of 2 images (parallel mode), columns in slices of 10 and 6 channels; then a
+    -- 1-channel first layer (direct weight-gradient kernel), 90 chunks of 1 image
+    for _, c in ipairs({ { x = randn(40, 16, 20, 20), w = randn(8, 16, 5, 5), pad = 2 },
+                         { x = randn(90, 1, 28, 28), w = randn(64, 1, 3, 3), pad = 1 } }) do
+      local b = randn(c.w:size(1))
+      local saved = pivq.get_num_threads()
+      local function grads(threads)
+        pivq.set_num_threads(threads)
+        local xl, wl, bl = leaf(c.x), leaf(c.w), leaf(b)
+        local y = F.conv2d(xl, wl, bl, { padding = c.pad })
+        local loss = (y * y):sum()
+        loss:backward()
+        return { y, xl:grad(), wl:grad(), bl:grad() }
+      end
+      local one, two = grads(1), grads(2)
+      pivq.set_num_threads(saved)
+      for i = 1, 4 do close(one[i], two[i], 1e-3 * one[i]:abs():max()) end
     end
-    local one, two = grads(1), grads(2)
-    pivq.set_num_threads(saved)
-    for i = 1, 4 do close(one[i], two[i], 1e-3 * one[i]:abs():max()) end
+  end)
+
+  it("has gradients that satisfy the adjoint identities when the columns are built in slices", function()
+    -- conv is linear in x and in w, so for the loss sum(conv(x, w) * v) and any u:
+    --   <dx, u> = sum(conv(u, w) * v)   and   <dw, u> = sum(conv(x, u) * v),
+    -- with the right-hand sides from the direct reference. 40 channels of 4x4 taps on
+    -- 6 images of 6x6 outputs are built 37 channels at a time (the rest in a second slice).
+    for _, c in ipairs({ { x = { 6, 40, 12, 12 }, w = { 16, 40, 4, 4 }, groups = 1 },
+                         { x = { 6, 80, 12, 12 }, w = { 16, 40, 4, 4 }, groups = 2 } }) do
+      local opts = { stride = 2, padding = 1, groups = c.groups }
+      local x, w = leaf(randn(unpack(c.x))), leaf(randn(unpack(c.w)))
+      local y = F.conv2d(x, w, nil, opts)
+      local v = randn(unpack(y:size()))
+      ;(y * v):sum():backward()
+      local ux, uw = randn(unpack(c.x)), randn(unpack(c.w))
+      local want_x = dot(F.conv2d_reference(ux, w:detach(), nil, opts), v)
+      local want_w = dot(F.conv2d_reference(x:detach(), uw, nil, opts), v)
+      assert.near(want_x, dot(x:grad(), ux), 1e-4 * (math.abs(want_x) + 1e3))
+      assert.near(want_w, dot(w:grad(), uw), 1e-4 * (math.abs(want_w) + 1e3))
+    end
   end)
 
   it("reports mismatched shapes and bad parameters", function()
