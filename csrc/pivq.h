@@ -504,6 +504,17 @@ pivq_tensor *pivq_kmeans(const pivq_tensor *x, int64_t K, int iters, pivq_genera
 int pivq_vq_ema_update_(pivq_tensor *codebook, pivq_tensor *ema_count, pivq_tensor *ema_sum,
                         const pivq_tensor *latents, const pivq_tensor *codes, double decay,
                         double eps);
+/* The two halves of pivq_vq_ema_update_, for data-parallel training where the batch statistics
+   are summed over the ranks in between. Statistics of one batch: counts[k] = how many codes
+   (N int64 in [0, K)) equal k, sums[k] = the sum of the latents (N x c) with code k; counts
+   float32 K and sums float32 K x c, contiguous, overwritten. */
+int pivq_vq_ema_stats(const pivq_tensor *latents, const pivq_tensor *codes, pivq_tensor *counts,
+                      pivq_tensor *sums);
+/* The EMA update of pivq_vq_ema_update_ with n_k = counts[k] and the per-code sums = sums[k]
+   given (e.g. pivq_vq_ema_stats summed over ranks). */
+int pivq_vq_ema_apply_(pivq_tensor *codebook, pivq_tensor *ema_count, pivq_tensor *ema_sum,
+                       const pivq_tensor *counts, const pivq_tensor *sums, double decay,
+                       double eps);
 /* Per-code usage counts (int64, length K) of codes (any shape, int64 in [0, K)). */
 pivq_tensor *pivq_code_counts(const pivq_tensor *codes, int64_t K);
 /* Mean number of distinct codes per row of codes (B x L int64 in [0, K)): K_img. */
@@ -719,6 +730,48 @@ int pivq_write_file_atomic(const char *path, const void *data, size_t len);
    power loss) left beside it. Returns how many were removed, or -1 with the error set. Only
    call it when no other process is writing `path`: it would remove that write's file. */
 int pivq_atomic_remove_stale(const char *path);
+
+/* ---- Distributed (MPI) ---- */
+/* dist.c: data-parallel communication over MPI between the processes that `mpirun` starts
+ * (ranks). Optional at build time (CMake option PIVQ_MPI): without MPI,
+ * pivq_dist_available() is 0 and the other functions fail with "pivq was built without MPI".
+ * Errors never abort: MPI's error handler returns codes, which become pivq errors, and every
+ * wait gives up after the timeout given to pivq_dist_init (a dead or hung rank). Call them from
+ * one thread only: the one that called pivq_dist_init. */
+
+/* 1 if libpivq was built with MPI, else 0. */
+int pivq_dist_available(void);
+/* Initialise MPI once per process (later calls only set the timeout). timeout_seconds > 0:
+   a collective that waits longer than that fails; <= 0 waits forever. Fails after
+   pivq_dist_finalize (MPI cannot restart in a process). */
+int pivq_dist_init(double timeout_seconds);
+/* 1 between a successful pivq_dist_init and pivq_dist_finalize. */
+int pivq_dist_initialized(void);
+/* This process's rank (0-based), or -1 if not initialised. */
+int pivq_dist_rank(void);
+/* Number of ranks, or 0 if not initialised. */
+int pivq_dist_size(void);
+/* Number of ranks on this machine (sharing its memory and cores), or 0 if not initialised. */
+int pivq_dist_local_size(void);
+/* Seconds this process has spent inside the collectives below (packing included). */
+double pivq_dist_comm_seconds(void);
+/* Finalize MPI (if pivq_dist_init started it). 0 if MPI was not initialised. */
+int pivq_dist_finalize(void);
+/* End every rank of the job now with exit code `code` (MPI_Abort). No-op without MPI. */
+void pivq_dist_abort(int code);
+/* In place over all ranks: each of the n float32 contiguous tensors becomes the elementwise sum
+   of its copies on every rank (mean = 1: divided by the number of ranks). The tensors are
+   packed into one flat buffer split into buckets of bucket_bytes (0: one bucket), and each
+   bucket's reduction starts as soon as it is packed. Every rank passes the same shapes. */
+int pivq_dist_allreduce_(pivq_tensor *const *ts, int n, int mean, int64_t bucket_bytes);
+/* In place: the n contiguous tensors (any dtype) of rank `root` are copied into every rank's
+   tensors of the same shapes. */
+int pivq_dist_broadcast_(pivq_tensor *const *ts, int n, int root);
+/* x (contiguous, any dtype, the same shape on every rank) of every rank: a NEW tensor
+   size x x.shape on root (rank r's x at [r]); a NEW empty 0 x x.shape tensor on the others. */
+pivq_tensor *pivq_dist_gather(const pivq_tensor *x, int root);
+/* Wait until every rank has arrived. */
+int pivq_dist_barrier(void);
 
 #ifndef PIVQ_CDEF
 #ifdef __cplusplus

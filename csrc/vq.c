@@ -223,15 +223,16 @@ static int check_code_range(const char *fname, const int64_t *p, int64_t n, int6
     return 0;
 }
 
-int pivq_vq_ema_update_(pivq_tensor *codebook, pivq_tensor *ema_count, pivq_tensor *ema_sum,
-                        const pivq_tensor *latents, const pivq_tensor *codes, double decay,
-                        double eps)
+/* Check the EMA state (codebook K x c, ema_count K, ema_sum K x c: float32, contiguous), the
+   latents' width c and the decay/eps of an EMA update. */
+static int check_ema_state(const char *fn, const pivq_tensor *codebook,
+                           const pivq_tensor *ema_count, const pivq_tensor *ema_sum,
+                           const pivq_tensor *latents, double decay, double eps)
 {
-    const char *fn = "vq_ema_update";
     if (check_rows(fn, "codebook", codebook) || check_rows(fn, "ema_sum", ema_sum) ||
         check_rows(fn, "latents", latents) || pivq_check_tensor(fn, "ema_count", ema_count))
         return -1;
-    int64_t K = codebook->shape[0], c = codebook->shape[1], N = latents->shape[0];
+    int64_t K = codebook->shape[0], c = codebook->shape[1];
     char a[160], b[160];
     if (ema_sum->shape[0] != K || ema_sum->shape[1] != c || latents->shape[1] != c ||
         ema_count->ndim != 1 || ema_count->shape[0] != K || ema_count->scalar_type != PIVQ_FLOAT32)
@@ -247,47 +248,135 @@ int pivq_vq_ema_update_(pivq_tensor *codebook, pivq_tensor *ema_count, pivq_tens
     if (!(decay >= 0 && decay < 1) || !(eps >= 0))
         return pivq_set_error("%s: need 0 <= decay < 1 and eps >= 0, got %g and %g", fn, decay,
                               eps);
+    return 0;
+}
+
+/* Contiguous copies of codes (N int64 in [0, K)) and latents (N x c); -1 with the error set. */
+static int ema_inputs(const char *fn, const pivq_tensor *latents, const pivq_tensor *codes,
+                      int64_t K, pivq_tensor **cc, pivq_tensor **lc)
+{
+    *cc = *lc = NULL;
     if (check_codes(fn, codes, K)) return -1;
-    if (pivq_numel(codes) != N)
+    if (pivq_numel(codes) != latents->shape[0])
         return pivq_set_error("%s: %lld codes for %lld latents", fn, (long long)pivq_numel(codes),
-                              (long long)N);
-    pivq_tensor *cc = pivq_contiguous(codes), *lc = cc ? pivq_contiguous(latents) : NULL;
-    double *nk = lc ? calloc((size_t)(K * (c + 1)), sizeof(double)) : NULL;
-    if (!nk) {
-        if (lc) pivq_set_error("%s: out of memory", fn);
-        pivq_tensor_release(cc);
-        pivq_tensor_release(lc);
-        return -1;
+                              (long long)latents->shape[0]);
+    *cc = pivq_contiguous(codes);
+    *lc = *cc ? pivq_contiguous(latents) : NULL;
+    if (*lc && check_code_range(fn, pivq_data(*cc), pivq_numel(*cc), K) == 0) return 0;
+    pivq_tensor_release(*cc);
+    pivq_tensor_release(*lc);
+    return -1;
+}
+
+/* nk[k] += #{i: code_i = k}, sk[k] += sum of those z_i (z N x c), in double. */
+static void ema_accumulate(const int64_t *code, const float *z, int64_t N, int64_t c, double *nk,
+                           double *sk)
+{
+    for (int64_t i = 0; i < N; i++) {
+        nk[code[i]] += 1;
+        for (int64_t j = 0; j < c; j++)
+            sk[code[i] * c + j] += z[i * c + j];
     }
-    const int64_t *code = pivq_data(cc);
-    int rc = check_code_range(fn, code, N, K);
-    if (rc == 0) {
-        double *sk = nk + K;
-        const float *z = pivq_data(lc);
-        for (int64_t i = 0; i < N; i++) {
-            nk[code[i]] += 1;
+}
+
+/* The EMA step itself from batch statistics nk (K) and sk (K x c); see pivq.h. */
+static void ema_apply(float *cnt, float *sum, float *e, int64_t K, int64_t c, const double *nk,
+                      const double *sk, double decay, double eps)
+{
+    double n = 0;
+    for (int64_t k = 0; k < K; k++) {
+        cnt[k] = (float)(decay * cnt[k] + (1 - decay) * nk[k]);
+        n += cnt[k];
+        for (int64_t j = 0; j < c; j++)
+            sum[k * c + j] = (float)(decay * sum[k * c + j] + (1 - decay) * sk[k * c + j]);
+    }
+    for (int64_t k = 0; k < K; k++) {
+        double smoothed = (cnt[k] + eps) / (n + (double)K * eps) * n;
+        if (smoothed > 0)
             for (int64_t j = 0; j < c; j++)
-                sk[code[i] * c + j] += z[i * c + j];
-        }
-        float *cnt = pivq_data(ema_count), *sum = pivq_data(ema_sum), *e = pivq_data(codebook);
-        double n = 0;
-        for (int64_t k = 0; k < K; k++) {
-            cnt[k] = (float)(decay * cnt[k] + (1 - decay) * nk[k]);
-            n += cnt[k];
-            for (int64_t j = 0; j < c; j++)
-                sum[k * c + j] = (float)(decay * sum[k * c + j] + (1 - decay) * sk[k * c + j]);
-        }
-        for (int64_t k = 0; k < K; k++) {
-            double smoothed = (cnt[k] + eps) / (n + (double)K * eps) * n;
-            if (smoothed > 0)
-                for (int64_t j = 0; j < c; j++)
-                    e[k * c + j] = (float)(sum[k * c + j] / smoothed);
-        }
+                e[k * c + j] = (float)(sum[k * c + j] / smoothed);
+    }
+}
+
+int pivq_vq_ema_update_(pivq_tensor *codebook, pivq_tensor *ema_count, pivq_tensor *ema_sum,
+                        const pivq_tensor *latents, const pivq_tensor *codes, double decay,
+                        double eps)
+{
+    const char *fn = "vq_ema_update";
+    if (check_ema_state(fn, codebook, ema_count, ema_sum, latents, decay, eps)) return -1;
+    int64_t K = codebook->shape[0], c = codebook->shape[1];
+    pivq_tensor *cc, *lc;
+    if (ema_inputs(fn, latents, codes, K, &cc, &lc)) return -1;
+    double *nk = calloc((size_t)(K * (c + 1)), sizeof(double));
+    if (nk) {
+        ema_accumulate(pivq_data(cc), pivq_data(lc), lc->shape[0], c, nk, nk + K);
+        ema_apply(pivq_data(ema_count), pivq_data(ema_sum), pivq_data(codebook), K, c, nk, nk + K,
+                  decay, eps);
     }
     free(nk);
     pivq_tensor_release(cc);
     pivq_tensor_release(lc);
-    return rc;
+    return nk ? 0 : pivq_set_error("%s: out of memory", fn);
+}
+
+int pivq_vq_ema_stats(const pivq_tensor *latents, const pivq_tensor *codes, pivq_tensor *counts,
+                      pivq_tensor *sums)
+{
+    const char *fn = "vq_ema_stats";
+    if (check_rows(fn, "latents", latents) || check_rows(fn, "sums", sums) ||
+        pivq_check_tensor(fn, "counts", counts))
+        return -1;
+    int64_t K = sums->shape[0], c = sums->shape[1];
+    char a[160], b[160], l[160];
+    if (counts->ndim != 1 || counts->shape[0] != K || counts->scalar_type != PIVQ_FLOAT32 ||
+        latents->shape[1] != c || !pivq_is_contiguous(counts) || !pivq_is_contiguous(sums))
+        return pivq_set_error("%s: need contiguous float32 counts (K) and sums (K x c) for "
+                              "latents with rows of c, got counts %s, sums %s, latents %s",
+                              fn, pivq_shape_str(counts, a, sizeof a),
+                              pivq_shape_str(sums, b, sizeof b),
+                              pivq_shape_str(latents, l, sizeof l));
+    pivq_tensor *cc, *lc;
+    if (ema_inputs(fn, latents, codes, K, &cc, &lc)) return -1;
+    double *nk = calloc((size_t)(K * (c + 1)), sizeof(double));
+    if (nk) {
+        ema_accumulate(pivq_data(cc), pivq_data(lc), lc->shape[0], c, nk, nk + K);
+        float *pc = pivq_data(counts), *ps = pivq_data(sums);
+        for (int64_t k = 0; k < K; k++)
+            pc[k] = (float)nk[k];
+        for (int64_t i = 0; i < K * c; i++)
+            ps[i] = (float)nk[K + i];
+    }
+    free(nk);
+    pivq_tensor_release(cc);
+    pivq_tensor_release(lc);
+    return nk ? 0 : pivq_set_error("%s: out of memory", fn);
+}
+
+int pivq_vq_ema_apply_(pivq_tensor *codebook, pivq_tensor *ema_count, pivq_tensor *ema_sum,
+                       const pivq_tensor *counts, const pivq_tensor *sums, double decay, double eps)
+{
+    const char *fn = "vq_ema_apply";
+    if (check_ema_state(fn, codebook, ema_count, ema_sum, sums, decay, eps) ||
+        pivq_check_tensor(fn, "counts", counts))
+        return -1;
+    int64_t K = codebook->shape[0], c = codebook->shape[1];
+    char a[160], b[160];
+    if (counts->ndim != 1 || counts->shape[0] != K || counts->scalar_type != PIVQ_FLOAT32 ||
+        sums->shape[0] != K || !pivq_is_contiguous(counts) || !pivq_is_contiguous(sums))
+        return pivq_set_error("%s: need contiguous float32 counts (%lld) and sums (%lldx%lld), "
+                              "got %s and %s",
+                              fn, (long long)K, (long long)K, (long long)c,
+                              pivq_shape_str(counts, a, sizeof a),
+                              pivq_shape_str(sums, b, sizeof b));
+    double *nk = malloc((size_t)(K * (c + 1)) * sizeof(double));
+    if (!nk) return pivq_set_error("%s: out of memory", fn);
+    const float *pc = pivq_data(counts), *ps = pivq_data(sums);
+    for (int64_t i = 0; i < K * (c + 1); i++)
+        nk[i] = i < K ? pc[i] : ps[i - K];
+    ema_apply(pivq_data(ema_count), pivq_data(ema_sum), pivq_data(codebook), K, c, nk, nk + K,
+              decay, eps);
+    free(nk);
+    return 0;
 }
 
 pivq_tensor *pivq_code_counts(const pivq_tensor *codes, int64_t K)

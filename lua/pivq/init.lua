@@ -91,6 +91,7 @@ pivq.clock = require "pivq.clock"
 pivq.PIVQ = require "pivq.models.pivq"
 pivq.load_model = pivq.PIVQ.load
 pivq.train = require "pivq.train"
+pivq.dist = require "pivq.dist" -- data-parallel training over MPI
 pivq.bank = require "pivq.bank"
 pivq.features = require "pivq.features"
 pivq.report = require "pivq.report"

@@ -32,6 +32,7 @@ local plot = require "pivq.plot"
 local clock = require "pivq.clock"
 local PIVQ = require "pivq.models.pivq"
 local PatchDiscriminator = require "pivq.nn.PatchDiscriminator"
+local dist = require "pivq.dist"
 local json = require "dkjson"
 
 local M = {}
@@ -159,8 +160,14 @@ function M.Trainer(user)
     if opts[k] == nil then error("Trainer: unknown option '" .. tostring(k) .. "'", 2) end
     opts[k] = v
   end
-  if opts.threads > 0 then require("pivq").set_num_threads(opts.threads) end
-  local self = setmetatable({ opts = opts }, Trainer)
+  -- data-parallel when mpirun started us (see pivq.dist and README "Distributed training"):
+  -- self.dist is consulted at the few points where ranks communicate; nil otherwise
+  local dp = dist.DataParallel({ name = "train" })
+  local pivq_ = require("pivq")
+  if opts.threads > 0 then pivq_.set_num_threads(opts.threads)
+  elseif dp then pivq_.set_num_threads(dp:threads(pivq_.get_num_threads())) end
+  if dp and not dp.is_root then opts.quiet = true end -- rank 0 alone prints
+  local self = setmetatable({ opts = opts, dist = dp }, Trainer)
   local train, test, size, channels = load_data(opts)
   if not train then error("train: " .. tostring(test), 2) end
   self.train_set, self.test_set = train, test
@@ -169,7 +176,12 @@ function M.Trainer(user)
   self.model.quantizer.bypassed = opts.quant_start > 0
   self.opt = optim.AdamW(self.model:parameters(), { lr = opts.lr, weight_decay = opts.weight_decay })
   self.sched = optim.schedules.cosine(self.opt, opts.steps, { warmup = opts.warmup, min_lr = opts.lr / 10 })
-  self.loader = data.loader(train, { batch = opts.batch, shuffle = true, seed = opts.seed, drop_last = true,
+  if dp then -- the same initial model on every rank, and the model's quantizer reduces its statistics
+    dp:sync_module(self.model)
+    self.model.quantizer.dist = dp
+  end
+  -- the global batch (each rank keeps its slice of it, Trainer:next_batch)
+  self.loader = data.loader(train, { batch = opts.batch * (dp and dp.size or 1), shuffle = true, seed = opts.seed, drop_last = true,
     workers = opts.workers })
   self.step, self.epoch, self.pos = 0, 1, 0
   self.data_gen = random.Generator(opts.seed + 7919) -- restarts and k-means, apart from the model's
@@ -242,6 +254,7 @@ function Trainer:save_checkpoint()
     model_rng = self.model.generator:get_state(),
     data_rng = self.data_gen:get_state(),
     bypassed = self.model.quantizer.bypassed,
+    global_batch = self.loader.batch_size, -- pos counts batches of this many images
     options = self.opts,
   }
   local path = self:checkpoint_path()
@@ -285,6 +298,10 @@ function Trainer:load_checkpoint()
   self.data_gen:set_state(state.data_rng)
   self.model.quantizer.bypassed = state.bypassed
   self.step, self.epoch, self.pos = state.step, state.epoch, state.pos
+  if state.global_batch and state.global_batch ~= self.loader.batch_size then
+    -- resumed with another number of ranks or batch: the same place in the epoch, to a batch
+    self.pos = math.floor(state.pos * state.global_batch / self.loader.batch_size)
+  end
   return true
 end
 
@@ -303,7 +320,7 @@ function Trainer:next_batch()
     b = self.iter()
   end
   self.pos = self.pos + 1
-  return b.images
+  return self.dist and self.dist:shard(b.images) or b.images
 end
 
 -- The loss terms of one batch -> terms (terms.total: the loss), stats, idx, reconstructions, and
@@ -357,6 +374,7 @@ function Trainer:adversarial_surrogate(terms, rec, y, yr, features)
   local head, fd = self.model.to_pixels, features:detach()
   local function last_layer_norm(g)
     self.model:head(fd):backward(g)
+    if self.dist then self.dist:average_gradients({ head.weight }) end -- the global batch's lambda
     local n = head.weight:grad():norm():item()
     head:zero_grad()
     return n
@@ -370,6 +388,7 @@ end
 function Trainer:disc_step(x, y)
   local loss = F.relu(1 - self.disc(x)):mean() + F.relu(1 + self.disc(y:detach())):mean()
   loss:backward()
+  if self.dist then self.dist:average_gradients(self.disc:parameters()) end -- one discriminator on all ranks
   self.disc_opt:step()
   self.disc_opt:zero_grad()
   return loss
@@ -384,6 +403,7 @@ function Trainer:init_codebook()
       latents[#latents + 1] = self.model:latents(x):reshape(-1, self.opts.c)
     end
   end)
+  if self.dist then return self.dist:init_codebook(self.model.quantizer, latents, { generator = self.data_gen, iters = 10 }) end
   local pool = pivq_tensor.cat(latents, 1)
   self.model.quantizer:init_from(pool, { generator = self.data_gen, iters = 10 })
   return pool:size(1)
@@ -463,7 +483,15 @@ end
 -- ---- the loop --------------------------------------------------------------------------------------
 
 function Trainer:fit()
+  -- data-parallel: an error on one rank stops every rank at once (MPI_Abort) instead of leaving
+  -- the others waiting in a collective
+  if self.dist then return self.dist:guard(self.fit_loop, self) end
+  return self:fit_loop()
+end
+
+function Trainer:fit_loop()
   local o = self.opts
+  local root = not self.dist or self.dist.is_root -- rank 0 alone logs and writes files
   os.execute("mkdir -p '" .. o.out .. "'")
   if o.resume then
     local ok, err = self:load_checkpoint()
@@ -474,7 +502,8 @@ function Trainer:fit()
   -- poll Ctrl-C between steps; then give back the caller's mode (the REPL's or a notebook's "raise")
   local previous_mode = host_ok and host.set_interrupt_mode("flag")
   local tty = host_ok and host.isatty(1) and not o.quiet
-  local log = assert(io.open(o.out .. "/log.jsonl", o.resume and "a" or "w"))
+  local log = root and assert(io.open(o.out .. "/log.jsonl", o.resume and "a" or "w")) or
+    { write = function() end, flush = function() end, close = function() end }
   local t_start, t_last, imgs_since = clock(), clock(), 0
   local history = self.history or {}
   self.history = history
@@ -489,6 +518,7 @@ function Trainer:fit()
     local x = self:next_batch()
     local terms, stats, _, y, surrogate = self:losses(x)
     local total = terms.total:item()
+    if self.dist then total = self.dist:mean_numbers({ total = total }).total end -- the global batch's
     if total ~= total or total == math.huge or total == -math.huge then
       log:close()
       if host_ok then host.set_interrupt_mode(previous_mode or "default") end
@@ -497,6 +527,7 @@ function Trainer:fit()
     end
     local backward_from = surrogate or terms.total
     backward_from:backward()
+    if self.dist then self.dist:average_gradients(self.model:parameters()) end
     if o.clip > 0 then optim.clip_grad_norm(self.model:parameters(), o.clip) end
     self.opt:step()
     self.opt:zero_grad()
@@ -506,13 +537,17 @@ function Trainer:fit()
     imgs_since = imgs_since + x:size(1)
     local q = self.model.quantizer
     if not q.bypassed and o.restart_every > 0 and self.step % o.restart_every == 0 then
-      q:restart_dead(o.dead_after, { generator = self.data_gen })
+      if self.dist then self.dist:restart_dead(q, o.dead_after, { generator = self.data_gen })
+      else q:restart_dead(o.dead_after, { generator = self.data_gen }) end
     end
     if self.step % o.log_every == 0 or self.step == o.steps then
       local now = clock()
       local rec = { step = self.step, epoch = self.epoch, lr = self.opt.lr, elapsed = now - t_start,
         img_per_s = imgs_since / (now - t_last) }
-      for k, v in pairs(terms) do rec[k] = type(v) == "number" and v or v:item() end
+      local values = {}
+      for k, v in pairs(terms) do values[k] = type(v) == "number" and v or v:item() end
+      if self.dist then values = self.dist:mean_numbers(values) end -- the global batch's losses
+      for k, v in pairs(values) do rec[k] = v end
       if stats and stats.K_img then
         rec.usage, rec.perplexity, rec.K_img = stats.usage, stats.perplexity, stats.K_img
       end
@@ -523,9 +558,12 @@ function Trainer:fit()
       self:report(rec, tty)
       t_last, imgs_since = now, 0
     end
-    if self.step % o.grid_every == 0 then self:write_grid(o.out .. "/recon.png") end
-    if self.step % o.ckpt_every == 0 then assert(self:save_checkpoint()) end
-    if host_ok and host.interrupted() then
+    if root and self.step % o.grid_every == 0 then self:write_grid(o.out .. "/recon.png") end
+    if root and self.step % o.ckpt_every == 0 then assert(self:save_checkpoint()) end
+    local interrupted = host_ok and host.interrupted()
+    local late = o.max_minutes > 0 and clock() - t_start > o.max_minutes * 60
+    if self.dist then interrupted, late = self.dist:any(interrupted, late) end -- every rank stops alike
+    if interrupted then
       stopped = "interrupted"
       break
     end
@@ -533,7 +571,7 @@ function Trainer:fit()
       stopped = "stopped"
       break
     end
-    if o.max_minutes > 0 and clock() - t_start > o.max_minutes * 60 then
+    if late then
       stopped = "time limit"
       break
     end
@@ -541,12 +579,13 @@ function Trainer:fit()
   if tty then io.write("\n") end
   log:close()
   if host_ok then host.set_interrupt_mode(previous_mode or "default") end
-  assert(self:save_checkpoint())
+  if root then assert(self:save_checkpoint()) end
   if stopped then
     if not o.quiet then print(string.format("%s at step %d: checkpoint saved to %s (continue with --resume)",
       stopped, self.step, self:checkpoint_path())) end
     return nil, stopped
   end
+  if not root then return nil, "finished (rank 0 evaluates)" end
   self:write_grid(o.out .. "/recon.png")
   local metrics = self:evaluate()
   metrics.step, metrics.quantizer, metrics.L, metrics.K = self.step, o.quantizer, o.L, o.K

@@ -67,6 +67,24 @@ function M.ema_update_(codebook, ema_count, ema_sum, latents, codes, decay, eps)
     eps or 1e-5))
 end
 
+-- The halves of ema_update_ for data-parallel training (the statistics are summed over the
+-- ranks in between): ema_stats gives this batch's per-code counts (float32 K) and latent sums
+-- (K x c); ema_apply_ runs the EMA update from such statistics.
+function M.ema_stats(latents, codes, K)
+  need_tensor("ema_stats", "latents", latents)
+  local counts, sums = tensor.zeros(K), tensor.zeros(K, latents:size(2))
+  check_rc(C.pivq_vq_ema_stats(latents.c, codes0("ema_stats", codes, K).c, counts.c, sums.c))
+  return counts, sums
+end
+
+function M.ema_apply_(codebook, ema_count, ema_sum, counts, sums, decay, eps)
+  for name, t in pairs({ codebook = codebook, ema_count = ema_count, ema_sum = ema_sum, counts = counts,
+    sums = sums }) do
+    need_tensor("ema_apply_", name, t)
+  end
+  check_rc(C.pivq_vq_ema_apply_(codebook.c, ema_count.c, ema_sum.c, counts.c, sums.c, decay or 0.99, eps or 1e-5))
+end
+
 -- Usage count of every code (int64, length K) from 1-based codes of any shape.
 function M.code_counts(codes, K)
   return wrap(C.pivq_code_counts(codes0("code_counts", codes, K).c, K))
@@ -81,10 +99,18 @@ end
 
 -- Statistics of a batch of codes: counts, usage fraction, perplexity, K_img.
 function M.code_stats(codes, K)
-  local counts = M.code_counts(codes, K)
+  local st = M.count_stats(M.code_counts(codes, K))
+  st.K_img = codes:dim() == 2 and M.distinct_per_row(codes, K) or nil
+  return st
+end
+
+-- usage and perplexity from per-code counts (any dtype, length K)
+function M.count_stats(counts)
+  local K = counts:numel()
+  counts = counts:contiguous()
   local total = counts:sum():item()
   local used, entropy = 0, 0
-  local cp = counts:data_ptr() -- contiguous int64; indexing the tensor per code would allocate
+  local cp = counts:data_ptr() -- contiguous; indexing the tensor per code would allocate
   for k = 0, K - 1 do
     local n = tonumber(cp[k])
     if n > 0 then
@@ -97,7 +123,6 @@ function M.code_stats(codes, K)
     counts = counts,
     usage = used / K,
     perplexity = math.exp(entropy),
-    K_img = codes:dim() == 2 and M.distinct_per_row(codes, K) or nil,
   }
 end
 

@@ -107,17 +107,22 @@ function Quantizer:forward(z)
   if self.training then
     autograd.no_grad(function()
       local idx_flat = idx:view(B * L)
-      if self.ema then
-        vq.ema_update_(self.codebook, self.ema_count, self.ema_sum, flat, idx_flat, self.decay, self.eps)
-        if self.cosine then self.codebook:copy(normalise(self.codebook)) end
+      local counts
+      if self.dist then -- data-parallel (pivq.dist): every rank's batch statistics
+        counts, stats = self:shared_update(flat, idx, idx_flat)
+      else
+        if self.ema then
+          vq.ema_update_(self.codebook, self.ema_count, self.ema_sum, flat, idx_flat, self.decay, self.eps)
+        end
+        counts = vq.code_counts(idx_flat, self.K)
       end
-      local counts = vq.code_counts(idx_flat, self.K)
+      if self.ema and self.cosine then self.codebook:copy(normalise(self.codebook)) end
       -- idle = (idle + 1) where unused, 0 where used
       self.idle:copy((self.idle + 1):masked_fill(counts:gt(0), 0))
       self.last_latents = flat
     end)
   end
-  stats = vq.code_stats(idx, self.K)
+  stats = stats or vq.code_stats(idx, self.K)
   stats.counts = nil
   return zq, idx, {
     commitment = commitment,
@@ -172,6 +177,25 @@ function Quantizer:restart_dead(after, opts)
     n = #dead
   end)
   return n
+end
+
+-- The training update of a data-parallel quantizer (self.dist, a pivq.dist.DataParallel): the
+-- batch statistics — per-code counts, latent sums for the EMA, distinct codes per image — are
+-- summed over the ranks in one allreduce, so that every rank applies the same EMA update and
+-- counts idle codes alike. Returns the global counts and the global batch's stats.
+function Quantizer:shared_update(flat, idx, idx_flat)
+  local kimg = tensor.tensor({ vq.distinct_per_row(idx, self.K) })
+  local counts, sums
+  if self.ema then
+    counts, sums = vq.ema_stats(flat, idx_flat, self.K)
+  else
+    counts = vq.code_counts(idx_flat, self.K):float()
+  end
+  self.dist:allreduce_sum_({ counts, kimg, sums })
+  if self.ema then vq.ema_apply_(self.codebook, self.ema_count, self.ema_sum, counts, sums, self.decay, self.eps) end
+  local stats = vq.count_stats(counts)
+  stats.K_img = kimg:item() / self.dist.size
+  return counts, stats
 end
 
 return Quantizer
