@@ -67,7 +67,9 @@ end
 
 local function check_root(fname, root)
   root = root or 0
-  if type(root) ~= "number" or root % 1 ~= 0 then fail(fname .. ": root must be a rank number, got " .. tostring(root)) end
+  if type(root) ~= "number" or root % 1 ~= 0 then
+    fail(fname .. ": root must be a rank number, got " .. tostring(root))
+  end
   return root
 end
 
@@ -142,7 +144,7 @@ function DataParallel:shard(x)
 end
 
 -- Every rank's tensors of a module (parameters, then buffers) replaced by rank 0's.
-function DataParallel:sync_module(module)
+function DataParallel.sync_module(_, module)
   local list = module:parameters()
   for _, nb in ipairs(module:named_buffers()) do list[#list + 1] = nb[2] end
   M.broadcast_(list, 0)
@@ -167,7 +169,7 @@ function DataParallel:average_gradients(params)
 end
 
 -- The mean over the ranks of a table of numbers (loss values for the log and the NaN check).
-function DataParallel:mean_numbers(values)
+function DataParallel.mean_numbers(_, values)
   local keys = {}
   for k in pairs(values) do keys[#keys + 1] = k end
   table.sort(keys) -- the same order on every rank
@@ -182,7 +184,7 @@ end
 
 -- For each flag: true on every rank if it is true on any (a stop asked on one rank: Ctrl-C, a
 -- time limit), in one allreduce.
-function DataParallel:any(...)
+function DataParallel.any(_, ...)
   local n = select("#", ...)
   local buf = tensor.zeros(n)
   local p = buf:data_ptr()

@@ -181,8 +181,8 @@ function M.Trainer(user)
     self.model.quantizer.dist = dp
   end
   -- the global batch (each rank keeps its slice of it, Trainer:next_batch)
-  self.loader = data.loader(train, { batch = opts.batch * (dp and dp.size or 1), shuffle = true, seed = opts.seed, drop_last = true,
-    workers = opts.workers })
+  self.loader = data.loader(train, { batch = opts.batch * (dp and dp.size or 1), shuffle = true, seed = opts.seed,
+    drop_last = true, workers = opts.workers })
   self.step, self.epoch, self.pos = 0, 1, 0
   self.data_gen = random.Generator(opts.seed + 7919) -- restarts and k-means, apart from the model's
   if opts.w_adv > 0 then
@@ -403,9 +403,10 @@ function Trainer:init_codebook()
       latents[#latents + 1] = self.model:latents(x):reshape(-1, self.opts.c)
     end
   end)
-  if self.dist then return self.dist:init_codebook(self.model.quantizer, latents, { generator = self.data_gen, iters = 10 }) end
+  local kmeans = { generator = self.data_gen, iters = 10 }
+  if self.dist then return self.dist:init_codebook(self.model.quantizer, latents, kmeans) end
   local pool = pivq_tensor.cat(latents, 1)
-  self.model.quantizer:init_from(pool, { generator = self.data_gen, iters = 10 })
+  self.model.quantizer:init_from(pool, kmeans)
   return pool:size(1)
 end
 
