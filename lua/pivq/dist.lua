@@ -150,6 +150,39 @@ function DataParallel.sync_module(_, module)
   M.broadcast_(list, 0)
 end
 
+-- Make `model` (a pivq.PIVQ) data-parallel: rank 0's initial weights everywhere, a quantizer
+-- that reduces its statistics, and noise drawn as one process would draw it.
+function DataParallel:attach(model)
+  self:sync_module(model)
+  model.quantizer.dist = self
+  if model.config.readout == "exchangeable" then self:shard_readout_noise(model) end
+end
+
+-- The exchangeable readout draws L x width normal values per image from model.generator, a
+-- counter-based generator (a draw of n values takes offsets [offset, offset + n)). One process
+-- would draw the whole global batch's noise in one go; rank r takes the offsets of its slice's
+-- rows, and every rank leaves the generator where that process would, so the ranks neither share
+-- noise nor differ from one process.
+function DataParallel:shard_readout_noise(model)
+  local latents = model.latents
+  local per_image = model.config.L * model.config.width
+  local rank, size, name = self.rank, self.size, self.name
+  model.latents = function(m, x)
+    if not m.training then return latents(m, x) end
+    local g, b = m.generator.cdata, x:size(1)
+    local start = tonumber(g.offset)
+    g.offset = start + rank * b * per_image
+    local z = latents(m, x)
+    local drawn = tonumber(g.offset) - (start + rank * b * per_image)
+    if drawn ~= b * per_image then
+      error(string.format("%s: the readout drew %d values for %d images, expected %d per image", name, drawn, b,
+        per_image), 2)
+    end
+    g.offset = start + size * b * per_image
+    return z
+  end
+end
+
 -- Gradients averaged over the ranks (each rank's loss is a mean over its slice, so the mean of
 -- the ranks' gradients is the gradient of the mean over the global batch). Parameters without a
 -- gradient are skipped on every rank alike: the ranks run the same graph.

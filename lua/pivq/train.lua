@@ -176,10 +176,7 @@ function M.Trainer(user)
   self.model.quantizer.bypassed = opts.quant_start > 0
   self.opt = optim.AdamW(self.model:parameters(), { lr = opts.lr, weight_decay = opts.weight_decay })
   self.sched = optim.schedules.cosine(self.opt, opts.steps, { warmup = opts.warmup, min_lr = opts.lr / 10 })
-  if dp then -- the same initial model on every rank, and the model's quantizer reduces its statistics
-    dp:sync_module(self.model)
-    self.model.quantizer.dist = dp
-  end
+  if dp then dp:attach(self.model) end -- rank 0's initial weights; statistics reduced over the ranks
   -- the global batch (each rank keeps its slice of it, Trainer:next_batch)
   self.loader = data.loader(train, { batch = opts.batch * (dp and dp.size or 1), shuffle = true, seed = opts.seed,
     drop_last = true, workers = opts.workers })
