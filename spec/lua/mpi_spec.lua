@@ -100,6 +100,42 @@ describe("pivq.dist without mpirun", function()
   end)
 end)
 
+describe("the EMA codebook update in two halves (statistics, then update)", function()
+  it("ema_stats gives per-code counts and latent sums; ema_apply_ of summed halves equals ema_update_", function()
+    local g = pivq.Generator(3)
+    local K, c, N = 7, 4, 40
+    local z = pivq.randn(N, c, { generator = g })
+    local codes = pivq.randint(1, K + 1, { N }, { generator = g })
+    local counts, sums = pivq.vq.ema_stats(z, codes, K)
+    -- reference: a loop over the rows
+    local cref, sref = pivq.zeros(K), pivq.zeros(K, c)
+    for i = 1, N do
+      local k = codes[i]
+      cref[k] = cref[k] + 1
+      sref[k]:copy(sref[k] + z[i])
+    end
+    assert.are.equal(0, max_diff(counts, cref))
+    assert.is_true(max_diff(sums, sref) < 1e-5)
+    -- two "ranks" holding halves of the batch: their summed statistics give the whole batch's update
+    local c1, s1 = pivq.vq.ema_stats(z:narrow(1, 1, 25), codes:narrow(1, 1, 25), K)
+    local c2, s2 = pivq.vq.ema_stats(z:narrow(1, 26, 15), codes:narrow(1, 26, 15), K)
+    local function state()
+      local cb = pivq.randn(K, c, { generator = pivq.Generator(5) })
+      return cb, pivq.ones(K), cb:clone()
+    end
+    local cb1, n1, e1 = state()
+    pivq.vq.ema_update_(cb1, n1, e1, z, codes, 0.9, 1e-5)
+    local cb2, n2, e2 = state()
+    pivq.vq.ema_apply_(cb2, n2, e2, c1 + c2, s1 + s2, 0.9, 1e-5)
+    assert.is_true(max_diff(cb1, cb2) < 1e-5)
+    assert.is_true(max_diff(n1, n2) < 1e-6)
+    assert.is_true(max_diff(e1, e2) < 1e-5)
+    local ok, err = pcall(pivq.vq.ema_apply_, cb2, n2, e2, pivq.zeros(K + 1), s1, 0.9, 1e-5)
+    assert.is_false(ok)
+    assert.matches("vq_ema_apply: need contiguous float32 counts %(7%)", err)
+  end)
+end)
+
 local reason
 if not dist.available() then
   reason = "libpivq was built without MPI (install libopenmpi-dev: sh .ci/setup, then rebuild)"
@@ -200,6 +236,19 @@ describe("data-parallel training over MPI (mpirun -np 2)", function()
     for _, np in ipairs(model:named_parameters()) do
       assert.are.equal(0, max_diff(np[2], r0["param." .. np[1]]), np[1])
     end
+  end)
+
+  it("with the exchangeable readout, each rank draws its own images' noise as one process would", function()
+    local one, two = dir(), dir()
+    train("", one, 64, 6, "readout=exchangeable")
+    train(MPIRUN, two, 32, 6, "readout=exchangeable")
+    local ref = assert(pivq.load(one .. "/rank0.safetensors"))
+    local r0 = assert(pivq.load(two .. "/rank0.safetensors"))
+    -- (the same noise on both ranks, or noise not the single process's, gives differences ~1e-2)
+    for name, t in pairs(ref) do
+      if name:match("^param%.") then assert.is_true(max_diff(r0[name], t) < 2e-4, name) end
+    end
+    assert.is_true(max_diff(r0["codebook.final"], ref["codebook.final"]) < 1e-4)
   end)
 
   it("--resume continues a 2-rank checkpoint with 1 process (global positions)", function()
