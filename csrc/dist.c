@@ -24,6 +24,7 @@
 
 #ifdef PIVQ_HAVE_MPI
 #include <mpi.h>
+#include <sched.h>
 #include <time.h>
 
 static int g_ready;     /* 1 between a successful init and finalize */
@@ -85,6 +86,8 @@ static int wait_all(const char *fn, int n, MPI_Request *req)
         if (waited > 0.01) {
             struct timespec ts = {0, 200000}; /* 0.2 ms: latency matters less once this late */
             nanosleep(&ts, NULL);
+        } else {
+            sched_yield(); /* a rank sharing this core (oversubscribed) gets to progress */
         }
     }
 }
