@@ -115,7 +115,8 @@ elseif mode == "compute" then
       if i > 2 then times[#times + 1] = pivq.clock() - t end
     end
     out[name] = { step_ms = 1e3 * median(times), grad_bytes = grad_bytes(model),
-      stats_bytes = 4 * (c.K * (c.c + 1) + 1), image = string.format("%dx%dx%d", c.channels, c.image_size, c.image_size) }
+      stats_bytes = 4 * (c.K * (c.c + 1) + 1),
+      image = string.format("%dx%dx%d", c.channels, c.image_size, c.image_size) }
   end
   print(json.encode(out))
 else
