@@ -2,7 +2,7 @@
 --   pivq spec/helpers/mpi_train.lua OUT BATCH STEPS [key=value ...]
 -- trains a tiny model with pivq.train (data-parallel when mpirun started it) and writes
 -- OUT/rank<r>.safetensors: this rank's codebook after every optimizer step ("codebook.<step>"),
--- its final parameters ("param.<name>") and how many dead codes rank 0 restarted ("restarts").
+-- its final parameters ("param.<name>", and "disc.<name>" with the adversarial term) and how many dead codes rank 0 restarted ("restarts").
 -- With pidfile=1 it first writes OUT/pid.<rank> (the failure spec kills a rank by it).
 local ffi = require "ffi"
 local pivq = require "pivq"
@@ -48,6 +48,9 @@ end
 run:fit()
 rec["codebook.final"] = q.codebook:clone()
 for _, np in ipairs(run.model:named_parameters()) do rec["param." .. np[1]] = np[2]:detach():clone() end
+if run.disc then
+  for _, np in ipairs(run.disc:named_parameters()) do rec["disc." .. np[1]] = np[2]:detach():clone() end
+end
 rec.restarts = pivq.tensor({ restarts })
 assert(pivq.save(string.format("%s/rank%d.safetensors", out, rank), rec))
 return 0

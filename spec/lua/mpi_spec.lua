@@ -251,6 +251,44 @@ describe("data-parallel training over MPI (mpirun -np 2)", function()
     assert.is_true(max_diff(r0["codebook.final"], ref["codebook.final"]) < 1e-4)
   end)
 
+  it("with the adversarial term, the ranks share one discriminator and the single process's adaptive weight", function()
+    local one, two = dir(), dir()
+    train("", one, 64, 7, "w_adv=0.1 adv_start=4")
+    train(MPIRUN, two, 32, 7, "w_adv=0.1 adv_start=4")
+    local ref = assert(pivq.load(one .. "/rank0.safetensors"))
+    local r0 = assert(pivq.load(two .. "/rank0.safetensors"))
+    local r1 = assert(pivq.load(two .. "/rank1.safetensors"))
+    local ndisc = 0
+    for name, t in pairs(ref) do
+      if name:match("^param%.") then
+        assert.are.equal(0, max_diff(r0[name], r1[name]), name)
+        assert.is_true(max_diff(r0[name], t) < 2e-4, name)
+      elseif name:match("^disc%.") then -- one discriminator: bitwise the same on both ranks
+        ndisc = ndisc + 1
+        assert.are.equal(0, max_diff(r0[name], r1[name]), name)
+      end
+    end
+    assert.is_true(ndisc > 0)
+    local la, lb = log_of(one), log_of(two)
+    for i = 5, 7 do
+      assert.is_truthy(la[i].adv_weight and la[i].disc)
+      for _, term in ipairs({ "adv_weight", "disc", "gan", "total" }) do
+        assert.is_true(math.abs(la[i][term] - lb[i][term]) <= 1e-3 * math.abs(la[i][term]) + 1e-5, term)
+      end
+    end
+    -- the discriminator in rank 0's checkpoint: within AdamW's amplified rounding (biases that
+    -- GroupNorm cancels get pure-noise gradients, so steps of up to lr = 3e-3 each)
+    local da, db = assert(pivq.load(one .. "/model.safetensors")), assert(pivq.load(two .. "/model.safetensors"))
+    local n = 0
+    for name, t in pairs(da) do
+      if name:match("^disc%.") then
+        n = n + 1
+        assert.is_true(max_diff(db[name], t) < 2e-2, name)
+      end
+    end
+    assert.is_true(n > 0)
+  end)
+
   it("--resume continues a 2-rank checkpoint with 1 process (global positions)", function()
     local ref, split = dir(), dir()
     train("", ref, 64, 8)
