@@ -197,6 +197,10 @@ int pivq_dist_finalize(void)
 
 void pivq_dist_abort(int code)
 {
+    int started = 0, ended = 0;
+    MPI_Initialized(&started);
+    MPI_Finalized(&ended);
+    if (!started || ended) return; /* no job to end (MPI_Abort would be erroneous) */
     MPI_Abort(g_ready ? g_comm : MPI_COMM_WORLD, code);
 }
 

@@ -757,7 +757,8 @@ int pivq_dist_local_size(void);
 double pivq_dist_comm_seconds(void);
 /* Finalize MPI (if pivq_dist_init started it). 0 if MPI was not initialised. */
 int pivq_dist_finalize(void);
-/* End every rank of the job now with exit code `code` (MPI_Abort). No-op without MPI. */
+/* End every rank of the job now with exit code `code` (MPI_Abort). No-op without MPI, before
+   MPI is initialised and after it is finalized. */
 void pivq_dist_abort(int code);
 /* In place over all ranks: each of the n float32 contiguous tensors becomes the elementwise sum
    of its copies on every rank (mean = 1: divided by the number of ranks). The tensors are
