@@ -2,7 +2,8 @@
 --   pivq spec/helpers/mpi_train.lua OUT BATCH STEPS [key=value ...]
 -- trains a tiny model with pivq.train (data-parallel when mpirun started it) and writes
 -- OUT/rank<r>.safetensors: this rank's codebook after every optimizer step ("codebook.<step>"),
--- its final parameters ("param.<name>", and "disc.<name>" with the adversarial term) and how many dead codes rank 0 restarted ("restarts").
+-- its final parameters ("param.<name>", and "disc.<name>" with the adversarial term) and how
+-- many dead codes rank 0 restarted ("restarts").
 -- With pidfile=1 it first writes OUT/pid.<rank> (the failure spec kills a rank by it).
 local ffi = require "ffi"
 local pivq = require "pivq"
