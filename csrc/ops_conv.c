@@ -616,7 +616,7 @@ pivq_tensor *pivq_conv2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_
     geom g;
     if (conv_geom(F, x, w, b, p, &g)) return NULL;
     int64_t N = x->shape[0], O = w->shape[0], G = p->groups, Og = O / G;
-    int64_t K = (g.C / G) * g.kh * g.kw, P = g.Ho * g.Wo, R = g.C * g.kh * g.kw;
+    int64_t K = (g.C / G) * g.kh * g.kw, P = g.Ho * g.Wo;
     int64_t osz[4] = {N, O, g.Ho, g.Wo};
     pivq_tensor *xc = pivq_contiguous(x), *wc = pivq_contiguous(w);
     pivq_tensor *bc = b ? pivq_contiguous(b) : NULL;
@@ -718,7 +718,7 @@ int pivq_conv2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_tensor **gin)
     geom g;
     if (conv_geom("conv2d backward", x, w, NULL, &p, &g)) return -1;
     int64_t N = x->shape[0], O = w->shape[0], G = p.groups, Og = O / G;
-    int64_t K = (g.C / G) * g.kh * g.kw, P = g.Ho * g.Wo, R = g.C * g.kh * g.kw;
+    int64_t K = (g.C / G) * g.kh * g.kw, P = g.Ho * g.Wo;
     int need_x = pivq_ag_needs(n, 0), need_w = pivq_ag_needs(n, 1), need_b = pivq_ag_needs(n, 2);
     /* dx (N, C, H, W): each chunk's images are written by col2im (no zero fill) */
     pivq_tensor *dx = need_x ? pivq_empty(PIVQ_FLOAT32, 4, x->shape) : NULL;
