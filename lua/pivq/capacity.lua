@@ -21,7 +21,7 @@ local LN2 = math.log(2)
 
 -- log2 of the binomial coefficient C(n, k), 0 <= k <= n.
 function M.log2_binomial(n, k)
-  if k < 0 or k > n then
+  if type(n) ~= "number" or type(k) ~= "number" or not (k >= 0 and k <= n) then
     error(string.format("log2_binomial: need 0 <= k <= n, got n=%s k=%s", tostring(n), tostring(k)), 2)
   end
   return (lgamma(n + 1) - lgamma(k + 1) - lgamma(n - k + 1)) / LN2
@@ -29,9 +29,9 @@ end
 
 local SCHEMES = { positional = true, multiset = true, set = true, distinct = true }
 
-local function positive_integer(name, v)
+local function positive_integer(name, v, fname)
   if type(v) ~= "number" or v % 1 ~= 0 or v < 1 then
-    error(string.format("capacity.bits: %s must be a positive integer, got %s", name, tostring(v)), 3)
+    error(string.format("%s: %s must be a positive integer, got %s", fname or "capacity.bits", name, tostring(v)), 3)
   end
 end
 
@@ -54,7 +54,7 @@ function M.bits(args)
     return M.log2_binomial(K, L)
   end
   local k_img = args.K_img
-  if type(k_img) ~= "number" or k_img < 0 or k_img > K then
+  if type(k_img) ~= "number" or not (k_img >= 0 and k_img <= K) then
     error(string.format("capacity.bits: scheme 'distinct' needs K_img in [0, K], got %s", tostring(k_img)), 2)
   end
   -- K_img is a measured mean, so it may be fractional: lgamma interpolates C(K, K_img).
@@ -65,6 +65,11 @@ end
 -- K_img (measured for nearest) defaults to L, i.e. no collapse; it is capped at L and at K (an
 -- image cannot use more distinct codes than the codebook has).
 function M.row(K, L, K_img)
+  positive_integer("K", K, "capacity.row")
+  positive_integer("L", L, "capacity.row")
+  if K_img ~= nil and (type(K_img) ~= "number" or not (K_img >= 0)) then
+    error("capacity.row: K_img must be a nonnegative number, got " .. tostring(K_img), 2)
+  end
   local k_img = math.min(K_img or L, L, K)
   local r = {
     L = L,
