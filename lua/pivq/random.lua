@@ -136,7 +136,7 @@ local MAX_DRAWS = 2 ^ 36
 -- pivq.randperm(n): a random permutation of 1..n (int64)
 function M.randperm(n, opts)
   if type(n) ~= "number" or n % 1 ~= 0 or n < 0 or n > MAX_DRAWS then
-    fail("randperm: n must be an integer in [0, 2^36], got " .. tostring(n))
+    fail("randperm: n must be a nonnegative integer up to 2^36, got " .. tostring(n))
   end
   local p = wrap(C.pivq_randperm(n, gen_of(opts or {})))
   check_rc(C.pivq_binary_scalar_(p.c, 1, C.PIVQ_ADD))
