@@ -104,8 +104,19 @@ end
 -- model: opts (steps, seed, ...) plus the model, and for lerp the two images' latents and the
 -- model's quantizer as `quantize`.
 function M.model_options(model, xa, xb, opts)
+  if type(model) ~= "table" or type(model.latents) ~= "function" then
+    error("interp.model_options: model must be a pivq model, got " .. type(model), 2)
+  end
+  for _, arg in ipairs({ { "xa", xa }, { "xb", xb } }) do
+    local c = model.config
+    if not tensor.is_tensor(arg[2]) or arg[2]:dim() ~= 4 or arg[2]:size(1) ~= 1
+      or (c and (arg[2]:size(2) ~= c.channels or arg[2]:size(3) ~= c.image_size or arg[2]:size(4) ~= c.image_size)) then
+      error(string.format("interp.model_options: %s must be one image (1 x C x H x W), got %s", arg[1],
+        tensor.is_tensor(arg[2]) and tensor.shape_string(arg[2]) or type(arg[2])), 2)
+    end
+  end
   local out = {}
-  for k, v in pairs(opts or {}) do out[k] = v end
+  for k, v in pairs(tensor.options("interp.model_options", opts)) do out[k] = v end
   out.model = model
   local z = require("pivq.autograd").no_grad(function() return model:latents(tensor.cat({ xa, xb }, 1)) end)
   out.latents_a, out.latents_b = z[1], z[2]

@@ -82,17 +82,24 @@ end
 -- (K x c); ema_apply_ runs the EMA update from such statistics.
 function M.ema_stats(latents, codes, K)
   need_tensor("ema_stats", "latents", latents)
+  tensor.check_number("ema_stats", "K", K, nil, true)
+  if latents:dim() ~= 2 or K < 1 then
+    error(string.format("ema_stats: need latents N x c and K >= 1, got %s and K = %d", tensor.shape_string(latents),
+      K), 2)
+  end
   local counts, sums = tensor.zeros(K), tensor.zeros(K, latents:size(2))
   check_rc(C.pivq_vq_ema_stats(latents.c, codes0("ema_stats", codes, K).c, counts.c, sums.c))
   return counts, sums
 end
 
 function M.ema_apply_(codebook, ema_count, ema_sum, counts, sums, decay, eps)
-  for name, t in pairs({ codebook = codebook, ema_count = ema_count, ema_sum = ema_sum, counts = counts,
-    sums = sums }) do
-    need_tensor("ema_apply_", name, t)
+  -- not pairs over a table of them: a nil argument would be skipped
+  for _, arg in ipairs({ { "codebook", codebook }, { "ema_count", ema_count }, { "ema_sum", ema_sum },
+    { "counts", counts }, { "sums", sums } }) do
+    need_tensor("ema_apply_", arg[1], arg[2])
   end
-  check_rc(C.pivq_vq_ema_apply_(codebook.c, ema_count.c, ema_sum.c, counts.c, sums.c, decay or 0.99, eps or 1e-5))
+  check_rc(C.pivq_vq_ema_apply_(codebook.c, ema_count.c, ema_sum.c, counts.c, sums.c,
+    tensor.check_number("ema_apply_", "decay", decay, 0.99), tensor.check_number("ema_apply_", "eps", eps, 1e-5)))
 end
 
 -- Usage count of every code (int64, length K) from 1-based codes of any shape.
@@ -116,6 +123,7 @@ end
 
 -- usage and perplexity from per-code counts (any dtype, length K)
 function M.count_stats(counts)
+  need_tensor("count_stats", "counts", counts)
   local K = counts:numel()
   counts = counts:contiguous()
   local total = counts:sum():item()

@@ -201,7 +201,13 @@ function PIVQ:decode_vectors(zq)
 end
 
 -- The decoder's last layer: features (B, N, width) -> images (B, C, H, W) in (0, 1).
-function PIVQ:head(features) return self:unpatchify(self.to_pixels(features)):sigmoid() end
+function PIVQ:head(features)
+  if not tensor.is_tensor(features) or features:dim() ~= 3 or features:size(3) ~= self.config.width then
+    error(string.format("PIVQ:head: expected features (B, %d, %d), got %s", self.n_patches, self.config.width,
+      tensor.is_tensor(features) and tensor.shape_string(features) or type(features)), 2)
+  end
+  return self:unpatchify(self.to_pixels(features)):sigmoid()
+end
 
 -- forward(images) -> reconstructions, indices (B, L; nil while bypassed), losses, stats, latents,
 -- last-layer features
