@@ -315,6 +315,12 @@ pivq_tensor *pivq_stack(pivq_tensor *const *ts, int n, int dim)
                            pivq_shape_str(ts[i], a, sizeof a), pivq_shape_str(ts[0], b, sizeof b));
             goto done;
         }
+        if (ts[i]->scalar_type != ts[0]->scalar_type) { /* here, not in cat: errors name stack */
+            pivq_set_error("stack: tensor %d is %s but tensor 1 is %s", i + 1,
+                           pivq_dtype_name(ts[i]->scalar_type),
+                           pivq_dtype_name(ts[0]->scalar_type));
+            goto done;
+        }
         if (dim < 0 || dim > ts[i]->ndim) {
             pivq_set_error("stack: dim %d out of range for %d-dim tensors", dim, ts[i]->ndim);
             goto done;

@@ -147,8 +147,11 @@ static inline float fast_expf(float x)
 {
     x = x < -87.0f ? -87.0f : x; /* two selects: fminf/fmaxf calls would not vectorise */
     x = x > 88.0f ? 88.0f : x;
+    /* a NaN passes the selects and reaches the result through r; the exponent n takes 0 in its
+       place, as (int32_t)NaN and the shift of its negative value below are undefined */
+    float xn = x == x ? x : 0.0f;
     /* round to nearest with the 1.5 * 2^23 trick: floorf/rintf calls block vectorisation */
-    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float n = (xn * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = x - n * 0.693145751953125f - n * 1.428606765330187e-06f; /* ln2 split hi + lo */
     float p =
         1.0f +
@@ -277,11 +280,14 @@ static void activation_backward(const float *x, const float *g, float *dx, int64
 
 pivq_tensor *pivq_activation(const pivq_tensor *x, int kind, double param)
 {
-    if (check_f32("activation", "input", x)) return NULL;
+    /* errors name the activation the user called (F.gelu, F.silu, ...) */
+    static const char *const names[PIVQ_ACT_COUNT] = {"relu", "gelu",       "gelu",
+                                                      "silu", "leaky_relu", "elu"};
     if (kind < 0 || kind >= PIVQ_ACT_COUNT) {
         pivq_set_error("activation: unknown kind %d", kind);
         return NULL;
     }
+    if (check_f32(names[kind], "input", x)) return NULL;
     pivq_tensor *xc = pivq_contiguous(x);
     if (!xc) return NULL;
     pivq_tensor *y = pivq_empty(PIVQ_FLOAT32, x->ndim, x->shape);

@@ -260,8 +260,9 @@ pivq_tensor *pivq_upsample2d(const pivq_tensor *x, int64_t Ho, int64_t Wo, int m
     int64_t osz[4] = {N, C, Ho, Wo};
     pivq_tensor *xc = pivq_contiguous(x);
     pivq_tensor *y = xc ? pivq_empty(PIVQ_FLOAT32, 4, osz) : NULL; /* y (N, C, Ho, Wo) */
-    lerp *ty = mode ? lerp_table(H, Ho, align_corners) : NULL;
-    lerp *tx = mode ? lerp_table(W, Wo, align_corners) : NULL;
+    /* only once y exists, so Ho and Wo passed the size check: Ho * sizeof(lerp) cannot wrap */
+    lerp *ty = y && mode ? lerp_table(H, Ho, align_corners) : NULL;
+    lerp *tx = y && mode ? lerp_table(W, Wo, align_corners) : NULL;
     if (!y || (mode && (!ty || !tx)) || H == 0 || W == 0) {
         if (y && (H == 0 || W == 0))
             pivq_set_error("%s: empty input planes", F);

@@ -105,6 +105,8 @@ void *pivq_data(const pivq_tensor *t)
 
 int pivq_is_contiguous(const pivq_tensor *t)
 {
+    /* no elements, no layout (pivq_contiguous_strides gives a size-0 dim the stride of size 1) */
+    if (pivq_numel(t) == 0) return 1;
     int64_t expected = 1;
     for (int i = t->ndim - 1; i >= 0; i--) {
         if (t->shape[i] == 1) continue; /* the stride of a size-1 dim never matters */

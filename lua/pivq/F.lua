@@ -28,7 +28,7 @@ end
 
 -- 0-based int64 copy of 1-based integer indices (a tensor or a table)
 local function indices0(fname, idx, level)
-  if type(idx) == "table" then idx = tensor.tensor(idx, "int64") end
+  if type(idx) == "table" then idx = tensor.from_table(fname, idx, "int64") end
   check(fname, "index", idx, level + 1)
   local dt = idx:dtype()
   if dt ~= "int64" and dt ~= "int32" then
@@ -47,9 +47,28 @@ local function dim0(fname, t, d, level)
   return d > 0 and d - 1 or nd + d
 end
 
+-- The options table of fname: nil or a plain table.
+local function options(fname, opts, level)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then
+    fail(string.format("%s: options must be a table, got %s", fname, type(opts)), level + 1)
+  end
+  return opts
+end
+
+-- A number argument or option (default when nil); integer = true also asks for an integer.
+local function number(fname, name, v, default, level, integer)
+  if v == nil then return default end
+  if type(v) ~= "number" or (integer and (v % 1 ~= 0 or v ~= v or math.abs(v) >= 2 ^ 53)) then
+    fail(string.format("%s: %s must be %s, got %s", fname, name, integer and "an integer" or "a number",
+      tostring(v)), level + 1)
+  end
+  return v
+end
+
 local REDUCTIONS = { none = 0, mean = 1, sum = 2 }
 local function reduction_of(fname, opts, level)
-  local r = opts and opts.reduction or "mean"
+  local r = options(fname, opts, level + 1).reduction or "mean"
   local code = REDUCTIONS[r]
   if not code then
     fail(string.format("%s: reduction must be 'mean', 'sum' or 'none', got %s", fname,
@@ -68,13 +87,13 @@ end
 
 local function activation(kind, x, param, fname)
   check(fname, "input", x, 3)
-  return wrap(C.pivq_activation(x.c, kind, param or 0), 3)
+  return wrap(C.pivq_activation(x.c, kind, number(fname, "the parameter", param, 0, 3)), 3)
 end
 
 function F.relu(x) return activation(C.PIVQ_ACT_RELU, x, 0, "relu") end
 -- gelu(x) exact (erf), gelu(x, {approximate = "tanh"}) the tanh form
 function F.gelu(x, opts)
-  local kind = (opts and opts.approximate == "tanh") and C.PIVQ_ACT_GELU_TANH or C.PIVQ_ACT_GELU
+  local kind = options("gelu", opts, 2).approximate == "tanh" and C.PIVQ_ACT_GELU_TANH or C.PIVQ_ACT_GELU
   return activation(kind, x, 0, "gelu")
 end
 function F.silu(x) return activation(C.PIVQ_ACT_SILU, x, 0, "silu") end
@@ -106,8 +125,11 @@ end
 function F.dropout(x, p, training, opts)
   check("dropout", "input", x, 2)
   if training == nil then training = true end
-  local gen = opts and opts.generator and opts.generator.cdata or nil
-  return wrap(C.pivq_dropout(x.c, p or 0.5, training and 1 or 0, gen))
+  local gen = options("dropout", opts, 2).generator
+  if gen ~= nil and (type(gen) ~= "table" or gen.cdata == nil) then
+    fail("dropout: generator must be a pivq.Generator, got " .. type(gen), 2)
+  end
+  return wrap(C.pivq_dropout(x.c, number("dropout", "p", p, 0.5, 2), training and 1 or 0, gen and gen.cdata))
 end
 
 -- ---- normalisation --------------------------------------------------------------------------
@@ -118,6 +140,7 @@ function F.layer_norm(x, normalized_shape, w, b, eps)
   check("layer_norm", "input", x, 2)
   local ns = type(normalized_shape) == "table" and normalized_shape or { normalized_shape }
   local nd = x:dim()
+  for i = 1, #ns do number("layer_norm", "normalized_shape[" .. i .. "]", ns[i], nil, 2, true) end
   for i, s in ipairs(ns) do
     if x:dim() < #ns or x:size(nd - #ns + i) ~= s then
       fail(string.format("layer_norm: normalized_shape {%s} does not match the last dims of %s",
@@ -125,13 +148,14 @@ function F.layer_norm(x, normalized_shape, w, b, eps)
     end
   end
   return wrap(C.pivq_layer_norm(x.c, #ns, opt_tensor("layer_norm", "weight", w, 2),
-    opt_tensor("layer_norm", "bias", b, 2), eps or 1e-5))
+    opt_tensor("layer_norm", "bias", b, 2), number("layer_norm", "eps", eps, 1e-5, 2)))
 end
 
 function F.group_norm(x, groups, w, b, eps)
   check("group_norm", "input", x, 2)
-  return wrap(C.pivq_group_norm(x.c, groups, opt_tensor("group_norm", "weight", w, 2),
-    opt_tensor("group_norm", "bias", b, 2), eps or 1e-5))
+  return wrap(C.pivq_group_norm(x.c, number("group_norm", "groups", groups, nil, 2, true),
+    opt_tensor("group_norm", "weight", w, 2), opt_tensor("group_norm", "bias", b, 2),
+    number("group_norm", "eps", eps, 1e-5, 2)))
 end
 
 -- ---- losses --------------------------------------------------------------------------------
@@ -140,7 +164,8 @@ end
 local function pointwise(kind, fname, x, target, opts, margin)
   check(fname, "input", x, 3)
   check(fname, "target", target, 3)
-  return wrap(C.pivq_pointwise_loss(x.c, target.c, kind, reduction_of(fname, opts, 3), margin or 0), 3)
+  return wrap(C.pivq_pointwise_loss(x.c, target.c, kind, reduction_of(fname, opts, 3),
+    number(fname, "margin", margin, 0, 3)), 3)
 end
 
 function F.mse_loss(x, target, opts) return pointwise(C.PIVQ_LOSS_MSE, "mse_loss", x, target, opts) end
@@ -150,7 +175,7 @@ function F.binary_cross_entropy_with_logits(x, target, opts)
 end
 -- mean(max(0, margin - target * x)) with targets in {-1, 1}; opts.margin defaults to 1
 function F.hinge_loss(x, target, opts)
-  return pointwise(C.PIVQ_LOSS_HINGE, "hinge_loss", x, target, opts, opts and opts.margin or 1)
+  return pointwise(C.PIVQ_LOSS_HINGE, "hinge_loss", x, target, opts, options("hinge_loss", opts, 1).margin or 1)
 end
 
 -- cross_entropy(logits (N, C, ...), target (N, ...) of 1-based classes,
@@ -158,7 +183,8 @@ end
 function F.cross_entropy(logits, target, opts)
   check("cross_entropy", "logits", logits, 2)
   local t = indices0("cross_entropy", target, 2)
-  local ignore = (opts and opts.ignore_index or -100) - 1
+  local ignore = number("cross_entropy", "ignore_index", options("cross_entropy", opts, 2).ignore_index, -100, 2,
+    true) - 1
   return wrap(C.pivq_cross_entropy(logits.c, t.c, reduction_of("cross_entropy", opts, 2), ignore))
 end
 
@@ -171,38 +197,42 @@ function F.attention(q, k, v, opts)
   check("attention", "q", q, 2)
   check("attention", "k", k, 2)
   check("attention", "v", v, 2)
-  local mask = opts and opts.mask
-  return wrap(C.pivq_attention(q.c, k.c, v.c, opt_tensor("attention", "mask", mask, 2),
-    opts and opts.scale or 0))
+  opts = options("attention", opts, 2)
+  return wrap(C.pivq_attention(q.c, k.c, v.c, opt_tensor("attention", "mask", opts.mask, 2),
+    number("attention", "scale", opts.scale, 0, 2)))
 end
 F.scaled_dot_product_attention = F.attention
 
 -- ---- convolution, pooling, upsampling -------------------------------------------------------------
 
--- a number or a pair {h, w}
-local function pair(fname, name, v, default, level)
+-- a number or a pair {h, w}; integer = true: of integers
+local function pair(fname, name, v, default, level, integer)
   if v == nil then v = default end
   if type(v) == "number" then v = { v, v } end
   if type(v) ~= "table" or type(v[1]) ~= "number" or type(v[2]) ~= "number" then
     fail(string.format("%s: %s must be a number or a pair {h, w}, got %s", fname, name,
       tostring(v)), level + 1)
   end
+  for i = 1, 2 do number(fname, name, v[i], nil, level + 1, integer) end
   return v
 end
 
 local conv_params_t = ffi.typeof("pivq_conv_params")
 local function conv_params(fname, opts, level)
-  opts = opts or {}
+  opts = options(fname, opts, level + 1)
   local p = conv_params_t()
-  local st = pair(fname, "stride", opts.stride, 1, level + 1)
-  local pd = pair(fname, "padding", opts.padding, 0, level + 1)
-  local dl = pair(fname, "dilation", opts.dilation, 1, level + 1)
-  local op = pair(fname, "output_padding", opts.output_padding, 0, level + 1)
+  local st = pair(fname, "stride", opts.stride, 1, level + 1, true)
+  local pd = pair(fname, "padding", opts.padding, 0, level + 1, true)
+  local dl = pair(fname, "dilation", opts.dilation, 1, level + 1, true)
+  local op = pair(fname, "output_padding", opts.output_padding, 0, level + 1, true)
   for i = 1, 2 do
     p.stride[i - 1], p.padding[i - 1], p.dilation[i - 1] = st[i], pd[i], dl[i]
     p.output_padding[i - 1] = op[i]
   end
-  p.groups = opts.groups or 1
+  -- C's int: a value beyond it would wrap around
+  local groups = number(fname, "groups", opts.groups, 1, level + 1, true)
+  if math.abs(groups) >= 2 ^ 31 then fail(string.format("%s: groups %s is too large", fname, groups), level + 1) end
+  p.groups = groups
   return p
 end
 
@@ -237,38 +267,42 @@ local function arr2(v) return int64_2(v[1], v[2]) end
 -- max_pool2d(x, kernel, {stride = kernel, padding = 0})
 function F.max_pool2d(x, kernel, opts)
   check("max_pool2d", "input", x, 2)
-  opts = opts or {}
-  local k = pair("max_pool2d", "kernel", kernel, nil, 2)
-  return wrap(C.pivq_max_pool2d(x.c, arr2(k), arr2(pair("max_pool2d", "stride", opts.stride, k, 2)),
-    arr2(pair("max_pool2d", "padding", opts.padding, 0, 2))))
+  opts = options("max_pool2d", opts, 2)
+  local k = pair("max_pool2d", "kernel", kernel, nil, 2, true)
+  return wrap(C.pivq_max_pool2d(x.c, arr2(k), arr2(pair("max_pool2d", "stride", opts.stride, k, 2, true)),
+    arr2(pair("max_pool2d", "padding", opts.padding, 0, 2, true))))
 end
 
 -- avg_pool2d(x, kernel, {stride = kernel, padding = 0, count_include_pad = true})
 function F.avg_pool2d(x, kernel, opts)
   check("avg_pool2d", "input", x, 2)
-  opts = opts or {}
-  local k = pair("avg_pool2d", "kernel", kernel, nil, 2)
+  opts = options("avg_pool2d", opts, 2)
+  local k = pair("avg_pool2d", "kernel", kernel, nil, 2, true)
   local include_pad = opts.count_include_pad == false and 0 or 1
-  return wrap(C.pivq_avg_pool2d(x.c, arr2(k), arr2(pair("avg_pool2d", "stride", opts.stride, k, 2)),
-    arr2(pair("avg_pool2d", "padding", opts.padding, 0, 2)), include_pad))
+  return wrap(C.pivq_avg_pool2d(x.c, arr2(k), arr2(pair("avg_pool2d", "stride", opts.stride, k, 2, true)),
+    arr2(pair("avg_pool2d", "padding", opts.padding, 0, 2, true)), include_pad))
 end
 
 -- interpolate(x, {size = {h, w} or scale_factor = s, mode = "nearest" | "bilinear",
 --                 align_corners = false})
 function F.interpolate(x, opts)
   check("interpolate", "input", x, 2)
-  opts = opts or {}
+  opts = options("interpolate", opts, 2)
   if x:dim() ~= 4 then
     fail("interpolate: input must be (N, C, H, W), got " .. tensor.shape_string(x), 2)
   end
   local size
   if opts.size then
-    size = pair("interpolate", "size", opts.size, nil, 2)
+    size = pair("interpolate", "size", opts.size, nil, 2, true)
   elseif opts.scale_factor then
     local sf = pair("interpolate", "scale_factor", opts.scale_factor, nil, 2)
     size = { math.floor(x:size(3) * sf[1]), math.floor(x:size(4) * sf[2]) }
   else
     fail("interpolate: give size or scale_factor", 2)
+  end
+  if not (size[1] >= 1 and size[2] >= 1 and size[1] < 2 ^ 53 and size[2] < 2 ^ 53) then
+    fail(string.format("interpolate: the output size must be at least 1x1 and finite, got %sx%s", size[1],
+      size[2]), 2)
   end
   local modes = { nearest = 0, bilinear = 1 }
   local mode = modes[opts.mode or "nearest"]

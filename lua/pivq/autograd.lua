@@ -8,7 +8,7 @@ local state = require "pivq.ffi"
 local tensor = require "pivq.tensor"
 
 local C = state.C
-local T = tensor.methods
+local T = {} -- tensor methods, added (with their self check) at the end
 local wrap, check_rc = tensor.wrap, tensor.check_rc
 
 local M = {}
@@ -93,5 +93,7 @@ function M.is_grad_enabled() return C.pivq_is_grad_enabled() == 1 end
 
 -- Live graph nodes (for leak checks).
 function M.graph_node_count() return tonumber(C.pivq_graph_node_count()) end
+
+tensor.add_methods(T)
 
 return M

@@ -21,7 +21,7 @@ local LN2 = math.log(2)
 
 -- log2 of the binomial coefficient C(n, k), 0 <= k <= n.
 function M.log2_binomial(n, k)
-  if k < 0 or k > n then
+  if type(n) ~= "number" or type(k) ~= "number" or not (k >= 0 and k <= n) then
     error(string.format("log2_binomial: need 0 <= k <= n, got n=%s k=%s", tostring(n), tostring(k)), 2)
   end
   return (lgamma(n + 1) - lgamma(k + 1) - lgamma(n - k + 1)) / LN2
@@ -29,9 +29,9 @@ end
 
 local SCHEMES = { positional = true, multiset = true, set = true, distinct = true }
 
-local function positive_integer(name, v)
+local function positive_integer(name, v, fname)
   if type(v) ~= "number" or v % 1 ~= 0 or v < 1 then
-    error(string.format("capacity.bits: %s must be a positive integer, got %s", name, tostring(v)), 3)
+    error(string.format("%s: %s must be a positive integer, got %s", fname or "capacity.bits", name, tostring(v)), 3)
   end
 end
 
@@ -54,17 +54,26 @@ function M.bits(args)
     return M.log2_binomial(K, L)
   end
   local k_img = args.K_img
-  if type(k_img) ~= "number" or k_img < 0 or k_img > K then
+  if type(k_img) ~= "number" or not (k_img >= 0 and k_img <= K) then
     error(string.format("capacity.bits: scheme 'distinct' needs K_img in [0, K], got %s", tostring(k_img)), 2)
   end
   -- K_img is a measured mean, so it may be fractional: lgamma interpolates C(K, K_img).
   return M.log2_binomial(K, k_img)
 end
 
+local function check_k_img(fname, K_img)
+  if K_img ~= nil and (type(K_img) ~= "number" or K_img ~= K_img or K_img < 0) then -- a NaN too
+    error(string.format("%s: K_img must be a nonnegative number, got %s", fname, tostring(K_img)), 3)
+  end
+end
+
 -- The Figure-4 row for one L: bits of every scheme and the matching / nearest ratio.
 -- K_img (measured for nearest) defaults to L, i.e. no collapse; it is capped at L and at K (an
 -- image cannot use more distinct codes than the codebook has).
 function M.row(K, L, K_img)
+  positive_integer("K", K, "capacity.row")
+  positive_integer("L", L, "capacity.row")
+  check_k_img("capacity.row", K_img)
   local k_img = math.min(K_img or L, L, K)
   local r = {
     L = L,
@@ -92,6 +101,7 @@ end
 -- Rows of the table for L in lo..hi: the two ends and the powers of two between them.
 function M.table(K, lo, hi, K_img)
   check_range("capacity.table", K, lo, hi)
+  check_k_img("capacity.table", K_img)
   local Ls, seen = {}, {}
   local function add(L)
     if L >= lo and L <= hi and not seen[L] then
@@ -114,6 +124,16 @@ end
 
 -- The table as text: a heading line, column names, one line per row.
 function M.format(rows, K, K_img)
+  if type(rows) ~= "table" then error("capacity.format: rows must be capacity.table's rows, got " .. type(rows), 2) end
+  for i = 1, #rows do
+    local r = rows[i]
+    if type(r) ~= "table" or type(r.L) ~= "number" or type(r.positional) ~= "number" or type(r.multiset) ~= "number"
+      or type(r.nearest) ~= "number" then
+      error("capacity.format: row " .. i .. " is not a row of capacity.table", 2)
+    end
+  end
+  positive_integer("K", K, "capacity.format")
+  check_k_img("capacity.format", K_img)
   local lines = {
     string.format("K = %d%s", K, K_img and string.format(", K_img = %g (nearest)", K_img) or
       ", K_img = L (nearest without collapse; give a measured K_img)"),
@@ -130,6 +150,7 @@ end
 -- The plot (a pivq.plot spec): bits against L over lo..hi, stepping geometrically.
 function M.figure(K, lo, hi, K_img)
   check_range("capacity.figure", K, lo, hi)
+  check_k_img("capacity.figure", K_img)
   local series = { positional = {}, multiset = {}, nearest = {}, matching = {} }
   local xs = {}
   local L = lo

@@ -37,8 +37,12 @@ end
 
 -- new(codes, {K = size, multiset = false})
 local function new(codes, opts, level)
-  opts = opts or {}
   level = level or 2
+  opts = opts or {}
+  if type(opts) ~= "table" then fail("CodeSet: options must be a table, got " .. type(opts), level) end
+  if opts.K ~= nil and (type(opts.K) ~= "number" or opts.K % 1 ~= 0 or opts.K < 1) then
+    fail("CodeSet: K must be a positive integer, got " .. tostring(opts.K), level)
+  end
   local list = as_list("CodeSet", codes, level)
   local self = setmetatable({ K = opts.K, multiset = opts.multiset or false, counts = {}, n = 0 }, CodeSet)
   for _, k in ipairs(list) do
@@ -146,7 +150,14 @@ function CodeSet:intersection(other)
 end
 
 -- What to take out of self and put in to reach other (with multiplicities), both sorted.
+local function check_other(fname, other)
+  if getmetatable(other) ~= CodeSet then
+    fail(string.format("%s: expected a CodeSet, got %s", fname, type(other)), 3)
+  end
+end
+
 function CodeSet:diff(other)
+  check_other("diff", other)
   local removals, additions = {}, {}
   for _, k in ipairs(self:distinct()) do
     for _ = 1, self.counts[k] - math.min(self.counts[k], other.counts[k] or 0) do removals[#removals + 1] = k end
@@ -158,6 +169,7 @@ function CodeSet:diff(other)
 end
 
 function CodeSet:equals(other)
+  check_other("equals", other)
   if self.n ~= other.n then return false end
   for k, m in pairs(self.counts) do
     if other.counts[k] ~= m then return false end
@@ -190,6 +202,12 @@ end
 
 -- B x L int64 tensor from a list of CodeSets of equal size (each row sorted).
 function CodeSet.to_rows(sets)
+  if type(sets) ~= "table" or #sets == 0 then error("CodeSet.to_rows: expected a non-empty list of CodeSets", 2) end
+  for i = 1, #sets do
+    if getmetatable(sets[i]) ~= CodeSet then
+      error(string.format("CodeSet.to_rows: entry %d is %s, not a CodeSet", i, type(sets[i])), 2)
+    end
+  end
   local rows, L = {}, nil
   for i, s in ipairs(sets) do
     rows[i] = s:totable()

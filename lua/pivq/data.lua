@@ -58,6 +58,7 @@ function M.fashion_mnist(opts)
     error("fashion_mnist: split must be \"train\" or \"test\", got " .. tostring(split), 2)
   end
   local dir = opts.path or M.FASHION_MNIST_DIR
+  if type(dir) ~= "string" then error("fashion_mnist: path must be a string, got " .. type(dir), 2) end
   local prefix = split == "train" and "train" or "t10k"
   local ipath = find_idx(dir, prefix .. "-images-idx3-ubyte")
   local lpath = find_idx(dir, prefix .. "-labels-idx1-ubyte")
@@ -105,6 +106,7 @@ function M.read_attributes(path)
   if not f then return nil, "read_attributes: " .. tostring(oerr) end
   local text = f:read("*a")
   f:close()
+  if not text then return nil, "read_attributes: cannot read " .. path end -- a folder opens, but does not read
   local lines = {}
   for line in text:gmatch("[^\r\n]+") do
     if line:match("%S") then lines[#lines + 1] = line end
@@ -204,7 +206,10 @@ local CACHE_VERSION = "1"
 -- no file's name, size or time changes); a path puts it elsewhere; false disables it.
 function M.image_folder(dir, opts)
   if type(dir) ~= "string" then error("image_folder: dir must be a string", 2) end
-  opts = opts or {}
+  opts = tensor.options("image_folder", opts)
+  if opts.attributes ~= nil and type(opts.attributes) ~= "string" then
+    error("image_folder: attributes must be a path, got " .. type(opts.attributes), 2)
+  end
   local size, channels = opts.size or 64, opts.channels or 3
   if type(size) ~= "number" or size % 1 ~= 0 or size < 1 then
     error("image_folder: size must be a positive integer", 2)
@@ -278,11 +283,12 @@ function M.loader(dataset, opts)
   if type(dataset) ~= "table" or not (lazy or tensor.is_tensor(dataset.images)) then
     error("loader: dataset must be a table with an images tensor (or a lazy image_folder)", 2)
   end
-  opts = opts or {}
+  opts = tensor.options("loader", opts)
   local batch = opts.batch or 64
   local workers = opts.workers or 1
   local seed = opts.seed or 1
   local augment = opts.augment or {}
+  if type(augment) ~= "table" then error("loader: augment must be a table {hflip =}, got " .. type(augment), 2) end
   for name, v in pairs({ batch = batch, workers = workers }) do
     if type(v) ~= "number" or v % 1 ~= 0 or v < 1 then
       error(string.format("loader: %s must be a positive integer, got %s", name, tostring(v)), 2)

@@ -20,8 +20,8 @@ local function check_tensor(fname, t, level)
 end
 
 local function check_size(fname, what, v, level)
-  if type(v) ~= "number" or v % 1 ~= 0 or v < 1 then
-    error(string.format("%s: %s must be a positive integer, got %s", fname, what, tostring(v)),
+  if type(v) ~= "number" or v % 1 ~= 0 or v < 1 or v > 2 ^ 31 then
+    error(string.format("%s: %s must be a positive integer up to 2^31, got %s", fname, what, tostring(v)),
       level + 1)
   end
 end
@@ -53,7 +53,7 @@ end
 function M.save(path, t, opts)
   if type(path) ~= "string" then error("image.save: path must be a string", 2) end
   check_tensor("image.save", t, 2)
-  opts = opts or {}
+  opts = tensor.options("image.save", opts)
   -- the tensor's shape and dtype are the caller's business (raise); the file system's
   -- answers are expected failures (nil, err)
   local nd, dt = t:dim(), t:dtype()
@@ -121,8 +121,16 @@ end
 -- pivq.image.grid(batch, {nrow = 8, padding = 2, scale = 1, pad_value = 0}) -> C x H' x W'.
 -- batch: N x C x H x W float32, or a table of C x H x W tensors.
 function M.grid(batch, opts)
-  opts = opts or {}
-  if type(batch) == "table" then batch = tensor.stack(batch, 1) end
+  opts = tensor.options("image.grid", opts)
+  if type(batch) == "table" then
+    for i = 1, math.max(#batch, 1) do
+      if not tensor.is_tensor(batch[i]) then
+        error("image.grid: batch must be a tensor or a non-empty table of tensors; entry " .. i .. " is "
+          .. type(batch[i]), 2)
+      end
+    end
+    batch = tensor.stack(batch, 1)
+  end
   check_tensor("image.grid", batch, 2)
   if batch:dim() == 3 then batch = batch:unsqueeze(1) end
   local nrow, padding, scale = opts.nrow or 8, opts.padding or 2, opts.scale or 1

@@ -28,6 +28,8 @@ function M.load_file(path) return strategies:load_file(path) end
 
 -- Group sizes for `total` swaps in `steps` transitions: as even as possible, larger first.
 function M.plan_steps(total, steps)
+  tensor.check_number("plan_steps", "total", total, nil, true)
+  tensor.check_number("plan_steps", "steps", steps, total, true)
   steps = math.max(1, math.min(steps or total, math.max(total, 1)))
   local sizes = {}
   for i = 1, steps do sizes[i] = math.floor(total / steps) + (i <= total % steps and 1 or 0) end
@@ -36,6 +38,14 @@ end
 
 -- Frames from an ordered list of swaps {{remove = a, add = b}, ...}.
 function M.path_from_swaps(A, swaps, steps)
+  if not CodeSet.is_codeset(A) then error("path_from_swaps: A must be a CodeSet, got " .. type(A), 2) end
+  if type(swaps) ~= "table" then error("path_from_swaps: swaps must be a list {{remove =, add =}, ...}", 2) end
+  tensor.check_number("path_from_swaps", "steps", steps, #swaps, true)
+  for i = 1, #swaps do
+    if type(swaps[i]) ~= "table" then
+      error(string.format("path_from_swaps: swap %d is %s, not {remove =, add =}", i, type(swaps[i])), 2)
+    end
+  end
   local path = { A }
   local cur, at = A, 0
   if #swaps == 0 then return path end
@@ -77,7 +87,8 @@ end
 
 -- pivq.interp.path(name, A, B, opts): run a registered strategy and check its path.
 function M.path(name, A, B, opts)
-  opts = opts or {}
+  opts = tensor.options("interp.path", opts)
+  tensor.check_number("interp.path", "steps", opts.steps, 1, true)
   if not CodeSet.is_codeset(A) or not CodeSet.is_codeset(B) then
     error("interp.path: A and B must be CodeSets (pivq.CodeSet(codes))", 2)
   end
@@ -93,8 +104,19 @@ end
 -- model: opts (steps, seed, ...) plus the model, and for lerp the two images' latents and the
 -- model's quantizer as `quantize`.
 function M.model_options(model, xa, xb, opts)
+  if type(model) ~= "table" or type(model.latents) ~= "function" then
+    error("interp.model_options: model must be a pivq model, got " .. type(model), 2)
+  end
+  for _, arg in ipairs({ { "xa", xa }, { "xb", xb } }) do
+    local c = model.config
+    if not tensor.is_tensor(arg[2]) or arg[2]:dim() ~= 4 or arg[2]:size(1) ~= 1
+      or (c and (arg[2]:size(2) ~= c.channels or arg[2]:size(3) ~= c.image_size or arg[2]:size(4) ~= c.image_size)) then
+      error(string.format("interp.model_options: %s must be one image (1 x C x H x W), got %s", arg[1],
+        tensor.is_tensor(arg[2]) and tensor.shape_string(arg[2]) or type(arg[2])), 2)
+    end
+  end
   local out = {}
-  for k, v in pairs(opts or {}) do out[k] = v end
+  for k, v in pairs(tensor.options("interp.model_options", opts)) do out[k] = v end
   out.model = model
   local z = require("pivq.autograd").no_grad(function() return model:latents(tensor.cat({ xa, xb }, 1)) end)
   out.latents_a, out.latents_b = z[1], z[2]

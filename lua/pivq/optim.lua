@@ -22,7 +22,8 @@ local function param_list(fname, params, level)
   if type(params) ~= "table" or #params == 0 then
     fail(fname .. ": expected a non-empty list of parameter tensors", level + 1)
   end
-  for i, p in ipairs(params) do
+  for i = 1, #params do -- not ipairs: a hole must be reported, not end the list
+    local p = params[i]
     if not tensor.is_tensor(p) then
       fail(string.format("%s: parameter %d is %s, not a tensor", fname, i, type(p)), level + 1)
     end
@@ -43,6 +44,9 @@ local function zeros_like_all(params)
 end
 
 local function number_opt(fname, opts, key, default, level)
+  if type(opts) ~= "table" then
+    fail(string.format("%s: options must be a table, got %s", fname, type(opts)), level + 1)
+  end
   local v = opts[key]
   if v == nil then return default end
   if type(v) ~= "number" then
@@ -76,6 +80,9 @@ function Optimizer:load_state_dict(sd)
     fail(string.format("load_state_dict: expected a %s state, got %s", self.kind,
       type(sd) == "table" and tostring(sd.kind) or type(sd)), 2)
   end
+  if sd.buffers ~= nil and type(sd.buffers) ~= "table" then
+    fail("load_state_dict: buffers must be a table", 2)
+  end
   for name, list in pairs(self.buffers) do
     local src = sd.buffers and sd.buffers[name]
     if type(src) ~= "table" or #src ~= #list then
@@ -89,8 +96,8 @@ function Optimizer:load_state_dict(sd)
       t:copy(src[i])
     end
   end
-  self.step_count = sd.step or 0
-  if sd.lr then self.lr = sd.lr end
+  self.step_count = tensor.check_number("load_state_dict", "step", sd.step, 0)
+  self.lr = tensor.check_number("load_state_dict", "lr", sd.lr, self.lr)
 end
 
 local function new_optimizer(kind, params, fields)
@@ -107,7 +114,7 @@ end
 
 -- SGD(params, {lr = 0.01, momentum = 0, dampening = 0, weight_decay = 0, nesterov = false})
 function M.SGD(params, opts)
-  opts = opts or {}
+  opts = tensor.options("SGD", opts)
   param_list("SGD", params, 2)
   local o = new_optimizer("SGD", params, {
     lr = number_opt("SGD", opts, "lr", 0.01, 2),
@@ -133,9 +140,12 @@ end
 -- ---- Adam / AdamW ------------------------------------------------------------------------------
 
 local function adam(kind, decoupled, default_wd, params, opts)
-  opts = opts or {}
+  opts = tensor.options(kind, opts)
   param_list(kind, params, 3)
   local betas = opts.betas or { 0.9, 0.999 }
+  if type(betas) ~= "table" or type(betas[1]) ~= "number" or type(betas[2]) ~= "number" then
+    fail(kind .. ": betas must be a pair of numbers {beta1, beta2}", 3)
+  end
   local o = new_optimizer(kind, params, {
     lr = number_opt(kind, opts, "lr", 1e-3, 3),
     beta1 = betas[1], beta2 = betas[2],
@@ -163,14 +173,19 @@ function M.AdamW(params, opts) return adam("AdamW", 1, 0.01, params, opts) end
 function M.clip_grad_norm(params, max_norm, norm_type)
   param_list("clip_grad_norm", params, 2)
   local total = ffi.new("double[1]")
-  check_rc(C.pivq_clip_grad_norm(c_array(params), #params, max_norm, norm_type or 2, total))
+  max_norm = tensor.check_number("clip_grad_norm", "max_norm", max_norm)
+  norm_type = tensor.check_number("clip_grad_norm", "norm_type", norm_type, 2)
+  if C.pivq_clip_grad_norm(c_array(params), #params, max_norm, norm_type, total) ~= 0 then
+    fail((ffi.string(C.pivq_last_error()):gsub("^grad_norm:", "clip_grad_norm:")), 2) -- it speaks as grad_norm
+  end
   return total[0]
 end
 
 function M.grad_norm(params, norm_type)
   param_list("grad_norm", params, 2)
   local total = ffi.new("double[1]")
-  check_rc(C.pivq_grad_norm(c_array(params), #params, norm_type or 2, total))
+  check_rc(C.pivq_grad_norm(c_array(params), #params, tensor.check_number("grad_norm", "norm_type", norm_type, 2),
+    total))
   return total[0]
 end
 
@@ -187,8 +202,17 @@ function Schedule:step()
 end
 function Schedule:state_dict() return { last = self.last } end
 function Schedule:load_state_dict(sd)
+  if type(sd) ~= "table" or type(sd.last) ~= "number" then
+    fail("load_state_dict: expected a schedule state {last = step}", 2)
+  end
   self.last = sd.last
   self.opt.lr = self.opt.initial_lr * self.factor(self.last)
+end
+
+local function check_optimizer(fname, opt)
+  if getmetatable(opt) ~= Optimizer then
+    fail(string.format("%s: opt must be an optimizer (pivq.optim.SGD, Adam, AdamW), got %s", fname, type(opt)), 3)
+  end
 end
 
 local function schedule(opt, factor)
@@ -201,13 +225,18 @@ M.schedules = {}
 
 -- lr rises linearly from 0 to its initial value over `warmup` steps, then stays.
 function M.schedules.linear_warmup(opt, warmup)
+  check_optimizer("linear_warmup", opt)
+  tensor.check_number("linear_warmup", "warmup", warmup)
   return schedule(opt, function(t) return math.min(1, (t + 1) / warmup) end)
 end
 
 -- Cosine decay to min_lr over total steps, after an optional linear warm-up.
 function M.schedules.cosine(opt, total, opts)
-  opts = opts or {}
-  local warm, min_factor = opts.warmup or 0, (opts.min_lr or 0) / opt.initial_lr
+  check_optimizer("cosine", opt)
+  tensor.check_number("cosine", "total", total)
+  opts = tensor.options("cosine", opts)
+  local warm = tensor.check_number("cosine", "warmup", opts.warmup, 0)
+  local min_factor = tensor.check_number("cosine", "min_lr", opts.min_lr, 0) / opt.initial_lr
   return schedule(opt, function(t)
     if t < warm then return (t + 1) / warm end
     local p = math.min(1, (t - warm) / math.max(1, total - warm))
@@ -217,6 +246,9 @@ end
 
 -- Multiply the lr by gamma every step_size steps.
 function M.schedules.step(opt, step_size, gamma)
+  check_optimizer("step", opt)
+  tensor.check_number("step", "step_size", step_size)
+  tensor.check_number("step", "gamma", gamma, 0.1)
   return schedule(opt, function(t) return (gamma or 0.1) ^ math.floor(t / step_size) end)
 end
 
@@ -230,7 +262,8 @@ function M.EMA(params, decay)
   param_list("EMA", params, 2)
   local shadow = {}
   for i, p in ipairs(params) do shadow[i] = p:detach():clone() end
-  local e = setmetatable({ params = params, shadow = shadow, decay = decay or 0.999 }, EMA)
+  decay = tensor.check_number("EMA", "decay", decay, 0.999)
+  local e = setmetatable({ params = params, shadow = shadow, decay = decay }, EMA)
   e.c_params, e.c_shadow = c_array(params), c_array(shadow)
   return e
 end
@@ -238,8 +271,24 @@ end
 function EMA:update() check_rc(C.pivq_ema_update(self.c_shadow, self.c_params, #self.params, self.decay)) end
 
 -- Copy the averaged weights into the parameters (e.g. for evaluation).
+-- params (default: the EMA's own), checked against the shadow copies.
+local function params_or(self, params)
+  if params == nil then return self.params end
+  param_list("copy_to", params, 3)
+  if #params ~= #self.shadow then
+    fail(string.format("copy_to: %d parameters for %d averaged ones", #params, #self.shadow), 3)
+  end
+  for i, p in ipairs(params) do
+    if tensor.shape_string(p) ~= tensor.shape_string(self.shadow[i]) then
+      fail(string.format("copy_to: parameter %d has shape %s, its average %s", i, tensor.shape_string(p),
+        tensor.shape_string(self.shadow[i])), 3)
+    end
+  end
+  return params
+end
+
 function EMA:copy_to(params)
-  params = params or self.params
+  params = params_or(self, params)
   local autograd = require "pivq.autograd"
   autograd.no_grad(function()
     for i, p in ipairs(params) do p:copy(self.shadow[i]) end
@@ -253,6 +302,10 @@ function EMA:state_dict()
 end
 
 function EMA:load_state_dict(sd)
+  if type(sd) ~= "table" or type(sd.shadow) ~= "table" or #sd.shadow ~= #self.shadow then
+    fail(string.format("load_state_dict: expected an EMA state with %d shadow tensors", #self.shadow), 2)
+  end
+  for i = 1, #self.shadow do tensor.check_tensor("load_state_dict", "shadow " .. i, sd.shadow[i]) end
   for i, s in ipairs(self.shadow) do s:copy(sd.shadow[i]) end
   self.decay = sd.decay or self.decay
 end

@@ -12,9 +12,13 @@ local M = {}
 
 -- N x K float32 bag of codes from N x L 1-based codes: counts, or indicators with binary=true.
 function M.bag_of_codes(codes, K, opts)
-  opts = opts or {}
-  if not tensor.is_tensor(codes) or codes:dim() ~= 2 then
-    error("bag_of_codes: codes must be an N x L tensor of 1-based codes", 2)
+  opts = tensor.options("bag_of_codes", opts)
+  K = tensor.check_number("bag_of_codes", "K", K, nil, true)
+  if not tensor.is_tensor(codes) or codes:dim() ~= 2 or (codes:dtype() ~= "int64" and codes:dtype() ~= "int32") then
+    error("bag_of_codes: codes must be an N x L integer tensor of 1-based codes", 2)
+  end
+  if K < 1 or (codes:numel() > 0 and (codes:min() < 1 or codes:max() > K)) then
+    error(string.format("bag_of_codes: codes must lie in 1..K with K >= 1 (K = %d)", K), 2)
   end
   local N, L = codes:size(1), codes:size(2)
   local bag = tensor.zeros(N, K)
@@ -70,11 +74,25 @@ end
 
 -- L-BFGS (Nocedal & Wright, Alg. 7.4 two-loop recursion) with a backtracking Armijo search.
 -- f(x) -> value, gradient (Lua arrays). Stops when max|g| < tol or progress stalls.
+-- The options of lbfgs (memory, max_iter, tol), checked for fname (fit and cross_validate pass
+-- theirs on).
+local function lbfgs_options(fname, opts)
+  opts = tensor.options(fname, opts)
+  return opts, tensor.check_number(fname, "memory", opts.memory, 10, true),
+    tensor.check_number(fname, "max_iter", opts.max_iter, 500, true), tensor.check_number(fname, "tol", opts.tol, 1e-5)
+end
+
 function M.lbfgs(f, x, opts)
-  opts = opts or {}
-  local m, max_iter, tol = opts.memory or 10, opts.max_iter or 500, opts.tol or 1e-5
+  local m, max_iter, tol
+  opts, m, max_iter, tol = lbfgs_options("lbfgs", opts)
+  if type(f) ~= "function" then error("lbfgs: f must be a function, got " .. type(f), 2) end
+  if type(x) ~= "table" then error("lbfgs: x must be an array of numbers, got " .. type(x), 2) end
   local n = #x
+  for i = 1, n do tensor.check_number("lbfgs", "x[" .. i .. "]", x[i]) end
   local fx, g = f(x)
+  if type(fx) ~= "number" or type(g) ~= "table" or #g ~= n then
+    error(string.format("lbfgs: f must return a number and a gradient array of %d numbers", n), 2)
+  end
   local S, Yh, rho = {}, {}, {}
   local iters, converged = 0, false
   for it = 1, max_iter do
@@ -143,7 +161,18 @@ end
 
 -- Fit softmax regression: X N x d float, labels N int64 in 1..C. Returns a predictor.
 function M.fit(X, labels, opts)
-  opts = opts or {}
+  opts = lbfgs_options("probe.fit", opts)
+  if not tensor.is_tensor(X) or X:dim() ~= 2 or not tensor.is_tensor(labels) or labels:dim() ~= 1
+    or labels:size(1) ~= X:size(1) or X:size(1) == 0 then
+    error("probe.fit: need X (N x d) and labels (N) tensors, N >= 1", 2)
+  end
+  tensor.check_number("probe.fit", "classes", opts.classes, 1, true)
+  if labels:dtype() ~= "int64" and labels:dtype() ~= "int32" then
+    error("probe.fit: labels must be int64 or int32, got " .. labels:dtype(), 2)
+  end
+  if labels:min() < 1 or labels:max() > (opts.classes or labels:max()) then
+    error("probe.fit: labels must lie in 1..classes", 2)
+  end
   local N, d = X:size(1), X:size(2)
   local C = opts.classes or labels:max()
   local l2 = opts.l2 or 1e-4
@@ -173,12 +202,12 @@ local function accuracy(pred, labels) return pred:eq(labels:long()):sum():item()
 
 -- k-fold cross-validation of the probe beside the majority-class baseline.
 function M.cross_validate(X, labels, opts)
-  opts = opts or {}
+  opts = lbfgs_options("probe.cross_validate", opts)
   if not tensor.is_tensor(X) or X:dim() ~= 2 or not tensor.is_tensor(labels) or labels:dim() ~= 1
     or labels:size(1) ~= X:size(1) then
     error("probe.cross_validate: need X (N x d) and labels (N) tensors", 2)
   end
-  local folds = opts.folds or 5
+  local folds = tensor.check_number("probe.cross_validate", "folds", opts.folds, 5, true)
   local N = X:size(1)
   if N < folds then error("probe.cross_validate: fewer samples than folds", 2) end
   local C = labels:max()

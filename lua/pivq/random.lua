@@ -13,17 +13,25 @@ local M = {}
 local Generator = {}
 Generator.__index = Generator
 
+-- below 2^53, where a Lua number is an exact integer (and converts to uint64 exactly)
+local function check_u53(fname, name, v)
+  if type(v) ~= "number" or v % 1 ~= 0 or v < 0 or v >= 2 ^ 53 then
+    fail(string.format("%s: %s must be an integer in [0, 2^53), got %s", fname, name, tostring(v)))
+  end
+end
+
+-- A seed for function fname (as Generator and manual_seed want it).
+function M.check_seed(fname, seed) check_u53(fname, "seed", seed) end
+
 function M.Generator(seed)
+  if seed ~= nil then check_u53("Generator", "seed", seed) end
   local g = setmetatable({ cdata = ffi.new("pivq_generator") }, Generator)
   g:manual_seed(seed or 0)
   return g
 end
 
 function Generator:manual_seed(seed)
-  -- below 2^53, where a Lua number is an exact integer (and converts to uint64 exactly)
-  if type(seed) ~= "number" or seed % 1 ~= 0 or seed < 0 or seed >= 2 ^ 53 then
-    fail("manual_seed: seed must be an integer in [0, 2^53), got " .. tostring(seed))
-  end
+  check_u53("manual_seed", "seed", seed)
   C.pivq_manual_seed(self.cdata, seed)
   return self
 end
@@ -34,6 +42,9 @@ function Generator:get_state()
 end
 
 function Generator:set_state(s)
+  if type(s) ~= "table" then fail("set_rng_state: state must be a table {seed=, offset=}, got " .. type(s)) end
+  check_u53("set_rng_state", "seed", s.seed)
+  check_u53("set_rng_state", "offset", s.offset)
   self.cdata.seed = s.seed
   self.cdata.offset = s.offset
   return self
@@ -59,6 +70,16 @@ local function split_opts(...)
 end
 
 local function gen_of(opts) return opts.generator and opts.generator.cdata or nil end
+
+-- The C generator of opts.generator (nil: the global one) for function fname.
+function M.generator_of(fname, opts)
+  local g = opts.generator
+  if g == nil then return nil end
+  if getmetatable(g) ~= Generator then
+    fail(string.format("%s: generator must be a pivq.Generator, got %s", fname, type(g)))
+  end
+  return g.cdata
+end
 
 local function sized(fname, opts, n, ...)
   local sizes = { n = n, ... } -- n excludes a trailing options table
@@ -108,10 +129,14 @@ function M.normal_(t, mean, std, opts)
   return t
 end
 
+-- The most elements a tensor may have (as tensor.parse_sizes): beyond it the C library's
+-- refusal would name pivq_empty rather than the function called.
+local MAX_DRAWS = 2 ^ 36
+
 -- pivq.randperm(n): a random permutation of 1..n (int64)
 function M.randperm(n, opts)
-  if type(n) ~= "number" or n % 1 ~= 0 or n < 0 then
-    fail("randperm: n must be a nonnegative integer, got " .. tostring(n))
+  if type(n) ~= "number" or n % 1 ~= 0 or n < 0 or n > MAX_DRAWS then
+    fail("randperm: n must be a nonnegative integer up to 2^36, got " .. tostring(n))
   end
   local p = wrap(C.pivq_randperm(n, gen_of(opts or {})))
   check_rc(C.pivq_binary_scalar_(p.c, 1, C.PIVQ_ADD))
@@ -121,8 +146,8 @@ end
 -- pivq.multinomial(probs, n [, replacement [, opts]]): 1-based category draws per row
 function M.multinomial(probs, n, replacement, opts)
   if not tensor.is_tensor(probs) then fail("multinomial: probs must be a tensor") end
-  if type(n) ~= "number" or n % 1 ~= 0 then
-    fail("multinomial: n must be an integer, got " .. tostring(n))
+  if type(n) ~= "number" or n % 1 ~= 0 or math.abs(n) > MAX_DRAWS then
+    fail("multinomial: n must be an integer in [0, 2^36], got " .. tostring(n))
   end
   local d = wrap(C.pivq_multinomial(probs.c, n, replacement and 1 or 0, gen_of(opts or {})))
   check_rc(C.pivq_binary_scalar_(d.c, 1, C.PIVQ_ADD))

@@ -40,6 +40,7 @@ end
 
 -- Run a user's strategy file (it registers itself); returns the sorted names it added.
 function Registry:load_file(path)
+  if type(path) ~= "string" then error(self.kind .. ".load_file: path must be a string, got " .. type(path), 3) end
   local before = {}
   for k in pairs(self.fns) do before[k] = true end
   local chunk, err = loadfile(path)

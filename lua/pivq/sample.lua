@@ -25,16 +25,23 @@ function M.list() return strategies:list() end
 function M.load_file(path) return strategies:load_file(path) end
 
 local function check_bank(bank)
-  if type(bank) ~= "table" or not tensor.is_tensor(bank.codes) or bank.codes:dim() ~= 2 or not bank.K then
-    error("sample: bank must be {codes = N x L int64 tensor, K = codebook size, multiset = bool}", 3)
+  if type(bank) ~= "table" or not tensor.is_tensor(bank.codes) or bank.codes:dim() ~= 2 or bank.codes:size(1) == 0
+    or bank.codes:dtype() ~= "int64" or type(bank.K) ~= "number" or bank.K % 1 ~= 0 or bank.K < 1 then
+    error("sample: bank must be {codes = N x L int64 tensor (N >= 1), K = codebook size, multiset = bool}", 3)
   end
 end
 
 -- pivq.sample.codes(name, bank, n, opts): n x L codes from a registered strategy.
 function M.codes(name, bank, n, opts)
   check_bank(bank)
-  if type(n) ~= "number" or n % 1 ~= 0 or n < 1 then error("sample.codes: n must be a positive integer", 2) end
-  local codes = strategies:get(name)(bank, n, opts or {})
+  -- at most as many codes as a tensor may hold (beyond, the strategies would loop for ages)
+  if type(n) ~= "number" or n % 1 ~= 0 or n < 1 or n * bank.codes:size(2) > 2 ^ 36 then
+    error("sample.codes: n must be a positive integer (n x L at most 2^36), got " .. tostring(n), 2)
+  end
+  opts = tensor.options("sample.codes", opts)
+  if opts.seed ~= nil then random.check_seed("sample.codes", opts.seed) end
+  random.generator_of("sample.codes", opts)
+  local codes = strategies:get(name)(bank, n, opts)
   local L = bank.codes:size(2)
   if not tensor.is_tensor(codes) or codes:dim() ~= 2 or codes:size(1) ~= n or codes:size(2) ~= L then
     error(string.format("sample '%s': the strategy must return a %d x %d tensor of codes", name, n, L), 2)
@@ -44,6 +51,9 @@ end
 
 -- pivq.sample.draw(model, name, bank, n, opts): codes, then images decoded in one forward pass.
 function M.draw(model, name, bank, n, opts)
+  if type(model) ~= "table" or type(model.decode) ~= "function" then
+    error("sample.draw: model must be a model with a decode method, got " .. type(model), 2)
+  end
   local codes = M.codes(name, bank, n, opts)
   return model:decode(codes), codes
 end

@@ -110,6 +110,34 @@ local function check_self(fname, t)
 end
 M.check_self = check_self
 
+-- ---- argument checks shared by the package (errors name fname, at the user's line) ----------
+
+-- An options table: nil gives {}; anything but a plain table (a tensor too) raises.
+function M.options(fname, opts)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then
+    fail(string.format("%s: options must be a table, got %s", fname, type(opts)))
+  end
+  return opts
+end
+
+-- A number (an integer with integer = true), or default when nil (and default given).
+function M.check_number(fname, name, v, default, integer)
+  if v == nil and default ~= nil then return default end
+  if type(v) ~= "number" or (integer and (v % 1 ~= 0 or v ~= v or math.abs(v) >= 2 ^ 53)) then
+    fail(string.format("%s: %s must be %s, got %s", fname, name, integer and "an integer" or "a number",
+      type(v) == "number" and tostring(v) or type(v)))
+  end
+  return v
+end
+
+function M.check_tensor(fname, name, t)
+  if not is_tensor(t) then
+    fail(string.format("%s: %s must be a tensor, got %s", fname, name, type(t)))
+  end
+  return t
+end
+
 -- ---- argument conversion ---------------------------------------------------------------------
 
 local function is_int(x) return type(x) == "number" and x % 1 == 0 and x == x end
@@ -190,7 +218,7 @@ M.shape_string = shape_string
 
 -- A 0-based int64 copy of a 1-based Lua index tensor (or table of indices).
 local function index0(fname, idx)
-  if type(idx) == "table" then idx = M.tensor(idx, "int64") end
+  if type(idx) == "table" then idx = M.from_table(fname, idx, "int64") end
   if not is_tensor(idx) then
     fail(string.format("%s: index must be a tensor or a table of integers, got %s", fname,
       type(idx)))
@@ -245,18 +273,9 @@ function M.arange(a, b, step, dtype)
   return wrap(C.pivq_arange(a, stop, step, dtype_code("arange", dt)))
 end
 
--- pivq.tensor{{1,2},{3,4}} or pivq.tensor(3.5) or pivq.tensor({...}, "int64")
-function M.tensor(data, dtype)
-  if is_tensor(data) then return wrap(C.pivq_clone(data.c)) end
-  local code = dtype_code("tensor", dtype or "float32")
-  if type(data) == "number" then
-    local t = wrap(C.pivq_empty(code, 0, nil))
-    check_rc(C.pivq_fill_(t.c, data))
-    return t
-  end
-  if type(data) ~= "table" then
-    fail("tensor: expected a number or a (nested) table of numbers, got " .. type(data))
-  end
+-- A tensor from a nested table of numbers, for function `fname` (so errors name it).
+function M.from_table(fname, data, dtype)
+  local code = dtype_code(fname, dtype or "float32")
   local sizes, node = {}, data
   while type(node) == "table" do
     sizes[#sizes + 1] = #node
@@ -266,23 +285,37 @@ function M.tensor(data, dtype)
   local function walk(x, d, path)
     if d > #sizes then
       if type(x) ~= "number" then
-        fail(string.format("tensor: element %s is %s, not a number", path, type(x)))
+        fail(string.format("%s: element %s is %s, not a number", fname, path, type(x)))
       end
       flat[#flat + 1] = x
       return
     end
     if type(x) ~= "table" or #x ~= sizes[d] then
-      fail(string.format("tensor: ragged nested table at %s (expected %d entries)", path,
+      fail(string.format("%s: ragged nested table at %s (expected %d entries)", fname, path,
         sizes[d]))
     end
     for i = 1, sizes[d] do walk(x[i], d + 1, path .. "[" .. i .. "]") end
   end
   walk(data, 1, "")
-  local n, arr = parse_sizes("tensor", sizes)
+  local n, arr = parse_sizes(fname, sizes)
   local t = wrap(C.pivq_empty(code, n, arr))
   local p = ffi.cast(CTYPES[code], C.pivq_data(t.c))
   for i = 1, #flat do p[i - 1] = flat[i] end
   return t
+end
+
+-- pivq.tensor{{1,2},{3,4}} or pivq.tensor(3.5) or pivq.tensor({...}, "int64")
+function M.tensor(data, dtype)
+  if is_tensor(data) then return wrap(C.pivq_clone(data.c)) end
+  if type(data) == "number" then
+    local t = wrap(C.pivq_empty(dtype_code("tensor", dtype or "float32"), 0, nil))
+    check_rc(C.pivq_fill_(t.c, data))
+    return t
+  end
+  if type(data) ~= "table" then
+    fail("tensor: expected a number or a (nested) table of numbers, got " .. type(data))
+  end
+  return M.from_table("tensor", data, dtype)
 end
 
 -- From a C array / FFI pointer of `count` values (used by readers and tests).
@@ -296,7 +329,8 @@ local function tensor_list(fname, list)
     fail(fname .. ": expected a non-empty table of tensors")
   end
   local arr = tensor_ptr_array(#list)
-  for i, t in ipairs(list) do
+  for i = 1, #list do -- not ipairs: a hole (nil) must be reported, not end the list
+    local t = list[i]
     if not is_tensor(t) then
       fail(string.format("%s: entry %d is %s, not a tensor", fname, i, type(t)))
     end
@@ -527,14 +561,20 @@ function T.reshape(t, ...)
   return wrap(C.pivq_reshape(t.c, n, arr))
 end
 
-function T.view_as(t, other) return T.view(t, T.size(other)) end
+function T.view_as(t, other)
+  check_self("view_as", other)
+  return T.view(t, T.size(other))
+end
 
 function T.expand(t, ...)
   local n, arr = shape_args("expand", ...)
   return wrap(C.pivq_expand(t.c, n, arr))
 end
 
-function T.expand_as(t, other) return T.expand(t, T.size(other)) end
+function T.expand_as(t, other)
+  check_self("expand_as", other)
+  return T.expand(t, T.size(other))
+end
 
 function T.squeeze(t, d)
   return wrap(C.pivq_squeeze(t.c, d == nil and -1 or dim0("squeeze", t, d)))
@@ -698,7 +738,7 @@ return function(t, d, keepdim, param)
     local nd = t.c.ndim
     if type(d) ~= "number" or d % 1 ~= 0 or d == 0 or d > nd or d < -nd then
       E.fail(string.format("%s: dim %s out of range for a %d-dim tensor (use 1..%d or -1..-%d)",
-        name, tostring(d), nd, nd, nd))
+        name, type(d) == "number" and tostring(d) or "of type " .. type(d), nd, nd, nd))
     end
     d0 = d > 0 and d - 1 or nd + d
   end
@@ -713,11 +753,12 @@ local reduce = {}
 for name, op in pairs(R) do
   reduce[name] = per_op(name, REDUCE_SRC, op, name, name == "argmax" or name == "argmin")
 end
+reduce.std = per_op("std", REDUCE_SRC, R.var, "std") -- the variance, under std's name for errors
 
 T.sum, T.mean, T.prod = reduce.sum, reduce.mean, reduce.prod
 
 -- var(dim, {unbiased=true, keepdim=false}) or var(dim, keepdim); unbiased by default (PyTorch)
-function T.var(t, d, opts)
+local function variance(kernel, t, d, opts)
   local keepdim, unbiased = false, true
   if type(opts) == "table" then
     keepdim = opts.keepdim or false
@@ -725,13 +766,16 @@ function T.var(t, d, opts)
   elseif opts ~= nil then
     keepdim = opts
   end
-  return reduce.var(t, d, keepdim, unbiased and 1 or 0)
+  return kernel(t, d, keepdim, unbiased and 1 or 0)
 end
-
-function T.std(t, d, opts) return T.var(t, d, opts):sqrt() end
+function T.var(t, d, opts) return variance(reduce.var, t, d, opts) end
+function T.std(t, d, opts) return variance(reduce.std, t, d, opts):sqrt() end
 
 -- norm(p = 2, dim, keepdim); p may be math.huge
-function T.norm(t, p, d, keepdim) return reduce.norm(t, d, keepdim, p or 2) end
+function T.norm(t, p, d, keepdim)
+  if p ~= nil and type(p) ~= "number" then fail("norm: p must be a number, got " .. type(p)) end
+  return reduce.norm(t, d, keepdim, p or 2)
+end
 
 -- max()/min(): the extremum over everything; max(dim): values and 1-based indices
 function T.max(t, d, keepdim)
@@ -815,15 +859,18 @@ return function(t, ...)
   end
   return f(t, ...)
 end]]
-do
-  local checked = {} -- one wrapper per function, so aliases (mm = matmul) stay equal
-  for name, f in pairs(T) do
+-- Methods defined in other files (autograd, F) are added through add_methods, which checks
+-- their self argument the same way.
+local checked = {} -- one wrapper per function, so aliases (mm = matmul) stay equal
+function M.add_methods(methods)
+  for name, f in pairs(methods) do
     if not BINARY[name] then
       checked[f] = checked[f] or per_op(name .. ":self", CHECK_SRC, f, name)
       T[name] = checked[f]
     end
   end
 end
+M.add_methods(T)
 
 local mt = {
   __index = function(t, k)

@@ -21,7 +21,8 @@ local function codes0(fname, codes, K)
   if codes:dtype() ~= "int64" then
     error(string.format("%s: codes must be int64, got %s", fname, codes:dtype()), 3)
   end
-  if codes:numel() > 0 and K then
+  tensor.check_number(fname, "K", K, nil, true)
+  if codes:numel() > 0 then
     local lo, hi = codes:min(), codes:max()
     if lo < 1 or hi > K then
       error(string.format("%s: code %d out of range 1..%d", fname, lo < 1 and lo or hi, K), 3)
@@ -39,6 +40,10 @@ end
 
 -- Each row's nearest codebook entry (1-based int64 of length N) and its squared distance.
 function M.nearest(x, e)
+  need_tensor("nearest", "e", e)
+  if e:dim() ~= 2 or e:size(1) == 0 then
+    error("nearest: the codebook e must be K x c with K >= 1, got " .. tensor.shape_string(e), 2)
+  end
   local d = M.sq_distances(x, e)
   local dist, idx = d:min(2)
   return idx, dist
@@ -47,24 +52,29 @@ end
 -- k-means with k-means++ seeding: K x c centroids of the rows of x.
 -- opts: iters (default 20), generator (a pivq.Generator; default: the global one).
 function M.kmeans(x, K, opts)
-  opts = opts or {}
+  opts = tensor.options("kmeans", opts)
   need_tensor("kmeans", "x", x)
   if type(K) ~= "number" or K % 1 ~= 0 then
     error("kmeans: K must be an integer, got " .. tostring(K), 2)
   end
-  local g = opts.generator and opts.generator.cdata or nil
-  return wrap(C.pivq_kmeans(x.c, K, opts.iters or 20, g))
+  local g = random.generator_of("kmeans", opts)
+  return wrap(C.pivq_kmeans(x.c, K, tensor.check_number("kmeans", "iters", opts.iters, 20, true), g))
 end
 
 -- In-place EMA codebook update (see csrc/pivq.h): codebook K x c, ema_count K, ema_sum K x c,
 -- latents N x c, codes N (1-based).
 function M.ema_update_(codebook, ema_count, ema_sum, latents, codes, decay, eps)
-  for name, t in pairs({ codebook = codebook, ema_count = ema_count, ema_sum = ema_sum, latents = latents }) do
-    need_tensor("ema_update", name, t)
+  -- not pairs over a table of them: a nil argument would be skipped
+  need_tensor("ema_update", "codebook", codebook)
+  need_tensor("ema_update", "ema_count", ema_count)
+  need_tensor("ema_update", "ema_sum", ema_sum)
+  need_tensor("ema_update", "latents", latents)
+  if codebook:dim() ~= 2 then
+    error("ema_update: codebook must be K x c, got " .. tensor.shape_string(codebook), 2)
   end
   local c0 = codes0("ema_update", codes, codebook:size(1))
-  check_rc(C.pivq_vq_ema_update_(codebook.c, ema_count.c, ema_sum.c, latents.c, c0.c, decay or 0.99,
-    eps or 1e-5))
+  check_rc(C.pivq_vq_ema_update_(codebook.c, ema_count.c, ema_sum.c, latents.c, c0.c,
+    tensor.check_number("ema_update", "decay", decay, 0.99), tensor.check_number("ema_update", "eps", eps, 1e-5)))
 end
 
 -- The halves of ema_update_ for data-parallel training (the statistics are summed over the
@@ -72,17 +82,24 @@ end
 -- (K x c); ema_apply_ runs the EMA update from such statistics.
 function M.ema_stats(latents, codes, K)
   need_tensor("ema_stats", "latents", latents)
+  tensor.check_number("ema_stats", "K", K, nil, true)
+  if latents:dim() ~= 2 or K < 1 then
+    error(string.format("ema_stats: need latents N x c and K >= 1, got %s and K = %d", tensor.shape_string(latents),
+      K), 2)
+  end
   local counts, sums = tensor.zeros(K), tensor.zeros(K, latents:size(2))
   check_rc(C.pivq_vq_ema_stats(latents.c, codes0("ema_stats", codes, K).c, counts.c, sums.c))
   return counts, sums
 end
 
 function M.ema_apply_(codebook, ema_count, ema_sum, counts, sums, decay, eps)
-  for name, t in pairs({ codebook = codebook, ema_count = ema_count, ema_sum = ema_sum, counts = counts,
-    sums = sums }) do
-    need_tensor("ema_apply_", name, t)
+  -- not pairs over a table of them: a nil argument would be skipped
+  for _, arg in ipairs({ { "codebook", codebook }, { "ema_count", ema_count }, { "ema_sum", ema_sum },
+    { "counts", counts }, { "sums", sums } }) do
+    need_tensor("ema_apply_", arg[1], arg[2])
   end
-  check_rc(C.pivq_vq_ema_apply_(codebook.c, ema_count.c, ema_sum.c, counts.c, sums.c, decay or 0.99, eps or 1e-5))
+  check_rc(C.pivq_vq_ema_apply_(codebook.c, ema_count.c, ema_sum.c, counts.c, sums.c,
+    tensor.check_number("ema_apply_", "decay", decay, 0.99), tensor.check_number("ema_apply_", "eps", eps, 1e-5)))
 end
 
 -- Usage count of every code (int64, length K) from 1-based codes of any shape.
@@ -106,6 +123,7 @@ end
 
 -- usage and perplexity from per-code counts (any dtype, length K)
 function M.count_stats(counts)
+  need_tensor("count_stats", "counts", counts)
   local K = counts:numel()
   counts = counts:contiguous()
   local total = counts:sum():item()

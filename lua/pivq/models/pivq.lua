@@ -31,6 +31,7 @@ PIVQ.defaults = {
 }
 
 local function with_defaults(cfg)
+  if cfg ~= nil and type(cfg) ~= "table" then error("PIVQ: config must be a table, got " .. type(cfg), 4) end
   local out = {}
   for k, v in pairs(PIVQ.defaults) do out[k] = v end
   for k, v in pairs(cfg or {}) do out[k] = v end
@@ -38,14 +39,35 @@ local function with_defaults(cfg)
 end
 
 local function check_config(cfg)
-  local function posint(name)
+  local function posint(name, max)
     local v = cfg[name]
-    if type(v) ~= "number" or v < 1 or v % 1 ~= 0 then
-      error(string.format("PIVQ: config.%s must be a positive integer, got %s", name, tostring(v)), 4)
+    if type(v) ~= "number" or v < 1 or v % 1 ~= 0 or v > max then
+      error(string.format("PIVQ: config.%s must be an integer in 1..%d, got %s", name, max, tostring(v)), 4)
     end
   end
-  for _, name in ipairs({ "image_size", "channels", "patch", "width", "enc_depth", "dec_depth", "heads",
-    "L", "K", "c" }) do posint(name) end
+  -- the bounds keep a typo from building a model of absurd size (a loop per block, a tensor per size)
+  for _, name in ipairs({ "image_size", "channels", "patch", "width", "heads", "L", "K", "c" }) do
+    posint(name, 2 ^ 20)
+  end
+  posint("enc_depth", 1000)
+  posint("dec_depth", 1000)
+  for _, name in ipairs({ "mlp_ratio", "query_std", "beta", "decay" }) do
+    local v = cfg[name]
+    if type(v) ~= "number" or not (v >= 0 and v < 2 ^ 20) then
+      error(string.format("PIVQ: config.%s must be a number in [0, 2^20), got %s", name, tostring(v)), 4)
+    end
+  end
+  if math.floor(cfg.width * cfg.mlp_ratio) < 1 then
+    error(string.format("PIVQ: width x mlp_ratio must be at least 1, got %s", cfg.width * cfg.mlp_ratio), 4)
+  end
+  random.check_seed("PIVQ", cfg.seed)
+  -- parameters, roughly: the blocks' weights, the codebook, the patch projections
+  local D = cfg.width
+  local params = (cfg.enc_depth + cfg.dec_depth) * D * D * (4 + 2 * cfg.mlp_ratio) + cfg.K * cfg.c
+    + 2 * D * cfg.patch * cfg.patch * cfg.channels + (cfg.L + (cfg.image_size / cfg.patch) ^ 2) * D
+  if params > 2 ^ 34 then
+    error(string.format("PIVQ: the config asks for about %.3g parameters (more than 2^34)", params), 4)
+  end
   if cfg.image_size % cfg.patch ~= 0 then
     error(string.format("PIVQ: image_size %d is not a multiple of patch %d", cfg.image_size, cfg.patch), 4)
   end
@@ -113,18 +135,6 @@ function PIVQ:extra_repr()
     c.image_size, c.image_size, c.patch, c.L, c.K, c.c, c.mode, c.readout)
 end
 
--- (B, C, H, W) -> (B, N, p*p*C), patches in row-major order
-function PIVQ:patchify(x)
-  local B, C, p, g = x:size(1), self.config.channels, self.config.patch, self.grid
-  return x:reshape(B, C, g, p, g, p):permute(1, 3, 5, 4, 6, 2):reshape(B, g * g, p * p * C)
-end
-
--- (B, N, p*p*C) -> (B, C, H, W)
-function PIVQ:unpatchify(t)
-  local B, C, p, g = t:size(1), self.config.channels, self.config.patch, self.grid
-  return t:reshape(B, g, g, p, p, C):permute(1, 6, 2, 4, 3, 5):reshape(B, C, g * p, g * p)
-end
-
 local function check_images(self, x, fname)
   local c = self.config
   if not tensor.is_tensor(x) or x:dim() ~= 4 or x:size(2) ~= c.channels or x:size(3) ~= c.image_size
@@ -133,6 +143,26 @@ local function check_images(self, x, fname)
       c.image_size, tensor.is_tensor(x) and table.concat(x:size(), "x") or type(x)), 3)
   end
 end
+
+-- (B, C, H, W) -> (B, N, p*p*C), patches in row-major order
+function PIVQ:patchify(x)
+  check_images(self, x, "PIVQ:patchify")
+  local B, C, p, g = x:size(1), self.config.channels, self.config.patch, self.grid
+  return x:reshape(B, C, g, p, g, p):permute(1, 3, 5, 4, 6, 2):reshape(B, g * g, p * p * C)
+end
+
+-- (B, N, p*p*C) -> (B, C, H, W)
+function PIVQ:unpatchify(t)
+  local c = self.config
+  if not tensor.is_tensor(t) or t:dim() ~= 3 or t:size(2) ~= self.n_patches
+    or t:size(3) ~= c.patch * c.patch * c.channels then
+    error(string.format("PIVQ:unpatchify: expected patches (B, %d, %d), got %s", self.n_patches,
+      c.patch * c.patch * c.channels, tensor.is_tensor(t) and tensor.shape_string(t) or type(t)), 2)
+  end
+  local B, C, p, g = t:size(1), self.config.channels, self.config.patch, self.grid
+  return t:reshape(B, g, g, p, p, C):permute(1, 6, 2, 4, 3, 5):reshape(B, C, g * p, g * p)
+end
+
 
 -- Continuous latents (B, L, c) before quantization.
 function PIVQ:latents(x)
@@ -157,6 +187,10 @@ end
 -- layer, where the trainer's adaptive adversarial weight compares gradient norms.
 function PIVQ:decode_vectors(zq)
   local cfg = self.config
+  if not tensor.is_tensor(zq) or zq:dim() ~= 3 or zq:size(3) ~= cfg.c then
+    error(string.format("PIVQ:decode_vectors: expected vectors (B, L, %d), got %s", cfg.c,
+      tensor.is_tensor(zq) and tensor.shape_string(zq) or type(zq)), 2)
+  end
   local B = zq:size(1)
   local memory = self.from_code(zq)
   if cfg.mode == "positional" then memory = memory + self.slot_embed end
@@ -167,7 +201,13 @@ function PIVQ:decode_vectors(zq)
 end
 
 -- The decoder's last layer: features (B, N, width) -> images (B, C, H, W) in (0, 1).
-function PIVQ:head(features) return self:unpatchify(self.to_pixels(features)):sigmoid() end
+function PIVQ:head(features)
+  if not tensor.is_tensor(features) or features:dim() ~= 3 or features:size(3) ~= self.config.width then
+    error(string.format("PIVQ:head: expected features (B, %d, %d), got %s", self.n_patches, self.config.width,
+      tensor.is_tensor(features) and tensor.shape_string(features) or type(features)), 2)
+  end
+  return self:unpatchify(self.to_pixels(features)):sigmoid()
+end
 
 -- forward(images) -> reconstructions, indices (B, L; nil while bypassed), losses, stats, latents,
 -- last-layer features
@@ -201,11 +241,22 @@ end
 -- decode(codes) -> images; codes (B, L) 1-based (a tensor, or a list of pivq.CodeSet)
 function PIVQ:decode(codes)
   if type(codes) == "table" and not tensor.is_tensor(codes) then
-    codes = require("pivq.codeset").to_rows(codes)
+    local CodeSet = require "pivq.codeset"
+    for i = 1, math.max(#codes, 1) do
+      if not CodeSet.is_codeset(codes[i]) then
+        error(string.format("PIVQ:decode: expected codes (B, %d) or a non-empty list of CodeSets; entry %d is %s",
+          self.config.L, i, type(codes[i])), 2)
+      end
+    end
+    codes = CodeSet.to_rows(codes)
   end
   if not tensor.is_tensor(codes) or codes:dim() ~= 2 or codes:size(2) ~= self.config.L then
     error(string.format("PIVQ:decode: expected codes (B, %d), got %s", self.config.L,
       tensor.is_tensor(codes) and table.concat(codes:size(), "x") or type(codes)), 2)
+  end
+  if codes:numel() == 0 then error("PIVQ:decode: no codes (an empty batch)", 2) end
+  if codes:dtype() ~= "int64" and codes:dtype() ~= "int32" then
+    error("PIVQ:decode: codes must be int64 or int32, got " .. codes:dtype(), 2)
   end
   local lo, hi = codes:min(), codes:max()
   if lo < 1 or hi > self.config.K then
@@ -222,6 +273,11 @@ function PIVQ:codebook() return self.quantizer.codebook end
 
 -- Codes as pivq.CodeSets (sets for matching, multisets for nearest/positional).
 function PIVQ:code_sets(codes)
+  if not tensor.is_tensor(codes) or codes:dim() ~= 2 or codes:dtype() ~= "int64"
+    or (codes:numel() > 0 and (codes:min() < 1 or codes:max() > self.config.K)) then
+    error(string.format("PIVQ:code_sets: expected int64 codes (B, L) in 1..%d, got %s", self.config.K,
+      tensor.is_tensor(codes) and codes:dtype() .. " " .. tensor.shape_string(codes) or type(codes)), 2)
+  end
   return require("pivq.codeset").from_rows(codes, { K = self.config.K, multiset = self.config.mode ~= "matching" })
 end
 
@@ -291,9 +347,17 @@ end
 function PIVQ:save(path, extra_tensors, extra_metadata)
   local tensors = {}
   for name, t in pairs(self:state_dict()) do tensors["model." .. name] = t end
+  tensor.options("PIVQ:save", extra_tensors) -- both tables, or nil
+  tensor.options("PIVQ:save", extra_metadata)
   for name, t in pairs(extra_tensors or {}) do tensors[name] = t end
   local meta = { format = "pivq-model-1", config = json.encode(self.config) }
-  for k, v in pairs(extra_metadata or {}) do meta[k] = type(v) == "string" and v or json.encode(v) end
+  for k, v in pairs(extra_metadata or {}) do
+    local ok, enc = pcall(json.encode, v)
+    if type(v) ~= "string" and not ok then
+      error(string.format("PIVQ:save: metadata %s cannot be stored as JSON: %s", tostring(k), tostring(enc)), 2)
+    end
+    meta[k] = type(v) == "string" and v or enc
+  end
   return require("pivq.io").save(path, tensors, meta)
 end
 

@@ -2,18 +2,20 @@
 -- bias = true, generator =}). Weight (out, in/groups, kH, kW).
 -- Initialisation as PyTorch: W and b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
 -- fan_in = in/groups * kH * kW.
+local check = require "pivq.nn.check"
 local Module = require "pivq.nn.Module"
 local F = require "pivq.F"
 local init = require "pivq.nn.init_weights"
 
 local Conv2d = Module:extend("Conv2d")
 
-local function pair(v) return type(v) == "table" and v or { v, v } end
-
 function Conv2d:__init(in_channels, out_channels, kernel_size, opts)
-  opts = opts or {}
-  local k = pair(kernel_size)
-  local groups = opts.groups or 1
+  opts = check.options("Conv2d", opts)
+  check.size("Conv2d", "in_channels", in_channels)
+  check.size("Conv2d", "out_channels", out_channels)
+  local k = check.pair("Conv2d", "kernel_size", kernel_size)
+  local groups = check.size("Conv2d", "groups", opts.groups or 1)
+  check.weight("Conv2d", { in_channels, out_channels, k[1], k[2] })
   if in_channels % groups ~= 0 or out_channels % groups ~= 0 then
     error(string.format("Conv2d: channels %d -> %d are not divisible by groups %d", in_channels,
       out_channels, groups), 3)

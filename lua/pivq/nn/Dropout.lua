@@ -1,12 +1,15 @@
 -- pivq.nn.Dropout(p = 0.5, {generator =}): active in training mode, the identity in eval mode.
+local check = require "pivq.nn.check"
 local Module = require "pivq.nn.Module"
 local F = require "pivq.F"
 
 local Dropout = Module:extend("Dropout")
 
 function Dropout:__init(p, opts)
-  self.p = p or 0.5
-  self.generator = opts and opts.generator
+  opts = check.options("Dropout", opts)
+  self.p = check.number("Dropout", "p", p, 0.5, 0)
+  if self.p > 1 then error("Dropout: p must be in [0, 1], got " .. self.p, 3) end
+  self.generator = opts.generator
 end
 
 function Dropout:forward(x)

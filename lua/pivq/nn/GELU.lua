@@ -1,10 +1,16 @@
 -- pivq.nn.GELU({approximate = "none" | "tanh"}): exact x Phi(x) by default, as PyTorch.
+local check = require "pivq.nn.check"
 local Module = require "pivq.nn.Module"
 local F = require "pivq.F"
 
 local GELU = Module:extend("GELU")
 
-function GELU:__init(opts) self.approximate = opts and opts.approximate or "none" end
+function GELU:__init(opts)
+  self.approximate = check.options("GELU", opts).approximate or "none"
+  if self.approximate ~= "none" and self.approximate ~= "tanh" then
+    error("GELU: approximate must be \"none\" or \"tanh\", got " .. tostring(self.approximate), 3)
+  end
+end
 
 function GELU:forward(x) return F.gelu(x, { approximate = self.approximate }) end
 

@@ -1,4 +1,5 @@
 -- pivq.nn.LayerNorm(normalized_shape, {eps = 1e-5, elementwise_affine = true}): weight 1, bias 0.
+local check = require "pivq.nn.check"
 local Module = require "pivq.nn.Module"
 local F = require "pivq.F"
 local tensor = require "pivq.tensor"
@@ -6,9 +7,12 @@ local tensor = require "pivq.tensor"
 local LayerNorm = Module:extend("LayerNorm")
 
 function LayerNorm:__init(normalized_shape, opts)
-  opts = opts or {}
+  opts = check.options("LayerNorm", opts)
   self.normalized_shape = type(normalized_shape) == "table" and normalized_shape or { normalized_shape }
-  self.eps = opts.eps or 1e-5
+  if #self.normalized_shape == 0 then check.size("LayerNorm", "normalized_shape", nil) end
+  for i, s in ipairs(self.normalized_shape) do check.size("LayerNorm", "normalized_shape[" .. i .. "]", s) end
+  check.weight("LayerNorm", self.normalized_shape)
+  self.eps = check.number("LayerNorm", "eps", opts.eps, 1e-5, 0)
   if opts.elementwise_affine ~= false then
     self:register_parameter("weight", tensor.ones(self.normalized_shape))
     self:register_parameter("bias", tensor.zeros(self.normalized_shape))

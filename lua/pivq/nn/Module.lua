@@ -41,10 +41,15 @@ function Module:forward()
   error(string.format("%s: forward is not implemented", self.__name), 2)
 end
 
+local function check_name(fname, name)
+  if type(name) ~= "string" then error(string.format("%s: name must be a string, got %s", fname, type(name)), 3) end
+end
+
 -- Register a parameter (made to require grad) under name; also self[name].
 function Module:register_parameter(name, t)
-  if t ~= nil and not tensor.is_tensor(t) then
-    error(string.format("%s: parameter '%s' must be a tensor", self.__name, name), 2)
+  check_name("register_parameter", name)
+  if t ~= nil and (not tensor.is_tensor(t) or t:dtype() ~= "float32") then
+    error(string.format("%s: parameter '%s' must be a float32 tensor", self.__name, name), 2)
   end
   if t ~= nil then t:requires_grad(true) end
   if not has(self._params, name) then
@@ -56,6 +61,7 @@ end
 
 -- A buffer: state saved with the module but not trained (running statistics, ...).
 function Module:register_buffer(name, t)
+  check_name("register_buffer", name)
   if not has(self._buffers, name) then self._buffers[#self._buffers + 1] = name end
   rawset(self, name, t)
   return t
@@ -79,7 +85,17 @@ function Module:children()
 end
 
 -- {{name, tensor}, ...} with dotted names ("blocks.1.attn.in_proj_weight"), in order.
+local function check_prefix(fname, prefix, out)
+  if prefix ~= nil and type(prefix) ~= "string" then
+    error(string.format("%s: prefix must be a string, got %s", fname, type(prefix)), 3)
+  end
+  if out ~= nil and type(out) ~= "table" then
+    error(string.format("%s: out must be a table, got %s", fname, type(out)), 3)
+  end
+end
+
 function Module:named_parameters(prefix, out)
+  check_prefix("named_parameters", prefix, out)
   out = out or {}
   prefix = prefix or ""
   for _, name in ipairs(self._params) do
@@ -96,6 +112,7 @@ function Module:parameters()
 end
 
 function Module:named_buffers(prefix, out)
+  check_prefix("named_buffers", prefix, out)
   out = out or {}
   prefix = prefix or ""
   for _, name in ipairs(self._buffers) do
@@ -127,6 +144,7 @@ function Module:eval() return self:train(false) end
 
 -- fn(module) for every module, children first, then self (as PyTorch's apply).
 function Module:apply(fn)
+  if type(fn) ~= "function" then error("apply: fn must be a function, got " .. type(fn), 2) end
   for _, name in ipairs(self._modules) do self[name]:apply(fn) end
   fn(self)
   return self
@@ -142,6 +160,7 @@ end
 
 -- Copy values in (under no_grad). strict (default true): every key must match both ways.
 function Module:load_state_dict(sd, strict)
+  if type(sd) ~= "table" then error("load_state_dict: expected a table name -> tensor, got " .. type(sd), 2) end
   if strict == nil then strict = true end
   local entries = self:named_parameters()
   for _, nb in ipairs(self:named_buffers()) do entries[#entries + 1] = nb end
@@ -152,6 +171,8 @@ function Module:load_state_dict(sd, strict)
       local src = sd[name]
       if src == nil then
         if strict then error(string.format("load_state_dict: missing key '%s'", name), 4) end
+      elseif not tensor.is_tensor(src) then
+        error(string.format("load_state_dict: '%s' is %s, not a tensor", name, type(src)), 4)
       else
         if tensor.shape_string(src) ~= tensor.shape_string(t) then
           error(string.format("load_state_dict: '%s' has shape %s, the module expects %s", name,
@@ -196,6 +217,9 @@ end
 -- Run child:forward(...) and prefix an error with where it happened: "Sequential(2) Conv2d: ...".
 function Module:call_child(name, ...)
   local child = self[name]
+  if type(child) ~= "table" or child.forward == nil then
+    error(string.format("call_child: %s has no child module '%s'", self.__name, tostring(name)), 2)
+  end
   local res = { pcall(child.forward, child, ...) }
   if not res[1] then
     error(string.format("%s.%s (%s): %s", self.__name, name, child.__name, tostring(res[2])), 0)

@@ -13,6 +13,7 @@
 -- was slower: the backward of slicing its (B, L, 3E) output materialises three zero-padded
 -- (B, L, 3E) gradients); cross-attention projects k and v with one. The heads are read from
 -- the projections in place (strided views; the fused attention kernel takes strides).
+local check = require "pivq.nn.check"
 local Module = require "pivq.nn.Module"
 local Linear = require "pivq.nn.Linear"
 local F = require "pivq.F"
@@ -22,7 +23,12 @@ local init = require "pivq.nn.init_weights"
 local MHA = Module:extend("MultiheadAttention")
 
 function MHA:__init(embed_dim, num_heads, opts)
-  opts = opts or {}
+  opts = check.options("MultiheadAttention", opts)
+  check.size("MultiheadAttention", "embed_dim", embed_dim)
+  check.size("MultiheadAttention", "num_heads", num_heads)
+  check.size("MultiheadAttention", "kdim", opts.kdim or embed_dim)
+  check.size("MultiheadAttention", "vdim", opts.vdim or embed_dim)
+  check.weight("MultiheadAttention", { 3 * embed_dim, math.max(embed_dim, opts.kdim or 0, opts.vdim or 0) })
   if embed_dim % num_heads ~= 0 then
     error(string.format("MultiheadAttention: embed_dim %d is not divisible by %d heads",
       embed_dim, num_heads), 3)
@@ -63,6 +69,9 @@ function MHA:forward(query, key, value, opts)
   if type(value) == "table" and not tensor.is_tensor(value) then value, opts = nil, value end
   key = key or query
   value = value or key
+  if opts ~= nil and (type(opts) ~= "table" or tensor.is_tensor(opts)) then
+    error("MultiheadAttention: options must be a table, got " .. type(opts), 2)
+  end
   local E = self.embed_dim
   local b = self.in_proj_bias
   local q, k, v

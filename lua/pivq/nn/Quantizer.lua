@@ -16,6 +16,7 @@
 -- dead_after = 0 (restart codes unused for that many forward passes; 0 = never, see
 -- restart_dead). A quantizer starts "bypassed" only if opts.bypass: forward then returns z
 -- itself (the delayed-initialisation warm-up) until init_from(latents) runs k-means++.
+local check = require "pivq.nn.check"
 local Module = require "pivq.nn.Module"
 local F = require "pivq.F"
 local tensor = require "pivq.tensor"
@@ -28,7 +29,7 @@ local Quantizer = Module:extend("Quantizer")
 local MODES = { matching = true, nearest = true }
 
 function Quantizer:__init(K, c, opts)
-  opts = opts or {}
+  opts = check.options("Quantizer", opts)
   if type(K) ~= "number" or K < 1 or K % 1 ~= 0 or type(c) ~= "number" or c < 1 or c % 1 ~= 0 then
     error(string.format("Quantizer: K and c must be positive integers, got %s and %s", tostring(K), tostring(c)), 3)
   end
@@ -36,12 +37,16 @@ function Quantizer:__init(K, c, opts)
   if not MODES[mode] then
     error("Quantizer: mode must be \"matching\" or \"nearest\", got " .. tostring(mode), 3)
   end
+  check.size("Quantizer", "K", K)
+  check.size("Quantizer", "c", c)
+  check.weight("Quantizer", { K, c })
   self.K, self.c, self.mode = K, c, mode
-  self.beta = opts.beta or 0.25
+  self.beta = check.number("Quantizer", "beta", opts.beta, 0.25)
   self.ema = opts.ema ~= false
-  self.decay, self.eps = opts.decay or 0.99, opts.eps or 1e-5
+  self.decay = check.number("Quantizer", "decay", opts.decay, 0.99)
+  self.eps = check.number("Quantizer", "eps", opts.eps, 1e-5)
   self.cosine = opts.cosine or false
-  self.dead_after = opts.dead_after or 0
+  self.dead_after = check.number("Quantizer", "dead_after", opts.dead_after, 0)
   self.bypassed = opts.bypass or false
   local codebook = random.randn(K, c, { generator = opts.generator })
   if self.cosine then codebook = codebook / codebook:norm(2, 2, true) end
@@ -96,8 +101,8 @@ function Quantizer:forward(z)
     local zero = tensor.zeros({})
     return z, nil, { commitment = zero, codebook = zero, total = zero }, {}
   end
+  local idx, flat = self:assign(z) -- first: it checks z
   local B, L = z:size(1), z:size(2)
-  local idx, flat = self:assign(z)
   local zn = self.cosine and normalise(z) or z
   local e = F.embedding(idx, self.cosine and normalise(self.codebook) or self.codebook) -- (B, L, c)
   local commitment = F.mse_loss(zn, e:detach())
@@ -134,6 +139,11 @@ end
 -- Delayed initialisation: k-means++ on gathered latents (N x c), then quantize from now on.
 function Quantizer:init_from(latents, opts)
   opts = opts or {}
+  if not tensor.is_tensor(latents) or latents:dim() == 0 or latents:size(-1) ~= self.c or latents:numel() == 0
+    or type(opts) ~= "table" then
+    error(string.format("init_from: need latents (..., %d) and an options table, got %s and %s", self.c,
+      tensor.is_tensor(latents) and tensor.shape_string(latents) or type(latents), type(opts)), 2)
+  end
   autograd.no_grad(function()
     local x = latents:detach():reshape(-1, self.c)
     if self.cosine then x = normalise(x) end
@@ -153,7 +163,15 @@ end
 function Quantizer:restart_dead(after, opts)
   opts = opts or {}
   after = after or self.dead_after
+  if type(after) ~= "number" or type(opts) ~= "table" then
+    error(string.format("restart_dead: need a number of passes and an options table, got %s and %s",
+      type(after), type(opts)), 2)
+  end
   local pool = opts.latents or self.last_latents
+  if not tensor.is_tensor(pool) or pool:dim() ~= 2 or pool:size(2) ~= self.c then
+    if opts.latents == nil and pool == nil then return 0 end
+    error(string.format("restart_dead: latents must be an N x %d tensor", self.c), 2)
+  end
   if not pool or after <= 0 then return 0 end
   local n = 0
   autograd.no_grad(function()

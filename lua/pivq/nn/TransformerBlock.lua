@@ -4,6 +4,7 @@
 --   x = x + cross_attn(ln_cross(x), context)   (when cross = true)
 --   x = x + mlp(ln2(x))                        (Linear, GELU, Linear)
 -- forward(x, {context =, mask =}); x (B, L, dim), context (B, S, context_dim).
+local check = require "pivq.nn.check"
 local Module = require "pivq.nn.Module"
 local LayerNorm = require "pivq.nn.LayerNorm"
 local MHA = require "pivq.nn.MultiheadAttention"
@@ -12,7 +13,12 @@ local MLP = require "pivq.nn.MLP"
 local TransformerBlock = Module:extend("TransformerBlock")
 
 function TransformerBlock:__init(dim, heads, opts)
-  opts = opts or {}
+  opts = check.options("TransformerBlock", opts)
+  check.size("TransformerBlock", "dim", dim)
+  check.size("TransformerBlock", "heads", heads)
+  check.size("TransformerBlock", "context_dim", opts.context_dim or dim)
+  check.size("TransformerBlock", "the MLP width", math.floor(dim * check.number("TransformerBlock", "mlp_ratio",
+    opts.mlp_ratio, 4, 0)))
   local gen = opts.generator
   self.dim, self.heads, self.cross = dim, heads, opts.cross and true or false
   self:add_module("ln1", LayerNorm(dim))
