@@ -98,20 +98,22 @@ pivq_tensor *pivq_pointwise_loss(const pivq_tensor *x, const pivq_tensor *target
         y = pivq_empty(PIVQ_FLOAT32, 0, NULL);
         if (!y) goto done;
         double s = 0.0;
+        enum { MAX_BLOCKS = 256 };
         int nt = pivq_threads_for(N * 4);
+        if (nt > MAX_BLOCKS) nt = MAX_BLOCKS;
         /* one partial sum per block of the range, added in block order: a reduction clause
            adds the threads' sums in the order they finish, so with 3 or more threads the
            loss's last bit would depend on timing (README, "Determinism") */
-        double part[nt];
+        double part[MAX_BLOCKS];
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (int b = 0; b < nt; b++) {
+        for (int blk = 0; blk < nt; blk++) {
             double p = 0.0;
-            for (int64_t i = N * b / nt; i < N * (b + 1) / nt; i++)
+            for (int64_t i = N * blk / nt; i < N * (blk + 1) / nt; i++)
                 p += pointwise(kind, xp[i], tp[i], m);
-            part[b] = p;
+            part[blk] = p;
         }
-        for (int b = 0; b < nt; b++)
-            s += part[b];
+        for (int blk = 0; blk < nt; blk++)
+            s += part[blk];
         *(float *)pivq_data(y) =
             (float)(reduction == PIVQ_REDUCTION_MEAN ? (N ? s / (double)N : NAN) : s);
     }
