@@ -30,6 +30,7 @@ local eval = require "pivq.eval"
 local vq = require "pivq.vq"
 local plot = require "pivq.plot"
 local clock = require "pivq.clock"
+local memory = require "pivq.memory"
 local PIVQ = require "pivq.models.pivq"
 local PatchDiscriminator = require "pivq.nn.PatchDiscriminator"
 local json = require "dkjson"
@@ -489,6 +490,7 @@ function Trainer:fit()
       local now = clock()
       local rec = { step = self.step, epoch = self.epoch, lr = self.opt.lr, elapsed = now - t_start,
         img_per_s = imgs_since / (now - t_last) }
+      rec.rss_mb = memory.rss_mb() -- resident memory, for recipes/bench/rss.sh
       for k, v in pairs(terms) do rec[k] = type(v) == "number" and v or v:item() end
       if stats and stats.K_img then
         rec.usage, rec.perplexity, rec.K_img = stats.usage, stats.perplexity, stats.K_img
