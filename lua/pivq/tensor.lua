@@ -107,9 +107,11 @@ function M.after_backward()
   local grown = tonumber(C.pivq_heap_bytes()) - gc.rest
   if grown > gc.step * allowance() then
     gc.rest = collect()
-    -- room for one more step like this one, so that a regular loop collects here only, once
-    -- a step, even when its step allocates more than the allowance
-    gc.threshold = math.max(gc.threshold, gc.rest + 1.25 * grown)
+    -- room for one more step like this one (5% for jitter), so that a regular loop collects
+    -- here only, once a step, even when a step allocates more than the allowance. No more
+    -- room than that: work between steps without a backward (a codebook initialisation's
+    -- forward passes) would otherwise fill it and raise the process's high-water mark.
+    gc.threshold = math.max(gc.threshold, gc.rest + 1.05 * grown)
   end
 end
 

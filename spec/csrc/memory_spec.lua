@@ -57,8 +57,8 @@ describe("memory", function()
       allowed = math.max(allowed, policy.min, policy.factor * collectgarbage("count") * 1024)
     end
     -- garbage on top of the live bytes: the allowance (Lua-heap based), not another 96 MB
-    assert.is_true(peak - base <= allowed + 2 ^ 20, string.format("peak %.1f MB over a base of %.1f MB, allowance %.1f MB",
-      peak / 2 ^ 20, base / 2 ^ 20, allowed / 2 ^ 20))
+    assert.is_true(peak - base <= allowed + 2 ^ 20, string.format(
+      "peak %.1f MB over a base of %.1f MB, allowance %.1f MB", peak / 2 ^ 20, base / 2 ^ 20, allowed / 2 ^ 20))
     assert.are.equal(24 * 2 ^ 20, keep:numel())
   end)
 
