@@ -104,14 +104,15 @@ end
 -- varies from step to step, and RSS keeps the highest). Small graphs (a REPL's) stay under a
 -- quarter of the allowance and are left to the threshold.
 function M.after_backward()
-  local grown = tonumber(C.pivq_heap_bytes()) - gc.rest
-  if grown > gc.step * allowance() then
+  if tonumber(C.pivq_heap_bytes()) - gc.rest > gc.step * allowance() then
+    local peak = tonumber(C.pivq_heap_peak_reset()) -- the most the heap held since the last time
     gc.rest = collect()
-    -- room for one more step like this one (5% for jitter), so that a regular loop collects
-    -- here only, once a step, even when a step allocates more than the allowance. No more
-    -- room than that: work between steps without a backward (a codebook initialisation's
-    -- forward passes) would otherwise fill it and raise the process's high-water mark.
-    gc.threshold = math.max(gc.threshold, gc.rest + 1.05 * grown)
+    -- Room for one more step like this one (+2%), so that a regular loop collects here only,
+    -- once a step, even when a step allocates more than the allowance: a threshold crossed
+    -- mid-step would collect at a varying point and fragment the heap (17 MB more RSS here).
+    -- No more room than that: work between steps without a backward (a codebook
+    -- initialisation's forward passes) would fill it and raise the high-water mark.
+    gc.threshold = math.max(gc.threshold, gc.rest + 1.02 * (peak - gc.rest))
   end
 end
 
