@@ -81,6 +81,24 @@ describe("memory", function()
     end
   end)
 
+  it("pivq_heap_peak_reset gives the highest live bytes of the period", function()
+    local base = settle()
+    C.pivq_heap_peak_reset()
+    local top
+    do
+      local t = pivq.empty(4 * 2 ^ 20) -- 16 MiB
+      local u = pivq.empty(2 ^ 20) -- 4 MiB more
+      top = pivq.heap_bytes()
+      assert.are.equal(5 * 2 ^ 20, t:numel() + u:numel())
+    end
+    settle()
+    local peak = tonumber(C.pivq_heap_peak_reset())
+    assert.is_true(peak >= top and top >= base + 20 * 2 ^ 20)
+    assert.is_true(peak < top + 2 ^ 20) -- settle() allocates next to nothing
+    -- the new period starts at the present value, below the old peak
+    assert.is_true(tonumber(C.pivq_heap_peak_reset()) < base + 2 ^ 20)
+  end)
+
   it("views, ops and error paths leak nothing", function()
     local _, count0 = settle()
     local bytes0 = pivq.heap_bytes()
