@@ -71,22 +71,39 @@ int pivq_get_num_threads(void)
 /* Heap accounting: atomics because OpenMP workers may allocate scratch tensors. */
 static int64_t heap_bytes = 0;
 static int64_t heap_count = 0;
+static int64_t heap_peak = 0; /* the highest heap_bytes of the period (pivq_heap_peak_reset) */
+
+static void note_bytes(int64_t delta)
+{
+    int64_t now = __atomic_add_fetch(&heap_bytes, delta, __ATOMIC_RELAXED);
+    if (delta <= 0) return;
+    int64_t peak = __atomic_load_n(&heap_peak, __ATOMIC_RELAXED);
+    while (now > peak && !__atomic_compare_exchange_n(&heap_peak, &peak, now, true,
+                                                      __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+}
 
 void pivq_heap_note_alloc(int64_t nbytes)
 {
-    __atomic_add_fetch(&heap_bytes, nbytes, __ATOMIC_RELAXED);
+    note_bytes(nbytes);
     __atomic_add_fetch(&heap_count, 1, __ATOMIC_RELAXED);
 }
 
 void pivq_heap_note_free(int64_t nbytes)
 {
-    __atomic_sub_fetch(&heap_bytes, nbytes, __ATOMIC_RELAXED);
+    note_bytes(-nbytes);
     __atomic_sub_fetch(&heap_count, 1, __ATOMIC_RELAXED);
 }
 
 void pivq_heap_note_header(int delta)
 {
-    __atomic_add_fetch(&heap_bytes, delta * (int64_t)sizeof(pivq_tensor), __ATOMIC_RELAXED);
+    note_bytes(delta * (int64_t)sizeof(pivq_tensor));
+}
+
+int64_t pivq_heap_peak_reset(void)
+{
+    int64_t now = __atomic_load_n(&heap_bytes, __ATOMIC_RELAXED);
+    return __atomic_exchange_n(&heap_peak, now, __ATOMIC_RELAXED);
 }
 
 int64_t pivq_heap_bytes(void)

@@ -49,6 +49,9 @@ int pivq_get_num_threads(void);
 int64_t pivq_heap_bytes(void);
 /* Number of live storages (a leak check for the specs). */
 int64_t pivq_heap_count(void);
+/* The most pivq_heap_bytes has been since the last call (or since the start); each call
+   starts a new period at the present value. The GC policy sizes a training step with it. */
+int64_t pivq_heap_peak_reset(void);
 
 /* ---------------------------------------------------------------------------------------
  * Tensors: refcounted 64-byte-aligned storage, strided views

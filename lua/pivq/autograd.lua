@@ -69,6 +69,7 @@ function T.backward(t, grad, opts)
   if grad ~= nil then check_tensor("backward", grad, 2) end
   local retain = opts and opts.retain_graph and 1 or 0
   check_rc(C.pivq_backward(t.c, grad ~= nil and grad.c or nil, retain))
+  if retain == 0 then tensor.after_backward() end -- a retained graph: the step goes on
 end
 
 -- Run fn(...) with grad mode set to `enabled`, restoring the previous mode even on error.

@@ -86,6 +86,7 @@ pivq.save = pivq.io.save
 pivq.load = pivq.io.load
 
 pivq.clock = require "pivq.clock"
+pivq.memory = require "pivq.memory" -- RSS and live tensor bytes
 
 -- the model
 pivq.PIVQ = require "pivq.models.pivq"

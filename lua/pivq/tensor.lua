@@ -68,20 +68,51 @@ M.dtype_code = dtype_code
 
 local function last_error() return ffi.string(C.pivq_last_error()) end
 
--- Live C heap accounting (TH's policy): Lua's GC cannot see C allocations, so when the C heap
--- has grown past a threshold we run a full collection, then set the next threshold relative
--- to what survived. Without this a training loop's RSS climbs until the Lua heap happens to
--- trigger a cycle.
-local gc = registry["pivq.gc"] or { threshold = 64 * 2 ^ 20, min = 64 * 2 ^ 20, factor = 2 }
+-- Live C heap accounting: Lua's GC cannot see C allocations (a tensor is a 16-byte handle on
+-- the Lua heap), so libpivq counts live tensor bytes and, when they pass `threshold`, we run a
+-- full collection; then threshold = what survived + the allowance, max(min, factor * Lua heap).
+-- The allowance -- C garbage let accumulate between collections -- scales with the Lua heap,
+-- because a full collection costs time in proportion to what it traverses (the Lua heap), not
+-- to the bytes the dead tensors hold. (TH's rule, threshold = 2 * what survived, tied the
+-- garbage to the live bytes instead: a training loop over a 220 MB in-memory dataset kept up to
+-- 300 MB of dead activations, and that allowance rose with whatever was live at the moment of
+-- a collection, so RSS grew 15% over a run; see recipes/bench/rss.sh.)
+local gc = registry["pivq.gc"] or { threshold = 64 * 2 ^ 20, min = 64 * 2 ^ 20, factor = 4, step = 0.25,
+  rest = 0 }
 registry["pivq.gc"] = gc
 M.gc_policy = gc
 
-local function account()
+local function allowance() return math.max(gc.min, gc.factor * collectgarbage("count") * 1024) end
+
+local function collect()
+  collectgarbage("collect")
   local live = tonumber(C.pivq_heap_bytes())
-  if live > gc.threshold then
-    collectgarbage("collect")
-    live = tonumber(C.pivq_heap_bytes())
-    gc.threshold = math.max(gc.min, live * gc.factor)
+  gc.threshold = live + allowance()
+  gc.rest = math.min(gc.rest, live)
+  return live
+end
+
+local function account()
+  if tonumber(C.pivq_heap_bytes()) > gc.threshold then collect() end
+end
+
+-- The end of a backward pass is the end of a training step's work: the activations the graph
+-- held have just become garbage, and little else has. A collection there, once the C heap has
+-- grown by `step` of the allowance since the last such collection (`rest`: what lives between
+-- steps, lowered by any collection that finds less), puts a training loop's peak at rest + one
+-- step's allocations, instead of wherever in a step the threshold happened to be crossed (which
+-- varies from step to step, and RSS keeps the highest). Small graphs (a REPL's) stay under a
+-- quarter of the allowance and are left to the threshold.
+function M.after_backward()
+  if tonumber(C.pivq_heap_bytes()) - gc.rest > gc.step * allowance() then
+    local peak = tonumber(C.pivq_heap_peak_reset()) -- the most the heap held since the last time
+    gc.rest = collect()
+    -- Room for one more step like this one (+2%), so that a regular loop collects here only,
+    -- once a step, even when a step allocates more than the allowance: a threshold crossed
+    -- mid-step would collect at a varying point and fragment the heap (17 MB more RSS here).
+    -- No more room than that: work between steps without a backward (a codebook
+    -- initialisation's forward passes) would fill it and raise the high-water mark.
+    gc.threshold = math.max(gc.threshold, gc.rest + 1.02 * (peak - gc.rest))
   end
 end
 

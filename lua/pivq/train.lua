@@ -30,6 +30,7 @@ local eval = require "pivq.eval"
 local vq = require "pivq.vq"
 local plot = require "pivq.plot"
 local clock = require "pivq.clock"
+local memory = require "pivq.memory"
 local PIVQ = require "pivq.models.pivq"
 local PatchDiscriminator = require "pivq.nn.PatchDiscriminator"
 local dist = require "pivq.dist"
@@ -542,6 +543,7 @@ function Trainer:fit_loop()
       local now = clock()
       local rec = { step = self.step, epoch = self.epoch, lr = self.opt.lr, elapsed = now - t_start,
         img_per_s = imgs_since / (now - t_last) }
+      rec.rss_mb = memory.rss_mb() -- resident memory, for recipes/bench/rss.sh
       local values = {}
       for k, v in pairs(terms) do values[k] = type(v) == "number" and v or v:item() end
       if self.dist then values = self.dist:mean_numbers(values) end -- the global batch's losses

@@ -1,0 +1,34 @@
+-- pivq.memory: what the process holds, for logs and the memory benchmark (recipes/bench/rss.sh).
+--
+--   pivq.memory.rss_mb()   resident set size in MB (VmRSS of /proc/self/status), nil where the
+--                          kernel gives no /proc (it is read per call: a file read, ~20 us)
+--   pivq.memory.stats()    {rss_mb, peak_rss_mb, heap_mb (live tensor bytes libpivq counts),
+--                          storages (live storages), graph_nodes, lua_mb (the Lua heap)}
+local C = require("pivq.ffi").C
+
+local M = {}
+
+-- The kB figure after `field:` in /proc/self/status, in MB.
+local function status_mb(field)
+  local f = io.open("/proc/self/status")
+  if not f then return nil end
+  local text = f:read("*a")
+  f:close()
+  local kb = text:match(field .. ":%s*(%d+)")
+  return kb and tonumber(kb) / 1024 or nil
+end
+
+function M.rss_mb() return status_mb("VmRSS") end
+
+function M.stats()
+  return {
+    rss_mb = status_mb("VmRSS"),
+    peak_rss_mb = status_mb("VmHWM"),
+    heap_mb = tonumber(C.pivq_heap_bytes()) / 2 ^ 20,
+    storages = tonumber(C.pivq_heap_count()),
+    graph_nodes = tonumber(C.pivq_graph_node_count()),
+    lua_mb = collectgarbage("count") / 1024,
+  }
+end
+
+return M
