@@ -649,6 +649,7 @@ M.EXEMPT = {
   ["pivq.train"] = "runs whole trainings (train.lua is checked by the recipes specs)",
   ["pivq.plot"] = "writes SVG plots from tables of numbers",
   ["pivq.clock"] = "timing helpers without arguments",
+  ["pivq.memory"] = "readers of the process's memory figures, without arguments",
   ["pivq.nn.Module.extend"] = "makes a class, not a call on data",
   -- arrived on main after the sweep was written: to be added to the catalogue
   ["pivq.dist"] = "data-parallel training: needs an MPI launch (not swept yet)",
