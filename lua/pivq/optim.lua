@@ -64,12 +64,15 @@ function Optimizer:zero_grad()
   for _, p in ipairs(self.params) do p:zero_grad() end
 end
 
--- {step =, lr =, buffers = {name = {tensor per parameter}}}: tensors are copies
-function Optimizer:state_dict()
+-- {step =, lr =, buffers = {name = {tensor per parameter}}}: tensors are copies, unless
+-- {shared = true}: then the live buffers themselves (for writing a checkpoint at once — copying
+-- the whole optimizer state for that doubled it in memory at every checkpoint)
+function Optimizer:state_dict(opts)
+  local shared = opts and opts.shared
   local sd = { step = self.step_count, lr = self.lr, kind = self.kind, buffers = {} }
   for name, list in pairs(self.buffers) do
     local copies = {}
-    for i, t in ipairs(list) do copies[i] = t:clone() end
+    for i, t in ipairs(list) do copies[i] = shared and t or t:clone() end
     sd.buffers[name] = copies
   end
   return sd

@@ -198,7 +198,7 @@ function Trainer:checkpoint_path() return self.opts.out .. "/model.safetensors" 
 
 -- An optimizer's buffers as checkpoint tensors PREFIX.<buffer>.<i>; returns its scalar state.
 local function put_optimizer(extra, opt, prefix)
-  local sd = opt:state_dict()
+  local sd = opt:state_dict { shared = true } -- written out at once: no copies
   for name, list in pairs(sd.buffers) do
     for i, t in ipairs(list) do extra[string.format("%s.%s.%d", prefix, name, i)] = t end
   end

@@ -116,6 +116,24 @@ describe("optimizers", function()
     assert.are.equal(8, o2.step_count)
   end)
 
+  it("state_dict copies its buffers unless asked to share them", function()
+    local w = pivq.tensor({ 1.0, 2.0 }):requires_grad(true)
+    local opt = optim.Adam({ w }, { lr = 0.1 })
+    local function step()
+      (w * w):sum():backward()
+      opt:step()
+      opt:zero_grad()
+    end
+    step()
+    local copied, shared = opt:state_dict(), opt:state_dict { shared = true }
+    local name = next(copied.buffers)
+    local before = copied.buffers[name][1]:clone()
+    step()
+    close(copied.buffers[name][1], before, 0) -- a copy does not move with the optimizer
+    close(shared.buffers[name][1], opt.buffers[name][1], 0) -- the shared one is the live buffer
+    assert.is_true((shared.buffers[name][1] - before):abs():max() > 0)
+  end)
+
   it("clips gradients by their global norm", function()
     local a = pivq.tensor({ 3.0 }):requires_grad(true)
     local b = pivq.tensor({ 4.0 }):requires_grad(true)
