@@ -68,7 +68,7 @@ end
 -- {shared = true}: then the live buffers themselves (for writing a checkpoint at once — copying
 -- the whole optimizer state for that doubled it in memory at every checkpoint)
 function Optimizer:state_dict(opts)
-  local shared = opts and opts.shared
+  local shared = tensor.options("state_dict", opts).shared
   local sd = { step = self.step_count, lr = self.lr, kind = self.kind, buffers = {} }
   for name, list in pairs(self.buffers) do
     local copies = {}
