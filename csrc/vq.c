@@ -148,21 +148,29 @@ pivq_tensor *pivq_kmeans(const pivq_tensor *x, int64_t K, int iters, pivq_genera
         }
     }
 
-    /* 2. Lloyd iterations: assign by GEMM distances, move centroids to the means. */
+    /* 2. Lloyd iterations: assign by GEMM distances, move centroids to the means. The
+       distances go by blocks of rows: the whole N x K matrix (128 MB for the trainer's 65,536
+       latents and K = 512) was a transient that the heap kept as resident memory for good. */
+    const int64_t block = 4096;
     for (int it = 0; it < iters; it++) {
-        pivq_tensor *D = pivq_sq_distances(xc, cent);
-        if (!D) goto fail;
-        const float *d = pivq_data(D);
         int64_t changed = 0;
-        for (int64_t i = 0; i < N; i++) {
-            int64_t best = 0;
-            for (int64_t k = 1; k < K; k++)
-                if (d[i * K + k] < d[i * K + best]) best = k;
-            changed += (it == 0 || assign[i] != best);
-            assign[i] = best;
-            dmin[i] = d[i * K + best];
+        for (int64_t i0 = 0; i0 < N; i0 += block) {
+            int64_t rows = N - i0 < block ? N - i0 : block;
+            pivq_tensor *xb = pivq_narrow(xc, 0, i0, rows);
+            pivq_tensor *D = xb ? pivq_sq_distances(xb, cent) : NULL;
+            pivq_tensor_release(xb);
+            if (!D) goto fail;
+            const float *d = pivq_data(D);
+            for (int64_t r = 0; r < rows; r++) {
+                int64_t i = i0 + r, best = 0;
+                for (int64_t k = 1; k < K; k++)
+                    if (d[r * K + k] < d[r * K + best]) best = k;
+                changed += (it == 0 || assign[i] != best);
+                assign[i] = best;
+                dmin[i] = d[r * K + best];
+            }
+            pivq_tensor_release(D);
         }
-        pivq_tensor_release(D);
         memset(sums, 0, sizeof(double) * (size_t)(K * c));
         memset(counts, 0, sizeof(int64_t) * (size_t)K);
         for (int64_t i = 0; i < N; i++) {

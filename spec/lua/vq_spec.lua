@@ -49,6 +49,22 @@ describe("pivq.vq", function()
     end
   end)
 
+  it("takes a Lloyd step over several row blocks as one over the whole distance matrix", function()
+    -- 9,000 rows: three of the C code's 4,096-row distance blocks
+    local x = pivq.randn({ 9000, 4 }, { generator = pivq.Generator(3) })
+    local seeds = pivq.vq.kmeans(x, 6, { iters = 0, generator = pivq.Generator(9) })
+    local stepped = pivq.vq.kmeans(x, 6, { iters = 1, generator = pivq.Generator(9) })
+    local _, nearest = pivq.vq.sq_distances(x, seeds):min(2)
+    nearest = nearest:view(-1)
+    for k = 1, 6 do
+      local member = nearest:eq(k):float():view(-1, 1)
+      local count = member:sum():item()
+      assert.is_true(count > 0, "cluster " .. k .. " is empty")
+      local want = (x * member):sum(1, true) / count
+      assert.is_true((stepped:narrow(1, k, 1) - want):abs():max() < 1e-4, "centroid " .. k)
+    end
+  end)
+
   it("is reproducible for a generator seed", function()
     local x = pivq.randn(200, 4)
     local a = pivq.vq.kmeans(x, 8, { generator = pivq.Generator(7) })
