@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -68,6 +69,32 @@ static inline double pivq_load_f64(const void *p, int dtype, int64_t i)
 static inline bool pivq_fits_int64(double x)
 {
     return x >= -9223372036854775808.0 && x < 9223372036854775808.0 && x == __builtin_floor(x);
+}
+
+/* exp(x) for float32, branch-free so that loops over it vectorise (libm's expf is a call per
+   element). Range reduction x = n ln2 + r, |r| <= ln2/2, then a degree-6 Taylor polynomial of
+   e^r (relative error ~2e-7 over the float range), scaled by 2^n through the exponent bits. */
+static inline float pivq_fast_expf(float x)
+{
+    float x_in = x;
+    x = x < -87.0f ? -87.0f : x; /* two selects: fminf/fmaxf calls would not vectorise */
+    x = x > 88.0f ? 88.0f : x;
+    /* a NaN passes the selects and reaches the result through r; the exponent n takes 0 in its
+       place, as (int32_t)NaN and the shift of its negative value below are undefined */
+    float xn = x == x ? x : 0.0f;
+    /* round to nearest with the 1.5 * 2^23 trick: floorf/rintf calls block vectorisation */
+    float n = (xn * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = x - n * 0.693145751953125f - n * 1.428606765330187e-06f; /* ln2 split hi + lo */
+    float p =
+        1.0f +
+        r * (1.0f + r * (0.5f + r * (0.16666667f + r * (0.041666668f +
+                                                        r * (0.0083333338f + r * 0.0013888889f)))));
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    /* below -87 the true value is subnormal (< 1.7e-38) or 0: give 0, so that a -inf score
+       (a masked attention key) weighs exactly nothing */
+    return x_in < -87.0f ? 0.0f : p * scale;
 }
 
 /* Number of threads to use for a loop of n elementary steps. */

@@ -58,16 +58,20 @@ static int heads_parallel(int64_t nbatch)
     return nt > 1 && nbatch >= nt ? nt : 1;
 }
 
-/* Stable softmax of each of `rows` rows of length n, in place. */
+/* Stable softmax of each of `rows` rows of length n, in place. The `omp simd` reductions let
+   the compiler keep vector partial maxima and sums (a fixed order, so still deterministic);
+   without them it must add in index order, one lane at a time. */
 static void softmax_rows(float *s, int64_t rows, int64_t n)
 {
     for (int64_t i = 0; i < rows; i++) {
         float *r = s + i * n, m = -INFINITY, sum = 0.0f;
+#pragma omp simd reduction(max : m)
         for (int64_t j = 0; j < n; j++)
             m = r[j] > m ? r[j] : m;
         if (m == -INFINITY) m = 0.0f; /* a fully masked row gives zeros, not NaN */
+#pragma omp simd reduction(+ : sum)
         for (int64_t j = 0; j < n; j++) {
-            r[j] = expf(r[j] - m);
+            r[j] = pivq_fast_expf(r[j] - m);
             sum += r[j];
         }
         float inv = sum > 0 ? 1.0f / sum : 0.0f;
@@ -240,6 +244,7 @@ int pivq_attention_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gi
             for (int64_t i = 0; i < Lq; i++) {
                 const float *pr = Pb + i * Lk;
                 float *dr = dS + i * Lk, s = 0.0f;
+#pragma omp simd reduction(+ : s)
                 for (int64_t j = 0; j < Lk; j++)
                     s += dr[j] * pr[j];
                 for (int64_t j = 0; j < Lk; j++)

@@ -140,35 +140,12 @@ int pivq_linear_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
 #define INV_SQRT_2PI 0.39894228040143268f
 #define SQRT_2_OVER_PI 0.79788456080286536f
 
-/* exp(x) for float32, branch-free so that loops over it vectorise (libm's expf is a call per
-   element). Range reduction x = n ln2 + r, |r| <= ln2/2, then a degree-6 Taylor polynomial of
-   e^r (relative error ~2e-7 over the float range), scaled by 2^n through the exponent bits. */
-static inline float fast_expf(float x)
-{
-    x = x < -87.0f ? -87.0f : x; /* two selects: fminf/fmaxf calls would not vectorise */
-    x = x > 88.0f ? 88.0f : x;
-    /* a NaN passes the selects and reaches the result through r; the exponent n takes 0 in its
-       place, as (int32_t)NaN and the shift of its negative value below are undefined */
-    float xn = x == x ? x : 0.0f;
-    /* round to nearest with the 1.5 * 2^23 trick: floorf/rintf calls block vectorisation */
-    float n = (xn * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    float r = x - n * 0.693145751953125f - n * 1.428606765330187e-06f; /* ln2 split hi + lo */
-    float p =
-        1.0f +
-        r * (1.0f + r * (0.5f + r * (0.16666667f + r * (0.041666668f +
-                                                        r * (0.0083333338f + r * 0.0013888889f)))));
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
-
 /* Standard normal CDF and density at v, sharing one exponential: with z = |v|/sqrt 2,
    erf(z) = 1 - t P(t) e^(-z^2), t = 1/(1 + p z) (Abramowitz & Stegun 7.1.26, absolute error
    < 1.5e-7), and e^(-z^2) = e^(-v^2/2) is also the density's. */
 static inline void normal_cdf_pdf(float v, float *cdf, float *pdf)
 {
-    float e = fast_expf(-0.5f * v * v);
+    float e = pivq_fast_expf(-0.5f * v * v);
     float z = fabsf(v) * SQRT1_2;
     float t = 1.0f / (1.0f + 0.3275911f * z);
     float poly =
@@ -203,7 +180,7 @@ static inline float gelu_tanh_slope(float v)
 
 static inline float silu_slope(float v)
 {
-    float s = 1.0f / (1.0f + fast_expf(-v));
+    float s = 1.0f / (1.0f + pivq_fast_expf(-v));
     return s * (1.0f + v * (1.0f - s));
 }
 
@@ -230,12 +207,12 @@ ACT_KERNEL(gelu_fwd, gelu_value(v))
 ACT_KERNEL(gelu_bwd, g[i] * gelu_slope(v))
 ACT_KERNEL(gelu_tanh_fwd, 0.5f * v * (1.0f + tanhf(SQRT_2_OVER_PI * (v + 0.044715f * v * v * v))))
 ACT_KERNEL(gelu_tanh_bwd, g[i] * gelu_tanh_slope(v))
-ACT_KERNEL(silu_fwd, v / (1.0f + fast_expf(-v)))
+ACT_KERNEL(silu_fwd, v / (1.0f + pivq_fast_expf(-v)))
 ACT_KERNEL(silu_bwd, g[i] * silu_slope(v))
 ACT_KERNEL(leaky_fwd, v > 0 ? v : a * v)
 ACT_KERNEL(leaky_bwd, v > 0 ? g[i] : a * g[i])
-ACT_KERNEL(elu_fwd, v > 0 ? v : a * (fast_expf(v) - 1.0f))
-ACT_KERNEL(elu_bwd, v > 0 ? g[i] : g[i] * a * fast_expf(v))
+ACT_KERNEL(elu_fwd, v > 0 ? v : a * (pivq_fast_expf(v) - 1.0f))
+ACT_KERNEL(elu_bwd, v > 0 ? g[i] : g[i] * a * pivq_fast_expf(v))
 #undef ACT_KERNEL
 
 static const act_kernel ACT_FWD[PIVQ_ACT_COUNT] = {
@@ -345,7 +322,7 @@ static void softmax_forward(const float *x, float *y, int64_t outer, int64_t D, 
         if (m == -INFINITY) m = 0.0f; /* an all -inf line: avoid inf - inf */
         double s = 0.0;
         for (int64_t d = 0; d < D; d++) {
-            float e = expf(xp[d * inner] - m);
+            float e = pivq_fast_expf(xp[d * inner] - m);
             if (!log_out) yp[d * inner] = e;
             s += e;
         }
@@ -377,7 +354,7 @@ static void softmax_backward(const float *y, const float *g, float *dx, int64_t 
             for (int64_t d = 0; d < D; d++)
                 s += gp[d * inner];
             for (int64_t d = 0; d < D; d++)
-                dp[d * inner] = gp[d * inner] - expf(yp[d * inner]) * (float)s;
+                dp[d * inner] = gp[d * inner] - pivq_fast_expf(yp[d * inner]) * (float)s;
         } else {
             for (int64_t d = 0; d < D; d++)
                 s += gp[d * inner] * yp[d * inner];

@@ -178,8 +178,9 @@ function PIVQ:latents(x)
     readout = self.slot_mu + self.slot_log_sigma:exp() * noise
   end
   local h = tensor.cat({ tokens, readout }, 2)
-  for i = 1, cfg.enc_depth do h = self["enc" .. i](h) end
-  h = h:narrow(2, self.n_patches + 1, cfg.L)
+  for i = 1, cfg.enc_depth - 1 do h = self["enc" .. i](h) end
+  -- only the readout tokens' outputs are read: the last block computes just those rows
+  h = self["enc" .. cfg.enc_depth](h, { rows = { self.n_patches + 1, cfg.L } })
   return self.to_code(self.enc_norm(h))
 end
 
