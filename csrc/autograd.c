@@ -14,9 +14,12 @@
 
 /* ---- the table ---------------------------------------------------------------------------- */
 
+/* strided: the backward reads its gradient through strides, so the engine hands it over as is
+   rather than as a contiguous copy (views pass a transposed gradient on for free). */
 static const struct {
     const char *name;
     pivq_backward_fn backward;
+    int strided;
 } OPS[PIVQ_GOP_COUNT] = {
     [PIVQ_GOP_UNARY] = {"unary", pivq_unary_backward},
     [PIVQ_GOP_CLAMP] = {"clamp", pivq_clamp_backward},
@@ -27,8 +30,8 @@ static const struct {
     [PIVQ_GOP_MATMUL] = {"matmul", pivq_matmul_backward},
     [PIVQ_GOP_NARROW] = {"narrow", pivq_narrow_backward},
     [PIVQ_GOP_SELECT] = {"select", pivq_select_backward},
-    [PIVQ_GOP_PERMUTE] = {"permute", pivq_permute_backward},
-    [PIVQ_GOP_RESHAPE] = {"reshape", pivq_reshape_backward},
+    [PIVQ_GOP_PERMUTE] = {"permute", pivq_permute_backward, 1},
+    [PIVQ_GOP_RESHAPE] = {"reshape", pivq_reshape_backward, 1},
     [PIVQ_GOP_EXPAND] = {"expand", pivq_expand_backward},
     [PIVQ_GOP_IDENTITY] = {"identity", pivq_identity_backward},
     [PIVQ_GOP_INDEX_SELECT] = {"index_select", pivq_index_select_backward},
@@ -45,7 +48,7 @@ static const struct {
     [PIVQ_GOP_GROUP_NORM] = {"group_norm", pivq_group_norm_backward},
     [PIVQ_GOP_POINTWISE_LOSS] = {"pointwise_loss", pivq_pointwise_loss_backward},
     [PIVQ_GOP_CROSS_ENTROPY] = {"cross_entropy", pivq_cross_entropy_backward},
-    [PIVQ_GOP_ATTENTION] = {"attention", pivq_attention_backward},
+    [PIVQ_GOP_ATTENTION] = {"attention", pivq_attention_backward, 1},
     [PIVQ_GOP_CONV2D] = {"conv2d", pivq_conv2d_backward},
     [PIVQ_GOP_CONV_TRANSPOSE2D] = {"conv_transpose2d", pivq_conv_transpose2d_backward},
     [PIVQ_GOP_MAX_POOL2D] = {"max_pool2d", pivq_max_pool2d_backward},
@@ -359,7 +362,7 @@ static int list_push(node_list *l, pivq_node *x)
 /* Run the backward of one node with its accumulated gradient and route the results. */
 static int run_node(pivq_node *nd, int retain_graph)
 {
-    pivq_tensor *g = pivq_contiguous(nd->grad);
+    pivq_tensor *g = OPS[nd->op].strided ? pivq_tensor_retain(nd->grad) : pivq_contiguous(nd->grad);
     if (!g) return -1;
     pivq_tensor *gin_small[8] = {0};
     pivq_tensor **gin = nd->n_in <= 8 ? gin_small : calloc((size_t)nd->n_in, sizeof *gin);

@@ -52,6 +52,34 @@ static pivq_tensor *blas_ready(const pivq_tensor *t)
     return pivq_contiguous(t);
 }
 
+/* An empty float32 tensor of `shape` whose memory runs in the order of t's strides (batch and
+   row dims by decreasing stride, the last dim innermost). For heads viewed from a projection,
+   t (B, H, L, Dh) with strides (L*E, Dh, E, 1), the buffer is (B, L, H, Dh) and the result its
+   permuted view: the (B, L, E) tensor the caller folds it back into is then a free reshape
+   instead of a copy, in the forward (the output) and in the backward (dq, dk, dv). */
+static pivq_tensor *empty_like_layout(const pivq_tensor *t, const int64_t *shape)
+{
+    int nd = t->ndim, order[PIVQ_MAX_DIMS], inv[PIVQ_MAX_DIMS];
+    int64_t dense[PIVQ_MAX_DIMS];
+    for (int i = 0; i < nd; i++)
+        order[i] = i;
+    for (int i = 1; i < nd - 1; i++) /* stable insertion sort of dims 0 .. nd-2 */
+        for (int j = i; j > 0 && t->strides[order[j]] > t->strides[order[j - 1]]; j--) {
+            int tmp = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = tmp;
+        }
+    for (int i = 0; i < nd; i++) {
+        dense[i] = shape[order[i]];
+        inv[order[i]] = i;
+    }
+    pivq_tensor *buf = pivq_empty(PIVQ_FLOAT32, nd, dense);
+    if (!buf) return NULL;
+    pivq_tensor *view = pivq_permute(buf, inv);
+    pivq_tensor_release(buf);
+    return view;
+}
+
 static int heads_parallel(int64_t nbatch)
 {
     int nt = pivq_get_num_threads();
@@ -133,12 +161,13 @@ pivq_tensor *pivq_attention(const pivq_tensor *q, const pivq_tensor *k, const pi
         pivq_tensor_release(e);
         if (!mc) goto fail;
     }
-    P = pivq_empty(PIVQ_FLOAT32, nd, ssz);   /* P (..., Lq, Lk): the attention weights */
-    out = pivq_empty(PIVQ_FLOAT32, nd, osz); /* O (..., Lq, Dv) */
+    P = pivq_empty(PIVQ_FLOAT32, nd, ssz); /* P (..., Lq, Lk): the attention weights */
+    out = empty_like_layout(q, osz);       /* O (..., Lq, Dv), batch dims laid out as q's */
     if (!P || !out) goto fail;
     if (Lq > 0 && Lk > 0 && Dv > 0 && nbatch > 0) {
-        int64_t ldq = row_stride(qc), ldk = row_stride(kc), ldv = row_stride(vc);
-        float *Pp = pivq_data(P), *Op = pivq_data(out);
+        int64_t ldq = row_stride(qc), ldk = row_stride(kc), ldv = row_stride(vc),
+                ldo = row_stride(out);
+        float *Pp = pivq_data(P);
         const float *Mp = mc ? pivq_data(mc) : NULL;
         int nt = heads_parallel(nbatch);
         if (nt > 1) pivq_blas_serial_begin();
@@ -158,8 +187,8 @@ pivq_tensor *pivq_attention(const pivq_tensor *q, const pivq_tensor *k, const pi
             }
             softmax_rows(S, Lq, Lk);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Lq, (int)Dv, (int)Lk, 1.0f,
-                        S, (int)Lk, mat_ptr(vc, nb, bi), (int)ldv, 0.0f, Op + bi * Lq * Dv,
-                        (int)Dv);
+                        S, (int)Lk, mat_ptr(vc, nb, bi), (int)ldv, 0.0f,
+                        (float *)mat_ptr(out, nb, bi), (int)ldo);
         }
         if (nt > 1) pivq_blas_serial_end();
     } else if (Lq > 0 && Dv > 0) {
@@ -202,24 +231,29 @@ int pivq_attention_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gi
     float scale = (float)n->fp[0];
     int need_q = pivq_ag_needs(n, 0), need_k = pivq_ag_needs(n, 1), need_v = pivq_ag_needs(n, 2);
     int need_m = n->n_in > 3 && pivq_ag_needs(n, 3);
-    /* dq (..., Lq, D), dk (..., Lk, D), dv (..., Lk, Dv): contiguous; dS_full (..., Lq, Lk) */
-    /* every element is written by an sgemm unless there are no queries or no keys */
-    pivq_tensor *(*alloc)(int, int, const int64_t *) =
-        (Lq == 0 || Lk == 0) ? pivq_zeros : pivq_empty;
-    pivq_tensor *dq = alloc(PIVQ_FLOAT32, nd, q->shape), *dk = alloc(PIVQ_FLOAT32, nd, k->shape);
-    pivq_tensor *dv = alloc(PIVQ_FLOAT32, nd, v->shape);
+    /* dq (..., Lq, D), dk (..., Lk, D), dv (..., Lk, Dv) laid out as q, k, v (so the heads fold
+       back into their projections without a copy); dS_full (..., Lq, Lk). g, dO, may be any
+       view whose rows are contiguous (the engine hands this op strided gradients). */
+    pivq_tensor *dq = empty_like_layout(q, q->shape), *dk = empty_like_layout(k, k->shape);
+    pivq_tensor *dv = empty_like_layout(v, v->shape);
     pivq_tensor *dS_full = need_m ? pivq_empty(PIVQ_FLOAT32, nd, P->shape) : NULL;
+    pivq_tensor *gc = blas_ready(g);
     int nt = heads_parallel(nbatch);
     float *scratch = malloc((size_t)(nt * (Lq * Lk > 0 ? Lq * Lk : 1)) * sizeof(float));
     int rc = -1;
-    if (!dq || !dk || !dv || (need_m && !dS_full) || !scratch) {
+    if (!dq || !dk || !dv || (need_m && !dS_full) || !gc || !scratch) {
         pivq_set_error("attention backward: out of memory");
         goto done;
     }
+    if (Lq == 0 || Lk == 0) { /* otherwise every element is written by an sgemm */
+        pivq_fill_(dq, 0.0);
+        pivq_fill_(dk, 0.0);
+        pivq_fill_(dv, 0.0);
+    }
     if (Lq > 0 && Lk > 0 && nbatch > 0) {
-        int64_t ldq = row_stride(q), ldk = row_stride(k), ldv = row_stride(v);
-        const float *Pp = pivq_data(P), *G = pivq_data(g); /* dO (..., Lq, Dv) */
-        float *dqp = pivq_data(dq), *dkp = pivq_data(dk), *dvp = pivq_data(dv);
+        int64_t ldq = row_stride(q), ldk = row_stride(k), ldv = row_stride(v), ldg = row_stride(gc),
+                lddq = row_stride(dq), lddk = row_stride(dk), lddv = row_stride(dv);
+        const float *Pp = pivq_data(P);
         if (nt > 1) pivq_blas_serial_begin();
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
         for (int64_t bi = 0; bi < nbatch; bi++) {
@@ -227,17 +261,18 @@ int pivq_attention_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gi
 #ifdef _OPENMP
             tid = omp_get_thread_num();
 #endif
-            const float *Pb = Pp + bi * Lq * Lk, *Gb = G + bi * Lq * Dv;
+            const float *Pb = Pp + bi * Lq * Lk, *Gb = mat_ptr(gc, nb, bi); /* dO (Lq, Dv) */
             float *dS =
                 dS_full ? (float *)pivq_data(dS_full) + bi * Lq * Lk : scratch + tid * Lq * Lk;
             if (need_v && Dv > 0) /* dV (Lk, Dv) = P^T (Lk, Lq) @ dO (Lq, Dv) */
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Lk, (int)Dv, (int)Lq,
-                            1.0f, Pb, (int)Lk, Gb, (int)Dv, 0.0f, dvp + bi * Lk * Dv, (int)Dv);
+                            1.0f, Pb, (int)Lk, Gb, (int)ldg, 0.0f, (float *)mat_ptr(dv, nb, bi),
+                            (int)lddv);
             if (!(need_q || need_k || need_m)) continue;
             /* dP (Lq, Lk) = dO (Lq, Dv) @ V^T (Dv, Lk) */
             if (Dv > 0)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Lq, (int)Lk, (int)Dv,
-                            1.0f, Gb, (int)Dv, mat_ptr(v, nb, bi), (int)ldv, 0.0f, dS, (int)Lk);
+                            1.0f, Gb, (int)ldg, mat_ptr(v, nb, bi), (int)ldv, 0.0f, dS, (int)Lk);
             else
                 memset(dS, 0, (size_t)(Lq * Lk) * sizeof *dS);
             /* dS = P * (dP - rowsum(dP * P)): the softmax's backward, row by row */
@@ -253,11 +288,11 @@ int pivq_attention_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gi
             if (need_q && D > 0) /* dQ (Lq, D) = scale dS (Lq, Lk) @ K (Lk, D) */
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Lq, (int)D, (int)Lk,
                             scale, dS, (int)Lk, mat_ptr(k, nb, bi), (int)ldk, 0.0f,
-                            dqp + bi * Lq * D, (int)D);
+                            (float *)mat_ptr(dq, nb, bi), (int)lddq);
             if (need_k && D > 0) /* dK (Lk, D) = scale dS^T (Lk, Lq) @ Q (Lq, D) */
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Lk, (int)D, (int)Lq,
                             scale, dS, (int)Lk, mat_ptr(q, nb, bi), (int)ldq, 0.0f,
-                            dkp + bi * Lk * D, (int)D);
+                            (float *)mat_ptr(dk, nb, bi), (int)lddk);
         }
         if (nt > 1) pivq_blas_serial_end();
     } else if (need_m) {
@@ -273,6 +308,7 @@ done:
     pivq_tensor_release(dk);
     pivq_tensor_release(dv);
     pivq_tensor_release(dS_full);
+    pivq_tensor_release(gc);
     free(scratch);
     return rc;
 }

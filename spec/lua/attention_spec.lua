@@ -43,6 +43,26 @@ describe("pivq.F.attention", function()
     close(F.attention(q, q, q), unfused(q:contiguous(), q:contiguous(), q:contiguous()))
   end)
 
+  it("lays out outputs and gradients like its inputs, and takes strided gradients", function()
+    -- heads viewed from (B, L, 3E) projections, as MultiheadAttention does
+    local B, L, S, H, Dh = 2, 5, 7, 3, 4
+    local E = H * Dh
+    local function heads(t, i, n) return t:narrow(3, (i - 1) * E + 1, E):view(B, n, H, Dh):transpose(2, 3) end
+    local x, c = leaf(randn(B, L, 3 * E)), leaf(randn(B, S, 3 * E))
+    local o = F.attention(heads(x, 1, L), heads(c, 2, S), heads(c, 3, S))
+    local merged = o:transpose(2, 3)
+    assert.is_true(merged:is_contiguous()) -- (B, L, H, Dh) in memory: folding the heads is free
+    local w = randn(B, L, E)
+    ;(merged:reshape(B, L, E) * w):sum():backward() -- reaches the op as a transposed view
+    local xr, cr = leaf(x), leaf(c)
+    local ref = unfused(heads(xr, 1, L):contiguous(), heads(cr, 2, S):contiguous(), heads(cr, 3, S):contiguous())
+    close(o, ref)
+    ;(ref:transpose(2, 3):reshape(B, L, E) * w):sum():backward()
+    close(x:grad(), xr:grad())
+    close(c:grad(), cr:grad())
+    assert.is_true(x:grad():is_contiguous() and c:grad():is_contiguous())
+  end)
+
   it("reports mismatched shapes", function()
     local ok, err = pcall(F.attention, randn(2, 5, 4), randn(2, 6, 3), randn(2, 6, 3))
     assert.is_false(ok)
