@@ -359,9 +359,30 @@ static int list_push(node_list *l, pivq_node *x)
     return 0;
 }
 
+/* A narrow's gradient is a slice of its input's. When the input's gradient already holds other
+   contributions (in a buffer of its own, or a leaf's, which is accumulated in place anyway),
+   add into that slice: the generic route builds a zero tensor of the full shape and adds all
+   of it, two passes over the whole. Returns 1 when the generic route must run instead. */
+static int narrow_into_slice(pivq_node *nd, const pivq_tensor *g)
+{
+    pivq_edge *e = &nd->in[0];
+    if (!pivq_ag_needs(nd, 0)) return 1;
+    pivq_tensor *slot = e->fn ? e->fn->grad : e->leaf->ag->grad;
+    if (!slot || (e->fn && !exclusive(slot)) || !same_shape(e->ndim, e->shape, slot)) return 1;
+    int dim = (int)nd->ip[0];
+    pivq_tensor *v = pivq_narrow(slot, dim, nd->ip[1], g->shape[dim]);
+    int rc = v ? pivq_binary_(v, g, PIVQ_ADD) : -1;
+    pivq_tensor_release(v);
+    return rc;
+}
+
 /* Run the backward of one node with its accumulated gradient and route the results. */
 static int run_node(pivq_node *nd, int retain_graph)
 {
+    if (nd->op == PIVQ_GOP_NARROW) {
+        int rc = narrow_into_slice(nd, nd->grad);
+        if (rc <= 0) return rc; /* narrow saves nothing: no saved tensors to free */
+    }
     pivq_tensor *g = OPS[nd->op].strided ? pivq_tensor_retain(nd->grad) : pivq_contiguous(nd->grad);
     if (!g) return -1;
     pivq_tensor *gin_small[8] = {0};

@@ -112,6 +112,30 @@ describe("autograd engine", function()
     end
   end)
 
+  it("adds narrows' gradients into slices of their input's, in either order", function()
+    -- h used whole and through two overlapping narrows; d/dh of
+    --   sum(h * a) + sum(h[2..3] * b) + sum(h[3..5] * c)
+    -- is a + b padded + c padded, whichever contribution the engine meets first
+    local a, b, c = { 1, 2, 3, 4, 5 }, { 10, 20 }, { 100, 200, 300 }
+    local expect = { 1, 12, 123, 204, 305 }
+    for _, order in ipairs({ "whole first", "narrows first" }) do
+      for _, through_leaf in ipairs({ false, true }) do
+        local x = pivq.tensor({ 0.1, 0.2, 0.3, 0.4, 0.5 }):requires_grad(true)
+        local h = through_leaf and x or x * 1 -- a leaf, or a node whose gradient is a buffer
+        local whole = (h * pivq.tensor(a)):sum()
+        local parts = (h:narrow(1, 2, 2) * pivq.tensor(b)):sum() + (h:narrow(1, 3, 3) * pivq.tensor(c)):sum()
+        local y = order == "whole first" and whole + parts or parts + whole
+        y:backward()
+        assert.are.same(expect, x:grad():totable(), order)
+        -- a second backward accumulates into the leaf's gradient, slices included
+        local y2 = (x:narrow(1, 4, 2) * 1):sum()
+        y2:backward()
+        local t = x:grad():totable()
+        assert.are.same({ 1, 12, 123, 205, 306 }, t)
+      end
+    end
+  end)
+
   it("frees the whole graph when the results go (no leaked nodes)", function()
     collectgarbage("collect")
     local before = pivq.graph_node_count()
