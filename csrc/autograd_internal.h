@@ -158,6 +158,12 @@ void pivq_sgemm_mt(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
 /* The same as one BLAS call (for use inside OpenMP regions, after pivq_blas_serial_begin). */
 void pivq_sgemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                        int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* gemm_small.c: C (M, N) = alpha op(A) B, op(A) = A or A^T (ta), B row-major, C overwritten;
+   register-tiled for the small matrices of attention heads (single-threaded). */
+void pivq_gemm_small(int ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                     int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc);
+/* dst (cols, rows) = src (rows, cols)^T, src rows ld apart, dst contiguous. */
+void pivq_transpose_panel(const float *src, int64_t ld, int64_t rows, int64_t cols, float *dst);
 /* Make OpenBLAS single-threaded around an OpenMP region that calls it, and restore. */
 void pivq_blas_serial_begin(void);
 void pivq_blas_serial_end(void);

@@ -86,6 +86,35 @@ static int heads_parallel(int64_t nbatch)
     return nt > 1 && nbatch >= nt ? nt : 1;
 }
 
+/* Heads this small run their products on the register-tiled kernels of gemm_small.c (a call
+   to OpenBLAS costs more than the work at these sizes); larger ones on OpenBLAS. */
+static int small_heads(int64_t Lq, int64_t Lk, int64_t D, int64_t Dv)
+{
+    return Lq <= 256 && Lk <= 256 && D <= 128 && Dv <= 128;
+}
+
+/* One product of a head, C (M, N) = alpha op(A) op(B), beta 0, on either engine. With
+   tb = 1 the small kernels first transpose B (N, K) into panel (K, N): they need B's rows. */
+static void head_product(int small, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                         const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
+                         int64_t ldc, float *panel)
+{
+    if (small) {
+        if (tb) {
+            pivq_transpose_panel(B, ldb, N, K, panel);
+            B = panel;
+            ldb = N;
+        }
+        pivq_gemm_small(ta, M, N, K, alpha, A, lda, B, ldb, C, ldc);
+    } else if (K == 0) { /* an empty sum (BLAS may leave C alone) */
+        for (int64_t i = 0; i < M; i++)
+            memset(C + i * ldc, 0, (size_t)N * sizeof *C);
+    } else {
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                    (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, 0.0f, C, (int)ldc);
+    }
+}
+
 /* Stable softmax of each of `rows` rows of length n, in place. The `omp simd` reductions let
    the compiler keep vector partial maxima and sums (a fixed order, so still deterministic);
    without them it must add in index order, one lane at a time. */
@@ -169,28 +198,37 @@ pivq_tensor *pivq_attention(const pivq_tensor *q, const pivq_tensor *k, const pi
                 ldo = row_stride(out);
         float *Pp = pivq_data(P);
         const float *Mp = mc ? pivq_data(mc) : NULL;
-        int nt = heads_parallel(nbatch);
+        int nt = heads_parallel(nbatch), small = small_heads(Lq, Lk, D, Dv);
+        /* per thread, the transposed K of the current head (D, Lk) for the small kernels */
+        float *panels =
+            small ? malloc((size_t)(nt * (D * Lk > 0 ? D * Lk : 1)) * sizeof(float)) : NULL;
+        if (small && !panels) {
+            pivq_set_error("%s: out of memory", F);
+            goto fail;
+        }
         if (nt > 1) pivq_blas_serial_begin();
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
         for (int64_t bi = 0; bi < nbatch; bi++) {
+            int tid = 0;
+#ifdef _OPENMP
+            tid = omp_get_thread_num();
+#endif
             float *S = Pp + bi * Lq * Lk; /* scores, then P in place (Lq, Lk) */
-            if (D > 0)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Lq, (int)Lk, (int)D,
-                            (float)scale, mat_ptr(qc, nb, bi), (int)ldq, mat_ptr(kc, nb, bi),
-                            (int)ldk, 0.0f, S, (int)Lk);
-            else
-                memset(S, 0, (size_t)(Lq * Lk) * sizeof *S);
+            /* S (Lq, Lk) = scale Q (Lq, D) K^T (D, Lk) */
+            head_product(small, 0, 1, Lq, Lk, D, (float)scale, mat_ptr(qc, nb, bi), ldq,
+                         mat_ptr(kc, nb, bi), ldk, S, Lk, panels ? panels + tid * D * Lk : NULL);
             if (Mp) {
                 const float *M = Mp + bi * Lq * Lk;
                 for (int64_t j = 0; j < Lq * Lk; j++)
                     S[j] += M[j];
             }
             softmax_rows(S, Lq, Lk);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Lq, (int)Dv, (int)Lk, 1.0f,
-                        S, (int)Lk, mat_ptr(vc, nb, bi), (int)ldv, 0.0f,
-                        (float *)mat_ptr(out, nb, bi), (int)ldo);
+            /* O (Lq, Dv) = P (Lq, Lk) V (Lk, Dv) */
+            head_product(small, 0, 0, Lq, Dv, Lk, 1.0f, S, Lk, mat_ptr(vc, nb, bi), ldv,
+                         (float *)mat_ptr(out, nb, bi), ldo, NULL);
         }
         if (nt > 1) pivq_blas_serial_end();
+        free(panels);
     } else if (Lq > 0 && Dv > 0) {
         pivq_fill_(out, 0.0); /* no keys: an empty sum */
     }
@@ -238,10 +276,13 @@ int pivq_attention_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gi
     pivq_tensor *dv = empty_like_layout(v, v->shape);
     pivq_tensor *dS_full = need_m ? pivq_empty(PIVQ_FLOAT32, nd, P->shape) : NULL;
     pivq_tensor *gc = blas_ready(g);
-    int nt = heads_parallel(nbatch);
+    int nt = heads_parallel(nbatch), small = small_heads(Lq, Lk, D, Dv);
     float *scratch = malloc((size_t)(nt * (Lq * Lk > 0 ? Lq * Lk : 1)) * sizeof(float));
+    /* per thread, V^T of the current head (Dv, Lk) for the small kernels */
+    float *panels =
+        small ? malloc((size_t)(nt * (Dv * Lk > 0 ? Dv * Lk : 1)) * sizeof(float)) : NULL;
     int rc = -1;
-    if (!dq || !dk || !dv || (need_m && !dS_full) || !gc || !scratch) {
+    if (!dq || !dk || !dv || (need_m && !dS_full) || !gc || !scratch || (small && !panels)) {
         pivq_set_error("attention backward: out of memory");
         goto done;
     }
@@ -265,16 +306,12 @@ int pivq_attention_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gi
             float *dS =
                 dS_full ? (float *)pivq_data(dS_full) + bi * Lq * Lk : scratch + tid * Lq * Lk;
             if (need_v && Dv > 0) /* dV (Lk, Dv) = P^T (Lk, Lq) @ dO (Lq, Dv) */
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Lk, (int)Dv, (int)Lq,
-                            1.0f, Pb, (int)Lk, Gb, (int)ldg, 0.0f, (float *)mat_ptr(dv, nb, bi),
-                            (int)lddv);
+                head_product(small, 1, 0, Lk, Dv, Lq, 1.0f, Pb, Lk, Gb, ldg,
+                             (float *)mat_ptr(dv, nb, bi), lddv, NULL);
             if (!(need_q || need_k || need_m)) continue;
             /* dP (Lq, Lk) = dO (Lq, Dv) @ V^T (Dv, Lk) */
-            if (Dv > 0)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Lq, (int)Lk, (int)Dv,
-                            1.0f, Gb, (int)ldg, mat_ptr(v, nb, bi), (int)ldv, 0.0f, dS, (int)Lk);
-            else
-                memset(dS, 0, (size_t)(Lq * Lk) * sizeof *dS);
+            head_product(small, 0, 1, Lq, Lk, Dv, 1.0f, Gb, ldg, mat_ptr(v, nb, bi), ldv, dS, Lk,
+                         panels ? panels + tid * Dv * Lk : NULL);
             /* dS = P * (dP - rowsum(dP * P)): the softmax's backward, row by row */
             for (int64_t i = 0; i < Lq; i++) {
                 const float *pr = Pb + i * Lk;
@@ -286,13 +323,11 @@ int pivq_attention_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gi
                     dr[j] = pr[j] * (dr[j] - s);
             }
             if (need_q && D > 0) /* dQ (Lq, D) = scale dS (Lq, Lk) @ K (Lk, D) */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Lq, (int)D, (int)Lk,
-                            scale, dS, (int)Lk, mat_ptr(k, nb, bi), (int)ldk, 0.0f,
-                            (float *)mat_ptr(dq, nb, bi), (int)lddq);
+                head_product(small, 0, 0, Lq, D, Lk, scale, dS, Lk, mat_ptr(k, nb, bi), ldk,
+                             (float *)mat_ptr(dq, nb, bi), lddq, NULL);
             if (need_k && D > 0) /* dK (Lk, D) = scale dS^T (Lk, Lq) @ Q (Lq, D) */
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Lk, (int)D, (int)Lq,
-                            scale, dS, (int)Lk, mat_ptr(q, nb, bi), (int)ldq, 0.0f,
-                            (float *)mat_ptr(dk, nb, bi), (int)lddk);
+                head_product(small, 1, 0, Lk, D, Lq, scale, dS, Lk, mat_ptr(q, nb, bi), ldq,
+                             (float *)mat_ptr(dk, nb, bi), lddk, NULL);
         }
         if (nt > 1) pivq_blas_serial_end();
     } else if (need_m) {
@@ -310,5 +345,6 @@ done:
     pivq_tensor_release(dS_full);
     pivq_tensor_release(gc);
     free(scratch);
+    free(panels);
     return rc;
 }

@@ -29,6 +29,24 @@ describe("pivq.F.attention", function()
     close(F.attention(randn(5, 4), randn(7, 4), randn(7, 2)) * 0, pivq.zeros(5, 2))
   end)
 
+  it("matches the composition on both engines: small heads (tiled kernels) and large (BLAS)", function()
+    -- heads up to 256 x 256 with head dims up to 128 run on csrc/gemm_small.c, larger on OpenBLAS
+    for _, sz in ipairs({ { 1, 300, 260, 8 }, { 1, 9, 7, 130 }, { 2, 17, 33, 20 } }) do
+      local B, Lq, Lk, D = unpack(sz)
+      local q, k, v = leaf(randn(B, Lq, D)), leaf(randn(B, Lk, D)), leaf(randn(B, Lk, D))
+      local o = F.attention(q, k, v)
+      local qr, kr, vr = leaf(q), leaf(k), leaf(v)
+      local ref = unfused(qr, kr, vr)
+      close(o, ref, 1e-5)
+      local w = randn(B, Lq, D)
+      ;(o * w):sum():backward()
+      ;(ref * w):sum():backward()
+      close(q:grad(), qr:grad(), 1e-4)
+      close(k:grad(), kr:grad(), 1e-4)
+      close(v:grad(), vr:grad(), 1e-4)
+    end
+  end)
+
   it("hides keys under a -inf mask (causal)", function()
     local q, k, v = randn(1, 4, 3), randn(1, 4, 3), randn(1, 4, 3)
     local causal = pivq.zeros(4, 4)
