@@ -187,6 +187,51 @@ describe("module gradients", function()
     check_module(nn.TransformerBlock(8, 2), input(2, 5, 8), nil, { rows = { 3, 2 } })
   end)
 
+  -- runs f twice on fresh gradients (fast path, then reference) and compares values and the
+  -- gradients of every tensor in `leaves`
+  local function same_values_and_grads(leaves, fast, ref, tol)
+    local function run(f)
+      for _, t in ipairs(leaves) do t:zero_grad() end
+      local y = f()
+      local w = pivq.Generator(5)
+      ;(y * pivq.randn(y:size(), { generator = w })):sum():backward()
+      local grads = {}
+      for i, t in ipairs(leaves) do grads[i] = t:grad() and t:grad():clone() or pivq.zeros(t:size()) end
+      return y:detach():clone(), grads
+    end
+    local y1, g1 = run(fast)
+    local y2, g2 = run(ref)
+    close(y1, y2, tol)
+    for i = 1, #leaves do close(g1[i], g2[i], tol) end
+  end
+
+  it("MultiheadAttention context_linear folds the map into the projections: same values and gradients", function()
+    local attn = nn.MultiheadAttention(8, 2)
+    local lift = nn.Linear(3, 8)
+    local x, c = input(2, 4, 8), input(2, 5, 3)
+    local leaves = { x, c, lift.weight, lift.bias }
+    for _, p in ipairs(attn:parameters()) do leaves[#leaves + 1] = p end
+    same_values_and_grads(leaves,
+      function() return attn(x, c, { context_linear = { weight = lift.weight, bias = lift.bias } }) end,
+      function() return attn(x, lift(c)) end, 1e-5)
+    local ok, err = pcall(function() attn(x, { context_linear = { weight = lift.weight } }) end)
+    assert.is_false(ok)
+    assert.matches("MultiheadAttention: context_linear needs cross-attention", err, 1, true)
+  end)
+
+  it("TransformerBlock on a batch-broadcast input runs its self-attention once: same values and gradients", function()
+    for _, cross in ipairs({ false, true }) do
+      local block = nn.TransformerBlock(8, 2, { cross = cross, mlp_ratio = 2 })
+      local q = input(1, 3, 8)
+      local context = cross and input(4, 5, 8) or nil
+      local leaves = { q, context }
+      for _, p in ipairs(block:parameters()) do leaves[#leaves + 1] = p end
+      same_values_and_grads(leaves,
+        function() return block(q:expand(4, 3, 8), { context = context }) end,
+        function() return block(q:expand(4, 3, 8):contiguous(), { context = context }) end, 1e-5)
+    end
+  end)
+
   it("TransformerBlock rows = {first, n} equals the full block's rows, values and gradients", function()
     for _, cross in ipairs({ false, true }) do
       local block = nn.TransformerBlock(8, 2, { cross = cross, mlp_ratio = 2 })

@@ -78,6 +78,36 @@ describe("pivq.PIVQ", function()
     assert.are.same({ 2, 8 }, idx:size())
   end)
 
+  it("folding from_code into the decoder's projections changes neither values nor gradients", function()
+    for _, mode in ipairs({ "matching", "nearest" }) do
+      local m = tiny(mode)
+      local zq = pivq.randn(3, 8, 8):requires_grad(true)
+      local w = pivq.randn(3, 1, 28, 28)
+      local function run(fold)
+        m.fold_context = fold
+        m:zero_grad()
+        zq:zero_grad()
+        local y = m:decode_vectors(zq)
+        ;(y * w):sum():backward()
+        local grads = { zq:grad():clone() }
+        for _, p in ipairs(m:parameters()) do grads[#grads + 1] = p:grad() and p:grad():clone() or false end
+        return y:detach():clone(), grads
+      end
+      local y1, g1 = run(true)
+      local y2, g2 = run(false)
+      m.fold_context = nil -- back to the class default
+      assert((y1 - y2):abs():max() <= 1e-5)
+      assert.are.equal(#g1, #g2)
+      for i = 1, #g1 do
+        assert.are.equal(not g1[i], not g2[i])
+        -- float32 rounding of a different summation, relative to the gradient's size
+        if g1[i] then
+          assert((g1[i] - g2[i]):abs():max() <= 1e-5 * math.max(1, g2[i]:abs():max()), "gradient " .. i)
+        end
+      end
+    end
+  end)
+
   it("rejects bad configurations and inputs with clear messages", function()
     assert.has_error(function() tiny("matching", { K = 4 }) end, "PIVQ: matching needs K >= L, got K=4 L=8")
     assert.has_error(function() tiny("bogus") end)

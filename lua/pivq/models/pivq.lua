@@ -129,6 +129,10 @@ function PIVQ:__init(cfg)
   self:add_module("to_pixels", nn.Linear(D, patch_dim, { generator = g }))
 end
 
+-- Fold from_code into the decoder's key/value projections (see decode_vectors); a spec turns it
+-- off on an instance to compare with the unfolded computation.
+PIVQ.fold_context = true
+
 function PIVQ:extra_repr()
   local c = self.config
   return string.format("%dx%dx%d images, patch %d, L=%d, K=%d, c=%d, mode=%s, readout=%s", c.channels,
@@ -193,10 +197,15 @@ function PIVQ:decode_vectors(zq)
       tensor.is_tensor(zq) and tensor.shape_string(zq) or type(zq)), 2)
   end
   local B = zq:size(1)
-  local memory = self.from_code(zq)
-  if cfg.mode == "positional" then memory = memory + self.slot_embed end
+  -- the decoder attends to from_code(zq); without slot embeddings that linear map is folded
+  -- into each block's key/value projections (c < width: less work, the same function)
+  local memory, lift = zq, { weight = self.from_code.weight, bias = self.from_code.bias }
+  if cfg.mode == "positional" or not self.fold_context then
+    memory, lift = self.from_code(zq), nil
+    if cfg.mode == "positional" then memory = memory + self.slot_embed end
+  end
   local h = self.dec_queries:expand(B, self.n_patches, cfg.width)
-  for i = 1, cfg.dec_depth do h = self["dec" .. i](h, { context = memory }) end
+  for i = 1, cfg.dec_depth do h = self["dec" .. i](h, { context = memory, context_linear = lift }) end
   local features = self.dec_norm(h)
   return self:head(features), features
 end

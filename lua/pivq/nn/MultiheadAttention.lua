@@ -3,6 +3,12 @@
 --   attn(x)                        self-attention, x (B, L, E)
 --   attn(x, context)               cross-attention: keys and values from context (B, S, kdim)
 --   attn(q, k, v, {mask = m})      general; m additive, broadcastable to (B, heads, Lq, Lk)
+--   attn(x, c, {context_linear = {weight = W, bias = b}})
+--                                  cross-attention to linear(c, W, b) (W kdim x c_dim), with that
+--                                  map folded into the key/value projections: k = c (Wk W)^T +
+--                                  (Wk b + bk), the same function and gradients; when c_dim <
+--                                  kdim it is c_dim/kdim of the work (PI-VQ's decoder attends to
+--                                  32-dim codes lifted to 128: a quarter)
 --
 -- Batch-first layout (B, L, E). The projections are stored as PyTorch does: in_proj_weight
 -- (3E x E) and in_proj_bias (3E) when kdim = vdim = E, else q_proj_weight (E x E),
@@ -75,7 +81,21 @@ function MHA:forward(query, key, value, opts)
   local E = self.embed_dim
   local b = self.in_proj_bias
   local q, k, v
-  if self.same_dims and value == key and key ~= query then
+  local lin = opts and opts.context_linear
+  if lin then
+    if not (self.same_dims and value == key and key ~= query) or type(lin) ~= "table"
+      or not tensor.is_tensor(lin.weight) or lin.weight:dim() ~= 2 or lin.weight:size(1) ~= self.kdim then
+      error(string.format("MultiheadAttention: context_linear needs cross-attention (key = value) and "
+        .. "{weight = (%d x c), bias =}, got %s", self.kdim, type(lin) == "table" and tensor.is_tensor(lin.weight)
+        and tensor.shape_string(lin.weight) or type(lin)), 2)
+    end
+    local wkv, bkv = rows(self.in_proj_weight, E + 1, 2 * E), rows(b, E + 1, 2 * E)
+    local wf = wkv:matmul(lin.weight) -- (2E, c): the projections after the map
+    local bf = lin.bias and wkv:matmul(lin.bias) or nil
+    if bkv then bf = bf and bf + bkv or bkv end
+    q = self:_heads(F.linear(query, rows(self.in_proj_weight, 1, E), rows(b, 1, E)), 1)
+    k, v = self:_heads(F.linear(key, wf, bf), 2)
+  elseif self.same_dims and value == key and key ~= query then
     q = self:_heads(F.linear(query, rows(self.in_proj_weight, 1, E), rows(b, 1, E)), 1)
     k, v = self:_heads(F.linear(key, rows(self.in_proj_weight, E + 1, 2 * E), rows(b, E + 1, 2 * E)), 2)
   else

@@ -3,7 +3,12 @@
 --   x = x + attn(ln1(x))                       (self-attention, optional mask)
 --   x = x + cross_attn(ln_cross(x), context)   (when cross = true)
 --   x = x + mlp(ln2(x))                        (Linear, GELU, Linear)
--- forward(x, {context =, mask =, rows =}); x (B, L, dim), context (B, S, context_dim).
+-- forward(x, {context =, context_linear =, mask =, rows =}); x (B, L, dim), context
+-- (B, S, context_dim); context_linear = {weight =, bias =}: attend to linear(context, ...), the
+-- map folded into the cross-attention's projections (see MultiheadAttention).
+--   An x broadcast over the batch (stride 0 in dim 1, e.g. learned queries expanded) runs its
+--   self-attention once, on one row of the batch, and broadcasts the result: the same values
+--   and gradients (expand's backward sums over the batch) for 1/B of that work.
 --   rows = {first, n}: compute only output rows first .. first+n-1, (B, n, dim). Every row
 --   still supplies keys and values; the other rows' queries, residuals and MLP are skipped.
 --   Equal to forward(x):narrow(2, first, n), for a caller that reads only those rows (the
@@ -49,9 +54,15 @@ local function row_range(x, rows)
   return rows[1], rows[2]
 end
 
+-- x (B, L, D) is one row repeated over the batch (an expand), and no mask differs by image
+local function batch_shared(x, mask)
+  -- anything else (not a tensor, a bad mask) takes the plain path, whose layers report it
+  return tensor.is_tensor(x) and x:dim() == 3 and x:size(1) > 1 and x:stride(1) == 0
+    and (mask == nil or tensor.is_tensor(mask) and not (mask:dim() >= 4 and mask:size(mask:dim() - 3) > 1))
+end
+
 function TransformerBlock:forward(x, opts)
   opts = opts or {}
-  local h = self.ln1(x)
   if opts.rows then
     local first, n = row_range(x, opts.rows)
     local mask = opts.mask
@@ -59,13 +70,22 @@ function TransformerBlock:forward(x, opts)
       mask = mask:narrow(mask:dim() - 1, first, n) -- the kept queries' rows of the scores
     end
     -- keys and values from every row, queries from the kept ones (the cross-attention path)
+    local h = self.ln1(x)
     x = x:narrow(2, first, n) + self:call_child("attn", h:narrow(2, first, n), h, { mask = mask })
+  elseif batch_shared(x, opts.mask) then
+    -- what depends on x alone is computed once, on one image's rows, and broadcast
+    local one = x:narrow(1, 1, 1)
+    one = one + self:call_child("attn", self.ln1(one), { mask = opts.mask })
+    if not self.cross then one = one + self:call_child("mlp", self.ln2(one)) end
+    x = one:expand(x:size(1), x:size(2), x:size(3))
+    if not self.cross then return x end
   else
-    x = x + self:call_child("attn", h, { mask = opts.mask })
+    x = x + self:call_child("attn", self.ln1(x), { mask = opts.mask })
   end
   if self.cross then
     if not opts.context then error("TransformerBlock: cross-attention needs opts.context", 2) end
-    x = x + self:call_child("cross_attn", self.ln_cross(x), opts.context, { mask = opts.context_mask })
+    x = x + self:call_child("cross_attn", self.ln_cross(x), opts.context,
+      { mask = opts.context_mask, context_linear = opts.context_linear })
   end
   return x + self:call_child("mlp", self.ln2(x))
 end
