@@ -232,6 +232,24 @@ describe("module gradients", function()
     end
   end)
 
+  it("TransformerBlock tail = t equals the block on the joined rows, values and gradients", function()
+    local block = nn.TransformerBlock(8, 2, { mlp_ratio = 2 })
+    local x = input(3, 4, 8)
+    for _, tb in ipairs({ 1, 3 }) do
+      local t = input(tb, 2, 8)
+      local leaves = { x, t }
+      for _, p in ipairs(block:parameters()) do leaves[#leaves + 1] = p end
+      local function joined() return pivq.cat({ x, t:expand(3, 2, 8) }, 2) end
+      same_values_and_grads(leaves, function() return block(x, { tail = t }) end,
+        function() return block(joined()) end, 1e-5)
+      same_values_and_grads(leaves, function() return block(x, { tail = t, rows = { 4, 3 } }) end,
+        function() return block(joined()):narrow(2, 4, 3) end, 1e-5)
+    end
+    local ok, err = pcall(function() block(x, { tail = randn(2, 2, 8) }) end)
+    assert.is_false(ok)
+    assert.matches("TransformerBlock: opts.tail must be (1 or B, n, 8) for x 3x4x8, got 2x2x8", err, 1, true)
+  end)
+
   it("TransformerBlock rows = {first, n} equals the full block's rows, values and gradients", function()
     for _, cross in ipairs({ false, true }) do
       local block = nn.TransformerBlock(8, 2, { cross = cross, mlp_ratio = 2 })

@@ -108,6 +108,18 @@ describe("pivq.PIVQ", function()
     end
   end)
 
+  it("latents equal the encoder composed by hand (all rows through every block, then the readout rows)", function()
+    for _, depth in ipairs({ 1, 2, 3 }) do
+      local m = tiny("matching", { enc_depth = depth })
+      local x = pivq.rand(3, 1, 28, 28)
+      local tokens = m.patch_embed(m:patchify(x)) + m.enc_pos
+      local h = pivq.cat({ tokens, m.queries:expand(3, 8, 32) }, 2)
+      for i = 1, depth do h = m["enc" .. i](h) end
+      local ref = m.to_code(m.enc_norm(h:narrow(2, 17, 8)))
+      assert((m:latents(x) - ref):abs():max() <= 1e-5)
+    end
+  end)
+
   it("rejects bad configurations and inputs with clear messages", function()
     assert.has_error(function() tiny("matching", { K = 4 }) end, "PIVQ: matching needs K >= L, got K=4 L=8")
     assert.has_error(function() tiny("bogus") end)

@@ -174,17 +174,20 @@ function PIVQ:latents(x)
   local cfg = self.config
   local B = x:size(1)
   local tokens = self.patch_embed(self:patchify(x:float())) + self.enc_pos
-  local readout
+  local readout -- (1, L, D) learned tokens, the same for every image; or (B, L, D) drawn
   if cfg.readout == "learned" then
-    readout = self.queries:expand(B, cfg.L, cfg.width)
+    readout = self.queries
   else
     local noise = random.randn(B, cfg.L, cfg.width, { generator = self.training and self.generator or nil })
     readout = self.slot_mu + self.slot_log_sigma:exp() * noise
   end
-  local h = tensor.cat({ tokens, readout }, 2)
-  for i = 1, cfg.enc_depth - 1 do h = self["enc" .. i](h) end
-  -- only the readout tokens' outputs are read: the last block computes just those rows
-  h = self["enc" .. cfg.enc_depth](h, { rows = { self.n_patches + 1, cfg.L } })
+  -- the first block takes the readout tokens as a tail (their per-row work once, not per
+  -- image); only the readout tokens' outputs are read: the last block computes just those rows
+  local h = tokens
+  for i = 1, cfg.enc_depth do
+    h = self["enc" .. i](h, { tail = i == 1 and readout or nil,
+      rows = i == cfg.enc_depth and { self.n_patches + 1, cfg.L } or nil })
+  end
   return self.to_code(self.enc_norm(h))
 end
 

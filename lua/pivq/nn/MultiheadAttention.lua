@@ -3,6 +3,10 @@
 --   attn(x)                        self-attention, x (B, L, E)
 --   attn(x, context)               cross-attention: keys and values from context (B, S, kdim)
 --   attn(q, k, v, {mask = m})      general; m additive, broadcastable to (B, heads, Lq, Lk)
+--   attn({x1, x2, ...}, opts)      self-attention to the rows of x1, x2, ... concatenated (dim 2),
+--                                  a block of batch size 1 standing for every image: its
+--                                  projections run once (PI-VQ's learned readout tokens enter
+--                                  the encoder's first block identical for every image)
 --   attn(x, c, {context_linear = {weight = W, bias = b}})
 --                                  cross-attention to linear(c, W, b) (W kdim x c_dim), with that
 --                                  map folded into the key/value projections: k = c (Wk W)^T +
@@ -70,6 +74,40 @@ function MHA:_heads(y, n)
   return unpack(out)
 end
 
+-- A list of row blocks {(B or 1, Li, d), ...}: checked, with the batch size and total rows.
+local function row_blocks(x)
+  local B, L, d = 1, 0, nil
+  for i, t in ipairs(x) do
+    if not tensor.is_tensor(t) or t:dim() ~= 3 or (d and t:size(3) ~= d) then
+      error(string.format("MultiheadAttention: row block %d must be (B or 1, L, d) like the others, got %s", i,
+        tensor.is_tensor(t) and tensor.shape_string(t) or type(t)), 4)
+    end
+    d, L = t:size(3), L + t:size(2)
+    if t:size(1) ~= 1 then
+      if B ~= 1 and t:size(1) ~= B then
+        error(string.format("MultiheadAttention: row blocks have batch sizes %d and %d", B, t:size(1)), 4)
+      end
+      B = t:size(1)
+    end
+  end
+  if not d then error("MultiheadAttention: an empty list of row blocks", 4) end
+  return B, L
+end
+
+-- linear(x, w, b) of a tensor, or of row blocks: each block projected alone (a batch-1 block
+-- once for all images), then broadcast and joined
+local function project(x, w, b)
+  -- anything but a list goes to linear, whose checks name what is wrong with it
+  if type(x) ~= "table" or tensor.is_tensor(x) then return F.linear(x, w, b) end
+  local B = row_blocks(x)
+  local out = {}
+  for i, t in ipairs(x) do
+    local y = F.linear(t, w, b)
+    out[i] = y:size(1) == B and y or y:expand(B, y:size(2), y:size(3))
+  end
+  return tensor.cat(out, 2)
+end
+
 function MHA:forward(query, key, value, opts)
   if type(key) == "table" and not tensor.is_tensor(key) then key, value, opts = nil, nil, key end
   if type(value) == "table" and not tensor.is_tensor(value) then value, opts = nil, value end
@@ -93,11 +131,11 @@ function MHA:forward(query, key, value, opts)
     local wf = wkv:matmul(lin.weight) -- (2E, c): the projections after the map
     local bf = lin.bias and wkv:matmul(lin.bias) or nil
     if bkv then bf = bf and bf + bkv or bkv end
-    q = self:_heads(F.linear(query, rows(self.in_proj_weight, 1, E), rows(b, 1, E)), 1)
-    k, v = self:_heads(F.linear(key, wf, bf), 2)
+    q = self:_heads(project(query, rows(self.in_proj_weight, 1, E), rows(b, 1, E)), 1)
+    k, v = self:_heads(project(key, wf, bf), 2)
   elseif self.same_dims and value == key and key ~= query then
-    q = self:_heads(F.linear(query, rows(self.in_proj_weight, 1, E), rows(b, 1, E)), 1)
-    k, v = self:_heads(F.linear(key, rows(self.in_proj_weight, E + 1, 2 * E), rows(b, E + 1, 2 * E)), 2)
+    q = self:_heads(project(query, rows(self.in_proj_weight, 1, E), rows(b, 1, E)), 1)
+    k, v = self:_heads(project(key, rows(self.in_proj_weight, E + 1, 2 * E), rows(b, E + 1, 2 * E)), 2)
   else
     local wq, wk, wv
     if self.same_dims then
@@ -106,12 +144,12 @@ function MHA:forward(query, key, value, opts)
     else
       wq, wk, wv = self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
     end
-    q = self:_heads(F.linear(query, wq, rows(b, 1, E)), 1)
-    k = self:_heads(F.linear(key, wk, rows(b, E + 1, E)), 1)
-    v = self:_heads(F.linear(value, wv, rows(b, 2 * E + 1, E)), 1)
+    q = self:_heads(project(query, wq, rows(b, 1, E)), 1)
+    k = self:_heads(project(key, wk, rows(b, E + 1, E)), 1)
+    v = self:_heads(project(value, wv, rows(b, 2 * E + 1, E)), 1)
   end
   local o = F.attention(q, k, v, { mask = opts and opts.mask }) -- (B, H, Lq, Dh)
-  local B, Lq = query:size(1), query:size(2)
+  local B, Lq = q:size(1), q:size(3)
   return self.out_proj(o:transpose(2, 3):reshape(B, Lq, E))
 end
 

@@ -3,9 +3,12 @@
 --   x = x + attn(ln1(x))                       (self-attention, optional mask)
 --   x = x + cross_attn(ln_cross(x), context)   (when cross = true)
 --   x = x + mlp(ln2(x))                        (Linear, GELU, Linear)
--- forward(x, {context =, context_linear =, mask =, rows =}); x (B, L, dim), context
+-- forward(x, {context =, context_linear =, mask =, rows =, tail =}); x (B, L, dim), context
 -- (B, S, context_dim); context_linear = {weight =, bias =}: attend to linear(context, ...), the
 -- map folded into the cross-attention's projections (see MultiheadAttention).
+--   tail = t (1 or B, n, dim): the block runs on x's rows followed by t's, (B, L + n, dim) out;
+--   a batch-1 tail (the same rows for every image, e.g. learned query tokens) has its LayerNorm
+--   and attention projections computed once instead of per image.
 --   An x broadcast over the batch (stride 0 in dim 1, e.g. learned queries expanded) runs its
 --   self-attention once, on one row of the batch, and broadcasts the result: the same values
 --   and gradients (expand's backward sums over the batch) for 1/B of that work.
@@ -61,9 +64,30 @@ local function batch_shared(x, mask)
     and (mask == nil or tensor.is_tensor(mask) and not (mask:dim() >= 4 and mask:size(mask:dim() - 3) > 1))
 end
 
+local function check_tail(x, t)
+  if not tensor.is_tensor(x) or x:dim() ~= 3 or not tensor.is_tensor(t) or t:dim() ~= 3
+    or t:size(3) ~= x:size(3) or (t:size(1) ~= 1 and t:size(1) ~= x:size(1)) then
+    error(string.format("TransformerBlock: opts.tail must be (1 or B, n, %s) for x %s, got %s",
+      tensor.is_tensor(x) and x:dim() == 3 and tostring(x:size(3)) or "dim",
+      tensor.is_tensor(x) and tensor.shape_string(x) or type(x),
+      tensor.is_tensor(t) and tensor.shape_string(t) or type(t)), 4)
+  end
+  return t:size(1) == x:size(1) and t or t:expand(x:size(1), t:size(2), t:size(3))
+end
+
 function TransformerBlock:forward(x, opts)
   opts = opts or {}
-  if opts.rows then
+  if opts.tail and opts.rows then -- both: materialise the tail and take the rows path
+    local o = {}
+    for k, v in pairs(opts) do o[k] = v end
+    x, o.tail = tensor.cat({ x, check_tail(x, opts.tail) }, 2), nil
+    opts = o
+  end
+  if opts.tail then
+    -- LayerNorm and projections per row block (a batch-1 tail's once), attention over all rows
+    local full = tensor.cat({ x, check_tail(x, opts.tail) }, 2)
+    x = full + self:call_child("attn", { self.ln1(x), self.ln1(opts.tail) }, { mask = opts.mask })
+  elseif opts.rows then
     local first, n = row_range(x, opts.rows)
     local mask = opts.mask
     if mask and mask:dim() >= 2 and mask:size(mask:dim() - 1) == x:size(2) then
