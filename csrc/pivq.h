@@ -777,6 +777,14 @@ pivq_tensor *pivq_dist_gather(const pivq_tensor *x, int root);
 /* Wait until every rank has arrived. */
 int pivq_dist_barrier(void);
 
+/* ---- Matching quantization from latents ---- */
+
+/* The matching quantizer's codes: for each image b of z (float32 B x L x c, L <= K), the
+   minimum-cost injective assignment of its L latents to rows of codebook (K x c) under squared
+   Euclidean distance -- pivq_assign of pivq_sq_distances, computed a block of images at a time
+   so that only about 1 MB of distances exists at once. NEW int64 B x L tensor, 0-based rows. */
+pivq_tensor *pivq_vq_match(const pivq_tensor *z, const pivq_tensor *codebook);
+
 #ifndef PIVQ_CDEF
 #ifdef __cplusplus
 }
