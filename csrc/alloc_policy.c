@@ -32,7 +32,8 @@ __attribute__((constructor)) static void pivq_alloc_policy(void)
 int pivq_malloc_stats_get(pivq_malloc_stats *out)
 {
     memset(out, 0, sizeof *out);
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
+/* Under AddressSanitizer malloc is ASan's, and its mallinfo2 reports zeros. */
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33) && !defined(__SANITIZE_ADDRESS__)
     struct mallinfo2 mi = mallinfo2();
     out->arena = (int64_t)mi.arena;
     out->in_use = (int64_t)mi.uordblks;

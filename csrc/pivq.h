@@ -797,7 +797,8 @@ typedef struct pivq_malloc_stats {
     int64_t free;
     int64_t mmapped;
 } pivq_malloc_stats;
-/* Fill *out; returns 0, or -1 where the allocator gives no statistics (all fields 0). */
+/* Fill *out; returns 0, or -1 where the allocator gives no statistics (all fields 0): not
+   glibc, or libpivq built with AddressSanitizer (whose malloc keeps no such figures). */
 int pivq_malloc_stats_get(pivq_malloc_stats *out);
 
 #ifndef PIVQ_CDEF

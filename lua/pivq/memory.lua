@@ -6,7 +6,8 @@
 --                          storages (live storages), graph_nodes, lua_mb (the Lua heap)}
 --   pivq.memory.malloc()   the C allocator's view, in MB: {arena_mb (the heap's size), in_use_mb,
 --                          free_mb (free inside the heap, resident until reused or trimmed),
---                          mmapped_mb}; nil where the allocator gives none (not glibc)
+--                          mmapped_mb}; nil where the allocator gives none (not glibc, or an
+--                          AddressSanitizer build)
 local ffi = require "ffi"
 local C = require("pivq.ffi").C
 

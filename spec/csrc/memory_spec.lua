@@ -120,7 +120,10 @@ describe("memory", function()
 
   it("pivq.memory.malloc shows a tensor's block in the allocator's bytes", function()
     local m0 = pivq.memory.malloc()
-    assert.is_table(m0) -- glibc on every platform this project builds on
+    if m0 == nil then -- malloc is AddressSanitizer's (.ci/task test-asan), which keeps no such figures
+      assert.are.equal("build-asan", os.getenv("PIVQ_BUILD_DIR"))
+      return
+    end
     local t = pivq.empty(5 * 2 ^ 18):fill(0) -- 5 MiB: in the heap, or mapped on its own under glibc's defaults
     local m1 = pivq.memory.malloc()
     assert.is_true(m1.in_use_mb + m1.mmapped_mb - m0.in_use_mb - m0.mmapped_mb >= 5,

@@ -123,11 +123,11 @@ describe("pivq.assign", function()
   end)
 
   it("vq.match solves each image's latents against the codebook, over several blocks of images", function()
-    -- 20 images of L = 64 latents and K = 512 codes: C takes 8 images per block of distances
-    -- (3 blocks, the last one short); each image's codes are an optimal assignment of the
+    -- 10 images of L = 64 latents and K = 512 codes: C takes 8 images per block of distances
+    -- (2 blocks, the last one short); each image's codes are an optimal assignment of the
     -- squared distances computed here in Lua, checked by an independent Hungarian solver
     local g = pivq.Generator(5)
-    local B, L, K, c = 20, 64, 512, 4
+    local B, L, K, c = 10, 64, 512, 4
     local z, e = pivq.randn(B, L, c, { generator = g }), pivq.randn(K, c, { generator = g })
     local codes = pivq.vq.match(z, e)
     assert.are.same({ B, L }, codes:size())
@@ -162,8 +162,9 @@ describe("pivq.assign", function()
     assert.has_error(function() pivq.vq.match(pivq.randn(2, 3, 4), pivq.randn(6, 4, 1)) end)
     local inf = pivq.randn(2, 3, 4)
     inf:set(2, 1, 3, math.huge)
-    assert.has_error(function() pivq.vq.match(inf, e) end,
-      "vq_match: images 1..2 (1-based) give assign_batch: cost[1,0,0] (0-based) is +Inf (costs must be finite)")
+    local ok, err = pcall(pivq.vq.match, inf, e) -- every column of that row is +Inf: any may be named
+    assert.is_false(ok)
+    assert.matches("^vq_match: images 1%.%.2 %(1%-based%) give assign_batch: cost%[1,0,%d%] %(0%-based%) is %+Inf", err)
     assert.are.same({ 0, 3 }, pivq.vq.match(pivq.randn(0, 3, 4), e):size())
   end)
 
