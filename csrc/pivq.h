@@ -777,6 +777,30 @@ pivq_tensor *pivq_dist_gather(const pivq_tensor *x, int root);
 /* Wait until every rank has arrived. */
 int pivq_dist_barrier(void);
 
+/* ---- Matching quantization from latents ---- */
+
+/* The matching quantizer's codes: for each image b of z (float32 B x L x c, L <= K), the
+   minimum-cost injective assignment of its L latents to rows of codebook (K x c) under squared
+   Euclidean distance -- pivq_assign of pivq_sq_distances, computed a block of images at a time
+   so that only about 1 MB of distances exists at once. NEW int64 B x L tensor, 0-based rows. */
+pivq_tensor *pivq_vq_match(const pivq_tensor *z, const pivq_tensor *codebook);
+
+/* ---- Allocator ---- */
+
+/* The C allocator's own view of the process heap (glibc's mallinfo2; all zero elsewhere), in
+   bytes: `arena` the main heap's size, `in_use` the bytes handed out by malloc (tensor storages,
+   the block cache and every other C allocation), `free` the free bytes inside the heap (which
+   stay resident until reused or trimmed), `mmapped` the blocks mapped on their own. */
+typedef struct pivq_malloc_stats {
+    int64_t arena;
+    int64_t in_use;
+    int64_t free;
+    int64_t mmapped;
+} pivq_malloc_stats;
+/* Fill *out; returns 0, or -1 where the allocator gives no statistics (all fields 0): not
+   glibc, or libpivq built with AddressSanitizer (whose malloc keeps no such figures). */
+int pivq_malloc_stats_get(pivq_malloc_stats *out);
+
 #ifndef PIVQ_CDEF
 #ifdef __cplusplus
 }

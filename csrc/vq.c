@@ -6,6 +6,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -437,4 +438,63 @@ int pivq_distinct_per_row(const pivq_tensor *codes, int64_t K, double *out_mean)
     free(seen);
     pivq_tensor_release(cc);
     return rc;
+}
+
+/* The matching quantizer's codes straight from the latents, a block of images at a time: the
+   B*L x K distance matrix (8 MB for a 64-image batch of L = 64 codes and K = 512) was a
+   tensor the Lua side held as garbage until the end of the training step, where the GC
+   runs, so it added to every step's high-water mark. A block's distances are freed before the
+   next block's are computed. */
+pivq_tensor *pivq_vq_match(const pivq_tensor *z, const pivq_tensor *codebook)
+{
+    if (pivq_check_tensor("vq_match", "z", z) || check_rows("vq_match", "codebook", codebook))
+        return NULL;
+    char buf[160];
+    if (z->ndim != 3 || z->scalar_type != PIVQ_FLOAT32 || z->shape[2] != codebook->shape[1]) {
+        pivq_set_error("vq_match: z must be a float32 B x L x %lld tensor, got %s %s",
+                       (long long)codebook->shape[1], pivq_shape_str(z, buf, sizeof buf),
+                       pivq_dtype_name(z->scalar_type));
+        return NULL;
+    }
+    int64_t B = z->shape[0], L = z->shape[1], c = z->shape[2], K = codebook->shape[0];
+    if (L < 1 || L > K) {
+        pivq_set_error("vq_match: need 1 <= L <= K codes per image, got L=%lld K=%lld",
+                       (long long)L, (long long)K);
+        return NULL;
+    }
+    int64_t flat_size[2] = {B * L, c}, out_size[2] = {B, L};
+    pivq_tensor *zc = pivq_contiguous(z);
+    pivq_tensor *flat = zc ? pivq_view(zc, 2, flat_size) : NULL;
+    pivq_tensor *out = flat ? pivq_empty(PIVQ_INT64, 2, out_size) : NULL;
+    pivq_tensor_release(zc);
+    if (!out) {
+        pivq_tensor_release(flat);
+        return NULL;
+    }
+    /* about 1 MB of distances per block, whole images, at least one */
+    int64_t per_block = ((int64_t)1 << 18) / (L * K);
+    if (per_block < 1) per_block = 1;
+    int64_t *cols = pivq_data(out);
+    for (int64_t b0 = 0; b0 < B; b0 += per_block) {
+        int64_t nb = B - b0 < per_block ? B - b0 : per_block;
+        pivq_tensor *rows = pivq_narrow(flat, 0, b0 * L, nb * L);
+        pivq_tensor *D = rows ? pivq_sq_distances(rows, codebook) : NULL;
+        pivq_tensor_release(rows);
+        int rc = D ? pivq_assign_batch(pivq_data(D), nb, L, K, cols + b0 * L) : -1;
+        pivq_tensor_release(D);
+        if (rc != 0) {
+            if (D) { /* the solver's message (a non-finite cost; its problem index counts from b0)
+                      */
+                char msg[256];
+                snprintf(msg, sizeof msg, "%s", pivq_last_error());
+                pivq_set_error("vq_match: images %lld..%lld (1-based) give %s", (long long)(b0 + 1),
+                               (long long)(b0 + nb), msg);
+            }
+            pivq_tensor_release(flat);
+            pivq_tensor_release(out);
+            return NULL;
+        }
+    }
+    pivq_tensor_release(flat);
+    return out;
 }

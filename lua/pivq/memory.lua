@@ -4,6 +4,11 @@
 --                          kernel gives no /proc (it is read per call: a file read, ~20 us)
 --   pivq.memory.stats()    {rss_mb, peak_rss_mb, heap_mb (live tensor bytes libpivq counts),
 --                          storages (live storages), graph_nodes, lua_mb (the Lua heap)}
+--   pivq.memory.malloc()   the C allocator's view, in MB: {arena_mb (the heap's size), in_use_mb,
+--                          free_mb (free inside the heap, resident until reused or trimmed),
+--                          mmapped_mb}; nil where the allocator gives none (not glibc, or an
+--                          AddressSanitizer build)
+local ffi = require "ffi"
 local C = require("pivq.ffi").C
 
 local M = {}
@@ -29,6 +34,14 @@ function M.stats()
     graph_nodes = tonumber(C.pivq_graph_node_count()),
     lua_mb = collectgarbage("count") / 1024,
   }
+end
+
+function M.malloc()
+  local st = ffi.new("pivq_malloc_stats")
+  if C.pivq_malloc_stats_get(st) ~= 0 then return nil end
+  local mb = 2 ^ 20
+  return { arena_mb = tonumber(st.arena) / mb, in_use_mb = tonumber(st.in_use) / mb, free_mb = tonumber(st.free) / mb,
+    mmapped_mb = tonumber(st.mmapped) / mb }
 end
 
 return M

@@ -153,5 +153,16 @@ function M.assign(cost)
   return cols
 end
 
+-- The matching codes of latents z (B x L x c) against codebook (K x c): B x L 1-based int64,
+-- the same as M.assign(M.sq_distances(z:reshape(B * L, c), codebook):view(B, L, K)) but with
+-- the distances computed and freed a block of images at a time in C (about 1 MB at once).
+function M.match(z, codebook)
+  need_tensor("match", "z", z)
+  need_tensor("match", "codebook", codebook)
+  local cols = wrap(C.pivq_vq_match(z.c, codebook.c))
+  check_rc(C.pivq_binary_scalar_(cols.c, 1, C.PIVQ_ADD))
+  return cols
+end
+
 M.Generator = random.Generator
 return M

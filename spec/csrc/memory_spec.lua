@@ -99,6 +99,41 @@ describe("memory", function()
     assert.is_true(tonumber(C.pivq_heap_peak_reset()) < base + 2 ^ 20)
   end)
 
+  it("a collection between training steps frees the garbage and keeps the room for a step", function()
+    -- the trainer calls it after a checkpoint or a codebook initialisation: their garbage must
+    -- not live through the next step, and that step must not be collected mid-way, so the
+    -- threshold after_backward sized for a whole step (here: 300 MB) stays
+    local tensor = require "pivq.tensor"
+    local policy = pivq.gc_policy
+    local base = settle()
+    local saved = policy.threshold
+    policy.threshold = base + 300 * 2 ^ 20
+    for _ = 1, 4 do pivq.empty(2 ^ 20):fill(1) end -- 16 MB of garbage, below the threshold
+    assert.is_true(pivq.heap_bytes() >= base + 16 * 2 ^ 20)
+    local live = tensor.collect_between_steps()
+    assert.are.equal(pivq.heap_bytes(), live)
+    assert.is_true(live < base + 2 ^ 16, string.format("%.2f MB left of 16", (live - base) / 2 ^ 20))
+    -- a plain collection would have lowered it to live + the allowance (64 MB)
+    assert.is_true(policy.threshold >= base + 300 * 2 ^ 20)
+    policy.threshold = saved
+  end)
+
+  it("pivq.memory.malloc shows a tensor's block in the allocator's bytes", function()
+    local m0 = pivq.memory.malloc()
+    if m0 == nil then -- malloc is AddressSanitizer's (.ci/task test-asan), which keeps no such figures
+      assert.are.equal("build-asan", os.getenv("PIVQ_BUILD_DIR"))
+      return
+    end
+    local t = pivq.empty(5 * 2 ^ 18):fill(0) -- 5 MiB: in the heap, or mapped on its own under glibc's defaults
+    local m1 = pivq.memory.malloc()
+    assert.is_true(m1.in_use_mb + m1.mmapped_mb - m0.in_use_mb - m0.mmapped_mb >= 5,
+      string.format("in use %.2f -> %.2f MB, mapped %.2f -> %.2f MB", m0.in_use_mb, m1.in_use_mb, m0.mmapped_mb,
+        m1.mmapped_mb))
+    -- the heap is what it handed out plus what it holds free
+    assert.is_near(m1.arena_mb, m1.in_use_mb + m1.free_mb, 1e-6)
+    assert.are.equal(5 * 2 ^ 18, t:numel())
+  end)
+
   it("views, ops and error paths leak nothing", function()
     local _, count0 = settle()
     local bytes0 = pivq.heap_bytes()

@@ -347,6 +347,7 @@ groups.vq = function()
     target(vq.distinct_per_row, { "distinct_per_row" }, function() return codes23(), 6 end),
     target(vq.code_stats, { "code_stats", "code_counts", "distinct_per_row" }, function() return codes23(), 6 end),
     target(vq.assign, { "assign" }, function() return randn(3, 5) end),
+    target(vq.match, { "match" }, function() return randn(2, 3, 4), randn(5, 4) end),
     target(vq.ema_stats, { "ema_stats" }, function() return randn(4, 3), pivq.tensor({ 1, 2, 6, 2 }, "int64"), 6 end),
     target(vq.ema_apply_, { "ema_apply" }, function()
       return randn(6, 3), pivq.ones(6), randn(6, 3), pivq.ones(6), randn(6, 3), 0.9, 1e-5

@@ -1,6 +1,6 @@
 -- pivq.assign: optimality against exhaustive search on tiny problems (ties and duplicate rows
 -- included) and against an independent Hungarian solver on medium ones; distinctness; the
--- permutation property; the batch; errors.
+-- permutation property; the batch; the quantizer's blockwise form (vq.match); errors.
 local pivq = require "pivq"
 local hungarian = require "helpers.hungarian"
 
@@ -120,6 +120,52 @@ describe("pivq.assign", function()
     -- a transposed (non-contiguous) view is accepted
     local t = pivq.rand(30, 7):t()
     assert.are.same(pivq.assign(t:contiguous()):totable(), pivq.assign(t):totable())
+  end)
+
+  it("vq.match solves each image's latents against the codebook, over several blocks of images", function()
+    -- 10 images of L = 64 latents and K = 512 codes: C takes 8 images per block of distances
+    -- (2 blocks, the last one short); each image's codes are an optimal assignment of the
+    -- squared distances computed here in Lua, checked by an independent Hungarian solver
+    local g = pivq.Generator(5)
+    local B, L, K, c = 10, 64, 512, 4
+    local z, e = pivq.randn(B, L, c, { generator = g }), pivq.randn(K, c, { generator = g })
+    local codes = pivq.vq.match(z, e)
+    assert.are.same({ B, L }, codes:size())
+    local zt, et, ct = z:totable(), e:totable(), codes:totable()
+    for b = 1, B do
+      local cost = {}
+      for i = 1, L do
+        cost[i] = {}
+        for k = 1, K do
+          local d = 0
+          for j = 1, c do d = d + (zt[b][i][j] - et[k][j]) ^ 2 end
+          cost[i][k] = d
+        end
+      end
+      assert.is_true(distinct(ct[b], K), "image " .. b)
+      local want = hungarian.solve(cost, L, K)
+      assert.is_near(want, total_of(cost, ct[b]), 1e-5 * want + 1e-5, "image " .. b)
+    end
+    -- the same codes as the whole-matrix form, and from a non-contiguous view of the latents
+    local whole = pivq.assign(pivq.vq.sq_distances(z:reshape(B * L, c), e):view(B, L, K))
+    assert.are.same(whole:totable(), ct)
+    assert.are.same(ct, pivq.vq.match(z:transpose(1, 2):contiguous():transpose(1, 2), e):totable())
+  end)
+
+  it("vq.match rejects bad latents and codebooks with messages naming it", function()
+    local e = pivq.randn(6, 4)
+    assert.has_error(function() pivq.vq.match(pivq.randn(2, 7, 4), e) end,
+      "vq_match: need 1 <= L <= K codes per image, got L=7 K=6")
+    assert.has_error(function() pivq.vq.match(pivq.randn(2, 3, 5), e) end,
+      "vq_match: z must be a float32 B x L x 4 tensor, got 2x3x5 float32")
+    assert.has_error(function() pivq.vq.match(pivq.randn(6, 4), e) end)
+    assert.has_error(function() pivq.vq.match(pivq.randn(2, 3, 4), pivq.randn(6, 4, 1)) end)
+    local inf = pivq.randn(2, 3, 4)
+    inf:set(2, 1, 3, math.huge)
+    local ok, err = pcall(pivq.vq.match, inf, e) -- every column of that row is +Inf: any may be named
+    assert.is_false(ok)
+    assert.matches("^vq_match: images 1%.%.2 %(1%-based%) give assign_batch: cost%[1,0,%d%] %(0%-based%) is %+Inf", err)
+    assert.are.same({ 0, 3 }, pivq.vq.match(pivq.randn(0, 3, 4), e):size())
   end)
 
   it("rejects bad costs with messages naming the function", function()

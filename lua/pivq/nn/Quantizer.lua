@@ -68,7 +68,7 @@ end
 
 local function normalise(x) return x / (x:norm(2, -1, true) + 1e-8) end
 
--- Codes for latents without gradients: (B, L) 1-based, and the squared distances used.
+-- Codes for latents without gradients: (B, L) 1-based, and the latents as B*L x c rows.
 function Quantizer:assign(z)
   if not tensor.is_tensor(z) or z:dim() ~= 3 or z:size(3) ~= self.c then
     error(string.format("Quantizer:assign: expected latents (B, L, %d), got %s", self.c,
@@ -84,12 +84,13 @@ function Quantizer:assign(z)
     if self.cosine then
       flat, cb = normalise(flat), normalise(cb)
     end
-    local d = vq.sq_distances(flat, cb)
     local idx
     if self.mode == "matching" then
-      idx = vq.assign(d:view(B, L, self.K))
+      -- not vq.assign of the whole B*L x K distances: that matrix (8 MB for the default
+      -- model) would be garbage held until the step's end, raising every step's peak
+      idx = vq.match(flat:reshape(B, L, self.c), cb)
     else
-      local _, nearest = d:min(2)
+      local _, nearest = vq.sq_distances(flat, cb):min(2)
       idx = nearest:view(B, L)
     end
     return idx, flat
