@@ -206,6 +206,20 @@ describe("pivq.train", function()
     os.execute("rm -rf " .. d)
   end)
 
+  it("warns when 2+ threads would spin on a busy machine, unless a wait policy is set", function()
+    local warn = require("pivq.train").spin_warning
+    local cpu2 = "processor\t: 0\nvendor_id : x\n\nprocessor\t: 1\nvendor_id : x\n"
+    local none = function() return nil end
+    local msg = warn(2, none, "5.53 4.43 3.76 3/200 123\n", cpu2)
+    assert.matches("the machine is busy (load 5.5 on 2 cores)", msg, 1, true)
+    assert.matches("OMP_WAIT_POLICY=PASSIVE", msg, 1, true)
+    assert.is_nil(warn(2, none, "1.50 1.0 1.0 1/100 1\n", cpu2)) -- not busy
+    assert.is_nil(warn(1, none, "9.00 1.0 1.0 1/100 1\n", cpu2)) -- one thread does not spin
+    assert.is_nil(warn(2, function(k) return k == "OMP_WAIT_POLICY" and "PASSIVE" or nil end,
+      "9.00 1.0 1.0 1/100 1\n", cpu2)) -- the user chose a policy
+    assert.is_nil(warn(2, none, nil, nil)) -- no /proc: no guess
+  end)
+
   it("documents every option in pivq train --help", function()
     local bin = (os.getenv("PIVQ_BUILD_DIR") or "build") .. "/pivq"
     local p = io.popen(bin .. " train --help 2>&1")
