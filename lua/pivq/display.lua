@@ -48,13 +48,7 @@ function M.png_available()
   return image ~= nil and (image.encode_png ~= nil or image.save ~= nil)
 end
 
-local function read_all(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, err end
-  local bytes = f:read("*a")
-  f:close()
-  return bytes
-end
+local read_all = require("pivq.io").read_text
 
 -- PNG bytes of a C x H x W (or H x W) image tensor. Errors are raised at `level` (counted
 -- from png_bytes' caller, as error() counts).

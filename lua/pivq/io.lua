@@ -107,6 +107,16 @@ function M.write_text(path, text)
   return true
 end
 
+-- pivq.io.read_text(path) -> the whole file as a string, or nil, err (e.g. a missing file).
+function M.read_text(path)
+  if type(path) ~= "string" then error("read_text: path must be a string, got " .. type(path), 2) end
+  local f, err = io.open(path, "rb")
+  if not f then return nil, "read_text: " .. tostring(err) end
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
 -- pivq.io.remove_stale(path) -> count, or nil, err: removes the PATH.tmp-XXXXXX files that
 -- writes killed before their rename left beside path. Only when nobody else is writing path.
 function M.remove_stale(path)

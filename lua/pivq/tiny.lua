@@ -79,13 +79,7 @@ function M.cache_dir()
   return (os.getenv("TMPDIR") or "/tmp") .. "/pivq-cache"
 end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read_file = require("pivq.io").read_text
 
 local function write_file(path, s)
   local tmp = path .. ".tmp"

@@ -172,14 +172,6 @@ function M.spin_warning(threads, getenv, loadavg_text, cpuinfo_text)
     .. "(or use --threads 1).", load, cpus, threads)
 end
 
-local function read_file(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local text = f:read("*a")
-  f:close()
-  return text
-end
-
 function M.Trainer(user)
   local opts = M.defaults()
   for k, v in pairs(user or {}) do
@@ -193,8 +185,8 @@ function M.Trainer(user)
   if opts.threads > 0 then pivq_.set_num_threads(opts.threads)
   elseif dp then pivq_.set_num_threads(dp:threads(pivq_.get_num_threads())) end
   if dp and not dp.is_root then opts.quiet = true end -- rank 0 alone prints
-  local warning = M.spin_warning(pivq_.get_num_threads(), os.getenv, read_file("/proc/loadavg"),
-    read_file("/proc/cpuinfo"))
+  local warning = M.spin_warning(pivq_.get_num_threads(), os.getenv, io_.read_text("/proc/loadavg"),
+    io_.read_text("/proc/cpuinfo"))
   if warning and not opts.quiet then io.stderr:write(warning, "\n") end
   local self = setmetatable({ opts = opts, dist = dp }, Trainer)
   local train, test, size, channels = load_data(opts)

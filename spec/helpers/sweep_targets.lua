@@ -411,6 +411,7 @@ groups.files = function()
     target(io_.save, { "save" }, function() return "out.safetensors", { a = X() }, { note = "x", n = 3 } end),
     target(io_.load, { "load" }, function() return "ckpt.safetensors" end),
     target(io_.write_text, { "write_text" }, function() return "out.txt", "some text" end),
+    target(io_.read_text, { "read_text" }, function() return "/proc/loadavg" end),
     target(io_.remove_stale, { "remove_stale" }, function() return "ckpt.safetensors" end),
   }
   -- the loader's methods
