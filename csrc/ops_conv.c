@@ -24,6 +24,7 @@
  * pivq_conv2d_reference beside it is the direct 7-loop definition the specs compare with.
  */
 #include "autograd_internal.h"
+#include "conv_dnnl.h"
 
 #include <cblas.h>
 #include <stdlib.h>
@@ -606,21 +607,13 @@ static int conv_geom(const char *F, const pivq_tensor *x, const pivq_tensor *w,
 
 /* ---- conv2d ------------------------------------------------------------------------------- */
 
-pivq_tensor *pivq_conv2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_tensor *b,
-                         const pivq_conv_params *p)
+/* The im2col forward: y (N, O, Ho, Wo) = conv(x, w) + b (bp may be NULL). 0, or -1 when out
+   of memory for the columns. */
+static int conv2d_im2col(const float *xp, const float *wp, const float *bp, float *yp, int64_t N,
+                         int64_t O, int64_t G, const geom *gp)
 {
-    const char *F = "conv2d";
-    if (check_f32(F, "input", x) || check_f32(F, "weight", w) || (b && check_f32(F, "bias", b)) ||
-        check_params(F, p))
-        return NULL;
-    geom g;
-    if (conv_geom(F, x, w, b, p, &g)) return NULL;
-    int64_t N = x->shape[0], O = w->shape[0], G = p->groups, Og = O / G;
-    int64_t K = (g.C / G) * g.kh * g.kw, P = g.Ho * g.Wo;
-    int64_t osz[4] = {N, O, g.Ho, g.Wo};
-    pivq_tensor *xc = pivq_contiguous(x), *wc = pivq_contiguous(w);
-    pivq_tensor *bc = b ? pivq_contiguous(b) : NULL;
-    pivq_tensor *y = pivq_empty(PIVQ_FLOAT32, 4, osz); /* y (N, O, Ho, Wo) */
+    const geom g = *gp;
+    int64_t Og = O / G, K = (g.C / G) * g.kh * g.kw, P = g.Ho * g.Wo;
     /* The backward recomputes the columns rather than the forward keeping the whole batch's:
        writing them out to memory and reading them back cost more than a second im2col from
        the input (8% more on the benchmark's stack, measured with the machine loaded). */
@@ -630,13 +623,6 @@ pivq_tensor *pivq_conv2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_
     int64_t Cg = g.C / G, KK = g.kh * g.kw, cs = slice_channels(Cg, KK, nb * P);
     /* per thread: one slice's columns (cs KK, nb P) and the product (O, nb P) */
     int64_t scratch = (cs * KK + O) * nb * P;
-    if (!xc || !wc || (b && !bc) || !y) {
-        pivq_tensor_release(y);
-        y = NULL;
-        goto done;
-    }
-    const float *xp = pivq_data(xc), *wp = pivq_data(wc), *bp = bc ? pivq_data(bc) : NULL;
-    float *yp = pivq_data(y);
     int failed = 0;
     if (T > 1) pivq_blas_serial_begin();
         /* image-parallel mode: each thread takes whole chunks with single-threaded steps (no
@@ -668,8 +654,53 @@ pivq_tensor *pivq_conv2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_
         free(buf);
     }
     if (T > 1) pivq_blas_serial_end();
-    if (failed) {
-        pivq_set_error("%s: out of memory for the columns", F);
+    return failed ? -1 : 0;
+}
+
+/* The convolution as conv_dnnl.c takes it. */
+static pivq_dnnl_conv dnnl_shape(int64_t N, int64_t O, int64_t G, const geom *g)
+{
+    return (pivq_dnnl_conv){.N = N,
+                            .C = g->C,
+                            .H = g->H,
+                            .W = g->W,
+                            .O = O,
+                            .kh = g->kh,
+                            .kw = g->kw,
+                            .Ho = g->Ho,
+                            .Wo = g->Wo,
+                            .sh = g->sh,
+                            .sw = g->sw,
+                            .ph = g->ph,
+                            .pw = g->pw,
+                            .dh = g->dh,
+                            .dw = g->dw,
+                            .groups = G};
+}
+
+pivq_tensor *pivq_conv2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_tensor *b,
+                         const pivq_conv_params *p)
+{
+    const char *F = "conv2d";
+    if (check_f32(F, "input", x) || check_f32(F, "weight", w) || (b && check_f32(F, "bias", b)) ||
+        check_params(F, p))
+        return NULL;
+    geom g;
+    if (conv_geom(F, x, w, b, p, &g)) return NULL;
+    int64_t N = x->shape[0], O = w->shape[0];
+    int64_t osz[4] = {N, O, g.Ho, g.Wo};
+    pivq_tensor *xc = pivq_contiguous(x), *wc = pivq_contiguous(w);
+    pivq_tensor *bc = b ? pivq_contiguous(b) : NULL;
+    pivq_tensor *y = pivq_empty(PIVQ_FLOAT32, 4, osz); /* y (N, O, Ho, Wo) */
+    int rc = -1;
+    if (xc && wc && (!b || bc) && y) {
+        const float *xp = pivq_data(xc), *wp = pivq_data(wc), *bp = bc ? pivq_data(bc) : NULL;
+        pivq_dnnl_conv dc = dnnl_shape(N, O, p->groups, &g);
+        rc = pivq_dnnl_conv_forward(F, &dc, xp, wp, bp, pivq_data(y)); /* 0: not oneDNN's */
+        if (rc == 0 && conv2d_im2col(xp, wp, bp, pivq_data(y), N, O, p->groups, &g))
+            rc = pivq_set_error("%s: out of memory for the columns", F);
+    }
+    if (rc < 0) {
         pivq_tensor_release(y);
         y = NULL;
         goto done;
@@ -677,7 +708,7 @@ pivq_tensor *pivq_conv2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_
     const pivq_tensor *in[3] = {x, w, b};
     if (pivq_ag_wants(3, in)) {
         pivq_node *nd = pivq_ag_record(PIVQ_GOP_CONV2D, y, 3, in);
-        int rc = nd ? (pivq_ag_save(nd, 0, xc) || pivq_ag_save(nd, 1, wc)) : -1;
+        int src = nd ? (pivq_ag_save(nd, 0, xc) || pivq_ag_save(nd, 1, wc)) : -1;
         if (nd) {
             nd->ip[0] = p->stride[0];
             nd->ip[1] = p->stride[1];
@@ -687,7 +718,7 @@ pivq_tensor *pivq_conv2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_
             nd->ip[5] = p->dilation[1];
             nd->ip[6] = p->groups;
         }
-        y = pivq_ag_finish(y, nd, rc);
+        y = pivq_ag_finish(y, nd, src);
     }
 done:
     pivq_tensor_release(xc);
@@ -710,31 +741,26 @@ static void params_from_node(const pivq_node *n, pivq_conv_params *p)
     p->output_padding[1] = n->fp[1];
 }
 
-int pivq_conv2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_tensor **gin)
+/* The im2col backward: dx (if dxp) and dw (if dwp) of y = conv(x, w), both overwritten, from
+   gp = dy (N, O, Ho, Wo). 0, or -1 when out of memory. */
+static int conv2d_backward_im2col(const float *xp, const float *wp, const float *gp, float *dxp,
+                                  float *dwp, int64_t N, int64_t O, int64_t G, const geom *gg)
 {
-    const pivq_tensor *x = n->saved[0], *w = n->saved[1];
-    pivq_conv_params p;
-    params_from_node(n, &p);
-    geom g;
-    if (conv_geom("conv2d backward", x, w, NULL, &p, &g)) return -1;
-    int64_t N = x->shape[0], O = w->shape[0], G = p.groups, Og = O / G;
-    int64_t K = (g.C / G) * g.kh * g.kw, P = g.Ho * g.Wo;
-    int need_x = pivq_ag_needs(n, 0), need_w = pivq_ag_needs(n, 1), need_b = pivq_ag_needs(n, 2);
-    /* dx (N, C, H, W): each chunk's images are written by col2im (no zero fill) */
-    pivq_tensor *dx = need_x ? pivq_empty(PIVQ_FLOAT32, 4, x->shape) : NULL;
-    pivq_tensor *dw = need_w ? pivq_zeros_f32(4, w->shape) : NULL; /* (O, C/G, kh, kw) */
-    /* (dw is zeroed: the chunks' products accumulate into it with beta 1) */
-    pivq_tensor *db = need_b ? pivq_empty(PIVQ_FLOAT32, 1, &O) : NULL; /* (O) */
+    const geom g = *gg;
+    int64_t Og = O / G, K = (g.C / G) * g.kh * g.kw, P = g.Ho * g.Wo;
+    int need_x = dxp != NULL, need_w = dwp != NULL;
+    /* dx: each chunk's images are written by col2im (no zero fill); the chunks' products
+       accumulate into dw with beta 1 */
+    if (need_w) memset(dwp, 0, (size_t)(O * K) * sizeof(float));
     int64_t nb = chunk_for_columns(N, P);
-    int failed = (need_x && !dx) || (need_w && !dw) || (need_b && !db);
-    int64_t nchunks = N > 0 && (need_x || need_w) && !failed ? (N + nb - 1) / nb : 0;
+    int64_t nchunks = N > 0 && (need_x || need_w) ? (N + nb - 1) / nb : 0;
     int T = image_parallel_threads(nchunks);
     balance_chunks(N, T, &nb, &nchunks);
     int64_t Cg = g.C / G, KK = g.kh * g.kw, cs = slice_channels(Cg, KK, nb * P);
     /* per thread: one slice's columns (cs KK, nb P) and dY channel-major (O, nb P); with
        T > 1 also its own partial dW (O, K), summed into dw at the end */
     int64_t scratch = (cs * KK + O) * nb * P;
-    const float *xp = pivq_data(x), *wp = pivq_data(w), *gp = pivq_data(gy);
+    int failed = 0;
     if (T > 1) pivq_blas_serial_begin();
 #pragma omp parallel num_threads(T) if (T > 1)
     {
@@ -742,7 +768,7 @@ int pivq_conv2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_tensor **gin)
         float *buf = nchunks ? malloc((size_t)(scratch > 0 ? scratch : 1) * sizeof(float)) : NULL;
         float *pdw = !need_w || !nchunks ? NULL
                      : T > 1             ? calloc((size_t)(O * K > 0 ? O * K : 1), sizeof(float))
-                                         : (float *)pivq_data(dw);
+                                         : dwp;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t ci = 0; ci < nchunks; ci++) {
             if (!buf || (need_w && !pdw)) {
@@ -772,27 +798,53 @@ int pivq_conv2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_tensor **gin)
                     if (need_x) { /* dcols (Ks, mP) = W_g[:, c0 KK ..]^T @ dY_g -> dx slice */
                         gemm(1, 0, Ks, m * P, Og, 1.0f, wp + gi * Og * K + c0 * KK, K,
                              Gcm + gi * Og * m * P, m * P, 0.0f, cols, m * P);
-                        col2im(cols, (float *)pivq_data(dx) + at, m, &gs, THREADS(Ks * m * P));
+                        col2im(cols, dxp + at, m, &gs, THREADS(Ks * m * P));
                     }
                 }
         }
         if (T > 1 && pdw) {
 #pragma omp critical(pivq_conv_dw)
             {
-                float *d = pivq_data(dw);
                 for (int64_t i = 0; i < O * K; i++)
-                    d[i] += pdw[i];
+                    dwp[i] += pdw[i];
             }
             free(pdw);
         }
         free(buf);
     }
     if (T > 1) pivq_blas_serial_end();
-    if (failed) {
+    return failed ? -1 : 0;
+}
+
+int pivq_conv2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_tensor **gin)
+{
+    const char *F = "conv2d backward";
+    const pivq_tensor *x = n->saved[0], *w = n->saved[1];
+    pivq_conv_params p;
+    params_from_node(n, &p);
+    geom g;
+    if (conv_geom(F, x, w, NULL, &p, &g)) return -1;
+    int64_t N = x->shape[0], O = w->shape[0], P = g.Ho * g.Wo;
+    int need_x = pivq_ag_needs(n, 0), need_w = pivq_ag_needs(n, 1), need_b = pivq_ag_needs(n, 2);
+    pivq_tensor *dx = need_x ? pivq_empty(PIVQ_FLOAT32, 4, x->shape) : NULL; /* (N, C, H, W) */
+    pivq_tensor *dw = need_w ? pivq_empty(PIVQ_FLOAT32, 4, w->shape) : NULL; /* (O, C/G, kh, kw) */
+    pivq_tensor *db = need_b ? pivq_empty(PIVQ_FLOAT32, 1, &O) : NULL;       /* (O) */
+    const float *xp = pivq_data(x), *wp = pivq_data(w), *gp = pivq_data(gy);
+    float *dxp = dx ? pivq_data(dx) : NULL, *dwp = dw ? pivq_data(dw) : NULL;
+    int rc = 0;
+    if ((need_x && !dx) || (need_w && !dw) || (need_b && !db)) {
+        rc = pivq_set_error("%s: out of memory", F);
+    } else if (dx || dw) {
+        pivq_dnnl_conv dc = dnnl_shape(N, O, p.groups, &g);
+        rc = pivq_dnnl_conv_backward(F, &dc, xp, wp, gp, dxp, dwp); /* 0: not oneDNN's */
+        if (rc == 0 && conv2d_backward_im2col(xp, wp, gp, dxp, dwp, N, O, p.groups, &g))
+            rc = pivq_set_error("%s: out of memory for the columns", F);
+    }
+    if (rc < 0) {
         pivq_tensor_release(dx);
         pivq_tensor_release(dw);
         pivq_tensor_release(db);
-        return pivq_set_error("conv2d backward: out of memory");
+        return -1;
     }
     if (need_b) bias_grad(gp, pivq_data(db), N, O, P);
     gin[0] = dx;

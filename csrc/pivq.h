@@ -801,6 +801,26 @@ typedef struct pivq_malloc_stats {
    glibc, or libpivq built with AddressSanitizer (whose malloc keeps no such figures). */
 int pivq_malloc_stats_get(pivq_malloc_stats *out);
 
+/* ---- Convolution engine ---- */
+/* conv2d (forward, input and weight gradients) runs on oneDNN, the library PyTorch's CPU
+ * convolutions use (JIT direct convolution: no im2col), when libpivq was built with it (CMake
+ * option PIVQ_DNNL, on when libdnnl-dev is found) and oneDNN implements the shape; otherwise on
+ * im2col + sgemm (ops_conv.c), which conv_transpose2d always uses. The environment variable
+ * PIVQ_CONV=im2col, read at the first convolution, starts on the im2col engine. */
+typedef enum pivq_conv_engine {
+    PIVQ_CONV_AUTO = 0,  /* oneDNN where it can, else im2col (the default) */
+    PIVQ_CONV_IM2COL = 1 /* always im2col + sgemm: the reference path the specs compare with */
+} pivq_conv_engine;
+/* Choose the engine for the following convolutions. Returns 0, or -1 on an unknown value. */
+int pivq_conv_set_engine(int engine);
+/* The current engine (PIVQ_CONV_AUTO or PIVQ_CONV_IM2COL). */
+int pivq_conv_get_engine(void);
+/* 1 if libpivq was built with oneDNN, else 0. */
+int pivq_conv_dnnl_available(void);
+/* How many convolution steps (forwards and backwards) oneDNN has run in this process: tells a
+   caller which engine ran. */
+int64_t pivq_conv_dnnl_steps(void);
+
 #ifndef PIVQ_CDEF
 #ifdef __cplusplus
 }
