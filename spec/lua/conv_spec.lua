@@ -1,5 +1,6 @@
 -- Convolution, pooling and upsampling: forward against naive references, backward by finite
 -- differences.
+local ffi = require "ffi"
 local pivq = require "pivq"
 local gradcheck = require "helpers.gradcheck"
 local F = pivq.F
@@ -18,6 +19,35 @@ local function close(a, b, tol)
 end
 local function dot(a, b) return (a * b):sum():item() end
 
+-- conv2d's engines (csrc/pivq.h, "Convolution engine"): oneDNN when libpivq was built with it,
+-- and im2col + sgemm, forced. Every conv2d check below runs on each, and checks that the
+-- engine it names did the work (oneDNN counts its steps; im2col must leave the count alone).
+local C = pivq.C
+local ENGINES = { { name = "im2col", id = C.PIVQ_CONV_IM2COL } }
+if C.pivq_conv_dnnl_available() == 1 then
+  table.insert(ENGINES, 1, { name = "oneDNN", id = C.PIVQ_CONV_AUTO, dnnl = true })
+end
+local function dnnl_steps() return tonumber(C.pivq_conv_dnnl_steps()) end
+local function on_engine(engine)
+  local saved
+  before_each(function()
+    saved = C.pivq_conv_get_engine()
+    assert(C.pivq_conv_set_engine(engine.id) == 0)
+  end)
+  after_each(function() C.pivq_conv_set_engine(saved) end)
+end
+-- run f() and assert that oneDNN took (or, forced to im2col, did not take) its steps
+local function by_engine(engine, f)
+  local before = dnnl_steps()
+  f()
+  local ran = dnnl_steps() - before
+  if engine.dnnl then
+    assert(ran > 0, "oneDNN ran none of the convolutions")
+  else
+    assert(ran == 0, string.format("oneDNN ran %d steps with the im2col engine forced", ran))
+  end
+end
+
 local CONFIGS = {
   { x = { 2, 3, 7, 6 }, w = { 4, 3, 3, 3 }, opts = {} },
   { x = { 2, 3, 7, 6 }, w = { 4, 3, 3, 2 }, opts = { stride = 2, padding = 1 } },
@@ -29,122 +59,145 @@ local CONFIGS = {
   { x = { 1, 1, 2, 40 }, w = { 2, 1, 1, 3 }, opts = { padding = { 0, 1 } } },
   -- depthwise: 9-tap patches per group take the direct weight-gradient kernel, not sgemm
   { x = { 2, 4, 6, 5 }, w = { 4, 1, 3, 3 }, opts = { groups = 4, padding = 1 } },
+  -- the output size rounds down: the last 2 columns and rows are never read (for oneDNN, a
+  -- right/bottom padding of -2)
+  { x = { 2, 3, 8, 8 }, w = { 4, 3, 3, 3 }, opts = { stride = 3 } },
 }
 
-describe("conv2d", function()
-  it("matches the direct convolution", function()
-    for _, c in ipairs(CONFIGS) do
-      local x, w, b = randn(unpack(c.x)), randn(unpack(c.w)), randn(c.w[1])
-      close(F.conv2d(x, w, b, c.opts), F.conv2d_reference(x, w, b, c.opts))
-      close(F.conv2d(x, w, nil, c.opts), F.conv2d_reference(x, w, nil, c.opts))
-    end
-  end)
+for _, engine in ipairs(ENGINES) do
+  describe("conv2d on " .. engine.name, function()
+    on_engine(engine)
 
-  it("processes large batches in chunks the same way", function()
-    local x, w = randn(40, 16, 20, 20), randn(8, 16, 5, 5)
-    local y = F.conv2d(x, w, nil, { padding = 2 })
-    close(y:narrow(1, 37, 4), F.conv2d_reference(x:narrow(1, 37, 4), w, nil, { padding = 2 }))
-  end)
-
-  it("gives the same gradients with one thread and with image-parallel threads", function()
-    -- 20 chunks of 2 images (parallel mode), columns in slices of 10 and 6 channels; then a
-    -- 1-channel first layer (direct weight-gradient kernel), 90 chunks of 1 image
-    for _, c in ipairs({ { x = randn(40, 16, 20, 20), w = randn(8, 16, 5, 5), pad = 2 },
-                         { x = randn(90, 1, 28, 28), w = randn(64, 1, 3, 3), pad = 1 } }) do
-      local b = randn(c.w:size(1))
-      local saved = pivq.get_num_threads()
-      local function grads(threads)
-        pivq.set_num_threads(threads)
-        local xl, wl, bl = leaf(c.x), leaf(c.w), leaf(b)
-        local y = F.conv2d(xl, wl, bl, { padding = c.pad })
-        local loss = (y * y):sum()
-        loss:backward()
-        return { y, xl:grad(), wl:grad(), bl:grad() }
+    it("matches the direct convolution", function()
+      for _, c in ipairs(CONFIGS) do
+        local x, w, b = randn(unpack(c.x)), randn(unpack(c.w)), randn(c.w[1])
+        by_engine(engine, function()
+          close(F.conv2d(x, w, b, c.opts), F.conv2d_reference(x, w, b, c.opts))
+          close(F.conv2d(x, w, nil, c.opts), F.conv2d_reference(x, w, nil, c.opts))
+        end)
       end
-      local one, two = grads(1), grads(2)
-      pivq.set_num_threads(saved)
-      for i = 1, 4 do close(one[i], two[i], 1e-3 * one[i]:abs():max()) end
-    end
+    end)
+
+    it("processes large batches in chunks the same way", function()
+      local x, w = randn(40, 16, 20, 20), randn(8, 16, 5, 5)
+      local y
+      by_engine(engine, function() y = F.conv2d(x, w, nil, { padding = 2 }) end)
+      close(y:narrow(1, 37, 4), F.conv2d_reference(x:narrow(1, 37, 4), w, nil, { padding = 2 }))
+    end)
+
+    it("gives the same gradients with one thread and with image-parallel threads", function()
+      -- im2col: 20 chunks of 2 images (parallel mode), columns in slices of 10 and 6 channels;
+      -- then a 1-channel first layer (direct weight-gradient kernel), 90 chunks of 1 image.
+      -- oneDNN: primitives created for 1 and for 2 threads.
+      for _, c in ipairs({ { x = randn(40, 16, 20, 20), w = randn(8, 16, 5, 5), pad = 2 },
+                           { x = randn(90, 1, 28, 28), w = randn(64, 1, 3, 3), pad = 1 } }) do
+        local b = randn(c.w:size(1))
+        local saved = pivq.get_num_threads()
+        local function grads(threads)
+          pivq.set_num_threads(threads)
+          local xl, wl, bl = leaf(c.x), leaf(c.w), leaf(b)
+          local y = F.conv2d(xl, wl, bl, { padding = c.pad })
+          local loss = (y * y):sum()
+          loss:backward()
+          return { y, xl:grad(), wl:grad(), bl:grad() }
+        end
+        local one, two
+        by_engine(engine, function() one, two = grads(1), grads(2) end)
+        pivq.set_num_threads(saved)
+        for i = 1, 4 do close(one[i], two[i], 1e-3 * one[i]:abs():max()) end
+      end
+    end)
+
+    it("has gradients that satisfy the adjoint identities when the columns are built in slices", function()
+      -- conv is linear in x and in w, so for the loss sum(conv(x, w) * v) and any u:
+      --   <dx, u> = sum(conv(u, w) * v)   and   <dw, u> = sum(conv(x, u) * v),
+      -- with the right-hand sides from the direct reference. 40 channels of 4x4 taps on
+      -- 6 images of 6x6 outputs are built 37 channels at a time (the rest in a second slice).
+      for _, c in ipairs({ { x = { 6, 40, 12, 12 }, w = { 16, 40, 4, 4 }, groups = 1 },
+                           { x = { 6, 80, 12, 12 }, w = { 16, 40, 4, 4 }, groups = 2 } }) do
+        local opts = { stride = 2, padding = 1, groups = c.groups }
+        local x, w = leaf(randn(unpack(c.x))), leaf(randn(unpack(c.w)))
+        local v = randn(c.x[1], 16, 6, 6)
+        by_engine(engine, function() (F.conv2d(x, w, nil, opts) * v):sum():backward() end)
+        local ux, uw = randn(unpack(c.x)), randn(unpack(c.w))
+        local want_x = dot(F.conv2d_reference(ux, w:detach(), nil, opts), v)
+        local want_w = dot(F.conv2d_reference(x:detach(), uw, nil, opts), v)
+        assert.near(want_x, dot(x:grad(), ux), 1e-4 * (math.abs(want_x) + 1e3))
+        assert.near(want_w, dot(w:grad(), uw), 1e-4 * (math.abs(want_w) + 1e3))
+      end
+    end)
+
+    it("reports mismatched shapes and bad parameters", function()
+      local ok, err = pcall(F.conv2d, randn(1, 3, 5, 5), randn(4, 2, 3, 3))
+      assert.is_false(ok)
+      assert.matches("conv2d: input 1x3x5x5 (N, C, H, W) and weight 4x2x3x3", err, 1, true)
+      ok, err = pcall(F.conv2d, randn(1, 3, 5, 5), randn(4, 3, 3, 3), nil, { stride = 0 })
+      assert.is_false(ok)
+      assert.matches("stride >= 1", err, 1, true)
+      ok, err = pcall(F.conv2d, randn(1, 3, 2, 2), randn(4, 3, 3, 3))
+      assert.is_false(ok)
+      assert.matches("larger than the padded input", err, 1, true)
+    end)
+
+    it("has finite-difference gradients", function()
+      for _, c in ipairs(CONFIGS) do
+        by_engine(engine, function()
+          check(function(x, w, b) return F.conv2d(x, w, b, c.opts) end,
+            { leaf(randn(unpack(c.x))), leaf(randn(unpack(c.w))), leaf(randn(c.w[1])) },
+            { atol = 2e-2, max_elements = 60 })
+        end)
+      end
+    end)
   end)
 
-  it("has gradients that satisfy the adjoint identities when the columns are built in slices", function()
-    -- conv is linear in x and in w, so for the loss sum(conv(x, w) * v) and any u:
-    --   <dx, u> = sum(conv(u, w) * v)   and   <dw, u> = sum(conv(x, u) * v),
-    -- with the right-hand sides from the direct reference. 40 channels of 4x4 taps on
-    -- 6 images of 6x6 outputs are built 37 channels at a time (the rest in a second slice).
-    for _, c in ipairs({ { x = { 6, 40, 12, 12 }, w = { 16, 40, 4, 4 }, groups = 1 },
-                         { x = { 6, 80, 12, 12 }, w = { 16, 40, 4, 4 }, groups = 2 } }) do
-      local opts = { stride = 2, padding = 1, groups = c.groups }
-      local x, w = leaf(randn(unpack(c.x))), leaf(randn(unpack(c.w)))
-      local y = F.conv2d(x, w, nil, opts)
-      local v = randn(unpack(y:size()))
-      ;(y * v):sum():backward()
-      local ux, uw = randn(unpack(c.x)), randn(unpack(c.w))
-      local want_x = dot(F.conv2d_reference(ux, w:detach(), nil, opts), v)
-      local want_w = dot(F.conv2d_reference(x:detach(), uw, nil, opts), v)
-      assert.near(want_x, dot(x:grad(), ux), 1e-4 * (math.abs(want_x) + 1e3))
-      assert.near(want_w, dot(w:grad(), uw), 1e-4 * (math.abs(want_w) + 1e3))
-    end
+  describe("conv_transpose2d on " .. engine.name, function()
+    on_engine(engine)
+    local TCONFIGS = {
+      { x = { 2, 4, 5, 4 }, w = { 4, 3, 3, 3 }, opts = {} },
+      { x = { 2, 4, 5, 4 }, w = { 4, 3, 4, 4 }, opts = { stride = 2, padding = 1 } },
+      { x = { 1, 4, 4, 4 }, w = { 4, 2, 3, 3 },
+        opts = { stride = 2, padding = 1, output_padding = 1, groups = 2 } },
+      { x = { 1, 2, 4, 5 }, w = { 2, 2, 3, 2 }, opts = { dilation = 2 } },
+    }
+
+    it("is the adjoint of conv2d: <conv(u), v> = <u, conv_t(v)>", function()
+      for _, c in ipairs(TCONFIGS) do
+        local w = randn(unpack(c.w))
+        local v = randn(unpack(c.x))
+        local y = F.conv_transpose2d(v, w, nil, c.opts)
+        local u = randn(unpack(y:size()))
+        local fwd = F.conv2d(u, w, nil, { stride = c.opts.stride, padding = c.opts.padding,
+          dilation = c.opts.dilation, groups = c.opts.groups })
+        assert.are.same(v:size(), fwd:size())
+        assert.is_near(dot(fwd, v), dot(u, y), 1e-3 * math.abs(dot(u, y)) + 1e-3)
+      end
+    end)
+
+    it("has PyTorch's output size and adds the bias", function()
+      local y = F.conv_transpose2d(randn(1, 4, 7, 7), randn(4, 8, 4, 4), pivq.ones(8),
+        { stride = 2, padding = 1 })
+      assert.are.same({ 1, 8, 14, 14 }, y:size())
+      local z = F.conv_transpose2d(pivq.zeros(1, 4, 3, 3), randn(4, 2, 3, 3), pivq.tensor({ 1, 2 }))
+      close(z:select(2, 2), pivq.full({ 1, 5, 5 }, 2))
+    end)
+
+    it("has finite-difference gradients", function()
+      for _, c in ipairs(TCONFIGS) do
+        local o = c.w[2] * (c.opts.groups or 1)
+        check(function(x, w, b) return F.conv_transpose2d(x, w, b, c.opts) end,
+          { leaf(randn(unpack(c.x))), leaf(randn(unpack(c.w))), leaf(randn(o)) },
+          { atol = 2e-2, max_elements = 60 })
+      end
+    end)
   end)
+end
 
-  it("reports mismatched shapes and bad parameters", function()
-    local ok, err = pcall(F.conv2d, randn(1, 3, 5, 5), randn(4, 2, 3, 3))
-    assert.is_false(ok)
-    assert.matches("conv2d: input 1x3x5x5 (N, C, H, W) and weight 4x2x3x3", err, 1, true)
-    ok, err = pcall(F.conv2d, randn(1, 3, 5, 5), randn(4, 3, 3, 3), nil, { stride = 0 })
-    assert.is_false(ok)
-    assert.matches("stride >= 1", err, 1, true)
-    ok, err = pcall(F.conv2d, randn(1, 3, 2, 2), randn(4, 3, 3, 3))
-    assert.is_false(ok)
-    assert.matches("larger than the padded input", err, 1, true)
-  end)
-
-  it("has finite-difference gradients", function()
-    for _, c in ipairs(CONFIGS) do
-      check(function(x, w, b) return F.conv2d(x, w, b, c.opts) end,
-        { leaf(randn(unpack(c.x))), leaf(randn(unpack(c.w))), leaf(randn(c.w[1])) },
-        { atol = 2e-2, max_elements = 60 })
-    end
-  end)
-end)
-
-describe("conv_transpose2d", function()
-  local TCONFIGS = {
-    { x = { 2, 4, 5, 4 }, w = { 4, 3, 3, 3 }, opts = {} },
-    { x = { 2, 4, 5, 4 }, w = { 4, 3, 4, 4 }, opts = { stride = 2, padding = 1 } },
-    { x = { 1, 4, 4, 4 }, w = { 4, 2, 3, 3 },
-      opts = { stride = 2, padding = 1, output_padding = 1, groups = 2 } },
-    { x = { 1, 2, 4, 5 }, w = { 2, 2, 3, 2 }, opts = { dilation = 2 } },
-  }
-
-  it("is the adjoint of conv2d: <conv(u), v> = <u, conv_t(v)>", function()
-    for _, c in ipairs(TCONFIGS) do
-      local w = randn(unpack(c.w))
-      local v = randn(unpack(c.x))
-      local y = F.conv_transpose2d(v, w, nil, c.opts)
-      local u = randn(unpack(y:size()))
-      local fwd = F.conv2d(u, w, nil, { stride = c.opts.stride, padding = c.opts.padding,
-        dilation = c.opts.dilation, groups = c.opts.groups })
-      assert.are.same(v:size(), fwd:size())
-      assert.is_near(dot(fwd, v), dot(u, y), 1e-3 * math.abs(dot(u, y)) + 1e-3)
-    end
-  end)
-
-  it("has PyTorch's output size and adds the bias", function()
-    local y = F.conv_transpose2d(randn(1, 4, 7, 7), randn(4, 8, 4, 4), pivq.ones(8),
-      { stride = 2, padding = 1 })
-    assert.are.same({ 1, 8, 14, 14 }, y:size())
-    local z = F.conv_transpose2d(pivq.zeros(1, 4, 3, 3), randn(4, 2, 3, 3), pivq.tensor({ 1, 2 }))
-    close(z:select(2, 2), pivq.full({ 1, 5, 5 }, 2))
-  end)
-
-  it("has finite-difference gradients", function()
-    for _, c in ipairs(TCONFIGS) do
-      local o = c.w[2] * (c.opts.groups or 1)
-      check(function(x, w, b) return F.conv_transpose2d(x, w, b, c.opts) end,
-        { leaf(randn(unpack(c.x))), leaf(randn(unpack(c.w))), leaf(randn(o)) },
-        { atol = 2e-2, max_elements = 60 })
-    end
+describe("the convolution engine", function()
+  it("rejects an unknown engine and keeps the current one", function()
+    local before = C.pivq_conv_get_engine()
+    assert.are.equal(-1, C.pivq_conv_set_engine(7))
+    assert.matches("conv_set_engine: engine must be", ffi.string(C.pivq_last_error()), 1, true)
+    assert.are.equal(before, C.pivq_conv_get_engine())
   end)
 end)
 
