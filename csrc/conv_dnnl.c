@@ -1,4 +1,5 @@
-/* conv_dnnl.c — conv2d forward, backward-data and backward-weights through oneDNN's C API.
+/* conv_dnnl.c — conv2d forward, backward-data and backward-weights through oneDNN's C API
+ * (conv_transpose2d too: ops_conv.c maps it onto the same three directions).
  *
  * Why: PyTorch's CPU convolutions (Debian's torch 1.13) run on oneDNN's JIT direct convolution,
  * which needs no im2col and no packed copies and skips the kernel taps that fall in the

@@ -894,6 +894,31 @@ static int convt_geom(const char *F, const pivq_tensor *x, const pivq_tensor *w,
     return 0;
 }
 
+/* The im2col transposed convolution: y (N, O, Hout, Wout) = conv_t(x, w), without the bias.
+   0, or -1 when out of memory for the columns. */
+static int convt_im2col(const float *xp, const float *wp, float *yp, int64_t N, int64_t Cin,
+                        int64_t O, int64_t G, const geom *gp)
+{
+    const geom g = *gp;
+    int64_t Cg = Cin / G, Og = O / G;
+    int64_t K = Og * g.kh * g.kw, P = g.Ho * g.Wo, R = O * g.kh * g.kw;
+    int64_t nb = chunk_images(N, (R + Cin) * P);
+    float *cols = malloc((size_t)((R + Cin) * nb * P > 0 ? (R + Cin) * nb * P : 1) * sizeof(float));
+    if (!cols) return -1;
+    const int T = 1; /* one chunk at a time, each step on all threads (see THREADS) */
+    float *Xcm = cols + R * nb * P; /* x channel-major (Cin, nb P) */
+    for (int64_t n0 = 0; n0 < N; n0 += nb) {
+        int64_t m = N - n0 < nb ? N - n0 : nb;
+        to_channel_major(xp + n0 * Cin * P, Xcm, m, Cin, P, THREADS(Cin * m * P));
+        for (int64_t gi = 0; gi < G; gi++) /* cols_g (K, mP) = W_g^T (K, Cg) @ X_g (Cg, mP) */
+            pivq_sgemm_mt(1, 0, K, m * P, Cg, 1.0f, wp + gi * Cg * K, K, Xcm + gi * Cg * m * P,
+                          m * P, 0.0f, cols + gi * K * m * P, m * P);
+        col2im(cols, yp + n0 * O * g.H * g.W, m, &g, THREADS(R * m * P));
+    }
+    free(cols);
+    return 0;
+}
+
 pivq_tensor *pivq_conv_transpose2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_tensor *b,
                                    const pivq_conv_params *p)
 {
@@ -904,34 +929,29 @@ pivq_tensor *pivq_conv_transpose2d(const pivq_tensor *x, const pivq_tensor *w, c
     geom g;
     int64_t O;
     if (convt_geom(F, x, w, b, p, &g, &O)) return NULL;
-    int64_t N = x->shape[0], Cin = x->shape[1], G = p->groups, Cg = Cin / G, Og = O / G;
-    int64_t K = Og * g.kh * g.kw, P = g.Ho * g.Wo, R = O * g.kh * g.kw;
+    int64_t N = x->shape[0], Cin = x->shape[1], G = p->groups;
     int64_t osz[4] = {N, O, g.H, g.W};
     pivq_tensor *xc = pivq_contiguous(x), *wc = pivq_contiguous(w);
     pivq_tensor *bc = b ? pivq_contiguous(b) : NULL;
     pivq_tensor *y = pivq_empty(PIVQ_FLOAT32, 4, osz); /* y (N, O, Hout, Wout) = fold(cols) */
-    int64_t nb = chunk_images(N, (R + Cin) * P);
-    float *cols = malloc((size_t)((R + Cin) * nb * P > 0 ? (R + Cin) * nb * P : 1) * sizeof(float));
-    if (!xc || !wc || (b && !bc) || !y || !cols) {
-        if (!cols) pivq_set_error("%s: out of memory for the columns", F);
+    int rc = -1;
+    if (xc && wc && (!b || bc) && y) {
+        const float *xp = pivq_data(xc), *wp = pivq_data(wc);
+        /* conv_t(x, w) is the input gradient of the conv2d from y (N, O, Hout, Wout) to x
+           (N, Cin, H, W) with the same weight: g's image side is y, its patch grid x */
+        pivq_dnnl_conv dc = dnnl_shape(N, Cin, G, &g);
+        rc = pivq_dnnl_conv_backward(F, &dc, NULL, wp, xp, pivq_data(y), NULL); /* 0: im2col's */
+        if (rc == 0 && convt_im2col(xp, wp, pivq_data(y), N, Cin, O, G, &g))
+            rc = pivq_set_error("%s: out of memory for the columns", F);
+    }
+    if (rc < 0) {
         pivq_tensor_release(y);
         y = NULL;
         goto done;
     }
-    const int T = 1; /* one chunk at a time, each step on all threads (see THREADS) */
-    float *Xcm = cols + R * nb * P; /* x channel-major (Cin, nb P) */
-    const float *xp = pivq_data(xc), *wp = pivq_data(wc);
-    float *yp = pivq_data(y);
-    for (int64_t n0 = 0; n0 < N; n0 += nb) {
-        int64_t m = N - n0 < nb ? N - n0 : nb;
-        to_channel_major(xp + n0 * Cin * P, Xcm, m, Cin, P, THREADS(Cin * m * P));
-        for (int64_t gi = 0; gi < G; gi++) /* cols_g (K, mP) = W_g^T (K, Cg) @ X_g (Cg, mP) */
-            pivq_sgemm_mt(1, 0, K, m * P, Cg, 1.0f, wp + gi * Cg * K, K, Xcm + gi * Cg * m * P,
-                          m * P, 0.0f, cols + gi * K * m * P, m * P);
-        col2im(cols, yp + n0 * O * g.H * g.W, m, &g, THREADS(R * m * P));
-    }
     if (bc) { /* + bias per output channel */
         const float *bp = pivq_data(bc);
+        float *yp = pivq_data(y);
         int64_t HW = g.H * g.W;
         for (int64_t i = 0; i < N * O; i++) {
             float bv = bp[i % O];
@@ -942,7 +962,7 @@ pivq_tensor *pivq_conv_transpose2d(const pivq_tensor *x, const pivq_tensor *w, c
     const pivq_tensor *in[3] = {x, w, b};
     if (pivq_ag_wants(3, in)) {
         pivq_node *nd = pivq_ag_record(PIVQ_GOP_CONV_TRANSPOSE2D, y, 3, in);
-        int rc = nd ? (pivq_ag_save(nd, 0, xc) || pivq_ag_save(nd, 1, wc)) : -1;
+        int src = nd ? (pivq_ag_save(nd, 0, xc) || pivq_ag_save(nd, 1, wc)) : -1;
         if (nd) {
             nd->ip[0] = p->stride[0];
             nd->ip[1] = p->stride[1];
@@ -954,62 +974,87 @@ pivq_tensor *pivq_conv_transpose2d(const pivq_tensor *x, const pivq_tensor *w, c
             nd->fp[0] = (double)p->output_padding[0];
             nd->fp[1] = (double)p->output_padding[1];
         }
-        y = pivq_ag_finish(y, nd, rc);
+        y = pivq_ag_finish(y, nd, src);
     }
 done:
-    free(cols);
     pivq_tensor_release(xc);
     pivq_tensor_release(wc);
     pivq_tensor_release(bc);
     return y;
 }
 
+/* The im2col backward of conv_transpose2d: dx (if dxp) and dw (if dwp), both overwritten, from
+   gp = dy (N, O, Hout, Wout). 0, or -1 when out of memory. */
+static int convt_backward_im2col(const float *xp, const float *wp, const float *gp, float *dxp,
+                                 float *dwp, int64_t N, int64_t Cin, int64_t O, int64_t G,
+                                 const geom *gg)
+{
+    const geom g = *gg;
+    int64_t Cg = Cin / G, Og = O / G;
+    int64_t K = Og * g.kh * g.kw, P = g.Ho * g.Wo, R = O * g.kh * g.kw;
+    int64_t nb = chunk_images(N, (R + Cin) * P);
+    float *cols = malloc((size_t)((R + Cin) * nb * P > 0 ? (R + Cin) * nb * P : 1) * sizeof(float));
+    if (!cols) return -1;
+    if (dwp) memset(dwp, 0, (size_t)(Cin * K) * sizeof(float)); /* the chunks add into it */
+    const int T = 1; /* one chunk at a time, each step on all threads (see THREADS) */
+    float *Xcm = cols + R * nb * P; /* x, then dx, channel-major (Cin, nb P) */
+    for (int64_t n0 = 0; n0 < N && (dxp || dwp); n0 += nb) {
+        int64_t m = N - n0 < nb ? N - n0 : nb;
+        im2col(gp + n0 * O * g.H * g.W, cols, m, &g, THREADS(R * m * P)); /* cols (R, mP) of dy */
+        if (dwp) {
+            to_channel_major(xp + n0 * Cin * P, Xcm, m, Cin, P, THREADS(Cin * m * P));
+            for (int64_t gi = 0; gi < G; gi++) /* dW_g (Cg, K) += X_g (Cg, mP) @ cols_g^T */
+                pivq_sgemm_mt(0, 1, Cg, K, m * P, 1.0f, Xcm + gi * Cg * m * P, m * P,
+                              cols + gi * K * m * P, m * P, 1.0f, dwp + gi * Cg * K, K);
+        }
+        if (dxp) {
+            for (int64_t gi = 0; gi < G; gi++) /* dX_g (Cg, mP) = W_g (Cg, K) @ cols_g (K, mP) */
+                pivq_sgemm_mt(0, 0, Cg, m * P, K, 1.0f, wp + gi * Cg * K, K, cols + gi * K * m * P,
+                              m * P, 0.0f, Xcm + gi * Cg * m * P, m * P);
+            from_channel_major(Xcm, dxp + n0 * Cin * P, NULL, m, Cin, P, THREADS(Cin * m * P));
+        }
+    }
+    free(cols);
+    return 0;
+}
+
 int pivq_conv_transpose2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_tensor **gin)
 {
+    const char *F = "conv_transpose2d backward";
     const pivq_tensor *x = n->saved[0], *w = n->saved[1];
     pivq_conv_params p;
     params_from_node(n, &p);
     geom g;
     int64_t O;
-    if (convt_geom("conv_transpose2d backward", x, w, NULL, &p, &g, &O)) return -1;
-    int64_t N = x->shape[0], Cin = x->shape[1], G = p.groups, Cg = Cin / G, Og = O / G;
-    int64_t K = Og * g.kh * g.kw, P = g.Ho * g.Wo, R = O * g.kh * g.kw;
+    if (convt_geom(F, x, w, NULL, &p, &g, &O)) return -1;
+    int64_t N = x->shape[0], Cin = x->shape[1], G = p.groups;
     int need_x = pivq_ag_needs(n, 0), need_w = pivq_ag_needs(n, 1), need_b = pivq_ag_needs(n, 2);
     pivq_tensor *dx = need_x ? pivq_empty(PIVQ_FLOAT32, 4, x->shape) : NULL;
-    pivq_tensor *dw = need_w ? pivq_zeros_f32(4, w->shape) : NULL;
+    pivq_tensor *dw = need_w ? pivq_empty(PIVQ_FLOAT32, 4, w->shape) : NULL;
     pivq_tensor *db = need_b ? pivq_empty(PIVQ_FLOAT32, 1, &O) : NULL;
-    int64_t nb = chunk_images(N, (R + Cin) * P);
-    float *cols = malloc((size_t)((R + Cin) * nb * P > 0 ? (R + Cin) * nb * P : 1) * sizeof(float));
-    if ((need_x && !dx) || (need_w && !dw) || (need_b && !db) || !cols) {
-        free(cols);
+    const float *xp = pivq_data(x), *wp = pivq_data(w), *gp = pivq_data(gy);
+    float *dxp = dx ? pivq_data(dx) : NULL, *dwp = dw ? pivq_data(dw) : NULL;
+    int rc = 0;
+    if ((need_x && !dx) || (need_w && !dw) || (need_b && !db)) {
+        rc = pivq_set_error("%s: out of memory", F);
+    } else if (dx || dw) {
+        /* of the conv2d from y to x (see the forward): dx is its forward of dy, dw its weight
+           gradient with dy as the input and x as the output's gradient. 1: done; 0: im2col's */
+        pivq_dnnl_conv dc = dnnl_shape(N, Cin, G, &g);
+        int rx = dx ? pivq_dnnl_conv_forward(F, &dc, gp, wp, NULL, dxp) : 1;
+        int rw = dw && rx >= 0 ? pivq_dnnl_conv_backward(F, &dc, gp, NULL, xp, NULL, dwp) : 1;
+        rc = rx < 0 || rw < 0 ? -1 : 0;
+        if (rc == 0 && (!rx || !rw) &&
+            convt_backward_im2col(xp, wp, gp, rx ? NULL : dxp, rw ? NULL : dwp, N, Cin, O, G, &g))
+            rc = pivq_set_error("%s: out of memory for the columns", F);
+    }
+    if (rc < 0) {
         pivq_tensor_release(dx);
         pivq_tensor_release(dw);
         pivq_tensor_release(db);
-        return pivq_set_error("conv_transpose2d backward: out of memory");
-    }
-    const int T = 1; /* one chunk at a time, each step on all threads (see THREADS) */
-    float *Xcm = cols + R * nb * P; /* x, then dx, channel-major (Cin, nb P) */
-    const float *xp = pivq_data(x), *wp = pivq_data(w), *gp = pivq_data(gy);
-    for (int64_t n0 = 0; n0 < N && (need_x || need_w); n0 += nb) {
-        int64_t m = N - n0 < nb ? N - n0 : nb;
-        im2col(gp + n0 * O * g.H * g.W, cols, m, &g, THREADS(R * m * P)); /* cols (R, mP) of dy */
-        if (need_w) {
-            to_channel_major(xp + n0 * Cin * P, Xcm, m, Cin, P, THREADS(Cin * m * P));
-            for (int64_t gi = 0; gi < G; gi++) /* dW_g (Cg, K) += X_g (Cg, mP) @ cols_g^T */
-                pivq_sgemm_mt(0, 1, Cg, K, m * P, 1.0f, Xcm + gi * Cg * m * P, m * P,
-                              cols + gi * K * m * P, m * P, 1.0f,
-                              (float *)pivq_data(dw) + gi * Cg * K, K);
-        }
-        if (need_x) {
-            for (int64_t gi = 0; gi < G; gi++) /* dX_g (Cg, mP) = W_g (Cg, K) @ cols_g (K, mP) */
-                pivq_sgemm_mt(0, 0, Cg, m * P, K, 1.0f, wp + gi * Cg * K, K, cols + gi * K * m * P,
-                              m * P, 0.0f, Xcm + gi * Cg * m * P, m * P);
-            from_channel_major(Xcm, (float *)pivq_data(dx) + n0 * Cin * P, NULL, m, Cin, P,
-                               THREADS(Cin * m * P));
-        }
+        return -1;
     }
     if (need_b) bias_grad(gp, pivq_data(db), N, O, g.H * g.W);
-    free(cols);
     gin[0] = dx;
     gin[1] = dw;
     if (n->n_in > 2)

@@ -802,11 +802,11 @@ typedef struct pivq_malloc_stats {
 int pivq_malloc_stats_get(pivq_malloc_stats *out);
 
 /* ---- Convolution engine ---- */
-/* conv2d (forward, input and weight gradients) runs on oneDNN, the library PyTorch's CPU
- * convolutions use (JIT direct convolution: no im2col), when libpivq was built with it (CMake
- * option PIVQ_DNNL, on when libdnnl-dev is found) and oneDNN implements the shape; otherwise on
- * im2col + sgemm (ops_conv.c), which conv_transpose2d always uses. The environment variable
- * PIVQ_CONV=im2col, read at the first convolution, starts on the im2col engine. */
+/* conv2d and conv_transpose2d (forward, input and weight gradients) run on oneDNN, the library
+ * PyTorch's CPU convolutions use (JIT direct convolution: no im2col), when libpivq was built
+ * with it (CMake option PIVQ_DNNL, on when libdnnl-dev is found) and oneDNN implements the
+ * shape; otherwise on im2col + sgemm (ops_conv.c). The environment variable PIVQ_CONV=im2col,
+ * read at the first convolution, starts on the im2col engine. */
 typedef enum pivq_conv_engine {
     PIVQ_CONV_AUTO = 0,  /* oneDNN where it can, else im2col (the default) */
     PIVQ_CONV_IM2COL = 1 /* always im2col + sgemm: the reference path the specs compare with */
