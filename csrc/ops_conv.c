@@ -1,5 +1,11 @@
 /* ops_conv.c — 2-D convolution and transposed convolution through im2col + sgemm.
  *
+ * Each entry point first offers the work to oneDNN (conv_dnnl.c: the engine PyTorch uses, its
+ * JIT direct convolution ran the benchmark's stack faster than this file's path with the sgemm
+ * at the machine's peak). The im2col path below runs when pivq is built without oneDNN, when
+ * oneDNN has no implementation for a shape, and when the engine is set to PIVQ_CONV_IM2COL
+ * (pivq_conv_set_engine, PIVQ_CONV=im2col): the specs check both against the direct reference.
+ *
  * Layouts (PyTorch's): x (N, C, H, W); conv weight (O, C/groups, kH, kW); transposed-conv
  * weight (C, O/groups, kH, kW); bias (O).
  *
