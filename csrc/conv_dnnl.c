@@ -137,22 +137,25 @@ static void entry_clear(entry *e)
     memset(e, 0, sizeof *e);
 }
 
-/* Memory descriptors of the convolution's tensors: tag any (oneDNN picks), or plain. */
-static void conv_mds(const pivq_dnnl_conv *c, dnnl_format_tag_t any, dnnl_memory_desc_t *src,
+/* Memory descriptors of the convolution's tensors: our plain layouts, or (any) left for oneDNN
+   to choose. */
+static void conv_mds(const pivq_dnnl_conv *c, int any, dnnl_memory_desc_t *src,
                      dnnl_memory_desc_t *wei, dnnl_memory_desc_t *dst)
 {
     dnnl_dims_t sd = {c->N, c->C, c->H, c->W}, dd = {c->N, c->O, c->Ho, c->Wo};
     int64_t G = c->groups;
-    dnnl_dims_t wd = {G, c->O / G, c->C / G, c->kh, c->kw}; /* goihw: the same bytes as OIHW */
-    dnnl_memory_desc_init_by_tag(src, 4, sd, dnnl_f32, any ? any : dnnl_nchw);
-    dnnl_memory_desc_init_by_tag(dst, 4, dd, dnnl_f32, any ? any : dnnl_nchw);
+    /* with groups, goihw (G, O/G, C/G, kh, kw): the same bytes as OIHW */
+    dnnl_dims_t wd = {c->O, c->C, c->kh, c->kw}, gwd = {G, c->O / G, c->C / G, c->kh, c->kw};
+    dnnl_format_tag_t t = any ? dnnl_format_tag_any : dnnl_nchw;
+    dnnl_memory_desc_init_by_tag(src, 4, sd, dnnl_f32, t);
+    dnnl_memory_desc_init_by_tag(dst, 4, dd, dnnl_f32, t);
     if (G == 1)
-        dnnl_memory_desc_init_by_tag(wei, 4, wd + 1, dnnl_f32, any ? any : dnnl_oihw);
+        dnnl_memory_desc_init_by_tag(wei, 4, wd, dnnl_f32, any ? t : dnnl_oihw);
     else
-        dnnl_memory_desc_init_by_tag(wei, 5, wd, dnnl_f32, any ? any : dnnl_goihw);
+        dnnl_memory_desc_init_by_tag(wei, 5, gwd, dnnl_f32, any ? t : dnnl_goihw);
 }
 
-/* A statuses that means "oneDNN cannot do this shape" (im2col then), not a failure. */
+/* Statuses that mean "oneDNN cannot do this shape" (im2col then), not a failure. */
 static int declines(dnnl_status_t s)
 {
     return s == dnnl_unimplemented || s == dnnl_invalid_arguments;
@@ -164,7 +167,7 @@ static int entry_create(const char *F, entry *e)
 {
     const pivq_dnnl_conv *c = &e->key;
     dnnl_memory_desc_t src, wei, dst, bia;
-    conv_mds(c, dnnl_format_tag_any, &src, &wei, &dst);
+    conv_mds(c, 1, &src, &wei, &dst);
     dnnl_dims_t bd = {c->O};
     dnnl_memory_desc_init_by_tag(&bia, 1, bd, dnnl_f32, dnnl_x);
     /* oneDNN counts dilation from 0, and wants the right/bottom padding that gives (Ho, Wo) */
