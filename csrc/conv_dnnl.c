@@ -93,7 +93,7 @@ int pivq_conv_dnnl_available(void)
 }
 
 enum { FORWARD, FORWARD_BIAS, BACKWARD_DATA, BACKWARD_WEIGHTS, NDIRECTIONS };
-#define CACHE_SIZE 16
+#define CACHE_SIZE 32
 #define MAX_ARGS 4
 
 /* One argument of a primitive: our plain layout, the primitive's, and the reorder between
@@ -221,7 +221,13 @@ static int entry_create(const char *F, entry *e)
         a->out = roles[e->dir][i].out;
         char which = roles[e->dir][i].which;
         a->ours = which == 's' ? psrc : which == 'w' ? pwei : which == 'd' ? pdst : bia;
-        a->inner = *dnnl_primitive_desc_query_md(pd, roles[e->dir][i].q, which == 'b' ? 1 : 0);
+        const dnnl_memory_desc_t *md =
+            dnnl_primitive_desc_query_md(pd, roles[e->dir][i].q, which == 'b' ? 1 : 0);
+        if (!md) {
+            s = dnnl_runtime_error;
+            break;
+        }
+        a->inner = *md;
         if (dnnl_memory_desc_equal(&a->ours, &a->inner)) continue;
         dnnl_primitive_desc_t rpd = NULL;
         s = a->out ? dnnl_reorder_primitive_desc_create(&rpd, &a->inner, eng, &a->ours, eng, NULL)
