@@ -362,16 +362,17 @@ static void call_end(call *k)
 }
 
 /* Take the lock and make sure the engine exists. 1: go; 0: im2col (lock not held). */
-static int begin(const pivq_dnnl_conv *c)
+static int begin(void)
 {
     if (current_engine() == PIVQ_CONV_IM2COL) return 0;
     pthread_mutex_lock(&lock);
     if (eng_state == 0) {
-        eng_state =
-            dnnl_engine_create(&eng, dnnl_cpu, 0) == dnnl_success &&
-                    dnnl_stream_create(&stream, eng, dnnl_stream_default_flags) == dnnl_success
-                ? 1
-                : -1;
+        eng_state = dnnl_engine_create(&eng, dnnl_cpu, 0) == dnnl_success ? 1 : -1;
+        if (eng_state > 0 &&
+            dnnl_stream_create(&stream, eng, dnnl_stream_default_flags) != dnnl_success) {
+            dnnl_engine_destroy(eng);
+            eng_state = -1;
+        }
     }
     if (eng_state < 0) {
         pthread_mutex_unlock(&lock);
@@ -392,7 +393,7 @@ static int finish(call *k, int rc)
 int pivq_dnnl_conv_forward(const char *F, const pivq_dnnl_conv *c, const float *x, const float *w,
                            const float *b, float *y)
 {
-    if (!begin(c)) return 0;
+    if (!begin()) return 0;
     call k = {.F = F};
     entry *e = lookup(F, c, b ? FORWARD_BIAS : FORWARD);
     if (!e) return finish(&k, -1);
@@ -404,7 +405,7 @@ int pivq_dnnl_conv_forward(const char *F, const pivq_dnnl_conv *c, const float *
 int pivq_dnnl_conv_backward(const char *F, const pivq_dnnl_conv *c, const float *x, const float *w,
                             const float *dy, float *dx, float *dw)
 {
-    if (!begin(c)) return 0;
+    if (!begin()) return 0;
     call k = {.F = F};
     /* both primitives first: if either direction is declined, im2col does the whole step */
     entry *ed = dx ? lookup(F, c, BACKWARD_DATA) : NULL;
