@@ -714,7 +714,7 @@ pivq_tensor *pivq_conv2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_
     const pivq_tensor *in[3] = {x, w, b};
     if (pivq_ag_wants(3, in)) {
         pivq_node *nd = pivq_ag_record(PIVQ_GOP_CONV2D, y, 3, in);
-        int src = nd ? (pivq_ag_save(nd, 0, xc) || pivq_ag_save(nd, 1, wc)) : -1;
+        int save_rc = nd ? (pivq_ag_save(nd, 0, xc) || pivq_ag_save(nd, 1, wc)) : -1;
         if (nd) {
             nd->ip[0] = p->stride[0];
             nd->ip[1] = p->stride[1];
@@ -724,7 +724,7 @@ pivq_tensor *pivq_conv2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_
             nd->ip[5] = p->dilation[1];
             nd->ip[6] = p->groups;
         }
-        y = pivq_ag_finish(y, nd, src);
+        y = pivq_ag_finish(y, nd, save_rc);
     }
 done:
     pivq_tensor_release(xc);
@@ -968,7 +968,7 @@ pivq_tensor *pivq_conv_transpose2d(const pivq_tensor *x, const pivq_tensor *w, c
     const pivq_tensor *in[3] = {x, w, b};
     if (pivq_ag_wants(3, in)) {
         pivq_node *nd = pivq_ag_record(PIVQ_GOP_CONV_TRANSPOSE2D, y, 3, in);
-        int src = nd ? (pivq_ag_save(nd, 0, xc) || pivq_ag_save(nd, 1, wc)) : -1;
+        int save_rc = nd ? (pivq_ag_save(nd, 0, xc) || pivq_ag_save(nd, 1, wc)) : -1;
         if (nd) {
             nd->ip[0] = p->stride[0];
             nd->ip[1] = p->stride[1];
@@ -980,7 +980,7 @@ pivq_tensor *pivq_conv_transpose2d(const pivq_tensor *x, const pivq_tensor *w, c
             nd->fp[0] = (double)p->output_padding[0];
             nd->fp[1] = (double)p->output_padding[1];
         }
-        y = pivq_ag_finish(y, nd, src);
+        y = pivq_ag_finish(y, nd, save_rc);
     }
 done:
     pivq_tensor_release(xc);
