@@ -28,6 +28,21 @@
  * dx) conv_t forward:    cols_g = W_g^T (Og k k, Cg) @ X_g (Cg, nb P) -> col2im -> y conv_t
  * backward:   cols = im2col(dy);  dX_g = W_g @ cols_g;  dW_g += X_g @ cols_g^T
  * pivq_conv2d_reference beside it is the direct 7-loop definition the specs compare with.
+ *
+ * Measured and left alone (the benchmark's stack, 1 thread, perf samples per symbol over the
+ * same steps): skipping the kernel taps that lie wholly in the padding. With 4x4 taps, stride 2,
+ * padding 1, a border output row or column sees 3 of the 4 kernel rows or columns, so 7%
+ * (14x14 outputs) and 14% (7x7) of those sgemms multiply zeros, 9% of the stack's work. Split
+ * into regions with only their taps (a smaller K per sgemm), the sgemm time fell by 13% (border
+ * rows and one-column strips) or 5% (rows only), but im2col and col2im on the regions cost
+ * more than that: a one-column strip spends a permute and a masked store on every element
+ * (im2col x2.5, col2im x3: the stack 25% slower); border-row regions run in their own pass
+ * re-read a few lines of every input plane, a miss each (im2col +30%, col2im +40%: even);
+ * built inside the chunk loop instead, their all-image column buffers leave the cache
+ * (im2col +50%, col2im +100%: 3% slower). Other orientations of the 7x7 layer's forward
+ * (cols^T W^T; one sgemm over the whole batch and all of K) run slower than these chunks
+ * (86-93 against 104 GFLOP/s alone). PyTorch's CPU convolution here is oneDNN's JIT direct
+ * convolution, which needs neither im2col nor packed copies and skips the padded taps.
  */
 #include "autograd_internal.h"
 #include "conv_dnnl.h"
