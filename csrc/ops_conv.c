@@ -1,4 +1,4 @@
-/* ops_conv.c — 2-D convolution and transposed convolution through im2col + sgemm.
+/* ops_conv.c — 2-D convolution and transposed convolution: oneDNN, or im2col + sgemm.
  *
  * Each entry point first offers the work to oneDNN (conv_dnnl.c: the engine PyTorch uses, its
  * JIT direct convolution ran the benchmark's stack faster than this file's path with the sgemm
@@ -23,10 +23,11 @@
  * The backward recomputes the columns rather than keeping them from the forward.
  *
  *   conv forward:      Y_g = W_g (Og, Cg k k) @ cols_g            (summed over channel slices)
- *   conv backward:     dW_g += dY_g (Og, nb P) @ cols_g^T;  dcols_g = W_g^T @ dY_g -> col2im -> dx
- *                      (each channel slice: its columns of dW_g, its rows of dcols, its planes of
- * dx) conv_t forward:    cols_g = W_g^T (Og k k, Cg) @ X_g (Cg, nb P) -> col2im -> y conv_t
- * backward:   cols = im2col(dy);  dX_g = W_g @ cols_g;  dW_g += X_g @ cols_g^T
+ *   conv backward:     dW_g += dY_g (Og, nb P) @ cols_g^T
+ *                      dcols_g = W_g^T @ dY_g -> col2im -> dx
+ *                      (per channel slice: its columns of dW_g, rows of dcols, planes of dx)
+ *   conv_t forward:    cols_g = W_g^T (Og k k, Cg) @ X_g (Cg, nb P) -> col2im -> y
+ *   conv_t backward:   cols = im2col(dy);  dX_g = W_g @ cols_g;  dW_g += X_g @ cols_g^T
  * pivq_conv2d_reference beside it is the direct 7-loop definition the specs compare with.
  *
  * Measured and left alone (the benchmark's stack, 1 thread, perf samples per symbol over the
