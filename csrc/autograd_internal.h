@@ -155,7 +155,7 @@ int pivq_upsample2d_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **g
    threads with single-threaded BLAS in each. */
 void pivq_sgemm_mt(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                    int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
-/* The same as one BLAS call (for use inside OpenMP regions, after pivq_blas_serial_begin). */
+/* The same as one (single-threaded) BLAS call. */
 void pivq_sgemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                        int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 /* gemm_small.c: C (M, N) = alpha op(A) B, op(A) = A or A^T (ta), B row-major, C overwritten;
@@ -164,9 +164,6 @@ void pivq_gemm_small(int ta, int64_t M, int64_t N, int64_t K, float alpha, const
                      int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc);
 /* dst (cols, rows) = src (rows, cols)^T, src rows ld apart, dst contiguous. */
 void pivq_transpose_panel(const float *src, int64_t ld, int64_t rows, int64_t cols, float *dst);
-/* Make OpenBLAS single-threaded around an OpenMP region that calls it, and restore. */
-void pivq_blas_serial_begin(void);
-void pivq_blas_serial_end(void);
 /* out (N) = column sums of g (M, N), contiguous. */
 void pivq_colsum(const float *g, float *out, int64_t M, int64_t N);
 /* log_softmax without recording (for ops that record their own node). */

@@ -44,6 +44,17 @@ const char *pivq_version(void)
 /* OpenBLAS from Debian (openblas-pthread) exports this; it is not in every cblas.h. */
 extern void openblas_set_num_threads(int num_threads);
 
+/* OpenBLAS never threads a call: pivq splits its large products across the OpenMP threads
+   (gemm_mt.c) and runs every BLAS call single-threaded. An OpenBLAS-threaded call leaves its
+   worker threads spinning (sched_yield) for a long while afterwards, on the cores the OpenMP
+   threads need: with the small products a training step makes, 2 threads ran slower than 1
+   (180 vs 143 ms a step; 107 ms once OpenBLAS stayed single-threaded). Set when the library
+   loads, before any call. */
+__attribute__((constructor)) static void blas_single_threaded(void)
+{
+    openblas_set_num_threads(1);
+}
+
 static int num_threads = 0; /* 0 = not set yet: ask OpenMP */
 
 int pivq_set_num_threads(int n)
@@ -54,7 +65,6 @@ int pivq_set_num_threads(int n)
 #ifdef _OPENMP
     omp_set_num_threads(n);
 #endif
-    openblas_set_num_threads(n);
     return 0;
 }
 

@@ -3,25 +3,13 @@
  * Why not let OpenBLAS thread its own calls: its worker threads busy-wait for a long time
  * after each call, and the OpenMP loops of the neighbouring kernels (im2col, activations,
  * norms) then fight them for the same cores; with every thread an OpenMP thread, one pool
- * does all the work and idles politely (OMP_WAIT_POLICY). Rows of C (or columns, when C is
+ * does all the work and idles politely (OMP_WAIT_POLICY). OpenBLAS is set single-threaded
+ * once, when the library loads (ctx.c). Rows of C (or columns, when C is
  * short and wide) are split in blocks of whole cache lines.
  */
 #include "autograd_internal.h"
 
 #include <cblas.h>
-
-extern void openblas_set_num_threads(int num_threads);
-
-void pivq_blas_serial_begin(void)
-{
-    if (pivq_get_num_threads() > 1) openblas_set_num_threads(1);
-}
-
-void pivq_blas_serial_end(void)
-{
-    int n = pivq_get_num_threads();
-    if (n > 1) openblas_set_num_threads(n);
-}
 
 void pivq_sgemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                        int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
@@ -65,14 +53,12 @@ void pivq_sgemm_mt(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
                    int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
 {
     int nt = pivq_get_num_threads();
-    /* too little work to split: one call (BLAS threads it if it is allowed to) */
+    /* too little work to split: one single-threaded call */
     if (nt <= 1 || M * N * K < ((int64_t)1 << 21) || (M < 32 * nt && N < 32 * nt)) {
         pivq_sgemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
     gemm_split s = {ta, tb, M >= N, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C};
     int64_t len = s.split_rows ? M : N;
-    pivq_blas_serial_begin();
     pivq_parallel_range((len + 15) / 16, M * N * K, gemm_blocks, &s);
-    pivq_blas_serial_end();
 }

@@ -10,7 +10,7 @@
  *     exact distance.
  * Memory: BLOCK x N floats per block (40 MB for N = 10,000), independent of N x N.
  */
-#include "internal.h"
+#include "autograd_internal.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -57,8 +57,7 @@ static void sq_norms(const float *x, int64_t n, int64_t d, float *out)
 static void block_d2(const float *Q, const float *qn, int64_t q0, int64_t nq, const float *R,
                      const float *rn, int64_t nr, int64_t d, float *out)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)nr, (int)d, -2.0f,
-                Q + q0 * d, (int)d, R, (int)d, 0.0f, out, (int)nr);
+    pivq_sgemm_mt(0, 1, nq, nr, d, -2.0f, Q + q0 * d, d, R, d, 0.0f, out, nr);
     for (int64_t i = 0; i < nq; i++)
         for (int64_t r = 0; r < nr; r++)
             out[i * nr + r] += qn[q0 + i] + rn[r];

@@ -8,8 +8,8 @@
  * the probabilities P are kept for the backward:
  *   dV = P^T dO;  dP = dO V^T;  dS = P * (dP - rowsum(dP * P));  dQ = scale dS K;
  *   dK = scale dS^T Q;  dmask = dS.
- * Heads run in parallel on the OpenMP threads with single-threaded sgemms (the matrices are
- * too small for BLAS threading to pay); with fewer heads than threads BLAS threads instead.
+ * Heads run in parallel on the OpenMP threads, each head's products on one thread (the
+ * register-tiled kernels of gemm_small.c for small heads, single-threaded sgemm for large).
  * q, k, v are read in place whatever their batch strides (a (B, L, H, Dh) projection viewed
  * as (B, H, L, Dh) needs no copy) as long as their last dim is contiguous.
  */
@@ -206,7 +206,6 @@ pivq_tensor *pivq_attention(const pivq_tensor *q, const pivq_tensor *k, const pi
             pivq_set_error("%s: out of memory", F);
             goto fail;
         }
-        if (nt > 1) pivq_blas_serial_begin();
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
         for (int64_t bi = 0; bi < nbatch; bi++) {
             int tid = 0;
@@ -227,7 +226,6 @@ pivq_tensor *pivq_attention(const pivq_tensor *q, const pivq_tensor *k, const pi
             head_product(small, 0, 0, Lq, Dv, Lk, 1.0f, S, Lk, mat_ptr(vc, nb, bi), ldv,
                          (float *)mat_ptr(out, nb, bi), ldo, NULL);
         }
-        if (nt > 1) pivq_blas_serial_end();
         free(panels);
     } else if (Lq > 0 && Dv > 0) {
         pivq_fill_(out, 0.0); /* no keys: an empty sum */
@@ -295,7 +293,6 @@ int pivq_attention_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gi
         int64_t ldq = row_stride(q), ldk = row_stride(k), ldv = row_stride(v), ldg = row_stride(gc),
                 lddq = row_stride(dq), lddk = row_stride(dk), lddv = row_stride(dv);
         const float *Pp = pivq_data(P);
-        if (nt > 1) pivq_blas_serial_begin();
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
         for (int64_t bi = 0; bi < nbatch; bi++) {
             int tid = 0;
@@ -329,7 +326,6 @@ int pivq_attention_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gi
                 head_product(small, 1, 0, Lk, D, Lq, scale, dS, Lk, mat_ptr(q, nb, bi), ldq,
                              (float *)mat_ptr(dk, nb, bi), lddk, NULL);
         }
-        if (nt > 1) pivq_blas_serial_end();
     } else if (need_m) {
         pivq_fill_(dS_full, 0.0);
     }

@@ -646,9 +646,8 @@ static int conv2d_im2col(const float *xp, const float *wp, const float *bp, floa
     /* per thread: one slice's columns (cs KK, nb P) and the product (O, nb P) */
     int64_t scratch = (cs * KK + O) * nb * P;
     int failed = 0;
-    if (T > 1) pivq_blas_serial_begin();
-        /* image-parallel mode: each thread takes whole chunks with single-threaded steps (no
-           barrier between them); otherwise one chunk at a time, each step using all threads */
+    /* image-parallel mode: each thread takes whole chunks with single-threaded steps (no
+       barrier between them); otherwise one chunk at a time, each step using all threads */
 #pragma omp parallel num_threads(T) if (T > 1)
     {
         float *buf = malloc((size_t)(scratch > 0 ? scratch : 1) * sizeof(float));
@@ -675,7 +674,6 @@ static int conv2d_im2col(const float *xp, const float *wp, const float *bp, floa
         }
         free(buf);
     }
-    if (T > 1) pivq_blas_serial_end();
     return failed ? -1 : 0;
 }
 
@@ -783,7 +781,6 @@ static int conv2d_backward_im2col(const float *xp, const float *wp, const float 
        T > 1 also its own partial dW (O, K), summed into dw at the end */
     int64_t scratch = (cs * KK + O) * nb * P;
     int failed = 0;
-    if (T > 1) pivq_blas_serial_begin();
 #pragma omp parallel num_threads(T) if (T > 1)
     {
         sgemm_fn gemm = CHUNK_SGEMM;
@@ -834,7 +831,6 @@ static int conv2d_backward_im2col(const float *xp, const float *wp, const float 
         }
         free(buf);
     }
-    if (T > 1) pivq_blas_serial_end();
     return failed ? -1 : 0;
 }
 

@@ -5,7 +5,7 @@
  * CblasTrans). Anything else is copied to contiguous first. Batched products loop over the
  * broadcast batch dims and call sgemm per matrix; OpenBLAS threads each call.
  */
-#include "internal.h"
+#include "autograd_internal.h"
 
 #include <cblas.h>
 #include <stdio.h>
@@ -99,9 +99,8 @@ int pivq_gemm_(pivq_tensor *out, const pivq_tensor *a, const pivq_tensor *b, int
         else
             pivq_binary_scalar_(out, beta, PIVQ_MUL);
     } else {
-        cblas_sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, alpha, pivq_data(ac ? ac : a),
-                    (int)la.ld, pivq_data(bc ? bc : b), (int)lb.ld, beta, pivq_data(out),
-                    (int)lo.ld);
+        pivq_sgemm_mt(ta == CblasTrans, tb == CblasTrans, m, n, k, alpha, pivq_data(ac ? ac : a),
+                      la.ld, pivq_data(bc ? bc : b), lb.ld, beta, pivq_data(out), lo.ld);
     }
     pivq_tensor_release(ac);
     pivq_tensor_release(bc);
