@@ -698,37 +698,57 @@ static pivq_dnnl_conv dnnl_shape(int64_t N, int64_t O, int64_t G, const geom *g)
                             .groups = G};
 }
 
+/* The common start of conv2d and its reference: checks, geometry, contiguous operands and the
+   output y (N, O, Ho, Wo). Returns -1 (error set) when a check fails or memory runs out; the
+   caller releases what conv_operands holds either way (conv_operands_release). */
+typedef struct conv_operands {
+    geom g;
+    pivq_tensor *xc, *wc, *bc, *y;
+} conv_operands;
+
+static int conv_operands_get(const char *F, const pivq_tensor *x, const pivq_tensor *w,
+                             const pivq_tensor *b, const pivq_conv_params *p, conv_operands *c)
+{
+    memset(c, 0, sizeof *c);
+    if (check_f32(F, "input", x) || check_f32(F, "weight", w) || (b && check_f32(F, "bias", b)) ||
+        check_params(F, p) || conv_geom(F, x, w, b, p, &c->g))
+        return -1;
+    int64_t osz[4] = {x->shape[0], w->shape[0], c->g.Ho, c->g.Wo};
+    c->xc = pivq_contiguous(x);
+    c->wc = pivq_contiguous(w);
+    c->bc = b ? pivq_contiguous(b) : NULL;
+    c->y = pivq_empty(PIVQ_FLOAT32, 4, osz);
+    return c->xc && c->wc && (!b || c->bc) && c->y ? 0 : -1;
+}
+
+static void conv_operands_release(conv_operands *c)
+{
+    pivq_tensor_release(c->xc);
+    pivq_tensor_release(c->wc);
+    pivq_tensor_release(c->bc);
+    pivq_tensor_release(c->y);
+}
+
 pivq_tensor *pivq_conv2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_tensor *b,
                          const pivq_conv_params *p)
 {
     const char *F = "conv2d";
-    if (check_f32(F, "input", x) || check_f32(F, "weight", w) || (b && check_f32(F, "bias", b)) ||
-        check_params(F, p))
-        return NULL;
-    geom g;
-    if (conv_geom(F, x, w, b, p, &g)) return NULL;
-    int64_t N = x->shape[0], O = w->shape[0];
-    int64_t osz[4] = {N, O, g.Ho, g.Wo};
-    pivq_tensor *xc = pivq_contiguous(x), *wc = pivq_contiguous(w);
-    pivq_tensor *bc = b ? pivq_contiguous(b) : NULL;
-    pivq_tensor *y = pivq_empty(PIVQ_FLOAT32, 4, osz); /* y (N, O, Ho, Wo) */
-    int rc = -1;
-    if (xc && wc && (!b || bc) && y) {
-        const float *xp = pivq_data(xc), *wp = pivq_data(wc), *bp = bc ? pivq_data(bc) : NULL;
-        pivq_dnnl_conv dc = dnnl_shape(N, O, p->groups, &g);
-        rc = pivq_dnnl_conv_forward(F, &dc, xp, wp, bp, pivq_data(y)); /* 0: not oneDNN's */
-        if (rc == 0 && conv2d_im2col(xp, wp, bp, pivq_data(y), N, O, p->groups, &g))
+    conv_operands c;
+    pivq_tensor *y = NULL;
+    if (conv_operands_get(F, x, w, b, p, &c) == 0) {
+        int64_t N = x->shape[0], O = w->shape[0];
+        const float *xp = pivq_data(c.xc), *wp = pivq_data(c.wc);
+        const float *bp = c.bc ? pivq_data(c.bc) : NULL;
+        pivq_dnnl_conv dc = dnnl_shape(N, O, p->groups, &c.g);
+        int rc = pivq_dnnl_conv_forward(F, &dc, xp, wp, bp, pivq_data(c.y)); /* 0: not oneDNN's */
+        if (rc == 0 && conv2d_im2col(xp, wp, bp, pivq_data(c.y), N, O, p->groups, &c.g))
             rc = pivq_set_error("%s: out of memory for the columns", F);
-    }
-    if (rc < 0) {
-        pivq_tensor_release(y);
-        y = NULL;
-        goto done;
+        if (rc >= 0) y = pivq_tensor_retain(c.y); /* y (N, O, Ho, Wo) */
     }
     const pivq_tensor *in[3] = {x, w, b};
-    if (pivq_ag_wants(3, in)) {
+    if (y && pivq_ag_wants(3, in)) {
         pivq_node *nd = pivq_ag_record(PIVQ_GOP_CONV2D, y, 3, in);
-        int save_rc = nd ? (pivq_ag_save(nd, 0, xc) || pivq_ag_save(nd, 1, wc)) : -1;
+        int save_rc = nd ? (pivq_ag_save(nd, 0, c.xc) || pivq_ag_save(nd, 1, c.wc)) : -1;
         if (nd) {
             nd->ip[0] = p->stride[0];
             nd->ip[1] = p->stride[1];
@@ -740,10 +760,7 @@ pivq_tensor *pivq_conv2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_
         }
         y = pivq_ag_finish(y, nd, save_rc);
     }
-done:
-    pivq_tensor_release(xc);
-    pivq_tensor_release(wc);
-    pivq_tensor_release(bc);
+    conv_operands_release(&c);
     return y;
 }
 
@@ -1088,43 +1105,33 @@ int pivq_conv_transpose2d_backward(pivq_node *n, const pivq_tensor *gy, pivq_ten
 pivq_tensor *pivq_conv2d_reference(const pivq_tensor *x, const pivq_tensor *w, const pivq_tensor *b,
                                    const pivq_conv_params *p)
 {
-    const char *F = "conv2d_reference";
-    if (check_f32(F, "input", x) || check_f32(F, "weight", w) || (b && check_f32(F, "bias", b)) ||
-        check_params(F, p))
-        return NULL;
-    geom g;
-    if (conv_geom(F, x, w, b, p, &g)) return NULL;
-    int64_t N = x->shape[0], O = w->shape[0], G = p->groups, Og = O / G, Cg = g.C / G;
-    int64_t osz[4] = {N, O, g.Ho, g.Wo};
-    pivq_tensor *xc = pivq_contiguous(x), *wc = pivq_contiguous(w);
-    pivq_tensor *bc = b ? pivq_contiguous(b) : NULL;
-    pivq_tensor *y = pivq_empty(PIVQ_FLOAT32, 4, osz);
-    if (xc && wc && (!b || bc) && y) {
-        const float *xp = pivq_data(xc), *wp = pivq_data(wc), *bp = bc ? pivq_data(bc) : NULL;
-        float *yp = pivq_data(y);
+    conv_operands c;
+    pivq_tensor *y = NULL;
+    if (conv_operands_get("conv2d_reference", x, w, b, p, &c) == 0) {
+        const geom g = c.g;
+        int64_t N = x->shape[0], O = w->shape[0], G = p->groups, Og = O / G, Cg = g.C / G;
+        const float *xp = pivq_data(c.xc), *wp = pivq_data(c.wc);
+        const float *bp = c.bc ? pivq_data(c.bc) : NULL;
+        float *yp = pivq_data(c.y);
         for (int64_t n = 0; n < N; n++)
             for (int64_t o = 0; o < O; o++)
                 for (int64_t oy = 0; oy < g.Ho; oy++)
                     for (int64_t ox = 0; ox < g.Wo; ox++) {
                         double s = bp ? bp[o] : 0.0;
                         int64_t c0 = (o / Og) * Cg;
-                        for (int64_t c = 0; c < Cg; c++)
+                        for (int64_t ci = 0; ci < Cg; ci++)
                             for (int64_t i = 0; i < g.kh; i++)
                                 for (int64_t j = 0; j < g.kw; j++) {
                                     int64_t iy = oy * g.sh - g.ph + i * g.dh;
                                     int64_t ix = ox * g.sw - g.pw + j * g.dw;
                                     if (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W) continue;
-                                    s += (double)xp[((n * g.C + c0 + c) * g.H + iy) * g.W + ix] *
-                                         wp[((o * Cg + c) * g.kh + i) * g.kw + j];
+                                    s += (double)xp[((n * g.C + c0 + ci) * g.H + iy) * g.W + ix] *
+                                         wp[((o * Cg + ci) * g.kh + i) * g.kw + j];
                                 }
                         yp[((n * O + o) * g.Ho + oy) * g.Wo + ox] = (float)s;
                     }
-    } else {
-        pivq_tensor_release(y);
-        y = NULL;
+        y = pivq_tensor_retain(c.y);
     }
-    pivq_tensor_release(xc);
-    pivq_tensor_release(wc);
-    pivq_tensor_release(bc);
+    conv_operands_release(&c);
     return y;
 }
