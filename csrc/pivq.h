@@ -28,6 +28,12 @@
 extern "C" {
 #endif
 #endif
+/* =======================================================================================
+ * Layer 1: core (csrc/core/)
+ * What everything else stands on: the error context, threads and heap accounting, the
+ * allocator's statistics, tensors (refcounted storage under strided views) and the random
+ * generator. Nothing in this layer knows about graphs, files or codes.
+ * ===================================================================================== */
 
 /* ---------------------------------------------------------------------------------------
  * Context: errors, threads, heap accounting, version
@@ -52,6 +58,22 @@ int64_t pivq_heap_count(void);
 /* The most pivq_heap_bytes has been since the last call (or since the start); each call
    starts a new period at the present value. The GC policy sizes a training step with it. */
 int64_t pivq_heap_peak_reset(void);
+
+/* ---- Allocator ---- */
+
+/* The C allocator's own view of the process heap (glibc's mallinfo2; all zero elsewhere), in
+   bytes: `arena` the main heap's size, `in_use` the bytes handed out by malloc (tensor storages,
+   the block cache and every other C allocation), `free` the free bytes inside the heap (which
+   stay resident until reused or trimmed), `mmapped` the blocks mapped on their own. */
+typedef struct pivq_malloc_stats {
+    int64_t arena;
+    int64_t in_use;
+    int64_t free;
+    int64_t mmapped;
+} pivq_malloc_stats;
+/* Fill *out; returns 0, or -1 where the allocator gives no statistics (all fields 0): not
+   glibc, or libpivq built with AddressSanitizer (whose malloc keeps no such figures). */
+int pivq_malloc_stats_get(pivq_malloc_stats *out);
 
 /* ---------------------------------------------------------------------------------------
  * Tensors: refcounted 64-byte-aligned storage, strided views
@@ -86,7 +108,7 @@ typedef struct pivq_tensor {
     int64_t strides[PIVQ_MAX_DIMS]; /* in elements */
     int64_t offset;                 /* in elements, from storage->data */
     pivq_storage *storage;
-    struct pivq_autograd *ag; /* autograd state (autograd.c); NULL for plain tensors */
+    struct pivq_autograd *ag; /* autograd state (autograd/autograd.c); NULL for plain tensors */
 } pivq_tensor;
 
 /* Bytes per element of a dtype (0 for an unknown dtype). */
@@ -147,110 +169,7 @@ int pivq_fill_(pivq_tensor *t, double value);
 pivq_tensor *pivq_arange(double start, double end, double step, int dtype);
 
 /* ---------------------------------------------------------------------------------------
- * Elementwise ops (ops_elementwise.c). NumPy broadcasting. Integer inputs are promoted:
- * int op float -> float32, narrower int op wider int -> wider int. Float-only unary ops
- * (exp, log, ...) convert integer input to float32.
- * ------------------------------------------------------------------------------------- */
-
-/* clang-format off */
-typedef enum pivq_unary_op {
-    PIVQ_NEG = 0, PIVQ_ABS, PIVQ_EXP, PIVQ_LOG, PIVQ_SQRT, PIVQ_RSQRT, PIVQ_SIN, PIVQ_COS,
-    PIVQ_TANH, PIVQ_SIGMOID, PIVQ_RELU, PIVQ_SIGN, PIVQ_FLOOR, PIVQ_CEIL, PIVQ_ROUND,
-    PIVQ_UNARY_COUNT
-} pivq_unary_op;
-/* clang-format on */
-
-/* clang-format off */
-typedef enum pivq_binary_op {
-    PIVQ_ADD = 0, PIVQ_SUB, PIVQ_MUL, PIVQ_DIV, PIVQ_MAX, PIVQ_MIN, PIVQ_POW,
-    PIVQ_BINARY_COUNT
-} pivq_binary_op;
-/* clang-format on */
-
-/* clang-format off */
-typedef enum pivq_compare_op {
-    PIVQ_EQ = 0, PIVQ_NE, PIVQ_LT, PIVQ_LE, PIVQ_GT, PIVQ_GE,
-    PIVQ_COMPARE_COUNT
-} pivq_compare_op;
-/* clang-format on */
-
-/* Name of an op ("exp", "add", "lt", ...), for messages. */
-const char *pivq_unary_name(int op);
-const char *pivq_binary_name(int op);
-const char *pivq_compare_name(int op);
-
-/* y = op(x). */
-pivq_tensor *pivq_unary(const pivq_tensor *x, int op);
-/* y = min(max(x, lo), hi). */
-pivq_tensor *pivq_clamp(const pivq_tensor *x, double lo, double hi);
-/* y = op(a, b), broadcasting. */
-pivq_tensor *pivq_binary(const pivq_tensor *a, const pivq_tensor *b, int op);
-/* y = op(a, s) (scalar_first == 0) or op(s, a) (scalar_first == 1). The scalar takes a's
-   dtype unless a is integer and s is not integral, in which case the result is float32. */
-pivq_tensor *pivq_binary_scalar(const pivq_tensor *a, double s, int op, int scalar_first);
-/* a = op(a, b) in place, b broadcast to a's shape and converted to a's dtype. */
-int pivq_binary_(pivq_tensor *a, const pivq_tensor *b, int op);
-/* a = op(a, s) in place. */
-int pivq_binary_scalar_(pivq_tensor *a, double s, int op);
-/* uint8 mask = a op b (broadcasting; compared after promotion). */
-pivq_tensor *pivq_compare(const pivq_tensor *a, const pivq_tensor *b, int op);
-/* uint8 mask = a op s. */
-pivq_tensor *pivq_compare_scalar(const pivq_tensor *a, double s, int op);
-/* y = cond ? a : b elementwise (cond uint8, nonzero = true; all three broadcast). */
-pivq_tensor *pivq_where(const pivq_tensor *cond, const pivq_tensor *a, const pivq_tensor *b);
-
-/* ---------------------------------------------------------------------------------------
- * Reductions (ops_reduce.c) over one dim (0..ndim-1) or all dims (dim == -1).
- * ------------------------------------------------------------------------------------- */
-
-/* clang-format off */
-typedef enum pivq_reduce_op {
-    PIVQ_SUM = 0, PIVQ_MEAN, PIVQ_VAR, PIVQ_RMAX, PIVQ_RMIN, PIVQ_ARGMAX, PIVQ_ARGMIN,
-    PIVQ_NORM, PIVQ_PROD, PIVQ_REDUCE_COUNT
-} pivq_reduce_op;
-/* clang-format on */
-
-/* Name of a reduction ("sum", ..., "max", "argmax", "norm"). */
-const char *pivq_reduce_name(int op);
-/* Reduce x along dim (-1: all). keepdim keeps the reduced dim with size 1.
-   param: the correction for var (1 = unbiased), p for norm; ignored otherwise.
-   sum/prod keep integer dtypes as int64; mean/var/norm give float32; max/min keep the
-   dtype; argmax/argmin give int64 0-based indices (first occurrence on ties; over all dims
-   the flat row-major index). Float sums accumulate in double. */
-pivq_tensor *pivq_reduce(const pivq_tensor *x, int op, int dim, int keepdim, double param);
-
-/* ---------------------------------------------------------------------------------------
- * Matrix products (ops_matmul.c), float32, through OpenBLAS sgemm. Operands whose last two
- * dims are row-major or transposed (column-major) are passed without copies.
- * ------------------------------------------------------------------------------------- */
-
-/* a @ b following numpy.matmul: 1-D x 1-D dot, 2-D x 2-D, and batched N-D with broadcast
-   batch dims; a 1-D operand is promoted and the added dim removed from the result. */
-pivq_tensor *pivq_matmul(const pivq_tensor *a, const pivq_tensor *b);
-/* out = alpha * op(a) @ op(b) + beta * out for 2-D a, b, out (op = transpose if trans_*). */
-int pivq_gemm_(pivq_tensor *out, const pivq_tensor *a, const pivq_tensor *b, int trans_a,
-               int trans_b, float alpha, float beta);
-
-/* ---------------------------------------------------------------------------------------
- * Indexing and joining (ops_index.c). Index tensors are int64 (int32 accepted), 0-based.
- * ------------------------------------------------------------------------------------- */
-
-/* Rows of x along dim picked by the 1-D index. */
-pivq_tensor *pivq_index_select(const pivq_tensor *x, int dim, const pivq_tensor *index);
-/* out[i][j] = x[index[i][j]][j] (dim 0), etc.; index has x's ndim, result index's shape. */
-pivq_tensor *pivq_gather(const pivq_tensor *x, int dim, const pivq_tensor *index);
-/* A copy of x where src's values are added at index along dim (the scatter of gather). */
-pivq_tensor *pivq_scatter_add(const pivq_tensor *x, int dim, const pivq_tensor *index,
-                              const pivq_tensor *src);
-/* A copy of x with value where mask (uint8, broadcast to x) is nonzero. */
-pivq_tensor *pivq_masked_fill(const pivq_tensor *x, const pivq_tensor *mask, double value);
-/* Concatenate n tensors along dim (same dtype; equal sizes elsewhere). */
-pivq_tensor *pivq_cat(pivq_tensor *const *ts, int n, int dim);
-/* Stack n tensors of equal shape along a new dim. */
-pivq_tensor *pivq_stack(pivq_tensor *const *ts, int n, int dim);
-
-/* ---------------------------------------------------------------------------------------
- * Random numbers (random.c). A counter-based generator (Philox-4x32-10): the value drawn for
+ * Random numbers (core/random.c). A counter-based generator (Philox-4x32-10): the value drawn for
  * element i depends only on (seed, offset + i), never on the thread count. Saving
  * {seed, offset} saves the whole state.
  * ------------------------------------------------------------------------------------- */
@@ -277,8 +196,14 @@ pivq_tensor *pivq_randperm(int64_t n, pivq_generator *g);
 pivq_tensor *pivq_multinomial(const pivq_tensor *probs, int64_t n, int replacement,
                               pivq_generator *g);
 
+/* =======================================================================================
+ * Layer 2: autograd (csrc/autograd/)
+ * Reverse-mode differentiation: grad mode, leaves, the graph that ops record, the backward
+ * walk. The ops themselves (layer 3) record their nodes; this layer only keeps and walks them.
+ * ===================================================================================== */
+
 /* ---------------------------------------------------------------------------------------
- * Autograd (autograd.c). Reverse mode, graph recorded in C.
+ * Autograd (autograd/autograd.c). Reverse mode, graph recorded in C.
  *
  * A float32 tensor may require gradients. Every `pivq_ag_*` entry point below behaves like
  * the plain op of the same name (same arguments, same result) and, when grad mode is on and
@@ -354,8 +279,118 @@ int pivq_ag_binary_scalar_(pivq_tensor *a, double s, int op);
 int pivq_ag_fill_(pivq_tensor *t, double value);
 int pivq_ag_copy_(pivq_tensor *dst, const pivq_tensor *src);
 
+/* =======================================================================================
+ * Layer 3: ops (csrc/ops/)
+ * The math: elementwise, reductions, matrix products, indexing, the neural-network ops
+ * (linear, attention, convolution and its engine, norms, pooling, losses) and the fused
+ * optimizer steps. Each op's forward and backward sit side by side in its file.
+ * ===================================================================================== */
+
 /* ---------------------------------------------------------------------------------------
- * Neural-network ops (ops_nn.c, ops_norm.c, ops_loss.c). Float32. Each records a graph node
+ * Elementwise ops (ops/elementwise.c). NumPy broadcasting. Integer inputs are promoted:
+ * int op float -> float32, narrower int op wider int -> wider int. Float-only unary ops
+ * (exp, log, ...) convert integer input to float32.
+ * ------------------------------------------------------------------------------------- */
+
+/* clang-format off */
+typedef enum pivq_unary_op {
+    PIVQ_NEG = 0, PIVQ_ABS, PIVQ_EXP, PIVQ_LOG, PIVQ_SQRT, PIVQ_RSQRT, PIVQ_SIN, PIVQ_COS,
+    PIVQ_TANH, PIVQ_SIGMOID, PIVQ_RELU, PIVQ_SIGN, PIVQ_FLOOR, PIVQ_CEIL, PIVQ_ROUND,
+    PIVQ_UNARY_COUNT
+} pivq_unary_op;
+/* clang-format on */
+
+/* clang-format off */
+typedef enum pivq_binary_op {
+    PIVQ_ADD = 0, PIVQ_SUB, PIVQ_MUL, PIVQ_DIV, PIVQ_MAX, PIVQ_MIN, PIVQ_POW,
+    PIVQ_BINARY_COUNT
+} pivq_binary_op;
+/* clang-format on */
+
+/* clang-format off */
+typedef enum pivq_compare_op {
+    PIVQ_EQ = 0, PIVQ_NE, PIVQ_LT, PIVQ_LE, PIVQ_GT, PIVQ_GE,
+    PIVQ_COMPARE_COUNT
+} pivq_compare_op;
+/* clang-format on */
+
+/* Name of an op ("exp", "add", "lt", ...), for messages. */
+const char *pivq_unary_name(int op);
+const char *pivq_binary_name(int op);
+const char *pivq_compare_name(int op);
+
+/* y = op(x). */
+pivq_tensor *pivq_unary(const pivq_tensor *x, int op);
+/* y = min(max(x, lo), hi). */
+pivq_tensor *pivq_clamp(const pivq_tensor *x, double lo, double hi);
+/* y = op(a, b), broadcasting. */
+pivq_tensor *pivq_binary(const pivq_tensor *a, const pivq_tensor *b, int op);
+/* y = op(a, s) (scalar_first == 0) or op(s, a) (scalar_first == 1). The scalar takes a's
+   dtype unless a is integer and s is not integral, in which case the result is float32. */
+pivq_tensor *pivq_binary_scalar(const pivq_tensor *a, double s, int op, int scalar_first);
+/* a = op(a, b) in place, b broadcast to a's shape and converted to a's dtype. */
+int pivq_binary_(pivq_tensor *a, const pivq_tensor *b, int op);
+/* a = op(a, s) in place. */
+int pivq_binary_scalar_(pivq_tensor *a, double s, int op);
+/* uint8 mask = a op b (broadcasting; compared after promotion). */
+pivq_tensor *pivq_compare(const pivq_tensor *a, const pivq_tensor *b, int op);
+/* uint8 mask = a op s. */
+pivq_tensor *pivq_compare_scalar(const pivq_tensor *a, double s, int op);
+/* y = cond ? a : b elementwise (cond uint8, nonzero = true; all three broadcast). */
+pivq_tensor *pivq_where(const pivq_tensor *cond, const pivq_tensor *a, const pivq_tensor *b);
+
+/* ---------------------------------------------------------------------------------------
+ * Reductions (ops/reduce.c) over one dim (0..ndim-1) or all dims (dim == -1).
+ * ------------------------------------------------------------------------------------- */
+
+/* clang-format off */
+typedef enum pivq_reduce_op {
+    PIVQ_SUM = 0, PIVQ_MEAN, PIVQ_VAR, PIVQ_RMAX, PIVQ_RMIN, PIVQ_ARGMAX, PIVQ_ARGMIN,
+    PIVQ_NORM, PIVQ_PROD, PIVQ_REDUCE_COUNT
+} pivq_reduce_op;
+/* clang-format on */
+
+/* Name of a reduction ("sum", ..., "max", "argmax", "norm"). */
+const char *pivq_reduce_name(int op);
+/* Reduce x along dim (-1: all). keepdim keeps the reduced dim with size 1.
+   param: the correction for var (1 = unbiased), p for norm; ignored otherwise.
+   sum/prod keep integer dtypes as int64; mean/var/norm give float32; max/min keep the
+   dtype; argmax/argmin give int64 0-based indices (first occurrence on ties; over all dims
+   the flat row-major index). Float sums accumulate in double. */
+pivq_tensor *pivq_reduce(const pivq_tensor *x, int op, int dim, int keepdim, double param);
+
+/* ---------------------------------------------------------------------------------------
+ * Matrix products (ops/matmul.c), float32, through OpenBLAS sgemm. Operands whose last two
+ * dims are row-major or transposed (column-major) are passed without copies.
+ * ------------------------------------------------------------------------------------- */
+
+/* a @ b following numpy.matmul: 1-D x 1-D dot, 2-D x 2-D, and batched N-D with broadcast
+   batch dims; a 1-D operand is promoted and the added dim removed from the result. */
+pivq_tensor *pivq_matmul(const pivq_tensor *a, const pivq_tensor *b);
+/* out = alpha * op(a) @ op(b) + beta * out for 2-D a, b, out (op = transpose if trans_*). */
+int pivq_gemm_(pivq_tensor *out, const pivq_tensor *a, const pivq_tensor *b, int trans_a,
+               int trans_b, float alpha, float beta);
+
+/* ---------------------------------------------------------------------------------------
+ * Indexing and joining (ops/index.c). Index tensors are int64 (int32 accepted), 0-based.
+ * ------------------------------------------------------------------------------------- */
+
+/* Rows of x along dim picked by the 1-D index. */
+pivq_tensor *pivq_index_select(const pivq_tensor *x, int dim, const pivq_tensor *index);
+/* out[i][j] = x[index[i][j]][j] (dim 0), etc.; index has x's ndim, result index's shape. */
+pivq_tensor *pivq_gather(const pivq_tensor *x, int dim, const pivq_tensor *index);
+/* A copy of x where src's values are added at index along dim (the scatter of gather). */
+pivq_tensor *pivq_scatter_add(const pivq_tensor *x, int dim, const pivq_tensor *index,
+                              const pivq_tensor *src);
+/* A copy of x with value where mask (uint8, broadcast to x) is nonzero. */
+pivq_tensor *pivq_masked_fill(const pivq_tensor *x, const pivq_tensor *mask, double value);
+/* Concatenate n tensors along dim (same dtype; equal sizes elsewhere). */
+pivq_tensor *pivq_cat(pivq_tensor *const *ts, int n, int dim);
+/* Stack n tensors of equal shape along a new dim. */
+pivq_tensor *pivq_stack(pivq_tensor *const *ts, int n, int dim);
+
+/* ---------------------------------------------------------------------------------------
+ * Neural-network ops (ops/nn.c, ops/norm.c, ops/loss.c). Float32. Each records a graph node
  * when grad mode is on and an input requires grad. Layouts are PyTorch's. Optional tensor
  * arguments may be NULL.
  * ------------------------------------------------------------------------------------- */
@@ -414,7 +449,7 @@ pivq_tensor *pivq_pointwise_loss(const pivq_tensor *x, const pivq_tensor *target
 pivq_tensor *pivq_cross_entropy(const pivq_tensor *logits, const pivq_tensor *target, int reduction,
                                 int64_t ignore_index);
 
-/* Scaled dot-product attention, fused (ops_attention.c): q (..., Lq, D), k (..., Lk, D),
+/* Scaled dot-product attention, fused (ops/attention.c): q (..., Lq, D), k (..., Lk, D),
    v (..., Lk, Dv) with equal batch dims (e.g. batch, heads); mask additive, broadcastable to
    (..., Lq, Lk) (e.g. -inf to hide a key), or NULL; scale <= 0 means 1/sqrt(D).
    Result (..., Lq, Dv) = softmax(scale q k^T + mask) v. Lq != Lk is cross-attention. */
@@ -443,7 +478,7 @@ pivq_tensor *pivq_conv2d_reference(const pivq_tensor *x, const pivq_tensor *w, c
 pivq_tensor *pivq_conv_transpose2d(const pivq_tensor *x, const pivq_tensor *w, const pivq_tensor *b,
                                    const pivq_conv_params *p);
 
-/* Pooling (ops_pool.c) over (N, C, H, W); kernel, stride, padding: 2 values (H, W) each.
+/* Pooling (ops/pool.c) over (N, C, H, W); kernel, stride, padding: 2 values (H, W) each.
    Max pooling pads with -inf; average pooling divides by the window size
    (count_include_pad != 0) or by its part inside the image. */
 pivq_tensor *pivq_max_pool2d(const pivq_tensor *x, const int64_t *kernel, const int64_t *stride,
@@ -461,8 +496,28 @@ typedef enum pivq_upsample_mode {
 pivq_tensor *pivq_upsample2d(const pivq_tensor *x, int64_t Ho, int64_t Wo, int mode,
                              int align_corners);
 
+/* ---- Convolution engine ---- */
+/* conv2d and conv_transpose2d (forward, input and weight gradients) run on oneDNN, the library
+ * PyTorch's CPU convolutions use (JIT direct convolution: no im2col), when libpivq was built
+ * with it (CMake option PIVQ_DNNL, on when libdnnl-dev is found) and oneDNN implements the
+ * shape; otherwise on im2col + sgemm (ops/conv.c). The environment variable PIVQ_CONV=im2col,
+ * read at the first convolution, starts on the im2col engine. */
+typedef enum pivq_conv_engine {
+    PIVQ_CONV_AUTO = 0,  /* oneDNN where it can, else im2col (the default) */
+    PIVQ_CONV_IM2COL = 1 /* always im2col + sgemm: the reference path the specs compare with */
+} pivq_conv_engine;
+/* Choose the engine for the following convolutions. Returns 0, or -1 on an unknown value. */
+int pivq_conv_set_engine(int engine);
+/* The current engine (PIVQ_CONV_AUTO or PIVQ_CONV_IM2COL). */
+int pivq_conv_get_engine(void);
+/* 1 if libpivq was built with oneDNN, else 0. */
+int pivq_conv_dnnl_available(void);
+/* How many convolution steps (forwards and backwards) oneDNN has run in this process: tells a
+   caller which engine ran. */
+int64_t pivq_conv_dnnl_steps(void);
+
 /* ---------------------------------------------------------------------------------------
- * Optimizers (optim.c): one fused step over n parameters (contiguous float32 leaves; their
+ * Optimizers (ops/optim.c): one fused step over n parameters (contiguous float32 leaves; their
  * accumulated gradients are read; parameters without one are skipped). State buffers are
  * zero-initialised tensors of each parameter's shape, owned by the caller. step counts from 1.
  * ------------------------------------------------------------------------------------- */
@@ -486,114 +541,15 @@ int pivq_clip_grad_norm(pivq_tensor *const *params, int n, double max_norm, doub
 /* shadow = decay shadow + (1 - decay) param, for each of n pairs. */
 int pivq_ema_update(pivq_tensor *const *shadow, pivq_tensor *const *params, int n, double decay);
 
-/* ---------------------------------------------------------------------------------------
- * Vector quantization kernels (vq.c): distances, k-means++, EMA codebook upkeep, code
- * statistics. Codes are 0-based int64 here. Latents and codebooks are float32 rows.
- * ------------------------------------------------------------------------------------- */
-
-/* out[i][k] = ||x_i - e_k||^2 for x N x c and e K x c: an N x K float32 tensor computed as
-   ||x||^2 - 2 x e^T + ||e||^2 with one sgemm, clamped at 0 (rounding can go slightly below). */
-pivq_tensor *pivq_sq_distances(const pivq_tensor *x, const pivq_tensor *e);
-/* K centroids (K x c) of the rows of x (N x c, N >= K) by k-means: k-means++ seeding (each
-   next seed drawn with probability proportional to the squared distance to the nearest seed
-   so far), then `iters` Lloyd iterations; an emptied cluster is re-seeded with the point
-   farthest from its centroid. Draws come from g (NULL: the default generator). */
-pivq_tensor *pivq_kmeans(const pivq_tensor *x, int64_t K, int iters, pivq_generator *g);
-/* EMA codebook update (van den Oord et al. 2017, with Laplace smoothing):
-     count_k <- decay*count_k + (1-decay)*n_k,  sum_k <- decay*sum_k + (1-decay)*sum_{i: code_i=k}
-   x_i, e_k <- sum_k / ((count_k + eps) / (n + K*eps) * n)  with n = sum_k count_k. codebook K x c,
-   ema_count K, ema_sum K x c (all float32, contiguous, updated in place); latents N x c; codes N
-   int64 in [0, K). */
-int pivq_vq_ema_update_(pivq_tensor *codebook, pivq_tensor *ema_count, pivq_tensor *ema_sum,
-                        const pivq_tensor *latents, const pivq_tensor *codes, double decay,
-                        double eps);
-/* The two halves of pivq_vq_ema_update_, for data-parallel training where the batch statistics
-   are summed over the ranks in between. Statistics of one batch: counts[k] = how many codes
-   (N int64 in [0, K)) equal k, sums[k] = the sum of the latents (N x c) with code k; counts
-   float32 K and sums float32 K x c, contiguous, overwritten. */
-int pivq_vq_ema_stats(const pivq_tensor *latents, const pivq_tensor *codes, pivq_tensor *counts,
-                      pivq_tensor *sums);
-/* The EMA update of pivq_vq_ema_update_ with n_k = counts[k] and the per-code sums = sums[k]
-   given (e.g. pivq_vq_ema_stats summed over ranks). */
-int pivq_vq_ema_apply_(pivq_tensor *codebook, pivq_tensor *ema_count, pivq_tensor *ema_sum,
-                       const pivq_tensor *counts, const pivq_tensor *sums, double decay,
-                       double eps);
-/* Per-code usage counts (int64, length K) of codes (any shape, int64 in [0, K)). */
-pivq_tensor *pivq_code_counts(const pivq_tensor *codes, int64_t K);
-/* Mean number of distinct codes per row of codes (B x L int64 in [0, K)): K_img. */
-int pivq_distinct_per_row(const pivq_tensor *codes, int64_t K, double *out_mean);
+/* =======================================================================================
+ * Layer 4: io (csrc/io/)
+ * Data in and out: atomic file writes, IDX, safetensors checkpoints, PNG and JPEG images,
+ * image folders, and the threaded batch loader.
+ * ===================================================================================== */
 
 /* ---------------------------------------------------------------------------------------
- * Nearest neighbours for PRDC (knn.c). Euclidean distances by blocked sgemm: memory grows
- * with a block of query rows times the reference rows, never with N x N. Decisions near a
- * threshold are re-checked with distances recomputed exactly in double, so a point lying on
- * a radius is classified the same whichever role it plays.
- * ------------------------------------------------------------------------------------- */
-
-/* For each row of x (N x d float32), the distance to its k-th nearest OTHER row of x
-   (1 <= k < N). Result: N float32 radii. */
-pivq_tensor *pivq_knn_radii(const pivq_tensor *x, int k);
-/* Ball membership between a reference set with radii and a query set:
-   [OUT] query_counts (M int64): for each query row j, the number of reference rows i with
-         dist(q_j, r_i) < radius_i (inclusive == 0) or <= radius_i (inclusive == 1);
-   [OUT] ref_nearest (N float32): for each reference row i, the distance to its nearest
-         query row (coverage compares it with radius_i).
-   ref N x d, radii N, query M x d; the outputs are new tensors stored in *query_counts and
-   *ref_nearest. */
-int pivq_ball_counts(const pivq_tensor *ref, const pivq_tensor *radii, const pivq_tensor *query,
-                     int inclusive, pivq_tensor **query_counts, pivq_tensor **ref_nearest);
-
-/* ---------------------------------------------------------------------------------------
- * Image-quality metrics (metrics.c).
- * ------------------------------------------------------------------------------------- */
-
-/* Mean SSIM of each image pair (Wang et al. 2004): Gaussian window 11x11, sigma 1.5, over the
-   window positions that fit inside the image (no padding), C1 = (0.01 R)^2, C2 = (0.03 R)^2
-   with R = data_range, averaged over channels. x, y: N x C x H x W float32 with H, W >= 11.
-   Result: N float32. */
-pivq_tensor *pivq_ssim(const pivq_tensor *x, const pivq_tensor *y, double data_range);
-
-/* ---------------------------------------------------------------------------------------
- * Exact linear assignment (assign.c): the solver of the matching quantizer. Exact means
- * optimal, not greedy: shortest augmenting paths with potentials over each row's cheapest
- * columns (METHOD.md's two speed-ups), no padding to a square. Indices are 0-based.
- * ------------------------------------------------------------------------------------- */
-
-/* Minimum-cost injective assignment of the L rows of a row-major L x K float32 cost matrix
-   (L <= K) to distinct columns: minimises sum_i cost[i, out_cols[i]] exactly.
-   Returns 0, or -1 after pivq_set_error on bad input (L < 1, L > K, row_stride < K,
-   NULL pointer, NaN or +-Inf in cost, out of memory).
-     cost        L x K costs; row i starts at cost + i*row_stride (any sign, must be finite)
-     L           number of rows to assign (1 <= L <= K)
-     K           number of columns (K <= INT32_MAX)
-     row_stride  elements between the starts of consecutive rows (>= K)
-     out_cols    [OUT] L entries: out_cols[i] = 0-based column given to row i, all distinct */
-int pivq_assign_one(const float *cost, int64_t L, int64_t K, int64_t row_stride, int64_t *out_cols);
-
-/* B independent assignment problems, solved in parallel over B with OpenMP (one scratch
-   buffer per thread). Returns 0, or -1 after pivq_set_error naming the first (lowest-index)
-   failing problem.
-     cost      B x L x K contiguous float32 costs (problem b at cost + b*L*K)
-     B         number of problems (>= 0; B == 0 does nothing)
-     L         rows per problem (1 <= L <= K)
-     K         columns per problem
-     out_cols  [OUT] B x L contiguous: out_cols[b*L + i] = column given to row i of problem b */
-int pivq_assign_batch(const float *cost, int64_t B, int64_t L, int64_t K, int64_t *out_cols);
-
-/* Total cost sum_i cost[i, cols[i]] of an assignment, accumulated in double (for tests).
-   Does not validate anything.
-     cost  L x K contiguous float32 costs
-     L     number of rows
-     K     number of columns
-     cols  L column indices, 0-based, each in [0, K) */
-double pivq_assign_total_cost(const float *cost, int64_t L, int64_t K, const int64_t *cols);
-/* Tensor form: cost L x K -> L int64 columns, or B x L x K -> B x L (problems in parallel).
-   cost is float32 (any strides; copied to contiguous if needed). */
-pivq_tensor *pivq_assign(const pivq_tensor *cost);
-
-/* ---------------------------------------------------------------------------------------
- * Data and files (io_file.c, io_idx.c, io_safetensors.c, io_png.c, io_jpeg.c, image.c,
- * loader.c). Readers take untrusted bytes: every declared size is checked against what the
+ * Data and files (io/file.c, io/idx.c, io/safetensors.c, io/png.c, io/jpeg.c, io/image.c,
+ * io/loader.c). Readers take untrusted bytes: every declared size is checked against what the
  * input can hold before anything is allocated, and a bad file gives NULL/-1 with a message
  * naming the file and the problem. The *_decode functions read from memory (they are what
  * the fuzz targets in csrc/fuzz/ exercise); `name` is only used in messages.
@@ -734,8 +690,133 @@ int pivq_write_file_atomic(const char *path, const void *data, size_t len);
    call it when no other process is writing `path`: it would remove that write's file. */
 int pivq_atomic_remove_stale(const char *path);
 
+/* =======================================================================================
+ * Layer 5: quant (csrc/quant/)
+ * The method's own kernels: vector quantization (distances, k-means++, EMA upkeep), the
+ * exact assignment solver behind matching quantization, nearest neighbours for PRDC, and
+ * image-quality metrics.
+ * ===================================================================================== */
+
+/* ---------------------------------------------------------------------------------------
+ * Vector quantization kernels (quant/vq.c): distances, k-means++, EMA codebook upkeep, code
+ * statistics. Codes are 0-based int64 here. Latents and codebooks are float32 rows.
+ * ------------------------------------------------------------------------------------- */
+
+/* out[i][k] = ||x_i - e_k||^2 for x N x c and e K x c: an N x K float32 tensor computed as
+   ||x||^2 - 2 x e^T + ||e||^2 with one sgemm, clamped at 0 (rounding can go slightly below). */
+pivq_tensor *pivq_sq_distances(const pivq_tensor *x, const pivq_tensor *e);
+/* K centroids (K x c) of the rows of x (N x c, N >= K) by k-means: k-means++ seeding (each
+   next seed drawn with probability proportional to the squared distance to the nearest seed
+   so far), then `iters` Lloyd iterations; an emptied cluster is re-seeded with the point
+   farthest from its centroid. Draws come from g (NULL: the default generator). */
+pivq_tensor *pivq_kmeans(const pivq_tensor *x, int64_t K, int iters, pivq_generator *g);
+/* EMA codebook update (van den Oord et al. 2017, with Laplace smoothing):
+     count_k <- decay*count_k + (1-decay)*n_k,  sum_k <- decay*sum_k + (1-decay)*sum_{i: code_i=k}
+   x_i, e_k <- sum_k / ((count_k + eps) / (n + K*eps) * n)  with n = sum_k count_k. codebook K x c,
+   ema_count K, ema_sum K x c (all float32, contiguous, updated in place); latents N x c; codes N
+   int64 in [0, K). */
+int pivq_vq_ema_update_(pivq_tensor *codebook, pivq_tensor *ema_count, pivq_tensor *ema_sum,
+                        const pivq_tensor *latents, const pivq_tensor *codes, double decay,
+                        double eps);
+/* The two halves of pivq_vq_ema_update_, for data-parallel training where the batch statistics
+   are summed over the ranks in between. Statistics of one batch: counts[k] = how many codes
+   (N int64 in [0, K)) equal k, sums[k] = the sum of the latents (N x c) with code k; counts
+   float32 K and sums float32 K x c, contiguous, overwritten. */
+int pivq_vq_ema_stats(const pivq_tensor *latents, const pivq_tensor *codes, pivq_tensor *counts,
+                      pivq_tensor *sums);
+/* The EMA update of pivq_vq_ema_update_ with n_k = counts[k] and the per-code sums = sums[k]
+   given (e.g. pivq_vq_ema_stats summed over ranks). */
+int pivq_vq_ema_apply_(pivq_tensor *codebook, pivq_tensor *ema_count, pivq_tensor *ema_sum,
+                       const pivq_tensor *counts, const pivq_tensor *sums, double decay,
+                       double eps);
+/* Per-code usage counts (int64, length K) of codes (any shape, int64 in [0, K)). */
+pivq_tensor *pivq_code_counts(const pivq_tensor *codes, int64_t K);
+/* Mean number of distinct codes per row of codes (B x L int64 in [0, K)): K_img. */
+int pivq_distinct_per_row(const pivq_tensor *codes, int64_t K, double *out_mean);
+
+/* ---- Matching quantization from latents ---- */
+
+/* The matching quantizer's codes: for each image b of z (float32 B x L x c, L <= K), the
+   minimum-cost injective assignment of its L latents to rows of codebook (K x c) under squared
+   Euclidean distance -- pivq_assign of pivq_sq_distances, computed a block of images at a time
+   so that only about 1 MB of distances exists at once. NEW int64 B x L tensor, 0-based rows. */
+pivq_tensor *pivq_vq_match(const pivq_tensor *z, const pivq_tensor *codebook);
+
+/* ---------------------------------------------------------------------------------------
+ * Exact linear assignment (quant/assign.c): the solver of the matching quantizer. Exact means
+ * optimal, not greedy: shortest augmenting paths with potentials over each row's cheapest
+ * columns (METHOD.md's two speed-ups), no padding to a square. Indices are 0-based.
+ * ------------------------------------------------------------------------------------- */
+
+/* Minimum-cost injective assignment of the L rows of a row-major L x K float32 cost matrix
+   (L <= K) to distinct columns: minimises sum_i cost[i, out_cols[i]] exactly.
+   Returns 0, or -1 after pivq_set_error on bad input (L < 1, L > K, row_stride < K,
+   NULL pointer, NaN or +-Inf in cost, out of memory).
+     cost        L x K costs; row i starts at cost + i*row_stride (any sign, must be finite)
+     L           number of rows to assign (1 <= L <= K)
+     K           number of columns (K <= INT32_MAX)
+     row_stride  elements between the starts of consecutive rows (>= K)
+     out_cols    [OUT] L entries: out_cols[i] = 0-based column given to row i, all distinct */
+int pivq_assign_one(const float *cost, int64_t L, int64_t K, int64_t row_stride, int64_t *out_cols);
+
+/* B independent assignment problems, solved in parallel over B with OpenMP (one scratch
+   buffer per thread). Returns 0, or -1 after pivq_set_error naming the first (lowest-index)
+   failing problem.
+     cost      B x L x K contiguous float32 costs (problem b at cost + b*L*K)
+     B         number of problems (>= 0; B == 0 does nothing)
+     L         rows per problem (1 <= L <= K)
+     K         columns per problem
+     out_cols  [OUT] B x L contiguous: out_cols[b*L + i] = column given to row i of problem b */
+int pivq_assign_batch(const float *cost, int64_t B, int64_t L, int64_t K, int64_t *out_cols);
+
+/* Total cost sum_i cost[i, cols[i]] of an assignment, accumulated in double (for tests).
+   Does not validate anything.
+     cost  L x K contiguous float32 costs
+     L     number of rows
+     K     number of columns
+     cols  L column indices, 0-based, each in [0, K) */
+double pivq_assign_total_cost(const float *cost, int64_t L, int64_t K, const int64_t *cols);
+/* Tensor form: cost L x K -> L int64 columns, or B x L x K -> B x L (problems in parallel).
+   cost is float32 (any strides; copied to contiguous if needed). */
+pivq_tensor *pivq_assign(const pivq_tensor *cost);
+
+/* ---------------------------------------------------------------------------------------
+ * Nearest neighbours for PRDC (quant/knn.c). Euclidean distances by blocked sgemm: memory grows
+ * with a block of query rows times the reference rows, never with N x N. Decisions near a
+ * threshold are re-checked with distances recomputed exactly in double, so a point lying on
+ * a radius is classified the same whichever role it plays.
+ * ------------------------------------------------------------------------------------- */
+
+/* For each row of x (N x d float32), the distance to its k-th nearest OTHER row of x
+   (1 <= k < N). Result: N float32 radii. */
+pivq_tensor *pivq_knn_radii(const pivq_tensor *x, int k);
+/* Ball membership between a reference set with radii and a query set:
+   [OUT] query_counts (M int64): for each query row j, the number of reference rows i with
+         dist(q_j, r_i) < radius_i (inclusive == 0) or <= radius_i (inclusive == 1);
+   [OUT] ref_nearest (N float32): for each reference row i, the distance to its nearest
+         query row (coverage compares it with radius_i).
+   ref N x d, radii N, query M x d; the outputs are new tensors stored in *query_counts and
+   *ref_nearest. */
+int pivq_ball_counts(const pivq_tensor *ref, const pivq_tensor *radii, const pivq_tensor *query,
+                     int inclusive, pivq_tensor **query_counts, pivq_tensor **ref_nearest);
+
+/* ---------------------------------------------------------------------------------------
+ * Image-quality metrics (quant/metrics.c).
+ * ------------------------------------------------------------------------------------- */
+
+/* Mean SSIM of each image pair (Wang et al. 2004): Gaussian window 11x11, sigma 1.5, over the
+   window positions that fit inside the image (no padding), C1 = (0.01 R)^2, C2 = (0.03 R)^2
+   with R = data_range, averaged over channels. x, y: N x C x H x W float32 with H, W >= 11.
+   Result: N float32. */
+pivq_tensor *pivq_ssim(const pivq_tensor *x, const pivq_tensor *y, double data_range);
+
+/* =======================================================================================
+ * Layer 6: dist (csrc/dist/)
+ * Data-parallel training across processes over MPI.
+ * ===================================================================================== */
+
 /* ---- Distributed (MPI) ---- */
-/* dist.c: data-parallel communication over MPI between the processes that `mpirun` starts
+/* dist/dist.c: data-parallel communication over MPI between the processes that `mpirun` starts
  * (ranks). Optional at build time (CMake option PIVQ_MPI): without MPI,
  * pivq_dist_available() is 0 and the other functions fail with "pivq was built without MPI".
  * Errors never abort: MPI's error handler returns codes, which become pivq errors, and every
@@ -776,50 +857,6 @@ int pivq_dist_broadcast_(pivq_tensor *const *ts, int n, int root);
 pivq_tensor *pivq_dist_gather(const pivq_tensor *x, int root);
 /* Wait until every rank has arrived. */
 int pivq_dist_barrier(void);
-
-/* ---- Matching quantization from latents ---- */
-
-/* The matching quantizer's codes: for each image b of z (float32 B x L x c, L <= K), the
-   minimum-cost injective assignment of its L latents to rows of codebook (K x c) under squared
-   Euclidean distance -- pivq_assign of pivq_sq_distances, computed a block of images at a time
-   so that only about 1 MB of distances exists at once. NEW int64 B x L tensor, 0-based rows. */
-pivq_tensor *pivq_vq_match(const pivq_tensor *z, const pivq_tensor *codebook);
-
-/* ---- Allocator ---- */
-
-/* The C allocator's own view of the process heap (glibc's mallinfo2; all zero elsewhere), in
-   bytes: `arena` the main heap's size, `in_use` the bytes handed out by malloc (tensor storages,
-   the block cache and every other C allocation), `free` the free bytes inside the heap (which
-   stay resident until reused or trimmed), `mmapped` the blocks mapped on their own. */
-typedef struct pivq_malloc_stats {
-    int64_t arena;
-    int64_t in_use;
-    int64_t free;
-    int64_t mmapped;
-} pivq_malloc_stats;
-/* Fill *out; returns 0, or -1 where the allocator gives no statistics (all fields 0): not
-   glibc, or libpivq built with AddressSanitizer (whose malloc keeps no such figures). */
-int pivq_malloc_stats_get(pivq_malloc_stats *out);
-
-/* ---- Convolution engine ---- */
-/* conv2d and conv_transpose2d (forward, input and weight gradients) run on oneDNN, the library
- * PyTorch's CPU convolutions use (JIT direct convolution: no im2col), when libpivq was built
- * with it (CMake option PIVQ_DNNL, on when libdnnl-dev is found) and oneDNN implements the
- * shape; otherwise on im2col + sgemm (ops_conv.c). The environment variable PIVQ_CONV=im2col,
- * read at the first convolution, starts on the im2col engine. */
-typedef enum pivq_conv_engine {
-    PIVQ_CONV_AUTO = 0,  /* oneDNN where it can, else im2col (the default) */
-    PIVQ_CONV_IM2COL = 1 /* always im2col + sgemm: the reference path the specs compare with */
-} pivq_conv_engine;
-/* Choose the engine for the following convolutions. Returns 0, or -1 on an unknown value. */
-int pivq_conv_set_engine(int engine);
-/* The current engine (PIVQ_CONV_AUTO or PIVQ_CONV_IM2COL). */
-int pivq_conv_get_engine(void);
-/* 1 if libpivq was built with oneDNN, else 0. */
-int pivq_conv_dnnl_available(void);
-/* How many convolution steps (forwards and backwards) oneDNN has run in this process: tells a
-   caller which engine ran. */
-int64_t pivq_conv_dnnl_steps(void);
 
 #ifndef PIVQ_CDEF
 #ifdef __cplusplus

@@ -2,7 +2,7 @@
    bytes, plus the reduced-scale JPEG path used by image folders. The pixel cap is lowered so
    that valid-but-huge declared sizes do not make the fuzzer spend its time allocating; the
    size checks themselves are still exercised. See csrc/fuzz/README.md. */
-#include "io_internal.h"
+#include "io/io.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,4 +1,4 @@
-/* assign_selftest.c — C tests of the assignment solver (csrc/assign.c), built by CMake as
+/* assign_selftest.c — C tests of the assignment solver (csrc/quant/assign.c), built by CMake as
  * build/pivq_assign_selftest and run by spec/csrc/assign_selftest_spec.lua.
  *
  * References: exhaustive enumeration (L <= 5, K <= 8) and an independent textbook Hungarian
@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The library's error buffer (ctx.c), read after each failing call. */
+/* The library's error buffer (core/ctx.c), read after each failing call. */
 #define last_error pivq_last_error()
 
 /* The out-of-memory test asks for an impossible allocation: under ASan, get NULL, not a crash. */

@@ -1,4 +1,4 @@
--- Elementwise ops (csrc/ops_elementwise.c): every unary and binary op against Lua's math on
+-- Elementwise ops (csrc/ops/elementwise.c): every unary and binary op against Lua's math on
 -- the same values, NumPy broadcasting over contiguous and strided operands, scalar forms on
 -- both sides, in-place forms, dtype promotion, comparisons, where and masked_fill.
 local pivq = require "pivq"

@@ -1,9 +1,9 @@
-/* Self-test of the register-tiled small products (csrc/gemm_small.c) against a naive product
+/* Self-test of the register-tiled small products (csrc/ops/gemm_small.c) against a naive product
  * in double precision: every size from 1 to past two tiles in M and N (the leftover rows and
  * columns run through zero-padded panels), K of 0, 1, typical and past the stack panels' 256
  * (the element-by-element route), A plain and transposed, strided A, B and C (C's padding
  * must stay untouched), and the transposed panel B^T -> B. Prints "N passed, N failed". */
-#include "autograd_internal.h"
+#include "ops/ops.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,4 +1,4 @@
--- Indexing and joining (csrc/ops_index.c) against hand-computed values: index_select,
+-- Indexing and joining (csrc/ops/index.c) against hand-computed values: index_select,
 -- gather, scatter_add, cat, stack; 1-based indices in, 1-based out; strided inputs.
 local pivq = require "pivq"
 local ref = require "helpers.ref"

@@ -1,4 +1,4 @@
--- Matrix products (csrc/ops_matmul.c) against a naive Lua triple loop: 2-D, transposed and
+-- Matrix products (csrc/ops/matmul.c) against a naive Lua triple loop: 2-D, transposed and
 -- otherwise strided views (which BLAS takes without copies, or which must be copied), batched
 -- and broadcast batches, 1-D operands, degenerate sizes, and gemm_ with alpha/beta.
 local pivq = require "pivq"

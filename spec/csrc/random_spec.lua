@@ -1,4 +1,4 @@
--- The random generator (csrc/random.c): reproducible from a seed, independent of the thread
+-- The random generator (csrc/core/random.c): reproducible from a seed, independent of the thread
 -- count, sane moments, permutations that are permutations, multinomial with and without
 -- replacement, private generators and saved state.
 local pivq = require "pivq"

@@ -1,4 +1,4 @@
--- Reductions (csrc/ops_reduce.c) against naive Lua lanes: every op over each dim, with and
+-- Reductions (csrc/ops/reduce.c) against naive Lua lanes: every op over each dim, with and
 -- without keepdim, and over all dims; strided inputs; integer inputs; ties; NaN; and inputs
 -- large enough to take the multi-threaded paths (few long lanes and many short ones).
 local pivq = require "pivq"

@@ -1,4 +1,4 @@
--- Views and strides (csrc/tensor.c through the FFI): every view shares storage, has the
+-- Views and strides (csrc/core/tensor.c through the FFI): every view shares storage, has the
 -- strides a hand computation gives, and reads the values a naive index computation gives.
 local pivq = require "pivq"
 local ref = require "helpers.ref"
