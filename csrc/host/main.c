@@ -119,29 +119,77 @@ static int is_file(const char *path)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-/* Fill root (holding lua/ and recipes/) and the generated-module dir. Order: $PIVQ_HOME, the
-   source tree when this binary is the build tree's, else the install prefix. */
-static void find_paths(char *root, char *gen, size_t len)
+/* Where the host finds its Lua code and recipes. */
+typedef struct host_paths {
+    char root[PATH_MAX];    /* the source tree (lua/, recipes/) or the install prefix */
+    char lua[PATH_MAX];     /* the folder holding pivq/init.lua */
+    char gen[PATH_MAX];     /* the folder holding the generated pivq/_build.lua */
+    char recipes[PATH_MAX]; /* the bundled recipes */
+} host_paths;
+
+/* dst = where, or where relative to the executable's folder `bin` when it is a relative path. */
+static void installed_path(char *dst, size_t len, const char *bin, const char *where)
 {
-    char path[PATH_MAX];
+    if (where[0] == '/')
+        snprintf(dst, len, "%s", where);
+    else
+        snprintf(dst, len, "%s/%s", bin, where);
+}
+
+/* Fill p. Order: $PIVQ_HOME (a source tree with its build/ inside), the source tree when this
+   binary is the build tree's, else the installed layout: PIVQ_INSTALLED_LUA_DIR and
+   PIVQ_INSTALLED_RECIPES_DIR, relative to the executable's own folder (so an installed tree
+   works wherever `cmake --install --prefix` put it, and from any directory) or absolute. */
+static void find_paths(host_paths *p)
+{
     const char *home = getenv("PIVQ_HOME");
     if (home && *home) {
-        snprintf(root, len, "%s", home);
-        snprintf(gen, len, "%s/build/lua", home);
+        snprintf(p->root, sizeof p->root, "%s", home);
+        snprintf(p->lua, sizeof p->lua, "%s/lua", home);
+        snprintf(p->gen, sizeof p->gen, "%s/build/lua", home);
+        snprintf(p->recipes, sizeof p->recipes, "%s/recipes", home);
         return;
     }
     char exe[PATH_MAX] = "";
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n > 0) exe[n] = '\0';
+    char path[PATH_MAX], real_build[PATH_MAX];
     snprintf(path, sizeof path, "%s/pivq", PIVQ_BUILD_DIR);
-    char real_build[PATH_MAX];
     if (realpath(path, real_build) && strcmp(real_build, exe) == 0) {
-        snprintf(root, len, "%s", PIVQ_SOURCE_DIR);
-        snprintf(gen, len, "%s/lua", PIVQ_BUILD_DIR);
+        snprintf(p->root, sizeof p->root, "%s", PIVQ_SOURCE_DIR);
+        snprintf(p->lua, sizeof p->lua, "%s/lua", PIVQ_SOURCE_DIR);
+        snprintf(p->gen, sizeof p->gen, "%s/lua", PIVQ_BUILD_DIR);
+        snprintf(p->recipes, sizeof p->recipes, "%s/recipes", PIVQ_SOURCE_DIR);
         return;
     }
-    snprintf(root, len, "%s", PIVQ_INSTALL_LUA_DIR);
-    snprintf(gen, len, "%s/lua", PIVQ_INSTALL_LUA_DIR);
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = '\0'; /* the executable's folder, PREFIX/bin */
+    snprintf(p->root, sizeof p->root, "%s/..", exe);
+    installed_path(p->lua, sizeof p->lua, exe, PIVQ_INSTALLED_LUA_DIR);
+    snprintf(p->gen, sizeof p->gen, "%s", p->lua); /* _build.lua is installed beside the package */
+    installed_path(p->recipes, sizeof p->recipes, exe, PIVQ_INSTALLED_RECIPES_DIR);
+}
+
+/* Find pivq/init.lua through package.path (package table on the stack top) and set p->lua to
+   the folder holding pivq/. Returns 1 if found. */
+static int package_on_lua_path(lua_State *L, host_paths *p)
+{
+    lua_getfield(L, -1, "searchpath");
+    lua_pushstring(L, "pivq");
+    lua_getfield(L, -3, "path");
+    lua_call(L, 2, 1);
+    const char *found = lua_tostring(L, -1);
+    size_t n = found ? strlen(found) : 0;
+    const char *tail = "/pivq/init.lua";
+    size_t tn = strlen(tail);
+    int ok = n > tn && strcmp(found + n - tn, tail) == 0 && n - tn < sizeof p->lua;
+    if (ok) {
+        memcpy(p->lua, found, n - tn);
+        p->lua[n - tn] = '\0';
+        snprintf(p->gen, sizeof p->gen, "%s", p->lua);
+    }
+    lua_pop(L, 1);
+    return ok;
 }
 
 static int traceback(lua_State *L)
@@ -154,17 +202,13 @@ static int traceback(lua_State *L)
 
 int main(int argc, char **argv)
 {
-    char root[PATH_MAX], gen[PATH_MAX], buf[3 * PATH_MAX + 256];
+    static host_paths paths; /* static: four PATH_MAX buffers are too large for the stack */
+    char buf[3 * PATH_MAX + 256];
     /* A file-size limit (ulimit -f) must fail the write that exceeds it with EFBIG, which the
        writers report ("cannot write checkpoint ...: File too large"), rather than kill the
        process with SIGXFSZ in the middle of a training run. */
     signal(SIGXFSZ, SIG_IGN);
-    find_paths(root, gen, sizeof root);
-    snprintf(buf, sizeof buf, "%s/lua/pivq/init.lua", root);
-    if (!is_file(buf)) {
-        fprintf(stderr, "pivq: cannot find the Lua package at %s (set PIVQ_HOME)\n", buf);
-        return 2;
-    }
+    find_paths(&paths);
 
     lua_State *L = luaL_newstate();
     if (!L) {
@@ -174,14 +218,26 @@ int main(int argc, char **argv)
     global_L = L;
     luaL_openlibs(L);
 
-    /* package.path: the package sources, the generated cdef, then whatever was there */
     lua_getglobal(L, "package");
-    lua_getfield(L, -1, "path");
-    snprintf(buf, sizeof buf, "%s/lua/?.lua;%s/lua/?/init.lua;%s/?.lua;%s", root, root, gen,
-             lua_tostring(L, -1));
-    lua_pop(L, 1);
-    lua_pushstring(L, buf);
-    lua_setfield(L, -2, "path");
+    snprintf(buf, sizeof buf, "%s/pivq/init.lua", paths.lua);
+    if (is_file(buf)) {
+        /* package.path: the package sources, the generated cdef, then whatever was there */
+        lua_getfield(L, -1, "path");
+        snprintf(buf, sizeof buf, "%s/?.lua;%s/?/init.lua;%s/?.lua;%s", paths.lua, paths.lua,
+                 paths.gen, lua_tostring(L, -1));
+        lua_pop(L, 1);
+        lua_pushstring(L, buf);
+        lua_setfield(L, -2, "path");
+    } else if (!package_on_lua_path(L, &paths)) {
+        /* A LuaRocks install moves the package into its tree's share/lua/5.1, which LUA_PATH
+           names after `eval "$(luarocks path)"`: package_on_lua_path looked there. */
+        fprintf(stderr,
+                "pivq: cannot find the Lua package at %s, nor as pivq/init.lua on LUA_PATH "
+                "(set PIVQ_HOME to a source tree, or LUA_PATH to an installed one)\n",
+                buf);
+        lua_close(L);
+        return 2;
+    }
 
     /* package.loaded["pivq.host"] */
     lua_getfield(L, -1, "loaded");
@@ -198,10 +254,11 @@ int main(int argc, char **argv)
         lua_pushcfunction(L, f->func);
         lua_setfield(L, -2, f->name);
     }
-    lua_pushstring(L, root);
+    lua_pushstring(L, paths.root);
     lua_setfield(L, -2, "root");
-    snprintf(buf, sizeof buf, "%s/recipes", root);
-    lua_pushstring(L, buf);
+    lua_pushstring(L, paths.lua);
+    lua_setfield(L, -2, "lua_dir");
+    lua_pushstring(L, paths.recipes);
     lua_setfield(L, -2, "recipes_dir");
     lua_pushstring(L, pivq_version());
     lua_setfield(L, -2, "version");

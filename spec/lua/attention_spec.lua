@@ -30,7 +30,7 @@ describe("pivq.F.attention", function()
   end)
 
   it("matches the composition on both engines: small heads (tiled kernels) and large (BLAS)", function()
-    -- heads up to 256 x 256 with head dims up to 128 run on csrc/gemm_small.c, larger on OpenBLAS
+    -- heads up to 256 x 256 with head dims up to 128 run on csrc/ops/gemm_small.c, larger on OpenBLAS
     for _, sz in ipairs({ { 1, 300, 260, 8 }, { 1, 9, 7, 130 }, { 2, 17, 33, 20 } }) do
       local B, Lq, Lk, D = unpack(sz)
       local q, k, v = leaf(randn(B, Lq, D)), leaf(randn(B, Lk, D)), leaf(randn(B, Lk, D))

@@ -1,4 +1,4 @@
--- Data-parallel training over MPI (pivq.dist, csrc/dist.c, the hooks in pivq.train).
+-- Data-parallel training over MPI (pivq.dist, csrc/dist/dist.c, the hooks in pivq.train).
 --
 -- The MPI specs launch the pivq host under `mpirun -np 2` on this machine (loopback/shared
 -- memory) and compare against runs of one process: 2 ranks x batch 32 must train exactly what
