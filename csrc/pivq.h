@@ -717,7 +717,7 @@ pivq_tensor *pivq_vq_match(const pivq_tensor *z, const pivq_tensor *codebook);
 /* ---------------------------------------------------------------------------------------
  * Exact linear assignment (quant/assign.c): the solver of the matching quantizer. Exact means
  * optimal, not greedy: shortest augmenting paths with potentials over each row's cheapest
- * columns (METHOD.md's two speed-ups), no padding to a square. Indices are 0-based.
+ * columns (notebooks/METHOD.md's two speed-ups), no padding to a square. Indices are 0-based.
  * ------------------------------------------------------------------------------------- */
 
 /* Minimum-cost injective assignment of the L rows of a row-major L x K float32 cost matrix

@@ -4,7 +4,7 @@ local capacity = require "pivq.capacity"
 local plot = require "pivq.plot"
 
 local parser = argparse("pivq capacity",
-  "Bits an image's code can carry with codebook size K and L codes per image (METHOD.md).\n"
+  "Bits an image's code can carry with codebook size K and L codes per image (notebooks/METHOD.md).\n"
   .. "nearest = log2 C(K, K_img) with K_img = min(--K_img, L) distinct codes per image;\n"
   .. "matching = log2 C(K, L); ratio = matching / nearest.")
 parser:option("--K", "codebook size", "4096"):convert(tonumber)

@@ -1,7 +1,7 @@
 /* quant/assign.c — exact minimum-cost rectangular linear assignment (L rows into K >= L columns).
  *
- * This is the solver behind the "matching" quantizer (METHOD.md, "Quantizers"): the L latents
- * of one image take L distinct codebook entries, minimising the summed cost. It is exact,
+ * This is the solver behind the "matching" quantizer (notebooks/METHOD.md, "Quantizers"): the
+ * L latents of one image take L distinct codebook entries, minimising the summed cost. It is exact,
  * not greedy, and built for PI-VQ's regime: L in the tens to hundreds, K in the thousands,
  * and most rows' nearest codes already distinct, so that reading the cost matrix once is
  * most of the work and everything after it must touch only a few rows.
@@ -18,8 +18,9 @@
  *      order unless already taken. Taken edges are tight, all reduced costs are >= 0, v <= 0,
  *      and untaken columns have v = 0: the invariants of step 4. If every row got its argmin,
  *      the argmins were distinct and that is optimal (each row pays its own minimum, a lower
- *      bound for any assignment): METHOD.md's fact (2). Return.
- *   3. Candidate reduction (METHOD.md's fact (1)): row i needs only its L cheapest columns.
+ *      bound for any assignment): notebooks/METHOD.md's fact (2). Return.
+ *   3. Candidate reduction (notebooks/METHOD.md's fact (1)): row i needs only its L cheapest
+ *      columns.
  *      Proof: take an optimal assignment where row i uses a column c outside that set S_i. The
  *      other L-1 rows occupy at most L-1 of the L columns of S_i, so some d in S_i is free, and
  *      C_id <= C_ic since every column outside S_i costs at least as much as every one inside.

@@ -56,7 +56,7 @@ describe("pivq.capacity", function()
     end
   end)
 
-  it("reproduces METHOD.md's check: K=4096, L=256, K_img=49 gives a ratio near 3.6", function()
+  it("reproduces notebooks/METHOD.md's check: K=4096, L=256, K_img=49 gives a ratio near 3.6", function()
     local r = capacity.row(4096, 256, 49)
     assert.is_near(log2_binomial_by_product(4096, 49), r.nearest, 1e-6)
     assert.is_true(r.matching > 1370 and r.matching < 1380)

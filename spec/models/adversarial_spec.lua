@@ -1,4 +1,4 @@
--- The optional adversarial term of pivq.train (METHOD.md, "Training losses"): the PatchGAN
+-- The optional adversarial term of pivq.train (notebooks/METHOD.md, "Training losses"): the PatchGAN
 -- discriminator, VQGAN's adaptive weight from gradient norms at the decoder's last layer, the
 -- one-pass surrogate that carries reconstruction + weighted adversarial gradients, and exact
 -- resume with the discriminator in the checkpoint.
