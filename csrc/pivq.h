@@ -134,7 +134,9 @@ void *pivq_data(const pivq_tensor *t);
 /* 1 if the view is row-major contiguous, else 0. */
 int pivq_is_contiguous(const pivq_tensor *t);
 
-/* Views (share storage; new reference). Dims are 0-based; negative dims are errors. */
+/* Views (share storage; new reference). Dims are 0-based; negative dims are errors. These,
+   contiguous, clone, to_dtype, copy_ and fill_ are differentiable (see Autograd below): their
+   kernels are core's, their recorded forms ops/shape.c's. */
 /* Elements start..start+length-1 along dim. */
 pivq_tensor *pivq_narrow(const pivq_tensor *t, int dim, int64_t start, int64_t length);
 /* Slice at index along dim; the result has one dim fewer. */
@@ -205,10 +207,13 @@ pivq_tensor *pivq_multinomial(const pivq_tensor *probs, int64_t n, int replaceme
 /* ---------------------------------------------------------------------------------------
  * Autograd (autograd/autograd.c). Reverse mode, graph recorded in C.
  *
- * A float32 tensor may require gradients. Every `pivq_ag_*` entry point below behaves like
- * the plain op of the same name (same arguments, same result) and, when grad mode is on and
- * some input requires grad, also records a graph node on its result. The other ops of this
- * section (linear, conv2d, attention, ...) always record. `pivq_backward` walks the graph
+ * A float32 tensor may require gradients. Every differentiable op (the views, copies and
+ * dtype conversion above, and in layer 3 the elementwise ops, reductions, matmul, indexing and
+ * joining, and the neural-network ops), when grad mode is on and some input requires grad,
+ * records a graph node on its result. The in-place ops (pivq_copy_, pivq_fill_, pivq_binary_,
+ * pivq_binary_scalar_) refuse, while grad mode is on, a tensor that is part of a graph
+ * (pivq_check_inplace). Views and copies of the tensor core record from ops/shape.c, the
+ * in-place writes are checked there too. `pivq_backward` walks the graph
  * from a result in reverse topological order and ADDS gradients into the leaves (tensors that
  * require grad and were not produced by a recorded op). Nodes hold references to their
  * inputs' nodes, to leaf inputs, and to the tensors they saved; results hold their node, so
@@ -245,39 +250,6 @@ int64_t pivq_graph_node_count(void);
    requires grad or a result of a recorded op. (Tensors that require no grad but were saved
    by a node are not tracked: modifying them before backward gives wrong gradients.) */
 int pivq_check_inplace(const pivq_tensor *t, const char *fname);
-
-/* Autograd-aware forms of the core ops (arguments and results as documented above). */
-pivq_tensor *pivq_ag_unary(const pivq_tensor *x, int op);
-pivq_tensor *pivq_ag_clamp(const pivq_tensor *x, double lo, double hi);
-pivq_tensor *pivq_ag_binary(const pivq_tensor *a, const pivq_tensor *b, int op);
-pivq_tensor *pivq_ag_binary_scalar(const pivq_tensor *a, double s, int op, int scalar_first);
-pivq_tensor *pivq_ag_where(const pivq_tensor *cond, const pivq_tensor *a, const pivq_tensor *b);
-pivq_tensor *pivq_ag_reduce(const pivq_tensor *x, int op, int dim, int keepdim, double param);
-pivq_tensor *pivq_ag_matmul(const pivq_tensor *a, const pivq_tensor *b);
-pivq_tensor *pivq_ag_narrow(const pivq_tensor *t, int dim, int64_t start, int64_t length);
-pivq_tensor *pivq_ag_select(const pivq_tensor *t, int dim, int64_t index);
-pivq_tensor *pivq_ag_transpose(const pivq_tensor *t, int dim0, int dim1);
-pivq_tensor *pivq_ag_permute(const pivq_tensor *t, const int *perm);
-pivq_tensor *pivq_ag_view(const pivq_tensor *t, int ndim, const int64_t *size);
-pivq_tensor *pivq_ag_reshape(const pivq_tensor *t, int ndim, const int64_t *size);
-pivq_tensor *pivq_ag_expand(const pivq_tensor *t, int ndim, const int64_t *size);
-pivq_tensor *pivq_ag_squeeze(const pivq_tensor *t, int dim);
-pivq_tensor *pivq_ag_unsqueeze(const pivq_tensor *t, int dim);
-pivq_tensor *pivq_ag_contiguous(const pivq_tensor *t);
-pivq_tensor *pivq_ag_clone(const pivq_tensor *t);
-pivq_tensor *pivq_ag_to_dtype(const pivq_tensor *t, int dtype);
-pivq_tensor *pivq_ag_index_select(const pivq_tensor *x, int dim, const pivq_tensor *index);
-pivq_tensor *pivq_ag_gather(const pivq_tensor *x, int dim, const pivq_tensor *index);
-pivq_tensor *pivq_ag_masked_fill(const pivq_tensor *x, const pivq_tensor *mask, double value);
-pivq_tensor *pivq_ag_scatter_add(const pivq_tensor *x, int dim, const pivq_tensor *index,
-                                 const pivq_tensor *src);
-pivq_tensor *pivq_ag_cat(pivq_tensor *const *ts, int n, int dim);
-pivq_tensor *pivq_ag_stack(pivq_tensor *const *ts, int n, int dim);
-/* In-place ops that first fail (pivq_check_inplace) on a tensor that is part of a graph. */
-int pivq_ag_binary_(pivq_tensor *a, const pivq_tensor *b, int op);
-int pivq_ag_binary_scalar_(pivq_tensor *a, double s, int op);
-int pivq_ag_fill_(pivq_tensor *t, double value);
-int pivq_ag_copy_(pivq_tensor *dst, const pivq_tensor *src);
 
 /* =======================================================================================
  * Layer 3: ops (csrc/ops/)

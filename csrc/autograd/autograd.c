@@ -1,5 +1,10 @@
-/* autograd/autograd.c — the reverse-mode engine: tensor autograd state, graph nodes, the backward
- * table, and pivq_backward.
+/* autograd/autograd.c — the reverse-mode engine: tensor autograd state, graph nodes and
+ * pivq_backward. The op table it runs (pivq_grad_ops: names, backward functions) is generated
+ * from PIVQ_GRAD_OPS (autograd/autograd.h) in ops/grad_table.c, beside the functions it names.
+ *
+ * Backward runs with grad mode off, so nothing it computes joins a graph: the accumulation
+ * below calls the public pivq_binary and pivq_binary_ (ops/elementwise.c, a layer up, reached
+ * through pivq.h), which then neither record nor refuse.
  *
  * Ownership (why there are no cycles): a result owns its node (ag->grad_fn); a node owns the
  * nodes of its inputs and its leaf inputs, never its result. Tensors a node saves are fresh
@@ -11,50 +16,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-
-/* ---- the table ---------------------------------------------------------------------------- */
-
-/* strided: the backward reads its gradient through strides, so the engine hands it over as is
-   rather than as a contiguous copy (views pass a transposed gradient on for free). */
-static const struct {
-    const char *name;
-    pivq_backward_fn backward;
-    int strided;
-} OPS[PIVQ_GOP_COUNT] = {
-    [PIVQ_GOP_UNARY] = {"unary", pivq_unary_backward},
-    [PIVQ_GOP_CLAMP] = {"clamp", pivq_clamp_backward},
-    [PIVQ_GOP_BINARY] = {"binary", pivq_binary_backward},
-    [PIVQ_GOP_BINARY_SCALAR] = {"binary_scalar", pivq_binary_scalar_backward},
-    [PIVQ_GOP_WHERE] = {"where", pivq_where_backward},
-    [PIVQ_GOP_REDUCE] = {"reduce", pivq_reduce_backward},
-    [PIVQ_GOP_MATMUL] = {"matmul", pivq_matmul_backward},
-    [PIVQ_GOP_NARROW] = {"narrow", pivq_narrow_backward},
-    [PIVQ_GOP_SELECT] = {"select", pivq_select_backward},
-    [PIVQ_GOP_PERMUTE] = {"permute", pivq_permute_backward, 1},
-    [PIVQ_GOP_RESHAPE] = {"reshape", pivq_reshape_backward, 1},
-    [PIVQ_GOP_EXPAND] = {"expand", pivq_expand_backward},
-    [PIVQ_GOP_IDENTITY] = {"identity", pivq_identity_backward},
-    [PIVQ_GOP_INDEX_SELECT] = {"index_select", pivq_index_select_backward},
-    [PIVQ_GOP_GATHER] = {"gather", pivq_gather_backward},
-    [PIVQ_GOP_MASKED_FILL] = {"masked_fill", pivq_masked_fill_backward},
-    [PIVQ_GOP_CAT] = {"cat", pivq_cat_backward},
-    [PIVQ_GOP_SCATTER_ADD] = {"scatter_add", pivq_scatter_add_backward},
-    [PIVQ_GOP_LINEAR] = {"linear", pivq_linear_backward},
-    [PIVQ_GOP_ACTIVATION] = {"activation", pivq_activation_backward},
-    [PIVQ_GOP_SOFTMAX] = {"softmax", pivq_softmax_backward},
-    [PIVQ_GOP_EMBEDDING] = {"embedding", pivq_embedding_backward},
-    [PIVQ_GOP_DROPOUT] = {"dropout", pivq_dropout_backward},
-    [PIVQ_GOP_LAYER_NORM] = {"layer_norm", pivq_layer_norm_backward},
-    [PIVQ_GOP_GROUP_NORM] = {"group_norm", pivq_group_norm_backward},
-    [PIVQ_GOP_POINTWISE_LOSS] = {"pointwise_loss", pivq_pointwise_loss_backward},
-    [PIVQ_GOP_CROSS_ENTROPY] = {"cross_entropy", pivq_cross_entropy_backward},
-    [PIVQ_GOP_ATTENTION] = {"attention", pivq_attention_backward, 1},
-    [PIVQ_GOP_CONV2D] = {"conv2d", pivq_conv2d_backward},
-    [PIVQ_GOP_CONV_TRANSPOSE2D] = {"conv_transpose2d", pivq_conv_transpose2d_backward},
-    [PIVQ_GOP_MAX_POOL2D] = {"max_pool2d", pivq_max_pool2d_backward},
-    [PIVQ_GOP_AVG_POOL2D] = {"avg_pool2d", pivq_avg_pool2d_backward},
-    [PIVQ_GOP_UPSAMPLE2D] = {"upsample2d", pivq_upsample2d_backward},
-};
 
 /* ---- grad mode ------------------------------------------------------------------------------ */
 
@@ -161,7 +122,7 @@ pivq_node *pivq_ag_record(int op, pivq_tensor *out, int n, const pivq_tensor *co
 {
     if (out->ag && (out->ag->grad_fn || out->ag->requires_grad)) {
         /* a bug guard: results are always fresh headers */
-        pivq_set_error("autograd: result of %s already belongs to a graph", OPS[op].name);
+        pivq_set_error("autograd: result of %s already belongs to a graph", pivq_grad_ops[op].name);
         return NULL;
     }
     pivq_node *nd = calloc(1, sizeof *nd);
@@ -169,7 +130,7 @@ pivq_node *pivq_ag_record(int op, pivq_tensor *out, int n, const pivq_tensor *co
     if (!nd || !edges || !ag_state(out)) {
         free(nd);
         free(edges);
-        pivq_set_error("autograd: out of memory recording %s", OPS[op].name);
+        pivq_set_error("autograd: out of memory recording %s", pivq_grad_ops[op].name);
         return NULL;
     }
     __atomic_add_fetch(&live_nodes, 1, __ATOMIC_RELAXED);
@@ -230,7 +191,7 @@ int pivq_requires_grad_(pivq_tensor *t, int flag)
         if (flag) return 0; /* already does */
         return pivq_set_error("requires_grad: cannot turn off requires_grad of a non-leaf "
                               "tensor (produced by %s); use detach()",
-                              OPS[t->ag->grad_fn->op].name);
+                              pivq_grad_ops[t->ag->grad_fn->op].name);
     }
     if (flag && t->scalar_type != PIVQ_FLOAT32)
         return pivq_set_error("requires_grad: only float32 tensors can require grad, got %s",
@@ -248,7 +209,7 @@ int pivq_is_leaf(const pivq_tensor *t)
 
 const char *pivq_grad_fn_name(const pivq_tensor *t)
 {
-    return t && t->ag && t->ag->grad_fn ? OPS[t->ag->grad_fn->op].name : NULL;
+    return t && t->ag && t->ag->grad_fn ? pivq_grad_ops[t->ag->grad_fn->op].name : NULL;
 }
 
 int pivq_get_grad(const pivq_tensor *t, pivq_tensor **grad)
@@ -299,7 +260,7 @@ int pivq_check_inplace(const pivq_tensor *t, const char *fname)
     if (t->ag->grad_fn)
         return pivq_set_error("%s: in-place update of a tensor produced by %s that is part of a "
                               "graph; use the out-of-place form",
-                              fname, OPS[t->ag->grad_fn->op].name);
+                              fname, pivq_grad_ops[t->ag->grad_fn->op].name);
     return pivq_set_error("%s: in-place update of a leaf that requires grad; wrap it in "
                           "no_grad (as optimizers do) or detach it",
                           fname);
@@ -338,7 +299,7 @@ static int accumulate_leaf(pivq_tensor *leaf, pivq_tensor *g)
         ag->grad = pivq_tensor_retain(g);
         return 0;
     }
-    ag->grad = pivq_clone(g);
+    ag->grad = pivq_clone_nograd(g);
     return ag->grad ? 0 : -1;
 }
 
@@ -371,7 +332,7 @@ static int narrow_into_slice(pivq_node *nd, const pivq_tensor *g)
     pivq_tensor *slot = e->fn ? e->fn->grad : e->leaf->ag->grad;
     if (!slot || (e->fn && !exclusive(slot)) || !same_shape(e->ndim, e->shape, slot)) return 1;
     int dim = (int)nd->ip[0];
-    pivq_tensor *v = pivq_narrow(slot, dim, nd->ip[1], g->shape[dim]);
+    pivq_tensor *v = pivq_narrow_nograd(slot, dim, nd->ip[1], g->shape[dim]);
     int rc = v ? pivq_binary_(v, g, PIVQ_ADD) : -1;
     pivq_tensor_release(v);
     return rc;
@@ -384,7 +345,8 @@ static int run_node(pivq_node *nd, int retain_graph)
         int rc = narrow_into_slice(nd, nd->grad);
         if (rc <= 0) return rc; /* narrow saves nothing: no saved tensors to free */
     }
-    pivq_tensor *g = OPS[nd->op].strided ? pivq_tensor_retain(nd->grad) : pivq_contiguous(nd->grad);
+    pivq_tensor *g = pivq_grad_ops[nd->op].strided ? pivq_tensor_retain(nd->grad)
+                                                   : pivq_contiguous_nograd(nd->grad);
     if (!g) return -1;
     pivq_tensor *gin_small[8] = {0};
     pivq_tensor **gin = nd->n_in <= 8 ? gin_small : calloc((size_t)nd->n_in, sizeof *gin);
@@ -392,7 +354,7 @@ static int run_node(pivq_node *nd, int retain_graph)
         pivq_tensor_release(g);
         return pivq_set_error("backward: out of memory");
     }
-    int rc = OPS[nd->op].backward(nd, g, gin);
+    int rc = pivq_grad_ops[nd->op].backward(nd, g, gin);
     pivq_tensor_release(g);
     for (int i = 0; i < nd->n_in; i++) {
         if (rc == 0 && gin[i] && pivq_ag_needs(nd, i)) {
@@ -401,7 +363,7 @@ static int run_node(pivq_node *nd, int retain_graph)
                 char a[160], b[160];
                 rc = pivq_set_error("backward: %s produced a gradient of shape %s for an input "
                                     "of shape %s",
-                                    OPS[nd->op].name, pivq_shape_str(gin[i], a, sizeof a),
+                                    pivq_grad_ops[nd->op].name, pivq_shape_str(gin[i], a, sizeof a),
                                     pivq_sizes_str(e->ndim, e->shape, b, sizeof b));
             } else if (e->fn) {
                 rc = accumulate(&e->fn->grad, gin[i]);
@@ -435,14 +397,14 @@ int pivq_backward(pivq_tensor *t, const pivq_tensor *grad, int retain_graph)
                                   pivq_shape_str(grad, a, sizeof a),
                                   pivq_dtype_name(grad->scalar_type),
                                   pivq_shape_str(t, b, sizeof b));
-        seed = pivq_contiguous(grad);
+        seed = pivq_contiguous_nograd(grad);
     } else {
         if (pivq_numel(t) != 1)
             return pivq_set_error("backward: the tensor has shape %s; backward without a "
                                   "gradient needs a single element (a loss)",
                                   pivq_shape_str(t, a, sizeof a));
         seed = pivq_empty(PIVQ_FLOAT32, t->ndim, t->shape);
-        if (seed) pivq_fill_(seed, 1.0);
+        if (seed) pivq_fill_nograd_(seed, 1.0);
     }
     if (!seed) return -1;
     int prev_mode = pivq_set_grad_enabled(0); /* backward is not recorded */
@@ -483,7 +445,7 @@ int pivq_backward(pivq_tensor *t, const pivq_tensor *grad, int retain_graph)
                 rc = pivq_set_error("backward: trying to go through the graph a second time "
                                     "(at %s) but its saved tensors were freed; pass "
                                     "retain_graph=true to the first backward",
-                                    OPS[x->op].name);
+                                    pivq_grad_ops[x->op].name);
                 break;
             }
             rc = run_node(x, retain_graph);

@@ -1,8 +1,8 @@
 /* autograd/autograd.h — the graph node, the op table and the helpers every differentiable op
  * uses to record itself. Not part of the public API.
  *
- * Recording an op (the pattern of every autograd-aware entry point):
- *     y = plain_forward(...);
+ * Recording an op (the pattern of every differentiable public op, pivq_<op>):
+ *     y = pivq_<op>_nograd(...);                            // the kernel, which never records
  *     if (!pivq_ag_wants(n, inputs)) return y;              // grad off or nothing requires it
  *     pivq_node *nd = pivq_ag_record(OP, y, n, inputs);     // attaches nd to y
  *     if (!nd || pivq_ag_save(nd, 0, x) ...) { release y; return NULL; }
@@ -16,42 +16,55 @@
 
 #include "core/core.h"
 
-/* Graph ops: one backward function each, in the table of autograd/autograd.c. */
+/* The graph ops: the one list from which the op enum (PIVQ_GOP_<NAME>), the backward
+ * declarations (int pivq_<name>_backward(...)) and the op table (ops/grad_table.c: the name in
+ * messages and grad_fn_name, the backward, the flag) are all generated, so none can miss an
+ * entry. X(NAME, name, strided), one per kind of node, with the public ops that record it and
+ * the file holding their forward and backward. strided: the backward reads its gradient
+ * through strides, so the engine hands it over as is rather than as a contiguous copy (views
+ * pass a transposed gradient on for free). Adding an op: csrc/README.md, "Adding an op". */
+/* clang-format off */
+#define PIVQ_GRAD_OPS(X)                                                                       \
+    X(UNARY, unary, 0)                   /* ops/elementwise.c: unary */                        \
+    X(CLAMP, clamp, 0)                   /* ops/elementwise.c: clamp */                        \
+    X(BINARY, binary, 0)                 /* ops/elementwise.c: binary */                       \
+    X(BINARY_SCALAR, binary_scalar, 0)   /* ops/elementwise.c: binary_scalar */                \
+    X(WHERE, where, 0)                   /* ops/elementwise.c: where */                        \
+    X(REDUCE, reduce, 0)                 /* ops/reduce.c: reduce */                            \
+    X(MATMUL, matmul, 0)                 /* ops/matmul.c: matmul */                            \
+    X(NARROW, narrow, 0)                 /* ops/shape.c: narrow */                             \
+    X(SELECT, select, 0)                 /* ops/shape.c: select */                             \
+    X(PERMUTE, permute, 1)               /* ops/shape.c: permute, transpose */                 \
+    X(RESHAPE, reshape, 1)               /* ops/shape.c: view, reshape, squeeze, unsqueeze */  \
+    X(EXPAND, expand, 0)                 /* ops/shape.c: expand */                             \
+    X(IDENTITY, identity, 0)             /* ops/shape.c: contiguous, clone, to_dtype */        \
+    X(INDEX_SELECT, index_select, 0)     /* ops/index.c: index_select */                       \
+    X(GATHER, gather, 0)                 /* ops/index.c: gather */                             \
+    X(MASKED_FILL, masked_fill, 0)       /* ops/index.c: masked_fill */                        \
+    X(CAT, cat, 0)                       /* ops/index.c: cat, stack */                         \
+    X(SCATTER_ADD, scatter_add, 0)       /* ops/index.c: scatter_add */                        \
+    X(LINEAR, linear, 0)                 /* ops/nn.c: linear */                                \
+    X(ACTIVATION, activation, 0)         /* ops/nn.c: activation */                            \
+    X(SOFTMAX, softmax, 0)               /* ops/nn.c: softmax, log_softmax */                  \
+    X(EMBEDDING, embedding, 0)           /* ops/nn.c: embedding */                             \
+    X(DROPOUT, dropout, 0)               /* ops/nn.c: dropout */                               \
+    X(LAYER_NORM, layer_norm, 0)         /* ops/norm.c: layer_norm */                          \
+    X(GROUP_NORM, group_norm, 0)         /* ops/norm.c: group_norm */                          \
+    X(POINTWISE_LOSS, pointwise_loss, 0) /* ops/loss.c: pointwise_loss */                      \
+    X(CROSS_ENTROPY, cross_entropy, 0)   /* ops/loss.c: cross_entropy */                       \
+    X(ATTENTION, attention, 1)           /* ops/attention.c: attention */                      \
+    X(CONV2D, conv2d, 0)                 /* ops/conv.c: conv2d */                              \
+    X(CONV_TRANSPOSE2D, conv_transpose2d, 0) /* ops/conv.c: conv_transpose2d */                \
+    X(MAX_POOL2D, max_pool2d, 0)         /* ops/pool.c: max_pool2d */                          \
+    X(AVG_POOL2D, avg_pool2d, 0)         /* ops/pool.c: avg_pool2d */                          \
+    X(UPSAMPLE2D, upsample2d, 0)         /* ops/pool.c: upsample2d */
+/* clang-format on */
+
 typedef enum pivq_grad_op {
-    PIVQ_GOP_UNARY = 0,
-    PIVQ_GOP_CLAMP,
-    PIVQ_GOP_BINARY,
-    PIVQ_GOP_BINARY_SCALAR,
-    PIVQ_GOP_WHERE,
-    PIVQ_GOP_REDUCE,
-    PIVQ_GOP_MATMUL,
-    PIVQ_GOP_NARROW,
-    PIVQ_GOP_SELECT,
-    PIVQ_GOP_PERMUTE,
-    PIVQ_GOP_RESHAPE,
-    PIVQ_GOP_EXPAND,
-    PIVQ_GOP_IDENTITY,
-    PIVQ_GOP_INDEX_SELECT,
-    PIVQ_GOP_GATHER,
-    PIVQ_GOP_MASKED_FILL,
-    PIVQ_GOP_CAT,
-    PIVQ_GOP_SCATTER_ADD,
-    PIVQ_GOP_LINEAR,
-    PIVQ_GOP_ACTIVATION,
-    PIVQ_GOP_SOFTMAX,
-    PIVQ_GOP_EMBEDDING,
-    PIVQ_GOP_DROPOUT,
-    PIVQ_GOP_LAYER_NORM,
-    PIVQ_GOP_GROUP_NORM,
-    PIVQ_GOP_POINTWISE_LOSS,
-    PIVQ_GOP_CROSS_ENTROPY,
-    PIVQ_GOP_ATTENTION,
-    PIVQ_GOP_CONV2D,
-    PIVQ_GOP_CONV_TRANSPOSE2D,
-    PIVQ_GOP_MAX_POOL2D,
-    PIVQ_GOP_AVG_POOL2D,
-    PIVQ_GOP_UPSAMPLE2D,
-    PIVQ_GOP_COUNT
+#define PIVQ_GOP_ENUM(NAME, name, strided) PIVQ_GOP_##NAME,
+    PIVQ_GRAD_OPS(PIVQ_GOP_ENUM)
+#undef PIVQ_GOP_ENUM
+        PIVQ_GOP_COUNT
 } pivq_grad_op;
 
 enum { PIVQ_NODE_MAX_SAVED = 6, PIVQ_NODE_MAX_PARAMS = 8 };
@@ -101,53 +114,26 @@ static inline int pivq_ag_needs(const pivq_node *n, int i)
 {
     return n->in[i].fn != NULL || n->in[i].leaf != NULL;
 }
-/* Sum g down to a broadcast-compatible shape (the gradient of a broadcast). New reference. */
-pivq_tensor *pivq_sum_to_shape(const pivq_tensor *g, int ndim, const int64_t *shape);
 /* Record-or-release helper: if nd is NULL or rc != 0, release out and return NULL. */
 pivq_tensor *pivq_ag_finish(pivq_tensor *out, pivq_node *nd, int rc);
 /* A contiguous float32 tensor of the given shape, zero-filled. */
 pivq_tensor *pivq_zeros_f32(int ndim, const int64_t *shape);
 
-/* The backward functions, by file. */
-/* ops/grad_core.c */
-int pivq_unary_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
-int pivq_clamp_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
-int pivq_binary_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
-int pivq_binary_scalar_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
-int pivq_where_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
-int pivq_reduce_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
-int pivq_matmul_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
-int pivq_narrow_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
-int pivq_select_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
-int pivq_permute_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
-int pivq_reshape_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
-int pivq_expand_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
-int pivq_identity_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
-int pivq_index_select_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
-int pivq_gather_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
-int pivq_masked_fill_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
-int pivq_cat_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
-int pivq_scatter_add_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
-/* ops/nn.c */
-int pivq_linear_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
-int pivq_activation_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
-int pivq_softmax_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
-int pivq_embedding_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
-int pivq_dropout_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
-/* ops/norm.c */
-int pivq_layer_norm_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
-int pivq_group_norm_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
-/* ops/loss.c */
-int pivq_pointwise_loss_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
-int pivq_cross_entropy_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
-/* ops/attention.c */
-int pivq_attention_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
-/* ops/conv.c */
-int pivq_conv2d_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
-int pivq_conv_transpose2d_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
-/* ops/pool.c */
-int pivq_max_pool2d_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
-int pivq_avg_pool2d_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
-int pivq_upsample2d_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
+/* The backward functions, one per entry of PIVQ_GRAD_OPS, each defined beside its forward. */
+#define PIVQ_GOP_DECLARE(NAME, name, strided)                                                      \
+    int pivq_##name##_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin);
+PIVQ_GRAD_OPS(PIVQ_GOP_DECLARE)
+#undef PIVQ_GOP_DECLARE
+
+/* The op table, indexed by pivq_grad_op. It names the backward functions of the ops layer, so
+   it is defined there (ops/grad_table.c, generated from PIVQ_GRAD_OPS); the engine reaches it
+   through this declaration, and includes still go downward only. A missing backward function
+   fails the link. */
+typedef struct pivq_grad_op_info {
+    const char *name; /* in messages and pivq_grad_fn_name */
+    pivq_backward_fn backward;
+    int strided;
+} pivq_grad_op_info;
+extern const pivq_grad_op_info pivq_grad_ops[PIVQ_GOP_COUNT];
 
 #endif

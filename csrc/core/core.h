@@ -41,6 +41,27 @@ int64_t pivq_sizes_numel(int ndim, const int64_t *size);
 /* New view object sharing t's storage, shape and strides copied (refcount 1). */
 pivq_tensor *pivq_view_alloc(const pivq_tensor *t);
 
+/* The views, copies and fills of the tensor core, without autograd. pivq.h's pivq_narrow,
+   pivq_copy_, ... (ops/shape.c) are these plus the graph: they record a node (views, copies) or
+   refuse a tensor that is part of a graph (in-place writes). Code inside the library calls
+   these forms (the `_nograd` convention, also in ops/ops.h): kernels, backward functions and
+   ops built from other ops must not record nodes of their own. Arguments, results and error
+   messages as documented for the public forms in pivq.h. */
+pivq_tensor *pivq_narrow_nograd(const pivq_tensor *t, int dim, int64_t start, int64_t length);
+pivq_tensor *pivq_select_nograd(const pivq_tensor *t, int dim, int64_t index);
+pivq_tensor *pivq_transpose_nograd(const pivq_tensor *t, int dim0, int dim1);
+pivq_tensor *pivq_permute_nograd(const pivq_tensor *t, const int *perm);
+pivq_tensor *pivq_view_nograd(const pivq_tensor *t, int ndim, const int64_t *size);
+pivq_tensor *pivq_reshape_nograd(const pivq_tensor *t, int ndim, const int64_t *size);
+pivq_tensor *pivq_expand_nograd(const pivq_tensor *t, int ndim, const int64_t *size);
+pivq_tensor *pivq_squeeze_nograd(const pivq_tensor *t, int dim);
+pivq_tensor *pivq_unsqueeze_nograd(const pivq_tensor *t, int dim);
+pivq_tensor *pivq_contiguous_nograd(const pivq_tensor *t);
+pivq_tensor *pivq_clone_nograd(const pivq_tensor *t);
+pivq_tensor *pivq_to_dtype_nograd(const pivq_tensor *t, int dtype);
+int pivq_copy_nograd_(pivq_tensor *dst, const pivq_tensor *src);
+int pivq_fill_nograd_(pivq_tensor *t, double value);
+
 /* Contiguous strides for a shape. */
 void pivq_contiguous_strides(int ndim, const int64_t *size, int64_t *stride);
 

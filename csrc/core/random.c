@@ -190,7 +190,7 @@ pivq_tensor *pivq_multinomial(const pivq_tensor *probs, int64_t n, int replaceme
         return NULL;
     }
     if (!g) g = &default_generator;
-    pivq_tensor *pc = pivq_contiguous(probs);
+    pivq_tensor *pc = pivq_contiguous_nograd(probs);
     if (!pc) return NULL;
     int64_t osize[2] = {rows, n};
     pivq_tensor *out = pivq_empty(PIVQ_INT64, probs->ndim, probs->ndim == 2 ? osize : &n);

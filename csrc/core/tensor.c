@@ -466,7 +466,7 @@ static int check_dim(const char *fname, const pivq_tensor *t, int dim, int extra
     return 0;
 }
 
-pivq_tensor *pivq_narrow(const pivq_tensor *t, int dim, int64_t start, int64_t length)
+pivq_tensor *pivq_narrow_nograd(const pivq_tensor *t, int dim, int64_t start, int64_t length)
 {
     if (check_dim("narrow", t, dim, 0)) return NULL;
     if (start < 0 || length < 0 || start > t->shape[dim] - length) {
@@ -481,7 +481,7 @@ pivq_tensor *pivq_narrow(const pivq_tensor *t, int dim, int64_t start, int64_t l
     return v;
 }
 
-pivq_tensor *pivq_select(const pivq_tensor *t, int dim, int64_t index)
+pivq_tensor *pivq_select_nograd(const pivq_tensor *t, int dim, int64_t index)
 {
     if (check_dim("select", t, dim, 0)) return NULL;
     if (index < 0 || index >= t->shape[dim]) {
@@ -500,7 +500,7 @@ pivq_tensor *pivq_select(const pivq_tensor *t, int dim, int64_t index)
     return v;
 }
 
-pivq_tensor *pivq_transpose(const pivq_tensor *t, int dim0, int dim1)
+pivq_tensor *pivq_transpose_nograd(const pivq_tensor *t, int dim0, int dim1)
 {
     if (check_dim("transpose", t, dim0, 0) || check_dim("transpose", t, dim1, 0)) return NULL;
     pivq_tensor *v = pivq_view_alloc(t);
@@ -512,7 +512,7 @@ pivq_tensor *pivq_transpose(const pivq_tensor *t, int dim0, int dim1)
     return v;
 }
 
-pivq_tensor *pivq_permute(const pivq_tensor *t, const int *perm)
+pivq_tensor *pivq_permute_nograd(const pivq_tensor *t, const int *perm)
 {
     if (pivq_check_tensor("permute", "tensor", t)) return NULL;
     if (!perm && t->ndim > 0) {
@@ -609,7 +609,7 @@ static int view_strides(const pivq_tensor *t, int ndim, const int64_t *size, int
     return vi == -1;
 }
 
-pivq_tensor *pivq_view(const pivq_tensor *t, int ndim, const int64_t *size)
+pivq_tensor *pivq_view_nograd(const pivq_tensor *t, int ndim, const int64_t *size)
 {
     if (pivq_check_tensor("view", "tensor", t)) return NULL;
     int64_t shape[PIVQ_MAX_DIMS], stride[PIVQ_MAX_DIMS];
@@ -631,20 +631,20 @@ pivq_tensor *pivq_view(const pivq_tensor *t, int ndim, const int64_t *size)
     return v;
 }
 
-pivq_tensor *pivq_reshape(const pivq_tensor *t, int ndim, const int64_t *size)
+pivq_tensor *pivq_reshape_nograd(const pivq_tensor *t, int ndim, const int64_t *size)
 {
     if (pivq_check_tensor("reshape", "tensor", t)) return NULL;
     int64_t shape[PIVQ_MAX_DIMS], stride[PIVQ_MAX_DIMS];
     if (infer_shape("reshape", t, ndim, size, shape)) return NULL;
-    if (view_strides(t, ndim, shape, stride)) return pivq_view(t, ndim, shape);
-    pivq_tensor *c = pivq_clone(t);
+    if (view_strides(t, ndim, shape, stride)) return pivq_view_nograd(t, ndim, shape);
+    pivq_tensor *c = pivq_clone_nograd(t);
     if (!c) return NULL;
-    pivq_tensor *v = pivq_view(c, ndim, shape);
+    pivq_tensor *v = pivq_view_nograd(c, ndim, shape);
     pivq_tensor_release(c);
     return v;
 }
 
-pivq_tensor *pivq_expand(const pivq_tensor *t, int ndim, const int64_t *size)
+pivq_tensor *pivq_expand_nograd(const pivq_tensor *t, int ndim, const int64_t *size)
 {
     if (pivq_check_tensor("expand", "tensor", t)) return NULL;
     char a[160], b[160];
@@ -682,7 +682,7 @@ bad:
     return NULL;
 }
 
-pivq_tensor *pivq_squeeze(const pivq_tensor *t, int dim)
+pivq_tensor *pivq_squeeze_nograd(const pivq_tensor *t, int dim)
 {
     if (pivq_check_tensor("squeeze", "tensor", t)) return NULL;
     if (dim != -1 && check_dim("squeeze", t, dim, 0)) return NULL;
@@ -700,7 +700,7 @@ pivq_tensor *pivq_squeeze(const pivq_tensor *t, int dim)
     return v;
 }
 
-pivq_tensor *pivq_unsqueeze(const pivq_tensor *t, int dim)
+pivq_tensor *pivq_unsqueeze_nograd(const pivq_tensor *t, int dim)
 {
     if (check_dim("unsqueeze", t, dim, 1)) return NULL;
     if (t->ndim == PIVQ_MAX_DIMS) {
@@ -721,29 +721,29 @@ pivq_tensor *pivq_unsqueeze(const pivq_tensor *t, int dim)
 
 /* ---- copies --------------------------------------------------------------------------- */
 
-pivq_tensor *pivq_contiguous(const pivq_tensor *t)
+pivq_tensor *pivq_contiguous_nograd(const pivq_tensor *t)
 {
     if (pivq_check_tensor("contiguous", "tensor", t)) return NULL;
     if (pivq_is_contiguous(t)) return pivq_tensor_retain((pivq_tensor *)t);
-    return pivq_clone(t);
+    return pivq_clone_nograd(t);
 }
 
-pivq_tensor *pivq_clone(const pivq_tensor *t)
+pivq_tensor *pivq_clone_nograd(const pivq_tensor *t)
 {
     if (pivq_check_tensor("clone", "tensor", t)) return NULL;
     pivq_tensor *c = pivq_empty(t->scalar_type, t->ndim, t->shape);
-    if (c && pivq_copy_(c, t)) {
+    if (c && pivq_copy_nograd_(c, t)) {
         pivq_tensor_release(c);
         return NULL;
     }
     return c;
 }
 
-pivq_tensor *pivq_to_dtype(const pivq_tensor *t, int dtype)
+pivq_tensor *pivq_to_dtype_nograd(const pivq_tensor *t, int dtype)
 {
     if (pivq_check_tensor("to_dtype", "tensor", t)) return NULL;
     pivq_tensor *c = tensor_new("to_dtype", dtype, t->ndim, t->shape);
-    if (c && pivq_copy_(c, t)) {
+    if (c && pivq_copy_nograd_(c, t)) {
         pivq_tensor_release(c);
         return NULL;
     }
@@ -849,7 +849,7 @@ bool pivq_may_alias(const pivq_tensor *a, const pivq_tensor *b)
     return false; /* the same elements in the same order: elementwise in place is safe */
 }
 
-int pivq_copy_(pivq_tensor *dst, const pivq_tensor *src)
+int pivq_copy_nograd_(pivq_tensor *dst, const pivq_tensor *src)
 {
     if (pivq_check_tensor("copy", "dst", dst) || pivq_check_tensor("copy", "src", src)) return -1;
     int64_t sstride[PIVQ_MAX_DIMS];
@@ -865,9 +865,9 @@ int pivq_copy_(pivq_tensor *dst, const pivq_tensor *src)
     }
     if (pivq_numel(dst) == 0) return 0;
     if (pivq_may_alias(dst, src)) { /* overlapping source: copy through a temporary */
-        pivq_tensor *tmp = pivq_clone(src);
+        pivq_tensor *tmp = pivq_clone_nograd(src);
         if (!tmp) return -1;
-        int rc = pivq_copy_(dst, tmp);
+        int rc = pivq_copy_nograd_(dst, tmp);
         pivq_tensor_release(tmp);
         return rc;
     }
@@ -892,7 +892,7 @@ int pivq_copy_(pivq_tensor *dst, const pivq_tensor *src)
             *(T *)(it.ptr[0] + j * it.inner_stride[0]) = val;                                      \
     } while (0)
 
-int pivq_fill_(pivq_tensor *t, double value)
+int pivq_fill_nograd_(pivq_tensor *t, double value)
 {
     if (pivq_check_tensor("fill", "tensor", t)) return -1;
     if (t->scalar_type != PIVQ_FLOAT32 && !pivq_fits_int64(value))

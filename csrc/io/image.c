@@ -80,7 +80,7 @@ unsigned char *pivq_image_to_interleaved_u8(const char *fname, const pivq_tensor
     }
     int ch = img->ndim == 3 ? (int)img->shape[0] : 1;
     int64_t h = img->shape[img->ndim - 2], w = img->shape[img->ndim - 1];
-    pivq_tensor *c = pivq_contiguous(img);
+    pivq_tensor *c = pivq_contiguous_nograd(img);
     if (!c) return NULL;
     unsigned char *out = malloc((size_t)(h * w * ch) + 1);
     if (!out) {
@@ -115,7 +115,7 @@ pivq_tensor *pivq_image_u8_to_float(const pivq_tensor *x)
                        pivq_dtype_name(x->scalar_type));
         return NULL;
     }
-    pivq_tensor *c = pivq_contiguous(x);
+    pivq_tensor *c = pivq_contiguous_nograd(x);
     pivq_tensor *out = c ? pivq_empty(PIVQ_FLOAT32, x->ndim, x->shape) : NULL;
     if (out) {
         const uint8_t *s = pivq_data(c);
@@ -287,9 +287,9 @@ pivq_tensor *pivq_image_center_crop(const pivq_tensor *x, int64_t h, int64_t w)
                        (long long)w, pivq_shape_str(x, buf, sizeof buf));
         return NULL;
     }
-    pivq_tensor *a = pivq_narrow(x, dh, (x->shape[dh] - h) / 2, h);
+    pivq_tensor *a = pivq_narrow_nograd(x, dh, (x->shape[dh] - h) / 2, h);
     if (!a) return NULL;
-    pivq_tensor *b = pivq_narrow(a, dw, (x->shape[dw] - w) / 2, w);
+    pivq_tensor *b = pivq_narrow_nograd(a, dw, (x->shape[dw] - w) / 2, w);
     pivq_tensor_release(a);
     return b;
 }
@@ -316,13 +316,13 @@ pivq_tensor *pivq_image_grid(const pivq_tensor *batch, int nrow, int padding, in
     int64_t cols = N < nrow ? N : nrow, rows = (N + cols - 1) / cols;
     int64_t Hs = H * scale, Ws = W * scale;
     int64_t size[3] = {C, rows * (Hs + padding) + padding, cols * (Ws + padding) + padding};
-    pivq_tensor *src = pivq_contiguous(batch);
+    pivq_tensor *src = pivq_contiguous_nograd(batch);
     pivq_tensor *out = src ? pivq_empty(PIVQ_FLOAT32, 3, size) : NULL;
     if (!out) {
         pivq_tensor_release(src);
         return NULL;
     }
-    if (pivq_fill_(out, pad_value)) {
+    if (pivq_fill_nograd_(out, pad_value)) {
         pivq_tensor_release(src);
         pivq_tensor_release(out);
         return NULL;

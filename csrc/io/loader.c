@@ -268,7 +268,7 @@ static pivq_loader *loader_create(pivq_tensor *const *sources, const int *flags,
         l->slots[i].index = -1;
     for (int k = 0; k < nsources; k++) {
         /* contiguous copies so that workers can memcpy rows; the caller may drop its own */
-        l->src[k] = pivq_contiguous(sources[k]);
+        l->src[k] = pivq_contiguous_nograd(sources[k]);
         l->nsrc = k + 1;
         if (!l->src[k]) {
             pivq_loader_free(l);

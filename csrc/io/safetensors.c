@@ -616,7 +616,7 @@ int pivq_safetensors_write(const char *path, int n, const char *const *names,
         werr = fputc(' ', af.f) == EOF;
     cJSON_free(json);
     for (int k = 0; !werr && k < n; k++) {
-        pivq_tensor *c = pivq_contiguous(tensors[order[k]]);
+        pivq_tensor *c = pivq_contiguous_nograd(tensors[order[k]]);
         if (!c) {
             free(order);
             pivq_atomic_abort(&af);

@@ -49,7 +49,7 @@ static int64_t row_stride(const pivq_tensor *t)
 static pivq_tensor *blas_ready(const pivq_tensor *t)
 {
     if (row_stride(t) >= 0) return pivq_tensor_retain((pivq_tensor *)t);
-    return pivq_contiguous(t);
+    return pivq_contiguous_nograd(t);
 }
 
 /* An empty float32 tensor of `shape` whose memory runs in the order of t's strides (batch and
@@ -75,7 +75,7 @@ static pivq_tensor *empty_like_layout(const pivq_tensor *t, const int64_t *shape
     }
     pivq_tensor *buf = pivq_empty(PIVQ_FLOAT32, nd, dense);
     if (!buf) return NULL;
-    pivq_tensor *view = pivq_permute(buf, inv);
+    pivq_tensor *view = pivq_permute_nograd(buf, inv);
     pivq_tensor_release(buf);
     return view;
 }
@@ -180,13 +180,13 @@ pivq_tensor *pivq_attention(const pivq_tensor *q, const pivq_tensor *k, const pi
     pivq_tensor *mc = NULL, *P = NULL, *out = NULL;
     if (!qc || !kc || !vc) goto fail;
     if (mask) { /* broadcast to (..., Lq, Lk) and make it contiguous: read once per row */
-        pivq_tensor *e = pivq_expand(mask, nd, ssz);
+        pivq_tensor *e = pivq_expand_nograd(mask, nd, ssz);
         if (!e) {
             pivq_set_error("%s: mask %s cannot broadcast to the scores %s", F,
                            pivq_shape_str(mask, a, sizeof a), pivq_sizes_str(nd, ssz, b, sizeof b));
             goto fail;
         }
-        mc = pivq_contiguous(e);
+        mc = pivq_contiguous_nograd(e);
         pivq_tensor_release(e);
         if (!mc) goto fail;
     }
@@ -228,7 +228,7 @@ pivq_tensor *pivq_attention(const pivq_tensor *q, const pivq_tensor *k, const pi
         }
         free(panels);
     } else if (Lq > 0 && Dv > 0) {
-        pivq_fill_(out, 0.0); /* no keys: an empty sum */
+        pivq_fill_nograd_(out, 0.0); /* no keys: an empty sum */
     }
     const pivq_tensor *in[4] = {q, k, v, mask};
     if (pivq_ag_wants(4, in)) {
@@ -285,9 +285,9 @@ int pivq_attention_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gi
         goto done;
     }
     if (Lq == 0 || Lk == 0) { /* otherwise every element is written by an sgemm */
-        pivq_fill_(dq, 0.0);
-        pivq_fill_(dk, 0.0);
-        pivq_fill_(dv, 0.0);
+        pivq_fill_nograd_(dq, 0.0);
+        pivq_fill_nograd_(dk, 0.0);
+        pivq_fill_nograd_(dv, 0.0);
     }
     if (Lq > 0 && Lk > 0 && nbatch > 0) {
         int64_t ldq = row_stride(q), ldk = row_stride(k), ldv = row_stride(v), ldg = row_stride(gc),
@@ -327,7 +327,7 @@ int pivq_attention_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gi
                              (float *)mat_ptr(dk, nb, bi), lddk, NULL);
         }
     } else if (need_m) {
-        pivq_fill_(dS_full, 0.0);
+        pivq_fill_nograd_(dS_full, 0.0);
     }
     if (need_q) gin[0] = pivq_tensor_retain(dq);
     if (need_k) gin[1] = pivq_tensor_retain(dk);

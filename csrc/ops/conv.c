@@ -714,9 +714,9 @@ static int conv_operands_get(const char *F, const pivq_tensor *x, const pivq_ten
         check_params(F, p) || conv_geom(F, x, w, b, p, &c->g))
         return -1;
     int64_t osz[4] = {x->shape[0], w->shape[0], c->g.Ho, c->g.Wo};
-    c->xc = pivq_contiguous(x);
-    c->wc = pivq_contiguous(w);
-    c->bc = b ? pivq_contiguous(b) : NULL;
+    c->xc = pivq_contiguous_nograd(x);
+    c->wc = pivq_contiguous_nograd(w);
+    c->bc = b ? pivq_contiguous_nograd(b) : NULL;
     c->y = pivq_empty(PIVQ_FLOAT32, 4, osz);
     return c->xc && c->wc && (!b || c->bc) && c->y ? 0 : -1;
 }
@@ -966,8 +966,8 @@ pivq_tensor *pivq_conv_transpose2d(const pivq_tensor *x, const pivq_tensor *w, c
     if (convt_geom(F, x, w, b, p, &g, &O)) return NULL;
     int64_t N = x->shape[0], Cin = x->shape[1], G = p->groups;
     int64_t osz[4] = {N, O, g.H, g.W};
-    pivq_tensor *xc = pivq_contiguous(x), *wc = pivq_contiguous(w);
-    pivq_tensor *bc = b ? pivq_contiguous(b) : NULL;
+    pivq_tensor *xc = pivq_contiguous_nograd(x), *wc = pivq_contiguous_nograd(w);
+    pivq_tensor *bc = b ? pivq_contiguous_nograd(b) : NULL;
     pivq_tensor *y = pivq_empty(PIVQ_FLOAT32, 4, osz); /* y (N, O, Hout, Wout) = fold(cols) */
     int rc = -1;
     if (xc && wc && (!b || bc) && y) {

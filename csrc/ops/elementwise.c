@@ -4,8 +4,14 @@
  * shape (stride 0 on broadcast dims), the iterator hands each kernel runs of the innermost
  * dim, and the kernel picks a contiguous loop (which the compiler vectorises), a
  * scalar-operand loop, or a generic strided loop.
+ *
+ * Autograd: each differentiable op is a kernel (pivq_<op>_nograd, what code inside the library
+ * calls) and a public pivq_<op> that runs it and records the graph node, followed by the op's
+ * backward. Backward of the ops with a simple derivative runs one fused loop over contiguous
+ * buffers; the rest (broadcasting binary ops, where) are compositions of the kernels here,
+ * which are already vectorised and threaded. The in-place forms refuse tensors in a graph.
  */
-#include "core/core.h"
+#include "ops/ops.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -140,8 +146,8 @@ static pivq_tensor *unary_apply(const char *fname, const pivq_tensor *x, unary_c
 {
     if (pivq_check_tensor(fname, "input", x)) return NULL;
     int dtype = (c->op >= 0 && unary_needs_float(c->op)) ? PIVQ_FLOAT32 : x->scalar_type;
-    pivq_tensor *in =
-        dtype == x->scalar_type ? pivq_tensor_retain((pivq_tensor *)x) : pivq_to_dtype(x, dtype);
+    pivq_tensor *in = dtype == x->scalar_type ? pivq_tensor_retain((pivq_tensor *)x)
+                                              : pivq_to_dtype_nograd(x, dtype);
     if (!in) return NULL;
     pivq_tensor *out = pivq_empty(dtype, in->ndim, in->shape);
     if (out) {
@@ -157,7 +163,7 @@ static pivq_tensor *unary_apply(const char *fname, const pivq_tensor *x, unary_c
     return out;
 }
 
-pivq_tensor *pivq_unary(const pivq_tensor *x, int op)
+pivq_tensor *pivq_unary_nograd(const pivq_tensor *x, int op)
 {
     if (op < 0 || op >= PIVQ_UNARY_COUNT) {
         pivq_set_error("unary: unknown op %d", op);
@@ -167,7 +173,7 @@ pivq_tensor *pivq_unary(const pivq_tensor *x, int op)
     return unary_apply(unary_names[op], x, &c);
 }
 
-pivq_tensor *pivq_clamp(const pivq_tensor *x, double lo, double hi)
+pivq_tensor *pivq_clamp_nograd(const pivq_tensor *x, double lo, double hi)
 {
     if (isnan(lo) || isnan(hi) || lo > hi) {
         pivq_set_error("clamp: need lo <= hi, got %g and %g", lo, hi);
@@ -175,6 +181,150 @@ pivq_tensor *pivq_clamp(const pivq_tensor *x, double lo, double hi)
     }
     unary_ctx c = {-1, lo, hi};
     return unary_apply("clamp", x, &c);
+}
+
+/* ---- unary and clamp: recorded forms and backward -------------------------------------------- */
+
+pivq_tensor *pivq_unary(const pivq_tensor *x, int op)
+{
+    pivq_tensor *y = pivq_unary_nograd(x, op);
+    if (!y || !pivq_ag_wants(1, &x)) return y;
+    pivq_node *nd = pivq_ag_record(PIVQ_GOP_UNARY, y, 1, &x);
+    if (!nd) return pivq_ag_finish(y, NULL, -1);
+    nd->ip[0] = op;
+    /* exp, sqrt, rsqrt, tanh, sigmoid, relu differentiate through their result */
+    int rc = 0;
+    switch (op) {
+    case PIVQ_EXP:
+    case PIVQ_SQRT:
+    case PIVQ_RSQRT:
+    case PIVQ_TANH:
+    case PIVQ_SIGMOID:
+    case PIVQ_RELU: rc = pivq_ag_save(nd, 1, y); break;
+    case PIVQ_NEG:
+    case PIVQ_SIGN:
+    case PIVQ_FLOOR:
+    case PIVQ_CEIL:
+    case PIVQ_ROUND: break;
+    default: rc = pivq_ag_save(nd, 0, x); break;
+    }
+    return pivq_ag_finish(y, nd, rc);
+}
+
+/* Range kernels of the unary derivatives: o = dy * op'(x), from x and/or y = op(x). Plain
+   loops over restrict pointers, one per op, so that each vectorises. */
+typedef void (*unary_grad_kernel)(const float *restrict x, const float *restrict y,
+                                  const float *restrict g, float *restrict o, int64_t n);
+#define UG_KERNEL(NAME, EXPR)                                                                      \
+    static void NAME(const float *restrict x, const float *restrict y, const float *restrict g,    \
+                     float *restrict o, int64_t n)                                                 \
+    {                                                                                              \
+        (void)x;                                                                                   \
+        (void)y;                                                                                   \
+        for (int64_t i = 0; i < n; i++)                                                            \
+            o[i] = (EXPR);                                                                         \
+    }
+UG_KERNEL(neg_grad, -g[i])
+UG_KERNEL(abs_grad, x[i] > 0 ? g[i] : (x[i] < 0 ? -g[i] : 0.0f))
+UG_KERNEL(exp_grad, g[i] * y[i])
+UG_KERNEL(log_grad, g[i] / x[i])
+UG_KERNEL(sqrt_grad, g[i] * 0.5f / y[i])
+UG_KERNEL(rsqrt_grad, -0.5f * g[i] * y[i] * y[i] * y[i])
+UG_KERNEL(sin_grad, g[i] * cosf(x[i]))
+UG_KERNEL(cos_grad, -g[i] * sinf(x[i]))
+UG_KERNEL(tanh_grad, g[i] * (1.0f - y[i] * y[i]))
+UG_KERNEL(sigmoid_grad, g[i] * y[i] * (1.0f - y[i]))
+UG_KERNEL(relu_grad, y[i] > 0 ? g[i] : 0.0f)
+UG_KERNEL(zero_grad, 0.0f) /* sign, floor, ceil, round: piecewise constant */
+#undef UG_KERNEL
+
+typedef struct unary_grad_ctx {
+    unary_grad_kernel k;
+    const float *x, *y, *g;
+    float *o;
+} unary_grad_ctx;
+
+static void unary_grad_range(int64_t lo, int64_t hi, void *ctx)
+{
+    const unary_grad_ctx *c = ctx;
+    c->k(c->x ? c->x + lo : NULL, c->y ? c->y + lo : NULL, c->g + lo, c->o + lo, hi - lo);
+}
+
+static void unary_grad_run(int op, const float *x, const float *y, const float *g, float *o,
+                           int64_t n)
+{
+    unary_grad_kernel k;
+    switch (op) {
+    case PIVQ_NEG: k = neg_grad; break;
+    case PIVQ_ABS: k = abs_grad; break;
+    case PIVQ_EXP: k = exp_grad; break;
+    case PIVQ_LOG: k = log_grad; break;
+    case PIVQ_SQRT: k = sqrt_grad; break;
+    case PIVQ_RSQRT: k = rsqrt_grad; break;
+    case PIVQ_SIN: k = sin_grad; break;
+    case PIVQ_COS: k = cos_grad; break;
+    case PIVQ_TANH: k = tanh_grad; break;
+    case PIVQ_SIGMOID: k = sigmoid_grad; break;
+    case PIVQ_RELU: k = relu_grad; break;
+    default: k = zero_grad; break;
+    }
+    unary_grad_ctx c = {k, x, y, g, o};
+    pivq_parallel_range(n, n, unary_grad_range, &c);
+}
+
+int pivq_unary_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
+{
+    int op = (int)n->ip[0];
+    pivq_tensor *xs = n->saved[0] ? pivq_contiguous_nograd(n->saved[0]) : NULL;
+    pivq_tensor *ys = n->saved[1] ? pivq_contiguous_nograd(n->saved[1]) : NULL;
+    if ((n->saved[0] && !xs) || (n->saved[1] && !ys)) goto fail;
+    pivq_tensor *out = pivq_empty(PIVQ_FLOAT32, g->ndim, g->shape); /* dx: x's shape */
+    if (!out) goto fail;
+    const float *gp = pivq_data(g);             /* dy: y's shape (== x's) */
+    const float *x = xs ? pivq_data(xs) : NULL; /* x */
+    const float *y = ys ? pivq_data(ys) : NULL; /* y = op(x) */
+    float *o = pivq_data(out);
+    unary_grad_run(op, x, y, gp, o, pivq_numel(g));
+    pivq_tensor_release(xs);
+    pivq_tensor_release(ys);
+    gin[0] = out;
+    return 0;
+fail:
+    pivq_tensor_release(xs);
+    pivq_tensor_release(ys);
+    return -1;
+}
+
+pivq_tensor *pivq_clamp(const pivq_tensor *x, double lo, double hi)
+{
+    pivq_tensor *y = pivq_clamp_nograd(x, lo, hi);
+    if (!y || !pivq_ag_wants(1, &x)) return y;
+    pivq_node *nd = pivq_ag_record(PIVQ_GOP_CLAMP, y, 1, &x);
+    if (!nd) return pivq_ag_finish(y, NULL, -1);
+    nd->fp[0] = lo;
+    nd->fp[1] = hi;
+    return pivq_ag_finish(y, nd, pivq_ag_save(nd, 0, x));
+}
+
+int pivq_clamp_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
+{
+    pivq_tensor *xs = pivq_contiguous_nograd(n->saved[0]);
+    if (!xs) return -1;
+    pivq_tensor *out = pivq_empty(PIVQ_FLOAT32, g->ndim, g->shape);
+    if (!out) {
+        pivq_tensor_release(xs);
+        return -1;
+    }
+    const float *x = pivq_data(xs), *gp = pivq_data(g);
+    float *o = pivq_data(out);
+    double lo = n->fp[0], hi = n->fp[1];
+    int64_t N = pivq_numel(g);
+    /* the gradient passes where the input was inside [lo, hi] (bounds included, as PyTorch) */
+    for (int64_t i = 0; i < N; i++)
+        o[i] = (x[i] >= lo && x[i] <= hi) ? gp[i] : 0.0f;
+    pivq_tensor_release(xs);
+    gin[0] = out;
+    return 0;
 }
 
 /* ---- binary --------------------------------------------------------------------------- */
@@ -272,7 +422,7 @@ static const pivq_run_fn binary_runs[4] = {binary_f32_run, binary_i32_run, binar
 static pivq_tensor *as_dtype(const pivq_tensor *t, int dtype)
 {
     if (t->scalar_type == dtype) return pivq_tensor_retain((pivq_tensor *)t);
-    return pivq_to_dtype(t, dtype);
+    return pivq_to_dtype_nograd(t, dtype);
 }
 
 /* Run a kernel with out (shape ndim/size) and inputs broadcast to it. */
@@ -297,7 +447,7 @@ static void run_broadcast(pivq_tensor *out, const pivq_tensor *const *in, int ni
     pivq_iter_parallel(&it, fn, ctx);
 }
 
-pivq_tensor *pivq_binary(const pivq_tensor *a, const pivq_tensor *b, int op)
+pivq_tensor *pivq_binary_nograd(const pivq_tensor *a, const pivq_tensor *b, int op)
 {
     if (op < 0 || op >= PIVQ_BINARY_COUNT) {
         pivq_set_error("binary: unknown op %d", op);
@@ -365,7 +515,7 @@ static int scalar_dtype(const pivq_tensor *a, double s, int op)
     return a->scalar_type;
 }
 
-pivq_tensor *pivq_binary_scalar(const pivq_tensor *a, double s, int op, int scalar_first)
+pivq_tensor *pivq_binary_scalar_nograd(const pivq_tensor *a, double s, int op, int scalar_first)
 {
     if (op < 0 || op >= PIVQ_BINARY_COUNT) {
         pivq_set_error("binary: unknown op %d", op);
@@ -374,10 +524,10 @@ pivq_tensor *pivq_binary_scalar(const pivq_tensor *a, double s, int op, int scal
     if (pivq_check_tensor(binary_names[op], "tensor operand", a)) return NULL;
     stack_scalar ss;
     pivq_tensor *st = scalar_tensor(&ss, s, scalar_dtype(a, s, op));
-    return scalar_first ? pivq_binary(st, a, op) : pivq_binary(a, st, op);
+    return scalar_first ? pivq_binary_nograd(st, a, op) : pivq_binary_nograd(a, st, op);
 }
 
-int pivq_binary_(pivq_tensor *a, const pivq_tensor *b, int op)
+int pivq_binary_nograd_(pivq_tensor *a, const pivq_tensor *b, int op)
 {
     if (op < 0 || op >= PIVQ_BINARY_COUNT) return pivq_set_error("binary_: unknown op %d", op);
     const char *fname = binary_names[op];
@@ -400,8 +550,8 @@ int pivq_binary_(pivq_tensor *a, const pivq_tensor *b, int op)
         }
     }
     /* a copy when b overlaps a differently (a:add_(a:t())): a would be read after written */
-    pivq_tensor *cb =
-        pivq_may_alias(a, b) ? pivq_to_dtype(b, a->scalar_type) : as_dtype(b, a->scalar_type);
+    pivq_tensor *cb = pivq_may_alias(a, b) ? pivq_to_dtype_nograd(b, a->scalar_type)
+                                           : as_dtype(b, a->scalar_type);
     if (!cb) return -1;
     const pivq_tensor *in[2] = {a, cb};
     run_broadcast(a, in, 2, -1, binary_runs[a->scalar_type], &op);
@@ -409,7 +559,7 @@ int pivq_binary_(pivq_tensor *a, const pivq_tensor *b, int op)
     return 0;
 }
 
-int pivq_binary_scalar_(pivq_tensor *a, double s, int op)
+int pivq_binary_scalar_nograd_(pivq_tensor *a, double s, int op)
 {
     if (pivq_check_tensor("binary_", "destination", a)) return -1;
     if (a->scalar_type != PIVQ_FLOAT32 && !pivq_fits_int64(s))
@@ -417,7 +567,192 @@ int pivq_binary_scalar_(pivq_tensor *a, double s, int op)
                               "place",
                               pivq_binary_name(op), s, pivq_dtype_name(a->scalar_type));
     stack_scalar ss;
-    return pivq_binary_(a, scalar_tensor(&ss, s, a->scalar_type), op);
+    return pivq_binary_nograd_(a, scalar_tensor(&ss, s, a->scalar_type), op);
+}
+
+/* ---- binary: recorded and guarded forms, backward -------------------------------------------- */
+
+/* g (the output's shape) broadcast back to each input shape. */
+static pivq_tensor *to_input(pivq_node *n, int i, pivq_tensor *full)
+{
+    if (!full) return NULL;
+    pivq_tensor *r = pivq_sum_to_shape(full, n->in[i].ndim, n->in[i].shape);
+    pivq_tensor_release(full);
+    return r;
+}
+
+pivq_tensor *pivq_binary(const pivq_tensor *a, const pivq_tensor *b, int op)
+{
+    pivq_tensor *y = pivq_binary_nograd(a, b, op);
+    const pivq_tensor *in[2] = {a, b};
+    if (!y || !pivq_ag_wants(2, in)) return y;
+    pivq_node *nd = pivq_ag_record(PIVQ_GOP_BINARY, y, 2, in);
+    if (!nd) return pivq_ag_finish(y, NULL, -1);
+    nd->ip[0] = op;
+    int rc = 0;
+    if (op != PIVQ_ADD && op != PIVQ_SUB) rc = pivq_ag_save(nd, 0, a) || pivq_ag_save(nd, 1, b);
+    if (!rc && op == PIVQ_POW) rc = pivq_ag_save(nd, 2, y);
+    return pivq_ag_finish(y, nd, rc);
+}
+
+/* Share of the gradient of max(a, b) going to a: 1 where a wins, 1/2 on ties (PyTorch). */
+static pivq_tensor *winner_share(const pivq_tensor *a, const pivq_tensor *b, int op_gt)
+{
+    pivq_tensor *t[4] = {0};
+    pivq_tensor *r = NULL;
+    if ((t[0] = pivq_compare(a, b, op_gt)) && (t[1] = pivq_compare(a, b, PIVQ_EQ)) &&
+        (t[2] = pivq_to_dtype_nograd(t[0], PIVQ_FLOAT32)) &&
+        (t[3] = pivq_binary_scalar_nograd(t[1], 0.5, PIVQ_MUL, 0)))
+        r = pivq_binary_nograd(t[2], t[3], PIVQ_ADD);
+    pivq_drop(4, t);
+    return r;
+}
+
+int pivq_binary_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
+{
+    int op = (int)n->ip[0];
+    const pivq_tensor *a = n->saved[0], *b = n->saved[1], *y = n->saved[2];
+    pivq_tensor *t[6] = {0};
+    pivq_tensor *ga = NULL, *gb = NULL; /* full (broadcast) shape, reduced by to_input */
+    int na = pivq_ag_needs(n, 0), nb = pivq_ag_needs(n, 1);
+    switch (op) {
+    case PIVQ_ADD:
+    case PIVQ_SUB:
+        if (na) ga = pivq_tensor_retain((pivq_tensor *)g);
+        if (nb)
+            gb = op == PIVQ_ADD ? pivq_tensor_retain((pivq_tensor *)g)
+                                : pivq_unary_nograd(g, PIVQ_NEG);
+        break;
+    case PIVQ_MUL:
+        if (na) ga = pivq_binary_nograd(g, b, PIVQ_MUL);
+        if (nb) gb = pivq_binary_nograd(g, a, PIVQ_MUL);
+        break;
+    case PIVQ_DIV: /* d(a/b)/db = -a/b^2 */
+        if (na) ga = pivq_binary_nograd(g, b, PIVQ_DIV);
+        if (nb && (t[0] = pivq_binary_nograd(b, b, PIVQ_MUL)) &&
+            (t[1] = pivq_binary_nograd(a, t[0], PIVQ_DIV)) &&
+            (t[2] = pivq_binary_nograd(g, t[1], PIVQ_MUL)))
+            gb = pivq_unary_nograd(t[2], PIVQ_NEG);
+        break;
+    case PIVQ_MAX:
+    case PIVQ_MIN:
+        if ((t[0] = winner_share(a, b, op == PIVQ_MAX ? PIVQ_GT : PIVQ_LT))) {
+            if (na) ga = pivq_binary_nograd(g, t[0], PIVQ_MUL);
+            if (nb && (t[1] = pivq_binary_scalar_nograd(t[0], 1.0, PIVQ_SUB, 1)))
+                gb = pivq_binary_nograd(g, t[1], PIVQ_MUL);
+        }
+        break;
+    case PIVQ_POW: /* d(a^b)/da = b a^(b-1); d/db = a^b ln a (0 where a^b == 0) */
+        if (na && (t[0] = pivq_binary_scalar_nograd(b, 1.0, PIVQ_SUB, 0)) &&
+            (t[1] = pivq_binary_nograd(a, t[0], PIVQ_POW)) &&
+            (t[2] = pivq_binary_nograd(t[1], b, PIVQ_MUL)))
+            ga = pivq_binary_nograd(g, t[2], PIVQ_MUL);
+        if (nb && (t[3] = pivq_unary_nograd(a, PIVQ_LOG)) &&
+            (t[4] = pivq_binary_nograd(y, t[3], PIVQ_MUL)) &&
+            (t[5] = pivq_compare_scalar(y, 0.0, PIVQ_EQ))) {
+            pivq_tensor *m = pivq_masked_fill_nograd(t[4], t[5], 0.0);
+            if (m) gb = pivq_binary_nograd(g, m, PIVQ_MUL);
+            pivq_tensor_release(m);
+        }
+        break;
+    default: pivq_set_error("backward: binary op %d has no derivative", op);
+    }
+    pivq_drop(6, t);
+    int ok = (!na || ga) && (!nb || gb);
+    if (ok) {
+        if (na)
+            ok = (gin[0] = to_input(n, 0, ga)) != NULL;
+        else
+            pivq_tensor_release(ga);
+        if (nb)
+            ok = ok && (gin[1] = to_input(n, 1, gb)) != NULL;
+        else
+            pivq_tensor_release(gb);
+        return ok ? 0 : -1;
+    }
+    pivq_tensor_release(ga);
+    pivq_tensor_release(gb);
+    return -1;
+}
+
+pivq_tensor *pivq_binary_scalar(const pivq_tensor *a, double s, int op, int scalar_first)
+{
+    pivq_tensor *y = pivq_binary_scalar_nograd(a, s, op, scalar_first);
+    if (!y || !pivq_ag_wants(1, &a)) return y;
+    pivq_node *nd = pivq_ag_record(PIVQ_GOP_BINARY_SCALAR, y, 1, &a);
+    if (!nd) return pivq_ag_finish(y, NULL, -1);
+    nd->ip[0] = op;
+    nd->ip[1] = scalar_first;
+    nd->fp[0] = s;
+    int rc = 0;
+    if (op != PIVQ_ADD && op != PIVQ_SUB && op != PIVQ_MUL) rc = pivq_ag_save(nd, 0, a);
+    if (!rc && (op == PIVQ_POW || op == PIVQ_DIV)) rc = pivq_ag_save(nd, 1, y);
+    return pivq_ag_finish(y, nd, rc);
+}
+
+int pivq_binary_scalar_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
+{
+    int op = (int)n->ip[0], first = (int)n->ip[1];
+    double s = n->fp[0];
+    const pivq_tensor *a = n->saved[0], *y = n->saved[1];
+    pivq_tensor *t[3] = {0};
+    pivq_tensor *r = NULL;
+    switch (op) {
+    case PIVQ_ADD: r = pivq_tensor_retain((pivq_tensor *)g); break;
+    case PIVQ_SUB:
+        r = first ? pivq_unary_nograd(g, PIVQ_NEG) : pivq_tensor_retain((pivq_tensor *)g);
+        break;
+    case PIVQ_MUL: r = pivq_binary_scalar_nograd(g, s, PIVQ_MUL, 0); break;
+    case PIVQ_DIV:
+        if (!first) {
+            r = pivq_binary_scalar_nograd(g, s, PIVQ_DIV, 0);
+        } else if ((t[0] = pivq_binary_nograd(y, a, PIVQ_DIV)) &&
+                   (t[1] = pivq_binary_nograd(g, t[0], PIVQ_MUL))) {
+            r = pivq_unary_nograd(t[1], PIVQ_NEG); /* d(s/a)/da = -s/a^2 = -y/a */
+        }
+        break;
+    case PIVQ_MAX:
+    case PIVQ_MIN:
+        if ((t[0] = pivq_compare_scalar(a, s, op == PIVQ_MAX ? PIVQ_GT : PIVQ_LT)) &&
+            (t[1] = pivq_compare_scalar(a, s, PIVQ_EQ)) &&
+            (t[2] = pivq_binary_scalar_nograd(t[1], 0.5, PIVQ_MUL, 0))) {
+            pivq_tensor *share = pivq_binary_nograd(t[2], t[0], PIVQ_ADD);
+            if (share) r = pivq_binary_nograd(g, share, PIVQ_MUL);
+            pivq_tensor_release(share);
+        }
+        break;
+    case PIVQ_POW:
+        if (!first) { /* d(a^s)/da = s a^(s-1) */
+            if ((t[0] = pivq_binary_scalar_nograd(a, s - 1.0, PIVQ_POW, 0)) &&
+                (t[1] = pivq_binary_scalar_nograd(t[0], s, PIVQ_MUL, 0)))
+                r = pivq_binary_nograd(g, t[1], PIVQ_MUL);
+        } else if ((t[0] = pivq_binary_scalar_nograd(y, log(s), PIVQ_MUL, 0))) { /* d(s^a)/da */
+            r = pivq_binary_nograd(g, t[0], PIVQ_MUL);
+        }
+        break;
+    default: pivq_set_error("backward: binary op %d has no derivative", op);
+    }
+    pivq_drop(3, t);
+    if (!r) return -1;
+    gin[0] = r;
+    return 0;
+}
+
+/* The in-place forms refuse a tensor that is part of a graph (pivq_check_inplace). */
+int pivq_binary_(pivq_tensor *a, const pivq_tensor *b, int op)
+{
+    char name[32];
+    snprintf(name, sizeof name, "%s_", pivq_binary_name(op));
+    if (pivq_check_tensor(name, "tensor", a) || pivq_check_inplace(a, name)) return -1;
+    return pivq_binary_nograd_(a, b, op);
+}
+
+int pivq_binary_scalar_(pivq_tensor *a, double s, int op)
+{
+    char name[32];
+    snprintf(name, sizeof name, "%s_", pivq_binary_name(op));
+    if (pivq_check_tensor(name, "tensor", a) || pivq_check_inplace(a, name)) return -1;
+    return pivq_binary_scalar_nograd_(a, s, op);
 }
 
 /* ---- comparisons and where ------------------------------------------------------------ */
@@ -517,7 +852,7 @@ static void where_run(char **p, const int64_t *st, int64_t n, void *ctx)
     }
 }
 
-pivq_tensor *pivq_where(const pivq_tensor *cond, const pivq_tensor *a, const pivq_tensor *b)
+pivq_tensor *pivq_where_nograd(const pivq_tensor *cond, const pivq_tensor *a, const pivq_tensor *b)
 {
     if (pivq_check_tensor("where", "condition", cond) || pivq_check_tensor("where", "a", a) ||
         pivq_check_tensor("where", "b", b))
@@ -546,4 +881,37 @@ pivq_tensor *pivq_where(const pivq_tensor *cond, const pivq_tensor *a, const piv
     pivq_tensor_release(ca);
     pivq_tensor_release(cb);
     return out;
+}
+
+/* ---- where: recorded form and backward ------------------------------------------------------- */
+
+pivq_tensor *pivq_where(const pivq_tensor *cond, const pivq_tensor *a, const pivq_tensor *b)
+{
+    pivq_tensor *y = pivq_where_nograd(cond, a, b);
+    const pivq_tensor *in[3] = {cond, a, b};
+    if (!y || !pivq_ag_wants(3, in)) return y;
+    pivq_node *nd = pivq_ag_record(PIVQ_GOP_WHERE, y, 3, in);
+    if (!nd) return pivq_ag_finish(y, NULL, -1);
+    return pivq_ag_finish(y, nd, pivq_ag_save(nd, 0, cond));
+}
+
+int pivq_where_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
+{
+    pivq_tensor *zero = pivq_zeros(PIVQ_FLOAT32, 0, NULL);
+    if (!zero) return -1;
+    int rc = 0;
+    for (int i = 1; i <= 2 && rc == 0; i++) {
+        if (!pivq_ag_needs(n, i)) continue;
+        pivq_tensor *full = i == 1 ? pivq_where_nograd(n->saved[0], g, zero)
+                                   : pivq_where_nograd(n->saved[0], zero, g);
+        if (!full) {
+            rc = -1;
+            break;
+        }
+        /* where broadcast g to cond's shape too; sum back to the input's */
+        gin[i] = to_input(n, i, full);
+        if (!gin[i]) rc = -1;
+    }
+    pivq_tensor_release(zero);
+    return rc;
 }

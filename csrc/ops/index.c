@@ -1,5 +1,7 @@
-/* ops/index.c — index_select, gather, scatter_add, masked_fill, cat, stack. */
-#include "core/core.h"
+/* ops/index.c — index_select, gather, scatter_add, masked_fill, cat, stack: each a kernel
+ * (pivq_<op>_nograd) followed by its public form, which records the graph node, and its
+ * backward. */
+#include "ops/ops.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,8 +16,8 @@ static pivq_tensor *index_as_i64(const char *fname, const pivq_tensor *index)
                        pivq_dtype_name(index->scalar_type));
         return NULL;
     }
-    return index->scalar_type == PIVQ_INT64 ? pivq_contiguous(index)
-                                            : pivq_to_dtype(index, PIVQ_INT64);
+    return index->scalar_type == PIVQ_INT64 ? pivq_contiguous_nograd(index)
+                                            : pivq_to_dtype_nograd(index, PIVQ_INT64);
 }
 
 /* Check every index lies in [0, limit); report the first offender. */
@@ -58,7 +60,7 @@ static void select_rows(int64_t u0, int64_t u1, void *vctx)
     }
 }
 
-pivq_tensor *pivq_index_select(const pivq_tensor *x, int dim, const pivq_tensor *index)
+pivq_tensor *pivq_index_select_nograd(const pivq_tensor *x, int dim, const pivq_tensor *index)
 {
     if (pivq_check_tensor("index_select", "input", x) || check_dim_arg("index_select", x, dim))
         return NULL;
@@ -70,7 +72,7 @@ pivq_tensor *pivq_index_select(const pivq_tensor *x, int dim, const pivq_tensor 
     if (!idx) return NULL;
     pivq_tensor *xc = NULL, *out = NULL;
     if (check_index_range("index_select", idx, x->shape[dim], dim)) goto done;
-    xc = pivq_contiguous(x);
+    xc = pivq_contiguous_nograd(x);
     if (!xc) goto done;
     int64_t size[PIVQ_MAX_DIMS];
     memcpy(size, x->shape, sizeof size);
@@ -93,6 +95,54 @@ done:
     pivq_tensor_release(idx);
     pivq_tensor_release(xc);
     return out;
+}
+
+pivq_tensor *pivq_index_select(const pivq_tensor *x, int dim, const pivq_tensor *index)
+{
+    pivq_tensor *y = pivq_index_select_nograd(x, dim, index);
+    if (!y || !pivq_ag_wants(1, &x)) return y;
+    pivq_node *nd = pivq_ag_record(PIVQ_GOP_INDEX_SELECT, y, 1, &x);
+    if (!nd) return pivq_ag_finish(y, NULL, -1);
+    nd->ip[0] = dim;
+    pivq_tensor *idx = pivq_to_dtype_nograd(index, PIVQ_INT64);
+    int rc = idx ? pivq_ag_save(nd, 0, idx) : -1;
+    pivq_tensor_release(idx);
+    return pivq_ag_finish(y, nd, rc);
+}
+
+int pivq_index_select_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
+{
+    /* dx viewed as (outer, D, inner), g as (outer, K, inner): dx[o, idx[k], :] += g[o, k, :] */
+    const pivq_edge *in = &n->in[0];
+    int dim = (int)n->ip[0];
+    pivq_tensor *z = pivq_zeros_f32(in->ndim, in->shape);
+    pivq_tensor *idx = pivq_contiguous_nograd(n->saved[0]);
+    if (!z || !idx) {
+        pivq_tensor_release(z);
+        pivq_tensor_release(idx);
+        return -1;
+    }
+    int64_t outer = 1, inner = 1, D = in->shape[dim], K = idx->shape[0];
+    for (int i = 0; i < dim; i++)
+        outer *= in->shape[i];
+    for (int i = dim + 1; i < in->ndim; i++)
+        inner *= in->shape[i];
+    const int64_t *ix = pivq_data(idx);
+    const float *gp = pivq_data(g);
+    float *zp = pivq_data(z);
+    /* parallel over outer rows only: repeated indices within a row would race otherwise */
+    int nt = outer > 1 ? pivq_threads_for(outer * K * inner) : 1;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t k = 0; k < K; k++) {
+            float *dst = zp + (o * D + ix[k]) * inner;
+            const float *src = gp + (o * K + k) * inner;
+            for (int64_t j = 0; j < inner; j++)
+                dst[j] += src[j];
+        }
+    pivq_tensor_release(idx);
+    gin[0] = z;
+    return 0;
 }
 
 /* Shared checks of gather/scatter: index has x's ndim and fits inside `other` off dim. */
@@ -145,7 +195,7 @@ static void gather_elems(int64_t i0, int64_t i1, void *vctx)
                (size_t)c->es);
 }
 
-pivq_tensor *pivq_gather(const pivq_tensor *x, int dim, const pivq_tensor *index)
+pivq_tensor *pivq_gather_nograd(const pivq_tensor *x, int dim, const pivq_tensor *index)
 {
     if (pivq_check_tensor("gather", "input", x) || check_dim_arg("gather", x, dim)) return NULL;
     pivq_tensor *idx = index_as_i64("gather", index);
@@ -167,8 +217,28 @@ done:
     return out;
 }
 
-pivq_tensor *pivq_scatter_add(const pivq_tensor *x, int dim, const pivq_tensor *index,
-                              const pivq_tensor *src)
+pivq_tensor *pivq_gather(const pivq_tensor *x, int dim, const pivq_tensor *index)
+{
+    pivq_tensor *y = pivq_gather_nograd(x, dim, index);
+    if (!y || !pivq_ag_wants(1, &x)) return y;
+    pivq_node *nd = pivq_ag_record(PIVQ_GOP_GATHER, y, 1, &x);
+    if (!nd) return pivq_ag_finish(y, NULL, -1);
+    nd->ip[0] = dim;
+    return pivq_ag_finish(y, nd, pivq_ag_save(nd, 0, index));
+}
+
+int pivq_gather_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
+{
+    const pivq_edge *in = &n->in[0];
+    pivq_tensor *z = pivq_zeros_f32(in->ndim, in->shape);
+    if (!z) return -1;
+    gin[0] = pivq_scatter_add_nograd(z, (int)n->ip[0], n->saved[0], g);
+    pivq_tensor_release(z);
+    return gin[0] ? 0 : -1;
+}
+
+pivq_tensor *pivq_scatter_add_nograd(const pivq_tensor *x, int dim, const pivq_tensor *index,
+                                     const pivq_tensor *src)
 {
     if (pivq_check_tensor("scatter_add", "input", x) || check_dim_arg("scatter_add", x, dim) ||
         pivq_check_tensor("scatter_add", "src", src))
@@ -189,7 +259,7 @@ pivq_tensor *pivq_scatter_add(const pivq_tensor *x, int dim, const pivq_tensor *
     if (check_gather_shapes("scatter_add", x, dim, idx, src, "src") ||
         check_index_range("scatter_add", idx, x->shape[dim], dim))
         goto done;
-    out = pivq_clone(x);
+    out = pivq_clone_nograd(x);
     if (!out) goto done;
     int64_t n = pivq_numel(idx), es = pivq_dtype_size(x->scalar_type);
     const int64_t *ix = pivq_data(idx);
@@ -217,7 +287,28 @@ done:
     return out;
 }
 
-pivq_tensor *pivq_masked_fill(const pivq_tensor *x, const pivq_tensor *mask, double value)
+pivq_tensor *pivq_scatter_add(const pivq_tensor *x, int dim, const pivq_tensor *index,
+                              const pivq_tensor *src)
+{
+    pivq_tensor *y = pivq_scatter_add_nograd(x, dim, index, src);
+    const pivq_tensor *in[2] = {x, src};
+    if (!y || !pivq_ag_wants(2, in)) return y;
+    pivq_node *nd = pivq_ag_record(PIVQ_GOP_SCATTER_ADD, y, 2, in);
+    if (!nd) return pivq_ag_finish(y, NULL, -1);
+    nd->ip[0] = dim;
+    return pivq_ag_finish(y, nd, pivq_ag_needs(nd, 1) ? pivq_ag_save(nd, 0, index) : 0);
+}
+
+int pivq_scatter_add_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
+{
+    /* y = x + scatter(src): dx = dy; dsrc = dy gathered at the same indices */
+    if (pivq_ag_needs(n, 0)) gin[0] = pivq_tensor_retain((pivq_tensor *)g);
+    if (pivq_ag_needs(n, 1) && !(gin[1] = pivq_gather_nograd(g, (int)n->ip[0], n->saved[0])))
+        return -1;
+    return 0;
+}
+
+pivq_tensor *pivq_masked_fill_nograd(const pivq_tensor *x, const pivq_tensor *mask, double value)
 {
     if (pivq_check_tensor("masked_fill", "input", x) ||
         pivq_check_tensor("masked_fill", "mask", mask))
@@ -237,18 +328,33 @@ pivq_tensor *pivq_masked_fill(const pivq_tensor *x, const pivq_tensor *mask, dou
         }
     pivq_tensor *v = pivq_empty(x->scalar_type, 0, NULL);
     if (!v) return NULL;
-    if (pivq_fill_(v, value)) {
+    if (pivq_fill_nograd_(v, value)) {
         pivq_tensor_release(v);
         pivq_set_error("masked_fill: cannot store %g in a %s tensor", value,
                        pivq_dtype_name(x->scalar_type));
         return NULL;
     }
-    pivq_tensor *out = pivq_where(mask, v, x);
+    pivq_tensor *out = pivq_where_nograd(mask, v, x);
     pivq_tensor_release(v);
     return out;
 }
 
-pivq_tensor *pivq_cat(pivq_tensor *const *ts, int n, int dim)
+pivq_tensor *pivq_masked_fill(const pivq_tensor *x, const pivq_tensor *mask, double value)
+{
+    pivq_tensor *y = pivq_masked_fill_nograd(x, mask, value);
+    if (!y || !pivq_ag_wants(1, &x)) return y;
+    pivq_node *nd = pivq_ag_record(PIVQ_GOP_MASKED_FILL, y, 1, &x);
+    if (!nd) return pivq_ag_finish(y, NULL, -1);
+    return pivq_ag_finish(y, nd, pivq_ag_save(nd, 0, mask));
+}
+
+int pivq_masked_fill_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
+{
+    gin[0] = pivq_masked_fill_nograd(g, n->saved[0], 0.0);
+    return gin[0] ? 0 : -1;
+}
+
+pivq_tensor *pivq_cat_nograd(pivq_tensor *const *ts, int n, int dim)
 {
     if (n < 1 || !ts) {
         pivq_set_error("cat: need at least one tensor, got %d", n);
@@ -282,8 +388,8 @@ pivq_tensor *pivq_cat(pivq_tensor *const *ts, int n, int dim)
     if (!out) return NULL;
     int64_t at = 0;
     for (int i = 0; i < n; i++) {
-        pivq_tensor *slot = pivq_narrow(out, dim, at, ts[i]->shape[dim]);
-        int rc = slot ? pivq_copy_(slot, ts[i]) : -1;
+        pivq_tensor *slot = pivq_narrow_nograd(out, dim, at, ts[i]->shape[dim]);
+        int rc = slot ? pivq_copy_nograd_(slot, ts[i]) : -1;
         pivq_tensor_release(slot);
         if (rc) {
             pivq_tensor_release(out);
@@ -294,7 +400,7 @@ pivq_tensor *pivq_cat(pivq_tensor *const *ts, int n, int dim)
     return out;
 }
 
-pivq_tensor *pivq_stack(pivq_tensor *const *ts, int n, int dim)
+pivq_tensor *pivq_stack_nograd(pivq_tensor *const *ts, int n, int dim)
 {
     if (n < 1 || !ts || n > 1 << 20) {
         pivq_set_error("stack: need between 1 and 2^20 tensors, got %d", n);
@@ -325,13 +431,49 @@ pivq_tensor *pivq_stack(pivq_tensor *const *ts, int n, int dim)
             pivq_set_error("stack: dim %d out of range for %d-dim tensors", dim, ts[i]->ndim);
             goto done;
         }
-        us[i] = pivq_unsqueeze(ts[i], dim);
+        us[i] = pivq_unsqueeze_nograd(ts[i], dim);
         if (!us[i]) goto done;
     }
-    out = pivq_cat(us, n, dim);
+    out = pivq_cat_nograd(us, n, dim);
 done:
     for (int i = 0; i < n; i++)
         pivq_tensor_release(us[i]);
     free(us);
     return out;
+}
+
+static pivq_tensor *record_cat(pivq_tensor *y, pivq_tensor *const *ts, int n, int dim, int stack)
+{
+    if (!y || !pivq_ag_wants(n, (const pivq_tensor *const *)ts)) return y;
+    pivq_node *nd = pivq_ag_record(PIVQ_GOP_CAT, y, n, (const pivq_tensor *const *)ts);
+    if (!nd) return pivq_ag_finish(y, NULL, -1);
+    nd->ip[0] = dim;
+    nd->ip[1] = stack;
+    return y;
+}
+
+pivq_tensor *pivq_cat(pivq_tensor *const *ts, int n, int dim)
+{
+    return record_cat(pivq_cat_nograd(ts, n, dim), ts, n, dim, 0);
+}
+
+pivq_tensor *pivq_stack(pivq_tensor *const *ts, int n, int dim)
+{
+    return record_cat(pivq_stack_nograd(ts, n, dim), ts, n, dim, 1);
+}
+
+int pivq_cat_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
+{
+    int dim = (int)n->ip[0];
+    int64_t start = 0;
+    for (int i = 0; i < n->n_in; i++) {
+        int64_t len = n->ip[1] ? 1 : n->in[i].shape[dim];
+        if (pivq_ag_needs(n, i)) {
+            gin[i] = n->ip[1] ? pivq_select_nograd(g, dim, start)
+                              : pivq_narrow_nograd(g, dim, start, len);
+            if (!gin[i]) return -1;
+        }
+        start += len;
+    }
+    return 0;
 }

@@ -83,7 +83,7 @@ pivq_tensor *pivq_pointwise_loss(const pivq_tensor *x, const pivq_tensor *target
                        pivq_shape_str(x, a, sizeof a), pivq_shape_str(target, b, sizeof b));
         return NULL;
     }
-    pivq_tensor *xc = pivq_contiguous(x), *tc = pivq_contiguous(target), *y = NULL;
+    pivq_tensor *xc = pivq_contiguous_nograd(x), *tc = pivq_contiguous_nograd(target), *y = NULL;
     if (!xc || !tc) goto done;
     int64_t N = pivq_numel(x);
     const float *xp = pivq_data(xc), *tp = pivq_data(tc);
@@ -192,7 +192,7 @@ pivq_tensor *pivq_cross_entropy(const pivq_tensor *logits, const pivq_tensor *ta
     int64_t N = logits->shape[0], C = logits->shape[1], S = 1;
     for (int i = 2; i < logits->ndim; i++)
         S *= logits->shape[i];
-    pivq_tensor *tc = pivq_to_dtype(target, PIVQ_INT64);
+    pivq_tensor *tc = pivq_to_dtype_nograd(target, PIVQ_INT64);
     pivq_tensor *logp = pivq_log_softmax_nograd(logits, 1);
     pivq_tensor *y = NULL;
     if (!tc || !logp) goto done;

@@ -4,6 +4,7 @@
  * or column-major (stride[0] == 1, i.e. the transpose of a row-major matrix: passed with
  * CblasTrans). Anything else is copied to contiguous first. Batched products loop over the
  * broadcast batch dims and call sgemm per matrix; OpenBLAS threads each call.
+ * pivq_matmul (recording the graph node) and its backward follow the kernel, pivq_matmul_nograd.
  */
 #include "ops/ops.h"
 
@@ -75,13 +76,13 @@ int pivq_gemm_(pivq_tensor *out, const pivq_tensor *a, const pivq_tensor *b, int
     pivq_tensor *ac = NULL, *bc = NULL;
     blas_operand la = blas_layout(a->shape[0], a->shape[1], a->strides[0], a->strides[1]);
     if (!la.ok) {
-        ac = pivq_contiguous(a);
+        ac = pivq_contiguous_nograd(a);
         if (!ac) return -1;
         la = blas_layout(a->shape[0], a->shape[1], ac->strides[0], ac->strides[1]);
     }
     blas_operand lb = blas_layout(b->shape[0], b->shape[1], b->strides[0], b->strides[1]);
     if (!lb.ok) {
-        bc = pivq_contiguous(b);
+        bc = pivq_contiguous_nograd(b);
         if (!bc) {
             pivq_tensor_release(ac);
             return -1;
@@ -95,9 +96,9 @@ int pivq_gemm_(pivq_tensor *out, const pivq_tensor *a, const pivq_tensor *b, int
         /* an empty sum: out = beta * out, where beta == 0 means "overwrite" (as in BLAS, old
            contents such as NaN must not leak through 0 * NaN) */
         if (beta == 0.0f)
-            pivq_fill_(out, 0.0);
+            pivq_fill_nograd_(out, 0.0);
         else
-            pivq_binary_scalar_(out, beta, PIVQ_MUL);
+            pivq_binary_scalar_nograd_(out, beta, PIVQ_MUL);
     } else {
         pivq_sgemm_mt(ta == CblasTrans, tb == CblasTrans, m, n, k, alpha, pivq_data(ac ? ac : a),
                       la.ld, pivq_data(bc ? bc : b), lb.ld, beta, pivq_data(out), lo.ld);
@@ -107,7 +108,7 @@ int pivq_gemm_(pivq_tensor *out, const pivq_tensor *a, const pivq_tensor *b, int
     return 0;
 }
 
-pivq_tensor *pivq_matmul(const pivq_tensor *a, const pivq_tensor *b)
+pivq_tensor *pivq_matmul_nograd(const pivq_tensor *a, const pivq_tensor *b)
 {
     if (pivq_check_tensor("matmul", "a", a) || pivq_check_tensor("matmul", "b", b)) return NULL;
     char sa[160], sb[160];
@@ -209,4 +210,81 @@ pivq_tensor *pivq_matmul(const pivq_tensor *a, const pivq_tensor *b)
         }
     }
     return out;
+}
+
+/* ---- recorded form and backward -------------------------------------------------------------- */
+
+pivq_tensor *pivq_matmul(const pivq_tensor *a, const pivq_tensor *b)
+{
+    pivq_tensor *y = pivq_matmul_nograd(a, b);
+    const pivq_tensor *in[2] = {a, b};
+    if (!y || !pivq_ag_wants(2, in)) return y;
+    pivq_node *nd = pivq_ag_record(PIVQ_GOP_MATMUL, y, 2, in);
+    if (!nd) return pivq_ag_finish(y, NULL, -1);
+    int rc = 0;
+    if (pivq_ag_needs(nd, 1)) rc = pivq_ag_save(nd, 0, a);
+    if (!rc && pivq_ag_needs(nd, 0)) rc = pivq_ag_save(nd, 1, b);
+    return pivq_ag_finish(y, nd, rc);
+}
+
+/* The last two dims swapped (a view). */
+static pivq_tensor *mT(const pivq_tensor *t)
+{
+    return pivq_transpose_nograd(t, t->ndim - 2, t->ndim - 1);
+}
+
+int pivq_matmul_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
+{
+    /* With 1-D operands promoted as in the forward: a2 (.., m, k), b2 (.., k, n), g2 (.., m, n)
+       dA = g2 @ b2^T summed over broadcast batch dims; dB = a2^T @ g2 likewise. */
+    const pivq_edge *ea = &n->in[0], *eb = &n->in[1];
+    pivq_tensor *t[8] = {0};
+    int rc = -1;
+    int a1 = ea->ndim == 1, b1 = eb->ndim == 1;
+    pivq_tensor *g2 = pivq_tensor_retain((pivq_tensor *)g);
+    if (a1) { /* g lacks the m dim */
+        pivq_tensor *u = pivq_unsqueeze_nograd(g2, b1 ? g2->ndim : g2->ndim - 1);
+        pivq_tensor_release(g2);
+        g2 = u;
+    }
+    if (g2 && b1) {
+        pivq_tensor *u = pivq_unsqueeze_nograd(g2, g2->ndim);
+        pivq_tensor_release(g2);
+        g2 = u;
+    }
+    if (!g2) return -1;
+    if (pivq_ag_needs(n, 0)) {
+        const pivq_tensor *b = n->saved[1];
+        t[0] = b1 ? pivq_unsqueeze_nograd(b, 1) : pivq_tensor_retain((pivq_tensor *)b); /* k x 1 */
+        if (!t[0] || !(t[1] = mT(t[0])) || !(t[2] = pivq_matmul_nograd(g2, t[1]))) goto done;
+        int64_t sz[PIVQ_MAX_DIMS];
+        int nd = ea->ndim;
+        if (a1) { /* reduce to (1, k) then drop the 1 */
+            int64_t one_k[2] = {1, ea->shape[0]};
+            if (!(t[3] = pivq_sum_to_shape(t[2], 2, one_k))) goto done;
+            sz[0] = ea->shape[0];
+            nd = 1;
+        } else {
+            if (!(t[3] = pivq_sum_to_shape(t[2], ea->ndim, ea->shape))) goto done;
+            memcpy(sz, ea->shape, sizeof sz);
+        }
+        if (!(gin[0] = pivq_reshape_nograd(t[3], nd, sz))) goto done;
+    }
+    if (pivq_ag_needs(n, 1)) {
+        const pivq_tensor *a = n->saved[0];
+        t[4] = a1 ? pivq_unsqueeze_nograd(a, 0) : pivq_tensor_retain((pivq_tensor *)a); /* 1 x k */
+        if (!t[4] || !(t[5] = mT(t[4])) || !(t[6] = pivq_matmul_nograd(t[5], g2))) goto done;
+        if (b1) {
+            int64_t k_one[2] = {eb->shape[0], 1};
+            if (!(t[7] = pivq_sum_to_shape(t[6], 2, k_one))) goto done;
+            if (!(gin[1] = pivq_reshape_nograd(t[7], 1, eb->shape))) goto done;
+        } else {
+            if (!(gin[1] = pivq_sum_to_shape(t[6], eb->ndim, eb->shape))) goto done;
+        }
+    }
+    rc = 0;
+done:
+    pivq_drop(8, t);
+    pivq_tensor_release(g2);
+    return rc;
 }

@@ -88,8 +88,8 @@ pivq_tensor *pivq_linear(const pivq_tensor *x, const pivq_tensor *w, const pivq_
     int64_t osz[PIVQ_MAX_DIMS];
     memcpy(osz, x->shape, sizeof osz);
     osz[x->ndim - 1] = N;
-    pivq_tensor *xc = pivq_contiguous(x), *wc = pivq_contiguous(w);
-    pivq_tensor *bc = b ? pivq_contiguous(b) : NULL;
+    pivq_tensor *xc = pivq_contiguous_nograd(x), *wc = pivq_contiguous_nograd(w);
+    pivq_tensor *bc = b ? pivq_contiguous_nograd(b) : NULL;
     pivq_tensor *y = (xc && wc && (!b || bc)) ? pivq_empty(PIVQ_FLOAT32, x->ndim, osz) : NULL;
     if (y && M > 0 && N > 0)
         linear_forward(pivq_data(xc), pivq_data(wc), bc ? pivq_data(bc) : NULL, pivq_data(y), M, N,
@@ -265,7 +265,7 @@ pivq_tensor *pivq_activation(const pivq_tensor *x, int kind, double param)
         return NULL;
     }
     if (check_f32(names[kind], "input", x)) return NULL;
-    pivq_tensor *xc = pivq_contiguous(x);
+    pivq_tensor *xc = pivq_contiguous_nograd(x);
     if (!xc) return NULL;
     pivq_tensor *y = pivq_empty(PIVQ_FLOAT32, x->ndim, x->shape);
     if (y) activation_forward(pivq_data(xc), pivq_data(y), pivq_numel(x), kind, (float)param);
@@ -373,7 +373,7 @@ static pivq_tensor *softmax_common(const char *fname, const pivq_tensor *x, int 
                        pivq_shape_str(x, s, sizeof s));
         return NULL;
     }
-    pivq_tensor *xc = pivq_contiguous(x);
+    pivq_tensor *xc = pivq_contiguous_nograd(x);
     if (!xc) return NULL;
     pivq_tensor *y = pivq_empty(PIVQ_FLOAT32, x->ndim, x->shape);
     int64_t outer, D, inner;
@@ -432,7 +432,8 @@ pivq_tensor *pivq_embedding(const pivq_tensor *index, const pivq_tensor *weight)
         return NULL;
     }
     int64_t V = weight->shape[0], D = weight->shape[1], K = pivq_numel(index);
-    pivq_tensor *idx = pivq_to_dtype(index, PIVQ_INT64), *wc = pivq_contiguous(weight);
+    pivq_tensor *idx = pivq_to_dtype_nograd(index, PIVQ_INT64),
+                *wc = pivq_contiguous_nograd(weight);
     pivq_tensor *y = NULL;
     if (!idx || !wc) goto done;
     const int64_t *ix = pivq_data(idx);
@@ -492,8 +493,8 @@ pivq_tensor *pivq_dropout(const pivq_tensor *x, double p, int training, pivq_gen
         pivq_set_error("dropout: p must be in [0, 1], got %g", p);
         return NULL;
     }
-    if (!training || p == 0) return pivq_ag_clone(x); /* identity: a copy, still in the graph */
-    pivq_tensor *xc = pivq_contiguous(x);
+    if (!training || p == 0) return pivq_clone(x); /* identity: the recorded copy (ops/shape.c) */
+    pivq_tensor *xc = pivq_contiguous_nograd(x);
     pivq_tensor *mask = pivq_empty(PIVQ_FLOAT32, x->ndim, x->shape); /* kept / (1 - p), or 0 */
     pivq_tensor *y = NULL;
     if (!xc || !mask || pivq_uniform_(mask, 0.0, 1.0, gen)) goto done;
@@ -519,7 +520,7 @@ done:
 
 int pivq_dropout_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
 {
-    gin[0] = pivq_binary(g, n->saved[0], PIVQ_MUL);
+    gin[0] = pivq_binary_nograd(g, n->saved[0], PIVQ_MUL);
     return gin[0] ? 0 : -1;
 }
 

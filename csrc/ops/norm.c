@@ -115,8 +115,8 @@ pivq_tensor *pivq_layer_norm(const pivq_tensor *x, int norm_ndim, const pivq_ten
         return NULL;
     }
     int64_t M = D ? pivq_numel(x) / D : 0;
-    pivq_tensor *xc = pivq_contiguous(x), *wc = w ? pivq_contiguous(w) : NULL;
-    pivq_tensor *bc = b ? pivq_contiguous(b) : NULL;
+    pivq_tensor *xc = pivq_contiguous_nograd(x), *wc = w ? pivq_contiguous_nograd(w) : NULL;
+    pivq_tensor *bc = b ? pivq_contiguous_nograd(b) : NULL;
     pivq_tensor *y = pivq_empty(PIVQ_FLOAT32, x->ndim, x->shape);        /* y: x's shape */
     pivq_tensor *stats = pivq_empty(PIVQ_FLOAT32, 2, (int64_t[]){M, 2}); /* (M, [mean, rstd]) */
     if (!xc || (w && !wc) || (b && !bc) || !y || !stats) goto fail;
@@ -244,8 +244,8 @@ pivq_tensor *pivq_group_norm(const pivq_tensor *x, int groups, const pivq_tensor
         return NULL;
     }
     int64_t Cg = C / groups, NG = N * groups;
-    pivq_tensor *xc = pivq_contiguous(x), *wc = w ? pivq_contiguous(w) : NULL;
-    pivq_tensor *bc = b ? pivq_contiguous(b) : NULL;
+    pivq_tensor *xc = pivq_contiguous_nograd(x), *wc = w ? pivq_contiguous_nograd(w) : NULL;
+    pivq_tensor *bc = b ? pivq_contiguous_nograd(b) : NULL;
     pivq_tensor *y = pivq_empty(PIVQ_FLOAT32, x->ndim, x->shape);         /* y: x's shape */
     pivq_tensor *stats = pivq_empty(PIVQ_FLOAT32, 2, (int64_t[]){NG, 2}); /* (N*G, [mean, rstd]) */
     if (!xc || (w && !wc) || (b && !bc) || !y || !stats) goto fail;

@@ -20,7 +20,38 @@ void pivq_gemm_small(int ta, int64_t M, int64_t N, int64_t K, float alpha, const
 void pivq_transpose_panel(const float *src, int64_t ld, int64_t rows, int64_t cols, float *dst);
 /* out (N) = column sums of g (M, N), contiguous. */
 void pivq_colsum(const float *g, float *out, int64_t M, int64_t N);
-/* log_softmax without recording (for ops that record their own node). */
+/* The ops of this layer without autograd (the `_nograd` convention of core/core.h): what the
+   public forms compute, without recording a node or refusing a tensor in a graph. Kernels,
+   backward functions and ops built from other ops call these. Arguments, results and messages
+   as documented for the public forms in pivq.h. */
+pivq_tensor *pivq_unary_nograd(const pivq_tensor *x, int op);
+pivq_tensor *pivq_clamp_nograd(const pivq_tensor *x, double lo, double hi);
+pivq_tensor *pivq_binary_nograd(const pivq_tensor *a, const pivq_tensor *b, int op);
+pivq_tensor *pivq_binary_scalar_nograd(const pivq_tensor *a, double s, int op, int scalar_first);
+int pivq_binary_nograd_(pivq_tensor *a, const pivq_tensor *b, int op);
+int pivq_binary_scalar_nograd_(pivq_tensor *a, double s, int op);
+pivq_tensor *pivq_where_nograd(const pivq_tensor *cond, const pivq_tensor *a, const pivq_tensor *b);
+pivq_tensor *pivq_reduce_nograd(const pivq_tensor *x, int op, int dim, int keepdim, double param);
+pivq_tensor *pivq_matmul_nograd(const pivq_tensor *a, const pivq_tensor *b);
+pivq_tensor *pivq_index_select_nograd(const pivq_tensor *x, int dim, const pivq_tensor *index);
+pivq_tensor *pivq_gather_nograd(const pivq_tensor *x, int dim, const pivq_tensor *index);
+pivq_tensor *pivq_scatter_add_nograd(const pivq_tensor *x, int dim, const pivq_tensor *index,
+                                     const pivq_tensor *src);
+pivq_tensor *pivq_masked_fill_nograd(const pivq_tensor *x, const pivq_tensor *mask, double value);
+pivq_tensor *pivq_cat_nograd(pivq_tensor *const *ts, int n, int dim);
+pivq_tensor *pivq_stack_nograd(pivq_tensor *const *ts, int n, int dim);
 pivq_tensor *pivq_log_softmax_nograd(const pivq_tensor *x, int dim);
+
+/* Helpers of the backward functions. */
+/* Sum g down to a broadcast-compatible shape (the gradient of a broadcast). New reference. */
+pivq_tensor *pivq_sum_to_shape(const pivq_tensor *g, int ndim, const int64_t *shape);
+/* Release n temporaries and clear their slots (NULL entries are fine). */
+static inline void pivq_drop(int n, pivq_tensor **ts)
+{
+    for (int i = 0; i < n; i++) {
+        pivq_tensor_release(ts[i]);
+        ts[i] = NULL;
+    }
+}
 
 #endif

@@ -47,7 +47,7 @@ pivq_tensor *pivq_max_pool2d(const pivq_tensor *x, const int64_t *kernel, const 
     if (check_input(F, x) || pool_geom(F, x, kernel, stride, padding, &Ho, &Wo)) return NULL;
     int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
     int64_t osz[4] = {N, C, Ho, Wo};
-    pivq_tensor *xc = pivq_contiguous(x);
+    pivq_tensor *xc = pivq_contiguous_nograd(x);
     pivq_tensor *y = pivq_empty(PIVQ_FLOAT32, 4, osz); /* y (N, C, Ho, Wo) */
     pivq_tensor *arg = pivq_empty(PIVQ_INT32, 4, osz); /* position of the max in its plane */
     if (!xc || !y || !arg) goto fail;
@@ -140,7 +140,7 @@ pivq_tensor *pivq_avg_pool2d(const pivq_tensor *x, const int64_t *kernel, const 
     if (check_input(F, x) || pool_geom(F, x, kernel, stride, padding, &Ho, &Wo)) return NULL;
     int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
     int64_t osz[4] = {N, C, Ho, Wo};
-    pivq_tensor *xc = pivq_contiguous(x);
+    pivq_tensor *xc = pivq_contiguous_nograd(x);
     pivq_tensor *y = xc ? pivq_empty(PIVQ_FLOAT32, 4, osz) : NULL; /* y (N, C, Ho, Wo) */
     if (!y) {
         pivq_tensor_release(xc);
@@ -258,7 +258,7 @@ pivq_tensor *pivq_upsample2d(const pivq_tensor *x, int64_t Ho, int64_t Wo, int m
     }
     int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
     int64_t osz[4] = {N, C, Ho, Wo};
-    pivq_tensor *xc = pivq_contiguous(x);
+    pivq_tensor *xc = pivq_contiguous_nograd(x);
     pivq_tensor *y = xc ? pivq_empty(PIVQ_FLOAT32, 4, osz) : NULL; /* y (N, C, Ho, Wo) */
     /* only once y exists, so Ho and Wo passed the size check: Ho * sizeof(lerp) cannot wrap */
     lerp *ty = y && mode ? lerp_table(H, Ho, align_corners) : NULL;

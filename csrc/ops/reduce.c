@@ -15,8 +15,11 @@
  * Work is split into (lane or column block) x (chunk of R) units; chunks are merged in order,
  * so a result depends on the thread count only through the rounding of float sums (which
  * accumulate in double).
+ *
+ * The kernel is pivq_reduce_nograd; pivq_reduce records the graph node, and its backward
+ * (with pivq_sum_to_shape, the gradient of a broadcast) follows it at the end.
  */
-#include "core/core.h"
+#include "ops/ops.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -506,7 +509,7 @@ static int64_t reduce_unit(const reduce_plan *pl, int64_t u, partial *q, int64_t
     return m;
 }
 
-pivq_tensor *pivq_reduce(const pivq_tensor *x, int op, int dim, int keepdim, double param)
+pivq_tensor *pivq_reduce_nograd(const pivq_tensor *x, int op, int dim, int keepdim, double param)
 {
     if (op < 0 || op >= PIVQ_REDUCE_COUNT) {
         pivq_set_error("reduce: unknown op %d", op);
@@ -554,8 +557,8 @@ pivq_tensor *pivq_reduce(const pivq_tensor *x, int op, int dim, int keepdim, dou
             osize[ond++] = x->shape[i];
         }
     }
-    pivq_tensor *xc =
-        is_int && x->scalar_type != PIVQ_INT64 ? pivq_to_dtype(x, PIVQ_INT64) : pivq_contiguous(x);
+    pivq_tensor *xc = is_int && x->scalar_type != PIVQ_INT64 ? pivq_to_dtype_nograd(x, PIVQ_INT64)
+                                                             : pivq_contiguous_nograd(x);
     pivq_tensor *out = xc ? pivq_empty(out_dtype, ond, osize) : NULL;
     if (!out) {
         pivq_tensor_release(xc);
@@ -632,9 +635,142 @@ done:
     pivq_tensor_release(xc);
     /* max/min keep the input's integer dtype */
     if ((op == PIVQ_RMAX || op == PIVQ_RMIN) && is_int && x->scalar_type != PIVQ_INT64) {
-        pivq_tensor *r = pivq_to_dtype(out, x->scalar_type);
+        pivq_tensor *r = pivq_to_dtype_nograd(out, x->scalar_type);
         pivq_tensor_release(out);
         return r;
     }
     return out;
+}
+
+/* ---- recorded form and backward -------------------------------------------------------------- */
+
+pivq_tensor *pivq_sum_to_shape(const pivq_tensor *g, int ndim, const int64_t *shape)
+{
+    pivq_tensor *cur = pivq_tensor_retain((pivq_tensor *)g);
+    int lead = g->ndim - ndim;
+    if (lead < 0) {
+        pivq_tensor_release(cur);
+        pivq_set_error("sum_to_shape: gradient has fewer dims (%d) than its input (%d)", g->ndim,
+                       ndim);
+        return NULL;
+    }
+    if (lead > 0) {
+        /* fold the leading (broadcast) dims into one and sum it away */
+        int64_t sz[PIVQ_MAX_DIMS];
+        sz[0] = 1;
+        for (int i = 0; i < lead; i++)
+            sz[0] *= g->shape[i];
+        for (int i = 0; i < ndim; i++)
+            sz[i + 1] = g->shape[lead + i];
+        pivq_tensor *r = pivq_reshape_nograd(cur, ndim + 1, sz);
+        pivq_tensor_release(cur);
+        if (!r) return NULL;
+        cur = pivq_reduce_nograd(r, PIVQ_SUM, 0, 0, 0);
+        pivq_tensor_release(r);
+        if (!cur) return NULL;
+        if (ndim == 0) return cur;
+    }
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] == 1 && cur->shape[i] != 1) {
+            pivq_tensor *r = pivq_reduce_nograd(cur, PIVQ_SUM, i, 1, 0);
+            pivq_tensor_release(cur);
+            if (!r) return NULL;
+            cur = r;
+        }
+    }
+    return cur;
+}
+
+pivq_tensor *pivq_reduce(const pivq_tensor *x, int op, int dim, int keepdim, double param)
+{
+    pivq_tensor *y = pivq_reduce_nograd(x, op, dim, keepdim, param);
+    if (!y || op == PIVQ_ARGMAX || op == PIVQ_ARGMIN || !pivq_ag_wants(1, &x)) return y;
+    pivq_node *nd = pivq_ag_record(PIVQ_GOP_REDUCE, y, 1, &x);
+    if (!nd) return pivq_ag_finish(y, NULL, -1);
+    nd->ip[0] = op;
+    nd->ip[1] = dim;
+    nd->fp[0] = param;
+    int rc = 0;
+    if (op != PIVQ_SUM && op != PIVQ_MEAN) rc = pivq_ag_save(nd, 0, x) || pivq_ag_save(nd, 1, y);
+    return pivq_ag_finish(y, nd, rc);
+}
+
+/* View t (shape of the reduced result) with the reduced dims kept as size 1. */
+static pivq_tensor *keepdim_view(const pivq_tensor *t, const pivq_edge *in, int dim)
+{
+    int64_t sz[PIVQ_MAX_DIMS];
+    for (int i = 0; i < in->ndim; i++)
+        sz[i] = (dim < 0 || i == dim) ? 1 : in->shape[i];
+    return pivq_reshape_nograd(t, in->ndim, sz);
+}
+
+int pivq_reduce_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
+{
+    int op = (int)n->ip[0], dim = (int)n->ip[1];
+    double p = n->fp[0];
+    const pivq_edge *in = &n->in[0];
+    const pivq_tensor *x = n->saved[0];
+    int64_t count = 1; /* elements reduced into each output */
+    for (int i = 0; i < in->ndim; i++)
+        if (dim < 0 || i == dim) count *= in->shape[i];
+    pivq_tensor *t[8] = {0};
+    pivq_tensor *r = NULL;
+    pivq_tensor *gk = keepdim_view(g, in, dim); /* g with size-1 reduced dims */
+    pivq_tensor *yk = n->saved[1] ? keepdim_view(n->saved[1], in, dim) : NULL;
+    if (!gk || (n->saved[1] && !yk)) goto done;
+    switch (op) {
+    case PIVQ_SUM: r = pivq_expand_nograd(gk, in->ndim, in->shape); break;
+    case PIVQ_MEAN:
+        if ((t[0] = pivq_binary_scalar_nograd(gk, 1.0 / (double)(count ? count : 1), PIVQ_MUL, 0)))
+            r = pivq_expand_nograd(t[0], in->ndim, in->shape);
+        break;
+    case PIVQ_VAR: /* d var / dx = 2 (x - mean) / (count - correction) */
+        if ((t[0] = pivq_reduce_nograd(x, PIVQ_MEAN, dim, 1, 0)) &&
+            (t[1] = pivq_binary_nograd(x, t[0], PIVQ_SUB)) &&
+            (t[2] = pivq_binary_scalar_nograd(gk, 2.0 / ((double)count - p), PIVQ_MUL, 0)))
+            r = pivq_binary_nograd(t[1], t[2], PIVQ_MUL);
+        break;
+    case PIVQ_RMAX:
+    case PIVQ_RMIN: /* to the extremal elements, shared evenly on ties */
+        if ((t[0] = pivq_compare(x, yk, PIVQ_EQ)) &&
+            (t[1] = pivq_to_dtype_nograd(t[0], PIVQ_FLOAT32)) &&
+            (t[2] = pivq_reduce_nograd(t[1], PIVQ_SUM, dim, 1, 0)) &&
+            (t[3] = pivq_binary_nograd(gk, t[2], PIVQ_DIV)))
+            r = pivq_binary_nograd(t[1], t[3], PIVQ_MUL);
+        break;
+    case PIVQ_NORM:
+        if (isinf(p)) { /* like max of |x| */
+            if ((t[0] = pivq_unary_nograd(x, PIVQ_ABS)) &&
+                (t[1] = pivq_compare(t[0], yk, PIVQ_EQ)) &&
+                (t[2] = pivq_to_dtype_nograd(t[1], PIVQ_FLOAT32)) &&
+                (t[3] = pivq_reduce_nograd(t[2], PIVQ_SUM, dim, 1, 0)) &&
+                (t[4] = pivq_binary_nograd(gk, t[3], PIVQ_DIV)) &&
+                (t[5] = pivq_unary_nograd(x, PIVQ_SIGN)) &&
+                (t[6] = pivq_binary_nograd(t[2], t[5], PIVQ_MUL)))
+                r = pivq_binary_nograd(t[6], t[4], PIVQ_MUL);
+        } else { /* d ||x||_p / dx = sign(x) |x|^(p-1) / ||x||^(p-1); 0 where the norm is 0 */
+            if ((t[0] = pivq_unary_nograd(x, PIVQ_ABS)) &&
+                (t[1] = pivq_binary_scalar_nograd(t[0], p - 1.0, PIVQ_POW, 0)) &&
+                (t[2] = pivq_unary_nograd(x, PIVQ_SIGN)) &&
+                (t[3] = pivq_binary_nograd(t[1], t[2], PIVQ_MUL)) &&
+                (t[4] = pivq_binary_scalar_nograd(yk, p - 1.0, PIVQ_POW, 0)) &&
+                (t[5] = pivq_binary_nograd(gk, t[4], PIVQ_DIV)) &&
+                (t[6] = pivq_compare_scalar(yk, 0.0, PIVQ_EQ)) &&
+                (t[7] = pivq_masked_fill_nograd(t[5], t[6], 0.0)))
+                r = pivq_binary_nograd(t[3], t[7], PIVQ_MUL);
+        }
+        break;
+    case PIVQ_PROD: /* y / x: assumes no zero in x (documented in the Lua API) */
+        if ((t[0] = pivq_binary_nograd(gk, yk, PIVQ_MUL)))
+            r = pivq_binary_nograd(t[0], x, PIVQ_DIV);
+        break;
+    default: pivq_set_error("backward: reduction %d has no derivative", op);
+    }
+done:
+    pivq_drop(8, t);
+    pivq_tensor_release(gk);
+    pivq_tensor_release(yk);
+    if (!r) return -1;
+    gin[0] = r;
+    return 0;
 }

@@ -890,7 +890,7 @@ pivq_tensor *pivq_assign(const pivq_tensor *cost)
         pivq_set_error("assign: cost is empty (shape %s)", pivq_shape_str(cost, buf, sizeof buf));
         return NULL;
     }
-    pivq_tensor *c = pivq_contiguous(cost);
+    pivq_tensor *c = pivq_contiguous_nograd(cost);
     if (!c) return NULL;
     int64_t osize[2] = {B, L};
     pivq_tensor *out = batched ? pivq_empty(PIVQ_INT64, 2, osize) : pivq_empty(PIVQ_INT64, 1, &L);

@@ -83,7 +83,7 @@ pivq_tensor *pivq_knn_radii(const pivq_tensor *x, int k)
                        (long long)N, (long long)d);
         return NULL;
     }
-    pivq_tensor *xc = pivq_contiguous(x);
+    pivq_tensor *xc = pivq_contiguous_nograd(x);
     pivq_tensor *out = xc ? pivq_empty(PIVQ_FLOAT32, 1, &N) : NULL;
     int64_t bq = N < BLOCK ? N : BLOCK;
     float *norms = out ? malloc(sizeof(float) * (size_t)N) : NULL;
@@ -179,8 +179,8 @@ int pivq_ball_counts(const pivq_tensor *ref, const pivq_tensor *radii, const piv
         return pivq_set_error("%s: sizes exceed BLAS's int range", fn);
     *query_counts = NULL;
     *ref_nearest = NULL;
-    pivq_tensor *rc = pivq_contiguous(ref), *qc = rc ? pivq_contiguous(query) : NULL;
-    pivq_tensor *radc = qc ? pivq_contiguous(radii) : NULL;
+    pivq_tensor *rc = pivq_contiguous_nograd(ref), *qc = rc ? pivq_contiguous_nograd(query) : NULL;
+    pivq_tensor *radc = qc ? pivq_contiguous_nograd(radii) : NULL;
     pivq_tensor *counts = radc ? pivq_zeros(PIVQ_INT64, 1, &M) : NULL;
     pivq_tensor *nearest = counts ? pivq_empty(PIVQ_FLOAT32, 1, &N) : NULL;
     int64_t bq = M < BLOCK ? M : BLOCK;

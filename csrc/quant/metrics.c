@@ -50,7 +50,7 @@ pivq_tensor *pivq_ssim(const pivq_tensor *x, const pivq_tensor *y, double data_r
         g[i] /= gs;
     const double C1 = (0.01 * data_range) * (0.01 * data_range);
     const double C2 = (0.03 * data_range) * (0.03 * data_range);
-    pivq_tensor *xc = pivq_contiguous(x), *yc = xc ? pivq_contiguous(y) : NULL;
+    pivq_tensor *xc = pivq_contiguous_nograd(x), *yc = xc ? pivq_contiguous_nograd(y) : NULL;
     pivq_tensor *out = yc ? pivq_empty(PIVQ_FLOAT32, 1, &N) : NULL;
     if (!out) goto done;
     const float *X = pivq_data(xc), *Y = pivq_data(yc);

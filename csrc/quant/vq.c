@@ -42,7 +42,7 @@ pivq_tensor *pivq_sq_distances(const pivq_tensor *x, const pivq_tensor *e)
         return NULL;
     }
     int64_t N = x->shape[0], K = e->shape[0], c = x->shape[1];
-    pivq_tensor *xc = pivq_contiguous(x), *ec = xc ? pivq_contiguous(e) : NULL;
+    pivq_tensor *xc = pivq_contiguous_nograd(x), *ec = xc ? pivq_contiguous_nograd(e) : NULL;
     int64_t size[2] = {N, K};
     pivq_tensor *out = ec ? pivq_empty(PIVQ_FLOAT32, 2, size) : NULL;
     double *xn = out ? malloc(sizeof(double) * (size_t)(N + K + 1)) : NULL;
@@ -95,7 +95,7 @@ pivq_tensor *pivq_kmeans(const pivq_tensor *x, int64_t K, int iters, pivq_genera
         pivq_set_error("kmeans: iters must be in 0..100000, got %d", iters);
         return NULL;
     }
-    pivq_tensor *xc = pivq_contiguous(x);
+    pivq_tensor *xc = pivq_contiguous_nograd(x);
     if (!xc) return NULL;
     const float *X = pivq_data(xc);
     for (int64_t i = 0; i < N * c; i++)
@@ -157,7 +157,7 @@ pivq_tensor *pivq_kmeans(const pivq_tensor *x, int64_t K, int iters, pivq_genera
         int64_t changed = 0;
         for (int64_t i0 = 0; i0 < N; i0 += block) {
             int64_t rows = N - i0 < block ? N - i0 : block;
-            pivq_tensor *xb = pivq_narrow(xc, 0, i0, rows);
+            pivq_tensor *xb = pivq_narrow_nograd(xc, 0, i0, rows);
             pivq_tensor *D = xb ? pivq_sq_distances(xb, cent) : NULL;
             pivq_tensor_release(xb);
             if (!D) goto fail;
@@ -269,8 +269,8 @@ static int ema_inputs(const char *fn, const pivq_tensor *latents, const pivq_ten
     if (pivq_numel(codes) != latents->shape[0])
         return pivq_set_error("%s: %lld codes for %lld latents", fn, (long long)pivq_numel(codes),
                               (long long)latents->shape[0]);
-    *cc = pivq_contiguous(codes);
-    *lc = *cc ? pivq_contiguous(latents) : NULL;
+    *cc = pivq_contiguous_nograd(codes);
+    *lc = *cc ? pivq_contiguous_nograd(latents) : NULL;
     if (*lc && check_code_range(fn, pivq_data(*cc), pivq_numel(*cc), K) == 0) return 0;
     pivq_tensor_release(*cc);
     pivq_tensor_release(*lc);
@@ -391,7 +391,7 @@ int pivq_vq_ema_apply_(pivq_tensor *codebook, pivq_tensor *ema_count, pivq_tenso
 pivq_tensor *pivq_code_counts(const pivq_tensor *codes, int64_t K)
 {
     if (check_codes("code_counts", codes, K)) return NULL;
-    pivq_tensor *cc = pivq_contiguous(codes);
+    pivq_tensor *cc = pivq_contiguous_nograd(codes);
     pivq_tensor *out = cc ? pivq_zeros(PIVQ_INT64, 1, &K) : NULL;
     if (out) {
         const int64_t *p = pivq_data(cc);
@@ -416,7 +416,7 @@ int pivq_distinct_per_row(const pivq_tensor *codes, int64_t K, double *out_mean)
         return pivq_set_error("distinct_per_row: codes must be B x L, got %s",
                               pivq_shape_str(codes, buf, sizeof buf));
     }
-    pivq_tensor *cc = pivq_contiguous(codes);
+    pivq_tensor *cc = pivq_contiguous_nograd(codes);
     uint8_t *seen = cc ? calloc((size_t)K, 1) : NULL;
     if (!seen) {
         if (cc) pivq_set_error("distinct_per_row: out of memory");
@@ -463,8 +463,8 @@ pivq_tensor *pivq_vq_match(const pivq_tensor *z, const pivq_tensor *codebook)
         return NULL;
     }
     int64_t flat_size[2] = {B * L, c}, out_size[2] = {B, L};
-    pivq_tensor *zc = pivq_contiguous(z);
-    pivq_tensor *flat = zc ? pivq_view(zc, 2, flat_size) : NULL;
+    pivq_tensor *zc = pivq_contiguous_nograd(z);
+    pivq_tensor *flat = zc ? pivq_view_nograd(zc, 2, flat_size) : NULL;
     pivq_tensor *out = flat ? pivq_empty(PIVQ_INT64, 2, out_size) : NULL;
     pivq_tensor_release(zc);
     if (!out) {
@@ -477,7 +477,7 @@ pivq_tensor *pivq_vq_match(const pivq_tensor *z, const pivq_tensor *codebook)
     int64_t *cols = pivq_data(out);
     for (int64_t b0 = 0; b0 < B; b0 += per_block) {
         int64_t nb = B - b0 < per_block ? B - b0 : per_block;
-        pivq_tensor *rows = pivq_narrow(flat, 0, b0 * L, nb * L);
+        pivq_tensor *rows = pivq_narrow_nograd(flat, 0, b0 * L, nb * L);
         pivq_tensor *D = rows ? pivq_sq_distances(rows, codebook) : NULL;
         pivq_tensor_release(rows);
         int rc = D ? pivq_assign_batch(pivq_data(D), nb, L, K, cols + b0 * L) : -1;

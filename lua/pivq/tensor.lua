@@ -9,10 +9,9 @@ local ffi = require "ffi"
 local state = require "pivq.ffi"
 local printing = require "pivq.printing"
 
--- Autograd: the C functions are looked up through pivq.ag_routes, which is state.C with each
--- differentiable op replaced by its autograd-aware twin (same arguments; records a graph node
--- when an input requires grad) and each in-place op guarded against tensors in a graph.
-local C = require("pivq.ag_routes").of(state)
+-- Autograd is in C: each differentiable op records its graph node, and each in-place op
+-- refuses a tensor in a graph (csrc/pivq.h, "Autograd").
+local C = state.C
 local registry = debug.getregistry()
 
 local M = {}
