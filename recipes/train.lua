@@ -1,7 +1,7 @@
 -- train: train a PI-VQ model (default: Fashion-MNIST, matching quantization)
 local argparse = require "argparse"
 local pivq = require "pivq"
-local train = require "pivq.train"
+local train = require "pivq.train.Trainer"
 
 local parser = argparse("pivq train", "Train a permutation-invariant VQ autoencoder (see README.md).\n"
   .. "Writes OUT/model.safetensors, log.jsonl, recon.png, curve.svg and metrics.json.")

@@ -103,7 +103,7 @@ describe("memory", function()
     -- the trainer calls it after a checkpoint or a codebook initialisation: their garbage must
     -- not live through the next step, and that step must not be collected mid-way, so the
     -- threshold after_backward sized for a whole step (here: 300 MB) stays
-    local tensor = require "pivq.tensor"
+    local tensor = require "pivq.core.tensor"
     local policy = pivq.gc_policy
     local base = settle()
     local saved = policy.threshold

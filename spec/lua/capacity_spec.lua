@@ -1,6 +1,6 @@
 -- Capacity bits against values computed independently here: exact small binomials, and a
 -- product formula log2 C(n, k) = sum_i log2((n - k + i) / i) for large ones.
-local capacity = require "pivq.capacity"
+local capacity = require "pivq.quant.capacity"
 
 local function log2_binomial_by_product(n, k)
   local s = 0
@@ -34,7 +34,7 @@ local function brute_count_multisets(K, L) -- non-decreasing sequences of length
   return count
 end
 
-describe("pivq.capacity", function()
+describe("pivq.quant.capacity", function()
   it("counts sets and multisets exactly on small cases", function()
     for K = 1, 7 do
       for L = 1, K do

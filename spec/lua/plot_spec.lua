@@ -1,6 +1,6 @@
 -- pivq.plot: line plots as SVG; plot.show publishes one through pivq.display (a notebook's sink).
-local plot = require "pivq.plot"
-local display = require "pivq.display"
+local plot = require "pivq.display.plot"
+local display = require "pivq.display.rich"
 
 local spec = {
   title = "a & b", xlabel = "x", ylabel = "y", ymin = 0,
@@ -10,7 +10,7 @@ local spec = {
   },
 }
 
-describe("pivq.plot", function()
+describe("pivq.display.plot", function()
   it("draws one polyline per series, skipping missing points, with escaped text", function()
     local svg = plot.line(spec)
     assert.matches("^<svg", svg)

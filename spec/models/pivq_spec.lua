@@ -151,7 +151,7 @@ describe("pivq.PIVQ", function()
   end)
 end)
 
-describe("pivq.train", function()
+describe("pivq.train.Trainer", function()
   it("a smoke training lowers the loss and writes its outputs", function()
     local d = tmpdir()
     local run = pivq.train.Trainer(tiny_train_opts(d, { steps = 30, lr = 3e-3 }))
@@ -207,7 +207,7 @@ describe("pivq.train", function()
   end)
 
   it("warns when 2+ threads would spin on a busy machine, unless a wait policy is set", function()
-    local warn = require("pivq.train").spin_warning
+    local warn = require("pivq.train.Trainer").spin_warning
     local cpu2 = "processor\t: 0\nvendor_id : x\n\nprocessor\t: 1\nvendor_id : x\n"
     local none = function() return nil end
     local msg = warn(2, none, "5.53 4.43 3.76 3/200 123\n", cpu2)

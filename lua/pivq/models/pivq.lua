@@ -13,10 +13,10 @@
 -- output patch; blocks of self-attention among the queries and cross-attention to the code
 -- vectors (which carry no position); a linear head to pixels, un-patchify, sigmoid.
 local nn = require "pivq.nn"
-local F = require "pivq.F"
-local tensor = require "pivq.tensor"
-local random = require "pivq.random"
-local autograd = require "pivq.autograd"
+local F = require "pivq.nn.F"
+local tensor = require "pivq.core.tensor"
+local random = require "pivq.core.random"
+local autograd = require "pivq.core.autograd"
 local json = require "dkjson"
 
 local PIVQ = nn.Module:extend("PIVQ")
@@ -254,7 +254,7 @@ end
 -- decode(codes) -> images; codes (B, L) 1-based (a tensor, or a list of pivq.CodeSet)
 function PIVQ:decode(codes)
   if type(codes) == "table" and not tensor.is_tensor(codes) then
-    local CodeSet = require "pivq.codeset"
+    local CodeSet = require "pivq.quant.CodeSet"
     for i = 1, math.max(#codes, 1) do
       if not CodeSet.is_codeset(codes[i]) then
         error(string.format("PIVQ:decode: expected codes (B, %d) or a non-empty list of CodeSets; entry %d is %s",
@@ -291,7 +291,8 @@ function PIVQ:code_sets(codes)
     error(string.format("PIVQ:code_sets: expected int64 codes (B, L) in 1..%d, got %s", self.config.K,
       tensor.is_tensor(codes) and codes:dtype() .. " " .. tensor.shape_string(codes) or type(codes)), 2)
   end
-  return require("pivq.codeset").from_rows(codes, { K = self.config.K, multiset = self.config.mode ~= "matching" })
+  return require("pivq.quant.CodeSet").from_rows(codes,
+    { K = self.config.K, multiset = self.config.mode ~= "matching" })
 end
 
 -- ---- inspection (REPL) ----------------------------------------------------------------------
@@ -299,7 +300,7 @@ end
 -- The code bank of the training set under this checkpoint (built once, cached beside it).
 function PIVQ:bank(opts)
   if not self._bank then
-    local b, err = require("pivq.bank").load(self, opts)
+    local b, err = require("pivq.quant.bank").load(self, opts)
     if not b then error("PIVQ:bank: " .. tostring(err), 2) end
     self._bank = b
   end
@@ -324,7 +325,7 @@ function PIVQ:images_with_code(k, n)
     end
   end
   if #idx == 0 then return nil, {} end
-  if not b.images then b.images = require("pivq.bank").dataset_of(self).images end
+  if not b.images then b.images = require("pivq.quant.bank").dataset_of(self).images end
   local imgs = b.images:index_select(1, tensor.tensor(idx, "int64"))
   if imgs:dtype() == "uint8" then imgs = imgs:float() / 255 end
   return imgs, idx
@@ -334,7 +335,7 @@ end
 function PIVQ:code_usage(opts)
   opts = opts or {}
   local b = self:bank()
-  local st = require("pivq.vq").code_stats(b.codes, self.config.K)
+  local st = require("pivq.quant.vq").code_stats(b.codes, self.config.K)
   local counts = st.counts
   local order = {}
   local cp = counts:data_ptr()
@@ -371,12 +372,12 @@ function PIVQ:save(path, extra_tensors, extra_metadata)
     end
     meta[k] = type(v) == "string" and v or enc
   end
-  return require("pivq.io").save(path, tensors, meta)
+  return require("pivq.data.files").save(path, tensors, meta)
 end
 
 -- pivq.load_model(path) -> model, tensors, metadata (or nil, err)
 function PIVQ.load(path)
-  local tensors, meta = require("pivq.io").load(path)
+  local tensors, meta = require("pivq.data.files").load(path)
   if not tensors then return nil, meta end
   if not meta.config then return nil, path .. ": not a pivq model checkpoint (no config in metadata)" end
   local cfg, _, err = json.decode(meta.config)

@@ -1,7 +1,7 @@
 -- pivq.nn.AvgPool2d(kernel, {stride = kernel, padding = 0, count_include_pad = true}).
 local check = require "pivq.nn.check"
 local Module = require "pivq.nn.Module"
-local F = require "pivq.F"
+local F = require "pivq.nn.F"
 
 local AvgPool2d = Module:extend("AvgPool2d")
 

@@ -4,7 +4,7 @@
 -- layout, out/groups * kH * kW.
 local check = require "pivq.nn.check"
 local Module = require "pivq.nn.Module"
-local F = require "pivq.F"
+local F = require "pivq.nn.F"
 local init = require "pivq.nn.init_weights"
 
 local ConvTranspose2d = Module:extend("ConvTranspose2d")

@@ -1,7 +1,7 @@
 -- pivq.nn.Dropout(p = 0.5, {generator =}): active in training mode, the identity in eval mode.
 local check = require "pivq.nn.check"
 local Module = require "pivq.nn.Module"
-local F = require "pivq.F"
+local F = require "pivq.nn.F"
 
 local Dropout = Module:extend("Dropout")
 

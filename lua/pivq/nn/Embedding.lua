@@ -2,7 +2,7 @@
 -- Initialisation as PyTorch: N(0, 1).
 local check = require "pivq.nn.check"
 local Module = require "pivq.nn.Module"
-local F = require "pivq.F"
+local F = require "pivq.nn.F"
 local init = require "pivq.nn.init_weights"
 
 local Embedding = Module:extend("Embedding")

@@ -1,7 +1,7 @@
 -- pivq.nn.GELU({approximate = "none" | "tanh"}): exact x Phi(x) by default, as PyTorch.
 local check = require "pivq.nn.check"
 local Module = require "pivq.nn.Module"
-local F = require "pivq.F"
+local F = require "pivq.nn.F"
 
 local GELU = Module:extend("GELU")
 

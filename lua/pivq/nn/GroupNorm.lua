@@ -1,8 +1,8 @@
 -- pivq.nn.GroupNorm(num_groups, num_channels, {eps = 1e-5, affine = true}): weight 1, bias 0.
 local check = require "pivq.nn.check"
 local Module = require "pivq.nn.Module"
-local F = require "pivq.F"
-local tensor = require "pivq.tensor"
+local F = require "pivq.nn.F"
+local tensor = require "pivq.core.tensor"
 
 local GroupNorm = Module:extend("GroupNorm")
 

@@ -1,8 +1,8 @@
 -- pivq.nn.LayerNorm(normalized_shape, {eps = 1e-5, elementwise_affine = true}): weight 1, bias 0.
 local check = require "pivq.nn.check"
 local Module = require "pivq.nn.Module"
-local F = require "pivq.F"
-local tensor = require "pivq.tensor"
+local F = require "pivq.nn.F"
+local tensor = require "pivq.core.tensor"
 
 local LayerNorm = Module:extend("LayerNorm")
 

@@ -1,7 +1,7 @@
 -- pivq.nn.LeakyReLU(negative_slope = 0.01).
 local check = require "pivq.nn.check"
 local Module = require "pivq.nn.Module"
-local F = require "pivq.F"
+local F = require "pivq.nn.F"
 
 local LeakyReLU = Module:extend("LeakyReLU")
 

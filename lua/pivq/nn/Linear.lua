@@ -2,7 +2,7 @@
 -- Initialisation as PyTorch: W and b ~ U(-1/sqrt(in), 1/sqrt(in)).
 local check = require "pivq.nn.check"
 local Module = require "pivq.nn.Module"
-local F = require "pivq.F"
+local F = require "pivq.nn.F"
 local init = require "pivq.nn.init_weights"
 
 local Linear = Module:extend("Linear")

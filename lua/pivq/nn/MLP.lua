@@ -5,7 +5,7 @@ local check = require "pivq.nn.check"
 local Module = require "pivq.nn.Module"
 local Linear = require "pivq.nn.Linear"
 local Dropout = require "pivq.nn.Dropout"
-local F = require "pivq.F"
+local F = require "pivq.nn.F"
 
 local MLP = Module:extend("MLP")
 

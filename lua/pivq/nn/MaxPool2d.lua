@@ -1,7 +1,7 @@
 -- pivq.nn.MaxPool2d(kernel, {stride = kernel, padding = 0}).
 local check = require "pivq.nn.check"
 local Module = require "pivq.nn.Module"
-local F = require "pivq.F"
+local F = require "pivq.nn.F"
 
 local MaxPool2d = Module:extend("MaxPool2d")
 

@@ -7,8 +7,8 @@
 --   local Block = nn.Module:extend("Block")
 --   function Block:__init(d) self:add_module("fc", nn.Linear(d, d)) end
 --   function Block:forward(x) return self.fc(x):relu() end
-local tensor = require "pivq.tensor"
-local autograd = require "pivq.autograd"
+local tensor = require "pivq.core.tensor"
+local autograd = require "pivq.core.autograd"
 
 local Module = {}
 Module.__index = Module

@@ -26,8 +26,8 @@
 local check = require "pivq.nn.check"
 local Module = require "pivq.nn.Module"
 local Linear = require "pivq.nn.Linear"
-local F = require "pivq.F"
-local tensor = require "pivq.tensor"
+local F = require "pivq.nn.F"
+local tensor = require "pivq.core.tensor"
 local init = require "pivq.nn.init_weights"
 
 local MHA = Module:extend("MultiheadAttention")
@@ -57,7 +57,7 @@ function MHA:__init(embed_dim, num_heads, opts)
   if opts.bias ~= false then self:register_parameter("in_proj_bias", tensor.zeros(3 * E)) end
   self:add_module("out_proj", Linear(E, E, { bias = opts.bias, generator = gen }))
   if self.out_proj.bias then
-    require("pivq.autograd").no_grad(function() self.out_proj.bias:zero() end)
+    require("pivq.core.autograd").no_grad(function() self.out_proj.bias:zero() end)
   end
 end
 

@@ -13,7 +13,7 @@ local check = require "pivq.nn.check"
 local Module = require "pivq.nn.Module"
 local Conv2d = require "pivq.nn.Conv2d"
 local GroupNorm = require "pivq.nn.GroupNorm"
-local F = require "pivq.F"
+local F = require "pivq.nn.F"
 
 local PatchDiscriminator = Module:extend("PatchDiscriminator")
 

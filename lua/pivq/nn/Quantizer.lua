@@ -18,11 +18,11 @@
 -- itself (the delayed-initialisation warm-up) until init_from(latents) runs k-means++.
 local check = require "pivq.nn.check"
 local Module = require "pivq.nn.Module"
-local F = require "pivq.F"
-local tensor = require "pivq.tensor"
-local random = require "pivq.random"
-local vq = require "pivq.vq"
-local autograd = require "pivq.autograd"
+local F = require "pivq.nn.F"
+local tensor = require "pivq.core.tensor"
+local random = require "pivq.core.random"
+local vq = require "pivq.quant.vq"
+local autograd = require "pivq.core.autograd"
 
 local Quantizer = Module:extend("Quantizer")
 

@@ -21,7 +21,7 @@ local Module = require "pivq.nn.Module"
 local LayerNorm = require "pivq.nn.LayerNorm"
 local MHA = require "pivq.nn.MultiheadAttention"
 local MLP = require "pivq.nn.MLP"
-local tensor = require "pivq.tensor"
+local tensor = require "pivq.core.tensor"
 
 local TransformerBlock = Module:extend("TransformerBlock")
 

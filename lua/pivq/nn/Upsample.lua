@@ -1,7 +1,7 @@
 -- pivq.nn.Upsample({size = or scale_factor =, mode = "nearest" | "bilinear", align_corners =}).
 local check = require "pivq.nn.check"
 local Module = require "pivq.nn.Module"
-local F = require "pivq.F"
+local F = require "pivq.nn.F"
 
 local Upsample = Module:extend("Upsample")
 

@@ -1,7 +1,7 @@
 -- Argument checks for the module constructors: an error names the class and the argument, and
 -- points at the user's line (tensor.fail skips the package's own frames).
-local tensor = require "pivq.tensor"
-local random = require "pivq.random"
+local tensor = require "pivq.core.tensor"
+local random = require "pivq.core.random"
 
 local fail = tensor.fail
 
