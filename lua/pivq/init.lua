@@ -3,10 +3,12 @@
 local state = require "pivq.core.ffi"
 local tensor = require "pivq.core.tensor"
 local random = require "pivq.core.random"
+local argcheck = require "pivq.core.argcheck"
+local gc = require "pivq.core.gc"
 
 local C = state.C
 local ffi = require "ffi"
-local fail = tensor.fail
+local fail = argcheck.fail
 
 local pivq = {}
 
@@ -60,11 +62,11 @@ function pivq.set_num_threads(n)
   if type(n) ~= "number" or n % 1 ~= 0 then
     fail("set_num_threads: n must be an integer, got " .. tostring(n))
   end
-  tensor.check_rc(C.pivq_set_num_threads(n))
+  gc.check_rc(C.pivq_set_num_threads(n))
 end
 function pivq.get_num_threads() return C.pivq_get_num_threads() end
 function pivq.heap_bytes() return tonumber(C.pivq_heap_bytes()) end
-pivq.gc_policy = tensor.gc_policy
+pivq.gc_policy = gc.policy
 
 -- method pieces that need no C beyond the core
 pivq.capacity = require "pivq.quant.capacity"

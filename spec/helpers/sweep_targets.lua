@@ -643,21 +643,21 @@ M.canary_groups = {
 -- Public functions the sweep leaves out, each with the reason.
 M.EXEMPT = {
   ["pivq.from_pointer"] = "takes a raw pointer and trusts its extent, as pivq.C does",
-  ["pivq.display.rich"] = "prints (rich output); takes any value",
-  ["pivq.display.show"] = "prints; takes any value",
+  ["pivq.display"] = "prints (rich output); takes any value",
+  ["pivq.show"] = "prints; takes any value",
   ["pivq.Tensor.data_ptr"] = "returns a raw pointer (for FFI kernels)",
-  ["pivq.quant.bank"] = "builds a code bank by encoding a whole training set (minutes per call)",
-  ["pivq.eval.features"] = "builds feature extractors from checkpoints on disk (the eval recipe's specs)",
-  ["pivq.train.Trainer"] = "runs whole trainings (train.lua is checked by the recipes specs)",
-  ["pivq.display.plot"] = "writes SVG plots from tables of numbers",
-  ["pivq.core.clock"] = "timing helpers without arguments",
-  ["pivq.core.memory"] = "readers of the process's memory figures, without arguments",
+  ["pivq.bank"] = "builds a code bank by encoding a whole training set (minutes per call)",
+  ["pivq.features"] = "builds feature extractors from checkpoints on disk (the eval recipe's specs)",
+  ["pivq.train"] = "runs whole trainings (train.lua is checked by the recipes specs)",
+  ["pivq.plot"] = "writes SVG plots from tables of numbers",
+  ["pivq.clock"] = "timing helpers without arguments",
+  ["pivq.memory"] = "readers of the process's memory figures, without arguments",
   ["pivq.nn.Module.extend"] = "makes a class, not a call on data",
   -- arrived on main after the sweep was written: to be added to the catalogue
-  ["pivq.train.dist"] = "data-parallel training: needs an MPI launch (not swept yet)",
+  ["pivq.dist"] = "data-parallel training: needs an MPI launch (not swept yet)",
   ["pivq.nn.Quantizer.shared_update"] = "data-parallel only: needs an MPI launch (not swept yet)",
-  ["pivq.models.tiny"] = "trains and caches a small model (seconds per call; not swept yet)",
-  ["pivq.eval.report"] = "evaluates a whole model (test set, samples, features; not swept yet)",
+  ["pivq.tiny"] = "trains and caches a small model (seconds per call; not swept yet)",
+  ["pivq.report"] = "evaluates a whole model (test set, samples, features; not swept yet)",
 }
 
 -- Every function reachable from the namespace's tables (dotted names), minus the exempt ones

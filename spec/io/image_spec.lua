@@ -7,7 +7,7 @@ local function close(a, b, tol)
   return (a - b):abs():max() <= (tol or 1e-6)
 end
 
-describe("pivq.data.image", function()
+describe("pivq.image", function()
   local dir
   setup(function() dir = craft.tmpdir() end)
   teardown(function() craft.rmdir(dir) end)

@@ -34,7 +34,7 @@ local function brute_count_multisets(K, L) -- non-decreasing sequences of length
   return count
 end
 
-describe("pivq.quant.capacity", function()
+describe("pivq.capacity", function()
   it("counts sets and multisets exactly on small cases", function()
     for K = 1, 7 do
       for L = 1, K do

@@ -57,7 +57,7 @@ describe("pivq.CodeSet", function()
   end)
 end)
 
-describe("pivq.quant.interp", function()
+describe("pivq.interp", function()
   it("lists the built-in strategies with their docs", function()
     local l = pivq.interp.list()
     for _, name in ipairs({ "random", "paired", "smoothest", "lerp" }) do
@@ -165,7 +165,7 @@ pivq.interp.register("broken", function(A) return { A } end, "does not reach B")
   end)
 end)
 
-describe("pivq.quant.sample", function()
+describe("pivq.sample", function()
   local bank = {
     codes = pivq.tensor({ { 1, 2, 3, 4 }, { 2, 3, 5, 6 }, { 7, 8, 9, 10 }, { 1, 5, 9, 11 } }, "int64"),
     K = 12,

@@ -160,7 +160,7 @@ describe("pivq.jupyter cells", function()
   end)
 end)
 
-describe("pivq.display.rich", function()
+describe("pivq.display", function()
   local saved_image, shown
 
   before_each(function()

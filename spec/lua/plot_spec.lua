@@ -10,7 +10,7 @@ local spec = {
   },
 }
 
-describe("pivq.display.plot", function()
+describe("pivq.plot", function()
   it("draws one polyline per series, skipping missing points, with escaped text", function()
     local svg = plot.line(spec)
     assert.matches("^<svg", svg)

@@ -2,7 +2,7 @@
 -- does no better than the majority baseline on random labels; the bag of codes by hand.
 local pivq = require "pivq"
 
-describe("pivq.eval.probe", function()
+describe("pivq.probe", function()
   it("builds the bag of codes as counts or indicators", function()
     local codes = pivq.tensor({ { 1, 3, 3 }, { 2, 2, 2 } }, "int64")
     assert.are.same({ { 1, 0, 2, 0 }, { 0, 3, 0, 0 } }, pivq.probe.bag_of_codes(codes, 4):totable())

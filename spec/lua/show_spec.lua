@@ -1,7 +1,7 @@
 -- pivq.show on tiny images: exact escape sequences for half blocks, and the ASCII ramp.
 local pivq = require "pivq"
 
-describe("pivq.display.show", function()
+describe("pivq.show", function()
   it("draws two pixel rows per line with 24-bit colours", function()
     local img = pivq.tensor { { { 1, 0 }, { 0, 1 } } } -- 1 x 2 x 2
     local text = pivq.show(img, { ascii = false, print = false })

@@ -1,7 +1,7 @@
 -- Smoke checks of the binding: construction, printing, arithmetic operators, errors.
 local pivq = require "pivq"
 
-describe("pivq.core.tensor", function()
+describe("pivq.tensor", function()
   it("builds from nested tables and reads back", function()
     local t = pivq.tensor { { 1, 2, 3 }, { 4, 5, 6 } }
     assert.are.same({ 2, 3 }, t:size())

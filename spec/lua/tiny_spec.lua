@@ -37,7 +37,7 @@ local function quick(extra)
   return o
 end
 
-describe("pivq.models.tiny", function()
+describe("pivq.tiny", function()
   local saved_threads
   setup(function() saved_threads = pivq.get_num_threads() end)
   teardown(function() pivq.set_num_threads(saved_threads) end)

@@ -16,7 +16,7 @@ local function naive_sq_dist(x, e)
   return out
 end
 
-describe("pivq.quant.vq", function()
+describe("pivq.vq", function()
   it("computes squared distances like the naive formula", function()
     pivq.manual_seed(1)
     local x, e = pivq.randn(13, 7), pivq.randn(9, 7)

@@ -151,7 +151,7 @@ describe("pivq.PIVQ", function()
   end)
 end)
 
-describe("pivq.train.Trainer", function()
+describe("pivq.train", function()
   it("a smoke training lowers the loss and writes its outputs", function()
     local d = tmpdir()
     local run = pivq.train.Trainer(tiny_train_opts(d, { steps = 30, lr = 3e-3 }))

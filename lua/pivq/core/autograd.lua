@@ -6,18 +6,16 @@
 local ffi = require "ffi"
 local state = require "pivq.core.ffi"
 local tensor = require "pivq.core.tensor"
+local gc = require "pivq.core.gc"
+local argcheck = require "pivq.core.argcheck"
 
 local C = state.C
 local T = {} -- tensor methods, added (with their self check) at the end
-local wrap, check_rc = tensor.wrap, tensor.check_rc
+local wrap, check_rc = gc.wrap, gc.check_rc
 
 local M = {}
 
-local function check_tensor(fname, t, level)
-  if not tensor.is_tensor(t) then
-    error(string.format("%s: expected a tensor, got %s", fname, type(t)), level + 1)
-  end
-end
+local check_tensor = argcheck.self_tensor
 
 -- t:requires_grad() -> boolean; t:requires_grad(flag) marks a leaf and returns t.
 function T.requires_grad(t, flag)
@@ -50,7 +48,7 @@ end
 
 -- Replace (or with nil, drop) the gradient.
 function T.set_grad(t, g)
-  if g ~= nil then check_tensor("set_grad", g, 2) end
+  if g ~= nil then check_tensor("set_grad", g) end
   check_rc(C.pivq_set_grad(t.c, g ~= nil and g.c or nil))
   return t
 end
@@ -66,16 +64,16 @@ function T.detach(t) return wrap(C.pivq_detach(t.c)) end
 -- loss:backward(), t:backward(grad), t:backward{retain_graph = true}, t:backward(grad, opts)
 function T.backward(t, grad, opts)
   if type(grad) == "table" and not tensor.is_tensor(grad) then grad, opts = nil, grad end
-  if grad ~= nil then check_tensor("backward", grad, 2) end
+  if grad ~= nil then check_tensor("backward", grad) end
   local retain = opts and opts.retain_graph and 1 or 0
   check_rc(C.pivq_backward(t.c, grad ~= nil and grad.c or nil, retain))
-  if retain == 0 then tensor.after_backward() end -- a retained graph: the step goes on
+  if retain == 0 then gc.after_backward() end -- a retained graph: the step goes on
 end
 
 -- Run fn(...) with grad mode set to `enabled`, restoring the previous mode even on error.
 local function with_grad_mode(enabled, fname, fn, ...)
   if type(fn) ~= "function" then
-    error(string.format("%s: expected a function, got %s", fname, type(fn)), 3)
+    argcheck.fail(string.format("%s: expected a function, got %s", fname, type(fn)))
   end
   local prev = C.pivq_set_grad_enabled(enabled and 1 or 0)
   local res = { pcall(fn, ...) }

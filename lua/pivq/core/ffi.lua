@@ -1,4 +1,4 @@
--- pivq.ffi: loads the generated cdef and the C library exactly once per Lua state.
+-- pivq.core.ffi: loads the generated cdef and the C library exactly once per Lua state.
 --
 -- busted (and a user's REPL) may re-require modules; ffi.cdef and ffi.metatype may not run
 -- twice for one type, so the loaded state is kept in the Lua registry and reused.
@@ -30,7 +30,10 @@ if not state then
       error("pivq: cannot pin " .. build.libpath, 2)
     end
   end
-  state = { C = C, libpath = build.libpath, in_process = in_process }
+  -- A Lua tensor is a one-field struct holding the C pointer, not the pointer itself: LuaJIT
+  -- gives pointers built-in arithmetic (p + 1, p - q) that would shadow __add and __sub.
+  ffi.cdef("typedef struct pivq_handle { pivq_tensor *c; } pivq_handle;")
+  state = { C = C, libpath = build.libpath, in_process = in_process, handle_t = ffi.typeof("pivq_handle") }
   registry[KEY] = state
 end
 

@@ -3,9 +3,12 @@
 local ffi = require "ffi"
 local state = require "pivq.core.ffi"
 local tensor = require "pivq.core.tensor"
+local argcheck = require "pivq.core.argcheck"
+local gc = require "pivq.core.gc"
+local index = require "pivq.core.index"
 
 local C = state.C
-local wrap, check_rc, fail = tensor.wrap, tensor.check_rc, tensor.fail
+local wrap, check_rc, fail = gc.wrap, gc.check_rc, argcheck.fail
 
 local M = {}
 
@@ -13,15 +16,9 @@ local M = {}
 local Generator = {}
 Generator.__index = Generator
 
--- below 2^53, where a Lua number is an exact integer (and converts to uint64 exactly)
-local function check_u53(fname, name, v)
-  if type(v) ~= "number" or v % 1 ~= 0 or v < 0 or v >= 2 ^ 53 then
-    fail(string.format("%s: %s must be an integer in [0, 2^53), got %s", fname, name, tostring(v)))
-  end
-end
+local check_u53 = argcheck.u53
 
--- A seed for function fname (as Generator and manual_seed want it).
-function M.check_seed(fname, seed) check_u53(fname, "seed", seed) end
+function M.is_generator(g) return getmetatable(g) == Generator end
 
 function M.Generator(seed)
   if seed ~= nil then check_u53("Generator", "seed", seed) end
@@ -71,16 +68,6 @@ end
 
 local function gen_of(opts) return opts.generator and opts.generator.cdata or nil end
 
--- The C generator of opts.generator (nil: the global one) for function fname.
-function M.generator_of(fname, opts)
-  local g = opts.generator
-  if g == nil then return nil end
-  if getmetatable(g) ~= Generator then
-    fail(string.format("%s: generator must be a pivq.Generator, got %s", fname, type(g)))
-  end
-  return g.cdata
-end
-
 local function sized(fname, opts, n, ...)
   local sizes = { n = n, ... } -- n excludes a trailing options table
   if n == 1 and type(sizes[1]) == "table" then sizes = sizes[1] end
@@ -118,13 +105,13 @@ end
 
 -- In-place draws on an existing float tensor.
 function M.uniform_(t, lo, hi, opts)
-  tensor.check_self("uniform_", t)
+  argcheck.self_tensor("uniform_", t)
   check_rc(C.pivq_uniform_(t.c, lo or 0, hi or 1, gen_of(opts or {})))
   return t
 end
 
 function M.normal_(t, mean, std, opts)
-  tensor.check_self("normal_", t)
+  argcheck.self_tensor("normal_", t)
   check_rc(C.pivq_normal_(t.c, mean or 0, std or 1, gen_of(opts or {})))
   return t
 end
@@ -138,9 +125,7 @@ function M.randperm(n, opts)
   if type(n) ~= "number" or n % 1 ~= 0 or n < 0 or n > MAX_DRAWS then
     fail("randperm: n must be a nonnegative integer up to 2^36, got " .. tostring(n))
   end
-  local p = wrap(C.pivq_randperm(n, gen_of(opts or {})))
-  check_rc(C.pivq_binary_scalar_(p.c, 1, C.PIVQ_ADD))
-  return p
+  return index.to1_(wrap(C.pivq_randperm(n, gen_of(opts or {}))))
 end
 
 -- pivq.multinomial(probs, n [, replacement [, opts]]): 1-based category draws per row
@@ -149,9 +134,7 @@ function M.multinomial(probs, n, replacement, opts)
   if type(n) ~= "number" or n % 1 ~= 0 or math.abs(n) > MAX_DRAWS then
     fail("multinomial: n must be an integer in [0, 2^36], got " .. tostring(n))
   end
-  local d = wrap(C.pivq_multinomial(probs.c, n, replacement and 1 or 0, gen_of(opts or {})))
-  check_rc(C.pivq_binary_scalar_(d.c, 1, C.PIVQ_ADD))
-  return d
+  return index.to1_(wrap(C.pivq_multinomial(probs.c, n, replacement and 1 or 0, gen_of(opts or {}))))
 end
 
 return M

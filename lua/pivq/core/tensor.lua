@@ -1,13 +1,18 @@
--- pivq.tensor: the Tensor type — an FFI metatype over `struct pivq_tensor` — and its
--- constructors. This file is the one place where the 1-based Lua API meets the 0-based C API:
--- dims, positions and index tensors are converted here and nowhere else.
+-- pivq.core.tensor: the Tensor type — an FFI metatype over `struct pivq_tensor` — its
+-- constructors and its methods. The compiled ops (elementwise, reductions) come from
+-- pivq.core.ops, argument checks from pivq.core.argcheck, 1-based/0-based conversions from
+-- pivq.core.index, ownership and the collection policy from pivq.core.gc.
 --
 -- Errors: C functions return NULL or -1 and leave a message naming the C function; fail(msg)
 -- raises it at the user's line. Checks that need 1-based wording (dims, positions) are done
--- here before calling C.
+-- before calling C.
 local ffi = require "ffi"
 local state = require "pivq.core.ffi"
 local printing = require "pivq.core.printing"
+local argcheck = require "pivq.core.argcheck"
+local gc = require "pivq.core.gc"
+local indexing = require "pivq.core.index"
+local ops = require "pivq.core.ops"
 
 -- Autograd: the C functions are looked up through pivq.ag_routes, which is state.C with each
 -- differentiable op replaced by its autograd-aware twin (same arguments; records a graph node
@@ -26,34 +31,16 @@ local CTYPES = { [0] = ffi.typeof("float*"), ffi.typeof("int32_t*"), ffi.typeof(
   ffi.typeof("uint8_t*") }
 M.dtypes = { "float32", "int32", "int64", "uint8" }
 
--- A Lua tensor is a one-field struct holding the C pointer, not the pointer itself: LuaJIT
--- gives pointers built-in arithmetic (p + 1, p - q) that would shadow __add and __sub.
-if not registry["pivq.tensor.handle"] then
-  ffi.cdef("typedef struct pivq_handle { pivq_tensor *c; } pivq_handle;")
-  registry["pivq.tensor.handle"] = true
-end
-local handle_t = ffi.typeof("pivq_handle")
 local int64_array = ffi.typeof("int64_t[?]")
 local tensor_ptr_array = ffi.typeof("pivq_tensor*[?]")
 
-local function is_tensor(x) return ffi.istype(handle_t, x) end
+local is_tensor = argcheck.is_tensor
 M.is_tensor = is_tensor
-
--- Raise msg at the first stack frame outside the pivq package: the user's line, however deep
--- inside the package the check sits and whatever tail calls happened on the way (a fixed
--- error level is off by one after every `return wrap(...)`, which is a tail call).
--- PACKAGE_DIR is lua/pivq/ (this file is in its core/ folder), so every sub-package counts.
-local PACKAGE_DIR = debug.getinfo(1, "S").source:match("^(@.*[/\\])[^/\\]+[/\\][^/\\]+$") or "@lua/pivq/"
-local function fail(msg)
-  local level = 2
-  while true do
-    local info = debug.getinfo(level, "S")
-    if not info or info.source:sub(1, #PACKAGE_DIR) ~= PACKAGE_DIR then break end
-    level = level + 1
-  end
-  error(msg, level)
-end
-M.fail = fail
+local fail = argcheck.fail
+local wrap, check_rc, last_error = gc.wrap, gc.check_rc, gc.last_error
+local check_self = argcheck.self_tensor
+local dim0, pos0, index0 = indexing.dim0, indexing.pos0, indexing.index0
+local shape_string = argcheck.shape_string
 
 local function dtype_code(fname, name)
   local code = DTYPES[DTYPE_ALIASES[name] or name]
@@ -64,124 +51,6 @@ local function dtype_code(fname, name)
   return code
 end
 M.dtype_code = dtype_code
-
--- ---- errors and lifetime -----------------------------------------------------------------
-
-local function last_error() return ffi.string(C.pivq_last_error()) end
-
--- Live C heap accounting: Lua's GC cannot see C allocations (a tensor is a 16-byte handle on
--- the Lua heap), so libpivq counts live tensor bytes and, when they pass `threshold`, we run a
--- full collection; then threshold = what survived + the allowance, max(min, factor * Lua heap).
--- The allowance -- C garbage let accumulate between collections -- scales with the Lua heap,
--- because a full collection costs time in proportion to what it traverses (the Lua heap), not
--- to the bytes the dead tensors hold. (TH's rule, threshold = 2 * what survived, tied the
--- garbage to the live bytes instead: a training loop over a 220 MB in-memory dataset kept up to
--- 300 MB of dead activations, and that allowance rose with whatever was live at the moment of
--- a collection, so RSS grew 15% over a run; see recipes/bench/rss.sh.)
-local gc = registry["pivq.gc"] or { threshold = 64 * 2 ^ 20, min = 64 * 2 ^ 20, factor = 4, step = 0.25,
-  rest = 0 }
-registry["pivq.gc"] = gc
-M.gc_policy = gc
-
-local function allowance() return math.max(gc.min, gc.factor * collectgarbage("count") * 1024) end
-
-local function collect()
-  collectgarbage("collect")
-  local live = tonumber(C.pivq_heap_bytes())
-  gc.threshold = live + allowance()
-  gc.rest = math.min(gc.rest, live)
-  return live
-end
-
-local function account()
-  if tonumber(C.pivq_heap_bytes()) > gc.threshold then collect() end
-end
-
--- The end of a backward pass is the end of a training step's work: the activations the graph
--- held have just become garbage, and little else has. A collection there, once the C heap has
--- grown by `step` of the allowance since the last such collection (`rest`: what lives between
--- steps, lowered by any collection that finds less), puts a training loop's peak at rest + one
--- step's allocations, instead of wherever in a step the threshold happened to be crossed (which
--- varies from step to step, and RSS keeps the highest). Small graphs (a REPL's) stay under a
--- quarter of the allowance and are left to the threshold.
-function M.after_backward()
-  if tonumber(C.pivq_heap_bytes()) - gc.rest > gc.step * allowance() then
-    local peak = tonumber(C.pivq_heap_peak_reset()) -- the most the heap held since the last time
-    gc.rest = collect()
-    -- Room for one more step like this one (+2%), so that a regular loop collects here only,
-    -- once a step, even when a step allocates more than the allowance: a threshold crossed
-    -- mid-step would collect at a varying point and fragment the heap (17 MB more RSS here).
-    -- No more room than that: work between steps without a backward (a codebook
-    -- initialisation's forward passes) would fill it and raise the high-water mark.
-    gc.threshold = math.max(gc.threshold, gc.rest + 1.02 * (peak - gc.rest))
-  end
-end
-
--- A full collection between two training steps, at the end of a one-off phase (a codebook
--- initialisation, a checkpoint, a reconstruction grid): the phase's garbage is freed before
--- the next step allocates, instead of living through that step beside its activations (which
--- raised the step's high-water mark by the phase's allocations: 16 MB at a checkpoint). The
--- threshold keeps the room after_backward made for a whole step, so that the next step is
--- not collected mid-way. Returns the live C bytes.
-function M.collect_between_steps()
-  local threshold = gc.threshold
-  local live = collect()
-  gc.threshold = math.max(gc.threshold, threshold)
-  return live
-end
-
--- The finalizer is libpivq's release itself, called with the handle by value: a struct of one
--- pointer is passed exactly like that pointer (SysV x86-64 and AArch64 calling conventions),
--- and a C finalizer saves the Lua call per collected tensor (a quarter of a tiny op's cost).
-local release = ffi.cast("void (*)(pivq_handle)", C.pivq_tensor_release)
-
--- Take ownership of a new C reference, or raise the C error at the user's line.
-local function wrap(ptr)
-  if ptr == nil then fail(last_error()) end
-  account()
-  return ffi.gc(handle_t(ptr), release)
-end
-M.wrap = wrap
-
-local function check_rc(rc)
-  if rc ~= 0 then fail(last_error()) end
-end
-M.check_rc = check_rc
-
-local function check_self(fname, t)
-  if not is_tensor(t) then
-    fail(string.format("%s: expected a tensor, got %s", fname, type(t)))
-  end
-end
-M.check_self = check_self
-
--- ---- argument checks shared by the package (errors name fname, at the user's line) ----------
-
--- An options table: nil gives {}; anything but a plain table (a tensor too) raises.
-function M.options(fname, opts)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then
-    fail(string.format("%s: options must be a table, got %s", fname, type(opts)))
-  end
-  return opts
-end
-
--- A number (an integer with integer = true), or default when nil (and default given).
-function M.check_number(fname, name, v, default, integer)
-  if v == nil and default ~= nil then return default end
-  if type(v) ~= "number" or (integer and (v % 1 ~= 0 or v ~= v or math.abs(v) >= 2 ^ 53)) then
-    fail(string.format("%s: %s must be %s, got %s", fname, name, integer and "an integer" or "a number",
-      type(v) == "number" and tostring(v) or type(v)))
-  end
-  return v
-end
-
-function M.check_tensor(fname, name, t)
-  if not is_tensor(t) then
-    fail(string.format("%s: %s must be a tensor, got %s", fname, name, type(t)))
-  end
-  return t
-end
 
 -- ---- argument conversion ---------------------------------------------------------------------
 
@@ -236,43 +105,6 @@ M.parse_sizes = parse_sizes
 function M.new_empty(fname, default_dtype, ...)
   local n, arr, dtype = parse_sizes(fname, ...)
   return wrap(C.pivq_empty(dtype_code(fname, dtype or default_dtype), n, arr))
-end
-
--- 1-based dim (negative counts from the end) -> 0-based; `extra` allows ndim+1 (unsqueeze).
-local function dim0(fname, t, d, extra)
-  local nd = t.c.ndim + (extra or 0)
-  if not is_int(d) then
-    fail(string.format("%s: dim must be an integer, got %s", fname, tostring(d)))
-  end
-  local r = d > 0 and d - 1 or nd + d
-  if d == 0 or r < 0 or r >= nd then
-    fail(string.format("%s: dim %d out of range for a %d-dim tensor (use 1..%d or -1..-%d)",
-      fname, d, t.c.ndim, nd, nd))
-  end
-  return r
-end
-M.dim0 = dim0
-
-local function shape_string(t)
-  if t.c.ndim == 0 then return "scalar" end
-  local s = {}
-  for i = 0, t.c.ndim - 1 do s[#s + 1] = tostring(tonumber(t.c.shape[i])) end
-  return table.concat(s, "x")
-end
-M.shape_string = shape_string
-
--- A 0-based int64 copy of a 1-based Lua index tensor (or table of indices).
-local function index0(fname, idx)
-  if type(idx) == "table" then idx = M.from_table(fname, idx, "int64") end
-  if not is_tensor(idx) then
-    fail(string.format("%s: index must be a tensor or a table of integers, got %s", fname,
-      type(idx)))
-  end
-  if idx.c.scalar_type ~= DTYPES.int64 and idx.c.scalar_type ~= DTYPES.int32 then
-    fail(string.format("%s: index must be int64 or int32, got %s", fname,
-      DTYPE_NAMES[idx.c.scalar_type]))
-  end
-  return wrap(C.pivq_binary_scalar(idx.c, 1, C.PIVQ_SUB, 0))
 end
 
 -- ---- construction --------------------------------------------------------------------------
@@ -450,7 +282,7 @@ local function element_raw(t, ...)
   local p = ffi.cast(CTYPES[t.c.scalar_type], C.pivq_data(t.c))
   local off = 0
   for k = 1, select("#", ...) do
-    off = off + (select(k, ...) - 1) * t.c.strides[k - 1]
+    off = off + pos0(select(k, ...)) * t.c.strides[k - 1]
   end
   return p[off]
 end
@@ -516,7 +348,7 @@ function T.set(t, ...)
       fail(string.format("set: index %s out of range for dim %d of size %d", tostring(i), k,
         tonumber(t.c.shape[k - 1])))
     end
-    off = off + (i - 1) * t.c.strides[k - 1]
+    off = off + pos0(i) * t.c.strides[k - 1]
   end
   p[off] = value
   return t
@@ -545,7 +377,7 @@ function T.narrow(t, d, start, length)
     fail(string.format("narrow: start %s length %s out of range for dim %d of size %d",
       tostring(start), tostring(length), d, n))
   end
-  return wrap(C.pivq_narrow(t.c, d0, start - 1, length))
+  return wrap(C.pivq_narrow(t.c, d0, pos0(start), length))
 end
 
 function T.select(t, d, index)
@@ -555,7 +387,7 @@ function T.select(t, d, index)
     fail(string.format("select: index %s out of range for dim %d of size %d", tostring(index),
       d, n))
   end
-  return wrap(C.pivq_select(t.c, d0, index - 1))
+  return wrap(C.pivq_select(t.c, d0, pos0(index)))
 end
 
 function T.transpose(t, d1, d2)
@@ -650,55 +482,9 @@ function T.copy(t, src)
 end
 T.copy_ = T.copy
 
--- elementwise --------------------------------------------------------------------------------
---
--- The hot ops are compiled from the templates below, one chunk per op, with the checks and
--- the wrapping written inline. The reason is LuaJIT's blacklisting, which is per function
--- prototype: in a loop that allocates tensors, finalizers run during GC steps and force the
--- loop's trace out to the interpreter, where the small functions it calls turn hot, fail to
--- trace ("return to lower frame", "hook called during recording") and get blacklisted; every
--- trace through a blacklisted prototype then aborts. With one shared closure body (or a
--- shared `wrap`) one op's bad luck would slow every op down, in-place ones included; with a
--- prototype per op it stays with that op.
+-- elementwise and reductions: compiled per op (pivq.core.ops) --------------------------------
 
--- Runs the slow half of the heap accounting (a full collection); shared, but off the hot path.
-local function account_slow() account() end
-
-local ENV = { C = C, ffi = ffi, handle_t = handle_t, release = release, gc = gc,
-  account_slow = account_slow, fail = fail, last_error = last_error }
-
--- Compile template `src` for one op; `...` are the op's constants. The chunk name keeps the
--- package directory, so fail() still reports errors at the user's line.
-local function per_op(name, src, ...)
-  local chunk = assert(loadstring(src, PACKAGE_DIR .. "core/tensor.lua<" .. name .. ">"))
-  return chunk(ENV, ...)
-end
-
--- The first line of every allocating op: collect first when the C heap is past the policy's
--- threshold, so that the blocks it frees (kept in libpivq's block cache) serve this very op's
--- result instead of fresh pages.
-local ACCOUNT = [[
-  if tonumber(C.pivq_heap_bytes()) > E.gc.threshold then E.account_slow() end
-]]
--- The lines every allocating op ends with: raise the C error or take ownership.
-local NEW = [[
-  if ptr == nil then E.fail(E.last_error()) end
-  return ffi.gc(handle_t(ptr), release)
-]]
-local PRELUDE = [[
-local E, op, name = ...
-local C, ffi, handle_t, release = E.C, E.ffi, E.handle_t, E.release
-local istype = ffi.istype
-]]
-
-local UNARY = { "neg", "abs", "exp", "log", "sqrt", "rsqrt", "sin", "cos", "tanh", "sigmoid",
-  "relu", "sign", "floor", "ceil", "round" }
-local UNARY_SRC = PRELUDE .. [[
-return function(t)
-]] .. ACCOUNT .. [[
-  local ptr = C.pivq_unary(t.c, op)
-]] .. NEW .. "end"
-for code, name in ipairs(UNARY) do T[name] = per_op(name, UNARY_SRC, code - 1, name) end
+ops.define(T, C)
 
 function T.clamp(t, lo, hi)
   lo = lo == nil and -math.huge or lo
@@ -708,132 +494,6 @@ function T.clamp(t, lo, hi)
   end
   return wrap(C.pivq_clamp(t.c, lo, hi))
 end
-
-local BINARY = { add = 0, sub = 1, mul = 2, div = 3, maximum = 4, minimum = 5, pow = 6 }
-
--- a op b with a tensor and a tensor or a number on either side (also the metamethods)
-local BINARY_SRC = PRELUDE .. [[
-return function(a, b)
-]] .. ACCOUNT .. [[
-  local ptr
-  if type(b) == "number" then
-    if not istype(handle_t, a) then E.fail(name .. ": expected a tensor operand") end
-    ptr = C.pivq_binary_scalar(a.c, b, op, 0)
-  elseif type(a) == "number" then
-    if not istype(handle_t, b) then E.fail(name .. ": expected a tensor operand") end
-    ptr = C.pivq_binary_scalar(b.c, a, op, 1)
-  else
-    if not istype(handle_t, a) or not istype(handle_t, b) then
-      E.fail(string.format("%s: operands must be tensors or numbers, got %s and %s", name,
-        type(a), type(b)))
-    end
-    ptr = C.pivq_binary(a.c, b.c, op)
-  end
-]] .. NEW .. "end"
-
--- a = a op b in place; b a tensor or a number
-local BINARY_INPLACE_SRC = PRELUDE .. [[
-return function(a, b)
-  local rc
-  if type(b) == "number" then
-    rc = C.pivq_binary_scalar_(a.c, b, op)
-  else
-    if not istype(handle_t, b) then
-      E.fail(string.format("%s_: expected a tensor, got %s", name, type(b)))
-    end
-    rc = C.pivq_binary_(a.c, b.c, op)
-  end
-  if rc ~= 0 then E.fail(E.last_error()) end
-  return a
-end]]
-
-for name, op in pairs(BINARY) do
-  T[name] = per_op(name, BINARY_SRC, op, name)
-  T[name .. "_"] = per_op(name .. "_", BINARY_INPLACE_SRC, op, name)
-end
-
-local COMPARE = { eq = 0, ne = 1, lt = 2, le = 3, gt = 4, ge = 5 }
-local COMPARE_SRC = PRELUDE .. [[
-return function(a, b)
-]] .. ACCOUNT .. [[
-  local ptr
-  if type(b) == "number" then
-    ptr = C.pivq_compare_scalar(a.c, b, op)
-  else
-    if not istype(handle_t, b) then
-      E.fail(string.format("%s: expected a tensor, got %s", name, type(b)))
-    end
-    ptr = C.pivq_compare(a.c, b.c, op)
-  end
-]] .. NEW .. "end"
-for name, op in pairs(COMPARE) do T[name] = per_op(name, COMPARE_SRC, op, name) end
-
--- reductions ---------------------------------------------------------------------------------
-
-local R = { sum = 0, mean = 1, var = 2, max = 3, min = 4, argmax = 5, argmin = 6, norm = 7,
-  prod = 8 }
-
--- One compiled reduction per op (see per_op): fn(t, dim or nil, keepdim, param). The 1-based
--- dim converts inline; `to1` (argmax, argmin) turns 0-based indices 1-based in place.
-local REDUCE_SRC = PRELUDE .. [[
-local to1 = select(4, ...)
-return function(t, d, keepdim, param)
-  local d0 = -1
-  if d ~= nil then
-    local nd = t.c.ndim
-    if type(d) ~= "number" or d % 1 ~= 0 or d == 0 or d > nd or d < -nd then
-      E.fail(string.format("%s: dim %s out of range for a %d-dim tensor (use 1..%d or -1..-%d)",
-        name, type(d) == "number" and tostring(d) or "of type " .. type(d), nd, nd, nd))
-    end
-    d0 = d > 0 and d - 1 or nd + d
-  end
-  if tonumber(C.pivq_heap_bytes()) > E.gc.threshold then E.account_slow() end
-  local ptr = C.pivq_reduce(t.c, op, d0, keepdim and 1 or 0, param or 0)
-  if ptr ~= nil and to1 and C.pivq_binary_scalar_(ptr, 1, 0) ~= 0 then
-    C.pivq_tensor_release(ptr)
-    ptr = nil
-  end
-]] .. NEW .. "end"
-local reduce = {}
-for name, op in pairs(R) do
-  reduce[name] = per_op(name, REDUCE_SRC, op, name, name == "argmax" or name == "argmin")
-end
-reduce.std = per_op("std", REDUCE_SRC, R.var, "std") -- the variance, under std's name for errors
-
-T.sum, T.mean, T.prod = reduce.sum, reduce.mean, reduce.prod
-
--- var(dim, {unbiased=true, keepdim=false}) or var(dim, keepdim); unbiased by default (PyTorch)
-local function variance(kernel, t, d, opts)
-  local keepdim, unbiased = false, true
-  if type(opts) == "table" then
-    keepdim = opts.keepdim or false
-    if opts.unbiased == false then unbiased = false end
-  elseif opts ~= nil then
-    keepdim = opts
-  end
-  return kernel(t, d, keepdim, unbiased and 1 or 0)
-end
-function T.var(t, d, opts) return variance(reduce.var, t, d, opts) end
-function T.std(t, d, opts) return variance(reduce.std, t, d, opts):sqrt() end
-
--- norm(p = 2, dim, keepdim); p may be math.huge
-function T.norm(t, p, d, keepdim)
-  if p ~= nil and type(p) ~= "number" then fail("norm: p must be a number, got " .. type(p)) end
-  return reduce.norm(t, d, keepdim, p or 2)
-end
-
--- max()/min(): the extremum over everything; max(dim): values and 1-based indices
-function T.max(t, d, keepdim)
-  if d == nil then return reduce.max(t):item() end
-  return reduce.max(t, d, keepdim), reduce.argmax(t, d, keepdim)
-end
-function T.min(t, d, keepdim)
-  if d == nil then return reduce.min(t):item() end
-  return reduce.min(t, d, keepdim), reduce.argmin(t, d, keepdim)
-end
-
--- argmax()/argmin(): 1-based; over everything it is the 1-based flat (row-major) index
-T.argmax, T.argmin = reduce.argmax, reduce.argmin
 
 -- products -----------------------------------------------------------------------------------
 
@@ -885,33 +545,19 @@ local function index_number(t, i)
   if not is_int(i) or i < 1 or i > n then
     fail(string.format("index %s out of range for dim 1 of size %d", tostring(i), n))
   end
-  local s = wrap(C.pivq_select(t.c, 0, i - 1))
+  local s = wrap(C.pivq_select(t.c, 0, pos0(i)))
   if s.c.ndim == 0 then return s:item() end
   return s
 end
 
--- Every method checks its self argument, so pivq.sum(3), or a method called with `.` for `:`,
--- raises "sum: expected a tensor, got number" instead of an "attempt to index" from inside.
--- Binary ops accept a number first and check both operands themselves. The check tail-calls
--- the method, which keeps the stack (and so error locations) as it was; each method gets its
--- own compiled check (see per_op: a shared one would share its blacklisting).
-local CHECK_SRC = [[
-local E, f, name = ...
-local istype, handle_t = E.ffi.istype, E.handle_t
-return function(t, ...)
-  if not istype(handle_t, t) then
-    E.fail(string.format("%s: expected a tensor, got %s", name, type(t)))
-  end
-  return f(t, ...)
-end]]
 -- Methods defined in other files (autograd, F) are added through add_methods, which checks
--- their self argument the same way.
+-- their self argument the same way (pivq.core.ops.self_checked).
 local checked = {} -- one wrapper per function, so aliases (mm = matmul) stay equal
 function M.add_methods(methods)
-  for name, f in pairs(methods) do
-    if not BINARY[name] then
-      checked[f] = checked[f] or per_op(name .. ":self", CHECK_SRC, f, name)
-      T[name] = checked[f]
+  for name, fn in pairs(methods) do
+    if not ops.BINARY[name] then
+      checked[fn] = checked[fn] or ops.self_checked(name, fn)
+      T[name] = checked[fn]
     end
   end
 end
@@ -934,7 +580,7 @@ local mt = {
     end
     if type(s) == "number" then
       local p = ffi.cast(CTYPES[t.c.scalar_type], C.pivq_data(t.c))
-      p[(k - 1) * t.c.strides[0]] = v
+      p[pos0(k) * t.c.strides[0]] = v
     else
       T.copy(s, v)
     end

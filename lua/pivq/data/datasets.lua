@@ -14,9 +14,11 @@ local ffi = require "ffi"
 local state = require "pivq.core.ffi"
 local tensor = require "pivq.core.tensor"
 local io_ = require "pivq.data.files"
+local argcheck = require "pivq.core.argcheck"
+local gc = require "pivq.core.gc"
 
 local C = state.C
-local wrap = tensor.wrap
+local wrap = gc.wrap
 local M = {}
 
 local function last_error() return ffi.string(C.pivq_last_error()) end
@@ -76,11 +78,11 @@ function M.fashion_mnist(opts)
   local s = raw:size()
   if raw:dtype() ~= "uint8" or #s ~= 3 or s[2] ~= 28 or s[3] ~= 28 then
     return nil, string.format("fashion_mnist: %s holds %s %s, expected uint8 N x 28 x 28", ipath,
-      raw:dtype(), tensor.shape_string(raw))
+      raw:dtype(), argcheck.shape_string(raw))
   end
   if lab:dim() ~= 1 or lab:size(1) ~= s[1] then
     return nil, string.format("fashion_mnist: %s holds %s labels for %d images", lpath,
-      tensor.shape_string(lab), s[1])
+      argcheck.shape_string(lab), s[1])
   end
   if s[1] > 0 and (lab:max() > 9 or lab:min() < 0) then
     return nil, string.format("fashion_mnist: %s has labels outside 0..9", lpath)
@@ -206,7 +208,7 @@ local CACHE_VERSION = "1"
 -- no file's name, size or time changes); a path puts it elsewhere; false disables it.
 function M.image_folder(dir, opts)
   if type(dir) ~= "string" then error("image_folder: dir must be a string", 2) end
-  opts = tensor.options("image_folder", opts)
+  opts = argcheck.options("image_folder", opts)
   if opts.attributes ~= nil and type(opts.attributes) ~= "string" then
     error("image_folder: attributes must be a path, got " .. type(opts.attributes), 2)
   end
@@ -283,7 +285,7 @@ function M.loader(dataset, opts)
   if type(dataset) ~= "table" or not (lazy or tensor.is_tensor(dataset.images)) then
     error("loader: dataset must be a table with an images tensor (or a lazy image_folder)", 2)
   end
-  opts = tensor.options("loader", opts)
+  opts = argcheck.options("loader", opts)
   local batch = opts.batch or 64
   local workers = opts.workers or 1
   local seed = opts.seed or 1

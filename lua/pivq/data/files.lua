@@ -11,6 +11,7 @@
 local ffi = require "ffi"
 local state = require "pivq.core.ffi"
 local tensor = require "pivq.core.tensor"
+local gc = require "pivq.core.gc"
 
 local C = state.C
 local M = {}
@@ -88,7 +89,7 @@ function M.load(path)
   set = ffi.gc(set, C.pivq_tensor_set_free)
   local tensors, metadata = {}, {}
   for i = 0, C.pivq_tensor_set_count(set) - 1 do
-    tensors[ffi.string(C.pivq_tensor_set_name(set, i))] = tensor.wrap(C.pivq_tensor_set_tensor(set, i))
+    tensors[ffi.string(C.pivq_tensor_set_name(set, i))] = gc.wrap(C.pivq_tensor_set_tensor(set, i))
   end
   for i = 0, C.pivq_tensor_set_metadata_count(set) - 1 do
     metadata[ffi.string(C.pivq_tensor_set_metadata_key(set, i))] =

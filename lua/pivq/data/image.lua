@@ -6,9 +6,11 @@
 local ffi = require "ffi"
 local state = require "pivq.core.ffi"
 local tensor = require "pivq.core.tensor"
+local argcheck = require "pivq.core.argcheck"
+local gc = require "pivq.core.gc"
 
 local C = state.C
-local wrap = tensor.wrap
+local wrap = gc.wrap
 local M = {}
 
 local function last_error() return ffi.string(C.pivq_last_error()) end
@@ -53,7 +55,7 @@ end
 function M.save(path, t, opts)
   if type(path) ~= "string" then error("image.save: path must be a string", 2) end
   check_tensor("image.save", t, 2)
-  opts = tensor.options("image.save", opts)
+  opts = argcheck.options("image.save", opts)
   -- the tensor's shape and dtype are the caller's business (raise); the file system's
   -- answers are expected failures (nil, err)
   local nd, dt = t:dim(), t:dtype()
@@ -62,7 +64,7 @@ function M.save(path, t, opts)
   if (nd ~= 2 and nd ~= 3) or (dt ~= "float32" and dt ~= "uint8") or c < 1 or c > 4
       or (jpeg and c ~= 1 and c ~= 3) then
     error(string.format("image.save: expected a float32 or uint8 C x H x W (C = %s) or H x W "
-      .. "tensor, got %s %s", jpeg and "1 or 3 for JPEG" or "1..4", dt, tensor.shape_string(t)), 2)
+      .. "tensor, got %s %s", jpeg and "1 or 3 for JPEG" or "1..4", dt, argcheck.shape_string(t)), 2)
   end
   local rc
   if jpeg then
@@ -121,7 +123,7 @@ end
 -- pivq.image.grid(batch, {nrow = 8, padding = 2, scale = 1, pad_value = 0}) -> C x H' x W'.
 -- batch: N x C x H x W float32, or a table of C x H x W tensors.
 function M.grid(batch, opts)
-  opts = tensor.options("image.grid", opts)
+  opts = argcheck.options("image.grid", opts)
   if type(batch) == "table" then
     for i = 1, math.max(#batch, 1) do
       if not tensor.is_tensor(batch[i]) then

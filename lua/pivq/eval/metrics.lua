@@ -9,9 +9,11 @@
 local ffi = require "ffi"
 local state = require "pivq.core.ffi"
 local tensor = require "pivq.core.tensor"
+local argcheck = require "pivq.core.argcheck"
+local gc = require "pivq.core.gc"
 
 local C = state.C
-local wrap, check_rc = tensor.wrap, tensor.check_rc
+local wrap, check_rc = gc.wrap, gc.check_rc
 
 local M = {}
 
@@ -24,9 +26,9 @@ end
 -- For each query row, how many reference balls contain it; for each reference row, the distance
 -- to its nearest query row.
 function M.ball_counts(ref, radii, query, inclusive)
-  tensor.check_tensor("ball_counts", "ref", ref)
-  tensor.check_tensor("ball_counts", "radii", radii)
-  tensor.check_tensor("ball_counts", "query", query)
+  argcheck.tensor("ball_counts", "ref", ref)
+  argcheck.tensor("ball_counts", "radii", radii)
+  argcheck.tensor("ball_counts", "query", query)
   local counts, nearest = ffi.new("pivq_tensor*[1]"), ffi.new("pivq_tensor*[1]")
   check_rc(C.pivq_ball_counts(ref.c, radii.c, query.c, inclusive and 1 or 0, counts, nearest))
   return wrap(counts[0]), wrap(nearest[0])
@@ -36,7 +38,7 @@ end
 local function fraction_positive(t) return t:gt(0):sum():item() / t:numel() end
 
 function M.prdc(real, fake, opts)
-  opts = tensor.options("prdc", opts)
+  opts = argcheck.options("prdc", opts)
   for _, arg in ipairs({ { "real", real }, { "fake", fake } }) do -- not pairs: a nil would be skipped
     if not tensor.is_tensor(arg[2]) or arg[2]:dim() ~= 2 then
       error(string.format("prdc: %s must be a 2-D tensor (points x features)", arg[1]), 2)
@@ -47,7 +49,7 @@ function M.prdc(real, fake, opts)
   end
   real, fake = real:float(), fake:float()
   local improved = opts.improved or false
-  local k = tensor.check_number("prdc", "k", opts.k, improved and 3 or 5, true)
+  local k = argcheck.number("prdc", "k", opts.k, improved and 3 or 5, true)
   local N, Mf = real:size(1), fake:size(1)
   if k < 1 or k >= N or k >= Mf then
     error(string.format("prdc: need 1 <= k < number of points in each set, got k=%d (real %d, fake %d)",
@@ -93,7 +95,7 @@ end
 -- PSNR in dB, the mean over images of each image's PSNR (data_range: 1 for pixels in [0, 1]).
 -- An exact reconstruction has infinite PSNR; it is capped at 100 dB so means stay finite.
 function M.psnr(x, y, opts)
-  local R = tensor.check_number("psnr", "data_range", tensor.options("psnr", opts).data_range, 1)
+  local R = argcheck.number("psnr", "data_range", argcheck.options("psnr", opts).data_range, 1)
   check_pair("psnr", x, y)
   local mse = M.mse(x, y)
   local total, n = 0, mse:numel()
@@ -107,9 +109,9 @@ end
 -- Mean SSIM over images (Wang et al. 2004; see pivq_ssim in csrc/pivq.h); per_image = true
 -- returns the N values instead.
 function M.ssim(x, y, opts)
-  opts = tensor.options("ssim", opts)
+  opts = argcheck.options("ssim", opts)
   check_pair("ssim", x, y)
-  local s = wrap(C.pivq_ssim(x:float().c, y:float().c, tensor.check_number("ssim", "data_range", opts.data_range, 1)))
+  local s = wrap(C.pivq_ssim(x:float().c, y:float().c, argcheck.number("ssim", "data_range", opts.data_range, 1)))
   if opts.per_image then return s end
   return s:sum():item() / s:numel()
 end

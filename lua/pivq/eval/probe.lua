@@ -7,13 +7,14 @@
 --   -- r.accuracy_mean, r.accuracy_std, r.baseline_mean, r.baseline_std, r.per_fold
 local random = require "pivq.core.random"
 local tensor = require "pivq.core.tensor"
+local argcheck = require "pivq.core.argcheck"
 
 local M = {}
 
 -- N x K float32 bag of codes from N x L 1-based codes: counts, or indicators with binary=true.
 function M.bag_of_codes(codes, K, opts)
-  opts = tensor.options("bag_of_codes", opts)
-  K = tensor.check_number("bag_of_codes", "K", K, nil, true)
+  opts = argcheck.options("bag_of_codes", opts)
+  K = argcheck.number("bag_of_codes", "K", K, nil, true)
   if not tensor.is_tensor(codes) or codes:dim() ~= 2 or (codes:dtype() ~= "int64" and codes:dtype() ~= "int32") then
     error("bag_of_codes: codes must be an N x L integer tensor of 1-based codes", 2)
   end
@@ -77,9 +78,9 @@ end
 -- The options of lbfgs (memory, max_iter, tol), checked for fname (fit and cross_validate pass
 -- theirs on).
 local function lbfgs_options(fname, opts)
-  opts = tensor.options(fname, opts)
-  return opts, tensor.check_number(fname, "memory", opts.memory, 10, true),
-    tensor.check_number(fname, "max_iter", opts.max_iter, 500, true), tensor.check_number(fname, "tol", opts.tol, 1e-5)
+  opts = argcheck.options(fname, opts)
+  return opts, argcheck.number(fname, "memory", opts.memory, 10, true),
+    argcheck.number(fname, "max_iter", opts.max_iter, 500, true), argcheck.number(fname, "tol", opts.tol, 1e-5)
 end
 
 function M.lbfgs(f, x, opts)
@@ -88,7 +89,7 @@ function M.lbfgs(f, x, opts)
   if type(f) ~= "function" then error("lbfgs: f must be a function, got " .. type(f), 2) end
   if type(x) ~= "table" then error("lbfgs: x must be an array of numbers, got " .. type(x), 2) end
   local n = #x
-  for i = 1, n do tensor.check_number("lbfgs", "x[" .. i .. "]", x[i]) end
+  for i = 1, n do argcheck.number("lbfgs", "x[" .. i .. "]", x[i]) end
   local fx, g = f(x)
   if type(fx) ~= "number" or type(g) ~= "table" or #g ~= n then
     error(string.format("lbfgs: f must return a number and a gradient array of %d numbers", n), 2)
@@ -166,7 +167,7 @@ function M.fit(X, labels, opts)
     or labels:size(1) ~= X:size(1) or X:size(1) == 0 then
     error("probe.fit: need X (N x d) and labels (N) tensors, N >= 1", 2)
   end
-  tensor.check_number("probe.fit", "classes", opts.classes, 1, true)
+  argcheck.number("probe.fit", "classes", opts.classes, 1, true)
   if labels:dtype() ~= "int64" and labels:dtype() ~= "int32" then
     error("probe.fit: labels must be int64 or int32, got " .. labels:dtype(), 2)
   end
@@ -207,7 +208,7 @@ function M.cross_validate(X, labels, opts)
     or labels:size(1) ~= X:size(1) then
     error("probe.cross_validate: need X (N x d) and labels (N) tensors", 2)
   end
-  local folds = tensor.check_number("probe.cross_validate", "folds", opts.folds, 5, true)
+  local folds = argcheck.number("probe.cross_validate", "folds", opts.folds, 5, true)
   local N = X:size(1)
   if N < folds then error("probe.cross_validate: fewer samples than folds", 2) end
   local C = labels:max()

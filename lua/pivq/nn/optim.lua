@@ -9,9 +9,11 @@
 local ffi = require "ffi"
 local state = require "pivq.core.ffi"
 local tensor = require "pivq.core.tensor"
+local argcheck = require "pivq.core.argcheck"
+local gc = require "pivq.core.gc"
 
 local C = state.C
-local check_rc = tensor.check_rc
+local check_rc = gc.check_rc
 local ptr_array = ffi.typeof("pivq_tensor*[?]")
 
 local M = {}
@@ -68,7 +70,7 @@ end
 -- {shared = true}: then the live buffers themselves (for writing a checkpoint at once — copying
 -- the whole optimizer state for that doubled it in memory at every checkpoint)
 function Optimizer:state_dict(opts)
-  local shared = tensor.options("state_dict", opts).shared
+  local shared = argcheck.options("state_dict", opts).shared
   local sd = { step = self.step_count, lr = self.lr, kind = self.kind, buffers = {} }
   for name, list in pairs(self.buffers) do
     local copies = {}
@@ -92,15 +94,15 @@ function Optimizer:load_state_dict(sd)
       fail(string.format("load_state_dict: buffer '%s' needs %d tensors", name, #list), 2)
     end
     for i, t in ipairs(list) do
-      if not tensor.is_tensor(src[i]) or tensor.shape_string(src[i]) ~= tensor.shape_string(t) then
+      if not tensor.is_tensor(src[i]) or argcheck.shape_string(src[i]) ~= argcheck.shape_string(t) then
         fail(string.format("load_state_dict: buffer '%s' entry %d must have shape %s", name, i,
-          tensor.shape_string(t)), 2)
+          argcheck.shape_string(t)), 2)
       end
       t:copy(src[i])
     end
   end
-  self.step_count = tensor.check_number("load_state_dict", "step", sd.step, 0)
-  self.lr = tensor.check_number("load_state_dict", "lr", sd.lr, self.lr)
+  self.step_count = argcheck.number("load_state_dict", "step", sd.step, 0)
+  self.lr = argcheck.number("load_state_dict", "lr", sd.lr, self.lr)
 end
 
 local function new_optimizer(kind, params, fields)
@@ -117,7 +119,7 @@ end
 
 -- SGD(params, {lr = 0.01, momentum = 0, dampening = 0, weight_decay = 0, nesterov = false})
 function M.SGD(params, opts)
-  opts = tensor.options("SGD", opts)
+  opts = argcheck.options("SGD", opts)
   param_list("SGD", params, 2)
   local o = new_optimizer("SGD", params, {
     lr = number_opt("SGD", opts, "lr", 0.01, 2),
@@ -143,7 +145,7 @@ end
 -- ---- Adam / AdamW ------------------------------------------------------------------------------
 
 local function adam(kind, decoupled, default_wd, params, opts)
-  opts = tensor.options(kind, opts)
+  opts = argcheck.options(kind, opts)
   param_list(kind, params, 3)
   local betas = opts.betas or { 0.9, 0.999 }
   if type(betas) ~= "table" or type(betas[1]) ~= "number" or type(betas[2]) ~= "number" then
@@ -176,8 +178,8 @@ function M.AdamW(params, opts) return adam("AdamW", 1, 0.01, params, opts) end
 function M.clip_grad_norm(params, max_norm, norm_type)
   param_list("clip_grad_norm", params, 2)
   local total = ffi.new("double[1]")
-  max_norm = tensor.check_number("clip_grad_norm", "max_norm", max_norm)
-  norm_type = tensor.check_number("clip_grad_norm", "norm_type", norm_type, 2)
+  max_norm = argcheck.number("clip_grad_norm", "max_norm", max_norm)
+  norm_type = argcheck.number("clip_grad_norm", "norm_type", norm_type, 2)
   if C.pivq_clip_grad_norm(c_array(params), #params, max_norm, norm_type, total) ~= 0 then
     fail((ffi.string(C.pivq_last_error()):gsub("^grad_norm:", "clip_grad_norm:")), 2) -- it speaks as grad_norm
   end
@@ -187,7 +189,7 @@ end
 function M.grad_norm(params, norm_type)
   param_list("grad_norm", params, 2)
   local total = ffi.new("double[1]")
-  check_rc(C.pivq_grad_norm(c_array(params), #params, tensor.check_number("grad_norm", "norm_type", norm_type, 2),
+  check_rc(C.pivq_grad_norm(c_array(params), #params, argcheck.number("grad_norm", "norm_type", norm_type, 2),
     total))
   return total[0]
 end
@@ -229,17 +231,17 @@ M.schedules = {}
 -- lr rises linearly from 0 to its initial value over `warmup` steps, then stays.
 function M.schedules.linear_warmup(opt, warmup)
   check_optimizer("linear_warmup", opt)
-  tensor.check_number("linear_warmup", "warmup", warmup)
+  argcheck.number("linear_warmup", "warmup", warmup)
   return schedule(opt, function(t) return math.min(1, (t + 1) / warmup) end)
 end
 
 -- Cosine decay to min_lr over total steps, after an optional linear warm-up.
 function M.schedules.cosine(opt, total, opts)
   check_optimizer("cosine", opt)
-  tensor.check_number("cosine", "total", total)
-  opts = tensor.options("cosine", opts)
-  local warm = tensor.check_number("cosine", "warmup", opts.warmup, 0)
-  local min_factor = tensor.check_number("cosine", "min_lr", opts.min_lr, 0) / opt.initial_lr
+  argcheck.number("cosine", "total", total)
+  opts = argcheck.options("cosine", opts)
+  local warm = argcheck.number("cosine", "warmup", opts.warmup, 0)
+  local min_factor = argcheck.number("cosine", "min_lr", opts.min_lr, 0) / opt.initial_lr
   return schedule(opt, function(t)
     if t < warm then return (t + 1) / warm end
     local p = math.min(1, (t - warm) / math.max(1, total - warm))
@@ -250,8 +252,8 @@ end
 -- Multiply the lr by gamma every step_size steps.
 function M.schedules.step(opt, step_size, gamma)
   check_optimizer("step", opt)
-  tensor.check_number("step", "step_size", step_size)
-  tensor.check_number("step", "gamma", gamma, 0.1)
+  argcheck.number("step", "step_size", step_size)
+  argcheck.number("step", "gamma", gamma, 0.1)
   return schedule(opt, function(t) return (gamma or 0.1) ^ math.floor(t / step_size) end)
 end
 
@@ -265,7 +267,7 @@ function M.EMA(params, decay)
   param_list("EMA", params, 2)
   local shadow = {}
   for i, p in ipairs(params) do shadow[i] = p:detach():clone() end
-  decay = tensor.check_number("EMA", "decay", decay, 0.999)
+  decay = argcheck.number("EMA", "decay", decay, 0.999)
   local e = setmetatable({ params = params, shadow = shadow, decay = decay }, EMA)
   e.c_params, e.c_shadow = c_array(params), c_array(shadow)
   return e
@@ -282,9 +284,9 @@ local function params_or(self, params)
     fail(string.format("copy_to: %d parameters for %d averaged ones", #params, #self.shadow), 3)
   end
   for i, p in ipairs(params) do
-    if tensor.shape_string(p) ~= tensor.shape_string(self.shadow[i]) then
-      fail(string.format("copy_to: parameter %d has shape %s, its average %s", i, tensor.shape_string(p),
-        tensor.shape_string(self.shadow[i])), 3)
+    if argcheck.shape_string(p) ~= argcheck.shape_string(self.shadow[i]) then
+      fail(string.format("copy_to: parameter %d has shape %s, its average %s", i, argcheck.shape_string(p),
+        argcheck.shape_string(self.shadow[i])), 3)
     end
   end
   return params
@@ -308,7 +310,7 @@ function EMA:load_state_dict(sd)
   if type(sd) ~= "table" or type(sd.shadow) ~= "table" or #sd.shadow ~= #self.shadow then
     fail(string.format("load_state_dict: expected an EMA state with %d shadow tensors", #self.shadow), 2)
   end
-  for i = 1, #self.shadow do tensor.check_tensor("load_state_dict", "shadow " .. i, sd.shadow[i]) end
+  for i = 1, #self.shadow do argcheck.tensor("load_state_dict", "shadow " .. i, sd.shadow[i]) end
   for i, s in ipairs(self.shadow) do s:copy(sd.shadow[i]) end
   self.decay = sd.decay or self.decay
 end

@@ -19,6 +19,7 @@ local tensor = require "pivq.core.tensor"
 local M = {}
 
 local strategies = require("pivq.quant.Registry").new("interp")
+local argcheck = require "pivq.core.argcheck"
 
 function M.register(name, fn, doc) strategies:register(name, fn, doc) end
 function M.list() return strategies:list() end
@@ -28,8 +29,8 @@ function M.load_file(path) return strategies:load_file(path) end
 
 -- Group sizes for `total` swaps in `steps` transitions: as even as possible, larger first.
 function M.plan_steps(total, steps)
-  tensor.check_number("plan_steps", "total", total, nil, true)
-  tensor.check_number("plan_steps", "steps", steps, total, true)
+  argcheck.number("plan_steps", "total", total, nil, true)
+  argcheck.number("plan_steps", "steps", steps, total, true)
   steps = math.max(1, math.min(steps or total, math.max(total, 1)))
   local sizes = {}
   for i = 1, steps do sizes[i] = math.floor(total / steps) + (i <= total % steps and 1 or 0) end
@@ -40,7 +41,7 @@ end
 function M.path_from_swaps(A, swaps, steps)
   if not CodeSet.is_codeset(A) then error("path_from_swaps: A must be a CodeSet, got " .. type(A), 2) end
   if type(swaps) ~= "table" then error("path_from_swaps: swaps must be a list {{remove =, add =}, ...}", 2) end
-  tensor.check_number("path_from_swaps", "steps", steps, #swaps, true)
+  argcheck.number("path_from_swaps", "steps", steps, #swaps, true)
   for i = 1, #swaps do
     if type(swaps[i]) ~= "table" then
       error(string.format("path_from_swaps: swap %d is %s, not {remove =, add =}", i, type(swaps[i])), 2)
@@ -87,8 +88,8 @@ end
 
 -- pivq.interp.path(name, A, B, opts): run a registered strategy and check its path.
 function M.path(name, A, B, opts)
-  opts = tensor.options("interp.path", opts)
-  tensor.check_number("interp.path", "steps", opts.steps, 1, true)
+  opts = argcheck.options("interp.path", opts)
+  argcheck.number("interp.path", "steps", opts.steps, 1, true)
   if not CodeSet.is_codeset(A) or not CodeSet.is_codeset(B) then
     error("interp.path: A and B must be CodeSets (pivq.CodeSet(codes))", 2)
   end
@@ -112,11 +113,11 @@ function M.model_options(model, xa, xb, opts)
     if not tensor.is_tensor(arg[2]) or arg[2]:dim() ~= 4 or arg[2]:size(1) ~= 1
       or (c and (arg[2]:size(2) ~= c.channels or arg[2]:size(3) ~= c.image_size or arg[2]:size(4) ~= c.image_size)) then
       error(string.format("interp.model_options: %s must be one image (1 x C x H x W), got %s", arg[1],
-        tensor.is_tensor(arg[2]) and tensor.shape_string(arg[2]) or type(arg[2])), 2)
+        tensor.is_tensor(arg[2]) and argcheck.shape_string(arg[2]) or type(arg[2])), 2)
     end
   end
   local out = {}
-  for k, v in pairs(tensor.options("interp.model_options", opts)) do out[k] = v end
+  for k, v in pairs(argcheck.options("interp.model_options", opts)) do out[k] = v end
   out.model = model
   local z = require("pivq.core.autograd").no_grad(function() return model:latents(tensor.cat({ xa, xb }, 1)) end)
   out.latents_a, out.latents_b = z[1], z[2]

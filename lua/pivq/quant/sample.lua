@@ -18,6 +18,7 @@ local tensor = require "pivq.core.tensor"
 
 local M = {}
 local strategies = require("pivq.quant.Registry").new("sample")
+local argcheck = require "pivq.core.argcheck"
 
 function M.register(name, fn, doc) strategies:register(name, fn, doc) end
 function M.list() return strategies:list() end
@@ -38,9 +39,9 @@ function M.codes(name, bank, n, opts)
   if type(n) ~= "number" or n % 1 ~= 0 or n < 1 or n * bank.codes:size(2) > 2 ^ 36 then
     error("sample.codes: n must be a positive integer (n x L at most 2^36), got " .. tostring(n), 2)
   end
-  opts = tensor.options("sample.codes", opts)
-  if opts.seed ~= nil then random.check_seed("sample.codes", opts.seed) end
-  random.generator_of("sample.codes", opts)
+  opts = argcheck.options("sample.codes", opts)
+  if opts.seed ~= nil then argcheck.u53("sample.codes", "seed", opts.seed) end
+  argcheck.generator("sample.codes", opts)
   local codes = strategies:get(name)(bank, n, opts)
   local L = bank.codes:size(2)
   if not tensor.is_tensor(codes) or codes:dim() ~= 2 or codes:size(1) ~= n or codes:size(2) ~= L then

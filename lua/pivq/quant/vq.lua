@@ -1,35 +1,18 @@
--- pivq.vq: vector-quantization tools on tensors (Lua side of csrc/vq.c and csrc/assign.c).
+-- pivq.quant.vq (pivq.vq): vector-quantization tools on tensors (Lua side of csrc/vq.c and csrc/assign.c).
 -- Codes are 1-based here, as everywhere in the Lua API.
 local tensor = require "pivq.core.tensor"
 local random = require "pivq.core.random"
 local state = require "pivq.core.ffi"
+local argcheck = require "pivq.core.argcheck"
+local gc = require "pivq.core.gc"
+local index = require "pivq.core.index"
 
 local C = state.C
-local wrap, check_rc = tensor.wrap, tensor.check_rc
+local wrap, check_rc = gc.wrap, gc.check_rc
 
 local M = {}
 
-local function need_tensor(fname, name, t)
-  if not tensor.is_tensor(t) then
-    error(string.format("%s: %s must be a tensor, got %s", fname, name, type(t)), 3)
-  end
-end
-
--- 0-based int64 copy of 1-based codes.
-local function codes0(fname, codes, K)
-  need_tensor(fname, "codes", codes)
-  if codes:dtype() ~= "int64" then
-    error(string.format("%s: codes must be int64, got %s", fname, codes:dtype()), 3)
-  end
-  tensor.check_number(fname, "K", K, nil, true)
-  if codes:numel() > 0 then
-    local lo, hi = codes:min(), codes:max()
-    if lo < 1 or hi > K then
-      error(string.format("%s: code %d out of range 1..%d", fname, lo < 1 and lo or hi, K), 3)
-    end
-  end
-  return codes - 1
-end
+local need_tensor, fail, codes0 = argcheck.tensor, argcheck.fail, index.codes0
 
 -- ||x_i - e_k||^2 for x N x c and e K x c (N x K).
 function M.sq_distances(x, e)
@@ -42,7 +25,7 @@ end
 function M.nearest(x, e)
   need_tensor("nearest", "e", e)
   if e:dim() ~= 2 or e:size(1) == 0 then
-    error("nearest: the codebook e must be K x c with K >= 1, got " .. tensor.shape_string(e), 2)
+    fail("nearest: the codebook e must be K x c with K >= 1, got " .. argcheck.shape_string(e))
   end
   local d = M.sq_distances(x, e)
   local dist, idx = d:min(2)
@@ -52,13 +35,13 @@ end
 -- k-means with k-means++ seeding: K x c centroids of the rows of x.
 -- opts: iters (default 20), generator (a pivq.Generator; default: the global one).
 function M.kmeans(x, K, opts)
-  opts = tensor.options("kmeans", opts)
+  opts = argcheck.options("kmeans", opts)
   need_tensor("kmeans", "x", x)
   if type(K) ~= "number" or K % 1 ~= 0 then
-    error("kmeans: K must be an integer, got " .. tostring(K), 2)
+    fail("kmeans: K must be an integer, got " .. tostring(K))
   end
-  local g = random.generator_of("kmeans", opts)
-  return wrap(C.pivq_kmeans(x.c, K, tensor.check_number("kmeans", "iters", opts.iters, 20, true), g))
+  local g = argcheck.generator("kmeans", opts)
+  return wrap(C.pivq_kmeans(x.c, K, argcheck.number("kmeans", "iters", opts.iters, 20, true), g))
 end
 
 -- In-place EMA codebook update (see csrc/pivq.h): codebook K x c, ema_count K, ema_sum K x c,
@@ -70,11 +53,11 @@ function M.ema_update_(codebook, ema_count, ema_sum, latents, codes, decay, eps)
   need_tensor("ema_update", "ema_sum", ema_sum)
   need_tensor("ema_update", "latents", latents)
   if codebook:dim() ~= 2 then
-    error("ema_update: codebook must be K x c, got " .. tensor.shape_string(codebook), 2)
+    fail("ema_update: codebook must be K x c, got " .. argcheck.shape_string(codebook))
   end
   local c0 = codes0("ema_update", codes, codebook:size(1))
   check_rc(C.pivq_vq_ema_update_(codebook.c, ema_count.c, ema_sum.c, latents.c, c0.c,
-    tensor.check_number("ema_update", "decay", decay, 0.99), tensor.check_number("ema_update", "eps", eps, 1e-5)))
+    argcheck.number("ema_update", "decay", decay, 0.99), argcheck.number("ema_update", "eps", eps, 1e-5)))
 end
 
 -- The halves of ema_update_ for data-parallel training (the statistics are summed over the
@@ -82,10 +65,10 @@ end
 -- (K x c); ema_apply_ runs the EMA update from such statistics.
 function M.ema_stats(latents, codes, K)
   need_tensor("ema_stats", "latents", latents)
-  tensor.check_number("ema_stats", "K", K, nil, true)
+  argcheck.number("ema_stats", "K", K, nil, true)
   if latents:dim() ~= 2 or K < 1 then
-    error(string.format("ema_stats: need latents N x c and K >= 1, got %s and K = %d", tensor.shape_string(latents),
-      K), 2)
+    fail(string.format("ema_stats: need latents N x c and K >= 1, got %s and K = %d", argcheck.shape_string(latents),
+      K))
   end
   local counts, sums = tensor.zeros(K), tensor.zeros(K, latents:size(2))
   check_rc(C.pivq_vq_ema_stats(latents.c, codes0("ema_stats", codes, K).c, counts.c, sums.c))
@@ -99,7 +82,7 @@ function M.ema_apply_(codebook, ema_count, ema_sum, counts, sums, decay, eps)
     need_tensor("ema_apply_", arg[1], arg[2])
   end
   check_rc(C.pivq_vq_ema_apply_(codebook.c, ema_count.c, ema_sum.c, counts.c, sums.c,
-    tensor.check_number("ema_apply_", "decay", decay, 0.99), tensor.check_number("ema_apply_", "eps", eps, 1e-5)))
+    argcheck.number("ema_apply_", "decay", decay, 0.99), argcheck.number("ema_apply_", "eps", eps, 1e-5)))
 end
 
 -- Usage count of every code (int64, length K) from 1-based codes of any shape.
@@ -148,9 +131,7 @@ end
 -- L 1-based int64 columns; a B x L x K cost gives B x L (problems solved in parallel).
 function M.assign(cost)
   need_tensor("assign", "cost", cost)
-  local cols = wrap(C.pivq_assign(cost.c))
-  check_rc(C.pivq_binary_scalar_(cols.c, 1, C.PIVQ_ADD))
-  return cols
+  return index.to1_(wrap(C.pivq_assign(cost.c)))
 end
 
 -- The matching codes of latents z (B x L x c) against codebook (K x c): B x L 1-based int64,
@@ -159,9 +140,7 @@ end
 function M.match(z, codebook)
   need_tensor("match", "z", z)
   need_tensor("match", "codebook", codebook)
-  local cols = wrap(C.pivq_vq_match(z.c, codebook.c))
-  check_rc(C.pivq_binary_scalar_(cols.c, 1, C.PIVQ_ADD))
-  return cols
+  return index.to1_(wrap(C.pivq_vq_match(z.c, codebook.c)))
 end
 
 M.Generator = random.Generator

@@ -35,6 +35,7 @@ local PIVQ = require "pivq.models.pivq"
 local PatchDiscriminator = require "pivq.nn.PatchDiscriminator"
 local dist = require "pivq.train.dist"
 local json = require "dkjson"
+local gc = require "pivq.core.gc"
 
 local M = {}
 
@@ -532,7 +533,7 @@ function Trainer:fit_loop()
     if self.model.quantizer.bypassed and self.step >= o.quant_start then
       local n = self:init_codebook()
       -- the gathered latents and k-means buffers, freed before the step instead of during it
-      pivq_tensor.collect_between_steps()
+      gc.collect_between_steps()
       if not o.quiet then print(string.format("%sstep %d: codebook initialised by k-means++ on %d latents",
         tty and "\n" or "", self.step, n)) end
     end
@@ -585,7 +586,7 @@ function Trainer:fit_loop()
     if ckpt then assert(self:save_checkpoint()) end
     -- their garbage (16 MB at the default model's checkpoints), freed before the next step
     -- instead of living through it: that step's peak was the heap's high-water mark (+8 MB RSS)
-    if grid or ckpt then pivq_tensor.collect_between_steps() end
+    if grid or ckpt then gc.collect_between_steps() end
     local interrupted = host_ok and host.interrupted()
     local late = o.max_minutes > 0 and clock() - t_start > o.max_minutes * 60
     if self.dist then interrupted, late = self.dist:any(interrupted, late) end -- every rank stops alike

@@ -18,9 +18,11 @@
 local ffi = require "ffi"
 local tensor = require "pivq.core.tensor"
 local state = require "pivq.core.ffi"
+local argcheck = require "pivq.core.argcheck"
+local gc = require "pivq.core.gc"
 
 local C = state.C
-local fail, check = tensor.fail, tensor.check_rc
+local fail, check = argcheck.fail, gc.check_rc
 
 local M = {}
 
@@ -91,7 +93,7 @@ end
 function M.gather(x, root)
   if not tensor.is_tensor(x) then fail("gather: expected a tensor, got " .. type(x)) end
   root = check_root("gather", root)
-  local out = tensor.wrap(C.pivq_dist_gather(x:contiguous().c, root)) -- empty except on root
+  local out = gc.wrap(C.pivq_dist_gather(x:contiguous().c, root)) -- empty except on root
   if M.rank() ~= root then return nil end
   return out
 end
