@@ -1,7 +1,7 @@
 -- train: train a PI-VQ model (default: Fashion-MNIST, matching quantization)
 local argparse = require "argparse"
 local pivq = require "pivq"
-local train = require "pivq.train.Trainer"
+local train = require "pivq.train"
 
 local parser = argparse("pivq train", "Train a permutation-invariant VQ autoencoder (see README.md).\n"
   .. "Writes OUT/model.safetensors, log.jsonl, recon.png, curve.svg and metrics.json.")
@@ -25,7 +25,7 @@ for _, o in ipairs(train.options) do
 end
 
 local run = train.Trainer(opts)
-if run.dist and not run.dist.is_root then opts.quiet = true end -- data-parallel: rank 0 alone prints
+if not run.dist.is_root then opts.quiet = true end -- data-parallel: rank 0 alone prints
 if not opts.quiet then
   print(string.format("pivq %s | %s | %d threads | %s, %d parameters", pivq.version, opts.dataset,
     pivq.get_num_threads(), run.model:extra_repr(), run.model:num_parameters()))

@@ -93,7 +93,7 @@ pivq.memory = require "pivq.core.memory" -- RSS and live tensor bytes
 -- the model
 pivq.PIVQ = require "pivq.models.pivq"
 pivq.load_model = pivq.PIVQ.load
-pivq.train = require "pivq.train.Trainer"
+pivq.train = require "pivq.train"
 pivq.dist = require "pivq.train.dist" -- data-parallel training over MPI
 pivq.bank = require "pivq.quant.bank"
 pivq.features = require "pivq.eval.features"

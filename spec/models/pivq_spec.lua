@@ -207,7 +207,7 @@ describe("pivq.train", function()
   end)
 
   it("warns when 2+ threads would spin on a busy machine, unless a wait policy is set", function()
-    local warn = require("pivq.train.Trainer").spin_warning
+    local warn = require("pivq.train").spin_warning
     local cpu2 = "processor\t: 0\nvendor_id : x\n\nprocessor\t: 1\nvendor_id : x\n"
     local none = function() return nil end
     local msg = warn(2, none, "5.53 4.43 3.76 3/200 123\n", cpu2)

@@ -12,7 +12,7 @@
 -- thread count for the whole process): on a shared, busy machine OpenMP's waiting threads can
 -- slow such small operations many times over, and one thread gives the same model everywhere.
 local bit = require "bit"
-local train = require "pivq.train.Trainer"
+local train = require "pivq.train"
 local PIVQ = require "pivq.models.pivq"
 
 local M = {}
