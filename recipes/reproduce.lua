@@ -1,7 +1,7 @@
--- reproduce: the reproduction of the method's claims on Fashion-MNIST (issue #8, METHOD.md).
+-- reproduce: the reproduction of the method's claims on Fashion-MNIST (issue #8, notebooks/METHOD.md).
 --
 -- Trains five models with identical budgets — matching, nearest and the positional baseline with
--- the default learned readout, and matching and nearest with the exchangeable readout (METHOD.md:
+-- the default learned readout, and matching and nearest with the exchangeable readout (notebooks/METHOD.md:
 -- learned query tokens let codes carry their slot) — then measures for each: test PSNR/SSIM,
 -- codebook usage, K_img, capacity bits and the matching/nearest ratio, slot–code dependence, PRDC
 -- of interpolation-based samples (pair, mix) beside the marginal-codes baseline (positional: random

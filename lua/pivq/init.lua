@@ -15,7 +15,7 @@ local pivq = {}
 pivq.version = ffi.string(C.pivq_version())
 pivq.C = C -- the raw FFI library, for extensions and tests
 -- rich output (PNG images) in notebooks; text or a temporary PNG elsewhere
-pivq.display = require("pivq.display.rich").display
+pivq.display = require("pivq.display").display
 
 -- constructors and free functions
 for _, name in ipairs({ "empty", "zeros", "ones", "full", "arange", "tensor", "from_pointer",

@@ -194,7 +194,7 @@ def main():
         check("print_flood", print_flood)
 
         def no_png_message():
-            reply, out = s.run('require("pivq.display.rich").png_available()')
+            reply, out = s.run('require("pivq.display").png_available()')
             if result_text(out) == "true":
                 return  # pivq.image is there: nothing to check
             reply, out = s.run("pivq.show(pivq.zeros(1, 2, 2))")
@@ -203,7 +203,7 @@ def main():
         check("no_png_message", no_png_message)
 
         def image_pixels():  # the real pivq.image (libpng): the pixels a cell shows are its tensor's
-            reply, out = s.run('require("pivq.display.rich").png_available()')
+            reply, out = s.run('require("pivq.display").png_available()')
             if result_text(out) != "true":
                 return  # no PNG support built: no_png_message covers it
             # values v in [0, 1] stored as round(255 v); a ramp and a few awkward values

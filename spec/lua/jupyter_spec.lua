@@ -2,7 +2,7 @@
 -- the `pivq jupyter serve` process over its pipes (no Python), and the whole kernel driven by
 -- jupyter_client as a notebook front-end would (spec/helpers/jupyter_kernel_check.py).
 local jupyter = require "pivq.display.jupyter"
-local display = require "pivq.display.rich"
+local display = require "pivq.display"
 local pivq = require "pivq"
 
 local BUILD = os.getenv("PIVQ_BUILD_DIR") or "build"

@@ -1,6 +1,6 @@
 -- pivq.plot: line plots as SVG; plot.show publishes one through pivq.display (a notebook's sink).
 local plot = require "pivq.display.plot"
-local display = require "pivq.display.rich"
+local display = require "pivq.display"
 
 local spec = {
   title = "a & b", xlabel = "x", ylabel = "y", ymin = 0,

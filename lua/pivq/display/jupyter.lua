@@ -360,7 +360,7 @@ function M.serve(opts)
   require("pivq.core.strict").disable()
   local pivq = require "pivq"
   rawset(_G, "pivq", pivq)
-  local display = require "pivq.display.rich"
+  local display = require "pivq.display"
   -- In a notebook, images are PNGs in the page rather than text in a terminal.
   pivq.show = display.show
   pivq.display = display.display

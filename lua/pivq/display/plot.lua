@@ -105,7 +105,7 @@ end
 
 function M.show(spec)
   local svg = M.line(spec)
-  require("pivq.display.rich").mime({ ["image/svg+xml"] = svg,
+  require("pivq.display").mime({ ["image/svg+xml"] = svg,
     ["text/plain"] = "<plot: " .. (spec.title or "") .. ">" })
 end
 

@@ -1,4 +1,4 @@
--- pivq.features: feature spaces for PRDC (no downloaded weights exist offline; METHOD.md).
+-- pivq.features: feature spaces for PRDC (no downloaded weights exist offline; notebooks/METHOD.md).
 --
 --   pivq.features.extractor("classifier", {path =})  a CNN trained by `pivq train-features` on the
 --                                                     dataset's labels; its penultimate layer (128-d)

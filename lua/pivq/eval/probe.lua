@@ -1,4 +1,4 @@
--- pivq.probe: the linear probe (METHOD.md, "Evaluation"; Fig. 5 of the paper) — multinomial
+-- pivq.probe: the linear probe (notebooks/METHOD.md, "Evaluation"; Fig. 5 of the paper) — multinomial
 -- logistic regression from a bag of codes to labels, L2-regularised and trained to convergence
 -- by L-BFGS, with k-fold cross-validation beside the majority-class baseline.
 --

@@ -5,7 +5,7 @@
 --     strategies = {"pair", "mix"}, features = extractor})
 --
 -- Keys of the result: reconstruction (psnr, ssim, mse on the held-out split), codes (usage,
--- perplexity, K_img), capacity (bits_matching, bits_nearest, capacity_ratio: METHOD.md's
+-- perplexity, K_img), capacity (bits_matching, bits_nearest, capacity_ratio: notebooks/METHOD.md's
 -- "effective capacity ratio" at this model's K and L and the measured K_img), slot dependence
 -- (slot_nmi, slot_owned: see slot_code_stats) and, when samples > 0, PRDC of each sampling
 -- strategy's images against the test images (prdc[strategy] = {precision, recall, density,
@@ -22,7 +22,7 @@ local sample = require "pivq.quant.sample"
 
 local M = {}
 
--- How much a code tells about the latent slot that produced it (METHOD.md: with L learned query
+-- How much a code tells about the latent slot that produced it (notebooks/METHOD.md: with L learned query
 -- tokens each code can end up owned by one slot — a positional code in disguise).
 -- idx: B x L int64 1-based codes in slot order (as the quantizer returns them, unsorted).
 -- Returns {nmi = I(slot; code) / log L (0: codes say nothing about slots, 1: a code names its

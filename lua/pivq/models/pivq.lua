@@ -1,4 +1,4 @@
--- pivq.PIVQ: the permutation-invariant VQ autoencoder (METHOD.md, "Model"; our design within
+-- pivq.PIVQ: the permutation-invariant VQ autoencoder (notebooks/METHOD.md, "Model"; our design within
 -- the paper's constraints, see docs in README.md).
 --
 -- Encoder (may use position): patchify, linear embedding, learned 2-D positional embedding,

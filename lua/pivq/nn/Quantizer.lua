@@ -1,7 +1,7 @@
 -- pivq.nn.Quantizer(K, c, opts): maps each image's L latent vectors to L codebook entries.
 --
 --   mode = "matching"  optimal bipartite matching: the L codes of an image are distinct
---                      (exact assignment, pivq.assign; METHOD.md "Quantizers")
+--                      (exact assignment, pivq.assign; notebooks/METHOD.md "Quantizers")
 --   mode = "nearest"   each latent takes its nearest code independently (a multiset)
 --
 -- forward(z) with z (B, L, c) returns

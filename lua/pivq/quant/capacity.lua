@@ -1,4 +1,4 @@
--- pivq.capacity: bits a code of L entries from a codebook of K can carry (METHOD.md, "Capacity
+-- pivq.capacity: bits a code of L entries from a codebook of K can carry (notebooks/METHOD.md, "Capacity
 -- accounting"; Figure 4 of the paper). All counts go through log-gamma, so K and L in the
 -- thousands neither overflow nor lose precision.
 --
