@@ -1,7 +1,7 @@
 -- capacity: the Figure-4 table of bits per image for positional, multiset, nearest and matching codes
 local argparse = require "argparse"
-local capacity = require "pivq.capacity"
-local plot = require "pivq.plot"
+local capacity = require "pivq.quant.capacity"
+local plot = require "pivq.display.plot"
 
 local parser = argparse("pivq capacity",
   "Bits an image's code can carry with codebook size K and L codes per image (notebooks/METHOD.md).\n"

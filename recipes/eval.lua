@@ -57,7 +57,7 @@ if args.compare then
   return 0
 end
 
-local model, err_code = require("pivq.recipe").load_model("pivq eval", args.ckpt)
+local model, err_code = require("pivq.display.recipe").load_model("pivq eval", args.ckpt)
 if not model then return err_code end
 local fx
 if args.samples > 0 then

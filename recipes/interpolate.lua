@@ -1,7 +1,7 @@
 -- interpolate: interpolation strips between two images' code sets (one row per path)
 local argparse = require "argparse"
 local pivq = require "pivq"
-local recipe = require "pivq.recipe"
+local recipe = require "pivq.display.recipe"
 
 local parser = argparse("pivq interpolate", "Interpolate between images A and B by exchanging codes.\n"
   .. "Each row is one path: A, the decoded frames, B. A and B are test-set indices or image files.")

@@ -1,5 +1,5 @@
 -- jupyter: install the pivq Jupyter kernel (`pivq jupyter install [--user]`), or serve it
-local jupyter = require "pivq.jupyter"
+local jupyter = require "pivq.display.jupyter"
 
 local USAGE = [[
 usage: pivq jupyter install [--user | --prefix DIR] [--name NAME] [--display-name TEXT]
@@ -8,7 +8,7 @@ usage: pivq jupyter install [--user | --prefix DIR] [--name NAME] [--display-nam
          Lab, nbconvert and VS Code. Default: system-wide (/usr/local/share/jupyter, as root);
          --user: ~/.local/share/jupyter; --prefix DIR: DIR/share/jupyter (set JUPYTER_PATH to
          DIR/share/jupyter to use it). The spec runs --python (default /usr/bin/python3) on
-         lua/pivq/jupyter/kernel.py with this pivq executable; re-run after moving pivq.
+         lua/pivq/display/jupyter/kernel.py with this pivq executable; re-run after moving pivq.
        pivq jupyter uninstall [--name NAME]
        pivq jupyter serve --in FD --out FD
          The kernel's Lua side (started by kernel.py; not for interactive use).]]

@@ -12,7 +12,7 @@ parser:flag("--binary", "indicator features instead of counts")
 parser:option("--seed", "seed of the fold split", "1"):convert(tonumber)
 local args = parser:parse(arg)
 
-local model, err_code = require("pivq.recipe").load_model("pivq probe", args.ckpt)
+local model, err_code = require("pivq.display.recipe").load_model("pivq probe", args.ckpt)
 if not model then return err_code end
 local test = assert(pivq.data.fashion_mnist { split = "test" })
 local n = math.min(args.images, test.images:size(1))

@@ -1,7 +1,7 @@
 -- sample: novel images in one forward pass from training images' codes (interpolation-based sampling)
 local argparse = require "argparse"
 local pivq = require "pivq"
-local recipe = require "pivq.recipe"
+local recipe = require "pivq.display.recipe"
 
 local parser = argparse("pivq sample", "Sample images by mixing training images' codes (no learned prior).\n"
   .. "Parents come from the code bank (every training image's codes, cached beside the checkpoint).")

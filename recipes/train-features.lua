@@ -1,6 +1,6 @@
 -- train-features: train the classifier CNN whose penultimate layer is pivq eval's feature space
 local argparse = require "argparse"
-local features = require "pivq.features"
+local features = require "pivq.eval.features"
 
 local parser = argparse("pivq train-features", "Train a small CNN on Fashion-MNIST's labels; `pivq eval "
   .. "--features classifier` uses its 128-d penultimate layer.")

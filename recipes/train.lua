@@ -25,7 +25,7 @@ for _, o in ipairs(train.options) do
 end
 
 local run = train.Trainer(opts)
-if run.dist and not run.dist.is_root then opts.quiet = true end -- data-parallel: rank 0 alone prints
+if not run.dist.is_root then opts.quiet = true end -- data-parallel: rank 0 alone prints
 if not opts.quiet then
   print(string.format("pivq %s | %s | %d threads | %s, %d parameters", pivq.version, opts.dataset,
     pivq.get_num_threads(), run.model:extra_repr(), run.model:num_parameters()))

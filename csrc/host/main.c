@@ -265,10 +265,10 @@ int main(int argc, char **argv)
     lua_setfield(L, -2, "pivq.host");
     lua_pop(L, 2);
 
-    /* require("pivq.cli").main(argv) under a traceback handler */
+    /* require("pivq.display.cli").main(argv) under a traceback handler */
     lua_pushcfunction(L, traceback);
     lua_getglobal(L, "require");
-    lua_pushstring(L, "pivq.cli");
+    lua_pushstring(L, "pivq.display.cli");
     int rc = lua_pcall(L, 1, 1, -3);
     if (rc == 0) {
         lua_getfield(L, -1, "main");

@@ -1,12 +1,14 @@
 -- pivq: permutation-invariant discrete representation learning of spatially aligned images.
 -- This file assembles the package from its modules; it defines no globals.
-local state = require "pivq.ffi"
-local tensor = require "pivq.tensor"
-local random = require "pivq.random"
+local state = require "pivq.core.ffi"
+local tensor = require "pivq.core.tensor"
+local random = require "pivq.core.random"
+local argcheck = require "pivq.core.argcheck"
+local gc = require "pivq.core.gc"
 
 local C = state.C
 local ffi = require "ffi"
-local fail = tensor.fail
+local fail = argcheck.fail
 
 local pivq = {}
 
@@ -40,62 +42,62 @@ for _, name in ipairs({ "manual_seed", "get_rng_state", "set_rng_state", "Genera
 end
 
 -- autograd (adds requires_grad, grad, backward, detach, ... to tensors)
-local autograd = require "pivq.autograd"
+local autograd = require "pivq.core.autograd"
 for _, name in ipairs({ "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled",
   "graph_node_count" }) do
   pivq[name] = autograd[name]
 end
 
 -- functional neural-network ops: pivq.F.linear, pivq.F.conv2d, ...
-pivq.F = require "pivq.F"
+pivq.F = require "pivq.nn.F"
 
 -- modules
 pivq.nn = require "pivq.nn"
 
 -- optimizers, clipping, schedules, EMA
-pivq.optim = require "pivq.optim"
+pivq.optim = require "pivq.nn.optim"
 
 -- threads and memory
 function pivq.set_num_threads(n)
   if type(n) ~= "number" or n % 1 ~= 0 then
     fail("set_num_threads: n must be an integer, got " .. tostring(n))
   end
-  tensor.check_rc(C.pivq_set_num_threads(n))
+  gc.check_rc(C.pivq_set_num_threads(n))
 end
 function pivq.get_num_threads() return C.pivq_get_num_threads() end
 function pivq.heap_bytes() return tonumber(C.pivq_heap_bytes()) end
-pivq.gc_policy = tensor.gc_policy
+pivq.gc_policy = gc.policy
 
 -- method pieces that need no C beyond the core
-pivq.capacity = require "pivq.capacity"
-pivq.plot = require "pivq.plot"
-pivq.vq = require "pivq.vq"
+pivq.capacity = require "pivq.quant.capacity"
+pivq.plot = require "pivq.display.plot"
+pivq.vq = require "pivq.quant.vq"
 pivq.assign = pivq.vq.assign
-pivq.CodeSet = require "pivq.codeset"
-pivq.interp = require "pivq.interp"
-pivq.sample = require "pivq.sample"
-pivq.eval = require "pivq.eval"
-pivq.probe = require "pivq.probe"
-pivq.show = require("pivq.show").show
+pivq.CodeSet = require "pivq.quant.CodeSet"
+pivq.interp = require "pivq.quant.interp"
+pivq.sample = require "pivq.quant.sample"
+pivq.eval = require "pivq.eval.metrics"
+pivq.probe = require "pivq.eval.probe"
+pivq.show = require("pivq.display.show").show
 
 -- data and files: datasets and the loader, images, safetensors checkpoints
-pivq.data = require "pivq.data"
-pivq.image = require "pivq.image"
-pivq.io = require "pivq.io"
-pivq.save = pivq.io.save
-pivq.load = pivq.io.load
+pivq.data = require "pivq.data.datasets"
+pivq.image = require "pivq.data.image"
+pivq.files = require "pivq.data.files"
+pivq.save = pivq.files.save
+pivq.load = pivq.files.load
 
-pivq.clock = require "pivq.clock"
-pivq.memory = require "pivq.memory" -- RSS and live tensor bytes
+pivq.clock = require "pivq.core.clock"
+pivq.memory = require "pivq.core.memory" -- RSS and live tensor bytes
 
 -- the model
 pivq.PIVQ = require "pivq.models.pivq"
 pivq.load_model = pivq.PIVQ.load
 pivq.train = require "pivq.train"
-pivq.dist = require "pivq.dist" -- data-parallel training over MPI
-pivq.bank = require "pivq.bank"
-pivq.features = require "pivq.features"
-pivq.report = require "pivq.report"
-pivq.tiny = require "pivq.tiny" -- a small model trained in seconds (notebooks, examples)
+pivq.dist = require "pivq.train.dist" -- data-parallel training over MPI
+pivq.bank = require "pivq.quant.bank"
+pivq.features = require "pivq.eval.features"
+pivq.report = require "pivq.eval.report"
+pivq.tiny = require "pivq.models.tiny" -- a small model trained in seconds (notebooks, examples)
 
 return pivq

@@ -16,7 +16,7 @@ pivq.set_num_threads(threads)
 
 -- pivq.clock declares clock_gettime (with its pivq_timespec) once for the process: a second
 -- declaration here would clash with it
-local now = require "pivq.clock"
+local now = require "pivq.core.clock"
 local ts = ffi.new("pivq_timespec")
 -- CPU time of the process (all threads): robust to other load on the machine
 local function cpu()

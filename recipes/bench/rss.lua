@@ -10,8 +10,8 @@
 --       backward, failing calls. RSS at 1k, 10k and 100k operations and the growth.
 local pivq = require "pivq"
 local json = require "dkjson"
-local memory = require "pivq.memory"
-local repl = require "pivq.repl"
+local memory = require "pivq.core.memory"
+local repl = require "pivq.display.repl"
 
 local function growth(a, b) return string.format("%+.1f MB (%+.1f%%)", b - a, 100 * (b - a) / a) end
 

@@ -1,6 +1,7 @@
 -- Memory: the Lua side's accounting of C heap bytes keeps allocation loops bounded, and no
 -- operation (successful or failing) leaks a storage or a tensor header.
 local pivq = require "pivq"
+local gc = require "pivq.core.gc"
 
 local C = pivq.C
 
@@ -103,14 +104,13 @@ describe("memory", function()
     -- the trainer calls it after a checkpoint or a codebook initialisation: their garbage must
     -- not live through the next step, and that step must not be collected mid-way, so the
     -- threshold after_backward sized for a whole step (here: 300 MB) stays
-    local tensor = require "pivq.tensor"
     local policy = pivq.gc_policy
     local base = settle()
     local saved = policy.threshold
     policy.threshold = base + 300 * 2 ^ 20
     for _ = 1, 4 do pivq.empty(2 ^ 20):fill(1) end -- 16 MB of garbage, below the threshold
     assert.is_true(pivq.heap_bytes() >= base + 16 * 2 ^ 20)
-    local live = tensor.collect_between_steps()
+    local live = gc.collect_between_steps()
     assert.are.equal(pivq.heap_bytes(), live)
     assert.is_true(live < base + 2 ^ 16, string.format("%.2f MB left of 16", (live - base) / 2 ^ 20))
     -- a plain collection would have lowered it to live + the allowance (64 MB)

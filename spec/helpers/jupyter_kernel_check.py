@@ -223,7 +223,7 @@ def main():
         check("image_pixels", image_pixels)
 
         def image():
-            reply, out = s.run('package.loaded["pivq.image"] = dofile("spec/helpers/png_double.lua")')
+            reply, out = s.run('package.loaded["pivq.data.image"] = dofile("spec/helpers/png_double.lua")')
             assert reply["status"] == "ok", reply
             reply, out = s.run('print("before")\npivq.show(pivq.rand(3, 5, 7))\nprint("after")')
             assert reply["status"] == "ok", reply

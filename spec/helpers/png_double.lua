@@ -1,7 +1,7 @@
 -- A test double for pivq.image, whose PNG support (libpng) lands on another branch: just
 -- encode_png, writing a valid PNG with stored (uncompressed) deflate blocks, enough for the
 -- kernel specs to check image outputs end to end. Install it in a pivq process with
---   package.loaded["pivq.image"] = dofile("spec/helpers/png_double.lua")
+--   package.loaded["pivq.data.image"] = dofile("spec/helpers/png_double.lua")
 local bit = require "bit"
 
 local M = {}

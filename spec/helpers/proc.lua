@@ -3,7 +3,7 @@
 -- watch a folder for new files (inotify, to kill a writer while its temporary file exists),
 -- and set a file-size limit or a different effective user around a call.
 local ffi = require "ffi"
-local clock = require "pivq.clock"
+local clock = require "pivq.core.clock"
 
 local registry = debug.getregistry()
 if not registry["spec.proc.cdef"] then

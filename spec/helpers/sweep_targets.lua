@@ -385,7 +385,7 @@ local function dataset()
 end
 
 groups.files = function()
-  local data, image, io_ = pivq.data, pivq.image, pivq.io
+  local data, image, io_ = pivq.data, pivq.image, pivq.files
   local out = {
     target(data.idx, { "idx" }, function() return FASHION .. "/t10k-labels-idx1-ubyte.gz" end),
     target(data.fashion_mnist, { "fashion_mnist", "idx" }, function() return { split = "test", path = FASHION } end),
@@ -648,7 +648,7 @@ M.EXEMPT = {
   ["pivq.Tensor.data_ptr"] = "returns a raw pointer (for FFI kernels)",
   ["pivq.bank"] = "builds a code bank by encoding a whole training set (minutes per call)",
   ["pivq.features"] = "builds feature extractors from checkpoints on disk (the eval recipe's specs)",
-  ["pivq.train"] = "runs whole trainings (train.lua is checked by the recipes specs)",
+  ["pivq.train"] = "runs whole trainings (pivq.train.Trainer is checked by the recipes specs)",
   ["pivq.plot"] = "writes SVG plots from tables of numbers",
   ["pivq.clock"] = "timing helpers without arguments",
   ["pivq.memory"] = "readers of the process's memory figures, without arguments",

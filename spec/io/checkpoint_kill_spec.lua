@@ -12,7 +12,7 @@
 local pivq = require "pivq"
 local json = require "dkjson"
 local proc = require "helpers.proc"
-local clock = require "pivq.clock"
+local clock = require "pivq.core.clock"
 
 local BIN = (os.getenv("PIVQ_BUILD_DIR") or "build") .. "/pivq"
 local TRIALS = 40

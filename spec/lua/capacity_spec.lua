@@ -1,6 +1,6 @@
 -- Capacity bits against values computed independently here: exact small binomials, and a
 -- product formula log2 C(n, k) = sum_i log2((n - k + i) / i) for large ones.
-local capacity = require "pivq.capacity"
+local capacity = require "pivq.quant.capacity"
 
 local function log2_binomial_by_product(n, k)
   local s = 0

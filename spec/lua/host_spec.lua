@@ -1,4 +1,4 @@
--- The `pivq` executable (csrc/host/main.c + lua/pivq/cli.lua), run as a subprocess: -e, scripts
+-- The `pivq` executable (csrc/host/main.c + lua/pivq/display/cli.lua), run as a subprocess: -e, scripts
 -- with arguments, strict globals, exit codes, tracebacks, help, --version, the REPL on a pipe.
 local pivq = require "pivq"
 

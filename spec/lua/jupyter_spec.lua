@@ -1,7 +1,7 @@
 -- The Jupyter kernel: the Lua side's pieces in-process (framing, cells, completion, display),
 -- the `pivq jupyter serve` process over its pipes (no Python), and the whole kernel driven by
 -- jupyter_client as a notebook front-end would (spec/helpers/jupyter_kernel_check.py).
-local jupyter = require "pivq.jupyter"
+local jupyter = require "pivq.display.jupyter"
 local display = require "pivq.display"
 local pivq = require "pivq"
 
@@ -164,18 +164,18 @@ describe("pivq.display", function()
   local saved_image, shown
 
   before_each(function()
-    saved_image = package.loaded["pivq.image"]
+    saved_image = package.loaded["pivq.data.image"]
     shown = {}
     display.set_sink(function(bundle) shown[#shown + 1] = bundle end)
   end)
 
   after_each(function()
-    package.loaded["pivq.image"] = saved_image
+    package.loaded["pivq.data.image"] = saved_image
     display.set_sink(nil)
   end)
 
   it("sends PNG images, tiling batches, through pivq.image.encode_png", function()
-    package.loaded["pivq.image"] = dofile("spec/helpers/png_double.lua")
+    package.loaded["pivq.data.image"] = dofile("spec/helpers/png_double.lua")
     display.show(pivq.rand(3, 5, 7))
     display.display(pivq.rand(5, 1, 4, 6), { ncol = 2, padding = 1 })
     assert.are.equal(2, #shown)
@@ -187,7 +187,7 @@ describe("pivq.display", function()
   end)
 
   it("falls back to pivq.image.save and reads the file back", function()
-    package.loaded["pivq.image"] = {
+    package.loaded["pivq.data.image"] = {
       save = function(path, t)
         assert(path:match("%.png$"))
         write_file(path, "\137PNG-from-save " .. table.concat(t:size(), "x"))
@@ -201,7 +201,7 @@ describe("pivq.display", function()
   end)
 
   it("says clearly when there is no PNG support, and at the caller's line", function()
-    package.loaded["pivq.image"] = nil
+    package.loaded["pivq.data.image"] = nil
     if display.png_available() then return end -- pivq.image is built: nothing to check
     local ok, err = pcall(function() display.show(pivq.zeros(1, 2, 2)) end)
     assert.is_false(ok)
@@ -265,7 +265,7 @@ describe("pivq jupyter serve", function()
 
   it("sends displays and waits for their ack", function()
     local status, r = serve({
-      { "execute", 'package.loaded["pivq.image"] = dofile("spec/helpers/png_double.lua")', "1" },
+      { "execute", 'package.loaded["pivq.data.image"] = dofile("spec/helpers/png_double.lua")', "1" },
       { "execute", "pivq.show(pivq.rand(1, 2, 3))\npivq.display('text')", "2" },
       { "ack" },
       { "ack" },
@@ -310,7 +310,7 @@ describe("the pivq Jupyter kernel through jupyter_client", function()
     run_driver()
     local spec = read_file(dir .. "/prefix/share/jupyter/kernels/pivq/kernel.json")
     local status, out = sh("/usr/bin/python3 -c 'import json, sys; k = json.load(open(sys.argv[1])); " ..
-      "print(k[\"argv\"][0], k[\"argv\"][1].endswith(\"lua/pivq/jupyter/kernel.py\"), " ..
+      "print(k[\"argv\"][0], k[\"argv\"][1].endswith(\"lua/pivq/display/jupyter/kernel.py\"), " ..
       "k[\"argv\"][-1], k[\"display_name\"], k[\"language\"])' '" ..
       dir .. "/prefix/share/jupyter/kernels/pivq/kernel.json'")
     assert.are.equal(0, status, spec)

@@ -1,5 +1,5 @@
 -- pivq.plot: line plots as SVG; plot.show publishes one through pivq.display (a notebook's sink).
-local plot = require "pivq.plot"
+local plot = require "pivq.display.plot"
 local display = require "pivq.display"
 
 local spec = {

@@ -1,4 +1,4 @@
--- Printing (lua/pivq/printing.lua): Torch7-style text, one format per tensor so columns line
+-- Printing (lua/pivq/core/printing.lua): Torch7-style text, one format per tensor so columns line
 -- up, exact int64, huge/small/non-finite floats, summaries of large tensors.
 local pivq = require "pivq"
 
@@ -65,7 +65,7 @@ describe("tostring of tensors", function()
 end)
 
 describe("pretty", function()
-  local pretty = require "pivq.pretty"
+  local pretty = require "pivq.display.pretty"
   it("formats nested tables with sorted keys, strings quoted, cycles marked", function()
     assert.are.equal('{1, 2, a = "x", b = {c = true}}', pretty.format { 1, 2, a = "x", b = { c = true } })
     local t = {}

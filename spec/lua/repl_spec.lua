@@ -1,6 +1,6 @@
--- The REPL's evaluation (lua/pivq/repl.lua): expressions print their values (nil included),
+-- The REPL's evaluation (lua/pivq/display/repl.lua): expressions print their values (nil included),
 -- statements run, errors print without leaving, incomplete input is recognised.
-local repl = require "pivq.repl"
+local repl = require "pivq.display.repl"
 local pivq = require "pivq"
 
 local function eval(src, env)

@@ -1,4 +1,4 @@
--- pivq.PIVQ: the permutation-invariant VQ autoencoder (METHOD.md, "Model"; our design within
+-- pivq.PIVQ: the permutation-invariant VQ autoencoder (notebooks/METHOD.md, "Model"; our design within
 -- the paper's constraints, see docs in README.md).
 --
 -- Encoder (may use position): patchify, linear embedding, learned 2-D positional embedding,
@@ -13,11 +13,12 @@
 -- output patch; blocks of self-attention among the queries and cross-attention to the code
 -- vectors (which carry no position); a linear head to pixels, un-patchify, sigmoid.
 local nn = require "pivq.nn"
-local F = require "pivq.F"
-local tensor = require "pivq.tensor"
-local random = require "pivq.random"
-local autograd = require "pivq.autograd"
+local F = require "pivq.nn.F"
+local tensor = require "pivq.core.tensor"
+local random = require "pivq.core.random"
+local autograd = require "pivq.core.autograd"
 local json = require "dkjson"
+local argcheck = require "pivq.core.argcheck"
 
 local PIVQ = nn.Module:extend("PIVQ")
 
@@ -60,7 +61,7 @@ local function check_config(cfg)
   if math.floor(cfg.width * cfg.mlp_ratio) < 1 then
     error(string.format("PIVQ: width x mlp_ratio must be at least 1, got %s", cfg.width * cfg.mlp_ratio), 4)
   end
-  random.check_seed("PIVQ", cfg.seed)
+  argcheck.u53("PIVQ", "seed", cfg.seed)
   -- parameters, roughly: the blocks' weights, the codebook, the patch projections
   local D = cfg.width
   local params = (cfg.enc_depth + cfg.dec_depth) * D * D * (4 + 2 * cfg.mlp_ratio) + cfg.K * cfg.c
@@ -161,7 +162,7 @@ function PIVQ:unpatchify(t)
   if not tensor.is_tensor(t) or t:dim() ~= 3 or t:size(2) ~= self.n_patches
     or t:size(3) ~= c.patch * c.patch * c.channels then
     error(string.format("PIVQ:unpatchify: expected patches (B, %d, %d), got %s", self.n_patches,
-      c.patch * c.patch * c.channels, tensor.is_tensor(t) and tensor.shape_string(t) or type(t)), 2)
+      c.patch * c.patch * c.channels, tensor.is_tensor(t) and argcheck.shape_string(t) or type(t)), 2)
   end
   local B, C, p, g = t:size(1), self.config.channels, self.config.patch, self.grid
   return t:reshape(B, g, g, p, p, C):permute(1, 6, 2, 4, 3, 5):reshape(B, C, g * p, g * p)
@@ -197,7 +198,7 @@ function PIVQ:decode_vectors(zq)
   local cfg = self.config
   if not tensor.is_tensor(zq) or zq:dim() ~= 3 or zq:size(3) ~= cfg.c then
     error(string.format("PIVQ:decode_vectors: expected vectors (B, L, %d), got %s", cfg.c,
-      tensor.is_tensor(zq) and tensor.shape_string(zq) or type(zq)), 2)
+      tensor.is_tensor(zq) and argcheck.shape_string(zq) or type(zq)), 2)
   end
   local B = zq:size(1)
   -- the decoder attends to from_code(zq); without slot embeddings that linear map is folded
@@ -217,7 +218,7 @@ end
 function PIVQ:head(features)
   if not tensor.is_tensor(features) or features:dim() ~= 3 or features:size(3) ~= self.config.width then
     error(string.format("PIVQ:head: expected features (B, %d, %d), got %s", self.n_patches, self.config.width,
-      tensor.is_tensor(features) and tensor.shape_string(features) or type(features)), 2)
+      tensor.is_tensor(features) and argcheck.shape_string(features) or type(features)), 2)
   end
   return self:unpatchify(self.to_pixels(features)):sigmoid()
 end
@@ -254,7 +255,7 @@ end
 -- decode(codes) -> images; codes (B, L) 1-based (a tensor, or a list of pivq.CodeSet)
 function PIVQ:decode(codes)
   if type(codes) == "table" and not tensor.is_tensor(codes) then
-    local CodeSet = require "pivq.codeset"
+    local CodeSet = require "pivq.quant.CodeSet"
     for i = 1, math.max(#codes, 1) do
       if not CodeSet.is_codeset(codes[i]) then
         error(string.format("PIVQ:decode: expected codes (B, %d) or a non-empty list of CodeSets; entry %d is %s",
@@ -289,9 +290,10 @@ function PIVQ:code_sets(codes)
   if not tensor.is_tensor(codes) or codes:dim() ~= 2 or codes:dtype() ~= "int64"
     or (codes:numel() > 0 and (codes:min() < 1 or codes:max() > self.config.K)) then
     error(string.format("PIVQ:code_sets: expected int64 codes (B, L) in 1..%d, got %s", self.config.K,
-      tensor.is_tensor(codes) and codes:dtype() .. " " .. tensor.shape_string(codes) or type(codes)), 2)
+      tensor.is_tensor(codes) and codes:dtype() .. " " .. argcheck.shape_string(codes) or type(codes)), 2)
   end
-  return require("pivq.codeset").from_rows(codes, { K = self.config.K, multiset = self.config.mode ~= "matching" })
+  return require("pivq.quant.CodeSet").from_rows(codes,
+    { K = self.config.K, multiset = self.config.mode ~= "matching" })
 end
 
 -- ---- inspection (REPL) ----------------------------------------------------------------------
@@ -299,7 +301,7 @@ end
 -- The code bank of the training set under this checkpoint (built once, cached beside it).
 function PIVQ:bank(opts)
   if not self._bank then
-    local b, err = require("pivq.bank").load(self, opts)
+    local b, err = require("pivq.quant.bank").load(self, opts)
     if not b then error("PIVQ:bank: " .. tostring(err), 2) end
     self._bank = b
   end
@@ -324,7 +326,7 @@ function PIVQ:images_with_code(k, n)
     end
   end
   if #idx == 0 then return nil, {} end
-  if not b.images then b.images = require("pivq.bank").dataset_of(self).images end
+  if not b.images then b.images = require("pivq.quant.bank").dataset_of(self).images end
   local imgs = b.images:index_select(1, tensor.tensor(idx, "int64"))
   if imgs:dtype() == "uint8" then imgs = imgs:float() / 255 end
   return imgs, idx
@@ -334,7 +336,7 @@ end
 function PIVQ:code_usage(opts)
   opts = opts or {}
   local b = self:bank()
-  local st = require("pivq.vq").code_stats(b.codes, self.config.K)
+  local st = require("pivq.quant.vq").code_stats(b.codes, self.config.K)
   local counts = st.counts
   local order = {}
   local cp = counts:data_ptr()
@@ -360,8 +362,8 @@ end
 function PIVQ:save(path, extra_tensors, extra_metadata)
   local tensors = {}
   for name, t in pairs(self:state_dict()) do tensors["model." .. name] = t end
-  tensor.options("PIVQ:save", extra_tensors) -- both tables, or nil
-  tensor.options("PIVQ:save", extra_metadata)
+  argcheck.options("PIVQ:save", extra_tensors) -- both tables, or nil
+  argcheck.options("PIVQ:save", extra_metadata)
   for name, t in pairs(extra_tensors or {}) do tensors[name] = t end
   local meta = { format = "pivq-model-1", config = json.encode(self.config) }
   for k, v in pairs(extra_metadata or {}) do
@@ -371,12 +373,12 @@ function PIVQ:save(path, extra_tensors, extra_metadata)
     end
     meta[k] = type(v) == "string" and v or enc
   end
-  return require("pivq.io").save(path, tensors, meta)
+  return require("pivq.data.files").save(path, tensors, meta)
 end
 
 -- pivq.load_model(path) -> model, tensors, metadata (or nil, err)
 function PIVQ.load(path)
-  local tensors, meta = require("pivq.io").load(path)
+  local tensors, meta = require("pivq.data.files").load(path)
   if not tensors then return nil, meta end
   if not meta.config then return nil, path .. ": not a pivq model checkpoint (no config in metadata)" end
   local cfg, _, err = json.decode(meta.config)

@@ -2,20 +2,20 @@
 -- bias = true, generator =}). Weight (out, in/groups, kH, kW).
 -- Initialisation as PyTorch: W and b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
 -- fan_in = in/groups * kH * kW.
-local check = require "pivq.nn.check"
+local argcheck = require "pivq.core.argcheck"
 local Module = require "pivq.nn.Module"
-local F = require "pivq.F"
+local F = require "pivq.nn.F"
 local init = require "pivq.nn.init_weights"
 
 local Conv2d = Module:extend("Conv2d")
 
 function Conv2d:__init(in_channels, out_channels, kernel_size, opts)
-  opts = check.options("Conv2d", opts)
-  check.size("Conv2d", "in_channels", in_channels)
-  check.size("Conv2d", "out_channels", out_channels)
-  local k = check.pair("Conv2d", "kernel_size", kernel_size)
-  local groups = check.size("Conv2d", "groups", opts.groups or 1)
-  check.weight("Conv2d", { in_channels, out_channels, k[1], k[2] })
+  opts = argcheck.module_options("Conv2d", opts)
+  argcheck.size("Conv2d", "in_channels", in_channels)
+  argcheck.size("Conv2d", "out_channels", out_channels)
+  local k = argcheck.pair("Conv2d", "kernel_size", kernel_size)
+  local groups = argcheck.size("Conv2d", "groups", opts.groups or 1)
+  argcheck.weight("Conv2d", { in_channels, out_channels, k[1], k[2] })
   if in_channels % groups ~= 0 or out_channels % groups ~= 0 then
     error(string.format("Conv2d: channels %d -> %d are not divisible by groups %d", in_channels,
       out_channels, groups), 3)

@@ -2,20 +2,20 @@
 -- dilation = 1, groups = 1, bias = true, generator =}). Weight (in, out/groups, kH, kW).
 -- Initialisation as PyTorch: U(-1/sqrt(fan_in), ...) with PyTorch's fan_in of this weight
 -- layout, out/groups * kH * kW.
-local check = require "pivq.nn.check"
+local argcheck = require "pivq.core.argcheck"
 local Module = require "pivq.nn.Module"
-local F = require "pivq.F"
+local F = require "pivq.nn.F"
 local init = require "pivq.nn.init_weights"
 
 local ConvTranspose2d = Module:extend("ConvTranspose2d")
 
 function ConvTranspose2d:__init(in_channels, out_channels, kernel_size, opts)
-  opts = check.options("ConvTranspose2d", opts)
-  check.size("ConvTranspose2d", "in_channels", in_channels)
-  check.size("ConvTranspose2d", "out_channels", out_channels)
-  local k = check.pair("ConvTranspose2d", "kernel_size", kernel_size)
-  local groups = check.size("ConvTranspose2d", "groups", opts.groups or 1)
-  check.weight("ConvTranspose2d", { in_channels, out_channels, k[1], k[2] })
+  opts = argcheck.module_options("ConvTranspose2d", opts)
+  argcheck.size("ConvTranspose2d", "in_channels", in_channels)
+  argcheck.size("ConvTranspose2d", "out_channels", out_channels)
+  local k = argcheck.pair("ConvTranspose2d", "kernel_size", kernel_size)
+  local groups = argcheck.size("ConvTranspose2d", "groups", opts.groups or 1)
+  argcheck.weight("ConvTranspose2d", { in_channels, out_channels, k[1], k[2] })
   if in_channels % groups ~= 0 or out_channels % groups ~= 0 then
     error(string.format("ConvTranspose2d: channels %d -> %d are not divisible by groups %d",
       in_channels, out_channels, groups), 3)

@@ -1,13 +1,13 @@
 -- pivq.nn.Dropout(p = 0.5, {generator =}): active in training mode, the identity in eval mode.
-local check = require "pivq.nn.check"
+local argcheck = require "pivq.core.argcheck"
 local Module = require "pivq.nn.Module"
-local F = require "pivq.F"
+local F = require "pivq.nn.F"
 
 local Dropout = Module:extend("Dropout")
 
 function Dropout:__init(p, opts)
-  opts = check.options("Dropout", opts)
-  self.p = check.number("Dropout", "p", p, 0.5, 0)
+  opts = argcheck.module_options("Dropout", opts)
+  self.p = argcheck.finite("Dropout", "p", p, 0.5, 0)
   if self.p > 1 then error("Dropout: p must be in [0, 1], got " .. self.p, 3) end
   self.generator = opts.generator
 end

@@ -1,12 +1,12 @@
 -- pivq.nn.GELU({approximate = "none" | "tanh"}): exact x Phi(x) by default, as PyTorch.
-local check = require "pivq.nn.check"
+local argcheck = require "pivq.core.argcheck"
 local Module = require "pivq.nn.Module"
-local F = require "pivq.F"
+local F = require "pivq.nn.F"
 
 local GELU = Module:extend("GELU")
 
 function GELU:__init(opts)
-  self.approximate = check.options("GELU", opts).approximate or "none"
+  self.approximate = argcheck.module_options("GELU", opts).approximate or "none"
   if self.approximate ~= "none" and self.approximate ~= "tanh" then
     error("GELU: approximate must be \"none\" or \"tanh\", got " .. tostring(self.approximate), 3)
   end

@@ -1,21 +1,21 @@
 -- pivq.nn.GroupNorm(num_groups, num_channels, {eps = 1e-5, affine = true}): weight 1, bias 0.
-local check = require "pivq.nn.check"
+local argcheck = require "pivq.core.argcheck"
 local Module = require "pivq.nn.Module"
-local F = require "pivq.F"
-local tensor = require "pivq.tensor"
+local F = require "pivq.nn.F"
+local tensor = require "pivq.core.tensor"
 
 local GroupNorm = Module:extend("GroupNorm")
 
 function GroupNorm:__init(num_groups, num_channels, opts)
-  opts = check.options("GroupNorm", opts)
-  check.size("GroupNorm", "num_groups", num_groups)
-  check.size("GroupNorm", "num_channels", num_channels)
+  opts = argcheck.module_options("GroupNorm", opts)
+  argcheck.size("GroupNorm", "num_groups", num_groups)
+  argcheck.size("GroupNorm", "num_channels", num_channels)
   if num_channels % num_groups ~= 0 then
     error(string.format("GroupNorm: %d channels are not divisible by %d groups", num_channels,
       num_groups), 3)
   end
   self.num_groups, self.num_channels, self.eps = num_groups, num_channels,
-    check.number("GroupNorm", "eps", opts.eps, 1e-5, 0)
+    argcheck.finite("GroupNorm", "eps", opts.eps, 1e-5, 0)
   if opts.affine ~= false then
     self:register_parameter("weight", tensor.ones(num_channels))
     self:register_parameter("bias", tensor.zeros(num_channels))

@@ -1,11 +1,11 @@
 -- pivq.nn.LeakyReLU(negative_slope = 0.01).
-local check = require "pivq.nn.check"
+local argcheck = require "pivq.core.argcheck"
 local Module = require "pivq.nn.Module"
-local F = require "pivq.F"
+local F = require "pivq.nn.F"
 
 local LeakyReLU = Module:extend("LeakyReLU")
 
-function LeakyReLU:__init(slope) self.negative_slope = check.number("LeakyReLU", "slope", slope, 0.01) end
+function LeakyReLU:__init(slope) self.negative_slope = argcheck.finite("LeakyReLU", "slope", slope, 0.01) end
 
 function LeakyReLU:forward(x) return F.leaky_relu(x, self.negative_slope) end
 

@@ -1,17 +1,17 @@
 -- pivq.nn.Linear(in, out, {bias = true, generator =}): y = x W^T + b, W (out x in).
 -- Initialisation as PyTorch: W and b ~ U(-1/sqrt(in), 1/sqrt(in)).
-local check = require "pivq.nn.check"
+local argcheck = require "pivq.core.argcheck"
 local Module = require "pivq.nn.Module"
-local F = require "pivq.F"
+local F = require "pivq.nn.F"
 local init = require "pivq.nn.init_weights"
 
 local Linear = Module:extend("Linear")
 
 function Linear:__init(in_features, out_features, opts)
-  opts = check.options("Linear", opts)
-  check.size("Linear", "in_features", in_features)
-  check.size("Linear", "out_features", out_features)
-  check.weight("Linear", { out_features, in_features })
+  opts = argcheck.module_options("Linear", opts)
+  argcheck.size("Linear", "in_features", in_features)
+  argcheck.size("Linear", "out_features", out_features)
+  argcheck.weight("Linear", { out_features, in_features })
   self.in_features, self.out_features = in_features, out_features
   self:register_parameter("weight",
     init.kaiming_default({ out_features, in_features }, in_features, opts.generator))

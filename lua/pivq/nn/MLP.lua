@@ -1,23 +1,23 @@
 -- pivq.nn.MLP(sizes, {activation = "gelu", dropout = 0, generator =}): Linear layers between
 -- consecutive sizes ({in, hidden..., out}) with the activation (and dropout) between them,
 -- none after the last.
-local check = require "pivq.nn.check"
+local argcheck = require "pivq.core.argcheck"
 local Module = require "pivq.nn.Module"
 local Linear = require "pivq.nn.Linear"
 local Dropout = require "pivq.nn.Dropout"
-local F = require "pivq.F"
+local F = require "pivq.nn.F"
 
 local MLP = Module:extend("MLP")
 
 local ACTIVATIONS = { gelu = F.gelu, relu = F.relu, silu = F.silu, tanh = F.tanh, sigmoid = F.sigmoid }
 
 function MLP:__init(sizes, opts)
-  opts = check.options("MLP", opts)
+  opts = argcheck.module_options("MLP", opts)
   if type(sizes) ~= "table" or #sizes < 2 then
     error("MLP: sizes must list at least an input and an output size", 3)
   end
-  for i = 1, #sizes do check.size("MLP", "sizes[" .. i .. "]", sizes[i]) end
-  check.number("MLP", "dropout", opts.dropout, 0, 0)
+  for i = 1, #sizes do argcheck.size("MLP", "sizes[" .. i .. "]", sizes[i]) end
+  argcheck.finite("MLP", "dropout", opts.dropout, 0, 0)
   self.sizes = sizes
   self.activation = opts.activation or "gelu"
   self.act = type(self.activation) == "string" and ACTIVATIONS[self.activation]

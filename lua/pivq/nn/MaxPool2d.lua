@@ -1,12 +1,12 @@
 -- pivq.nn.MaxPool2d(kernel, {stride = kernel, padding = 0}).
-local check = require "pivq.nn.check"
+local argcheck = require "pivq.core.argcheck"
 local Module = require "pivq.nn.Module"
-local F = require "pivq.F"
+local F = require "pivq.nn.F"
 
 local MaxPool2d = Module:extend("MaxPool2d")
 
 function MaxPool2d:__init(kernel, opts)
-  self.kernel, self.opts = check.pair("MaxPool2d", "kernel", kernel), check.options("MaxPool2d", opts)
+  self.kernel, self.opts = argcheck.pair("MaxPool2d", "kernel", kernel), argcheck.module_options("MaxPool2d", opts)
 end
 
 function MaxPool2d:forward(x) return F.max_pool2d(x, self.kernel, self.opts) end

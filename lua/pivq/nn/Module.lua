@@ -7,8 +7,9 @@
 --   local Block = nn.Module:extend("Block")
 --   function Block:__init(d) self:add_module("fc", nn.Linear(d, d)) end
 --   function Block:forward(x) return self.fc(x):relu() end
-local tensor = require "pivq.tensor"
-local autograd = require "pivq.autograd"
+local tensor = require "pivq.core.tensor"
+local autograd = require "pivq.core.autograd"
+local argcheck = require "pivq.core.argcheck"
 
 local Module = {}
 Module.__index = Module
@@ -174,9 +175,9 @@ function Module:load_state_dict(sd, strict)
       elseif not tensor.is_tensor(src) then
         error(string.format("load_state_dict: '%s' is %s, not a tensor", name, type(src)), 4)
       else
-        if tensor.shape_string(src) ~= tensor.shape_string(t) then
+        if argcheck.shape_string(src) ~= argcheck.shape_string(t) then
           error(string.format("load_state_dict: '%s' has shape %s, the module expects %s", name,
-            tensor.shape_string(src), tensor.shape_string(t)), 4)
+            argcheck.shape_string(src), argcheck.shape_string(t)), 4)
         end
         t:copy(src)
         seen[name] = true
@@ -197,7 +198,7 @@ function Module.extra_repr() return "" end
 local function param_shapes(m)
   local parts = {}
   for _, name in ipairs(m._params) do
-    if m[name] ~= nil then parts[#parts + 1] = name .. " " .. tensor.shape_string(m[name]) end
+    if m[name] ~= nil then parts[#parts + 1] = name .. " " .. argcheck.shape_string(m[name]) end
   end
   return #parts > 0 and ("  [" .. table.concat(parts, ", ") .. "]") or ""
 end

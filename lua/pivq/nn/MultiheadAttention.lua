@@ -23,22 +23,22 @@
 -- was slower: the backward of slicing its (B, L, 3E) output materialises three zero-padded
 -- (B, L, 3E) gradients); cross-attention projects k and v with one. The heads are read from
 -- the projections in place (strided views; the fused attention kernel takes strides).
-local check = require "pivq.nn.check"
 local Module = require "pivq.nn.Module"
 local Linear = require "pivq.nn.Linear"
-local F = require "pivq.F"
-local tensor = require "pivq.tensor"
+local F = require "pivq.nn.F"
+local tensor = require "pivq.core.tensor"
 local init = require "pivq.nn.init_weights"
+local argcheck = require "pivq.core.argcheck"
 
 local MHA = Module:extend("MultiheadAttention")
 
 function MHA:__init(embed_dim, num_heads, opts)
-  opts = check.options("MultiheadAttention", opts)
-  check.size("MultiheadAttention", "embed_dim", embed_dim)
-  check.size("MultiheadAttention", "num_heads", num_heads)
-  check.size("MultiheadAttention", "kdim", opts.kdim or embed_dim)
-  check.size("MultiheadAttention", "vdim", opts.vdim or embed_dim)
-  check.weight("MultiheadAttention", { 3 * embed_dim, math.max(embed_dim, opts.kdim or 0, opts.vdim or 0) })
+  opts = argcheck.module_options("MultiheadAttention", opts)
+  argcheck.size("MultiheadAttention", "embed_dim", embed_dim)
+  argcheck.size("MultiheadAttention", "num_heads", num_heads)
+  argcheck.size("MultiheadAttention", "kdim", opts.kdim or embed_dim)
+  argcheck.size("MultiheadAttention", "vdim", opts.vdim or embed_dim)
+  argcheck.weight("MultiheadAttention", { 3 * embed_dim, math.max(embed_dim, opts.kdim or 0, opts.vdim or 0) })
   if embed_dim % num_heads ~= 0 then
     error(string.format("MultiheadAttention: embed_dim %d is not divisible by %d heads",
       embed_dim, num_heads), 3)
@@ -57,7 +57,7 @@ function MHA:__init(embed_dim, num_heads, opts)
   if opts.bias ~= false then self:register_parameter("in_proj_bias", tensor.zeros(3 * E)) end
   self:add_module("out_proj", Linear(E, E, { bias = opts.bias, generator = gen }))
   if self.out_proj.bias then
-    require("pivq.autograd").no_grad(function() self.out_proj.bias:zero() end)
+    require("pivq.core.autograd").no_grad(function() self.out_proj.bias:zero() end)
   end
 end
 
@@ -80,7 +80,7 @@ local function row_blocks(x)
   for i, t in ipairs(x) do
     if not tensor.is_tensor(t) or t:dim() ~= 3 or (d and t:size(3) ~= d) then
       error(string.format("MultiheadAttention: row block %d must be (B or 1, L, d) like the others, got %s", i,
-        tensor.is_tensor(t) and tensor.shape_string(t) or type(t)), 4)
+        tensor.is_tensor(t) and argcheck.shape_string(t) or type(t)), 4)
     end
     d, L = t:size(3), L + t:size(2)
     if t:size(1) ~= 1 then
@@ -125,7 +125,7 @@ function MHA:forward(query, key, value, opts)
       or not tensor.is_tensor(lin.weight) or lin.weight:dim() ~= 2 or lin.weight:size(1) ~= self.kdim then
       error(string.format("MultiheadAttention: context_linear needs cross-attention (key = value) and "
         .. "{weight = (%d x c), bias =}, got %s", self.kdim, type(lin) == "table" and tensor.is_tensor(lin.weight)
-        and tensor.shape_string(lin.weight) or type(lin)), 2)
+        and argcheck.shape_string(lin.weight) or type(lin)), 2)
     end
     local wkv, bkv = rows(self.in_proj_weight, E + 1, 2 * E), rows(b, E + 1, 2 * E)
     local wf = wkv:matmul(lin.weight) -- (2E, c): the projections after the map

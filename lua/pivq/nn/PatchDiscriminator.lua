@@ -9,21 +9,21 @@
 -- GroupNorm stands in for VQGAN's BatchNorm: it behaves the same in training and evaluation and
 -- keeps a step independent of how the batch is split (data-parallel training).
 -- A 28x28 input with layers = 2 gives a 5x5 map, each logit seeing a 22x22 receptive field.
-local check = require "pivq.nn.check"
+local argcheck = require "pivq.core.argcheck"
 local Module = require "pivq.nn.Module"
 local Conv2d = require "pivq.nn.Conv2d"
 local GroupNorm = require "pivq.nn.GroupNorm"
-local F = require "pivq.F"
+local F = require "pivq.nn.F"
 
 local PatchDiscriminator = Module:extend("PatchDiscriminator")
 
 local function groups(ch) return math.max(1, math.min(32, math.floor(ch / 4))) end
 
 function PatchDiscriminator:__init(channels, opts)
-  opts = check.options("PatchDiscriminator", opts)
+  opts = argcheck.module_options("PatchDiscriminator", opts)
   local width, layers = opts.width or 32, opts.layers or 2
-  check.size("PatchDiscriminator", "channels", channels)
-  check.size("PatchDiscriminator", "width", width)
+  argcheck.size("PatchDiscriminator", "channels", channels)
+  argcheck.size("PatchDiscriminator", "width", width)
   -- each layer halves the image: beyond 30, no image is large enough (and the loop would not end)
   if type(layers) == "number" and layers > 30 then
     error("PatchDiscriminator: layers must be at most 30, got " .. tostring(layers), 3)
@@ -38,7 +38,7 @@ function PatchDiscriminator:__init(channels, opts)
   end
   local g = opts.generator
   self.width, self.layers = width, layers
-  self.slope = check.number("PatchDiscriminator", "slope", opts.slope, 0.2)
+  self.slope = argcheck.finite("PatchDiscriminator", "slope", opts.slope, 0.2)
   self:add_module("conv1", Conv2d(channels, width, 4, { stride = 2, padding = 1, generator = g }))
   local ch = width
   for i = 2, layers do

@@ -1,7 +1,7 @@
 -- pivq.nn.Quantizer(K, c, opts): maps each image's L latent vectors to L codebook entries.
 --
 --   mode = "matching"  optimal bipartite matching: the L codes of an image are distinct
---                      (exact assignment, pivq.assign; METHOD.md "Quantizers")
+--                      (exact assignment, pivq.assign; notebooks/METHOD.md "Quantizers")
 --   mode = "nearest"   each latent takes its nearest code independently (a multiset)
 --
 -- forward(z) with z (B, L, c) returns
@@ -16,20 +16,20 @@
 -- dead_after = 0 (restart codes unused for that many forward passes; 0 = never, see
 -- restart_dead). A quantizer starts "bypassed" only if opts.bypass: forward then returns z
 -- itself (the delayed-initialisation warm-up) until init_from(latents) runs k-means++.
-local check = require "pivq.nn.check"
 local Module = require "pivq.nn.Module"
-local F = require "pivq.F"
-local tensor = require "pivq.tensor"
-local random = require "pivq.random"
-local vq = require "pivq.vq"
-local autograd = require "pivq.autograd"
+local F = require "pivq.nn.F"
+local tensor = require "pivq.core.tensor"
+local random = require "pivq.core.random"
+local vq = require "pivq.quant.vq"
+local autograd = require "pivq.core.autograd"
+local argcheck = require "pivq.core.argcheck"
 
 local Quantizer = Module:extend("Quantizer")
 
 local MODES = { matching = true, nearest = true }
 
 function Quantizer:__init(K, c, opts)
-  opts = check.options("Quantizer", opts)
+  opts = argcheck.module_options("Quantizer", opts)
   if type(K) ~= "number" or K < 1 or K % 1 ~= 0 or type(c) ~= "number" or c < 1 or c % 1 ~= 0 then
     error(string.format("Quantizer: K and c must be positive integers, got %s and %s", tostring(K), tostring(c)), 3)
   end
@@ -37,16 +37,16 @@ function Quantizer:__init(K, c, opts)
   if not MODES[mode] then
     error("Quantizer: mode must be \"matching\" or \"nearest\", got " .. tostring(mode), 3)
   end
-  check.size("Quantizer", "K", K)
-  check.size("Quantizer", "c", c)
-  check.weight("Quantizer", { K, c })
+  argcheck.size("Quantizer", "K", K)
+  argcheck.size("Quantizer", "c", c)
+  argcheck.weight("Quantizer", { K, c })
   self.K, self.c, self.mode = K, c, mode
-  self.beta = check.number("Quantizer", "beta", opts.beta, 0.25)
+  self.beta = argcheck.finite("Quantizer", "beta", opts.beta, 0.25)
   self.ema = opts.ema ~= false
-  self.decay = check.number("Quantizer", "decay", opts.decay, 0.99)
-  self.eps = check.number("Quantizer", "eps", opts.eps, 1e-5)
+  self.decay = argcheck.finite("Quantizer", "decay", opts.decay, 0.99)
+  self.eps = argcheck.finite("Quantizer", "eps", opts.eps, 1e-5)
   self.cosine = opts.cosine or false
-  self.dead_after = check.number("Quantizer", "dead_after", opts.dead_after, 0)
+  self.dead_after = argcheck.finite("Quantizer", "dead_after", opts.dead_after, 0)
   self.bypassed = opts.bypass or false
   local codebook = random.randn(K, c, { generator = opts.generator })
   if self.cosine then codebook = codebook / codebook:norm(2, 2, true) end
@@ -143,7 +143,7 @@ function Quantizer:init_from(latents, opts)
   if not tensor.is_tensor(latents) or latents:dim() == 0 or latents:size(-1) ~= self.c or latents:numel() == 0
     or type(opts) ~= "table" then
     error(string.format("init_from: need latents (..., %d) and an options table, got %s and %s", self.c,
-      tensor.is_tensor(latents) and tensor.shape_string(latents) or type(latents), type(opts)), 2)
+      tensor.is_tensor(latents) and argcheck.shape_string(latents) or type(latents), type(opts)), 2)
   end
   autograd.no_grad(function()
     local x = latents:detach():reshape(-1, self.c)

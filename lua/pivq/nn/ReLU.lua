@@ -1,6 +1,6 @@
 -- pivq.nn.ReLU(): the relu activation, elementwise.
 local Module = require "pivq.nn.Module"
-local F = require "pivq.F"
+local F = require "pivq.nn.F"
 
 local ReLU = Module:extend("ReLU")
 

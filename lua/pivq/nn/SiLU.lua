@@ -1,6 +1,6 @@
 -- pivq.nn.SiLU(): the silu activation, elementwise.
 local Module = require "pivq.nn.Module"
-local F = require "pivq.F"
+local F = require "pivq.nn.F"
 
 local SiLU = Module:extend("SiLU")
 

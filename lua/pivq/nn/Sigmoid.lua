@@ -1,6 +1,6 @@
 -- pivq.nn.Sigmoid(): the sigmoid activation, elementwise.
 local Module = require "pivq.nn.Module"
-local F = require "pivq.F"
+local F = require "pivq.nn.F"
 
 local Sigmoid = Module:extend("Sigmoid")
 

@@ -1,6 +1,6 @@
 -- pivq.nn.Tanh(): the tanh activation, elementwise.
 local Module = require "pivq.nn.Module"
-local F = require "pivq.F"
+local F = require "pivq.nn.F"
 
 local Tanh = Module:extend("Tanh")
 

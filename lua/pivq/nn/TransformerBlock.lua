@@ -16,21 +16,21 @@
 --   still supplies keys and values; the other rows' queries, residuals and MLP are skipped.
 --   Equal to forward(x):narrow(2, first, n), for a caller that reads only those rows (the
 --   PI-VQ encoder's last block, whose patch-token outputs are discarded: 20% less work there).
-local check = require "pivq.nn.check"
 local Module = require "pivq.nn.Module"
 local LayerNorm = require "pivq.nn.LayerNorm"
 local MHA = require "pivq.nn.MultiheadAttention"
 local MLP = require "pivq.nn.MLP"
-local tensor = require "pivq.tensor"
+local tensor = require "pivq.core.tensor"
+local argcheck = require "pivq.core.argcheck"
 
 local TransformerBlock = Module:extend("TransformerBlock")
 
 function TransformerBlock:__init(dim, heads, opts)
-  opts = check.options("TransformerBlock", opts)
-  check.size("TransformerBlock", "dim", dim)
-  check.size("TransformerBlock", "heads", heads)
-  check.size("TransformerBlock", "context_dim", opts.context_dim or dim)
-  check.size("TransformerBlock", "the MLP width", math.floor(dim * check.number("TransformerBlock", "mlp_ratio",
+  opts = argcheck.module_options("TransformerBlock", opts)
+  argcheck.size("TransformerBlock", "dim", dim)
+  argcheck.size("TransformerBlock", "heads", heads)
+  argcheck.size("TransformerBlock", "context_dim", opts.context_dim or dim)
+  argcheck.size("TransformerBlock", "the MLP width", math.floor(dim * argcheck.finite("TransformerBlock", "mlp_ratio",
     opts.mlp_ratio, 4, 0)))
   local gen = opts.generator
   self.dim, self.heads, self.cross = dim, heads, opts.cross and true or false
@@ -69,8 +69,8 @@ local function check_tail(x, t)
     or t:size(3) ~= x:size(3) or (t:size(1) ~= 1 and t:size(1) ~= x:size(1)) then
     error(string.format("TransformerBlock: opts.tail must be (1 or B, n, %s) for x %s, got %s",
       tensor.is_tensor(x) and x:dim() == 3 and tostring(x:size(3)) or "dim",
-      tensor.is_tensor(x) and tensor.shape_string(x) or type(x),
-      tensor.is_tensor(t) and tensor.shape_string(t) or type(t)), 4)
+      tensor.is_tensor(x) and argcheck.shape_string(x) or type(x),
+      tensor.is_tensor(t) and argcheck.shape_string(t) or type(t)), 4)
   end
   return t:size(1) == x:size(1) and t or t:expand(x:size(1), t:size(2), t:size(3))
 end

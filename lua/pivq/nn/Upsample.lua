@@ -1,11 +1,11 @@
 -- pivq.nn.Upsample({size = or scale_factor =, mode = "nearest" | "bilinear", align_corners =}).
-local check = require "pivq.nn.check"
+local argcheck = require "pivq.core.argcheck"
 local Module = require "pivq.nn.Module"
-local F = require "pivq.F"
+local F = require "pivq.nn.F"
 
 local Upsample = Module:extend("Upsample")
 
-function Upsample:__init(opts) self.opts = check.options("Upsample", opts) end
+function Upsample:__init(opts) self.opts = argcheck.module_options("Upsample", opts) end
 
 function Upsample:forward(x) return F.interpolate(x, self.opts) end
 

@@ -1,8 +1,8 @@
 -- Initialisers shared by the layers, matching PyTorch's defaults (see each layer's comment).
 -- opts.generator (a pivq.Generator) makes an initialisation reproducible independently of
 -- the global seed.
-local random = require "pivq.random"
-local tensor = require "pivq.tensor"
+local random = require "pivq.core.random"
+local tensor = require "pivq.core.tensor"
 
 local M = {}
 

@@ -1,0 +1,112 @@
+-- pivq.plot: line plots as SVG text (no dependencies; any browser or notebook shows them).
+-- Used for the capacity figure and training curves.
+--   pivq.plot.line{title=, xlabel=, ylabel=, logx=false, series={{name=, x={...}, y={...}}, ...}}
+-- returns the SVG document as a string; pivq.plot.save(path, spec) writes it; pivq.plot.show(spec)
+-- puts it in a notebook (image/svg+xml through pivq.display; elsewhere its title prints).
+local M = {}
+
+local COLORS = { "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf" }
+
+local function escape(s)
+  return (tostring(s):gsub("&", "&amp;"):gsub("<", "&lt;"):gsub(">", "&gt;"))
+end
+
+-- "Nice" tick values covering [lo, hi]: steps of 1, 2 or 5 times a power of ten.
+local function ticks(lo, hi, count)
+  if hi <= lo then return { lo } end
+  local raw = (hi - lo) / count
+  local mag = 10 ^ math.floor(math.log10(raw))
+  local step = mag
+  for _, m in ipairs({ 1, 2, 5, 10 }) do
+    if raw <= m * mag then
+      step = m * mag
+      break
+    end
+  end
+  local out = {}
+  for v = math.ceil(lo / step) * step, hi + step * 1e-9, step do out[#out + 1] = v end
+  return out
+end
+
+local function fmt_number(v)
+  if v == math.floor(v) and math.abs(v) < 1e6 then return string.format("%d", v) end
+  return string.format("%.3g", v)
+end
+
+function M.line(spec)
+  assert(type(spec) == "table" and type(spec.series) == "table", "plot.line: need {series = {...}}")
+  local W, H = spec.width or 720, spec.height or 440
+  local ml, mr, mt, mb = 70, 160, 40, 50
+  local pw, ph = W - ml - mr, H - mt - mb
+  local tx = spec.logx and function(x) return math.log(x) / math.log(2) end or function(x) return x end
+  local xmin, xmax, ymin, ymax = math.huge, -math.huge, math.huge, -math.huge
+  for _, s in ipairs(spec.series) do
+    for i = 1, #s.x do
+      local x, y = tx(s.x[i]), s.y[i]
+      if y == y and math.abs(y) ~= math.huge then
+        xmin, xmax = math.min(xmin, x), math.max(xmax, x)
+        ymin, ymax = math.min(ymin, y), math.max(ymax, y)
+      end
+    end
+  end
+  if xmin > xmax then xmin, xmax, ymin, ymax = 0, 1, 0, 1 end
+  if spec.ymin then ymin = spec.ymin end
+  if xmax == xmin then xmax = xmin + 1 end
+  if ymax == ymin then ymax = ymin + 1 end
+  local function px(x) return ml + (tx(x) - xmin) / (xmax - xmin) * pw end
+  local function py(y) return mt + ph - (y - ymin) / (ymax - ymin) * ph end
+  local out = {}
+  local function add(...) out[#out + 1] = string.format(...) end
+  add('<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">', W, H)
+  add('<rect width="%d" height="%d" fill="white"/>', W, H)
+  add('<text x="%d" y="24" font-size="15" text-anchor="middle">%s</text>', ml + pw / 2, escape(spec.title or ""))
+  -- axes and grid
+  for _, v in ipairs(ticks(ymin, ymax, 6)) do
+    local y = py(v)
+    add('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#ddd"/>', ml, y, ml + pw, y)
+    add('<text x="%d" y="%.1f" text-anchor="end">%s</text>', ml - 6, y + 4, fmt_number(v))
+  end
+  local xt = spec.logx and ticks(xmin, xmax, 10) or ticks(xmin, xmax, 8)
+  for _, v in ipairs(xt) do
+    local label = spec.logx and fmt_number(2 ^ v) or fmt_number(v)
+    local x = ml + (v - xmin) / (xmax - xmin) * pw
+    add('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ddd"/>', x, mt, x, mt + ph)
+    add('<text x="%.1f" y="%d" text-anchor="middle">%s</text>', x, mt + ph + 16, label)
+  end
+  add('<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="black"/>', ml, mt, pw, ph)
+  add('<text x="%d" y="%d" text-anchor="middle">%s</text>', ml + pw / 2, H - 10, escape(spec.xlabel or ""))
+  add('<text transform="translate(16,%d) rotate(-90)" text-anchor="middle">%s</text>', mt + ph / 2,
+    escape(spec.ylabel or ""))
+  -- series and legend
+  for k, s in ipairs(spec.series) do
+    local color = s.color or COLORS[(k - 1) % #COLORS + 1]
+    local pts = {}
+    for i = 1, #s.x do
+      local y = s.y[i]
+      if y == y and math.abs(y) ~= math.huge then pts[#pts + 1] = string.format("%.1f,%.1f", px(s.x[i]), py(y)) end
+    end
+    add('<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>', color, table.concat(pts, " "))
+    local ly = mt + 10 + (k - 1) * 20
+    add('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2"/>',
+      ml + pw + 10, ly, ml + pw + 30, ly, color)
+    add('<text x="%d" y="%d">%s</text>', ml + pw + 36, ly + 4, escape(s.name or ("series " .. k)))
+  end
+  add("</svg>")
+  return table.concat(out, "\n") .. "\n"
+end
+
+function M.save(path, spec)
+  local f, err = io.open(path, "w")
+  if not f then return nil, "plot.save: " .. tostring(err) end
+  f:write(M.line(spec))
+  f:close()
+  return true
+end
+
+function M.show(spec)
+  local svg = M.line(spec)
+  require("pivq.display").mime({ ["image/svg+xml"] = svg,
+    ["text/plain"] = "<plot: " .. (spec.title or "") .. ">" })
+end
+
+return M
