@@ -154,8 +154,8 @@ add("")
 add("Bits: log2 C(K, L) for a set of L distinct codes (matching), log2 C(K, K_img) for nearest at the measured "
   .. "distinct codes per image, L log2 K for positional codes. Ratio: matching bits / nearest bits at this "
   .. "model's measured K_img ([METHOD.md](METHOD.md#capacity-accounting)'s effective capacity ratio). "
-  .. "Slot NMI: I(slot; code) / log L over the test codes — 1 means a code names the latent slot that produced it; slot-owned: share of used codes that come "
-  .. "≥ 90% from one slot.")
+  .. "Slot NMI: I(slot; code) / log L over the test codes — 1 means a code names the latent slot that "
+  .. "produced it; slot-owned: share of used codes that come ≥ 90% from one slot.")
 add("")
 local row = pivq.capacity.row(4096, 256, 49)
 add("The paper's setting, computed (no training): K = 4096, L = 256, K_img = 49 gives matching %.0f bits, "
