@@ -8,7 +8,7 @@
  *
  * Conventions
  *  - Indices and dims are 0-based here; the Lua layer converts from its 1-based API in one
- *    place (lua/pivq/tensor.lua).
+ *    place (lua/pivq/core/index.lua).
  *  - Every function that creates a tensor returns a NEW reference (refcount 1 owned by the
  *    caller, released with pivq_tensor_release), or NULL on error.
  *  - Functions returning int return 0 on success and -1 on error.

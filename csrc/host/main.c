@@ -2,7 +2,7 @@
  *
  * The host stays small: it finds the Lua sources (the build tree's or the installed ones),
  * offers line editing (libedit) and Ctrl-C handling to Lua as the module `pivq.host`, and
- * hands argv to lua/pivq/cli.lua, which implements the REPL, `-e`, scripts and recipes.
+ * hands argv to lua/pivq/display/cli.lua, which implements the REPL, `-e`, scripts and recipes.
  * This file is the only place that includes the Lua C API; libpivq itself never does.
  */
 #include <errno.h>
