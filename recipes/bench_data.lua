@@ -75,7 +75,8 @@ if not have or #have ~= opts.images then
   end)
   print(string.format("generated %d JPEGs of 64x64 in %s: %.2f s", opts.images, dir, t))
 end
-os.remove(dir .. "/.pivq-cache-64-3.safetensors")
+local cache_file = dir .. ".bench-cache.safetensors" -- beside the folder, removed at the start
+os.remove(cache_file)
 local function folder(label, o)
   local t, result, _, cpu = timed(function() return assert(pivq.data.image_folder(dir, o)) end)
   print(string.format("image_folder, %s: %.3f s = %.0f images/s (cpu %.3f s = %.0f images per "
@@ -85,8 +86,8 @@ end
 folder(string.format("no cache, %d workers", opts.workers),
   { size = 64, cache = false, workers = opts.workers })
 folder("no cache, 1 worker", { size = 64, cache = false, workers = 1 })
-folder("decode + write cache", { size = 64, workers = opts.workers })
-assert(folder("from cache", { size = 64, workers = opts.workers }).from_cache)
+folder("decode + write cache", { size = 64, workers = opts.workers, cache = cache_file })
+assert(folder("from cache", { size = 64, workers = opts.workers, cache = cache_file }).from_cache)
 
 -- 4. lazy: the loader's workers decode the JPEGs batch by batch
 local lazy = assert(pivq.data.image_folder(dir, { size = 64, lazy = true }))

@@ -401,6 +401,8 @@ groups.files = function()
     target(image.decode, { "decode" }, function() return png_bytes(), "1.png" end),
     target(image.save, { "save" }, function() return "out.jpg", pivq.rand(3, 4, 5), { quality = 90 } end),
     target(image.to_float, { "to_float" }, function() return pivq.ones(1, 2, 2, "uint8") end),
+    target(image.composite, { "composite" }, function() return pivq.rand(4, 3, 3), { 0.5, 0.25, 1 } end),
+    target(image.background, { "background" }, function() return { 0.5, 0.25, 1 } end),
     target(image.max_pixels, { "max_pixels" }, function() return 2 ^ 26 end),
     target(image.resize, { "resize" }, function() return pivq.rand(3, 8, 8), 4, 6, "bilinear" end),
     target(image.center_crop, { "center_crop" }, function() return pivq.rand(3, 8, 8), 4, 6 end),
