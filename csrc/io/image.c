@@ -518,7 +518,7 @@ int pivq_image_load_square_u8(const char *path, int size, int channels, int crop
     }
     pivq_tensor *sq = pivq_image_center_crop(img, side, side);
     /* already the right size (a prepared dataset): read the crop in place, no resize */
-    pivq_tensor *small = !sq           ? NULL
+    pivq_tensor *small = !sq            ? NULL
                          : side == size ? pivq_tensor_retain(sq)
                                         : pivq_image_resize(sq, size, size, PIVQ_RESIZE_AREA);
     pivq_tensor_release(img);
@@ -576,11 +576,10 @@ static void *folder_worker(void *arg)
             path = malloc(len);
             if (path) snprintf(path, len, "%s/%s", job->dir, f);
         }
-        int rc = (job->dir && !path) ? pivq_set_error("image_folder_load: out of memory")
-                                     : pivq_image_load_square_u8(path ? path : f, job->size,
-                                                                 job->channels, job->crop,
-                                                                 job->background,
-                                                                 job->out + i * per);
+        int rc = (job->dir && !path)
+                     ? pivq_set_error("image_folder_load: out of memory")
+                     : pivq_image_load_square_u8(path ? path : f, job->size, job->channels,
+                                                 job->crop, job->background, job->out + i * per);
         free(path);
         if (rc) {
             /* the message is in this thread's error buffer: hand it to the caller's thread */
