@@ -458,6 +458,10 @@ groups.eval = function()
     target(probe.cross_validate, { "cross_validate" }, function()
       return randn(6, 3), pivq.tensor({ 1, 2, 1, 2, 1, 2 }, "int64"), { folds = 2, max_iter = 5 }
     end),
+    target(probe.attributes, { "attributes" }, function()
+      return randn(6, 3), pivq.tensor({ { 1, -1 }, { -1, 1 }, { 1, 1 }, { -1, -1 }, { 1, -1 }, { -1, 1 } }, "int64"),
+        { "A", "B" }, { folds = 2, max_iter = 5 }
+    end),
     target(capacity.bits, { "bits" }, function() return { K = 16, L = 4, scheme = "distinct", K_img = 3.5 } end),
     target(capacity.log2_binomial, { "log2_binomial" }, function() return 10, 3 end),
     target(capacity.row, { "row" }, function() return 16, 4, 3.5 end),

@@ -48,12 +48,13 @@ function M.dir()
   return nil, "cache: neither PIVQ_CACHE_DIR, XDG_CACHE_HOME nor HOME is set"
 end
 
--- mkdir -p, without a shell. Returns true or nil, err.
-local function mkdirs(path)
+-- cache.mkdirs(path [, mode = "755"]): mkdir -p without a shell (octal mode for new folders;
+-- the umask applies). Returns true or nil, err.
+local function mkdirs(path, mode)
   local sofar = path:sub(1, 1) == "/" and "" or "."
   for part in path:gmatch("[^/]+") do
     sofar = sofar .. "/" .. part
-    if ffi.C.mkdir(sofar, tonumber("700", 8)) ~= 0 then
+    if ffi.C.mkdir(sofar, tonumber(mode or "755", 8)) ~= 0 then
       local e = ffi.errno()
       if e ~= EEXIST then
         return nil, string.format("cache: cannot create %s: %s", sofar, ffi.string(ffi.C.strerror(e)))
@@ -62,6 +63,8 @@ local function mkdirs(path)
   end
   return true
 end
+
+M.mkdirs = mkdirs
 
 function M.absolute(path)
   if type(path) ~= "string" then error("cache.absolute: path must be a string", 2) end
@@ -86,7 +89,7 @@ function M.path_for(dir, key)
   abs, err = M.absolute(dir)
   if not abs then return nil, err end
   local ok
-  ok, err = mkdirs(root)
+  ok, err = mkdirs(root, "700")
   if not ok then return nil, err end
   local s = abs .. "\0" .. key
   -- two independent CRC-32s: 64 bits, so two folders do not share a file by accident (the

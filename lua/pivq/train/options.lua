@@ -6,6 +6,10 @@ local M = {}
 M.list = {
   { "dataset", "fashion-mnist", "fashion-mnist, or a folder of aligned images (PNG/JPEG)" },
   { "image_size", 0, "image side (0: the dataset's: 28 for Fashion-MNIST, 64 for folders)" },
+  { "crop", -1, "centre crop in source pixels before resizing (-1: the layout's, 148 for CelebA; 0: none)" },
+  { "background", "white", "background under transparent pixels: white | black" },
+  { "split_file", "", "held-out split file (\"FILE 0|1|2\" lines; default: the layout's split)" },
+  { "split_seed", 1, "seed of the random held-out split of a plain folder" },
   { "out", "runs/default", "output folder (checkpoint, logs, images)" },
   { "resume", false, "continue from OUT/model.safetensors" },
   { "steps", 3000, "optimizer steps" },
@@ -72,13 +76,13 @@ function M.resolve(user)
 end
 
 -- The model's configuration (pivq.PIVQ) from the options and the dataset's image size and channels.
-function M.model_config(opts, size, channels)
+function M.model_config(opts, size, channels, data)
   return {
     image_size = size, channels = channels, patch = opts.patch, width = opts.width,
     enc_depth = opts.enc_depth, dec_depth = opts.dec_depth, heads = opts.heads, mlp_ratio = opts.mlp_ratio,
     L = opts.L, K = opts.K, c = opts.c, mode = opts.quantizer, readout = opts.readout,
     query_std = opts.query_std, beta = opts.beta, ema = opts.codebook ~= "loss", decay = opts.decay,
-    cosine = opts.cosine, seed = opts.seed, dataset = opts.dataset,
+    cosine = opts.cosine, seed = opts.seed, dataset = opts.dataset, data = data,
   }
 end
 
