@@ -16,12 +16,10 @@ local args = parser:parse(arg)
 local t0 = pivq.clock()
 print(string.format("pivq %s demo: %d threads; training for at most %g minutes (%d steps) into %s", pivq.version,
   pivq.get_num_threads(), args.minutes, args.steps, args.out))
-local topts = { out = args.out, steps = args.steps, max_minutes = args.minutes, dataset = args.dataset,
+-- a folder gets the preset of its image size (pivq.models.presets); the demo keeps its own budget
+local run = pivq.train.Trainer { out = args.out, steps = args.steps, max_minutes = args.minutes,
+  dataset = args.dataset, image_size = args.dataset ~= "fashion-mnist" and args.image_size or 0,
   quantizer = args.quantizer, eval_images = 2000, quant_start = math.min(300, math.floor(args.steps / 6)) }
-if args.dataset ~= "fashion-mnist" then
-  for k, v in pairs(require("pivq.models.presets").for_size(args.image_size)) do topts[k] = v end
-end
-local run = pivq.train.Trainer(topts)
 local metrics = run:fit()
 if not metrics then
   -- the time budget ended the schedule early: evaluate what we have

@@ -5,26 +5,29 @@ local train = require "pivq.train"
 
 local parser = argparse("pivq train", "Train a permutation-invariant VQ autoencoder (see README.md).\n"
   .. "Writes OUT/model.safetensors, log.jsonl, recon.png, curve.svg and metrics.json.")
+-- no argparse defaults: an option the user leaves out stays nil, so that a preset
+-- (pivq.models.presets) can fill it; the help shows the default
 for _, o in ipairs(train.options) do
   local name, default, help = o[1], o[2], o[3]
   local flag = "--" .. name:gsub("_", "-")
   if type(default) == "boolean" then
     parser:flag(flag, help)
   else
-    local opt = parser:option(flag, help, tostring(default))
+    local opt = parser:option(flag, help .. " (default: " .. tostring(default) .. ")")
     if type(default) == "number" then opt:convert(tonumber) end
   end
 end
 local args = parser:parse(arg)
 
-local opts = {}
+local given = {}
 for _, o in ipairs(train.options) do
   local v = args[o[1]]
-  if v == nil then v = o[2] end
-  opts[o[1]] = v
+  if v ~= nil and not (type(o[2]) == "boolean" and v == false) then given[o[1]] = v end
 end
 
-local run = train.Trainer(opts)
+local run = train.Trainer(given)
+local opts = run.opts
+
 if not run.dist.is_root then opts.quiet = true end -- data-parallel: rank 0 alone prints
 if not opts.quiet then
   print(string.format("pivq %s | %s | %d threads | %s, %d parameters", pivq.version, opts.dataset,

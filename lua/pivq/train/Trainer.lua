@@ -237,7 +237,7 @@ function Trainer:evaluate(n)
 end
 
 function Trainer:write_grid(path)
-  local x = float_images(self.test_set.images:narrow(1, 1, 8))
+  local x = float_images(self.test_set.images:narrow(1, 1, math.min(8, self.test_set.images:size(1))))
   local y = autograd.no_grad(function()
     local was = self.model.training
     self.model:train(false)

@@ -10,6 +10,7 @@ M.list = {
   { "background", "white", "background under transparent pixels: white | black" },
   { "split_file", "", "held-out split file (\"FILE 0|1|2\" lines; default: the layout's split)" },
   { "split_seed", 1, "seed of the random held-out split of a plain folder" },
+  { "preset", "auto", "model preset: auto (by --image-size for a folder), none, face64, colour32, colour128" },
   { "out", "runs/default", "output folder (checkpoint, logs, images)" },
   { "resume", false, "continue from OUT/model.safetensors" },
   { "steps", 3000, "optimizer steps" },
@@ -27,6 +28,8 @@ M.list = {
   { "c", 32, "code dimension" },
   { "patch", 7, "patch size (28 / 7: a 4 x 4 grid of patches)" },
   { "width", 128, "transformer width" },
+  { "head", "linear", "decoder head: linear (per patch) | conv (upsampling convolutions, no patch grid)" },
+  { "head_width", 64, "channels of the conv head's first stage" },
   { "enc_depth", 2, "encoder blocks" },
   { "dec_depth", 2, "decoder blocks" },
   { "heads", 4, "attention heads" },
@@ -68,9 +71,27 @@ end
 -- pivq.train.Trainer.
 function M.resolve(user)
   local opts = M.defaults()
-  for k, v in pairs(user or {}) do
+  user = user or {}
+  for k, v in pairs(user) do
     if opts[k] == nil then error("Trainer: unknown option '" .. tostring(k) .. "'", 3) end
     opts[k] = v
+  end
+  -- a preset fills the options the user did not give
+  local presets = require "pivq.models.presets"
+  local name = opts.preset
+  if name == "auto" then
+    name = opts.dataset ~= "fashion-mnist" and presets.name_for_size(opts.image_size > 0 and opts.image_size or 64)
+      or nil
+  elseif name == "none" then
+    name = nil
+  elseif not presets.list[name] then
+    error("Trainer: unknown preset '" .. tostring(name) .. "' (auto, none, face64, colour32, colour128)", 3)
+  end
+  if name then
+    for k, v in pairs(presets.list[name]) do
+      if user[k] == nil then opts[k] = v end
+    end
+    opts.preset = name
   end
   return opts
 end
@@ -78,7 +99,8 @@ end
 -- The model's configuration (pivq.PIVQ) from the options and the dataset's image size and channels.
 function M.model_config(opts, size, channels, data)
   return {
-    image_size = size, channels = channels, patch = opts.patch, width = opts.width,
+    image_size = size, channels = channels, patch = opts.patch, width = opts.width, head = opts.head,
+    head_width = opts.head_width,
     enc_depth = opts.enc_depth, dec_depth = opts.dec_depth, heads = opts.heads, mlp_ratio = opts.mlp_ratio,
     L = opts.L, K = opts.K, c = opts.c, mode = opts.quantizer, readout = opts.readout,
     query_std = opts.query_std, beta = opts.beta, ema = opts.codebook ~= "loss", decay = opts.decay,
