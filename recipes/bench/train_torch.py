@@ -3,6 +3,11 @@
     OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=N /usr/bin/python3 recipes/bench/train_torch.py MODE THREADS STEPS \
         [PATCH WIDTH DEPTH HEADS MLP_RATIO L K C]
 
+Colour and the conv head through the environment (both sides read the same variables):
+PIVQ_BENCH_SIZE (28), PIVQ_BENCH_CHANNELS (1), PIVQ_BENCH_HEAD (linear | conv),
+PIVQ_BENCH_HEAD_WIDTH (64), PIVQ_BENCH_BATCH (64); e.g. the face64 preset:
+PIVQ_BENCH_SIZE=64 PIVQ_BENCH_CHANNELS=3 PIVQ_BENCH_HEAD=conv PIVQ_BENCH_BATCH=32 ... 8 128 3 4 2 64 1024 32
+
 Same architecture as lua/pivq/models/pivq.lua (patch embedding + 2-D position embedding + L
 learned readout tokens, pre-norm blocks; decoder queries with self- and cross-attention to the
 code vectors; sigmoid pixels), the same quantizer (EMA codebook; matching through SciPy's
@@ -11,6 +16,7 @@ commitment) and AdamW. Prints one JSON line: images/s over the timed steps (afte
 steps) and the share of step time spent quantizing.
 """
 import json
+import os
 import sys
 import time
 
@@ -32,7 +38,11 @@ K = rest[6] or 512
 C = rest[7] or 32
 torch.set_num_threads(threads)
 torch.manual_seed(1)
-B, SIZE = 64, 28
+B = int(os.environ.get("PIVQ_BENCH_BATCH", "64"))
+SIZE = int(os.environ.get("PIVQ_BENCH_SIZE", "28"))
+CH = int(os.environ.get("PIVQ_BENCH_CHANNELS", "1"))
+HEAD = os.environ.get("PIVQ_BENCH_HEAD", "linear")
+HEAD_WIDTH = int(os.environ.get("PIVQ_BENCH_HEAD_WIDTH", "64"))
 GRID = SIZE // PATCH
 N = GRID * GRID
 
@@ -62,7 +72,7 @@ class Block(nn.Module):
 class Model(nn.Module):
     def __init__(self):
         super().__init__()
-        self.embed = nn.Linear(PATCH * PATCH, WIDTH)
+        self.embed = nn.Linear(PATCH * PATCH * CH, WIDTH)
         self.pos = nn.Parameter(torch.randn(1, N, WIDTH) * 0.02)
         self.queries = nn.Parameter(torch.randn(1, L, WIDTH))
         self.enc = nn.ModuleList([Block(False) for _ in range(DEPTH)])
@@ -72,7 +82,21 @@ class Model(nn.Module):
         self.dec_queries = nn.Parameter(torch.randn(1, N, WIDTH) * 0.02)
         self.dec = nn.ModuleList([Block(True) for _ in range(DEPTH)])
         self.dec_norm = nn.LayerNorm(WIDTH)
-        self.to_pixels = nn.Linear(WIDTH, PATCH * PATCH)
+        if HEAD == "conv":
+            # pivq's conv head: 1x1 conv, then per factor 2 of the patch nearest 2x upsampling,
+            # 3x3 conv, SiLU (widths halve after the first stage, down to 16), a 3x3 conv out
+            w = HEAD_WIDTH
+            self.head_in = nn.Conv2d(WIDTH, w, 1)
+            ups, size, stage = [], 1, 0
+            while size < PATCH:
+                stage, size = stage + 1, size * 2
+                w2 = max(16, w // (2 if stage > 1 else 1))
+                ups.append(nn.Conv2d(w, w2, 3, padding=1))
+                w = w2
+            self.head_up = nn.ModuleList(ups)
+            self.head_out = nn.Conv2d(w, CH, 3, padding=1)
+        else:
+            self.to_pixels = nn.Linear(WIDTH, PATCH * PATCH * CH)
         self.register_buffer("codebook", torch.randn(K, C))
         self.register_buffer("ema_count", torch.ones(K))
         self.register_buffer("ema_sum", self.codebook.clone())
@@ -102,7 +126,7 @@ class Model(nn.Module):
 
     def forward(self, x):
         b = x.shape[0]
-        patches = x.reshape(b, 1, GRID, PATCH, GRID, PATCH).permute(0, 2, 4, 3, 5, 1).reshape(b, N, -1)
+        patches = x.reshape(b, CH, GRID, PATCH, GRID, PATCH).permute(0, 2, 4, 3, 5, 1).reshape(b, N, -1)
         h = torch.cat([self.embed(patches) + self.pos, self.queries.expand(b, -1, -1)], 1)
         for blk in self.enc:
             h = blk(h)
@@ -112,14 +136,20 @@ class Model(nn.Module):
         q = self.dec_queries.expand(b, -1, -1)
         for blk in self.dec:
             q = blk(q, mem)
-        out = self.to_pixels(self.dec_norm(q))
-        img = out.reshape(b, GRID, GRID, PATCH, PATCH, 1).permute(0, 5, 1, 3, 2, 4).reshape(b, 1, SIZE, SIZE)
+        feats = self.dec_norm(q)
+        if HEAD == "conv":
+            h = self.head_in(feats.reshape(b, GRID, GRID, WIDTH).permute(0, 3, 1, 2).contiguous())
+            for conv in self.head_up:
+                h = F.silu(conv(F.interpolate(h, scale_factor=2, mode="nearest")))
+            return torch.sigmoid(self.head_out(h)), commit
+        out = self.to_pixels(feats)
+        img = out.reshape(b, GRID, GRID, PATCH, PATCH, CH).permute(0, 5, 1, 3, 2, 4).reshape(b, CH, SIZE, SIZE)
         return torch.sigmoid(img), commit
 
 
 model = Model()
 opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
-x = torch.rand(B, 1, SIZE, SIZE)
+x = torch.rand(B, CH, SIZE, SIZE)
 times = []
 quant = []
 for step in range(steps + 3):
