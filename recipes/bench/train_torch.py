@@ -26,8 +26,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
-mode, threads, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-rest = [int(v) for v in sys.argv[4:]] + [None] * 8
+mode, threads = sys.argv[1], int(sys.argv[2])
+steps = int(sys.argv[3]) if mode != "quality" else 0
+rest = [int(v) for v in sys.argv[4:12]] + [None] * 8
 PATCH = rest[0] or 7
 WIDTH = rest[1] or 128
 DEPTH = rest[2] or 2
@@ -147,6 +148,66 @@ class Model(nn.Module):
         return torch.sigmoid(img), commit
 
 
+def train_step(model, opt, xb):
+    """One step: L1 + L2 + 0.25 commitment, backward, clip 1.0, AdamW (as pivq's benchmark step)."""
+    y, commit = model(xb)
+    loss = F.l1_loss(y, xb) + F.mse_loss(y, xb) + 0.25 * commit
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+
+
+def load_u8(path):
+    """The uint8 `images` tensor of a safetensors file (pivq.save), as float32 in [0, 1]."""
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+        data = f.read()
+    meta = header["images"]
+    lo, hi = meta["data_offsets"]
+    return torch.from_numpy(np.frombuffer(data[lo:hi], dtype=np.uint8).reshape(meta["shape"]).astype(np.float32) / 255)
+
+
+if mode == "quality":
+    # quality MINUTES TRAIN.safetensors TEST.safetensors: train for MINUTES of wall-clock (L1 + L2 +
+    # commitment, AdamW 2e-3 with 200 warm-up steps, clip 1.0, batch B, matching through SciPy), logging
+    # the held-out PSNR once a minute; the same data as pivq (exported by recipes/bench/export_split.lua)
+    minutes, train_path, test_path = float(sys.argv[3]), sys.argv[4 + 8], sys.argv[5 + 8]
+    mode = "matching"
+    train_x, test_x = load_u8(train_path), load_u8(test_path)
+    model = Model()
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 200))
+    g = torch.Generator().manual_seed(1)
+    t_start, step, next_eval = time.perf_counter(), 0, 60.0
+
+    def held_out_psnr():
+        model.eval()
+        with torch.no_grad():
+            mse = []
+            for i in range(0, test_x.shape[0], 100):
+                xb = test_x[i:i + 100]
+                y, _ = model(xb)
+                mse.append(((y - xb) ** 2).flatten(1).mean(1))
+            mse = torch.cat(mse)
+        model.train()
+        return float((10 * torch.log10(1 / mse.clamp_min(1e-10))).mean())
+
+    while True:
+        elapsed = time.perf_counter() - t_start
+        if elapsed >= next_eval or elapsed >= minutes * 60:
+            print(json.dumps({"side": "torch", "minutes": elapsed / 60, "step": step, "psnr": held_out_psnr()}),
+                  flush=True)
+            next_eval += 60.0
+            if elapsed >= minutes * 60:
+                break
+        idx = torch.randint(0, train_x.shape[0], (B,), generator=g)
+        train_step(model, opt, train_x[idx])
+        sched.step()
+        step += 1
+    sys.exit(0)
+
 model = Model()
 opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
 x = torch.rand(B, CH, SIZE, SIZE)
@@ -155,12 +216,7 @@ quant = []
 for step in range(steps + 3):
     model.quant_time = 0.0
     t0 = time.perf_counter()
-    y, commit = model(x)
-    loss = F.l1_loss(y, x) + F.mse_loss(y, x) + 0.25 * commit
-    opt.zero_grad()
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    opt.step()
+    train_step(model, opt, x)
     if step >= 3:
         times.append(time.perf_counter() - t0)
         quant.append(model.quant_time)

@@ -1,28 +1,11 @@
 -- Alpha compositing (hand-computed pixels for RGBA, gray+alpha and palette+tRNS PNGs) and the
 -- decoded-image cache's location (the user's cache folder, never the dataset; a read-only
 -- dataset read by an unprivileged user).
-local ffi = require "ffi"
 local pivq = require "pivq"
 local craft = require "io.craft"
 local proc = require "helpers.proc"
 
-pcall(ffi.cdef, "int setenv(const char *name, const char *value, int overwrite);")
-pcall(ffi.cdef, "int unsetenv(const char *name);")
-
--- Run fn with environment variables set (a value of false unsets), restoring them after.
-local function with_env(vars, fn)
-  local saved = {}
-  for k, v in pairs(vars) do
-    saved[k] = os.getenv(k) or false
-    if v then ffi.C.setenv(k, v, 1) else ffi.C.unsetenv(k) end
-  end
-  local ok, a, b = pcall(fn)
-  for k, v in pairs(saved) do
-    if v then ffi.C.setenv(k, v, 1) else ffi.C.unsetenv(k) end
-  end
-  if not ok then error(a, 0) end
-  return a, b
-end
+local with_env = proc.with_env
 
 local function listing(dir)
   local out = {}
