@@ -208,6 +208,9 @@ int main(int argc, char **argv)
        writers report ("cannot write checkpoint ...: File too large"), rather than kill the
        process with SIGXFSZ in the middle of a training run. */
     signal(SIGXFSZ, SIG_IGN);
+    /* Progress lines reach a log file as they happen (`pivq train > log 2>&1 &`): stdout is
+       line-buffered when it is not a terminal (the C library would buffer it in blocks). */
+    if (!isatty(1)) setvbuf(stdout, NULL, _IOLBF, 0);
     find_paths(&paths);
 
     lua_State *L = luaL_newstate();
