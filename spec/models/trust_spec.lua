@@ -172,7 +172,8 @@ describe("trust", function()
 
     it("--help lists the options that may change on resume", function()
       local out = run(bin .. " train --help")
-      assert.matches("options that may change on resume: %-%-out, %-%-resume, %-%-steps, %-%-batch, %-%-threads", out)
+      assert.matches("options that may change on resume: %-%-out, %-%-resume, %-%-steps, %-%-batch, %-%-threads, "
+        .. "%-%-workers, %-%-precision", out)
     end)
   end)
 

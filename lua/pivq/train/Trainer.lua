@@ -24,6 +24,7 @@
 local pivq_tensor = require "pivq.core.tensor"
 local random = require "pivq.core.random"
 local autograd = require "pivq.core.autograd"
+local precision = require "pivq.core.precision"
 local gc = require "pivq.core.gc"
 local clock = require "pivq.core.clock"
 local memory = require "pivq.core.memory"
@@ -140,10 +141,12 @@ function M.new(user)
   elseif dp.size > 1 then pivq_.set_num_threads(dp:threads(pivq_.get_num_threads())) end
   if not dp.is_root then opts.quiet = true end -- rank 0 alone prints
   local warning = options.spin_warning(pivq_.get_num_threads(), os.getenv, files.read_text("/proc/loadavg"),
-    files.read_text("/proc/cpuinfo"))
+    files.read_text("/proc/cpuinfo"), pivq_.omp_wait())
   if warning and not opts.quiet then io.stderr:write(warning, "\n") end
   if dp.is_root then prepare_out(opts) end
   local self = setmetatable({ opts = opts, dist = dp }, Trainer)
+  -- "fp32" where bf16 is missing (one warning); an unknown value is an error here, before any work
+  self.precision = precision.resolve(opts.precision, "train")
   local train, test, size, channels = load_data(opts)
   if not train then error("train: " .. tostring(test), 2) end
   if train.images:size(1) < opts.batch * dp.size then
@@ -331,7 +334,9 @@ function Trainer:fit()
   end
   -- data-parallel: an error on one rank stops every rank at once (MPI_Abort) instead of leaving
   -- the others waiting in a collective
-  local ok, a, b = pcall(self.dist.guard, self.dist, self.fit_loop, self)
+  -- --precision: the whole run (forward, backward, evaluation) under it; master weights,
+  -- optimizer state and checkpoints stay fp32 (pivq.autocast)
+  local ok, a, b = pcall(precision.autocast, self.precision, self.dist.guard, self.dist, self.fit_loop, self)
   if self.lock then
     self.lock:release()
     self.lock = nil
