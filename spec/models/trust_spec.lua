@@ -8,20 +8,7 @@ local json = require "dkjson"
 local bin = (os.getenv("PIVQ_BUILD_DIR") or "build") .. "/pivq"
 local q = proc.shell_quote
 
-local function run(cmd)
-  local p = io.popen(cmd .. " 2>&1; echo \"exit=$?\"")
-  local out = p:read("*a")
-  p:close()
-  return out, tonumber(out:match("exit=(%d+)%s*$"))
-end
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local run, read = proc.run, proc.read
 
 local function exists(path) return read(path) ~= nil end
 
