@@ -58,7 +58,7 @@ local function fail(...)
   return 1
 end
 
-local mkdirs = require("pivq.data.cache").mkdirs
+local mkdirs = pivq.files.mkdir_p
 local download = args.out .. "/.download"
 local ok, err = mkdirs(download)
 if not ok then return fail(err) end

@@ -18,6 +18,7 @@ parser:option("--seed", "seed of the fold split", "1"):convert(tonumber)
 parser:option("--out", "with --attributes: JSON to write (the chart is its .png twin; default: beside the "
   .. "checkpoint, probe_attributes.json)")
 local args = parser:parse(arg)
+require("pivq.core.argcheck").counts("pivq probe", args, { "images", "folds" }) -- before the model loads
 
 local function fail(code, ...)
   io.stderr:write("pivq probe: ", ...)

@@ -75,9 +75,12 @@ local function read_json(path)
 end
 
 local function write_json(path, v)
-  local f = assert(io.open(path, "w"))
-  f:write(json.encode(v, { indent = true }), "\n")
-  f:close()
+  pivq.files.write_or_fail("reproduce", path, json.encode(v, { indent = true }) .. "\n")
+end
+
+local function mkdir_p(path)
+  local ok, err = pivq.files.mkdir_p(path)
+  if not ok then error("reproduce: " .. err, 0) end
 end
 
 -- the feature space of PRDC: the bundled classifier, trained once
@@ -134,15 +137,15 @@ for _, spec in ipairs(MODELS) do
     -- a sample grid per strategy, for the report's figures
     local bank = model:bank()
     local docdir = args.doc:match("^(.*)/[^/]*$") or "."
-    assert(require("pivq.data.cache").mkdirs(docdir .. "/figures"))
+    mkdir_p(docdir .. "/figures")
     if report.probe.attributes then
       assert(require("pivq.eval.figure5").save(string.format("%s/figures/reproduce-%s-probe.png", docdir,
         spec.name), report.probe.attributes))
     end
     for strategy in pairs(report.prdc) do
       local imgs = pivq.sample.draw(model, strategy, bank, 32, { seed = 2, codebook = model:codebook() })
-      pivq.image.save(string.format("%s/figures/reproduce-%s-%s.png", docdir, spec.name, strategy),
-        pivq.image.grid(imgs:clamp(0, 1), { nrow = 16, padding = 2, scale = 2 }))
+      assert(pivq.image.save(string.format("%s/figures/reproduce-%s-%s.png", docdir, spec.name, strategy),
+        pivq.image.grid(imgs:clamp(0, 1), { nrow = 16, padding = 2, scale = 2 })))
     end
   end
   report.name, report.what = spec.name, spec.what
@@ -321,7 +324,7 @@ if m then
 end
 add("")
 local docdir = args.doc:match("^(.*)/[^/]*$") or "."
-assert(require("pivq.data.cache").mkdirs(docdir))
-assert(pivq.files.write_text(args.doc, table.concat(lines, "\n") .. "\n"))
+mkdir_p(docdir)
+pivq.files.write_or_fail("reproduce", args.doc, table.concat(lines, "\n") .. "\n")
 print("report: " .. args.doc)
 return 0

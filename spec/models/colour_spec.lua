@@ -83,21 +83,23 @@ end)
 
 describe("presets", function()
   local options = require "pivq.train.options"
+  local function resolve(user) return options.apply_preset(options.resolve(user)) end
   it("auto picks by image size for a folder, nothing for Fashion-MNIST; user options win", function()
-    local o = options.resolve({ dataset = "/data/x", image_size = 64 })
+    local o = resolve({ dataset = "/data/x", image_size = 64 })
     assert.are.equal("face64", o.preset)
     assert.are.equal("conv", o.head)
     assert.are.equal(8, o.patch)
     assert.are.equal(1024, o.K)
-    local mine = options.resolve({ dataset = "/data/x", image_size = 64, K = 4096, head = "linear" })
+    local mine = resolve({ dataset = "/data/x", image_size = 64, K = 4096, head = "linear" })
     assert.are.equal(4096, mine.K)
     assert.are.equal("linear", mine.head)
-    local fm = options.resolve({})
+    local fm = resolve({})
     assert.are.equal("auto", fm.preset)
     assert.are.equal("linear", fm.head)
     assert.are.equal(7, fm.patch)
-    assert.are.equal("linear", options.resolve({ dataset = "/data/x", image_size = 64, preset = "none" }).head)
-    assert.has_error(function() options.resolve({ preset = "face65" }) end)
+    assert.are.equal("linear", resolve({ dataset = "/data/x", image_size = 64, preset = "none" }).head)
+    assert.has_error(function() resolve({ preset = "face65" }) end,
+      "train: --preset must be auto, none, face64, colour32 or colour128, got 'face65'")
   end)
 end)
 

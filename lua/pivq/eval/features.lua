@@ -160,12 +160,13 @@ function M.train_classifier(opts)
     end
   end)
   local acc = correct / N
-  local dir_ok, derr = require("pivq.data.cache").mkdirs(out:match("^(.*)/[^/]*$") or ".")
+  local files = require "pivq.data.files"
+  local dir_ok, derr = files.mkdir_p(files.parent(out))
   if not dir_ok then return nil, derr end
   local tensors = {}
   for k, t in pairs(body:state_dict()) do tensors["body." .. k] = t end
   for k, t in pairs(head:state_dict()) do tensors["head." .. k] = t end
-  local ok, werr = require("pivq.data.files").save(out, tensors, { channels = tostring(channels),
+  local ok, werr = files.save(out, tensors, { channels = tostring(channels),
     size = tostring(size), classes = tostring(classes), targets = kind, dataset = desc.path,
     test_accuracy = string.format("%.4f", acc), kind = "pivq-features-classifier" })
   if not ok then return nil, werr end
