@@ -256,7 +256,7 @@ end
 -- accuracy_std =, baseline_mean =, baseline_std =, positive = fraction of +1}, ...} in the
 -- attributes' order.
 function M.attributes(X, attributes, names, opts)
-  opts = lbfgs_options("probe.attributes", opts)
+  opts = lbfgs_options("probe.attributes", opts, { "folds", "seed", "l2" })
   if not tensor.is_tensor(X) or X:dim() ~= 2 or not tensor.is_tensor(attributes) or attributes:dim() ~= 2
     or attributes:size(1) ~= X:size(1) then
     error("probe.attributes: need X (N x d) and attributes (N x A) tensors", 2)
