@@ -4,9 +4,8 @@
 -- The images are Twemoji (emoji-datasource-twitter: the package is MIT, the Twemoji graphics are
 -- CC BY 4.0, (c) Twitter, Inc and other contributors: attribute them when you publish results)
 -- or OpenMoji (openmoji: CC BY-SA 4.0). Nothing is committed to the repository: the data lands
--- in --out. Programs run without a shell (posix_spawnp), so no path reaches one.
+-- in --out. Programs run without a shell (pivq.files.run), so no path reaches one.
 local argparse = require "argparse"
-local ffi = require "ffi"
 local json = require "dkjson"
 local pivq = require "pivq"
 
@@ -29,26 +28,13 @@ if not set then
   return 2
 end
 
-for _, decl in ipairs({ "int posix_spawnp(int *pid, const char *file, const void *actions, const void *attr, "
-  .. "char *const argv[], char *const envp[]);", "extern char **environ;",
-  "int waitpid(int pid, int *status, int options);", "char *strerror(int errnum);" }) do
-  pcall(ffi.cdef, decl)
-end
-
--- run argv (no shell); true, or nil and why
+-- run argv (pivq.files.run: no shell); true, or nil and why
 local function run(argv)
-  local cargv = ffi.new("char *[?]", #argv + 1)
-  local keep = {}
-  for i, s in ipairs(argv) do
-    keep[i] = ffi.new("char[?]", #s + 1, s)
-    cargv[i - 1] = keep[i]
+  local status, out = pivq.files.run(argv)
+  if not status then return nil, out end
+  if status ~= 0 then
+    return nil, string.format("%s exited with status %d: %s", table.concat(argv, " "), status, out:sub(1, 500))
   end
-  local pid = ffi.new("int[1]")
-  local rc = ffi.C.posix_spawnp(pid, argv[1], nil, nil, cargv, ffi.C.environ)
-  if rc ~= 0 then return nil, argv[1] .. ": " .. ffi.string(ffi.C.strerror(rc)) end
-  local st = ffi.new("int[1]")
-  if ffi.C.waitpid(pid[0], st, 0) < 0 then return nil, argv[1] .. ": waitpid failed" end
-  if st[0] ~= 0 then return nil, string.format("%s exited with status %d", table.concat(argv, " "), st[0]) end
   return true
 end
 
