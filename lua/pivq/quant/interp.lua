@@ -46,6 +46,10 @@ function M.path_from_swaps(A, swaps, steps)
     if type(swaps[i]) ~= "table" then
       error(string.format("path_from_swaps: swap %d is %s, not {remove =, add =}", i, type(swaps[i])), 2)
     end
+    if type(swaps[i].remove) ~= "number" or type(swaps[i].add) ~= "number" then
+      error(string.format("path_from_swaps: swap %d needs codes remove = and add = (numbers), got %s and %s", i,
+        type(swaps[i].remove), type(swaps[i].add)), 2)
+    end
   end
   local path = { A }
   local cur, at = A, 0
