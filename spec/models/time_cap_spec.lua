@@ -91,3 +91,29 @@ describe("a time-capped run", function()
     assert.matches("outputs in ", out2)
   end)
 end)
+
+-- The main job itself, with a 15-second budget on a busy machine: it must quantize, write its
+-- samples and report usage and K_img (before the fix it ended unquantized and wrote grey blobs).
+describe("pivq demo with a tiny time budget on a busy machine #slow", function()
+  it("still quantizes, and its metrics say so", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    local hogs = { proc.spawn("exec sh -c 'while :; do :; done'"), proc.spawn("exec sh -c 'while :; do :; done'") }
+    local bin = (os.getenv("PIVQ_BUILD_DIR") or "build") .. "/pivq"
+    local p = io.popen(bin .. " demo --minutes 0.25 --out " .. proc.shell_quote(dir) .. " 2>&1; echo \"exit=$?\"")
+    local out = p:read("*a")
+    p:close()
+    for _, pid in ipairs(hogs) do
+      proc.kill9(pid)
+      proc.wait(pid)
+    end
+    local metrics = json.decode(pivq.files.read_text(dir .. "/metrics.json") or "null")
+    os.execute("rm -rf " .. proc.shell_quote(dir))
+    assert.matches("exit=0", out)
+    assert.matches("codebook initialised", out)
+    assert.is_table(metrics, out)
+    assert.is_true(metrics.quantized, out)
+    assert.is_number(metrics.usage)
+    assert.is_number(metrics.K_img)
+  end)
+end)
