@@ -83,6 +83,8 @@ describe("the REPL's entries", function()
     assert.are.same({ true, "" }, { eval("y = 5;", env) })
     assert.are.same({ true, "" }, { eval("y;", env) })
     assert.are.same({ true, "5" }, { eval("y", env) })
+    assert.are.same({ true, "" }, { eval("y; -- a comment after the ;", env) })
+    assert.are.same({ true, "5" }, { eval("y -- a comment", env) })
   end)
 
   it("completes whole words: globals, fields and methods", function()

@@ -60,7 +60,8 @@ end
 M.compile = compile
 
 -- An entry ending in `;` runs without printing its value (as in Torch7's trepl and Julia).
-function M.silenced(src) return src:match(";%s*$") ~= nil end
+-- (a comment may follow the `;`: `x = f(); -- note`)
+function M.silenced(src) return src:match(";%s*$") ~= nil or src:match(";%s*%-%-[^\n]*$") ~= nil end
 
 -- Evaluate one complete chunk, printing its values or its error through `out` (default
 -- print); returns true if it ran without error. `env` replaces the chunk's globals.
@@ -93,7 +94,9 @@ end
 -- `?name` (or `? expr`): the documentation of a value, as help(value) prints it
 local function question(entry)
   local expr = entry:match("^%s*%?%s*(.-)%s*$")
-  if not expr or expr == "" then return nil end
+  if not expr then return nil end
+  expr = expr:gsub("%s*%-%-[^\n]*$", "") -- `?f  -- a comment`
+  if expr == "" then return nil end
   return "print(require('pivq.display.help').doc((" .. expr .. "), " .. string.format("%q", expr) .. "))"
 end
 
