@@ -1,6 +1,6 @@
 -- What the REPL and the Jupyter kernel say about values (lua/pivq/display/help.lua): docstrings
--- read from the comment above a definition, signatures, "did you mean", Tab completion of whole
--- words, the REPL's `expr; expr` and trailing `;`, and how scripts, -e and recipes start.
+-- read from the comment above a definition, signatures, "did you mean" (Tab completion of whole
+-- words, `expr; expr` and a trailing `;`: repl_spec.lua).
 local help = require "pivq.display.help"
 local repl = require "pivq.display.repl"
 local pretty = require "pivq.display.pretty"
@@ -60,42 +60,5 @@ describe("did you mean", function()
     local lines = {}
     repl.eval("pivq.randm(3)", env, function(s) lines[#lines + 1] = s end)
     assert.matches("did you mean 'randn'%?", lines[1])
-  end)
-end)
-
-describe("the REPL's entries", function()
-  local function eval(src, env)
-    local lines = {}
-    local ok = repl.eval(src, env, function(s) lines[#lines + 1] = s end)
-    return ok, table.concat(lines, "\n")
-  end
-
-  it("runs `statements; expression` and prints the expression (the README's line)", function()
-    local env = {}
-    assert.are.same({ true, "20" }, { eval("s = {10, 20}; s[2]", env) })
-    assert.are.same({ 10, 20 }, env.s)
-    assert.are.same({ true, '"a;b"' }, { eval("t = 'a;b'; t", env) })
-    assert.is_function(repl.compile("s = {1}; s[1]"))
-  end)
-
-  it("prints nothing for an entry ending in ;", function()
-    local env = {}
-    assert.are.same({ true, "" }, { eval("y = 5;", env) })
-    assert.are.same({ true, "" }, { eval("y;", env) })
-    assert.are.same({ true, "5" }, { eval("y", env) })
-    assert.are.same({ true, "" }, { eval("y; -- a comment after the ;", env) })
-    assert.are.same({ true, "5" }, { eval("y -- a comment", env) })
-  end)
-
-  it("completes whole words: globals, fields and methods", function()
-    local saved = rawget(_G, "spec_obj")
-    rawset(_G, "spec_obj", { alpha = 1, alps = 2, beta = function() end })
-    assert.are.same({ "spec_obj.alpha", "spec_obj.alps" }, repl.complete_word("spec_obj.al"))
-    assert.are.same({ "spec_obj:beta" }, repl.complete_word("spec_obj:b"))
-    rawset(_G, "spec_obj", saved)
-    local pivq = require "pivq"
-    rawset(_G, "spec_t", pivq.zeros(2))
-    assert.are.same({ "spec_t:narrow" }, repl.complete_word("spec_t:narr"))
-    rawset(_G, "spec_t", nil)
   end)
 end)

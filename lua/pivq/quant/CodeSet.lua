@@ -177,18 +177,20 @@ function CodeSet:union(other)
   return finish(out)
 end
 
-function CodeSet:intersection(other)
-  local o = as_codeset(self, other, 2)
+-- a new CodeSet of self's kind: each code of self with multiplicity f(in self, in other), if > 0
+local function pointwise(self, o, f)
   local out = like(self)
   for k, m in pairs(self.counts) do
-    local both = math.min(m, o.counts[k] or 0)
-    if both > 0 then
-      out.counts[k] = both
-      out.n = out.n + both
+    local v = f(m, o.counts[k] or 0)
+    if v > 0 then
+      out.counts[k] = v
+      out.n = out.n + v
     end
   end
   return finish(out)
 end
+
+function CodeSet:intersection(other) return pointwise(self, as_codeset(self, other, 2), math.min) end
 
 -- Multiset sum: each code's multiplicities add up (a set's sum is refused when they share a code;
 -- use union).
@@ -208,16 +210,7 @@ end
 -- The codes of self not in other (multiplicities subtract, down to 0); a code of other that
 -- self lacks is ignored.
 function CodeSet:difference(other)
-  local o = as_codeset(self, other, 2)
-  local out = like(self)
-  for k, m in pairs(self.counts) do
-    local left = m - (o.counts[k] or 0)
-    if left > 0 then
-      out.counts[k] = left
-      out.n = out.n + left
-    end
-  end
-  return finish(out)
+  return pointwise(self, as_codeset(self, other, 2), function(m, n) return m - n end)
 end
 
 -- What to take out of self and put in to reach other (with multiplicities), both sorted.
