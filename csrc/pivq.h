@@ -51,6 +51,12 @@ const char *pivq_version(void);
 int pivq_set_num_threads(int n);
 /* Current number of threads. */
 int pivq_get_num_threads(void);
+/* Floating-point operations of the matrix products run since the process started, a
+   multiply-add counting 2: every GEMM (matmul, linear, im2col convolution, the quantizer's and
+   PRDC's distances), attention's per-head products and oneDNN's convolutions, forward and
+   backward, from their shapes. Elementwise ops, norms, softmax and the assignment are not
+   counted (the convention of model FLOP utilisation). Read it before and after some work. */
+int64_t pivq_flop_count(void);
 /* Bytes of tensor storages and tensor headers alive now; the Lua GC policy reads this. */
 int64_t pivq_heap_bytes(void);
 /* Number of live storages (a leak check for the specs). */
@@ -487,6 +493,37 @@ int pivq_conv_dnnl_available(void);
 /* How many convolution steps (forwards and backwards) oneDNN has run in this process: tells a
    caller which engine ran. */
 int64_t pivq_conv_dnnl_steps(void);
+
+/* ---- Precision (ops/bf16.c) ----
+ * Under PIVQ_PRECISION_BF16, matmul and linear (forward and backward, through oneDNN's matmul)
+ * and convolutions (oneDNN) take bf16 operands, rounded per call from the fp32 tensors, and
+ * accumulate and write fp32. Everything else stays fp32: reductions, norms, softmax, losses,
+ * attention's per-head products, the quantizer's distances and assignment, optimizer state and
+ * the parameters. The precision in force when a kernel runs decides, for backward too. Products
+ * of fewer than 2^18 multiply-adds stay fp32. The setting is process-wide. */
+typedef enum pivq_precision {
+    PIVQ_PRECISION_FP32 = 0, /* the default */
+    PIVQ_PRECISION_BF16 = 1  /* bf16 products with fp32 accumulation */
+} pivq_precision;
+/* Set the precision. BF16 fails (-1, the message naming oneDNN's ISA) unless
+   pivq_bf16_available(); the precision is then unchanged. */
+int pivq_set_precision(int precision);
+/* The precision in force (PIVQ_PRECISION_FP32 or PIVQ_PRECISION_BF16). */
+int pivq_get_precision(void);
+/* 1 if bf16 can be used: oneDNN's ISA (dnnl_get_effective_cpu_isa, which DNNL_MAX_CPU_ISA caps)
+   has bf16 dot products (avx512_core_bf16 or avx512_core_amx) and it is not turned off. */
+int pivq_bf16_available(void);
+/* Allow (1, the default) or forbid (0) bf16, as if the CPU lacked it: the fallback the specs
+   test. Forbidding also sets the precision to fp32. PIVQ_BF16=off in the environment starts
+   forbidden. Returns 0, or -1 on a value other than 0 and 1. */
+int pivq_set_bf16_allowed(int on);
+/* oneDNN's name for the instruction set it dispatches to ("avx512_core_bf16", "avx2", ...). */
+const char *pivq_cpu_isa(void);
+/* The measured arithmetic peak in GFLOP/s of `threads` threads running register-only
+   multiply-adds for about `seconds`: fp32 FMA (AVX-512, else AVX2) or bf16 dot products
+   (AVX512-BF16). 0 when the CPU has no such instructions; -1 on a bad argument. The denominator
+   of model FLOP utilisation; on a busy machine it measures the share the process got. */
+double pivq_peak_gflops(int precision, int threads, double seconds);
 
 /* ---------------------------------------------------------------------------------------
  * Optimizers (ops/optim.c): one fused step over n parameters (contiguous float32 leaves; their

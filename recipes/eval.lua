@@ -18,8 +18,12 @@ parser:option("--k", "PRDC neighbourhood size", "5"):convert(tonumber)
 parser:option("--bank-limit", "encode only the first N training images into the bank"):convert(tonumber)
 parser:option("--seed", "seed", "1"):convert(tonumber)
 parser:option("--out", "metrics JSON (default: beside the checkpoint)")
+parser:option("--precision",
+  "fp32 | bf16: matmuls, linear layers, convolutions in bf16 with fp32 accumulation\n"
+  .. "(fp32, with a warning, where the CPU has no bf16)", "fp32")
 parser:option("--compare", "print the metrics of several runs side by side"):args("+")
 local args = parser:parse(arg)
+require("pivq.core.precision").use(args.precision, "pivq eval")
 
 local ROWS = { "quantizer", "readout", "L", "K", "psnr", "ssim", "mse", "usage", "perplexity", "K_img",
   "bits_matching", "bits_nearest", "capacity_ratio", "slot_nmi", "slot_owned", "features", "prdc_strategy" }

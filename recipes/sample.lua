@@ -17,8 +17,12 @@ parser:option("--save-codes", "also write the sampled codes (safetensors)")
 parser:option("--batch", "images decoded per forward pass", "256"):convert(tonumber)
 parser:option("--bank-limit", "encode only the first N training images into the bank (quick looks)")
   :convert(tonumber)
+parser:option("--precision",
+  "fp32 | bf16: matmuls, linear layers, convolutions in bf16 with fp32 accumulation\n"
+  .. "(fp32, with a warning, where the CPU has no bf16)", "fp32")
 parser:flag("--list", "list the registered strategies and exit")
 local args = parser:parse(arg)
+require("pivq.core.precision").use(args.precision, "pivq sample")
 
 local done = recipe.strategy_options("pivq sample", pivq.sample, args)
 if done then return done end

@@ -27,8 +27,8 @@ end
 local run = train.Trainer(opts)
 if not run.dist.is_root then opts.quiet = true end -- data-parallel: rank 0 alone prints
 if not opts.quiet then
-  print(string.format("pivq %s | %s | %d threads | %s, %d parameters", pivq.version, opts.dataset,
-    pivq.get_num_threads(), run.model:extra_repr(), run.model:num_parameters()))
+  print(string.format("pivq %s | %s | %d threads, %s | %s, %d parameters", pivq.version, opts.dataset,
+    pivq.get_num_threads(), run.precision, run.model:extra_repr(), run.model:num_parameters()))
 end
 local metrics, stopped = run:fit()
 if not metrics then return stopped == "interrupted" and 130 or 0 end

@@ -17,6 +17,8 @@
 /* pivq.h must stay attribute-free for the FFI cdef; redeclared here so that the compiler
    checks every message's format string against its arguments. */
 int pivq_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Add n to the FLOP count (pivq_flop_count): the product kernels call it, once per call. */
+void pivq_flops_add(int64_t n);
 
 /* Loops shorter than this run on one thread: spawning costs more than it saves. */
 #define PIVQ_PARALLEL_GRAIN 32768

@@ -40,6 +40,18 @@ const char *pivq_version(void)
     return PIVQ_VERSION;
 }
 
+static int64_t flops;
+
+void pivq_flops_add(int64_t n)
+{
+    __atomic_add_fetch(&flops, n, __ATOMIC_RELAXED);
+}
+
+int64_t pivq_flop_count(void)
+{
+    return __atomic_load_n(&flops, __ATOMIC_RELAXED);
+}
+
 /* OpenBLAS from Debian (openblas-pthread) exports this; it is not in every cblas.h. */
 extern void openblas_set_num_threads(int num_threads);
 

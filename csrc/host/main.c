@@ -343,6 +343,68 @@ static int package_on_lua_path(lua_State *L, host_paths *p)
     return ok;
 }
 
+/* ---- the OpenMP wait policy (startup) ---------------------------------------------------------
+ * libgomp reads OMP_WAIT_POLICY and GOMP_SPINCOUNT once, in its initializer, which runs before
+ * main() because libpivq links it. Its default lets an idle thread spin ~300,000 iterations
+ * (milliseconds) before sleeping: on an idle machine that saves a futex wake per parallel region,
+ * but when other jobs keep the cores busy the spinning threads burn the time slices their
+ * partners need, and 2 threads ran many times slower than 1. So when the user has set neither
+ * variable, the host re-executes itself once with GOMP_SPINCOUNT=PIVQ_HOST_SPINCOUNT (and the
+ * marker PIVQ_HOST_OMP) from the executable's .preinit_array, which runs before any shared
+ * library's initializer (libc's and libgomp's included: getenv and setenv do not work yet, so it
+ * reads and copies envp itself). main() removes both variables again, so programs the host starts
+ * see the user's environment. Not under valgrind (its preload in LD_PRELOAD), which would not
+ * follow the exec. The figures behind the value: recipes/README.md, "Benchmarks". */
+#ifndef PIVQ_HOST_SPINCOUNT
+#define PIVQ_HOST_SPINCOUNT "1000"
+#endif
+#define PIVQ_HOST_OMP_MARKER "PIVQ_HOST_OMP=1"
+static const char *omp_wait = "libgomp default"; /* what pivq.host.omp_wait reports */
+
+static int env_starts(const char *entry, const char *prefix)
+{
+    return strncmp(entry, prefix, strlen(prefix)) == 0;
+}
+
+static void choose_omp_wait(int argc, char **argv, char **envp)
+{
+    (void)argc;
+    static char *env[4096 + 3]; /* static: no malloc before libc is initialised */
+    size_t n = 0;
+    for (char **e = envp; e && *e; e++, n++) {
+        if (env_starts(*e, "OMP_WAIT_POLICY=") || env_starts(*e, "GOMP_SPINCOUNT=") ||
+            env_starts(*e, "PIVQ_HOST_OMP=") ||
+            (env_starts(*e, "LD_PRELOAD=") && strstr(*e, "vgpreload")) || n >= 4096)
+            return; /* the user's choice, the second start, valgrind, or an absurd environment */
+        env[n] = *e;
+    }
+    env[n] = "GOMP_SPINCOUNT=" PIVQ_HOST_SPINCOUNT;
+    env[n + 1] = PIVQ_HOST_OMP_MARKER;
+    env[n + 2] = NULL;
+    execve("/proc/self/exe", argv, env);
+    /* the exec failed (no /proc?): carry on with libgomp's default */
+}
+__attribute__((section(".preinit_array"),
+               used)) static void (*const preinit_omp_wait)(int, char **,
+                                                            char **) = choose_omp_wait;
+
+/* In main(): after the re-execution, drop the two variables and say what is in force. */
+static void settle_omp_wait(void)
+{
+    static char text[200];
+    const char *policy = getenv("OMP_WAIT_POLICY"), *spin = getenv("GOMP_SPINCOUNT");
+    if (getenv("PIVQ_HOST_OMP")) {
+        omp_wait = "pivq: GOMP_SPINCOUNT=" PIVQ_HOST_SPINCOUNT;
+        unsetenv("PIVQ_HOST_OMP");
+        unsetenv("GOMP_SPINCOUNT");
+    } else if (policy || spin) {
+        snprintf(text, sizeof text, "user: %s%.60s%s%s%.60s", policy ? "OMP_WAIT_POLICY=" : "",
+                 policy ? policy : "", policy && spin ? " " : "", spin ? "GOMP_SPINCOUNT=" : "",
+                 spin ? spin : "");
+        omp_wait = text;
+    }
+}
+
 static int traceback(lua_State *L)
 {
     const char *msg = lua_tostring(L, 1);
@@ -359,6 +421,7 @@ int main(int argc, char **argv)
        writers report ("cannot write checkpoint ...: File too large"), rather than kill the
        process with SIGXFSZ in the middle of a training run. */
     signal(SIGXFSZ, SIG_IGN);
+    settle_omp_wait();
     find_paths(&paths);
 
     lua_State *L = luaL_newstate();
@@ -414,6 +477,8 @@ int main(int argc, char **argv)
     lua_setfield(L, -2, "recipes_dir");
     lua_pushstring(L, pivq_version());
     lua_setfield(L, -2, "version");
+    lua_pushstring(L, omp_wait);
+    lua_setfield(L, -2, "omp_wait");
     lua_setfield(L, -2, "pivq.host");
     lua_pop(L, 2);
 

@@ -99,6 +99,7 @@ static void head_product(int small, int ta, int tb, int64_t M, int64_t N, int64_
                          const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
                          int64_t ldc, float *panel)
 {
+    pivq_flops_add(2 * M * N * K);
     if (small) {
         if (tb) {
             pivq_transpose_panel(B, ldb, N, K, panel);

@@ -107,9 +107,9 @@ typedef struct arg {
 
 typedef struct entry {
     pivq_dnnl_conv key;
-    int dir, threads;
-    uint64_t used; /* 0: free slot */
-    int declined;  /* oneDNN has no implementation: im2col runs it */
+    int dir, threads, bf16; /* bf16: bf16 inputs, fp32 output (PIVQ_PRECISION_BF16) */
+    uint64_t used;          /* 0: free slot */
+    int declined;           /* oneDNN has no implementation: im2col runs it */
     dnnl_primitive_t prim;
     int nargs;
     arg a[MAX_ARGS];
@@ -138,21 +138,28 @@ static void entry_clear(entry *e)
 }
 
 /* Memory descriptors of the convolution's tensors: our plain layouts, or (any) left for oneDNN
-   to choose. */
-static void conv_mds(const pivq_dnnl_conv *c, int any, dnnl_memory_desc_t *src,
-                     dnnl_memory_desc_t *wei, dnnl_memory_desc_t *dst)
+   to choose, with the data types ts, tw, td. */
+static void conv_mds_typed(const pivq_dnnl_conv *c, int any, dnnl_data_type_t ts,
+                           dnnl_data_type_t tw, dnnl_data_type_t td, dnnl_memory_desc_t *src,
+                           dnnl_memory_desc_t *wei, dnnl_memory_desc_t *dst)
 {
     dnnl_dims_t sd = {c->N, c->C, c->H, c->W}, dd = {c->N, c->O, c->Ho, c->Wo};
     int64_t G = c->groups;
     /* with groups, goihw (G, O/G, C/G, kh, kw): the same bytes as OIHW */
     dnnl_dims_t wd = {c->O, c->C, c->kh, c->kw}, gwd = {G, c->O / G, c->C / G, c->kh, c->kw};
     dnnl_format_tag_t t = any ? dnnl_format_tag_any : dnnl_nchw;
-    dnnl_memory_desc_init_by_tag(src, 4, sd, dnnl_f32, t);
-    dnnl_memory_desc_init_by_tag(dst, 4, dd, dnnl_f32, t);
+    dnnl_memory_desc_init_by_tag(src, 4, sd, ts, t);
+    dnnl_memory_desc_init_by_tag(dst, 4, dd, td, t);
     if (G == 1)
-        dnnl_memory_desc_init_by_tag(wei, 4, wd, dnnl_f32, any ? t : dnnl_oihw);
+        dnnl_memory_desc_init_by_tag(wei, 4, wd, tw, any ? t : dnnl_oihw);
     else
-        dnnl_memory_desc_init_by_tag(wei, 5, gwd, dnnl_f32, any ? t : dnnl_goihw);
+        dnnl_memory_desc_init_by_tag(wei, 5, gwd, tw, any ? t : dnnl_goihw);
+}
+
+static void conv_mds(const pivq_dnnl_conv *c, int any, dnnl_memory_desc_t *src,
+                     dnnl_memory_desc_t *wei, dnnl_memory_desc_t *dst)
+{
+    conv_mds_typed(c, any, dnnl_f32, dnnl_f32, dnnl_f32, src, wei, dst);
 }
 
 /* Statuses that mean "oneDNN cannot do this shape" (im2col then), not a failure. */
@@ -166,8 +173,18 @@ static int declines(dnnl_status_t s)
 static int entry_create(const char *F, entry *e)
 {
     const pivq_dnnl_conv *c = &e->key;
-    dnnl_memory_desc_t src, wei, dst, bia;
+    dnnl_memory_desc_t src, wei, dst, bia, fsrc, fwei, fdst;
     conv_mds(c, 1, &src, &wei, &dst);
+    conv_mds(c, 1, &fsrc, &fwei, &fdst); /* the forward (hint) descriptors */
+    if (e->bf16) {
+        /* the inputs of each direction in bf16, its output fp32; the forward hint of a
+           backward direction is a bf16 forward (the layouts it would choose) */
+        dnnl_data_type_t b = dnnl_bf16, f = dnnl_f32;
+        int fw = e->dir == FORWARD || e->dir == FORWARD_BIAS;
+        conv_mds_typed(c, 1, e->dir == BACKWARD_DATA ? f : b, e->dir == BACKWARD_WEIGHTS ? f : b,
+                       fw ? f : b, &src, &wei, &dst);
+        conv_mds_typed(c, 1, b, b, fw ? f : b, &fsrc, &fwei, &fdst);
+    }
     dnnl_dims_t bd = {c->O};
     dnnl_memory_desc_init_by_tag(&bia, 1, bd, dnnl_f32, dnnl_x);
     /* oneDNN counts dilation from 0, and wants the right/bottom padding that gives (Ho, Wo) */
@@ -177,8 +194,8 @@ static int entry_create(const char *F, entry *e)
     dnnl_convolution_desc_t fd, bd_;
     dnnl_primitive_desc_t fpd = NULL, pd = NULL;
     dnnl_status_t s = dnnl_dilated_convolution_forward_desc_init(
-        &fd, dnnl_forward_training, dnnl_convolution_direct, &src, &wei,
-        e->dir == FORWARD_BIAS ? &bia : NULL, &dst, strides, dil, pl, pr);
+        &fd, dnnl_forward_training, dnnl_convolution_direct, &fsrc, &fwei,
+        e->dir == FORWARD_BIAS ? &bia : NULL, &fdst, strides, dil, pl, pr);
     if (s == dnnl_success) s = dnnl_primitive_desc_create(&fpd, &fd, NULL, eng, NULL);
     if (s == dnnl_success && (e->dir == FORWARD || e->dir == FORWARD_BIAS)) {
         pd = fpd;
@@ -240,11 +257,12 @@ static int entry_create(const char *F, entry *e)
     if (s == dnnl_success) return 0;
     uint64_t used = e->used;
     pivq_dnnl_conv key = e->key;
-    int dir = e->dir, threads = e->threads;
+    int dir = e->dir, threads = e->threads, bf16 = e->bf16;
     entry_clear(e);
     e->key = key;
     e->dir = dir;
     e->threads = threads;
+    e->bf16 = bf16;
     e->used = used;
     if (declines(s)) {
         e->declined = 1;
@@ -258,11 +276,12 @@ static int entry_create(const char *F, entry *e)
 /* The cached primitive of (c, dir) at the current thread count; NULL with the error set. */
 static entry *lookup(const char *F, const pivq_dnnl_conv *c, int dir)
 {
-    int threads = pivq_get_num_threads();
+    int threads = pivq_get_num_threads(), bf16 = pivq_get_precision() == PIVQ_PRECISION_BF16;
     entry *victim = &cache[0];
     for (int i = 0; i < CACHE_SIZE; i++) {
         entry *e = &cache[i];
-        if (e->used && e->dir == dir && e->threads == threads && !memcmp(&e->key, c, sizeof *c)) {
+        if (e->used && e->dir == dir && e->threads == threads && e->bf16 == bf16 &&
+            !memcmp(&e->key, c, sizeof *c)) {
             e->used = ++clock_;
             return e;
         }
@@ -272,6 +291,7 @@ static entry *lookup(const char *F, const pivq_dnnl_conv *c, int dir)
     victim->key = *c;
     victim->dir = dir;
     victim->threads = threads;
+    victim->bf16 = bf16;
     victim->used = ++clock_;
     return entry_create(F, victim) ? NULL : victim;
 }
@@ -339,6 +359,9 @@ static int run(call *k, const entry *e, void *const *ptr)
     if (s == dnnl_success) {
         what = dir_name(e->dir);
         s = dnnl_primitive_execute(e->prim, stream, e->nargs, args);
+        const pivq_dnnl_conv *c = &e->key; /* each direction: one multiply-add per tap */
+        if (s == dnnl_success)
+            pivq_flops_add(2 * c->N * c->O * c->Ho * c->Wo * (c->C / c->groups) * c->kh * c->kw);
     }
     for (int i = 0; i < e->nargs && s == dnnl_success; i++)
         if (e->a[i].out && e->a[i].reorder) {

@@ -23,6 +23,7 @@ void pivq_sgemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, float al
     }
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                 (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+    pivq_flops_add(2 * M * N * K);
 }
 
 /* One sgemm's split: rows (split_rows) or columns of op(A)/op(B) and C, in blocks of 16 (a

@@ -100,8 +100,8 @@ int pivq_gemm_(pivq_tensor *out, const pivq_tensor *a, const pivq_tensor *b, int
         else
             pivq_binary_scalar_nograd_(out, beta, PIVQ_MUL);
     } else {
-        pivq_sgemm_mt(ta == CblasTrans, tb == CblasTrans, m, n, k, alpha, pivq_data(ac ? ac : a),
-                      la.ld, pivq_data(bc ? bc : b), lb.ld, beta, pivq_data(out), lo.ld);
+        pivq_gemm(ta == CblasTrans, tb == CblasTrans, m, n, k, alpha, pivq_data(ac ? ac : a), la.ld,
+                  pivq_data(bc ? bc : b), lb.ld, beta, pivq_data(out), lo.ld);
     }
     pivq_tensor_release(ac);
     pivq_tensor_release(bc);

@@ -33,7 +33,7 @@ static void linear_forward(const float *x, const float *w, const float *b, float
         if (!b) memset(y, 0, (size_t)(M * N) * sizeof *y);
         return;
     }
-    pivq_sgemm_mt(0, 1, M, N, K, 1.0f, x, K, w, K, b ? 1.0f : 0.0f, y, N);
+    pivq_gemm(0, 1, M, N, K, 1.0f, x, K, w, K, b ? 1.0f : 0.0f, y, N);
 }
 
 typedef struct colsum_ctx {
@@ -117,14 +117,14 @@ int pivq_linear_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
         /* sgemm writes every element (beta 0; zero-fills when N == 0): no memset needed */
         gin[0] = pivq_empty(PIVQ_FLOAT32, ex->ndim, ex->shape);
         if (!gin[0]) return -1;
-        pivq_sgemm_mt(0, 0, M, K, N, 1.0f, gp, N, pivq_data(n->saved[1]), K, 0.0f,
-                      pivq_data(gin[0]), K);
+        pivq_gemm(0, 0, M, K, N, 1.0f, gp, N, pivq_data(n->saved[1]), K, 0.0f, pivq_data(gin[0]),
+                  K);
     }
     if (pivq_ag_needs(n, 1)) { /* dw (N, K) = dy^T (N, M) @ x (M, K) */
         gin[1] = pivq_empty(PIVQ_FLOAT32, 2, ew->shape);
         if (!gin[1]) return -1;
-        pivq_sgemm_mt(1, 0, N, K, M, 1.0f, gp, N, pivq_data(n->saved[0]), K, 0.0f,
-                      pivq_data(gin[1]), K);
+        pivq_gemm(1, 0, N, K, M, 1.0f, gp, N, pivq_data(n->saved[0]), K, 0.0f, pivq_data(gin[1]),
+                  K);
     }
     if (n->n_in > 2 && pivq_ag_needs(n, 2)) { /* db (N) = column sums of dy */
         gin[2] = pivq_empty(PIVQ_FLOAT32, 1, &N);

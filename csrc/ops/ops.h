@@ -12,6 +12,14 @@ void pivq_sgemm_mt(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
 /* The same as one (single-threaded) BLAS call. */
 void pivq_sgemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                        int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
+/* bf16.c: the products of matmul, linear (and their backward): pivq_sgemm_mt, or under
+   PIVQ_PRECISION_BF16 oneDNN's matmul with bf16 operands and fp32 accumulation and output.
+   pivq_gemm_bf16 returns 1 when it computed C, 0 when fp32 must (nothing written). */
+void pivq_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+               int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+int pivq_gemm_bf16(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                   int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 /* gemm_small.c: C (M, N) = alpha op(A) B, op(A) = A or A^T (ta), B row-major, C overwritten;
    register-tiled for the small matrices of attention heads (single-threaded). */
 void pivq_gemm_small(int ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A,

@@ -65,6 +65,16 @@ function pivq.set_num_threads(n)
   gc.check_rc(C.pivq_set_num_threads(n))
 end
 function pivq.get_num_threads() return C.pivq_get_num_threads() end
+-- The OpenMP wait policy in force, as chosen when the library was loaded: "pivq: GOMP_SPINCOUNT=N"
+-- (the default: short spinning, robust on a busy machine), "user: ..." (OMP_WAIT_POLICY or
+-- GOMP_SPINCOUNT was set) or "libgomp default ..." (see "Threads" in lua/README.md).
+function pivq.omp_wait() return state.omp_wait end
+
+-- precision: bf16 products with fp32 accumulation (pivq.core.precision)
+local precision = require "pivq.core.precision"
+for _, name in ipairs({ "autocast", "set_precision", "get_precision", "bf16_available" }) do
+  pivq[name] = precision[name]
+end
 function pivq.heap_bytes() return tonumber(C.pivq_heap_bytes()) end
 pivq.gc_policy = gc.policy
 

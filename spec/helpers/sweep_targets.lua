@@ -166,6 +166,11 @@ local TOP = {
   set_num_threads = function() return 1 end,
   get_num_threads = function() end,
   heap_bytes = function() end,
+  omp_wait = function() end,
+  autocast = function() return "fp32", function(a) return a end, 1 end,
+  set_precision = function() return "fp32" end,
+  get_precision = function() end,
+  bf16_available = function() end,
 }
 M.TOP = TOP
 

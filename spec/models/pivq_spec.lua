@@ -218,6 +218,9 @@ describe("pivq.train", function()
     assert.is_nil(warn(2, function(k) return k == "OMP_WAIT_POLICY" and "PASSIVE" or nil end,
       "9.00 1.0 1.0 1/100 1\n", cpu2)) -- the user chose a policy
     assert.is_nil(warn(2, none, nil, nil)) -- no /proc: no guess
+    -- the host or require "pivq" chose the spin count: no warning; libgomp's default: the warning
+    assert.is_nil(warn(2, none, "9.00 1.0 1.0 1/100 1\n", cpu2, "pivq: GOMP_SPINCOUNT=1000"))
+    assert.truthy(warn(2, none, "9.00 1.0 1.0 1/100 1\n", cpu2, "libgomp default (libgomp was loaded before pivq)"))
   end)
 
   it("documents every option in pivq train --help", function()

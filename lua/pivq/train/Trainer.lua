@@ -24,6 +24,7 @@
 local pivq_tensor = require "pivq.core.tensor"
 local random = require "pivq.core.random"
 local autograd = require "pivq.core.autograd"
+local precision = require "pivq.core.precision"
 local gc = require "pivq.core.gc"
 local clock = require "pivq.core.clock"
 local memory = require "pivq.core.memory"
@@ -118,9 +119,11 @@ function M.new(user)
   elseif dp.size > 1 then pivq_.set_num_threads(dp:threads(pivq_.get_num_threads())) end
   if not dp.is_root then opts.quiet = true end -- rank 0 alone prints
   local warning = options.spin_warning(pivq_.get_num_threads(), os.getenv, files.read_text("/proc/loadavg"),
-    files.read_text("/proc/cpuinfo"))
+    files.read_text("/proc/cpuinfo"), pivq_.omp_wait())
   if warning and not opts.quiet then io.stderr:write(warning, "\n") end
   local self = setmetatable({ opts = opts, dist = dp }, Trainer)
+  -- "fp32" where bf16 is missing (one warning); an unknown value is an error here, before any work
+  self.precision = precision.resolve(opts.precision, "train")
   local train, test, size, channels = load_data(opts)
   if not train then error("train: " .. tostring(test), 2) end
   self.train_set, self.test_set = train, test
@@ -296,7 +299,9 @@ end
 function Trainer:fit()
   -- data-parallel: an error on one rank stops every rank at once (MPI_Abort) instead of leaving
   -- the others waiting in a collective
-  return self.dist:guard(self.fit_loop, self)
+  -- --precision: the whole run (forward, backward, evaluation) under it; master weights,
+  -- optimizer state and checkpoints stay fp32 (pivq.autocast)
+  return precision.autocast(self.precision, self.dist.guard, self.dist, self.fit_loop, self)
 end
 
 function Trainer:fit_loop()

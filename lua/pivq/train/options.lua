@@ -16,6 +16,8 @@ M.list = {
   { "clip", 1.0, "global gradient-norm clip (0: off)" },
   { "seed", 1, "seed of everything (model init, data order, codebook init)" },
   { "threads", 0, "threads (0: all cores)" },
+  { "precision", "fp32", "fp32 | bf16 (matmuls, linear layers, convolutions in bf16, fp32 accumulation; "
+    .. "fp32 with a warning where the CPU has no bf16)" },
   { "quantizer", "matching", "matching | nearest | positional" },
   { "readout", "learned", "learned | exchangeable (slots drawn from one shared distribution)" },
   { "L", 64, "codes per image" },
@@ -86,9 +88,13 @@ end
 -- waiting spins for a long while between parallel regions; when other jobs keep the cores
 -- busy those spinning threads take the time slices their partners need, and a step with 2
 -- threads became 12x slower on this project's shared machine (2,263 vs 179 ms with
--- OMP_WAIT_POLICY=PASSIVE). libgomp reads its policy when it loads, so the user must set it.
--- getenv(name) and the /proc texts are arguments so that a spec can drive every case.
-function M.spin_warning(threads, getenv, loadavg_text, cpuinfo_text)
+-- OMP_WAIT_POLICY=PASSIVE). The `pivq` host and a plain luajit's require "pivq" now choose a
+-- short spin count before libgomp loads (pivq.omp_wait(), csrc/host/main.c), so this only fires
+-- when libgomp's default is still in force (omp_wait "libgomp default ...", e.g. libgomp was
+-- loaded before pivq) or the caller gives no omp_wait and no variable is set.
+-- getenv(name), the /proc texts and omp_wait are arguments so that a spec can drive every case.
+function M.spin_warning(threads, getenv, loadavg_text, cpuinfo_text, omp_wait)
+  if omp_wait and not omp_wait:match("^libgomp default") then return nil end
   if threads < 2 or getenv("OMP_WAIT_POLICY") or getenv("GOMP_SPINCOUNT") then return nil end
   local load = tonumber((loadavg_text or ""):match("^(%S+)"))
   local _, cpus = (cpuinfo_text or ""):gsub("\nprocessor%s*:", "")
