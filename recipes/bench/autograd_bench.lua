@@ -94,7 +94,7 @@ end
 local w = assert(W[workload], "unknown workload " .. tostring(workload))()
 
 if dump then
-  os.execute("mkdir -p '" .. dump .. "'")
+  assert(pivq.files.mkdir_p(dump))
   local manifest = {}
   local function put(name, t)
     write_f32(dump .. "/" .. name .. ".f32", t)
