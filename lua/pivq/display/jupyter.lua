@@ -401,9 +401,8 @@ function M.install(opts)
   os.remove(dir)
   local made, why = require("pivq.data.files").mkdir_p(dir)
   if not made then return nil, "cannot create " .. dir .. ": " .. why end
-  local f = assert(io.open(dir .. "/kernel.json", "w"))
-  f:write(json(M.kernel_spec(spec)), "\n")
-  f:close()
+  local written, werr = require("pivq.data.files").write_text(dir .. "/kernel.json", json(M.kernel_spec(spec)) .. "\n")
+  if not written then return nil, werr end
   local script = "import sys\n" ..
     "from jupyter_client.kernelspec import KernelSpecManager\n" ..
     "print(KernelSpecManager().install_kernel_spec(sys.argv[1], sys.argv[2], " ..
