@@ -23,7 +23,6 @@ local ffi = require "ffi"
 local tensor = require "pivq.core.tensor"
 local random = require "pivq.core.random"
 local io_ = require "pivq.data.files"
-local data = require "pivq.data.datasets"
 
 local M = {}
 
@@ -109,9 +108,10 @@ end
 
 -- The training images a model was trained on (from its config), as float32 in [0, 1].
 function M.dataset_of(model)
-  local name = model.config.dataset or "fashion-mnist"
-  if name == "fashion-mnist" then return data.fashion_mnist { split = "train" } end
-  return data.image_folder(name, { size = model.config.image_size })
+  local layouts = require "pivq.data.layouts"
+  local desc, err = layouts.of_model(model)
+  if not desc then return nil, err end
+  return layouts.open(desc, "train")
 end
 
 local function fmt_time(s)
@@ -157,11 +157,14 @@ end
 
 local function warn(msg) io.stderr:write("bank: ", msg, "\n") end
 
--- pivq.bank.load(model, {checkpoint =, path =, dataset =, limit =, progress =}) -> bank (built
--- and cached if needed); limit uses only the first `limit` training images (quick looks);
--- progress = false silences the progress line (default: shown).
+-- pivq.bank.load(model, {checkpoint =, path =, dataset =, data =, limit =, progress =}) -> bank
+-- (built and cached if needed); dataset is an opened dataset, data a description
+-- (pivq.data.layouts) whose training split is encoded (default: the model's own); limit uses
+-- only the first `limit` training images (quick looks); progress = false silences the progress
+-- line (default: shown). The cache is keyed by the checkpoint's hash and the data's folder.
 function M.load(model, opts)
   opts = opts or {}
+  local where = opts.data and opts.data.path or (opts.dataset and opts.dataset.dir) or ""
   local ckpt = opts.checkpoint or model.path
   local hash = ckpt and M.file_hash(ckpt) or nil
   local path = opts.path or (ckpt and (ckpt:match("^(.*)/[^/]*$") or ".") .. "/codes.safetensors")
@@ -169,14 +172,14 @@ function M.load(model, opts)
   if limit ~= nil and (type(limit) ~= "number" or limit % 1 ~= 0 or limit < 1) then
     error("bank.load: limit must be a positive integer, got " .. tostring(limit), 2)
   end
-  local function make(codes, labels, images, where)
+  local function make(codes, labels, images, at)
     return setmetatable({ codes = codes, labels = labels, K = model.config.K,
-      multiset = model.config.mode ~= "matching", checkpoint_hash = hash, path = where, images = images }, Bank)
+      multiset = model.config.mode ~= "matching", checkpoint_hash = hash, path = at, images = images }, Bank)
   end
   local cached_rows = 0
   if path and hash then
     local tensors, meta = io_.load(path)
-    if tensors and meta.checkpoint_hash == hash and tensor.is_tensor(tensors.codes) then
+    if tensors and meta.checkpoint_hash == hash and (meta.data or "") == where and tensor.is_tensor(tensors.codes) then
       cached_rows = tensors.codes:size(1)
       local full = (meta.limit or "") == ""
       if full and not limit then return make(tensors.codes, tensors.labels, nil, path) end
@@ -194,7 +197,11 @@ function M.load(model, opts)
   local ds = opts.dataset
   if not ds then
     local err
-    ds, err = M.dataset_of(model)
+    if opts.data then
+      ds, err = require("pivq.data.layouts").open(opts.data, "train")
+    else
+      ds, err = M.dataset_of(model)
+    end
     if not ds then return nil, err end
   end
   local images, labels = ds.images, ds.labels
@@ -211,7 +218,7 @@ function M.load(model, opts)
     local tensors = { codes = codes }
     if labels then tensors.labels = labels end
     local ok, err = io_.save(path, tensors, { checkpoint_hash = hash or "", L = tostring(codes:size(2)),
-      limit = partial and tostring(limit) or "" })
+      limit = partial and tostring(limit) or "", data = where })
     if not ok then
       -- an optional cache: the bank stays in memory and the command goes on
       warn(string.format("cannot cache the codes (%s); keeping them in memory", tostring(err)))
