@@ -698,6 +698,22 @@ int pivq_write_file_atomic(const char *path, const void *data, size_t len);
    power loss) left beside it. Returns how many were removed, or -1 with the error set. Only
    call it when no other process is writing `path`: it would remove that write's file. */
 int pivq_atomic_remove_stale(const char *path);
+/* Create the folder path and its missing parents (mkdir -p, no shell). Existing folders are
+   fine; a file in the way or a permission error returns -1 with the error naming the folder. */
+int pivq_mkdir_p(const char *path);
+/* Take an exclusive flock on path (created if missing) and write this process's PID into it.
+   Returns the descriptor (hold it for the lock's life), or -1 with the error set; when another
+   process holds it, *holder (may be NULL) gets the PID written in the file. The kernel drops
+   the lock when its holder exits or is killed, so a stale file never blocks. */
+int pivq_lock_acquire(const char *path, int64_t *holder);
+/* Release a lock from pivq_lock_acquire (close its descriptor; -1 ok). */
+void pivq_lock_release(int fd);
+/* Run a program without a shell (io/proc.c): argv (NULL-terminated; argv[0] looked up in PATH)
+   is passed to execvp unparsed. Its stdout and stderr go to out (at most out_cap bytes kept,
+   the rest read and dropped; *out_len gets the count; out may be NULL when out_cap is 0), its
+   stdin is /dev/null. Returns its exit status, 128 + the signal that ended it, 127 when it
+   cannot be executed, or -1 with the error set (no pipe, no fork). */
+int pivq_run(const char *const *argv, char *out, size_t out_cap, size_t *out_len);
 
 /* =======================================================================================
  * Layer 5: quant (csrc/quant/)

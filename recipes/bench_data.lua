@@ -1,27 +1,24 @@
 -- bench_data: loading speed of Fashion-MNIST, an image folder (with and without cache), the loader
--- Usage: pivq bench_data [--images 10000] [--dir /tmp/pivq-bench-jpegs] [--workers 2]
--- Prints figures only (no assertions). The folder of generated 64x64 JPEGs is made once and
--- kept, so that reruns measure decoding, not generation.
-local ffi = require "ffi"
+-- Usage: pivq bench_data [--images 10000] [--dir DIR] [--workers 2]
+-- Prints figures only (no assertions). Without --dir the generated 64x64 JPEGs go to a fresh
+-- temporary folder, removed at the end. --dir DIR: a new or empty folder is filled with
+-- --images JPEGs and kept (reruns then measure decoding, not generation); a folder already
+-- holding images is measured as it is. The benchmark never deletes anything it did not create:
+-- a folder holding another number of images than --images is an error, not a clean-up.
 local pivq = require "pivq"
 
-local opts = { images = 10000, dir = "/tmp/pivq-bench-jpegs", workers = 2 }
+local opts = { images = 10000, dir = false, workers = 2 }
 local args = arg or {}
 for i = 1, #args, 2 do
   local k = args[i]:match("^%-%-(.+)$")
   if not k or opts[k] == nil then error("bench_data: unknown option " .. tostring(args[i])) end
   opts[k] = tonumber(args[i + 1]) or args[i + 1]
 end
-
-pcall(ffi.cdef, [[
-typedef struct { long sec; long nsec; } pivq_bench_timespec;
-int clock_gettime(int clock, pivq_bench_timespec *ts);
-]])
-local ts = ffi.new("pivq_bench_timespec")
-local function now()
-  ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC: wall time, unlike os.clock
-  return tonumber(ts.sec) + tonumber(ts.nsec) * 1e-9
+if type(opts.images) ~= "number" or opts.images < 1 or opts.images % 1 ~= 0 then
+  error("bench_data: --images must be a positive integer, got " .. tostring(opts.images))
 end
+
+local now = pivq.clock -- monotonic wall time (os.clock is CPU time)
 
 -- wall seconds, and CPU seconds of the whole process (all threads) for busy machines
 local function timed(f)
@@ -61,21 +58,33 @@ ds = nil -- luacheck: ignore
 collectgarbage()
 
 -- 3. a folder of generated JPEGs
-local dir = opts.dir
-local have = pivq.image.list(dir)
-if not have or #have ~= opts.images then
-  os.execute("rm -rf '" .. dir .. "' && mkdir -p '" .. dir .. "'")
+local dir, own = opts.dir, not opts.dir
+if own then
+  dir = os.tmpname() -- a fresh name; the (empty) file it made becomes our folder
+  assert(os.remove(dir))
+end
+local have = pivq.image.list(dir) or {}
+local cache = dir .. "/.pivq-cache-64-3.safetensors"
+local had_cache = io.open(cache, "rb")
+if had_cache then had_cache:close() end
+local generated = {}
+if #have == 0 then
+  assert(pivq.files.mkdir_p(dir))
   local gen = pivq.Generator(1)
   local t = timed(function()
     for i = 1, opts.images do
       -- smooth random colours: a 3 x 8 x 8 field upsampled, like a blurry photo
       local img = pivq.image.resize(pivq.rand({ 3, 8, 8 }, { generator = gen }), 64, 64, "bilinear")
-      assert(pivq.image.save(string.format("%s/%06d.jpg", dir, i), img, { quality = 90 }))
+      local path = string.format("%s/%06d.jpg", dir, i)
+      assert(pivq.image.save(path, img, { quality = 90 }))
+      generated[#generated + 1] = path
     end
   end)
   print(string.format("generated %d JPEGs of 64x64 in %s: %.2f s", opts.images, dir, t))
+elseif #have ~= opts.images then
+  error(string.format("bench_data: %s holds %d images, not --images %d; give a new or empty folder "
+    .. "(nothing is deleted)", dir, #have, opts.images))
 end
-os.remove(dir .. "/.pivq-cache-64-3.safetensors")
 local function folder(label, o)
   local t, result, _, cpu = timed(function() return assert(pivq.data.image_folder(dir, o)) end)
   print(string.format("image_folder, %s: %.3f s = %.0f images/s (cpu %.3f s = %.0f images per "
@@ -85,7 +94,7 @@ end
 folder(string.format("no cache, %d workers", opts.workers),
   { size = 64, cache = false, workers = opts.workers })
 folder("no cache, 1 worker", { size = 64, cache = false, workers = 1 })
-folder("decode + write cache", { size = 64, workers = opts.workers })
+folder(had_cache and "cache present" or "decode + write cache", { size = 64, workers = opts.workers })
 assert(folder("from cache", { size = 64, workers = opts.workers }).from_cache)
 
 -- 4. lazy: the loader's workers decode the JPEGs batch by batch
@@ -100,4 +109,11 @@ for _, w in ipairs({ 1, opts.workers }) do
   print(string.format("loader over the lazy folder, %d worker(s): %.3f s = %.0f images/s", w, t,
     n / t))
   l:close()
+end
+
+-- only what this run made: its JPEGs, the cache it wrote, its own temporary folder
+if not had_cache then os.remove(cache) end
+if own then
+  for _, path in ipairs(generated) do os.remove(path) end
+  os.remove(dir)
 end

@@ -19,8 +19,8 @@ local run = pivq.train.Trainer { out = args.out, steps = args.steps, max_minutes
 local metrics = run:fit()
 if not metrics then
   -- the time budget ended the schedule early: evaluate what we have
-  run:write_grid(args.out .. "/recon.png")
-  run:write_curve(args.out .. "/curve.svg")
+  run:write_output(args.out .. "/recon.png", run.write_grid)
+  run:write_output(args.out .. "/curve.svg", run.write_curve)
   metrics = run:evaluate()
   metrics.step = run.step
 end
@@ -59,9 +59,7 @@ local fake = fx.fn(model:decode(pivq.sample.codes(sample_strategy, bank, n, { se
 local prdc = pivq.eval.prdc(real, fake, { k = 5 })
 metrics.samples = { strategy = sample_strategy, features = fx.describe, precision = prdc.precision,
   recall = prdc.recall, density = prdc.density, coverage = prdc.coverage, decode_64_seconds = sample_seconds }
-local f = assert(io.open(args.out .. "/metrics.json", "w"))
-f:write(json.encode(metrics, { indent = true }), "\n")
-f:close()
+pivq.files.write_or_fail("demo", args.out .. "/metrics.json", json.encode(metrics, { indent = true }) .. "\n")
 
 print(string.format("test PSNR %.2f dB, SSIM %.3f | codebook usage %.1f%%, K_img %.1f of L=%d | samples (%s, %s): "
   .. "precision %.2f recall %.2f density %.2f coverage %.2f", metrics.psnr, metrics.ssim, 100 * (metrics.usage or 0),

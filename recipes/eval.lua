@@ -45,6 +45,10 @@ local function print_table(names, runs)
   end
 end
 
+-- counts that cannot work, refused before the model loads, naming the option (--samples 0 skips PRDC)
+require("pivq.core.argcheck").counts("pivq eval", args, { "test_images", "bank_limit" })
+require("pivq.core.argcheck").counts("pivq eval", args, { "samples" }, 0)
+
 if args.compare then
   local runs = {}
   for i, path in ipairs(args.compare) do
@@ -87,9 +91,7 @@ for name, m in pairs(r.prdc or {}) do
 end
 report.prdc_strategy = r.prdc and table.concat(strategies, ",") or nil
 local out = args.out or (args.ckpt:match("^(.*)/[^/]*$") or ".") .. "/eval.json"
-local f = assert(io.open(out, "w"))
-f:write(json.encode(report, { indent = true }), "\n")
-f:close()
+pivq.files.write_or_fail("eval", out, json.encode(report, { indent = true }) .. "\n")
 print_table({ args.ckpt }, { report })
 print("metrics: " .. out)
 return 0

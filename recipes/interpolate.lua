@@ -15,8 +15,19 @@ parser:option("--steps", "transitions per path (default: one code swap per step)
 parser:option("--seed", "seed of the first path", "1"):convert(tonumber)
 parser:option("--out", "PNG to write", "strip.png")
 parser:option("--scale", "pixel scale of the strip", "3"):convert(tonumber)
+parser:option("--batch", "frames decoded per forward pass", "256"):convert(tonumber)
 parser:flag("--list", "list the registered strategies and exit")
 local args = parser:parse(arg)
+
+-- counts that cannot work, refused before the model loads, naming the option
+require("pivq.core.argcheck").counts("pivq interpolate", args, { "paths", "scale", "batch", "steps" })
+for _, name in ipairs({ "a", "b" }) do
+  local n = tonumber(args[name])
+  if n and (n % 1 ~= 0 or n < 1) then
+    error(string.format("pivq interpolate: --%s must be a test-set index from 1 or an image file, got %s", name,
+      args[name]), 0)
+  end
+end
 
 local done = recipe.strategy_options("pivq interpolate", pivq.interp, args)
 if done then return done end
@@ -33,6 +44,10 @@ local function load_image(spec)
   local n = tonumber(spec)
   if n then
     test = test or assert(pivq.bank.dataset_of(model) and pivq.data.fashion_mnist { split = "test" })
+    if n > test.images:size(1) then
+      error(string.format("pivq interpolate: test-set index %d is beyond the test set's %d images", n,
+        test.images:size(1)), 0)
+    end
     local x = test.images:narrow(1, n, 1)
     return x:dtype() == "uint8" and x:float() / 255 or x
   end
@@ -51,12 +66,34 @@ local A, B = sets[1], sets[2]
 print(string.format("A: %s\nB: %s\nshared codes: %d of %d", tostring(A), tostring(B), A:intersection(B):size(),
   A:size()))
 
+-- Bounded memory: the strip may hold at most image.max_pixels() pixels (checked before
+-- decoding, so a path of 200,000 frames is refused, not decoded), and frames are decoded
+-- --batch at a time, like pivq sample.
+local side = model.config.image_size * args.scale + 2
+local function check_strip(frames)
+  local pixels = (frames + 2) * args.paths * side * side
+  if pixels > pivq.image.max_pixels() then
+    error(string.format("pivq interpolate: %d paths of %d frames at --scale %d make a strip of %.3g pixels, more "
+      .. "than the image limit (%.3g, pivq.image.max_pixels); lower --steps, --paths or --scale", args.paths, frames,
+      args.scale, pixels, pivq.image.max_pixels()), 0)
+  end
+end
+if args.steps then check_strip(args.steps + 1) end
 local rows = {}
 local width
 for p = 1, args.paths do
   local path = pivq.interp.path(args.strategy, A, B,
     pivq.interp.model_options(model, xa, xb, { steps = args.steps, seed = args.seed + p - 1 }))
-  local frames = model:decode(path)
+  -- a path is a list of code sets (or a tensor of code rows from a strategy file)
+  local tensor_path = pivq.is_tensor(path)
+  local n = tensor_path and path:size(1) or #path
+  check_strip(n)
+  local parts = {}
+  for s = 1, n, args.batch do
+    local m = math.min(args.batch, n - s + 1)
+    parts[#parts + 1] = model:decode(tensor_path and path:narrow(1, s, m) or { unpack(path, s, s + m - 1) })
+  end
+  local frames = pivq.cat(parts, 1)
   rows[p] = pivq.cat({ xa, frames, xb }, 1)
   width = math.max(width or 0, rows[p]:size(1))
 end

@@ -11,6 +11,7 @@ parser:option("--l2", "L2 weight", "1e-3"):convert(tonumber)
 parser:flag("--binary", "indicator features instead of counts")
 parser:option("--seed", "seed of the fold split", "1"):convert(tonumber)
 local args = parser:parse(arg)
+require("pivq.core.argcheck").counts("pivq probe", args, { "images", "folds" }) -- before the model loads
 
 local model, err_code = require("pivq.display.recipe").load_model("pivq probe", args.ckpt)
 if not model then return err_code end

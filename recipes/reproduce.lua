@@ -61,9 +61,12 @@ local function read_json(path)
 end
 
 local function write_json(path, v)
-  local f = assert(io.open(path, "w"))
-  f:write(json.encode(v, { indent = true }), "\n")
-  f:close()
+  pivq.files.write_or_fail("reproduce", path, json.encode(v, { indent = true }) .. "\n")
+end
+
+local function mkdir_p(path)
+  local ok, err = pivq.files.mkdir_p(path)
+  if not ok then error("reproduce: " .. err, 0) end
 end
 
 -- the feature space of PRDC: the bundled classifier, trained once
@@ -107,11 +110,11 @@ for _, spec in ipairs(MODELS) do
     -- a sample grid per strategy, for the report's figures
     local bank = model:bank()
     local docdir = args.doc:match("^(.*)/[^/]*$") or "."
-    os.execute("mkdir -p '" .. docdir .. "/figures'")
+    mkdir_p(docdir .. "/figures")
     for strategy in pairs(report.prdc) do
       local imgs = pivq.sample.draw(model, strategy, bank, 32, { seed = 2, codebook = model:codebook() })
-      pivq.image.save(string.format("%s/figures/reproduce-%s-%s.png", docdir, spec.name, strategy),
-        pivq.image.grid(imgs:clamp(0, 1), { nrow = 16, padding = 2, scale = 2 }))
+      assert(pivq.image.save(string.format("%s/figures/reproduce-%s-%s.png", docdir, spec.name, strategy),
+        pivq.image.grid(imgs:clamp(0, 1), { nrow = 16, padding = 2, scale = 2 })))
     end
   end
   report.name, report.what = spec.name, spec.what
@@ -254,9 +257,7 @@ if m then
 end
 add("")
 local docdir = args.doc:match("^(.*)/[^/]*$") or "."
-os.execute("mkdir -p '" .. docdir .. "'")
-local f = assert(io.open(args.doc, "w"))
-f:write(table.concat(lines, "\n"), "\n")
-f:close()
+mkdir_p(docdir)
+pivq.files.write_or_fail("reproduce", args.doc, table.concat(lines, "\n") .. "\n")
 print("report: " .. args.doc)
 return 0

@@ -23,6 +23,8 @@ parser:flag("--list", "list the registered strategies and exit")
 local args = parser:parse(arg)
 require("pivq.core.precision").use(args.precision, "pivq sample")
 
+-- counts that cannot work, refused before the model loads, naming the option
+require("pivq.core.argcheck").counts("pivq sample", args, { "n", "parents", "batch", "bank_limit" })
 local done = recipe.strategy_options("pivq sample", pivq.sample, args)
 if done then return done end
 local model, err_code = recipe.load_model("pivq sample", args.ckpt)

@@ -3,15 +3,22 @@ local argparse = require "argparse"
 local pivq = require "pivq"
 local train = require "pivq.train"
 
+local options = require "pivq.train.options"
+
 local parser = argparse("pivq train", "Train a permutation-invariant VQ autoencoder (see README.md).\n"
-  .. "Writes OUT/model.safetensors, log.jsonl, recon.png, curve.svg and metrics.json.")
+  .. "Writes OUT/model.safetensors, log.jsonl, recon.png, curve.svg and metrics.json; one run writes a\n"
+  .. "folder at a time (OUT/.pivq-lock). --resume keeps the checkpoint's model, quantizer, data and\n"
+  .. "optimisation options (a contradicting option is an error); options that may change on resume: --"
+  .. table.concat(options.may_change_on_resume, ", --"):gsub("_", "-") .. ".")
 for _, o in ipairs(train.options) do
   local name, default, help = o[1], o[2], o[3]
   local flag = "--" .. name:gsub("_", "-")
   if type(default) == "boolean" then
     parser:flag(flag, help)
   else
-    local opt = parser:option(flag, help, tostring(default))
+    -- no argparse default: an option left out stays nil, so that --resume can tell it from a
+    -- given one (the Trainer fills the defaults)
+    local opt = parser:option(flag, help .. " (default: " .. tostring(default) .. ")")
     if type(default) == "number" then opt:convert(tonumber) end
   end
 end
@@ -20,12 +27,11 @@ local args = parser:parse(arg)
 local opts = {}
 for _, o in ipairs(train.options) do
   local v = args[o[1]]
-  if v == nil then v = o[2] end
-  opts[o[1]] = v
+  if v ~= nil then opts[o[1]] = v end
 end
 
 local run = train.Trainer(opts)
-if not run.dist.is_root then opts.quiet = true end -- data-parallel: rank 0 alone prints
+opts = run.opts -- the defaults filled in (and, on --resume, the checkpoint's options)
 if not opts.quiet then
   print(string.format("pivq %s | %s | %d threads, %s | %s, %d parameters", pivq.version, opts.dataset,
     pivq.get_num_threads(), run.precision, run.model:extra_repr(), run.model:num_parameters()))

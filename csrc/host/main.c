@@ -271,6 +271,9 @@ int main(int argc, char **argv)
        process with SIGXFSZ in the middle of a training run. */
     signal(SIGXFSZ, SIG_IGN);
     settle_omp_wait();
+    /* Progress lines reach a log file as they happen (`pivq train > log 2>&1 &`): stdout is
+       line-buffered when it is not a terminal (the C library would buffer it in blocks). */
+    if (!isatty(1)) setvbuf(stdout, NULL, _IOLBF, 0);
     find_paths(&paths);
 
     lua_State *L = luaL_newstate();

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -191,6 +192,66 @@ int pivq_atomic_remove_stale(const char *path)
     closedir(d);
     free(dir);
     return rc ? rc : removed;
+}
+
+int pivq_mkdir_p(const char *path)
+{
+    if (!path || !*path) return pivq_set_error("mkdir_p: path is empty");
+    char *p = dup_str(path);
+    if (!p) return pivq_set_error("mkdir_p: out of memory");
+    /* each prefix ending at a '/', then the whole path; existing folders are fine */
+    for (char *s = p + 1;; s++) {
+        if (*s != '/' && *s != '\0') continue;
+        char c = *s;
+        *s = '\0';
+        if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+            int e = errno;
+            pivq_set_error("mkdir_p: cannot create the folder %s: %s", p, strerror(e));
+            free(p);
+            return -1;
+        }
+        *s = c;
+        if (c == '\0') break;
+    }
+    struct stat st;
+    int ok = stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+    free(p);
+    if (!ok) return pivq_set_error("mkdir_p: %s exists and is not a folder", path);
+    return 0;
+}
+
+int pivq_lock_acquire(const char *path, int64_t *holder)
+{
+    if (holder) *holder = 0;
+    if (!path || !*path) return pivq_set_error("lock: path is empty");
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return pivq_set_error("lock: cannot open %s: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char buf[32] = {0};
+        ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+        long long pid = n > 0 ? strtoll(buf, NULL, 10) : 0;
+        close(fd);
+        if (holder) *holder = pid;
+        if (e == EWOULDBLOCK)
+            return pivq_set_error("lock: %s is held by another process (PID %lld)", path, pid);
+        return pivq_set_error("lock: cannot lock %s: %s", path, strerror(e));
+    }
+    /* the holder's PID, for the message a second writer gets; a killed holder's lock is
+       released by the kernel with its descriptors, so a stale file never blocks */
+    char buf[32];
+    int len = snprintf(buf, sizeof buf, "%lld\n", (long long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)len, 0) != len) {
+        int e = errno;
+        close(fd);
+        return pivq_set_error("lock: cannot write %s: %s", path, strerror(e));
+    }
+    return fd;
+}
+
+void pivq_lock_release(int fd)
+{
+    if (fd >= 0) close(fd);
 }
 
 struct pivq_strings {

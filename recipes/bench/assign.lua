@@ -46,8 +46,14 @@ end
 print(string.format("pivq %s; best (median) of %d runs; ratio = SciPy time / pivq time", pivq.version, repeats))
 print(string.format("%-20s %10s %10s %10s %10s %8s %8s %s", "costs (B=64)", "scipy ms", "pivq 1t", "pivq 2t",
   "median 2t", "ratio 1t", "ratio 2t", "optimum"))
-local p = io.popen('ls "' .. dir .. '"/*.cost')
-for path in p:lines() do
+local status, listing = pivq.files.run({ "ls", "-1", "--", dir }) -- no shell: execvp
+assert(status == 0, "assign bench: cannot list " .. dir .. ": " .. tostring(listing))
+local paths = {}
+for file in listing:gmatch("[^\n]+") do
+  if file:match("%.cost$") then paths[#paths + 1] = dir .. "/" .. file end
+end
+table.sort(paths)
+for _, path in ipairs(paths) do
   local name = path:match("([^/]+)%.cost$")
   local costs, B = read_costs(path)
   local scipy_ms, totals = read_scipy(dir .. "/" .. name .. ".scipy", B)
@@ -68,7 +74,6 @@ for path in p:lines() do
     row[2][1] * 1e3, row[2][2] * 1e3, scipy_ms / (row[1][1] * 1e3), scipy_ms / (row[2][1] * 1e3),
     ok and "all equal" or "MISMATCH"))
 end
-p:close()
 
 -- the whole quantizer forward: B=64 images, L=49 latents, K=4096 codes of c=64
 print()

@@ -26,9 +26,7 @@ end
 
 local function write_f32(path, t)
   t = t:contiguous()
-  local f = assert(io.open(path, "wb"))
-  f:write(ffi.string(t:data_ptr(), t:numel() * 4))
-  f:close()
+  assert(pivq.files.write_text(path, ffi.string(t:data_ptr(), t:numel() * 4)))
 end
 
 pivq.manual_seed(1234)
@@ -94,7 +92,7 @@ end
 local w = assert(W[workload], "unknown workload " .. tostring(workload))()
 
 if dump then
-  os.execute("mkdir -p '" .. dump .. "'")
+  assert(pivq.files.mkdir_p(dump))
   local manifest = {}
   local function put(name, t)
     write_f32(dump .. "/" .. name .. ".f32", t)
@@ -107,9 +105,7 @@ if dump then
     put("param." .. np[1], np[2]:detach())
     put("grad." .. np[1], np[2]:grad())
   end
-  local f = assert(io.open(dump .. "/manifest.txt", "w"))
-  f:write(table.concat(manifest, "\n"), "\n")
-  f:close()
+  assert(pivq.files.write_text(dump .. "/manifest.txt", table.concat(manifest, "\n") .. "\n"))
 end
 
 local function step()

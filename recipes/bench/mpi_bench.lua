@@ -64,7 +64,7 @@ if mode == "train" then
   run.write_grid = function() end
   run.write_curve = function() end
   run:fit()
-  os.execute("rm -rf '" .. dir .. "'")
+  pivq.files.run({ "rm", "-rf", "--", dir }) -- its own temporary folder; execvp, no shell
   local a, b = marks[1], marks[2]
   local n = o.steps
   local ranks = dp and dp.size or 1

@@ -8,9 +8,7 @@ local json = require "dkjson"
 local mode, dir, n, d = arg[1], arg[2], tonumber(arg[3]), tonumber(arg[4])
 
 local function write_raw(path, t)
-  local f = assert(io.open(path, "wb"))
-  f:write(ffi.string(t:contiguous():data_ptr(), t:numel() * 4))
-  f:close()
+  assert(pivq.files.write_text(path, ffi.string(t:contiguous():data_ptr(), t:numel() * 4)))
 end
 
 local function read_raw(path, rows, cols)

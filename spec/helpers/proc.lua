@@ -47,6 +47,23 @@ local function errstr() return ffi.string(C.strerror(ffi.errno())) end
 
 function M.shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
+-- Output (stdout and stderr) and exit status of a shell command.
+function M.run(cmd)
+  local p = io.popen(cmd .. " 2>&1; echo \"exit=$?\"")
+  local out = p:read("*a")
+  p:close()
+  return out, tonumber(out:match("exit=(%d+)%s*$"))
+end
+
+-- A whole file, or nil when it cannot be read.
+function M.read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
 -- pid of `sh -c command` (use `exec` in the command so the pid is the program's own)
 function M.spawn(command)
   local argv = ffi.new("char *[4]")

@@ -9,6 +9,9 @@ local targets = require "helpers.sweep_targets"
 local pivq = require "pivq"
 
 local group, first = arg[1], tonumber(arg[2] or 1)
+-- `sweep_child.lua GROUP misspelt`: instead of bad values, one misspelt key in each options table
+local misspelt = arg[2] == "misspelt"
+if misspelt then first = 1 end
 pivq.manual_seed(1)
 
 -- Absurd allocations fail instead of succeeding lazily (not under ASan: its shadow memory
@@ -76,6 +79,46 @@ assert(os.execute("mkdir " .. scratch) == 0 and ffi.C.chdir(scratch) == 0, "swee
 targets.prepare()
 
 local list = calls_of((targets.groups[group] or targets.canary_groups[group])())
+if misspelt then
+  -- every plain table argument with string keys only (an options or config table) gets its first
+  -- key doubled in its last letter ("stride" -> "stridee"): the call must raise naming the
+  -- function, the misspelt key and the original as the closest ("did you mean 'stride'?")
+  local seen, count = {}, 0
+  for _, t in ipairs((targets.groups[group] or targets.canary_groups[group])()) do
+    local args, n = t.args()
+    for i = (t.self and 2 or 1), n do
+      local a = args[i]
+      local keys = {}
+      if type(a) == "table" and getmetatable(a) == nil and not (t.data_args and t.data_args[i]) then
+        for k in pairs(a) do keys[#keys + 1] = k end
+      end
+      local all_strings = #keys > 0
+      for _, k in ipairs(keys) do all_strings = all_strings and type(k) == "string" end
+      if all_strings then
+        table.sort(keys)
+        local args2 = t.args()
+        local orig = keys[1]
+        local bad = orig .. orig:sub(-1)
+        args2[i][bad] = args2[i][orig]
+        local id = string.format("%s(arg %d .%s)", t.names[1], i, bad)
+        if not seen[id] then
+          seen[id] = true
+          count = count + 1
+          local ok, err = pcall(t.fn, unpack(args2, 1, n))
+          err = tostring(err)
+          local want = "unknown [%w ]+ '" .. bad:gsub("%p", "%%%0") .. "' %(did you mean '" .. orig:gsub("%p", "%%%0")
+            .. "'%?%)"
+          if ok or not err:find(want) or not names_function(err, t.names) then
+            io.stderr:write("@@ MISS ", id, ": ", ok and "accepted" or err:gsub("\n", " "), "\n")
+          end
+        end
+      end
+    end
+  end
+  io.stderr:write("@@ DONE ", count, " 0\n")
+  os.execute("rm -rf " .. scratch)
+  os.exit(0)
+end
 local max_pixels = pivq.image.max_pixels()
 local out = io.stderr
 local threads = pivq.get_num_threads()

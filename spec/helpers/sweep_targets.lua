@@ -8,6 +8,9 @@
 -- A target: { fn, args = function() return {valid args}, n end, names = {...}, self = true }.
 -- `names` are the words an error message may use to name the function (case-insensitive);
 -- `self = true` keeps argument 1 (an object the call is a method of) out of the sweep.
+-- `data_args = {[i] = reason}`: table argument i is data (tensors by name, metadata, a dataset),
+-- not options, so the misspelt-key sweep (sweep_child.lua GROUP misspelt) leaves it alone; the
+-- reason says why (or which open work owns it).
 local pivq = require "pivq"
 
 local M = {}
@@ -109,6 +112,7 @@ local function names_of(t)
 end
 
 local function target(fn, names, args, opts)
+  if type(args) == "table" then args, opts = opts, args end -- target(fn, names, {data_args = ...}, args)
   local t = { fn = fn, names = names, args = function() local a = { args() } return a, #a end }
   for k, v in pairs(opts or {}) do t[k] = v end
   return t
@@ -320,7 +324,8 @@ groups.nn = function()
   for _, k in ipairs(mnames) do
     local args = MODULE_METHODS[k] or function() end
     out[#out + 1] = target(nn.Module[k], { k, "Module", "Linear" },
-      function() return nn.Linear(3, 4), args() end, { self = true })
+      function() return nn.Linear(3, 4), args() end,
+      { self = true, data_args = k == "load_state_dict" and { [2] = "a state dict: tensors by name" } or nil })
   end
   local Q = nn.Quantizer
   local function q() return Q(6, 3, { mode = "matching" }) end
@@ -398,7 +403,7 @@ groups.files = function()
     target(data.image_folder, { "image_folder" }, function()
       return "images", { size = 8, channels = 3, cache = false, attributes = "attributes.txt", workers = 1 }
     end),
-    target(data.loader, { "loader" }, function()
+    target(data.loader, { "loader" }, { data_args = { "the dataset's tensors" } }, function()
       return dataset(), { batch = 2, shuffle = true, seed = 1, drop_last = true, workers = 1, prefetch = 2,
         augment = { hflip = true } }
     end),
@@ -413,11 +418,18 @@ groups.files = function()
       return pivq.rand(3, 1, 4, 4), { nrow = 2, padding = 1, scale = 2, pad_value = 0.5 }
     end),
     target(image.list, { "list" }, function() return "images" end),
-    target(io_.save, { "save" }, function() return "out.safetensors", { a = X() }, { note = "x", n = 3 } end),
+    target(io_.save, { "save" }, { data_args = { [2] = "tensors by name", [3] = "the file's metadata" } },
+      function() return "out.safetensors", { a = X() }, { note = "x", n = 3 } end),
     target(io_.load, { "load" }, function() return "ckpt.safetensors" end),
     target(io_.write_text, { "write_text" }, function() return "out.txt", "some text" end),
     target(io_.read_text, { "read_text" }, function() return "/proc/loadavg" end),
     target(io_.remove_stale, { "remove_stale" }, function() return "ckpt.safetensors" end),
+    target(io_.mkdir_p, { "mkdir_p" }, function() return "made/a/b" end),
+    target(io_.parent, { "parent" }, function() return "a/b.txt" end),
+    target(io_.realpath, { "realpath" }, function() return "images" end),
+    target(io_.write_or_fail, { "write_or_fail", "write_file" }, function() return "sweep", "out2.txt", "text" end),
+    target(io_.lock, { "lock" }, function() return "run.lock" end),
+    target(io_.run, { "run" }, function() return { "true" }, 4096 end),
   }
   -- the loader's methods
   local l = data.loader(dataset(), { batch = 2 })
@@ -484,13 +496,18 @@ local CODESET_ARGS = {
 -- A stand-in model for sample.draw: decodes codes to images of the right batch size.
 local fake_model = { decode = function(_, codes) return pivq.zeros(codes:size(1), 1, 2, 2) end }
 
+-- options tables in files another open change owns (left to it; listed in the misspelt-key sweep)
+local OPEN19 = "quant/CodeSet.lua and quant/sample.lua are reworked by issue #19 (open)"
+
 local function bank() return { codes = pivq.tensor({ { 1, 2, 3 }, { 2, 3, 4 }, { 5, 6, 7 } }, "int64"), K = 8 } end
 
 groups.codes = function()
   local CodeSet, interp, sample = pivq.CodeSet, pivq.interp, pivq.sample
   local out = {
-    target(CodeSet.new, { "CodeSet" }, function() return { 1, 2, 3 }, { K = 8, multiset = false } end),
-    target(CodeSet.from_rows, { "from_rows", "CodeSet" }, function() return codes23(), { K = 8 } end),
+    target(CodeSet.new, { "CodeSet" }, { data_args = { [2] = OPEN19 } },
+      function() return { 1, 2, 3 }, { K = 8, multiset = false } end),
+    target(CodeSet.from_rows, { "from_rows", "CodeSet" }, { data_args = { [2] = OPEN19 } },
+      function() return codes23(), { K = 8 } end),
     target(CodeSet.to_rows, { "to_rows" }, function() return { set(), set({ 4, 5, 6 }) } end),
     target(interp.register, { "register" }, function() return "mine", function(A) return { A } end, "doc" end),
     target(interp.list, { "list" }, function() end),
@@ -500,12 +517,15 @@ groups.codes = function()
     target(interp.path_from_swaps, { "path_from_swaps" }, function()
       return set(), { { remove = 1, add = 7 }, { remove = 2, add = 8 } }, 2
     end),
-    target(interp.path, { "path", "interp" }, function() return "random", set(), set({ 3, 4, 5 }), { steps = 2 } end),
+    target(interp.path, { "path", "interp" }, { data_args = { [4] = "a strategy's options: each strategy (a user's "
+      .. "file too) reads its own keys" } }, function() return "random", set(), set({ 3, 4, 5 }), { steps = 2 } end),
     target(sample.register, { "register" }, function() return "mine", function() end, "doc" end),
     target(sample.list, { "list" }, function() end),
     target(sample.load_file, { "load_file", "sample" }, function() return "notdata.txt" end),
-    target(sample.codes, { "codes", "sample" }, function() return "pair", bank(), 2, { seed = 1 } end),
-    target(sample.draw, { "draw", "sample" }, function() return fake_model, "pair", bank(), 2, { seed = 1 } end),
+    target(sample.codes, { "codes", "sample" }, { data_args = { [2] = "a code bank (data)", [4] = OPEN19 } },
+      function() return "pair", bank(), 2, { seed = 1 } end),
+    target(sample.draw, { "draw", "sample" }, { data_args = { "a model stand-in", [3] = "a code bank (data)",
+      [5] = OPEN19 } }, function() return fake_model, "pair", bank(), 2, { seed = 1 } end),
   }
   for name, f in pairs(CodeSet) do
     if type(f) == "function" and not name:match("^_") and name ~= "new" and name ~= "from_rows" and name ~= "to_rows"
@@ -609,7 +629,8 @@ groups.model = function()
       for k, v in pairs(TINY) do cfg[k] = v end
       return cfg
     end),
-    target(pivq.interp.model_options, { "model_options" }, model_options_args),
+    target(pivq.interp.model_options, { "model_options" }, { data_args = { [4] = "a strategy's options: each "
+      .. "strategy reads its own keys" } }, model_options_args),
     target(PIVQ.load, { "load" }, function()
       tiny():save("model.safetensors")
       return "model.safetensors"
@@ -621,7 +642,8 @@ groups.model = function()
       local args = MODEL_ARGS[name] or function() end
       -- code_sets makes CodeSets: a set with a repeated code is refused in CodeSet's words
       local names = { name, "PIVQ", name == "code_sets" and "CodeSet" or nil }
-      out[#out + 1] = target(f, names, function() return tiny(), args() end, { self = true })
+      out[#out + 1] = target(f, names, function() return tiny(), args() end, { self = true, data_args = ({
+        save = { [3] = "tensors by name", [4] = "the file's metadata" } })[name] })
     end
   end
   table.sort(out, function(a, b) return a.names[1] < b.names[1] end)

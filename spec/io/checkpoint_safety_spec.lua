@@ -110,7 +110,7 @@ describe("checkpoint writes on a full disk or an unwritable folder", function()
       local _, meta = assert(pivq.load(path))
       assert.are.equal(1, require("dkjson").decode(meta.train).step)
       assert(pivq.load_model(path))
-      assert.are.same({ "log.jsonl", "model.safetensors" }, listing(d))
+      assert.are.same({ ".pivq-lock", "log.jsonl", "model.safetensors" }, listing(d)) -- the run's lock file
     end)
   end)
 
@@ -148,7 +148,7 @@ describe("checkpoint writes on a full disk or an unwritable folder", function()
     assert.are.equal(1, code, out) -- an error, not SIGXFSZ (exit 153)
     assert.is_truthy(out:find("train: cannot write checkpoint " .. path .. ": File too large", 1, true), out)
     assert.are.equal(before, read(path))
-    assert.are.same({ "log.jsonl", "model.safetensors" }, listing(d))
+    assert.are.same({ ".pivq-lock", "log.jsonl", "model.safetensors" }, listing(d)) -- the run's lock file
     assert(pivq.load_model(path))
     os.execute("rm -rf " .. d)
   end)
@@ -158,7 +158,8 @@ describe("checkpoint writes on a full disk or an unwritable folder", function()
     local out, code = run_train(TRAIN_OPTS .. " --out " .. file .. "/run")
     os.remove(file)
     assert.are.equal(1, code, out)
-    assert.is_truthy(out:find(file .. "/run/log.jsonl: Not a directory", 1, true), out)
+    assert.is_truthy(out:find("train: --out: mkdir_p: cannot create the folder " .. file .. "/run: Not a directory", 1,
+      true), out)
   end)
 
   it("Trainer:save_checkpoint returns the error (the training loop raises it)", function()

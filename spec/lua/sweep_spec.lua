@@ -18,8 +18,8 @@ local function run_child(group, first)
   -- under ASan, absurd allocations return NULL (as with RLIMIT_AS outside ASan) instead of aborting
   local asan = os.getenv("ASAN_OPTIONS")
   local env = asan and ("ASAN_OPTIONS=" .. shell_quote(asan .. ":allocator_may_return_null=1") .. " ") or ""
-  local cmd = string.format("%sLUA_PATH=%s timeout -s KILL %d luajit spec/helpers/sweep_child.lua %s %d"
-    .. " 2>&1 >/dev/null; echo \"@@ EXIT $?\"", env, shell_quote(package.path), TIMEOUT, group, first)
+  local cmd = string.format("%sLUA_PATH=%s timeout -s KILL %d luajit spec/helpers/sweep_child.lua %s %s"
+    .. " 2>&1 >/dev/null; echo \"@@ EXIT $?\"", env, shell_quote(package.path), TIMEOUT, group, tostring(first))
   local p = assert(io.popen(cmd))
   local out = p:read("*a")
   p:close()
@@ -78,6 +78,27 @@ describe("bad-argument sweep #sweep", function()
       assert.is_true(rss < MAX_RSS_KIB, string.format("%s: peak RSS %d KiB", group, rss))
     end)
   end
+  -- every options or config table of the catalogue's valid calls, with one misspelt key
+  -- (sweep_child.lua GROUP misspelt): refused naming the function, the key and the closest key
+  local misspelt_total = 0
+  for _, group in ipairs(names) do
+    it(group .. ": every options table refuses a misspelt key, naming the closest", function()
+      local out = run_child(group, "misspelt")
+      local missed = {}
+      for line in out:gmatch("[^\n]+") do
+        local m = line:match("^@@ MISS (.*)$")
+        if m then missed[#missed + 1] = m end
+      end
+      local count = tonumber(out:match("@@ DONE (%d+)"))
+      assert.is_truthy(count, "the misspelt-key sweep did not finish:\n" .. out)
+      misspelt_total = misspelt_total + count
+      assert.are.equal(0, #missed, table.concat(missed, "\n"))
+    end)
+  end
+  it("the misspelt-key sweep reaches the catalogue's options tables", function()
+    -- 54 tables today (F 14, nn 17, eval 8, optim 7, files 5, namespace 1, vq 1, model 1)
+    assert.is_true(misspelt_total >= 50, "only " .. misspelt_total .. " tables")
+  end)
   it("reports a crash and an anonymous error, naming the calls, and carries on", function()
     local count, failures = sweep("canary")
     assert.are.equal(#targets.bad_values(), count)

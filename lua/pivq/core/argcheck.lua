@@ -8,15 +8,19 @@
 --   tensor(fname, name, t)                     t, or "fname: name must be a tensor, got ..."
 --   optional_tensor(fname, name, t)            t's C pointer, or nil for nil
 --   self_tensor(fname, t)                      t, or "fname: expected a tensor, got ..."
---   options(fname, opts)                       {} for nil, opts for a plain table, else raise
+--   options(fname, opts [, valid])             {} for nil, opts for a plain table (keys in valid)
+--   keys(fname, opts, valid [, what])          raise on a key of opts not in valid (a list, or a
+--                                              set {key = true}), naming the closest valid key
+--   closest(word, candidates)                  the candidate nearest to word (edit distance)
 --   generator(fname, opts)                     the C generator of opts.generator, or nil
---   module_options(fname, opts)                options(), with opts.generator checked
+--   module_options(fname, opts [, valid])      options(), with opts.generator checked
 --   number(fname, name, v, default, integer)   a number (an integer), default for nil
 --   finite(fname, name, v, default, min)       a finite number >= min
 --   u53(fname, name, v)                        an integer in [0, 2^53) (seeds, counters)
 --   size(fname, name, v), pair(fname, name, v) a layer size in 1..2^31, or a pair {h, w} of them
 --   number_pair(fname, name, v, default, integer)  a number or a pair {h, w} of numbers
 --   weight(fname, sizes)                       sizes whose product fits in a tensor
+--   counts(cmd, args, names [, min])            a command's count options: integers >= min (1)
 --   shape_string(t)                            "2x3" ("scalar" for 0 dims), for messages
 local ffi = require "ffi"
 local state = require "pivq.core.ffi"
@@ -62,18 +66,81 @@ function M.self_tensor(fname, t)
   return t
 end
 
--- An options table: nil gives {}; anything but a plain table (a tensor too) raises.
-function M.options(fname, opts)
+-- An options table: nil gives {}; anything but a plain table (a tensor too) raises. With valid
+-- (a list of names), a key not in it raises too, naming the closest valid key (keys()).
+function M.options(fname, opts, valid)
   if opts == nil then return {} end
   if type(opts) ~= "table" then
     fail(string.format("%s: options must be a table, got %s", fname, type(opts)))
   end
+  if valid then M.keys(fname, opts, valid) end
   return opts
 end
 
--- A module constructor's options: options() whose generator, when given, is a pivq.Generator.
-function M.module_options(fname, opts)
+-- Levenshtein distance between two strings (case-insensitive; "_" and "-" count as equal, so
+-- that a command-line spelling finds its option).
+local function distance(a, b)
+  a, b = a:lower():gsub("-", "_"), b:lower():gsub("-", "_")
+  local prev = {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    local cur = { [0] = i }
+    local ca = a:byte(i)
+    for j = 1, #b do
+      local cost = ca == b:byte(j) and 0 or 1
+      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+    end
+    prev = cur
+  end
+  return prev[#b]
+end
+M.distance = distance
+
+function M.closest(word, candidates)
+  local best, best_d
+  for _, c in ipairs(candidates) do
+    local d = distance(word, c)
+    if not best_d or d < best_d or (d == best_d and c < best) then best, best_d = c, d end
+  end
+  return best
+end
+
+-- Every key of opts must be in valid (a list of names, or a set {name = true}): an unknown key
+-- raises "fname: unknown option 'key' (did you mean 'closest'?)". what names the kind of key
+-- ("option" by default; "config key" for a model's configuration). Returns opts.
+function M.keys(fname, opts, valid, what)
+  local list = valid
+  if valid[1] == nil then
+    list = {}
+    for k in pairs(valid) do list[#list + 1] = k end
+  end
+  for k in pairs(opts) do
+    local known = false
+    for _, v in ipairs(list) do
+      if k == v then
+        known = true
+        break
+      end
+    end
+    if not known then
+      local near = type(k) == "string" and M.closest(k, list)
+      fail(string.format("%s: unknown %s %s%s", fname, what or "option",
+        type(k) == "string" and ("'" .. k .. "'") or tostring(k),
+        near and (" (did you mean '" .. near .. "'?)") or ""))
+    end
+  end
+  return opts
+end
+
+-- A module constructor's options: options() whose generator, when given, is a pivq.Generator
+-- (with valid: "generator" is valid too).
+function M.module_options(fname, opts, valid)
   opts = M.options(fname, opts)
+  if valid then
+    local with = { "generator" }
+    for _, k in ipairs(valid) do with[#with + 1] = k end
+    M.keys(fname, opts, with)
+  end
   M.generator(fname, opts)
   return opts
 end
@@ -150,6 +217,18 @@ function M.weight(fname, sizes)
     fail(string.format("%s: a weight of %s elements is too large", fname, table.concat(sizes, "x")))
   end
   return sizes
+end
+
+-- A command's count options (argparse's results, underscored names): each given one must be an
+-- integer >= min (default 1); "cmd: --name must be ..." otherwise. Names not given are skipped.
+function M.counts(cmd, args, names, min)
+  min = min or 1
+  for _, name in ipairs(names) do
+    local v = args[name]
+    if v ~= nil and (type(v) ~= "number" or v % 1 ~= 0 or v < min) then
+      fail(string.format("%s: --%s must be an integer >= %d, got %s", cmd, (name:gsub("_", "-")), min, tostring(v)))
+    end
+  end
 end
 
 function M.shape_string(t)

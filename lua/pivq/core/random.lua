@@ -40,6 +40,7 @@ end
 
 function Generator:set_state(s)
   if type(s) ~= "table" then fail("set_rng_state: state must be a table {seed=, offset=}, got " .. type(s)) end
+  argcheck.keys("set_rng_state", s, { "seed", "offset" }, "state key")
   check_u53("set_rng_state", "seed", s.seed)
   check_u53("set_rng_state", "offset", s.offset)
   self.cdata.seed = s.seed
@@ -68,6 +69,10 @@ end
 
 local function gen_of(opts) return opts.generator and opts.generator.cdata or nil end
 
+-- A draw's options: generator (and dtype where the draw makes its tensor); anything else raises.
+local DRAW_KEYS, MAKE_KEYS = { "generator" }, { "generator", "dtype" }
+local function draw_opts(fname, opts, valid) return argcheck.options(fname, opts, valid or DRAW_KEYS) end
+
 local function sized(fname, opts, n, ...)
   local sizes = { n = n, ... } -- n excludes a trailing options table
   if n == 1 and type(sizes[1]) == "table" then sizes = sizes[1] end
@@ -77,6 +82,7 @@ end
 -- pivq.rand(2, 3), pivq.rand({2, 3}, {generator = g}): uniform in [0, 1)
 function M.rand(...)
   local opts, n = split_opts(...)
+  draw_opts("rand", opts, MAKE_KEYS)
   local t = sized("rand", opts, n, ...)
   check_rc(C.pivq_uniform_(t.c, 0, 1, gen_of(opts)))
   return t
@@ -85,6 +91,7 @@ end
 -- pivq.randn(...): standard normal
 function M.randn(...)
   local opts, n = split_opts(...)
+  draw_opts("randn", opts, MAKE_KEYS)
   local t = sized("randn", opts, n, ...)
   check_rc(C.pivq_normal_(t.c, 0, 1, gen_of(opts)))
   return t
@@ -92,7 +99,7 @@ end
 
 -- pivq.randint(lo, hi, sizes [, opts]): integers uniform in [lo, hi), int64 by default
 function M.randint(lo, hi, sizes, opts)
-  opts = opts or {}
+  opts = draw_opts("randint", opts, MAKE_KEYS)
   if type(lo) ~= "number" or type(hi) ~= "number" or lo % 1 ~= 0 or hi % 1 ~= 0
     or math.abs(lo) >= 2 ^ 53 or math.abs(hi) >= 2 ^ 53 then
     fail(string.format("randint: lo and hi must be integers below 2^53, got %s and %s",
@@ -106,13 +113,13 @@ end
 -- In-place draws on an existing float tensor.
 function M.uniform_(t, lo, hi, opts)
   argcheck.self_tensor("uniform_", t)
-  check_rc(C.pivq_uniform_(t.c, lo or 0, hi or 1, gen_of(opts or {})))
+  check_rc(C.pivq_uniform_(t.c, lo or 0, hi or 1, gen_of(draw_opts("uniform_", opts))))
   return t
 end
 
 function M.normal_(t, mean, std, opts)
   argcheck.self_tensor("normal_", t)
-  check_rc(C.pivq_normal_(t.c, mean or 0, std or 1, gen_of(opts or {})))
+  check_rc(C.pivq_normal_(t.c, mean or 0, std or 1, gen_of(draw_opts("normal_", opts))))
   return t
 end
 
@@ -125,7 +132,7 @@ function M.randperm(n, opts)
   if type(n) ~= "number" or n % 1 ~= 0 or n < 0 or n > MAX_DRAWS then
     fail("randperm: n must be a nonnegative integer up to 2^36, got " .. tostring(n))
   end
-  return index.to1_(wrap(C.pivq_randperm(n, gen_of(opts or {}))))
+  return index.to1_(wrap(C.pivq_randperm(n, gen_of(draw_opts("randperm", opts)))))
 end
 
 -- pivq.multinomial(probs, n [, replacement [, opts]]): 1-based category draws per row
@@ -134,7 +141,8 @@ function M.multinomial(probs, n, replacement, opts)
   if type(n) ~= "number" or n % 1 ~= 0 or math.abs(n) > MAX_DRAWS then
     fail("multinomial: n must be an integer in [0, 2^36], got " .. tostring(n))
   end
-  return index.to1_(wrap(C.pivq_multinomial(probs.c, n, replacement and 1 or 0, gen_of(opts or {}))))
+  return index.to1_(wrap(C.pivq_multinomial(probs.c, n, replacement and 1 or 0,
+    gen_of(draw_opts("multinomial", opts)))))
 end
 
 return M

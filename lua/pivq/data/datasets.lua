@@ -55,6 +55,7 @@ end
 function M.fashion_mnist(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("fashion_mnist: expected an options table", 2) end
+  argcheck.keys("fashion_mnist", opts, { "split", "path" })
   local split = opts.split or "train"
   if split ~= "train" and split ~= "test" then
     error("fashion_mnist: split must be \"train\" or \"test\", got " .. tostring(split), 2)
@@ -208,7 +209,7 @@ local CACHE_VERSION = "1"
 -- no file's name, size or time changes); a path puts it elsewhere; false disables it.
 function M.image_folder(dir, opts)
   if type(dir) ~= "string" then error("image_folder: dir must be a string", 2) end
-  opts = argcheck.options("image_folder", opts)
+  opts = argcheck.options("image_folder", opts, { "size", "channels", "workers", "attributes", "lazy", "cache" })
   if opts.attributes ~= nil and type(opts.attributes) ~= "string" then
     error("image_folder: attributes must be a path, got " .. type(opts.attributes), 2)
   end
@@ -285,12 +286,14 @@ function M.loader(dataset, opts)
   if type(dataset) ~= "table" or not (lazy or tensor.is_tensor(dataset.images)) then
     error("loader: dataset must be a table with an images tensor (or a lazy image_folder)", 2)
   end
-  opts = argcheck.options("loader", opts)
+  opts = argcheck.options("loader", opts, { "batch", "workers", "seed", "augment", "prefetch", "shuffle",
+    "drop_last" })
   local batch = opts.batch or 64
   local workers = opts.workers or 1
   local seed = opts.seed or 1
   local augment = opts.augment or {}
   if type(augment) ~= "table" then error("loader: augment must be a table {hflip =}, got " .. type(augment), 2) end
+  argcheck.keys("loader: augment", augment, { "hflip" })
   for name, v in pairs({ batch = batch, workers = workers }) do
     if type(v) ~= "number" or v % 1 ~= 0 or v < 1 then
       error(string.format("loader: %s must be a positive integer, got %s", name, tostring(v)), 2)

@@ -1,4 +1,7 @@
--- pivq.files: checkpoints as safetensors files (pivq.save / pivq.load).
+-- pivq.files: checkpoints as safetensors files (pivq.save / pivq.load), and the package's one way
+-- to write a file (write_text and the C image writers: temporary file beside the target, every
+-- write checked, fsync, rename), make folders (mkdir_p), lock a run folder (lock) and run a
+-- program (run) -- the last three without a shell.
 --
 -- The format is the public one (8-byte header length, JSON header, raw little-endian data), so
 -- weights written here load in other ecosystems and theirs load here. Writes are atomic: a
@@ -125,6 +128,102 @@ function M.remove_stale(path)
   local n = C.pivq_atomic_remove_stale(path)
   if n < 0 then return nil, last_error() end
   return n
+end
+
+-- pivq.files.mkdir_p(path) -> true, or nil, err: the folder and its missing parents (no shell).
+function M.mkdir_p(path)
+  if type(path) ~= "string" then error("mkdir_p: path must be a string, got " .. type(path), 2) end
+  if C.pivq_mkdir_p(path) ~= 0 then return nil, last_error() end
+  return true
+end
+
+-- pivq.files.parent(path) -> the folder holding path ("." for a bare name).
+function M.parent(path)
+  if type(path) ~= "string" then error("parent: path must be a string, got " .. type(path), 2) end
+  return path:match("^(.*)/[^/]*$") or "."
+end
+
+-- pivq.files.write_or_fail(fname, path, text): write_text, raising "fname: cannot write ..." on
+-- failure (a recipe's output: the command must exit non-zero, not report success).
+function M.write_or_fail(fname, path, text)
+  local args = { fname, path, text }
+  for i = 1, 3 do
+    local v = args[i]
+    if type(v) ~= "string" then
+      error(string.format("write_or_fail: %s must be a string, got %s", ({ "fname", "path", "text" })[i], type(v)), 2)
+    end
+  end
+  local ok, err = M.write_text(path, text)
+  if not ok then error(string.format("%s: %s", fname, err), 2) end
+  return true
+end
+
+-- pivq.files.lock(path) -> a lock (lock:release(); released too when collected or at exit), or
+-- nil, err, holder_pid. An exclusive flock on path holding the owner's PID: a second holder is
+-- refused at once, naming the first's PID; the kernel drops a killed holder's lock.
+local Lock = {}
+Lock.__index = Lock
+function Lock:release()
+  if self.fd >= 0 then
+    C.pivq_lock_release(self.fd)
+    self.fd = -1
+  end
+end
+Lock.__gc = Lock.release
+function M.lock(path)
+  if type(path) ~= "string" then error("lock: path must be a string, got " .. type(path), 2) end
+  local holder = ffi.new("int64_t[1]")
+  local fd = C.pivq_lock_acquire(path, holder)
+  if fd < 0 then return nil, last_error(), tonumber(holder[0]) end
+  -- a userdata proxy carries __gc in Lua 5.1: the descriptor closes when the lock is collected
+  local lock = setmetatable({ fd = fd, path = path }, Lock)
+  local proxy = newproxy(true)
+  getmetatable(proxy).__gc = function() lock:release() end
+  lock.proxy = proxy
+  return lock
+end
+
+-- pivq.files.run({program, arg, ...} [, max_output]) -> exit status, output (stdout and stderr,
+-- at most max_output bytes, default 1 MB), or nil, err. No shell: the arguments reach the
+-- program as they are, so user text is never parsed by /bin/sh.
+function M.run(argv, max_output)
+  if type(argv) ~= "table" or type(argv[1]) ~= "string" or argv[1] == "" then
+    error("run: argv must be a table {program, args...} of strings", 2)
+  end
+  local n = #argv
+  local cargv = ffi.new("const char*[?]", n + 1)
+  for i = 1, n do
+    if type(argv[i]) ~= "string" then
+      error(string.format("run: argv[%d] must be a string, got %s", i, type(argv[i])), 2)
+    end
+    cargv[i - 1] = argv[i]
+  end
+  cargv[n] = nil
+  local cap = max_output or 2 ^ 20
+  if type(cap) ~= "number" or cap % 1 ~= 0 or cap < 0 or cap > 2 ^ 31 then
+    error("run: max_output must be an integer in 0..2^31, got " .. tostring(cap), 2)
+  end
+  local buf = ffi.new("char[?]", cap + 1)
+  local len = ffi.new("size_t[1]")
+  local status = C.pivq_run(cargv, buf, cap, len)
+  if status < 0 then return nil, last_error() end
+  return status, ffi.string(buf, len[0])
+end
+
+-- pivq.files.realpath(path) -> the absolute path with links resolved, or nil, err (a missing
+-- path, say).
+do
+  -- declared once per process, whoever declared them first (the cdef refuses redefinitions)
+  pcall(ffi.cdef, "char *realpath(const char *path, char *resolved);")
+  pcall(ffi.cdef, "void free(void *p);")
+end
+function M.realpath(path)
+  if type(path) ~= "string" then error("realpath: path must be a string, got " .. type(path), 2) end
+  local r = ffi.C.realpath(path, nil)
+  if r == nil then return nil, "realpath: cannot resolve " .. path end
+  local s = ffi.string(r)
+  ffi.C.free(r)
+  return s
 end
 
 return M

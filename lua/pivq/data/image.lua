@@ -55,7 +55,7 @@ end
 function M.save(path, t, opts)
   if type(path) ~= "string" then error("image.save: path must be a string", 2) end
   check_tensor("image.save", t, 2)
-  opts = argcheck.options("image.save", opts)
+  opts = argcheck.options("image.save", opts, { "quality" })
   -- the tensor's shape and dtype are the caller's business (raise); the file system's
   -- answers are expected failures (nil, err)
   local nd, dt = t:dim(), t:dtype()
@@ -123,7 +123,7 @@ end
 -- pivq.image.grid(batch, {nrow = 8, padding = 2, scale = 1, pad_value = 0}) -> C x H' x W'.
 -- batch: N x C x H x W float32, or a table of C x H x W tensors.
 function M.grid(batch, opts)
-  opts = argcheck.options("image.grid", opts)
+  opts = argcheck.options("image.grid", opts, { "nrow", "padding", "scale", "pad_value" })
   if type(batch) == "table" then
     for i = 1, math.max(#batch, 1) do
       if not tensor.is_tensor(batch[i]) then

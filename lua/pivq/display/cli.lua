@@ -43,13 +43,13 @@ end
 
 local function list_recipes(dir)
   local names = {}
-  local p = io.popen('ls -1 "' .. dir .. '" 2>/dev/null')
-  if p then
-    for name in p:lines() do
+  -- ls through execvp (pivq.files.run): the folder's name never reaches a shell
+  local status, out = require("pivq.data.files").run({ "ls", "-1", "--", dir })
+  if status == 0 then
+    for name in out:gmatch("[^\n]+") do
       local base = name:match("^([%w_%-]+)%.lua$")
       if base then names[#names + 1] = base end
     end
-    p:close()
   end
   table.sort(names)
   return names

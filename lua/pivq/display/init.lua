@@ -145,10 +145,8 @@ local function publish(bundle)
     local path = os.tmpname()
     os.remove(path)
     path = path .. ".png"
-    local f = assert(io.open(path, "wb"))
-    f:write(bundle["image/png"])
-    f:close()
-    print(string.format("[image: %s]", path))
+    local ok, err = require("pivq.data.files").write_text(path, bundle["image/png"]) -- checked, atomic
+    print(ok and string.format("[image: %s]", path) or string.format("[image not written: %s]", err))
   elseif bundle["text/plain"] then
     print(bundle["text/plain"])
   end

@@ -443,27 +443,18 @@ function M.kernel_spec(opts)
   }
 end
 
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
--- Run a shell command; returns whether it exited 0, and its output (stdout and stderr).
--- (LuaJIT's popen close does not report the exit status in 5.1 mode, so the shell prints it.)
-local function run(cmd)
-  local p = io.popen(cmd .. ' 2>&1; echo "exit=$?"')
-  local out = p:read("*a")
-  p:close()
-  local status = tonumber(out:match("exit=(%d+)%s*$"))
-  out = out:gsub("exit=%d+%s*$", ""):gsub("%s+$", "")
-  return status == 0, out
+-- Run a program (argv, no shell: pivq.files.run); returns whether it exited 0, and its output
+-- (stdout and stderr).
+local function run(argv)
+  local status, out = require("pivq.data.files").run(argv)
+  if not status then return false, out end
+  return status == 0, (out:gsub("%s+$", ""))
 end
 
 -- Python (jupyter_client) is run without LD_PRELOAD: a sanitizer runtime preloaded for pivq
 -- (the ASan test task does that) would make Python's own exit fail with leak reports.
 local function python_command(python, ...)
-  local parts = { "env -u LD_PRELOAD", shell_quote(python) }
-  for _, a in ipairs({ ... }) do parts[#parts + 1] = a end
-  return table.concat(parts, " ")
+  return { "env", "-u", "LD_PRELOAD", python, ... }
 end
 
 local function file_exists(path)
@@ -494,17 +485,16 @@ function M.install(opts)
   end
   local dir = os.tmpname()
   os.remove(dir)
-  local made, why = run("mkdir -p " .. shell_quote(dir))
+  local made, why = require("pivq.data.files").mkdir_p(dir)
   if not made then return nil, "cannot create " .. dir .. ": " .. why end
-  local f = assert(io.open(dir .. "/kernel.json", "w"))
-  f:write(json(M.kernel_spec(spec)), "\n")
-  f:close()
+  local written, werr = require("pivq.data.files").write_text(dir .. "/kernel.json", json(M.kernel_spec(spec)) .. "\n")
+  if not written then return nil, werr end
   local script = "import sys\n" ..
     "from jupyter_client.kernelspec import KernelSpecManager\n" ..
     "print(KernelSpecManager().install_kernel_spec(sys.argv[1], sys.argv[2], " ..
     "user=sys.argv[3] == '1', prefix=sys.argv[4] or None))\n"
-  local cmd = python_command(python, "-c", shell_quote(script), shell_quote(dir),
-    shell_quote(opts.name or M.kernel_name), opts.user and "1" or "0", shell_quote(opts.prefix or ""))
+  local cmd = python_command(python, "-c", script, dir, opts.name or M.kernel_name, opts.user and "1" or "0",
+    opts.prefix or "")
   local ok, out = run(cmd)
   os.remove(dir .. "/kernel.json")
   os.remove(dir)
@@ -524,8 +514,7 @@ function M.uninstall(opts)
     "    print(KernelSpecManager().remove_kernel_spec(sys.argv[1]))\n" ..
     "except KeyError:\n" ..
     "    sys.exit('no kernel spec named %s is installed' % sys.argv[1])\n"
-  local ok, out = run(python_command(python, "-c", shell_quote(script),
-    shell_quote(opts.name or M.kernel_name)))
+  local ok, out = run(python_command(python, "-c", script, opts.name or M.kernel_name))
   if not ok then return nil, out end
   return out
 end

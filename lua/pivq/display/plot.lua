@@ -95,11 +95,10 @@ function M.line(spec)
   return table.concat(out, "\n") .. "\n"
 end
 
+-- true, or nil, err: written atomically (pivq.files.write_text), every write checked.
 function M.save(path, spec)
-  local f, err = io.open(path, "w")
-  if not f then return nil, "plot.save: " .. tostring(err) end
-  f:write(M.line(spec))
-  f:close()
+  local ok, err = require("pivq.data.files").write_text(path, M.line(spec))
+  if not ok then return nil, "plot.save: " .. err end
   return true
 end
 

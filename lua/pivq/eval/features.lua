@@ -116,11 +116,12 @@ function M.train_classifier(opts)
     end
   end)
   local acc = correct / test.images:size(1)
-  os.execute("mkdir -p '" .. (out:match("^(.*)/[^/]*$") or ".") .. "'")
+  local files = require "pivq.data.files"
+  assert(files.mkdir_p(files.parent(out)))
   local tensors = {}
   for k, t in pairs(body:state_dict()) do tensors["body." .. k] = t end
   for k, t in pairs(head:state_dict()) do tensors["head." .. k] = t end
-  assert(require("pivq.data.files").save(out, tensors, { channels = "1", size = "28", classes = "10",
+  assert(files.save(out, tensors, { channels = "1", size = "28", classes = "10",
     test_accuracy = string.format("%.4f", acc), kind = "pivq-features-classifier" }))
   return acc, require("pivq.quant.bank").file_hash(out)
 end

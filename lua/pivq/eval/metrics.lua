@@ -38,7 +38,7 @@ end
 local function fraction_positive(t) return t:gt(0):sum():item() / t:numel() end
 
 function M.prdc(real, fake, opts)
-  opts = argcheck.options("prdc", opts)
+  opts = argcheck.options("prdc", opts, { "k", "improved" })
   for _, arg in ipairs({ { "real", real }, { "fake", fake } }) do -- not pairs: a nil would be skipped
     if not tensor.is_tensor(arg[2]) or arg[2]:dim() ~= 2 then
       error(string.format("prdc: %s must be a 2-D tensor (points x features)", arg[1]), 2)
@@ -95,7 +95,7 @@ end
 -- PSNR in dB, the mean over images of each image's PSNR (data_range: 1 for pixels in [0, 1]).
 -- An exact reconstruction has infinite PSNR; it is capped at 100 dB so means stay finite.
 function M.psnr(x, y, opts)
-  local R = argcheck.number("psnr", "data_range", argcheck.options("psnr", opts).data_range, 1)
+  local R = argcheck.number("psnr", "data_range", argcheck.options("psnr", opts, { "data_range" }).data_range, 1)
   check_pair("psnr", x, y)
   local mse = M.mse(x, y)
   local total, n = 0, mse:numel()
@@ -109,7 +109,7 @@ end
 -- Mean SSIM over images (Wang et al. 2004; see pivq_ssim in csrc/pivq.h); per_image = true
 -- returns the N values instead.
 function M.ssim(x, y, opts)
-  opts = argcheck.options("ssim", opts)
+  opts = argcheck.options("ssim", opts, { "data_range", "per_image" })
   check_pair("ssim", x, y)
   local s = wrap(C.pivq_ssim(x:float().c, y:float().c, argcheck.number("ssim", "data_range", opts.data_range, 1)))
   if opts.per_image then return s end

@@ -13,7 +13,7 @@ local M = {}
 
 -- N x K float32 bag of codes from N x L 1-based codes: counts, or indicators with binary=true.
 function M.bag_of_codes(codes, K, opts)
-  opts = argcheck.options("bag_of_codes", opts)
+  opts = argcheck.options("bag_of_codes", opts, { "binary" })
   K = argcheck.number("bag_of_codes", "K", K, nil, true)
   if not tensor.is_tensor(codes) or codes:dim() ~= 2 or (codes:dtype() ~= "int64" and codes:dtype() ~= "int32") then
     error("bag_of_codes: codes must be an N x L integer tensor of 1-based codes", 2)
@@ -77,8 +77,11 @@ end
 -- f(x) -> value, gradient (Lua arrays). Stops when max|g| < tol or progress stalls.
 -- The options of lbfgs (memory, max_iter, tol), checked for fname (fit and cross_validate pass
 -- theirs on).
-local function lbfgs_options(fname, opts)
-  opts = argcheck.options(fname, opts)
+local LBFGS_KEYS = { "memory", "max_iter", "tol", "ftol" }
+local function lbfgs_options(fname, opts, extra)
+  local valid = { unpack(LBFGS_KEYS) }
+  for _, k in ipairs(extra or {}) do valid[#valid + 1] = k end
+  opts = argcheck.options(fname, opts, valid)
   return opts, argcheck.number(fname, "memory", opts.memory, 10, true),
     argcheck.number(fname, "max_iter", opts.max_iter, 500, true), argcheck.number(fname, "tol", opts.tol, 1e-5)
 end
@@ -162,7 +165,7 @@ end
 
 -- Fit softmax regression: X N x d float, labels N int64 in 1..C. Returns a predictor.
 function M.fit(X, labels, opts)
-  opts = lbfgs_options("probe.fit", opts)
+  opts = lbfgs_options("probe.fit", opts, { "classes", "l2" })
   if not tensor.is_tensor(X) or X:dim() ~= 2 or not tensor.is_tensor(labels) or labels:dim() ~= 1
     or labels:size(1) ~= X:size(1) or X:size(1) == 0 then
     error("probe.fit: need X (N x d) and labels (N) tensors, N >= 1", 2)
@@ -188,7 +191,8 @@ function M.fit(X, labels, opts)
     return loss, flatten(gW, gb)
   end
   local x0 = flatten(tensor.zeros(d, C), tensor.zeros(C))
-  local x, loss, info = M.lbfgs(f, x0, opts)
+  local x, loss, info = M.lbfgs(f, x0, { memory = opts.memory, max_iter = opts.max_iter, tol = opts.tol,
+    ftol = opts.ftol })
   local W, b = unflatten(x, d, C)
   return {
     W = W, b = b, loss = loss, info = info,
@@ -203,7 +207,7 @@ local function accuracy(pred, labels) return pred:eq(labels:long()):sum():item()
 
 -- k-fold cross-validation of the probe beside the majority-class baseline.
 function M.cross_validate(X, labels, opts)
-  opts = lbfgs_options("probe.cross_validate", opts)
+  opts = lbfgs_options("probe.cross_validate", opts, { "folds", "seed", "l2" })
   if not tensor.is_tensor(X) or X:dim() ~= 2 or not tensor.is_tensor(labels) or labels:dim() ~= 1
     or labels:size(1) ~= X:size(1) then
     error("probe.cross_validate: need X (N x d) and labels (N) tensors", 2)
@@ -223,7 +227,8 @@ function M.cross_validate(X, labels, opts)
     local train_idx = tensor.cat(train_parts, 1)
     local Xtr, ytr = X:index_select(1, train_idx), labels:index_select(1, train_idx)
     local Xte, yte = X:index_select(1, test_idx), labels:index_select(1, test_idx)
-    local model = M.fit(Xtr, ytr, { l2 = opts.l2, classes = C, max_iter = opts.max_iter, tol = opts.tol })
+    local model = M.fit(Xtr, ytr, { l2 = opts.l2, classes = C, max_iter = opts.max_iter, tol = opts.tol,
+      memory = opts.memory, ftol = opts.ftol })
     accs[f] = accuracy(model.predict(Xte), yte)
     -- majority class of the training fold, scored on the test fold
     local counts = tensor.zeros(C):scatter_add(1, ytr:long(), tensor.ones(ytr:numel()))

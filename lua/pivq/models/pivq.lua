@@ -31,8 +31,16 @@ PIVQ.defaults = {
   seed = 1,
 }
 
+-- The config keys: the defaults' and `dataset` (the training set's name, recorded by pivq train).
+local function config_keys()
+  local keys = { "dataset" }
+  for k in pairs(PIVQ.defaults) do keys[#keys + 1] = k end
+  return keys
+end
+
 local function with_defaults(cfg)
   if cfg ~= nil and type(cfg) ~= "table" then error("PIVQ: config must be a table, got " .. type(cfg), 4) end
+  argcheck.keys("PIVQ", cfg or {}, config_keys(), "config key")
   local out = {}
   for k, v in pairs(PIVQ.defaults) do out[k] = v end
   for k, v in pairs(cfg or {}) do out[k] = v end
@@ -69,6 +77,13 @@ local function check_config(cfg)
   if params > 2 ^ 34 then
     error(string.format("PIVQ: the config asks for about %.3g parameters (more than 2^34)", params), 4)
   end
+  -- refused before allocating: the float32 weights alone must fit in the machine's memory
+  -- (training needs about 4 times as much: gradients and AdamW's two buffers)
+  local total = PIVQ.memory_bytes()
+  if total and 4 * params > total then
+    error(string.format("PIVQ: the config asks for about %.3g parameters (%.1f GB of float32 weights), more than "
+      .. "this machine's memory (%.1f GB)", params, 4 * params / 1e9, total / 1e9), 4)
+  end
   if cfg.image_size % cfg.patch ~= 0 then
     error(string.format("PIVQ: image_size %d is not a multiple of patch %d", cfg.image_size, cfg.patch), 4)
   end
@@ -84,6 +99,16 @@ local function check_config(cfg)
   if cfg.readout ~= "learned" and cfg.readout ~= "exchangeable" then
     error("PIVQ: readout must be learned or exchangeable, got " .. tostring(cfg.readout), 4)
   end
+end
+
+-- The machine's memory in bytes (MemTotal of /proc/meminfo), or nil where there is none.
+function PIVQ.memory_bytes()
+  local f = io.open("/proc/meminfo")
+  if not f then return nil end
+  local text = f:read("*a")
+  f:close()
+  local kb = text:match("MemTotal:%s*(%d+)")
+  return kb and tonumber(kb) * 1024 or nil
 end
 
 function PIVQ:__init(cfg)
@@ -383,7 +408,9 @@ function PIVQ.load(path)
   if not meta.config then return nil, path .. ": not a pivq model checkpoint (no config in metadata)" end
   local cfg, _, err = json.decode(meta.config)
   if type(cfg) ~= "table" then return nil, path .. ": bad config JSON: " .. tostring(err) end
-  local model = PIVQ(cfg)
+  -- the stored config goes through the same checks as a user's (unknown keys, sizes, the cap)
+  local built, model = pcall(PIVQ, cfg)
+  if not built then return nil, path .. ": " .. tostring(model):gsub("^[^:]*:%d+: ", "") end
   local sd = {}
   for name, t in pairs(tensors) do
     local short = name:match("^model%.(.+)$")

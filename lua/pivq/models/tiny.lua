@@ -82,11 +82,9 @@ end
 local read_file = require("pivq.data.files").read_text
 
 local function write_file(path, s)
-  local tmp = path .. ".tmp"
-  local f = assert(io.open(tmp, "wb"))
-  f:write(s)
-  f:close()
-  assert(os.rename(tmp, path))
+  local files = require "pivq.data.files"
+  local ok, err = files.write_text(path, s)
+  if not ok then error("pivq.tiny: " .. err, 0) end
 end
 
 -- model(opts) -> the trained model (eval mode, model.path set), its metrics (test PSNR, SSIM,

@@ -10,7 +10,7 @@ local init = require "pivq.nn.init_weights"
 local Conv2d = Module:extend("Conv2d")
 
 function Conv2d:__init(in_channels, out_channels, kernel_size, opts)
-  opts = argcheck.module_options("Conv2d", opts)
+  opts = argcheck.module_options("Conv2d", opts, { "stride", "padding", "dilation", "groups", "bias" })
   argcheck.size("Conv2d", "in_channels", in_channels)
   argcheck.size("Conv2d", "out_channels", out_channels)
   local k = argcheck.pair("Conv2d", "kernel_size", kernel_size)

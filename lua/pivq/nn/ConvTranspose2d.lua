@@ -10,7 +10,8 @@ local init = require "pivq.nn.init_weights"
 local ConvTranspose2d = Module:extend("ConvTranspose2d")
 
 function ConvTranspose2d:__init(in_channels, out_channels, kernel_size, opts)
-  opts = argcheck.module_options("ConvTranspose2d", opts)
+  opts = argcheck.module_options("ConvTranspose2d", opts,
+    { "stride", "padding", "output_padding", "dilation", "groups", "bias" })
   argcheck.size("ConvTranspose2d", "in_channels", in_channels)
   argcheck.size("ConvTranspose2d", "out_channels", out_channels)
   local k = argcheck.pair("ConvTranspose2d", "kernel_size", kernel_size)

@@ -6,7 +6,7 @@ local F = require "pivq.nn.F"
 local Dropout = Module:extend("Dropout")
 
 function Dropout:__init(p, opts)
-  opts = argcheck.module_options("Dropout", opts)
+  opts = argcheck.module_options("Dropout", opts, {})
   self.p = argcheck.finite("Dropout", "p", p, 0.5, 0)
   if self.p > 1 then error("Dropout: p must be in [0, 1], got " .. self.p, 3) end
   self.generator = opts.generator

@@ -8,7 +8,7 @@ local init = require "pivq.nn.init_weights"
 local Embedding = Module:extend("Embedding")
 
 function Embedding:__init(num_embeddings, embedding_dim, opts)
-  opts = argcheck.module_options("Embedding", opts)
+  opts = argcheck.module_options("Embedding", opts, {})
   argcheck.size("Embedding", "num_embeddings", num_embeddings)
   argcheck.size("Embedding", "embedding_dim", embedding_dim)
   argcheck.weight("Embedding", { num_embeddings, embedding_dim })

@@ -21,8 +21,8 @@ local check, opt_tensor, options, number = argcheck.tensor, argcheck.optional_te
 local dim0, indices0 = indexing.dim0, indexing.index0
 
 local REDUCTIONS = { none = 0, mean = 1, sum = 2 }
-local function reduction_of(fname, opts)
-  local r = options(fname, opts).reduction or "mean"
+local function reduction_of(fname, opts, valid)
+  local r = options(fname, opts, valid or { "reduction" }).reduction or "mean"
   local code = REDUCTIONS[r]
   if not code then
     fail(string.format("%s: reduction must be 'mean', 'sum' or 'none', got %s", fname,
@@ -47,7 +47,8 @@ end
 function F.relu(x) return activation(C.PIVQ_ACT_RELU, x, 0, "relu") end
 -- gelu(x) exact (erf), gelu(x, {approximate = "tanh"}) the tanh form
 function F.gelu(x, opts)
-  local kind = options("gelu", opts).approximate == "tanh" and C.PIVQ_ACT_GELU_TANH or C.PIVQ_ACT_GELU
+  local tanh = options("gelu", opts, { "approximate" }).approximate == "tanh"
+  local kind = tanh and C.PIVQ_ACT_GELU_TANH or C.PIVQ_ACT_GELU
   return activation(kind, x, 0, "gelu")
 end
 function F.silu(x) return activation(C.PIVQ_ACT_SILU, x, 0, "silu") end
@@ -79,7 +80,7 @@ end
 function F.dropout(x, p, training, opts)
   check("dropout", "input", x)
   if training == nil then training = true end
-  local gen = argcheck.generator("dropout", options("dropout", opts))
+  local gen = argcheck.generator("dropout", options("dropout", opts, { "generator" }))
   return wrap(C.pivq_dropout(x.c, number("dropout", "p", p, 0.5), training and 1 or 0, gen))
 end
 
@@ -112,10 +113,10 @@ end
 -- ---- losses --------------------------------------------------------------------------------
 -- opts.reduction: "mean" (default), "sum" or "none"
 
-local function pointwise(kind, fname, x, target, opts, margin)
+local function pointwise(kind, fname, x, target, opts, margin, valid)
   check(fname, "input", x)
   check(fname, "target", target)
-  return wrap(C.pivq_pointwise_loss(x.c, target.c, kind, reduction_of(fname, opts),
+  return wrap(C.pivq_pointwise_loss(x.c, target.c, kind, reduction_of(fname, opts, valid),
     number(fname, "margin", margin, 0)))
 end
 
@@ -126,7 +127,9 @@ function F.binary_cross_entropy_with_logits(x, target, opts)
 end
 -- mean(max(0, margin - target * x)) with targets in {-1, 1}; opts.margin defaults to 1
 function F.hinge_loss(x, target, opts)
-  return pointwise(C.PIVQ_LOSS_HINGE, "hinge_loss", x, target, opts, options("hinge_loss", opts).margin or 1)
+  local valid = { "reduction", "margin" }
+  return pointwise(C.PIVQ_LOSS_HINGE, "hinge_loss", x, target, opts, options("hinge_loss", opts, valid).margin or 1,
+    valid)
 end
 
 -- cross_entropy(logits (N, C, ...), target (N, ...) of 1-based classes,
@@ -134,9 +137,10 @@ end
 function F.cross_entropy(logits, target, opts)
   check("cross_entropy", "logits", logits)
   local t = indices0("cross_entropy", target)
-  local ignore = indexing.pos0(number("cross_entropy", "ignore_index", options("cross_entropy", opts).ignore_index,
-    -100, true))
-  return wrap(C.pivq_cross_entropy(logits.c, t.c, reduction_of("cross_entropy", opts), ignore))
+  local valid = { "reduction", "ignore_index" }
+  local ignore = indexing.pos0(number("cross_entropy", "ignore_index",
+    options("cross_entropy", opts, valid).ignore_index, -100, true))
+  return wrap(C.pivq_cross_entropy(logits.c, t.c, reduction_of("cross_entropy", opts, valid), ignore))
 end
 
 -- ---- attention ---------------------------------------------------------------------------------
@@ -148,7 +152,7 @@ function F.attention(q, k, v, opts)
   check("attention", "q", q)
   check("attention", "k", k)
   check("attention", "v", v)
-  opts = options("attention", opts)
+  opts = options("attention", opts, { "mask", "scale" })
   return wrap(C.pivq_attention(q.c, k.c, v.c, opt_tensor("attention", "mask", opts.mask),
     number("attention", "scale", opts.scale, 0)))
 end
@@ -159,8 +163,10 @@ F.scaled_dot_product_attention = F.attention
 local pair = argcheck.number_pair
 
 local conv_params_t = ffi.typeof("pivq_conv_params")
+local CONV_KEYS = { "stride", "padding", "dilation", "groups" }
+local CONV_T_KEYS = { "stride", "padding", "output_padding", "dilation", "groups" }
 local function conv_params(fname, opts)
-  opts = options(fname, opts)
+  opts = options(fname, opts, fname == "conv_transpose2d" and CONV_T_KEYS or CONV_KEYS)
   local p = conv_params_t()
   local st = pair(fname, "stride", opts.stride, 1, true)
   local pd = pair(fname, "padding", opts.padding, 0, true)
@@ -208,7 +214,7 @@ local function arr2(v) return int64_2(v[1], v[2]) end
 -- max_pool2d(x, kernel, {stride = kernel, padding = 0})
 function F.max_pool2d(x, kernel, opts)
   check("max_pool2d", "input", x)
-  opts = options("max_pool2d", opts)
+  opts = options("max_pool2d", opts, { "stride", "padding" })
   local k = pair("max_pool2d", "kernel", kernel, nil, true)
   return wrap(C.pivq_max_pool2d(x.c, arr2(k), arr2(pair("max_pool2d", "stride", opts.stride, k, true)),
     arr2(pair("max_pool2d", "padding", opts.padding, 0, true))))
@@ -217,7 +223,7 @@ end
 -- avg_pool2d(x, kernel, {stride = kernel, padding = 0, count_include_pad = true})
 function F.avg_pool2d(x, kernel, opts)
   check("avg_pool2d", "input", x)
-  opts = options("avg_pool2d", opts)
+  opts = options("avg_pool2d", opts, { "stride", "padding", "count_include_pad" })
   local k = pair("avg_pool2d", "kernel", kernel, nil, true)
   local include_pad = opts.count_include_pad == false and 0 or 1
   return wrap(C.pivq_avg_pool2d(x.c, arr2(k), arr2(pair("avg_pool2d", "stride", opts.stride, k, true)),
@@ -228,7 +234,7 @@ end
 --                 align_corners = false})
 function F.interpolate(x, opts)
   check("interpolate", "input", x)
-  opts = options("interpolate", opts)
+  opts = options("interpolate", opts, { "size", "scale_factor", "mode", "align_corners" })
   if x:dim() ~= 4 then
     fail("interpolate: input must be (N, C, H, W), got " .. argcheck.shape_string(x))
   end

@@ -6,7 +6,7 @@ local F = require "pivq.nn.F"
 local GELU = Module:extend("GELU")
 
 function GELU:__init(opts)
-  self.approximate = argcheck.module_options("GELU", opts).approximate or "none"
+  self.approximate = argcheck.module_options("GELU", opts, { "approximate" }).approximate or "none"
   if self.approximate ~= "none" and self.approximate ~= "tanh" then
     error("GELU: approximate must be \"none\" or \"tanh\", got " .. tostring(self.approximate), 3)
   end

@@ -7,7 +7,7 @@ local tensor = require "pivq.core.tensor"
 local GroupNorm = Module:extend("GroupNorm")
 
 function GroupNorm:__init(num_groups, num_channels, opts)
-  opts = argcheck.module_options("GroupNorm", opts)
+  opts = argcheck.module_options("GroupNorm", opts, { "eps", "affine" })
   argcheck.size("GroupNorm", "num_groups", num_groups)
   argcheck.size("GroupNorm", "num_channels", num_channels)
   if num_channels % num_groups ~= 0 then

@@ -7,7 +7,7 @@ local tensor = require "pivq.core.tensor"
 local LayerNorm = Module:extend("LayerNorm")
 
 function LayerNorm:__init(normalized_shape, opts)
-  opts = argcheck.module_options("LayerNorm", opts)
+  opts = argcheck.module_options("LayerNorm", opts, { "eps", "elementwise_affine" })
   self.normalized_shape = type(normalized_shape) == "table" and normalized_shape or { normalized_shape }
   if #self.normalized_shape == 0 then argcheck.size("LayerNorm", "normalized_shape", nil) end
   for i, s in ipairs(self.normalized_shape) do argcheck.size("LayerNorm", "normalized_shape[" .. i .. "]", s) end

@@ -8,7 +8,7 @@ local init = require "pivq.nn.init_weights"
 local Linear = Module:extend("Linear")
 
 function Linear:__init(in_features, out_features, opts)
-  opts = argcheck.module_options("Linear", opts)
+  opts = argcheck.module_options("Linear", opts, { "bias" })
   argcheck.size("Linear", "in_features", in_features)
   argcheck.size("Linear", "out_features", out_features)
   argcheck.weight("Linear", { out_features, in_features })

@@ -12,7 +12,7 @@ local MLP = Module:extend("MLP")
 local ACTIVATIONS = { gelu = F.gelu, relu = F.relu, silu = F.silu, tanh = F.tanh, sigmoid = F.sigmoid }
 
 function MLP:__init(sizes, opts)
-  opts = argcheck.module_options("MLP", opts)
+  opts = argcheck.module_options("MLP", opts, { "activation", "dropout" })
   if type(sizes) ~= "table" or #sizes < 2 then
     error("MLP: sizes must list at least an input and an output size", 3)
   end

@@ -6,7 +6,8 @@ local F = require "pivq.nn.F"
 local MaxPool2d = Module:extend("MaxPool2d")
 
 function MaxPool2d:__init(kernel, opts)
-  self.kernel, self.opts = argcheck.pair("MaxPool2d", "kernel", kernel), argcheck.module_options("MaxPool2d", opts)
+  self.kernel, self.opts = argcheck.pair("MaxPool2d", "kernel", kernel), argcheck.module_options("MaxPool2d", opts,
+    { "stride", "padding" })
 end
 
 function MaxPool2d:forward(x) return F.max_pool2d(x, self.kernel, self.opts) end

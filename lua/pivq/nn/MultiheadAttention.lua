@@ -33,7 +33,7 @@ local argcheck = require "pivq.core.argcheck"
 local MHA = Module:extend("MultiheadAttention")
 
 function MHA:__init(embed_dim, num_heads, opts)
-  opts = argcheck.module_options("MultiheadAttention", opts)
+  opts = argcheck.module_options("MultiheadAttention", opts, { "kdim", "vdim", "bias" })
   argcheck.size("MultiheadAttention", "embed_dim", embed_dim)
   argcheck.size("MultiheadAttention", "num_heads", num_heads)
   argcheck.size("MultiheadAttention", "kdim", opts.kdim or embed_dim)
@@ -115,6 +115,8 @@ function MHA:forward(query, key, value, opts)
   value = value or key
   if opts ~= nil and (type(opts) ~= "table" or tensor.is_tensor(opts)) then
     error("MultiheadAttention: options must be a table, got " .. type(opts), 2)
+  elseif opts ~= nil then
+    argcheck.keys("MultiheadAttention", opts, { "mask", "context_linear" })
   end
   local E = self.embed_dim
   local b = self.in_proj_bias

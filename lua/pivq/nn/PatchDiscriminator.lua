@@ -20,7 +20,7 @@ local PatchDiscriminator = Module:extend("PatchDiscriminator")
 local function groups(ch) return math.max(1, math.min(32, math.floor(ch / 4))) end
 
 function PatchDiscriminator:__init(channels, opts)
-  opts = argcheck.module_options("PatchDiscriminator", opts)
+  opts = argcheck.module_options("PatchDiscriminator", opts, { "width", "layers", "slope" })
   local width, layers = opts.width or 32, opts.layers or 2
   argcheck.size("PatchDiscriminator", "channels", channels)
   argcheck.size("PatchDiscriminator", "width", width)

@@ -29,7 +29,8 @@ local Quantizer = Module:extend("Quantizer")
 local MODES = { matching = true, nearest = true }
 
 function Quantizer:__init(K, c, opts)
-  opts = argcheck.module_options("Quantizer", opts)
+  opts = argcheck.module_options("Quantizer", opts,
+    { "mode", "beta", "ema", "decay", "eps", "cosine", "dead_after", "bypass" })
   if type(K) ~= "number" or K < 1 or K % 1 ~= 0 or type(c) ~= "number" or c < 1 or c % 1 ~= 0 then
     error(string.format("Quantizer: K and c must be positive integers, got %s and %s", tostring(K), tostring(c)), 3)
   end
@@ -148,6 +149,7 @@ function Quantizer:init_from(latents, opts)
   autograd.no_grad(function()
     local x = latents:detach():reshape(-1, self.c)
     if self.cosine then x = normalise(x) end
+    argcheck.keys("Quantizer:init_from", opts, { "iters", "generator" })
     local centroids = vq.kmeans(x, self.K, { iters = opts.iters or 10, generator = opts.generator })
     self.codebook:copy(centroids)
     if self.ema then
@@ -168,6 +170,7 @@ function Quantizer:restart_dead(after, opts)
     error(string.format("restart_dead: need a number of passes and an options table, got %s and %s",
       type(after), type(opts)), 2)
   end
+  argcheck.keys("Quantizer:restart_dead", opts, { "latents", "generator" })
   local pool = opts.latents or self.last_latents
   if not tensor.is_tensor(pool) or pool:dim() ~= 2 or pool:size(2) ~= self.c then
     if opts.latents == nil and pool == nil then return 0 end

@@ -26,7 +26,8 @@ local argcheck = require "pivq.core.argcheck"
 local TransformerBlock = Module:extend("TransformerBlock")
 
 function TransformerBlock:__init(dim, heads, opts)
-  opts = argcheck.module_options("TransformerBlock", opts)
+  opts = argcheck.module_options("TransformerBlock", opts,
+    { "cross", "context_dim", "mlp_ratio", "dropout" })
   argcheck.size("TransformerBlock", "dim", dim)
   argcheck.size("TransformerBlock", "heads", heads)
   argcheck.size("TransformerBlock", "context_dim", opts.context_dim or dim)
@@ -76,7 +77,8 @@ local function check_tail(x, t)
 end
 
 function TransformerBlock:forward(x, opts)
-  opts = opts or {}
+  opts = argcheck.options("TransformerBlock", opts, { "tail", "rows", "mask", "context", "context_mask",
+    "context_linear" })
   if opts.tail and opts.rows then -- both: materialise the tail and take the rows path
     local o = {}
     for k, v in pairs(opts) do o[k] = v end

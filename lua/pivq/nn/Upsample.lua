@@ -5,7 +5,8 @@ local F = require "pivq.nn.F"
 
 local Upsample = Module:extend("Upsample")
 
-function Upsample:__init(opts) self.opts = argcheck.module_options("Upsample", opts) end
+function Upsample:__init(opts) self.opts = argcheck.module_options("Upsample", opts,
+  { "size", "scale_factor", "mode", "align_corners" }) end
 
 function Upsample:forward(x) return F.interpolate(x, self.opts) end
 

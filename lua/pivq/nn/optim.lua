@@ -70,7 +70,7 @@ end
 -- {shared = true}: then the live buffers themselves (for writing a checkpoint at once — copying
 -- the whole optimizer state for that doubled it in memory at every checkpoint)
 function Optimizer:state_dict(opts)
-  local shared = argcheck.options("state_dict", opts).shared
+  local shared = argcheck.options("state_dict", opts, { "shared" }).shared
   local sd = { step = self.step_count, lr = self.lr, kind = self.kind, buffers = {} }
   for name, list in pairs(self.buffers) do
     local copies = {}
@@ -85,6 +85,8 @@ function Optimizer:load_state_dict(sd)
     fail(string.format("load_state_dict: expected a %s state, got %s", self.kind,
       type(sd) == "table" and tostring(sd.kind) or type(sd)), 2)
   end
+  -- a state read back from a checkpoint: a key it does not know is refused, not ignored
+  argcheck.keys("load_state_dict", sd, { "step", "lr", "kind", "buffers" }, "state key")
   if sd.buffers ~= nil and type(sd.buffers) ~= "table" then
     fail("load_state_dict: buffers must be a table", 2)
   end
@@ -119,7 +121,7 @@ end
 
 -- SGD(params, {lr = 0.01, momentum = 0, dampening = 0, weight_decay = 0, nesterov = false})
 function M.SGD(params, opts)
-  opts = argcheck.options("SGD", opts)
+  opts = argcheck.options("SGD", opts, { "lr", "momentum", "dampening", "weight_decay", "nesterov" })
   param_list("SGD", params, 2)
   local o = new_optimizer("SGD", params, {
     lr = number_opt("SGD", opts, "lr", 0.01, 2),
@@ -145,7 +147,7 @@ end
 -- ---- Adam / AdamW ------------------------------------------------------------------------------
 
 local function adam(kind, decoupled, default_wd, params, opts)
-  opts = argcheck.options(kind, opts)
+  opts = argcheck.options(kind, opts, { "lr", "betas", "eps", "weight_decay" })
   param_list(kind, params, 3)
   local betas = opts.betas or { 0.9, 0.999 }
   if type(betas) ~= "table" or type(betas[1]) ~= "number" or type(betas[2]) ~= "number" then
@@ -210,6 +212,7 @@ function Schedule:load_state_dict(sd)
   if type(sd) ~= "table" or type(sd.last) ~= "number" then
     fail("load_state_dict: expected a schedule state {last = step}", 2)
   end
+  argcheck.keys("load_state_dict", sd, { "last" }, "state key")
   self.last = sd.last
   self.opt.lr = self.opt.initial_lr * self.factor(self.last)
 end
@@ -239,7 +242,7 @@ end
 function M.schedules.cosine(opt, total, opts)
   check_optimizer("cosine", opt)
   argcheck.number("cosine", "total", total)
-  opts = argcheck.options("cosine", opts)
+  opts = argcheck.options("cosine", opts, { "warmup", "min_lr" })
   local warm = argcheck.number("cosine", "warmup", opts.warmup, 0)
   local min_factor = argcheck.number("cosine", "min_lr", opts.min_lr, 0) / opt.initial_lr
   return schedule(opt, function(t)
@@ -310,6 +313,7 @@ function EMA:load_state_dict(sd)
   if type(sd) ~= "table" or type(sd.shadow) ~= "table" or #sd.shadow ~= #self.shadow then
     fail(string.format("load_state_dict: expected an EMA state with %d shadow tensors", #self.shadow), 2)
   end
+  argcheck.keys("load_state_dict", sd, { "decay", "shadow" }, "state key")
   for i = 1, #self.shadow do argcheck.tensor("load_state_dict", "shadow " .. i, sd.shadow[i]) end
   for i, s in ipairs(self.shadow) do s:copy(sd.shadow[i]) end
   self.decay = sd.decay or self.decay

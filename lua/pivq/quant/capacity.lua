@@ -38,6 +38,7 @@ end
 -- pivq.capacity.bits{K=, L=, scheme=, K_img=}: bits per image.
 function M.bits(args)
   if type(args) ~= "table" then error("capacity.bits: expected a table {K=, L=, scheme=}", 2) end
+  require("pivq.core.argcheck").keys("capacity.bits", args, { "K", "L", "scheme", "K_img" })
   local K, L, scheme = args.K, args.L, args.scheme or "set"
   positive_integer("K", K)
   positive_integer("L", L)

@@ -35,7 +35,7 @@ end
 -- k-means with k-means++ seeding: K x c centroids of the rows of x.
 -- opts: iters (default 20), generator (a pivq.Generator; default: the global one).
 function M.kmeans(x, K, opts)
-  opts = argcheck.options("kmeans", opts)
+  opts = argcheck.options("kmeans", opts, { "iters", "generator" })
   need_tensor("kmeans", "x", x)
   if type(K) ~= "number" or K % 1 ~= 0 then
     fail("kmeans: K must be an integer, got " .. tostring(K))

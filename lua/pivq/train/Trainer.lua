@@ -44,9 +44,37 @@ local checkpoint = require "pivq.train.checkpoint"
 local Adversarial = require "pivq.train.Adversarial"
 local DataParallel = require "pivq.train.DataParallel"
 local SingleProcess = require "pivq.train.SingleProcess"
+local argcheck = require "pivq.core.argcheck"
 local json = require "dkjson"
 
 local M = {}
+
+-- ---- the run folder ----------------------------------------------------------------------------
+
+local LOCK = ".pivq-lock" -- OUT/.pivq-lock: flock held by the run writing OUT, holding its PID
+
+-- The run folder, made (no shell), refused inside the dataset folder (the run's images would
+-- become training data), and checked free of another writer (at once, before data and model).
+local function prepare_out(opts)
+  local ok, err = files.mkdir_p(opts.out)
+  if not ok then argcheck.fail("train: --out: " .. err) end
+  if opts.dataset ~= "fashion-mnist" then
+    local ds, out = files.realpath(opts.dataset), files.realpath(opts.out)
+    if ds and out and (out == ds or out:sub(1, #ds + 1) == ds .. "/") then
+      argcheck.fail(string.format("train: --out %s is inside the dataset folder %s: the run's images "
+        .. "would become training data; choose a folder outside it", opts.out, opts.dataset))
+    end
+  end
+  local lock, lerr, holder = files.lock(opts.out .. "/" .. LOCK)
+  if not lock then
+    if holder and holder > 0 then
+      argcheck.fail(string.format("train: %s is in use by another run (PID %d); one run writes a folder at "
+        .. "a time: wait for it, stop it, or choose another --out", opts.out, holder))
+    end
+    argcheck.fail("train: " .. lerr)
+  end
+  lock:release()
+end
 
 -- ---- data ------------------------------------------------------------------------------------
 
@@ -98,7 +126,15 @@ local Trainer = {}
 Trainer.__index = Trainer
 
 function M.new(user)
-  local opts = options.resolve(user)
+  local opts, given = options.resolve(user)
+  if opts.resume then
+    -- the model it resumes: model, quantizer, data and optimisation options from the checkpoint
+    local path = opts.out .. "/model.safetensors"
+    local saved, err = checkpoint.stored_options(path)
+    if not saved then argcheck.fail("train: cannot resume: " .. tostring(err)) end
+    options.merge_resumed(opts, given, saved, path)
+  end
+  options.check(opts)
   -- data-parallel when mpirun started us (see pivq.dist and README "Distributed training"), one
   -- process otherwise: the loop calls self.dist alike at the points where ranks communicate
   local dp = DataParallel.launch({ name = "train" }) or SingleProcess.new()
@@ -109,11 +145,16 @@ function M.new(user)
   local warning = options.spin_warning(pivq_.get_num_threads(), os.getenv, files.read_text("/proc/loadavg"),
     files.read_text("/proc/cpuinfo"), pivq_.omp_wait())
   if warning and not opts.quiet then io.stderr:write(warning, "\n") end
+  if dp.is_root then prepare_out(opts) end
   local self = setmetatable({ opts = opts, dist = dp }, Trainer)
   -- "fp32" where bf16 is missing (one warning); an unknown value is an error here, before any work
   self.precision = precision.resolve(opts.precision, "train")
   local train, test, size, channels = load_data(opts)
   if not train then error("train: " .. tostring(test), 2) end
+  if train.images:size(1) < opts.batch * dp.size then
+    argcheck.fail(string.format("train: the training split holds %d images, fewer than --batch %d%s",
+      train.images:size(1), opts.batch, dp.size > 1 and string.format(" x %d ranks", dp.size) or ""))
+  end
   self.train_set, self.test_set = train, test
   random.manual_seed(opts.seed)
   self.model = PIVQ(options.model_config(opts, size, channels))
@@ -283,17 +324,32 @@ end
 -- ---- the loop --------------------------------------------------------------------------------------
 
 function Trainer:fit()
+  -- one writer per run folder: rank 0 holds OUT/.pivq-lock for the run's life (the kernel drops
+  -- it if the process is killed, so a stale lock never blocks)
+  if self.dist.is_root then
+    local lock, err, holder = files.lock(self.opts.out .. "/" .. LOCK)
+    if not lock then
+      error(string.format("train: %s is in use by another run%s: %s", self.opts.out,
+        holder and holder > 0 and string.format(" (PID %d)", holder) or "", err), 2)
+    end
+    self.lock = lock
+  end
   -- data-parallel: an error on one rank stops every rank at once (MPI_Abort) instead of leaving
   -- the others waiting in a collective
   -- --precision: the whole run (forward, backward, evaluation) under it; master weights,
   -- optimizer state and checkpoints stay fp32 (pivq.autocast)
-  return precision.autocast(self.precision, self.dist.guard, self.dist, self.fit_loop, self)
+  local ok, a, b = pcall(precision.autocast, self.precision, self.dist.guard, self.dist, self.fit_loop, self)
+  if self.lock then
+    self.lock:release()
+    self.lock = nil
+  end
+  if not ok then error(a, 0) end
+  return a, b
 end
 
 function Trainer:fit_loop()
   local o = self.opts
   local root = self.dist.is_root -- rank 0 alone logs and writes files
-  os.execute("mkdir -p '" .. o.out .. "'")
   if o.resume then
     local ok, err = self:load_checkpoint()
     if not ok then error("train: cannot resume: " .. tostring(err), 2) end
@@ -303,8 +359,24 @@ function Trainer:fit_loop()
   -- poll Ctrl-C between steps; then give back the caller's mode (the REPL's or a notebook's "raise")
   local previous_mode = host_ok and host.set_interrupt_mode("flag")
   local tty = host_ok and host.isatty(1) and not o.quiet
-  local log = root and assert(io.open(o.out .. "/log.jsonl", o.resume and "a" or "w")) or
-    { write = function() end, flush = function() end, close = function() end }
+  local log = { write = function() end, flush = function() end, close = function() end }
+  if root then
+    local path = o.out .. "/log.jsonl"
+    local f, err = io.open(path, o.resume and "a" or "w")
+    if not f then error("train: cannot open " .. tostring(err), 2) end
+    -- every record checked: a full disk stops the run with the file's name and the reason
+    log = {
+      write = function(_, ...)
+        local ok, werr = f:write(...)
+        if not ok then error(string.format("train: cannot write %s: %s", path, tostring(werr)), 0) end
+      end,
+      flush = function()
+        local ok, ferr = f:flush()
+        if not ok then error(string.format("train: cannot write %s: %s", path, tostring(ferr)), 0) end
+      end,
+      close = function() f:close() end,
+    }
+  end
   local t_start, t_last, imgs_since = clock(), clock(), 0
   local history = self.history or {}
   self.history = history
@@ -329,8 +401,11 @@ function Trainer:fit_loop()
     if total ~= total or total == math.huge or total == -math.huge then
       log:close()
       if host_ok then host.set_interrupt_mode(previous_mode or "default") end
-      error(string.format("train: the loss became %s at step %d; stopping without overwriting the last good "
-        .. "checkpoint (%s). Lower --lr or raise --clip.", tostring(total), self.step + 1, self:checkpoint_path()), 2)
+      local kept = io.open(self:checkpoint_path(), "rb")
+      if kept then kept:close() end
+      error(string.format("train: the loss became %s at step %d; stopping %s. Lower --lr or raise --clip.",
+        tostring(total), self.step + 1, kept and ("without overwriting the last good checkpoint ("
+          .. self:checkpoint_path() .. ")") or "(no checkpoint was written yet)"), 2)
     end
     local backward_from = surrogate or terms.total
     backward_from:backward()
@@ -368,7 +443,7 @@ function Trainer:fit_loop()
       t_last, imgs_since = now, 0
     end
     local grid, ckpt = root and self.step % o.grid_every == 0, root and self.step % o.ckpt_every == 0
-    if grid then self:write_grid(o.out .. "/recon.png") end
+    if grid then self:write_output(o.out .. "/recon.png", self.write_grid) end
     if ckpt then assert(self:save_checkpoint()) end
     -- their garbage (16 MB at the default model's checkpoints), freed before the next step
     -- instead of living through it: that step's peak was the heap's high-water mark (+8 MB RSS)
@@ -394,19 +469,28 @@ function Trainer:fit_loop()
   if host_ok then host.set_interrupt_mode(previous_mode or "default") end
   if root then assert(self:save_checkpoint()) end
   if stopped then
-    if not o.quiet then print(string.format("%s at step %d: checkpoint saved to %s (continue with --resume)",
+    -- printed under --quiet too: a run that ended early says so (rank 0 alone)
+    if root then print(string.format("%s at step %d: checkpoint saved to %s (continue with --resume)",
       stopped, self.step, self:checkpoint_path())) end
     return nil, stopped
   end
   if not root then return nil, "finished (rank 0 evaluates)" end
-  self:write_grid(o.out .. "/recon.png")
+  self:write_output(o.out .. "/recon.png", self.write_grid)
   local metrics = self:evaluate()
   metrics.step, metrics.quantizer, metrics.L, metrics.K = self.step, o.quantizer, o.L, o.K
   metrics.train_seconds = clock() - t_start
   for k, v in pairs(self:speed_report()) do metrics[k] = v end
-  assert(files.write_text(o.out .. "/metrics.json", json.encode(metrics, { indent = true }) .. "\n"))
-  self:write_curve(o.out .. "/curve.svg")
+  local ok, err = files.write_text(o.out .. "/metrics.json", json.encode(metrics, { indent = true }) .. "\n")
+  if not ok then error("train: " .. err, 0) end
+  self:write_output(o.out .. "/curve.svg", self.write_curve)
   return metrics
+end
+
+-- An output file written by writer(self, path) (true, or nil, err): a failure stops the run with
+-- the file's name and the reason (the previous file stays whole: the writers are atomic).
+function Trainer:write_output(path, writer)
+  local ok, err = writer(self, path)
+  if not ok then error(string.format("train: cannot write %s: %s", path, tostring(err)), 0) end
 end
 
 -- The training speed and its model FLOP utilisation: images/s and GFLOP/s over the steps, the
@@ -425,8 +509,8 @@ function Trainer:speed_report()
 end
 
 function Trainer:write_curve(path)
-  local f = io.open(self.opts.out .. "/log.jsonl")
-  if not f then return end
+  local f, err = io.open(self.opts.out .. "/log.jsonl")
+  if not f then return nil, err end
   local xs, series = {}, { total = {}, l1 = {}, l2 = {}, commit = {} }
   for line in f:lines() do
     local r = json.decode(line)
@@ -438,7 +522,7 @@ function Trainer:write_curve(path)
   f:close()
   local list = {}
   for _, k in ipairs({ "total", "l1", "l2", "commit" }) do list[#list + 1] = { name = k, x = xs, y = series[k] } end
-  plot.save(path, { title = "training losses", xlabel = "step", ylabel = "loss", series = list, ymin = 0 })
+  return plot.save(path, { title = "training losses", xlabel = "step", ylabel = "loss", series = list, ymin = 0 })
 end
 
 

@@ -78,6 +78,17 @@ function M.save(self)
   return nil, string.format("train: cannot write checkpoint %s: %s", path, reason)
 end
 
+-- The training options stored in the checkpoint at path, or nil, err.
+function M.stored_options(path)
+  local tensors, meta = files.load(path)
+  if not tensors then return nil, meta end
+  local state = meta.train and json.decode(meta.train)
+  if type(state) ~= "table" or type(state.options) ~= "table" then
+    return nil, path .. ": no training options in the checkpoint"
+  end
+  return state.options
+end
+
 function M.load(self)
   M.remove_stale_temporaries(self)
   local path = M.path(self)

@@ -62,13 +62,99 @@ function M.defaults()
   return d
 end
 
+local argcheck = require "pivq.core.argcheck"
+
+local function flag(name) return (name:gsub("_", "-")) end
+
+local NAMES = {}
+for _, o in ipairs(M.list) do NAMES[#NAMES + 1] = o[1] end
+M.names = NAMES
+
+-- The options a resumed run may change (`pivq train --help` lists them): how long it runs and
+-- what it prints and writes, not the model, the quantizer, the data or the optimisation.
+-- --batch too: the loader's position is kept in images, so another batch (or number of ranks)
+-- continues at the same place in the epoch; --precision: the weights stay fp32 either way.
+M.may_change_on_resume = { "out", "resume", "steps", "batch", "threads", "workers", "precision", "log_every",
+  "grid_every", "ckpt_every", "eval_images", "max_minutes", "stop_after", "quiet" }
+
 -- The defaults overridden by the user's table; an unknown option raises at the caller of
--- pivq.train.Trainer.
+-- pivq.train.Trainer, naming the closest option. Returns opts and the set of keys the user gave.
 function M.resolve(user)
-  local opts = M.defaults()
-  for k, v in pairs(user or {}) do
-    if opts[k] == nil then error("Trainer: unknown option '" .. tostring(k) .. "'", 3) end
+  user = argcheck.options("pivq.train.Trainer", user)
+  argcheck.keys("pivq.train.Trainer", user, NAMES)
+  local opts, given = M.defaults(), {}
+  for k, v in pairs(user) do
     opts[k] = v
+    given[k] = true
+  end
+  return opts, given
+end
+
+-- Values that cannot work, refused before anything is built, naming the option as `pivq train`
+-- spells it (--lr).
+function M.check(opts)
+  local function bad(name, want, v)
+    argcheck.fail(string.format("train: --%s must be %s, got %s", flag(name), want, tostring(v)))
+  end
+  local defaults = M.defaults()
+  for _, o in ipairs(M.list) do
+    local name, v = o[1], opts[o[1]]
+    local want = type(defaults[name])
+    if type(v) ~= want then bad(name, "a " .. want, type(v) == "string" and ("'" .. v .. "'") or v) end
+    if want == "number" and not (v > -math.huge and v < math.huge) then bad(name, "a finite number", v) end
+  end
+  local function int(name, min)
+    local v = opts[name]
+    if v % 1 ~= 0 or v < min then bad(name, "an integer >= " .. min, v) end
+  end
+  for _, name in ipairs({ "steps", "batch", "L", "K", "c", "patch", "width", "enc_depth", "dec_depth", "heads",
+    "init_batches", "log_every", "eval_images", "workers", "disc_width", "disc_layers" }) do
+    int(name, 1)
+  end
+  for _, name in ipairs({ "image_size", "warmup", "seed", "threads", "quant_start", "dead_after", "restart_every",
+    "adv_start", "grid_every", "ckpt_every", "stop_after" }) do
+    int(name, 0)
+  end
+  if opts.lr <= 0 then bad("lr", "> 0", opts.lr) end
+  if opts.disc_lr < 0 then bad("disc_lr", ">= 0", opts.disc_lr) end
+  if opts.decay < 0 or opts.decay >= 1 then bad("decay", "in [0, 1)", opts.decay) end
+  for _, name in ipairs({ "weight_decay", "clip", "beta", "w_l1", "w_l2", "w_lap", "w_adv", "max_minutes",
+    "mlp_ratio", "query_std" }) do
+    if opts[name] < 0 then bad(name, ">= 0", opts[name]) end
+  end
+  local choices = { quantizer = { "matching", "nearest", "positional" }, readout = { "learned", "exchangeable" },
+    codebook = { "ema", "loss" } }
+  for name, list in pairs(choices) do
+    local ok = false
+    for _, c in ipairs(list) do ok = ok or opts[name] == c end
+    if not ok then bad(name, table.concat(list, " | "), "'" .. opts[name] .. "'") end
+  end
+  if opts.out == "" then bad("out", "a folder name", "''") end
+  if opts.dataset == "fashion-mnist" and opts.image_size ~= 0 and opts.image_size ~= 28 then
+    bad("image_size", "0 or 28 for fashion-mnist (its images are 28 x 28)", opts.image_size)
+  end
+  return opts
+end
+
+-- Resuming: the model, quantizer, data and optimisation options come from the checkpoint's
+-- stored options (saved), those the user gave that contradict them are an error naming both
+-- values. Returns opts with the stored values in place.
+function M.merge_resumed(opts, given, saved, path)
+  if type(saved) ~= "table" then
+    argcheck.fail("train: cannot resume: " .. path .. " holds no training options")
+  end
+  argcheck.keys("train: the options stored in " .. path, saved, NAMES)
+  local free = {}
+  for _, k in ipairs(M.may_change_on_resume) do free[k] = true end
+  for _, k in ipairs(NAMES) do
+    if not free[k] and saved[k] ~= nil then
+      if given[k] and opts[k] ~= saved[k] then
+        argcheck.fail(string.format("train: --%s %s contradicts the checkpoint %s, trained with --%s %s "
+          .. "(a resumed run keeps its model; options that may change: --%s)", flag(k), tostring(opts[k]),
+          path, flag(k), tostring(saved[k]), flag(table.concat(M.may_change_on_resume, ", --"))))
+      end
+      opts[k] = saved[k]
+    end
   end
   return opts
 end
