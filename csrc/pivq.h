@@ -615,6 +615,11 @@ int64_t pivq_image_max_pixels(int64_t n);
 pivq_tensor *pivq_image_read(const char *path);
 /* The same from `len` bytes at `data`. */
 pivq_tensor *pivq_image_decode(const void *data, size_t len, const char *name);
+/* Composite an image with alpha over an opaque background (r, g, b in [0, 1]; NULL: white):
+   out = a * colour + (1 - a) * background, PNG's straight alpha. img is float32 C x H x W:
+   RGBA gives RGB; gray+alpha gives gray over a gray background (r = g = b), RGB otherwise;
+   gray and RGB come back unchanged (a contiguous copy or the same storage). */
+pivq_tensor *pivq_image_composite(const pivq_tensor *img, const float *background);
 /* Write img as an 8-bit PNG: C x H x W (C = 1, 2, 3 or 4) or H x W; float32 values are
    clamped to [0, 1] and rounded to /255 steps, uint8 values written as they are. Atomic. */
 int pivq_image_write_png(const char *path, const pivq_tensor *img);
@@ -646,13 +651,15 @@ pivq_strings *pivq_image_list(const char *dir);
    sizes and modification times. A cache keyed by it goes stale when any file changes.
    Returns 0 and sets the error if a file cannot be stat'ed. */
 uint64_t pivq_files_fingerprint(const char *dir, const char *const *files, int64_t n);
-/* Load n files (paths relative to dir, or absolute when dir is NULL): decode, centre-crop to
-   a square, area-resize to size x size, convert to `channels` (1 or 3; gray is repeated,
-   alpha dropped, colour to BT.601 luma). JPEGs much larger than size are decoded at 1/2, 1/4
-   or 1/8 scale first (libjpeg's DCT scaling). Result N x channels x size x size uint8.
+/* Load n files (paths relative to dir, or absolute when dir is NULL): decode, composite
+   alpha over `background` (pivq_image_composite; NULL: white), centre-crop to a square
+   (crop x crop source pixels, e.g. 148 for CelebA's 178x218; 0: the largest square),
+   area-resize to size x size, convert to `channels` (1 or 3; gray is repeated, colour to
+   BT.601 luma). Without a crop, JPEGs much larger than size are decoded at 1/2, 1/4 or 1/8
+   scale first (libjpeg's DCT scaling). Result N x channels x size x size uint8.
    threads >= 1 decode in parallel. */
 pivq_tensor *pivq_image_folder_load(const char *dir, const char *const *files, int64_t n, int size,
-                                    int channels, int threads);
+                                    int channels, int crop, const float *background, int threads);
 
 /* A batch loader: worker threads gather shuffled rows of the source tensors into batches
    ahead of the consumer, delivered in order so that a seed fixes the whole sequence. */
@@ -669,14 +676,16 @@ pivq_loader *pivq_loader_new(pivq_tensor *const *sources, const int *flags, int 
                              int workers, int prefetch);
 /* Like pivq_loader_new, but the images are decoded from n files by the workers as batches are
    built (for folders too large to preload): each file (relative to dir, or absolute when dir
-   is NULL) is centre-cropped, area-resized to size x size with `channels` (1 or 3) channels,
+   is NULL) is composited, centre-cropped and area-resized to size x size with `channels`
+   (1 or 3) channels, as pivq_image_folder_load does with crop and background,
    and arrives as float32 in [0, 1] (batch output 0). The nsources extra sources (0..7, first
    dim n: labels, attributes) follow as outputs 1..nsources. A file that fails to decode makes
    pivq_loader_next fail with its name. */
 pivq_loader *pivq_loader_new_files(const char *dir, const char *const *files, int64_t n, int size,
-                                   int channels, pivq_tensor *const *sources, const int *flags,
-                                   int nsources, int64_t batch, int shuffle, uint64_t seed,
-                                   int drop_last, int hflip, int workers, int prefetch);
+                                   int channels, int crop, const float *background,
+                                   pivq_tensor *const *sources, const int *flags, int nsources,
+                                   int64_t batch, int shuffle, uint64_t seed, int drop_last,
+                                   int hflip, int workers, int prefetch);
 /* Batches per epoch. */
 int64_t pivq_loader_num_batches(const pivq_loader *l);
 /* Start epoch `epoch` (>= 0): stops any running one, draws the order, starts the workers. */

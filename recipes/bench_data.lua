@@ -64,7 +64,7 @@ if own then
   assert(os.remove(dir))
 end
 local have = pivq.image.list(dir) or {}
-local cache = dir .. "/.pivq-cache-64-3.safetensors"
+local cache = dir .. ".bench-cache.safetensors" -- beside the folder (never inside a dataset)
 local had_cache = io.open(cache, "rb")
 if had_cache then had_cache:close() end
 local generated = {}
@@ -94,8 +94,8 @@ end
 folder(string.format("no cache, %d workers", opts.workers),
   { size = 64, cache = false, workers = opts.workers })
 folder("no cache, 1 worker", { size = 64, cache = false, workers = 1 })
-folder(had_cache and "cache present" or "decode + write cache", { size = 64, workers = opts.workers })
-assert(folder("from cache", { size = 64, workers = opts.workers }).from_cache)
+folder(had_cache and "cache present" or "decode + write cache", { size = 64, workers = opts.workers, cache = cache })
+assert(folder("from cache", { size = 64, workers = opts.workers, cache = cache }).from_cache)
 
 -- 4. lazy: the loader's workers decode the JPEGs batch by batch
 local lazy = assert(pivq.data.image_folder(dir, { size = 64, lazy = true }))

@@ -9,12 +9,16 @@ parser:option("--out", "output folder", "runs/demo")
 parser:option("--minutes", "training time budget", "5"):convert(tonumber)
 parser:option("--steps", "training steps (the schedule's length)", "2000"):convert(tonumber)
 parser:option("--quantizer", "matching | nearest | positional", "matching")
+parser:option("--dataset", "fashion-mnist or a folder of aligned images", "fashion-mnist")
+parser:option("--image-size", "image side for a folder", "64"):convert(tonumber)
 local args = parser:parse(arg)
 
 local t0 = pivq.clock()
 print(string.format("pivq %s demo: %d threads; training for at most %g minutes (%d steps) into %s", pivq.version,
   pivq.get_num_threads(), args.minutes, args.steps, args.out))
+-- a folder gets the preset of its image size (pivq.models.presets); the demo keeps its own budget
 local run = pivq.train.Trainer { out = args.out, steps = args.steps, max_minutes = args.minutes,
+  dataset = args.dataset, image_size = args.dataset ~= "fashion-mnist" and args.image_size or 0,
   quantizer = args.quantizer, eval_images = 2000, quant_start = math.min(300, math.floor(args.steps / 6)) }
 local metrics = run:fit()
 if not metrics then
@@ -30,7 +34,8 @@ model.path = run:checkpoint_path()
 
 -- interpolation strips between test images 1 and 2 (four random paths, eight steps)
 local test = run.test_set
-local xa, xb = test.images:narrow(1, 1, 1), test.images:narrow(1, 2, 1)
+local function float(x) return x:dtype() == "uint8" and x:float() / 255 or x end
+local xa, xb = float(test.images:narrow(1, 1, 1)), float(test.images:narrow(1, 2, 1))
 local sets = model:code_sets(model:encode(pivq.cat({ xa, xb }, 1)))
 local rows = {}
 if model.config.mode ~= "positional" then
@@ -52,8 +57,9 @@ local sample_seconds = pivq.clock() - t_s
 assert(pivq.image.save(args.out .. "/samples.png", pivq.image.grid(samples, { nrow = 8, padding = 2, scale = 2 })))
 
 -- metrics: reconstruction and codes (from training), PRDC of 1,000 samples in a random-CNN space
-local fx = assert(pivq.features.extractor("random"))
-local n = 1000
+local fx = assert(pivq.features.extractor("random", { channels = model.config.channels,
+  size = model.config.image_size }))
+local n = math.min(1000, test.images:size(1))
 local real = fx.fn(test.images:narrow(1, 1, n))
 local fake = fx.fn(model:decode(pivq.sample.codes(sample_strategy, bank, n, { seed = 2 })))
 local prdc = pivq.eval.prdc(real, fake, { k = 5 })

@@ -9,8 +9,10 @@ parser:option("--ckpt", "model checkpoint")
 parser:option("--samples", "samples drawn for PRDC (0: skip)", "2000"):convert(tonumber)
 parser:option("--strategy", "sampling strategies for PRDC, comma-separated (pair, mix, ...); the marginal\n"
   .. "baseline is always added (positional models: uniform and slot_marginal instead)", "pair,mix")
+parser:option("--dataset", "held-out images and bank of this dataset (default: the model's own)")
 parser:option("--features", "feature space: classifier | random | pixels", "classifier")
-parser:option("--features-ckpt", "classifier checkpoint", pivq.features.DEFAULT_CLASSIFIER)
+parser:option("--features-ckpt", "classifier checkpoint (default: the dataset's, from `pivq train-features`: "
+  .. pivq.features.DEFAULT_CLASSIFIER .. " for Fashion-MNIST)")
 parser:option("--test-images", "held-out images used", "2000"):convert(tonumber)
 parser:option("--k", "PRDC neighbourhood size", "5"):convert(tonumber)
 parser:option("--bank-limit", "encode only the first N training images into the bank"):convert(tonumber)
@@ -67,21 +69,33 @@ end
 
 local model, err_code = require("pivq.display.recipe").load_model("pivq eval", args.ckpt)
 if not model then return err_code end
+local layouts = require "pivq.data.layouts"
+local desc, test, derr = layouts.for_model(model, args.dataset)
+if desc then test, derr = layouts.open(desc, "test") end
+if not test then
+  io.stderr:write("pivq eval: ", derr, "\n")
+  return 1
+end
+print(string.format("data: %s (%s), %d held-out images", desc.path, desc.kind, test.images:size(1)))
 local fx
 if args.samples > 0 then
   local ferr
-  fx, ferr = pivq.features.extractor(args.features, { path = args.features_ckpt })
+  local fpath = args.features_ckpt or pivq.features.default_path(desc)
+  fx, ferr = pivq.features.extractor(args.features, { path = fpath, channels = model.config.channels,
+    size = model.config.image_size })
   if not fx then
-    io.stderr:write("pivq eval: ", ferr, "\n")
+    io.stderr:write("pivq eval: ", ferr, desc.kind ~= "fashion-mnist" and (" (`pivq train-features --dataset "
+      .. desc.path .. " --image-size " .. desc.image_size .. "`; or --features random)") or "", "\n")
     return 1
   end
   print("features: " .. fx.describe)
 end
 local strategies = {}
 for name in args.strategy:gmatch("[^,]+") do strategies[#strategies + 1] = name end
-local r = pivq.report.evaluate(model, { test_images = args.test_images, samples = args.samples,
+local r = pivq.report.evaluate(model, { test = test, test_images = args.test_images, samples = args.samples,
   strategies = strategies, features = fx, k = args.k, seed = args.seed,
-  bank = args.samples > 0 and model:bank({ limit = args.bank_limit }) or nil })
+  bank = args.samples > 0 and model:bank({ limit = args.bank_limit, data = args.dataset and desc or nil }) or nil })
+r.dataset, r.dataset_kind = desc.path, desc.kind
 r.checkpoint, r.checkpoint_hash = args.ckpt, pivq.bank.file_hash(args.ckpt)
 -- flat keys (pair_precision, marginal_coverage, ...) for the table, the JSON and --compare
 local report = {}

@@ -6,8 +6,9 @@ local recipe = require "pivq.display.recipe"
 local parser = argparse("pivq interpolate", "Interpolate between images A and B by exchanging codes.\n"
   .. "Each row is one path: A, the decoded frames, B. A and B are test-set indices or image files.")
 parser:option("--ckpt", "model checkpoint"):args(1)
-parser:option("--a", "image A: a test-set index (1-based) or an image file", "1")
-parser:option("--b", "image B: a test-set index (1-based) or an image file", "2")
+parser:option("--a", "image A: a held-out image's index (1-based) or an image file", "1")
+parser:option("--b", "image B: a held-out image's index (1-based) or an image file", "2")
+parser:option("--dataset", "indices refer to this dataset's held-out split (default: the model's own)")
 parser:option("--strategy", "interpolation strategy (see --list)", "random")
 parser:option("--strategy-file", "a Lua file that registers strategies (pivq.interp.register)")
 parser:option("--paths", "number of paths (rows); random paths differ by seed", "4"):convert(tonumber)
@@ -39,27 +40,43 @@ if model.config.mode == "positional" then
   return 2
 end
 
+local layouts = require "pivq.data.layouts"
+local desc, derr = layouts.for_model(model, args.dataset)
+if not desc then
+  io.stderr:write("pivq interpolate: ", derr, "\n")
+  return 1
+end
 local test
+-- an index into the held-out split, or an image file prepared as the dataset's images are
+-- (alpha over its background, its centre crop, area resize, its channels); nil, err
 local function load_image(spec)
   local n = tonumber(spec)
   if n then
-    test = test or assert(pivq.bank.dataset_of(model) and pivq.data.fashion_mnist { split = "test" })
-    if n > test.images:size(1) then
-      error(string.format("pivq interpolate: test-set index %d is beyond the test set's %d images", n,
-        test.images:size(1)), 0)
+    if not test then
+      local terr
+      test, terr = layouts.open(desc, "test")
+      if not test then return nil, terr end
+    end
+    if n % 1 ~= 0 or n < 1 or n > test.images:size(1) then
+      return nil, string.format("image index %s is outside 1..%d (the held-out split of %s)", spec,
+        test.images:size(1), desc.path)
     end
     local x = test.images:narrow(1, n, 1)
     return x:dtype() == "uint8" and x:float() / 255 or x
   end
-  local img, ierr = pivq.image.load(spec)
-  if not img then error("pivq interpolate: " .. ierr, 0) end
-  local s = model.config.image_size
-  img = pivq.image.resize(pivq.image.center_crop(img, math.min(img:size(2), img:size(3))), s, s)
-  if img:size(1) ~= model.config.channels then img = img:mean(1, true) end
-  return img:view(1, model.config.channels, s, s)
+  local ds, ierr = pivq.data.image_folder(spec:match("^(.*)/[^/]*$") or ".", { files = { spec:match("([^/]*)$") },
+    size = model.config.image_size, channels = model.config.channels, crop = desc.crop or 0,
+    background = layouts.background_of(desc.background), cache = false })
+  if not ds then return nil, ierr end
+  return ds.images:float() / 255
 end
 
-local xa, xb = load_image(args.a), load_image(args.b)
+local xa, aerr = load_image(args.a)
+local xb, berr = load_image(args.b)
+if not xa or not xb then
+  io.stderr:write("pivq interpolate: ", aerr or berr, "\n")
+  return 1
+end
 local codes = model:encode(pivq.cat({ xa, xb }, 1))
 local sets = model:code_sets(codes)
 local A, B = sets[1], sets[2]

@@ -1,4 +1,6 @@
--- reproduce: the reproduction of the method's claims on Fashion-MNIST (issue #8, notebooks/METHOD.md).
+-- reproduce: the reproduction of the method's claims on Fashion-MNIST (issue #8, notebooks/METHOD.md),
+-- or on a colour folder with --dataset (issue #17: the per-attribute probe replaces the class probe
+-- when the folder has attributes; the feature classifier is trained on its own training split).
 --
 -- Trains five models with identical budgets — matching, nearest and the positional baseline with
 -- the default learned readout, and matching and nearest with the exchangeable readout (notebooks/METHOD.md:
@@ -16,13 +18,17 @@ local json = require "dkjson"
 
 local parser = argparse("pivq reproduce", "Train matching / nearest / positional models with identical budgets "
   .. "and report\ncapacity, PSNR, PRDC of samples and the linear probe (a markdown report).")
-parser:option("--out", "working folder (models, metrics)", "runs/reproduce")
-parser:option("--doc", "markdown report to write (figures go to DOC's folder/figures/)", "runs/reproduce/results.md")
+parser:option("--dataset", "fashion-mnist or a folder of aligned images (CelebA, CelebA-HQ, FFHQ, any)",
+  "fashion-mnist")
+parser:option("--image-size", "image side for a folder", "64"):convert(tonumber)
+parser:option("--out", "working folder (models, metrics; default runs/reproduce, or runs/reproduce-NAME for a "
+  .. "folder)")
+parser:option("--doc", "markdown report to write (figures go to DOC's folder/figures/; default OUT/results.md)")
 parser:option("--steps", "training steps of every model (the budget)", "3000"):convert(tonumber)
 parser:option("--samples", "samples per strategy for PRDC", "2000"):convert(tonumber)
 parser:option("--test-images", "held-out images for reconstruction and PRDC", "2000"):convert(tonumber)
 parser:option("--probe-images", "held-out images for the 5-fold probe", "5000"):convert(tonumber)
-parser:option("--features-ckpt", "feature classifier (trained if missing)", pivq.features.DEFAULT_CLASSIFIER)
+parser:option("--features-ckpt", "feature classifier (trained if missing; default: the dataset's)")
 parser:option("--only", "comma-separated model names (default: all)")
 parser:option("--threads", "threads (0: all cores)", "0"):convert(tonumber)
 parser:flag("--fresh", "ignore cached models and metrics")
@@ -45,6 +51,14 @@ if args.only then
   MODELS = list
 end
 if args.threads > 0 then pivq.set_num_threads(args.threads) end
+
+local layouts = require "pivq.data.layouts"
+local colour = args.dataset ~= "fashion-mnist"
+local desc = assert(layouts.describe(args.dataset, colour and { image_size = args.image_size } or nil))
+local data_name = colour and (desc.path:match("([^/]+)$") or "data") or "Fashion-MNIST"
+args.out = args.out or (colour and "runs/reproduce-" .. data_name or "runs/reproduce")
+args.doc = args.doc or args.out .. "/results.md"
+args.features_ckpt = args.features_ckpt or pivq.features.default_path(desc)
 
 local function exists(path)
   local f = io.open(path)
@@ -72,11 +86,11 @@ end
 -- the feature space of PRDC: the bundled classifier, trained once
 if args.fresh or not exists(args.features_ckpt) then
   print("training the feature classifier -> " .. args.features_ckpt)
-  pivq.features.train_classifier { out = args.features_ckpt }
+  assert(pivq.features.train_classifier { out = args.features_ckpt, dataset = desc })
 end
 local fx = assert(pivq.features.extractor("classifier", { path = args.features_ckpt }))
 print("features: " .. fx.describe)
-local test = assert(pivq.data.fashion_mnist { split = "test" })
+local test = assert(layouts.open(desc, "test"))
 
 local results = {}
 for _, spec in ipairs(MODELS) do
@@ -86,6 +100,7 @@ for _, spec in ipairs(MODELS) do
   if not metrics or metrics.step ~= args.steps then
     print(string.format("== training %s (%s), %d steps", spec.name, spec.what, args.steps))
     local opts = { out = dir, steps = args.steps, quiet = true }
+    if colour then opts.dataset, opts.image_size = args.dataset, args.image_size end
     for k, v in pairs(spec.opts) do opts[k] = v end
     opts.resume = not args.fresh and exists(ckpt) and (read_json(dir .. "/metrics.json") == nil)
     local run = pivq.train.Trainer(opts)
@@ -102,15 +117,31 @@ for _, spec in ipairs(MODELS) do
     local n = math.min(args.probe_images, test.images:size(1))
     local codes = pivq.bank.encode_all(model, test.images:narrow(1, 1, n))
     local X = pivq.probe.bag_of_codes(codes, model.config.K)
-    local p = pivq.probe.cross_validate(X, test.labels:narrow(1, 1, n), { folds = 5, l2 = 1e-3, seed = 1 })
-    report.probe = { images = n, accuracy_mean = p.accuracy_mean, accuracy_std = p.accuracy_std,
-      baseline_mean = p.baseline_mean, baseline_std = p.baseline_std }
+    if test.labels then
+      local p = pivq.probe.cross_validate(X, test.labels:narrow(1, 1, n), { folds = 5, l2 = 1e-3, seed = 1 })
+      report.probe = { images = n, accuracy_mean = p.accuracy_mean, accuracy_std = p.accuracy_std,
+        baseline_mean = p.baseline_mean, baseline_std = p.baseline_std }
+    else
+      -- Figure 5: one logistic regression per binary attribute; the row is their mean
+      local rows = pivq.probe.attributes(X, assert(test.attributes, "the dataset has neither labels nor "
+        .. "attributes"):narrow(1, 1, n), test.attribute_names, { folds = 5, l2 = 1e-3, seed = 1 })
+      local a, b, sa, sb = 0, 0, 0, 0
+      for _, r in ipairs(rows) do
+        a, b, sa, sb = a + r.accuracy_mean, b + r.baseline_mean, sa + r.accuracy_std, sb + r.baseline_std
+      end
+      report.probe = { images = n, accuracy_mean = a / #rows, accuracy_std = sa / #rows, baseline_mean = b / #rows,
+        baseline_std = sb / #rows, attributes = rows }
+    end
     report.train_seconds, report.steps = metrics.train_seconds, metrics.step
     write_json(dir .. "/eval.json", report)
     -- a sample grid per strategy, for the report's figures
     local bank = model:bank()
     local docdir = args.doc:match("^(.*)/[^/]*$") or "."
     mkdir_p(docdir .. "/figures")
+    if report.probe.attributes then
+      assert(require("pivq.eval.figure5").save(string.format("%s/figures/reproduce-%s-probe.png", docdir,
+        spec.name), report.probe.attributes))
+    end
     for strategy in pairs(report.prdc) do
       local imgs = pivq.sample.draw(model, strategy, bank, 32, { seed = 2, codebook = model:codebook() })
       assert(pivq.image.save(string.format("%s/figures/reproduce-%s-%s.png", docdir, spec.name, strategy),
@@ -130,16 +161,21 @@ for _, r in ipairs(results) do by[r.name] = r end
 local lines = {}
 local function add(fmt, ...) lines[#lines + 1] = select("#", ...) > 0 and string.format(fmt, ...) or fmt end
 
-add("# Reproduction on Fashion-MNIST")
+add("# Reproduction on %s", data_name)
 add("")
 local trained_s = 0
 for _, r in ipairs(results) do trained_s = trained_s + (r.train_seconds or 0) end
-add("Generated by `pivq reproduce --steps %d --samples %d --test-images %d --probe-images %d` (%s, %d thread%s; "
-  .. "training took %.0f min in all). Every model: the default configuration of `pivq train` (L = 64, K = 512, "
-  .. "c = 32, patch 7, width 128, 2 + 2 blocks), %d steps of batch 64, seed 1 — identical budgets; only the "
-  .. "quantizer and the readout differ.%s Claims marked **[paper]** are the paper's ([METHOD.md](METHOD.md)); "
-  .. "the rest is our design.", args.steps, args.samples, args.test_images, args.probe_images, os.date("!%Y-%m-%d"),
-  pivq.get_num_threads(), pivq.get_num_threads() == 1 and "" or "s", trained_s / 60, args.steps,
+add("Generated by `pivq reproduce%s --steps %d --samples %d --test-images %d --probe-images %d` (%s, %d thread%s; "
+  .. "training took %.0f min in all). Every model: the default configuration of `pivq train`%s, %d steps, seed "
+  .. "1 — identical budgets; only the quantizer and the readout differ.%s Claims marked **[paper]** are the "
+  .. "paper's ([METHOD.md](METHOD.md)); the rest is our design.",
+  colour and string.format(" --dataset %s --image-size %d", args.dataset, args.image_size) or "", args.steps,
+  args.samples, args.test_images, args.probe_images, os.date("!%Y-%m-%d"),
+  pivq.get_num_threads(), pivq.get_num_threads() == 1 and "" or "s", trained_s / 60,
+  colour and string.format(" for %s (preset %s: L = %d, K = %d)", data_name,
+    require("pivq.models.presets").name_for_size(args.image_size) or "none", results[1] and results[1].L or 0,
+    results[1] and results[1].K or 0) or " (L = 64, K = 512, c = 32, patch 7, width 128, 2 + 2 blocks, batch 64)",
+  args.steps,
   args.steps < 3000 and string.format(" (`pivq train` defaults to 3000 steps; this run used %d to fit the "
     .. "session's time, so its PSNRs sit below the default model's 20.2 dB.)", args.steps) or "")
 add("")
@@ -197,8 +233,14 @@ for _, r in ipairs(results) do
 end
 add("## Linear probe")
 add("")
-add("Multinomial logistic regression (L2 1e-3, L-BFGS) from each test image's bag of codes (K counts) to its "
-  .. "class, 5-fold cross-validated on the first %d test images.", args.probe_images)
+if test.labels then
+  add("Multinomial logistic regression (L2 1e-3, L-BFGS) from each test image's bag of codes (K counts) to its "
+    .. "class, 5-fold cross-validated on the first %d test images.", args.probe_images)
+else
+  add("One L2-regularised logistic regression (L2 1e-3, L-BFGS) per binary attribute from each held-out "
+    .. "image's bag of codes (K counts), 5-fold cross-validated on the first %d held-out images (Figure 5); "
+    .. "the table's row is the mean over attributes, the per-attribute table and charts follow.", args.probe_images)
+end
 add("")
 add("| model | accuracy | majority baseline |")
 add("|---|---|---|")
@@ -207,6 +249,22 @@ for _, r in ipairs(results) do
     100 * r.probe.baseline_mean, 100 * r.probe.baseline_std)
 end
 add("")
+if not test.labels then
+  for _, r in ipairs(results) do
+    if r.probe.attributes then
+      add("**%s**, per attribute (accuracy / majority baseline):", r.name)
+      add("")
+      local cells = {}
+      for _, a in ipairs(r.probe.attributes) do
+        cells[#cells + 1] = string.format("%s %.1f / %.1f", a.name, 100 * a.accuracy_mean, 100 * a.baseline_mean)
+      end
+      add("%s", table.concat(cells, "; ") .. ".")
+      add("")
+      add("![%s per-attribute probe](figures/reproduce-%s-probe.png)", r.name, r.name)
+      add("")
+    end
+  end
+end
 add("## The paper's claims on this data")
 add("")
 local function claim(text, verdict, evidence) add("- %s — **%s**. %s", text, verdict, evidence) end
@@ -219,14 +277,15 @@ if m and n then
   claim("[paper] Matching raises effective capacity 3.5× over nearest (K = 4096)",
     (learned >= 3 and "holds") or (best >= 3 and "holds only where nearest collapses")
       or (best > 1.05 and "holds only partly") or "does not hold here",
-    string.format("At K = 512, L = 64: with the learned readout nearest uses K_img = %.2f distinct codes of L = 64, "
-      .. "so the ratio is %.3f%s. Matching always gives 64 (K_img = %.2f). The formula gives the paper's %.2f at "
-      .. "its own K, L and K_img; the gain is exactly the collapse of nearest (K_img < L).", n.K_img, learned,
+    string.format("At K = %d, L = %d: with the learned readout nearest uses K_img = %.2f distinct codes of L = %d, "
+      .. "so the ratio is %.3f%s. Matching always gives %d (K_img = %.2f). The formula gives the paper's %.2f at "
+      .. "its own K, L and K_img; the gain is exactly the collapse of nearest (K_img < L).", m.K, m.L, n.K_img, m.L,
+      learned,
       nx and string.format("; with the exchangeable readout (slots drawn from one distribution, so latents are "
-        .. "redundant) nearest collapses to K_img = %.2f and the ratio is %.2f", nx.K_img, exch) or "", m.K_img,
-      row.ratio))
-  claim("[paper] Matching gives every image L distinct codes", m.K_img >= 63.999 and "holds" or "does not hold",
-    string.format("matching K_img = %.2f of 64.", m.K_img))
+        .. "redundant) nearest collapses to K_img = %.2f and the ratio is %.2f", nx.K_img, exch) or "", m.L,
+      m.K_img, row.ratio))
+  claim("[paper] Matching gives every image L distinct codes", m.K_img >= m.L - 0.001 and "holds" or "does not hold",
+    string.format("matching K_img = %.2f of %d.", m.K_img, m.L))
   local gain = mx and nx and mx.psnr - nx.psnr or m.psnr - n.psnr
   claim("More capacity gives better reconstructions (our reading of why capacity matters)",
     gain > 0.1 and "holds" or "does not show at this budget",
@@ -246,7 +305,15 @@ if m and m.prdc and m.prdc.pair and m.prdc.marginal then
 end
 if m then
   claim("[paper] The codes predict labels well above the majority baseline (linear probe)",
-    m.probe.accuracy_mean > m.probe.baseline_mean + 0.2 and "holds" or "does not hold",
+    (m.probe.attributes and (function()
+      -- per attribute: most attributes above their baseline
+      local above = 0
+      for _, r in ipairs(m.probe.attributes) do
+        if r.accuracy_mean > r.baseline_mean + 0.005 then above = above + 1 end
+      end
+      return above > #m.probe.attributes / 2
+    end)() or (not m.probe.attributes and m.probe.accuracy_mean > m.probe.baseline_mean + 0.2)) and "holds"
+      or "does not hold",
     string.format("matching: %.1f%% vs %.1f%% majority.", 100 * m.probe.accuracy_mean, 100 * m.probe.baseline_mean))
   claim("[paper] The codes carry no positional information",
     m.slot_nmi < 0.2 and "holds" or "does not hold for the learned readout",

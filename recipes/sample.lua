@@ -14,6 +14,7 @@ parser:option("--seed", "seed", "1"):convert(tonumber)
 parser:option("--out", "PNG grid to write", "samples.png")
 parser:option("--save-codes", "also write the sampled codes (safetensors)")
 parser:option("--batch", "images decoded per forward pass", "256"):convert(tonumber)
+parser:option("--dataset", "parents from this dataset's training split (default: the model's own)")
 parser:option("--bank-limit", "encode only the first N training images into the bank (quick looks)")
   :convert(tonumber)
 parser:option("--precision",
@@ -29,8 +30,17 @@ local done = recipe.strategy_options("pivq sample", pivq.sample, args)
 if done then return done end
 local model, err_code = recipe.load_model("pivq sample", args.ckpt)
 if not model then return err_code end
+local data
+if args.dataset then
+  local derr
+  data, derr = require("pivq.data.layouts").for_model(model, args.dataset)
+  if not data then
+    io.stderr:write("pivq sample: ", derr, "\n")
+    return 1
+  end
+end
 local t0 = pivq.clock()
-local bank = model:bank({ limit = args.bank_limit })
+local bank = model:bank({ limit = args.bank_limit, data = data })
 local t1 = pivq.clock()
 local codes = pivq.sample.codes(args.strategy, bank, args.n, { seed = args.seed, parents = args.parents,
   model = model, codebook = model:codebook() })

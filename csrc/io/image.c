@@ -447,23 +447,82 @@ pivq_strings *pivq_image_list(const char *dir)
     return pivq_strings_new(l.items, l.n);
 }
 
-int pivq_image_load_square_u8(const char *path, int size, int channels, unsigned char *out)
+/* ---- alpha --------------------------------------------------------------------------------- */
+
+static const float white[3] = {1, 1, 1};
+
+pivq_tensor *pivq_image_composite(const pivq_tensor *img, const float *background)
+{
+    if (pivq_check_tensor("image_composite", "img", img)) return NULL;
+    char buf[160];
+    if (img->ndim != 3 || img->scalar_type != PIVQ_FLOAT32 || img->shape[0] < 1 ||
+        img->shape[0] > 4) {
+        pivq_set_error("image_composite: img must be float32 C x H x W with C in 1..4, got %s %s",
+                       pivq_dtype_name(img->scalar_type), pivq_shape_str(img, buf, sizeof buf));
+        return NULL;
+    }
+    const float *bg = background ? background : white;
+    for (int k = 0; k < 3; k++)
+        if (!(bg[k] >= 0 && bg[k] <= 1)) {
+            pivq_set_error("image_composite: background[%d] = %g is outside [0, 1]", k,
+                           (double)bg[k]);
+            return NULL;
+        }
+    int64_t C = img->shape[0], H = img->shape[1], W = img->shape[2];
+    if (C == 1 || C == 3) return pivq_contiguous_nograd(img);
+    /* gray+alpha over a gray background stays gray; over a colour it becomes RGB */
+    int gray_bg = bg[0] == bg[1] && bg[1] == bg[2];
+    int64_t oc = C == 4 ? 3 : (gray_bg ? 1 : 3);
+    pivq_tensor *c = pivq_contiguous_nograd(img);
+    int64_t shape[3] = {oc, H, W};
+    pivq_tensor *out = c ? pivq_empty(PIVQ_FLOAT32, 3, shape) : NULL;
+    if (out) {
+        const float *s = pivq_data(c);
+        float *o = pivq_data(out);
+        int64_t plane = H * W;
+        const float *alpha = s + (C - 1) * plane;
+        for (int64_t k = 0; k < oc; k++) {
+            const float *src = s + (C == 4 ? k : 0) * plane;
+            float b = bg[k];
+            for (int64_t i = 0; i < plane; i++) /* straight (unassociated) alpha, as PNG stores */
+                o[k * plane + i] = alpha[i] * src[i] + (1.0f - alpha[i]) * b;
+        }
+    }
+    pivq_tensor_release(c);
+    return out;
+}
+
+int pivq_image_load_square_u8(const char *path, int size, int channels, int crop,
+                              const float *background, unsigned char *out)
 {
     unsigned char *buf;
     size_t len;
     if (pivq_read_file("image", path, IMAGE_FILE_MAX, &buf, &len)) return -1;
-    pivq_tensor *img = pivq_is_jpeg(buf, len) ? pivq_jpeg_decode_scaled(buf, len, path, size)
-                                              : pivq_image_decode(buf, len, path);
+    /* a crop is in the file's pixels: decode JPEGs at full size then */
+    pivq_tensor *dec = pivq_is_jpeg(buf, len) && crop <= 0
+                           ? pivq_jpeg_decode_scaled(buf, len, path, size)
+                           : pivq_image_decode(buf, len, path);
     free(buf);
+    if (!dec) return -1;
+    pivq_tensor *img = pivq_image_composite(dec, background);
+    pivq_tensor_release(dec);
     if (!img) return -1;
     int64_t H = img->shape[1], W = img->shape[2], side = H < W ? H : W;
-    pivq_tensor *crop = pivq_image_center_crop(img, side, side);
+    if (crop > 0) {
+        if (crop > side) {
+            pivq_tensor_release(img);
+            return pivq_set_error("image: %s: crop %d is larger than the image (%lldx%lld)", path,
+                                  crop, (long long)W, (long long)H);
+        }
+        side = crop;
+    }
+    pivq_tensor *sq = pivq_image_center_crop(img, side, side);
     /* already the right size (a prepared dataset): read the crop in place, no resize */
-    pivq_tensor *small = !crop          ? NULL
-                         : side == size ? pivq_tensor_retain(crop)
-                                        : pivq_image_resize(crop, size, size, PIVQ_RESIZE_AREA);
+    pivq_tensor *small = !sq            ? NULL
+                         : side == size ? pivq_tensor_retain(sq)
+                                        : pivq_image_resize(sq, size, size, PIVQ_RESIZE_AREA);
     pivq_tensor_release(img);
-    pivq_tensor_release(crop);
+    pivq_tensor_release(sq);
     if (!small) return -1;
     int C = (int)small->shape[0];
     const float *s = pivq_data(small);
@@ -473,15 +532,15 @@ int pivq_image_load_square_u8(const char *path, int size, int channels, unsigned
         for (int64_t y = 0; y < size; y++) {
             unsigned char *orow = out + k * plane + y * size;
             const float *r0 = s + y * rs;
-            if (channels == 1 && C >= 3) {
+            if (channels == 1 && C == 3) {
                 /* colour to gray: ITU-R BT.601 luma, as libjpeg and PIL do */
                 for (int64_t x = 0; x < size; x++)
                     orow[x] = to_u8(0.299f * r0[x * xs] + 0.587f * r0[cst + x * xs] +
                                     0.114f * r0[2 * cst + x * xs]);
                 continue;
             }
-            /* gray (1 or 2 channels) repeats channel 0; alpha (channel 2 or 4) is dropped */
-            const float *src = r0 + (C >= 3 ? k : 0) * cst;
+            /* gray repeats channel 0 (alpha was composited away above) */
+            const float *src = r0 + (C == 3 ? k : 0) * cst;
             for (int64_t x = 0; x < size; x++)
                 orow[x] = to_u8(src[x * xs]);
         }
@@ -494,7 +553,8 @@ typedef struct folder_job {
     const char *dir;
     const char *const *files;
     int64_t n;
-    int size, channels;
+    int size, channels, crop;
+    const float *background;
     unsigned char *out;
     int64_t next; /* atomic: next file index to take */
     int failed;   /* atomic: stop early after the first error */
@@ -516,9 +576,10 @@ static void *folder_worker(void *arg)
             path = malloc(len);
             if (path) snprintf(path, len, "%s/%s", job->dir, f);
         }
-        int rc = (job->dir && !path) ? pivq_set_error("image_folder_load: out of memory")
-                                     : pivq_image_load_square_u8(path ? path : f, job->size,
-                                                                 job->channels, job->out + i * per);
+        int rc = (job->dir && !path)
+                     ? pivq_set_error("image_folder_load: out of memory")
+                     : pivq_image_load_square_u8(path ? path : f, job->size, job->channels,
+                                                 job->crop, job->background, job->out + i * per);
         free(path);
         if (rc) {
             /* the message is in this thread's error buffer: hand it to the caller's thread */
@@ -533,13 +594,13 @@ static void *folder_worker(void *arg)
 }
 
 pivq_tensor *pivq_image_folder_load(const char *dir, const char *const *files, int64_t n, int size,
-                                    int channels, int threads)
+                                    int channels, int crop, const float *background, int threads)
 {
     if (n < 0 || (n > 0 && !files) || size < 1 || size > 65536 ||
-        (channels != 1 && channels != 3) || threads < 1) {
+        (channels != 1 && channels != 3) || crop < 0 || threads < 1) {
         pivq_set_error("image_folder_load: bad arguments (n=%lld, size=%d, channels=%d, "
-                       "threads=%d)",
-                       (long long)n, size, channels, threads);
+                       "crop=%d, threads=%d)",
+                       (long long)n, size, channels, crop, threads);
         return NULL;
     }
     for (int64_t i = 0; i < n; i++)
@@ -557,6 +618,8 @@ pivq_tensor *pivq_image_folder_load(const char *dir, const char *const *files, i
     job.n = n;
     job.size = size;
     job.channels = channels;
+    job.crop = crop;
+    job.background = background;
     job.out = pivq_data(out);
     pthread_mutex_init(&job.lock, NULL);
     if (threads > n) threads = n > 0 ? (int)n : 1;

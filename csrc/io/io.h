@@ -56,9 +56,11 @@ static inline int64_t pivq_io_numel(int ndim, const int64_t *size)
     return n;
 }
 
-/* Decode one image file into out (channels x size x size uint8): centre-crop to a square,
-   area resize, convert the channels (gray repeated, alpha dropped, colour to BT.601 luma). */
-int pivq_image_load_square_u8(const char *path, int size, int channels, unsigned char *out);
+/* Decode one image file into out (channels x size x size uint8): composite alpha over
+   `background` (NULL: white), centre-crop to a square (crop x crop, or the largest when crop is
+   0), area resize, convert the channels (gray repeated, colour to BT.601 luma). */
+int pivq_image_load_square_u8(const char *path, int size, int channels, int crop,
+                              const float *background, unsigned char *out);
 
 /* Current pixel cap (io/image.c). */
 int64_t pivq_image_pixel_cap(void);

@@ -30,7 +30,8 @@ struct pivq_loader {
     int flags[LOADER_MAX_SOURCES];
     int nout;     /* outputs per batch: the decoded files (if any), then the sources */
     char **files; /* full paths, or NULL: images decoded by the workers as output 0 */
-    int size, channels;
+    int size, channels, crop;
+    float background[3];
     int64_t n, batch, nbatches;
     int shuffle, drop_last, hflip, workers, prefetch;
     uint64_t seed;
@@ -79,7 +80,8 @@ static pivq_tensor *build_file_images(pivq_loader *l, int64_t start, int64_t cou
     }
     float *o = pivq_data(out);
     for (int64_t i = 0; i < count; i++) {
-        if (pivq_image_load_square_u8(l->files[order[start + i]], l->size, l->channels, pix)) {
+        if (pivq_image_load_square_u8(l->files[order[start + i]], l->size, l->channels, l->crop,
+                                      l->background, pix)) {
             free(pix);
             pivq_tensor_release(out);
             return NULL;
@@ -289,16 +291,23 @@ pivq_loader *pivq_loader_new(pivq_tensor *const *sources, const int *flags, int 
 }
 
 pivq_loader *pivq_loader_new_files(const char *dir, const char *const *files, int64_t n, int size,
-                                   int channels, pivq_tensor *const *sources, const int *flags,
-                                   int nsources, int64_t batch, int shuffle, uint64_t seed,
-                                   int drop_last, int hflip, int workers, int prefetch)
+                                   int channels, int crop, const float *background,
+                                   pivq_tensor *const *sources, const int *flags, int nsources,
+                                   int64_t batch, int shuffle, uint64_t seed, int drop_last,
+                                   int hflip, int workers, int prefetch)
 {
     if (n < 0 || (n > 0 && !files) || size < 1 || size > 65536 ||
-        (channels != 1 && channels != 3)) {
-        pivq_set_error("loader_new_files: bad arguments (n=%lld, size=%d, channels=%d)",
-                       (long long)n, size, channels);
+        (channels != 1 && channels != 3) || crop < 0) {
+        pivq_set_error("loader_new_files: bad arguments (n=%lld, size=%d, channels=%d, crop=%d)",
+                       (long long)n, size, channels, crop);
         return NULL;
     }
+    for (int k = 0; background && k < 3; k++)
+        if (!(background[k] >= 0 && background[k] <= 1)) {
+            pivq_set_error("loader_new_files: background[%d] = %g is outside [0, 1]", k,
+                           (double)background[k]);
+            return NULL;
+        }
     pivq_loader *l = loader_create(sources, flags, nsources, n, LOADER_MAX_SOURCES - 1, batch,
                                    shuffle, seed, drop_last, hflip, workers, prefetch);
     if (!l) return NULL;
@@ -325,6 +334,9 @@ pivq_loader *pivq_loader_new_files(const char *dir, const char *const *files, in
     }
     l->size = size;
     l->channels = channels;
+    l->crop = crop;
+    for (int k = 0; k < 3; k++)
+        l->background[k] = background ? background[k] : 1.0f;
     l->nout = l->nsrc + 1;
     return l;
 }

@@ -14,10 +14,16 @@ local v = {}
 for i = 4, 11 do v[#v + 1] = tonumber(arg[i]) end
 pivq.set_num_threads(threads)
 pivq.manual_seed(1)
+-- colour and the conv head: the environment variables train_torch.py reads
+local function env(name, default) return os.getenv(name) or default end
+local B = tonumber(env("PIVQ_BENCH_BATCH", "64"))
+local size, ch = tonumber(env("PIVQ_BENCH_SIZE", "28")), tonumber(env("PIVQ_BENCH_CHANNELS", "1"))
 local model = pivq.PIVQ { mode = mode, patch = v[1] or 7, width = v[2] or 128, enc_depth = v[3] or 2,
-  dec_depth = v[3] or 2, heads = v[4] or 4, mlp_ratio = v[5] or 2, L = v[6] or 64, K = v[7] or 512, c = v[8] or 32 }
+  dec_depth = v[3] or 2, heads = v[4] or 4, mlp_ratio = v[5] or 2, L = v[6] or 64, K = v[7] or 512, c = v[8] or 32,
+  image_size = size, channels = ch, head = env("PIVQ_BENCH_HEAD", "linear"),
+  head_width = tonumber(env("PIVQ_BENCH_HEAD_WIDTH", "64")) }
 local opt = pivq.optim.AdamW(model:parameters(), { lr = 1e-3, weight_decay = 0.01 })
-local x = pivq.rand(64, 1, 28, 28)
+local x = pivq.rand(B, ch, size, size)
 local q = model.quantizer
 -- time the quantizer's own forward by wrapping it
 local quant_time = 0
@@ -57,6 +63,6 @@ local step_flops = (tonumber(pivq.C.pivq_flop_count()) - flops0) / steps
 local used = precision == "bf16" and pivq.bf16_available() and "bf16" or "fp32"
 local peak = pivq.C.pivq_peak_gflops(used == "bf16" and 1 or 0, threads, 0.5)
 local gflops = step_flops / med / 1e9
-print(json.encode({ side = "pivq", mode = mode, threads = threads, precision = used, img_per_s = 64 / med,
-  step_ms = med * 1e3, quant_share = sum_q / sum_t, mflop_per_image = step_flops / 64 / 1e6, gflops = gflops,
+print(json.encode({ side = "pivq", mode = mode, threads = threads, precision = used, img_per_s = B / med,
+  step_ms = med * 1e3, quant_share = sum_q / sum_t, mflop_per_image = step_flops / B / 1e6, gflops = gflops,
   peak_gflops = peak, mfu = peak > 0 and gflops / peak or nil }))

@@ -9,12 +9,15 @@ local M = {}
 
 local function max_diff(a, b) return (a - b):abs():max() end
 
+-- OUT/log.jsonl as a list of records
 local function log_of(out)
   local json = require "dkjson"
   local rows = {}
   for line in assert(io.open(out .. "/log.jsonl")):lines() do rows[#rows + 1] = json.decode(line) end
   return rows
 end
+
+M.log_of = log_of
 
 function M.equivalent(one, two, steps)
   local ref = assert(pivq.load(one .. "/rank0.safetensors"))

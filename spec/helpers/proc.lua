@@ -32,6 +32,8 @@ if not registry["spec.proc.cdef"] then
     "int mount(const char *source, const char *target, const char *type, unsigned long flags, const void *data);",
     "int umount(const char *target);",
     "char *strerror(int errnum);",
+    "int setenv(const char *name, const char *value, int overwrite);",
+    "int unsetenv(const char *name);",
   }) do pcall(ffi.cdef, decl) end
   registry["spec.proc.cdef"] = true
 end
@@ -44,6 +46,22 @@ local IN_CREATE, IN_MOVED_TO, IN_NONBLOCK, POLLIN = 0x100, 0x80, 0x800, 1
 local RLIMIT_FSIZE = 1
 
 local function errstr() return ffi.string(C.strerror(ffi.errno())) end
+
+-- Run fn() with environment variables set (a value of false unsets), restoring them after;
+-- returns fn's results, re-raising its error.
+function M.with_env(vars, fn)
+  local saved = {}
+  for k, v in pairs(vars) do
+    saved[k] = os.getenv(k) or false
+    if v then C.setenv(k, v, 1) else C.unsetenv(k) end
+  end
+  local ok, a, b = pcall(fn)
+  for k, v in pairs(saved) do
+    if v then C.setenv(k, v, 1) else C.unsetenv(k) end
+  end
+  if not ok then error(a, 0) end
+  return a, b
+end
 
 function M.shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 

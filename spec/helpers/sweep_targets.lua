@@ -411,6 +411,8 @@ groups.files = function()
     target(image.decode, { "decode" }, function() return png_bytes(), "1.png" end),
     target(image.save, { "save" }, function() return "out.jpg", pivq.rand(3, 4, 5), { quality = 90 } end),
     target(image.to_float, { "to_float" }, function() return pivq.ones(1, 2, 2, "uint8") end),
+    target(image.composite, { "composite" }, function() return pivq.rand(4, 3, 3), { 0.5, 0.25, 1 } end),
+    target(image.background, { "background" }, function() return { 0.5, 0.25, 1 } end),
     target(image.max_pixels, { "max_pixels" }, function() return 2 ^ 26 end),
     target(image.resize, { "resize" }, function() return pivq.rand(3, 8, 8), 4, 6, "bilinear" end),
     target(image.center_crop, { "center_crop" }, function() return pivq.rand(3, 8, 8), 4, 6 end),
@@ -472,6 +474,10 @@ groups.eval = function()
     end),
     target(probe.cross_validate, { "cross_validate" }, function()
       return randn(6, 3), pivq.tensor({ 1, 2, 1, 2, 1, 2 }, "int64"), { folds = 2, max_iter = 5 }
+    end),
+    target(probe.attributes, { "attributes" }, function()
+      return randn(6, 3), pivq.tensor({ { 1, -1 }, { -1, 1 }, { 1, 1 }, { -1, -1 }, { 1, -1 }, { -1, 1 } }, "int64"),
+        { "A", "B" }, { folds = 2, max_iter = 5 }
     end),
     target(capacity.bits, { "bits" }, function() return { K = 16, L = 4, scheme = "distinct", K_img = 3.5 } end),
     target(capacity.log2_binomial, { "log2_binomial" }, function() return 10, 3 end),

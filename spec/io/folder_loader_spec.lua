@@ -38,10 +38,10 @@ describe("pivq.data.image_folder", function()
     assert.are.same({ 4, 1, 2, 2 }, gray.images:size())
   end)
 
-  it("writes a cache beside the data and uses it until a file changes", function()
+  it("writes a cache (in the user's cache folder) and uses it until a file changes", function()
     local first = assert(pivq.data.image_folder(dir, { size = 6 }))
     assert.is_false(first.from_cache)
-    assert.is_truthy(io.open(dir .. "/.pivq-cache-6-3.safetensors", "rb"))
+    assert.is_truthy(io.open(first.cache_path, "rb"))
     local second = assert(pivq.data.image_folder(dir, { size = 6 }))
     assert.is_true(second.from_cache)
     assert.are.same(first.images:totable(), second.images:totable())
@@ -52,8 +52,7 @@ describe("pivq.data.image_folder", function()
   end)
 
   it("ignores and rewrites a damaged cache", function()
-    local cache = dir .. "/.pivq-cache-5-3.safetensors"
-    assert(pivq.data.image_folder(dir, { size = 5 }))
+    local cache = assert(pivq.data.image_folder(dir, { size = 5 })).cache_path
     craft.write(cache, "garbage")
     local ds = assert(pivq.data.image_folder(dir, { size = 5 }))
     assert.is_false(ds.from_cache)

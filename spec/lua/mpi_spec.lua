@@ -173,12 +173,7 @@ describe("data-parallel training over MPI (mpirun -np 2)", function()
     return o
   end
 
-  local function log_of(out)
-    local json = require "dkjson"
-    local rows = {}
-    for line in assert(io.open(out .. "/log.jsonl")):lines() do rows[#rows + 1] = json.decode(line) end
-    return rows
-  end
+  local log_of = require("helpers.mpi_check").log_of
 
   it("the collectives give the closed-form results on every rank", function()
     local out, code = run(MPIRUN .. BIN .. " spec/helpers/mpi_api.lua")

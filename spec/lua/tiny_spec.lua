@@ -1,24 +1,9 @@
 -- pivq.tiny: the preset, the cache key and folder, and the cache itself (a second call loads the
 -- checkpoint the first one trained; a folder whose key does not match is trained again).
-local ffi = require "ffi"
 local pivq = require "pivq"
 local tiny = pivq.tiny
 
-pcall(ffi.cdef, "int setenv(const char *name, const char *value, int overwrite); int unsetenv(const char *name);")
-
--- Run fn with environment variables set (false: unset), restoring them afterwards.
-local function with_env(vars, fn)
-  local saved = {}
-  for k, v in pairs(vars) do
-    saved[k] = os.getenv(k) or false
-    if v then ffi.C.setenv(k, v, 1) else ffi.C.unsetenv(k) end
-  end
-  local ok, err = pcall(fn)
-  for k, v in pairs(saved) do
-    if v then ffi.C.setenv(k, v, 1) else ffi.C.unsetenv(k) end
-  end
-  assert(ok, err)
-end
+local with_env = require("helpers.proc").with_env -- fn runs with the variables set (false: unset)
 
 local function tmpdir()
   local d = os.tmpname()

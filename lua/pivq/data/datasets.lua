@@ -16,6 +16,7 @@ local tensor = require "pivq.core.tensor"
 local io_ = require "pivq.data.files"
 local argcheck = require "pivq.core.argcheck"
 local gc = require "pivq.core.gc"
+local image_ = require "pivq.data.image"
 
 local C = state.C
 local wrap = gc.wrap
@@ -198,35 +199,63 @@ local function string_array(list)
   return arr
 end
 
-local CACHE_VERSION = "1"
+local CACHE_VERSION = "2"
 
--- pivq.data.image_folder(dir, {size = 64, channels = 3, cache = true, attributes = path,
--- workers = 2, lazy = false}) -> {images = N x C x S x S uint8, files = {...}, n = N,
--- attributes =, attribute_names =}, or nil, err. lazy = true decodes nothing now: the
--- dataset has no images, and pivq.data.loader decodes the files in its worker threads.
--- Files are found recursively (png/jpg/jpeg), sorted, centre-cropped to a square and
--- area-resized. cache = true keeps the result in DIR/.pivq-cache-S-C.safetensors (valid while
--- no file's name, size or time changes); a path puts it elsewhere; false disables it.
+local function float3(rgb) return ffi.new("float[3]", rgb[1], rgb[2], rgb[3]) end
+
+-- pivq.data.image_folder(dir, {size = 64, channels = 3, crop = 0, background = "white",
+-- cache = true, attributes = path, files = {...}, workers = 2, lazy = false}) -> {images = N x
+-- C x S x S uint8, files = {...}, n = N, attributes =, attribute_names =}, or nil, err.
+-- lazy = true decodes nothing now: the dataset has no images, and pivq.data.loader decodes
+-- the files in its worker threads. Files are found recursively (png/jpg/jpeg) and sorted,
+-- unless `files` lists them (paths relative to dir). Each image is composited over the
+-- background (alpha), centre-cropped to a square (crop x crop source pixels, or the largest
+-- when crop is 0) and area-resized. cache = true keeps the result in the user's cache folder
+-- (pivq.data.cache: $PIVQ_CACHE_DIR, else $XDG_CACHE_HOME/pivq, else ~/.cache/pivq), keyed by
+-- the folder's absolute path and the preparation, valid while no file's name, size or time
+-- changes; nothing is ever written into dir. A path puts the cache there; false disables it.
 function M.image_folder(dir, opts)
   if type(dir) ~= "string" then error("image_folder: dir must be a string", 2) end
-  opts = argcheck.options("image_folder", opts, { "size", "channels", "workers", "attributes", "lazy", "cache" })
+  opts = argcheck.options("image_folder", opts, { "size", "channels", "workers", "attributes", "lazy", "cache",
+    "crop", "background", "files" })
   if opts.attributes ~= nil and type(opts.attributes) ~= "string" then
     error("image_folder: attributes must be a path, got " .. type(opts.attributes), 2)
   end
-  local size, channels = opts.size or 64, opts.channels or 3
+  local size, channels, crop = opts.size or 64, opts.channels or 3, opts.crop or 0
   if type(size) ~= "number" or size % 1 ~= 0 or size < 1 then
-    error("image_folder: size must be a positive integer", 2)
+    error("image_folder: size must be a positive integer, got " .. tostring(size), 2)
   end
-  if channels ~= 1 and channels ~= 3 then error("image_folder: channels must be 1 or 3", 2) end
+  if type(crop) ~= "number" or crop % 1 ~= 0 or crop < 0 then
+    error("image_folder: crop must be a nonnegative integer (0: the largest square), got "
+      .. tostring(crop), 2)
+  end
+  if channels ~= 1 and channels ~= 3 then
+    error("image_folder: channels must be 1 or 3, got " .. tostring(channels), 2)
+  end
+  local cache = opts.cache
+  if cache == nil then cache = true end
+  if type(cache) ~= "boolean" and type(cache) ~= "string" then
+    error("image_folder: cache must be true, false or a file path, got " .. type(cache), 2)
+  end
+  local rgb, bgname = image_.background(opts.background, "image_folder", 2)
   local workers = opts.workers or 2
-  local files, err = require("pivq.data.image").list(dir)
-  if not files then return nil, err end
+  local files, err = opts.files
+  if files ~= nil then
+    if type(files) ~= "table" then error("image_folder: files must be a list of paths", 2) end
+    for i, f in ipairs(files) do
+      if type(f) ~= "string" then error("image_folder: files[" .. i .. "] is not a string", 2) end
+    end
+  else
+    files, err = image_.list(dir)
+    if not files then return nil, err end
+  end
   if #files == 0 then return nil, "image_folder: no png/jpg/jpeg files under " .. dir end
   local cfiles = string_array(files)
   local fp = C.pivq_files_fingerprint(dir, cfiles, #files)
   if fp == 0 then return nil, "image_folder: " .. last_error() end
   local fingerprint = string.format("%016x", fp)
-  local ds = { files = files, n = #files, dir = dir, size = size, channels = channels }
+  local ds = { files = files, n = #files, dir = dir, size = size, channels = channels,
+    crop = crop, background = bgname }
   if opts.attributes then
     local tab
     tab, err = M.read_attributes(opts.attributes)
@@ -238,33 +267,39 @@ function M.image_folder(dir, opts)
   end
   if opts.lazy then
     ds.lazy = true -- the loader's workers decode the files batch by batch
+    ds.background_rgb = rgb
     return ds
   end
-  local cache = opts.cache
-  if cache == nil then cache = true end
-  local cache_path = cache == true and string.format("%s/.pivq-cache-%d-%d.safetensors", dir, size,
-    channels) or (type(cache) == "string" and cache or nil)
+  local key = string.format("v%s size=%d channels=%d crop=%d background=%s", CACHE_VERSION, size,
+    channels, crop, bgname)
+  local cache_path, abs
+  if cache == true then
+    -- no usable cache folder (no HOME, a read-only home) only costs the decoding time
+    cache_path, abs = require("pivq.data.cache").path_for(dir, key)
+  elseif type(cache) == "string" then
+    cache_path = cache
+  end
   local images, from_cache
   if cache_path and file_exists(cache_path) then
     local t, meta = io_.load(cache_path)
-    -- a cache that is damaged, stale or of another shape is ignored (and rewritten below)
+    -- a cache that is damaged, stale or of another folder or shape is ignored (and rewritten)
     local want = table.concat({ #files, channels, size, size }, "x")
-    if t and meta.version == CACHE_VERSION and meta.fingerprint == fingerprint and t.images
-        and t.images:dtype() == "uint8" and table.concat(t.images:size(), "x") == want then
+    if t and meta.key == key and meta.fingerprint == fingerprint and (abs == nil or meta.dir == abs)
+        and t.images and t.images:dtype() == "uint8" and table.concat(t.images:size(), "x") == want then
       images, from_cache = t.images, true
     end
   end
   if not images then
-    local p = C.pivq_image_folder_load(dir, cfiles, #files, size, channels, workers)
+    local p = C.pivq_image_folder_load(dir, cfiles, #files, size, channels, crop, float3(rgb), workers)
     if p == nil then return nil, "image_folder: " .. last_error() end
     images = wrap(p)
     if cache_path then
-      -- the cache is an optimisation: a read-only data folder must not fail the load
-      io_.save(cache_path, { images = images }, { version = CACHE_VERSION,
-        fingerprint = fingerprint, count = #files, size = size, channels = channels })
+      -- the cache is an optimisation: a failed write must not fail the load
+      io_.save(cache_path, { images = images }, { key = key, dir = abs or dir,
+        fingerprint = fingerprint, count = #files })
     end
   end
-  ds.images, ds.from_cache = images, from_cache or false
+  ds.images, ds.from_cache, ds.cache_path = images, from_cache or false, cache_path
   return ds
 end
 
@@ -325,8 +360,9 @@ function M.loader(dataset, opts)
   if lazy then
     local files = dataset.files
     p = C.pivq_loader_new_files(dataset.dir, string_array(files), #files, dataset.size,
-      dataset.channels, csrc, cflags, #sources, batch, shuffle and 1 or 0, seed,
-      drop_last and 1 or 0, augment.hflip and 1 or 0, workers, prefetch)
+      dataset.channels, dataset.crop or 0, float3(dataset.background_rgb or { 1, 1, 1 }), csrc,
+      cflags, #sources, batch, shuffle and 1 or 0, seed, drop_last and 1 or 0,
+      augment.hflip and 1 or 0, workers, prefetch)
   else
     p = C.pivq_loader_new(csrc, cflags, #sources, batch, shuffle and 1 or 0, seed,
       drop_last and 1 or 0, augment.hflip and 1 or 0, workers, prefetch)

@@ -50,6 +50,50 @@ local function is_jpeg_name(path)
   return ext == "jpg" or ext == "jpeg"
 end
 
+local BACKGROUNDS = { white = { 1, 1, 1 }, black = { 0, 0, 0 } }
+
+-- pivq.image.background(v) -> {r, g, b}, name: a background for alpha compositing, "white"
+-- (also for nil), "black" or {r, g, b} in [0, 1], as three numbers and a canonical name for
+-- cache keys and checkpoints ("white", "0.5,0.2,1").
+function M.background(v, fname, level)
+  fname, level = fname or "image.background", (level or 1) + 1
+  if v == nil then v = "white" end
+  local rgb = BACKGROUNDS[v]
+  if not rgb then
+    if type(v) ~= "table" or #v ~= 3 then
+      error(string.format("%s: background must be \"white\", \"black\" or {r, g, b} in [0, 1], got %s",
+        fname, type(v) == "table" and ("a table of " .. #v .. " values") or tostring(v)), level)
+    end
+    for k = 1, 3 do
+      if type(v[k]) ~= "number" or not (v[k] >= 0 and v[k] <= 1) then
+        error(string.format("%s: background[%d] must be a number in [0, 1], got %s", fname, k,
+          tostring(v[k])), level)
+      end
+    end
+    rgb = { v[1], v[2], v[3] }
+  end
+  local name = type(v) == "string" and v or table.concat({ string.format("%.6g", rgb[1]),
+    string.format("%.6g", rgb[2]), string.format("%.6g", rgb[3]) }, ",")
+  return rgb, name
+end
+
+-- pivq.image.composite(t [, background]) -> t over an opaque background ("white" by default,
+-- "black" or {r, g, b} in [0, 1]) with straight alpha: a * colour + (1 - a) * background. RGBA
+-- gives RGB, gray+alpha gives gray (over a colour: RGB); gray and RGB come back as they are.
+function M.composite(t, background)
+  check_tensor("image.composite", t, 2)
+  local rgb = M.background(background, "image.composite", 2)
+  local dt = t:dtype()
+  if dt == "uint8" then t = M.to_float(t)
+  elseif dt ~= "float32" then
+    error("image.composite: expected a float32 or uint8 C x H x W image, got " .. dt .. " "
+      .. argcheck.shape_string(t), 2)
+  end
+  local p = C.pivq_image_composite(t.c, ffi.new("float[3]", rgb[1], rgb[2], rgb[3]))
+  if p == nil then error(last_error(), 2) end
+  return wrap(p)
+end
+
 -- pivq.image.save(path, t [, {quality = 95}]) -> true or nil, err. PNG unless the name ends
 -- in .jpg/.jpeg. t is C x H x W or H x W, float32 (clamped to [0, 1]) or uint8.
 function M.save(path, t, opts)

@@ -249,4 +249,37 @@ function M.cross_validate(X, labels, opts)
     per_fold = accs, baseline_per_fold = bases, folds = folds }
 end
 
+-- Figure 5: one L2-regularised logistic regression per binary attribute (a two-class softmax
+-- regression, the same model), each k-fold cross-validated beside its majority-class baseline.
+-- X: N x d features (a bag of codes); attributes: N x A of +1/-1 (CelebA's convention); names:
+-- the A names. opts: folds (5), l2, seed, max_iter, tol. Returns {{name =, accuracy_mean =,
+-- accuracy_std =, baseline_mean =, baseline_std =, positive = fraction of +1}, ...} in the
+-- attributes' order.
+function M.attributes(X, attributes, names, opts)
+  opts = lbfgs_options("probe.attributes", opts, { "folds", "seed", "l2" })
+  if not tensor.is_tensor(X) or X:dim() ~= 2 or not tensor.is_tensor(attributes) or attributes:dim() ~= 2
+    or attributes:size(1) ~= X:size(1) then
+    error("probe.attributes: need X (N x d) and attributes (N x A) tensors", 2)
+  end
+  if type(names) ~= "table" or #names ~= attributes:size(2) then
+    error(string.format("probe.attributes: names must list the %d attributes, got %s", attributes:size(2),
+      type(names) == "table" and (#names .. " names") or type(names)), 2)
+  end
+  local out = {}
+  for a = 1, attributes:size(2) do
+    local col = attributes:select(2, a):long()
+    if col:ne(1):mul(col:ne(-1)):sum():item() > 0 then
+      error(string.format("probe.attributes: attribute %s has values other than +1 and -1", names[a]), 2)
+    end
+    local labels = col:gt(0):long():add(1) -- -1 -> 1, +1 -> 2
+    local ok, r = pcall(M.cross_validate, X, labels, { folds = opts.folds, l2 = opts.l2, seed = opts.seed,
+      max_iter = opts.max_iter, tol = opts.tol })
+    if not ok then error("probe.attributes: " .. tostring(r):gsub("^probe%.[%w_]+: ", ""), 2) end
+    out[a] = { name = names[a], accuracy_mean = r.accuracy_mean, accuracy_std = r.accuracy_std,
+      baseline_mean = r.baseline_mean, baseline_std = r.baseline_std,
+      positive = labels:eq(2):sum():item() / labels:numel() }
+  end
+  return out
+end
+
 return M

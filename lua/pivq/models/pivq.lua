@@ -28,12 +28,14 @@ PIVQ.defaults = {
   L = 64, K = 512, c = 32,
   mode = "matching", readout = "learned", query_std = 1.0,
   beta = 0.25, ema = true, decay = 0.99, cosine = false,
+  head = "linear", head_width = 64,
   seed = 1,
 }
 
--- The config keys: the defaults' and `dataset` (the training set's name, recorded by pivq train).
+-- The config keys: the defaults', `dataset` (the training set's name) and `data` (its
+-- description, pivq.data.layouts), both recorded by pivq train.
 local function config_keys()
-  local keys = { "dataset" }
+  local keys = { "dataset", "data" }
   for k in pairs(PIVQ.defaults) do keys[#keys + 1] = k end
   return keys
 end
@@ -99,6 +101,18 @@ local function check_config(cfg)
   if cfg.readout ~= "learned" and cfg.readout ~= "exchangeable" then
     error("PIVQ: readout must be learned or exchangeable, got " .. tostring(cfg.readout), 4)
   end
+  if cfg.head ~= "linear" and cfg.head ~= "conv" then
+    error("PIVQ: head must be linear or conv, got " .. tostring(cfg.head), 4)
+  end
+  if cfg.head == "conv" then
+    posint("head_width", 2 ^ 12)
+    local p = cfg.patch
+    while p > 1 and p % 2 == 0 do p = p / 2 end
+    if p ~= 1 then
+      error(string.format("PIVQ: the conv head upsamples by 2 per stage: patch must be a power of 2, got %d",
+        cfg.patch), 4)
+    end
+  end
 end
 
 -- The machine's memory in bytes (MemTotal of /proc/meminfo), or nil where there is none.
@@ -152,7 +166,24 @@ function PIVQ:__init(cfg)
       { mlp_ratio = cfg.mlp_ratio, cross = true, generator = g }))
   end
   self:add_module("dec_norm", nn.LayerNorm(D))
-  self:add_module("to_pixels", nn.Linear(D, patch_dim, { generator = g }))
+  if cfg.head == "conv" then
+    -- the decoder's g x g token grid as a feature map, then one stage per factor 2 of the patch:
+    -- nearest 2x upsampling, 3x3 convolution, SiLU (widths halve down to 16); a 3x3 convolution
+    -- to the channels. No patch grid: neighbouring output pixels share every stage's kernels.
+    local w = cfg.head_width
+    self:add_module("head_in", nn.Conv2d(D, w, 1, { generator = g }))
+    local stages, size = 0, 1
+    while size < p do
+      stages, size = stages + 1, size * 2
+      local w2 = math.max(16, math.floor(w / (stages > 1 and 2 or 1)))
+      self:add_module("head_up" .. stages, nn.Conv2d(w, w2, 3, { padding = 1, generator = g }))
+      w = w2
+    end
+    self.head_stages = stages
+    self:add_module("head_out", nn.Conv2d(w, C, 3, { padding = 1, generator = g }))
+  else
+    self:add_module("to_pixels", nn.Linear(D, patch_dim, { generator = g }))
+  end
 end
 
 -- Fold from_code into the decoder's key/value projections (see decode_vectors); a spec turns it
@@ -161,8 +192,9 @@ PIVQ.fold_context = true
 
 function PIVQ:extra_repr()
   local c = self.config
-  return string.format("%dx%dx%d images, patch %d, L=%d, K=%d, c=%d, mode=%s, readout=%s", c.channels,
-    c.image_size, c.image_size, c.patch, c.L, c.K, c.c, c.mode, c.readout)
+  return string.format("%dx%dx%d images, patch %d, L=%d, K=%d, c=%d, mode=%s, readout=%s%s", c.channels,
+    c.image_size, c.image_size, c.patch, c.L, c.K, c.c, c.mode, c.readout,
+    c.head == "conv" and string.format(", conv head %d", c.head_width) or "")
 end
 
 local function check_images(self, x, fname)
@@ -239,11 +271,27 @@ function PIVQ:decode_vectors(zq)
   return self:head(features), features
 end
 
--- The decoder's last layer: features (B, N, width) -> images (B, C, H, W) in (0, 1).
+-- The modules of the head (the last layer's module first): what PIVQ:head runs.
+function PIVQ:head_modules()
+  if self.config.head ~= "conv" then return { self.to_pixels } end
+  local list = { self.head_out, self.head_in }
+  for i = 1, self.head_stages do list[#list + 1] = self["head_up" .. i] end
+  return list
+end
+
+-- The decoder's head: features (B, N, width) -> images (B, C, H, W) in (0, 1).
 function PIVQ:head(features)
   if not tensor.is_tensor(features) or features:dim() ~= 3 or features:size(3) ~= self.config.width then
     error(string.format("PIVQ:head: expected features (B, %d, %d), got %s", self.n_patches, self.config.width,
       tensor.is_tensor(features) and argcheck.shape_string(features) or type(features)), 2)
+  end
+  if self.config.head == "conv" then
+    local B, g = features:size(1), self.grid
+    local h = self.head_in(features:reshape(B, g, g, self.config.width):permute(1, 4, 2, 3):contiguous())
+    for i = 1, self.head_stages do
+      h = F.silu(self["head_up" .. i](F.interpolate(h, { scale_factor = 2, mode = "nearest" })))
+    end
+    return self.head_out(h):sigmoid()
   end
   return self:unpatchify(self.to_pixels(features)):sigmoid()
 end

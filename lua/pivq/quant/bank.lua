@@ -7,7 +7,6 @@
 local ffi = require "ffi"
 local tensor = require "pivq.core.tensor"
 local io_ = require "pivq.data.files"
-local data = require "pivq.data.datasets"
 
 local M = {}
 
@@ -33,9 +32,10 @@ end
 
 -- The training images a model was trained on (from its config), as float32 in [0, 1].
 function M.dataset_of(model)
-  local name = model.config.dataset or "fashion-mnist"
-  if name == "fashion-mnist" then return data.fashion_mnist { split = "train" } end
-  return data.image_folder(name, { size = model.config.image_size })
+  local layouts = require "pivq.data.layouts"
+  local desc, err = layouts.of_model(model)
+  if not desc then return nil, err end
+  return layouts.open(desc, "train")
 end
 
 -- Encode every image of dataset in batches (no gradients).
@@ -51,16 +51,20 @@ function M.encode_all(model, images, batch)
   return tensor.cat(out, 1)
 end
 
--- pivq.bank.load(model, {checkpoint =, path =, dataset =, limit =}) -> bank (built and cached if
--- needed); limit encodes only the first `limit` training images (quick looks)
+-- pivq.bank.load(model, {checkpoint =, path =, dataset =, data =, limit =}) -> bank (built and
+-- cached if needed); dataset is an opened dataset, data a description (pivq.data.layouts) whose
+-- training split is encoded (default: the model's own); limit encodes only the first `limit`
+-- training images (quick looks). The cache is keyed by the checkpoint's hash and the data's folder.
 function M.load(model, opts)
   opts = opts or {}
+  local where = opts.data and opts.data.path or (opts.dataset and opts.dataset.dir) or ""
   local ckpt = opts.checkpoint or model.path
   local hash = ckpt and M.file_hash(ckpt) or nil
   local path = opts.path or (ckpt and (ckpt:match("^(.*)/[^/]*$") or ".") .. "/codes.safetensors")
   if path and hash then
     local tensors, meta = io_.load(path)
-    if tensors and meta.checkpoint_hash == hash and (meta.limit or "") == tostring(opts.limit or "") then
+    if tensors and meta.checkpoint_hash == hash and (meta.limit or "") == tostring(opts.limit or "")
+        and (meta.data or "") == where then
       return { codes = tensors.codes, labels = tensors.labels, K = model.config.K,
         multiset = model.config.mode ~= "matching", checkpoint_hash = hash, path = path }
     end
@@ -68,7 +72,11 @@ function M.load(model, opts)
   local ds = opts.dataset
   if not ds then
     local err
-    ds, err = M.dataset_of(model)
+    if opts.data then
+      ds, err = require("pivq.data.layouts").open(opts.data, "train")
+    else
+      ds, err = M.dataset_of(model)
+    end
     if not ds then return nil, err end
   end
   local images, labels = ds.images, ds.labels
@@ -83,7 +91,7 @@ function M.load(model, opts)
     local tensors = { codes = codes }
     if labels then tensors.labels = labels end
     local ok, err = io_.save(path, tensors, { checkpoint_hash = hash or "", L = tostring(codes:size(2)),
-      limit = tostring(opts.limit or "") })
+      limit = tostring(opts.limit or ""), data = where })
     if not ok then return nil, err end
   end
   return bank

@@ -42,12 +42,13 @@ function Adversarial:surrogate(model, terms, rec, y, yr, features)
   local g_gan = yg:grad()
   self.disc:zero_grad() -- the generator's pass must not train the discriminator
   -- lambda = |dRec/dW| / |dGan/dW| at the decoder's last layer W, through the last layer alone
-  local head, fd = model.to_pixels, features:detach()
+  local modules, fd = model:head_modules(), features:detach()
+  local head = modules[1]
   local function last_layer_norm(g)
     model:head(fd):backward(g)
     self.dist:average_gradients({ head.weight }) -- the global batch's lambda
     local n = head.weight:grad():norm():item()
-    head:zero_grad()
+    for _, m in ipairs(modules) do m:zero_grad() end
     return n
   end
   local lambda = math.min(math.max(last_layer_norm(g_rec) / (last_layer_norm(g_gan) + 1e-4), 0), 1e4)

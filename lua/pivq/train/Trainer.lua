@@ -78,23 +78,25 @@ end
 
 -- ---- data ------------------------------------------------------------------------------------
 
+-- The run's dataset description (pivq.data.layouts: the layout, split, crop, background and
+-- attributes, stored in the checkpoint) and its train and held-out splits.
 local function load_data(opts)
+  local layouts = require "pivq.data.layouts"
+  local desc, err
   if opts.dataset == "fashion-mnist" then
-    local train, err = data.fashion_mnist { split = "train" }
-    if not train then return nil, err end
-    local test, err2 = data.fashion_mnist { split = "test" }
-    if not test then return nil, err2 end
-    return train, test, 28, 1
+    desc = layouts.describe("fashion-mnist")
+  else
+    desc, err = layouts.describe(opts.dataset, { image_size = opts.image_size > 0 and opts.image_size or 64,
+      crop = opts.crop >= 0 and opts.crop or nil, background = opts.background,
+      split_file = opts.split_file ~= "" and opts.split_file or nil, seed = opts.split_seed })
+    if not desc then return nil, err end
   end
-  local size = opts.image_size > 0 and opts.image_size or 64
-  local all, err = data.image_folder(opts.dataset, { size = size, cache = true })
-  if not all then return nil, err end
-  -- hold out the last 10% (at most 2,000) for evaluation
-  local n = all.images:size(1)
-  local held = math.min(2000, math.max(1, math.floor(n / 10)))
-  local train = { images = all.images:narrow(1, 1, n - held) }
-  local test = { images = all.images:narrow(1, n - held + 1, held) }
-  return train, test, size, all.images:size(2)
+  local train, test
+  train, err = layouts.open(desc, "train")
+  if not train then return nil, err end
+  test, err = layouts.open(desc, "test")
+  if not test then return nil, err end
+  return train, test, desc.image_size, desc.channels, desc
 end
 
 local function float_images(t)
@@ -127,6 +129,7 @@ Trainer.__index = Trainer
 
 function M.new(user)
   local opts, given = options.resolve(user)
+  options.apply_preset(opts, given)
   if opts.resume then
     -- the model it resumes: model, quantizer, data and optimisation options from the checkpoint
     local path = opts.out .. "/model.safetensors"
@@ -149,15 +152,15 @@ function M.new(user)
   local self = setmetatable({ opts = opts, dist = dp }, Trainer)
   -- "fp32" where bf16 is missing (one warning); an unknown value is an error here, before any work
   self.precision = precision.resolve(opts.precision, "train")
-  local train, test, size, channels = load_data(opts)
+  local train, test, size, channels, desc = load_data(opts)
   if not train then error("train: " .. tostring(test), 2) end
   if train.images:size(1) < opts.batch * dp.size then
     argcheck.fail(string.format("train: the training split holds %d images, fewer than --batch %d%s",
       train.images:size(1), opts.batch, dp.size > 1 and string.format(" x %d ranks", dp.size) or ""))
   end
-  self.train_set, self.test_set = train, test
+  self.train_set, self.test_set, self.data = train, test, desc
   random.manual_seed(opts.seed)
-  self.model = PIVQ(options.model_config(opts, size, channels))
+  self.model = PIVQ(options.model_config(opts, size, channels, desc))
   self.model.quantizer.bypassed = opts.quant_start > 0
   self.opt = optim.AdamW(self.model:parameters(), { lr = opts.lr, weight_decay = opts.weight_decay })
   self.sched = optim.schedules.cosine(self.opt, opts.steps, { warmup = opts.warmup, min_lr = opts.lr / 10 })
@@ -281,7 +284,7 @@ function Trainer:evaluate(n)
 end
 
 function Trainer:write_grid(path)
-  local x = float_images(self.test_set.images:narrow(1, 1, 8))
+  local x = float_images(self.test_set.images:narrow(1, 1, math.min(8, self.test_set.images:size(1))))
   local y = autograd.no_grad(function()
     local was = self.model.training
     self.model:train(false)

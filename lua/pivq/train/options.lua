@@ -6,6 +6,11 @@ local M = {}
 M.list = {
   { "dataset", "fashion-mnist", "fashion-mnist, or a folder of aligned images (PNG/JPEG)" },
   { "image_size", 0, "image side (0: the dataset's: 28 for Fashion-MNIST, 64 for folders)" },
+  { "crop", -1, "centre crop in source pixels before resizing (-1: the layout's, 148 for CelebA; 0: none)" },
+  { "background", "white", "background under transparent pixels: white | black" },
+  { "split_file", "", "held-out split file (\"FILE 0|1|2\" lines; default: the layout's split)" },
+  { "split_seed", 1, "seed of the random held-out split of a plain folder" },
+  { "preset", "auto", "model preset: auto (by --image-size for a folder), none, face64, colour32, colour128" },
   { "out", "runs/default", "output folder (checkpoint, logs, images)" },
   { "resume", false, "continue from OUT/model.safetensors" },
   { "steps", 3000, "optimizer steps" },
@@ -25,6 +30,8 @@ M.list = {
   { "c", 32, "code dimension" },
   { "patch", 7, "patch size (28 / 7: a 4 x 4 grid of patches)" },
   { "width", 128, "transformer width" },
+  { "head", "linear", "decoder head: linear (per patch) | conv (upsampling convolutions, no patch grid)" },
+  { "head_width", 64, "channels of the conv head's first stage" },
   { "enc_depth", 2, "encoder blocks" },
   { "dec_depth", 2, "decoder blocks" },
   { "heads", 4, "attention heads" },
@@ -122,8 +129,11 @@ function M.check(opts)
     "mlp_ratio", "query_std" }) do
     if opts[name] < 0 then bad(name, ">= 0", opts[name]) end
   end
+  int("head_width", 1)
+  int("split_seed", 0)
+  if opts.crop % 1 ~= 0 or opts.crop < -1 then bad("crop", "an integer >= -1 (-1: the layout's)", opts.crop) end
   local choices = { quantizer = { "matching", "nearest", "positional" }, readout = { "learned", "exchangeable" },
-    codebook = { "ema", "loss" } }
+    codebook = { "ema", "loss" }, head = { "linear", "conv" }, background = { "white", "black" } }
   for name, list in pairs(choices) do
     local ok = false
     for _, c in ipairs(list) do ok = ok or opts[name] == c end
@@ -132,6 +142,29 @@ function M.check(opts)
   if opts.out == "" then bad("out", "a folder name", "''") end
   if opts.dataset == "fashion-mnist" and opts.image_size ~= 0 and opts.image_size ~= 28 then
     bad("image_size", "0 or 28 for fashion-mnist (its images are 28 x 28)", opts.image_size)
+  end
+  return opts
+end
+
+-- A preset (pivq.models.presets; "auto": by image size for a folder, none for Fashion-MNIST)
+-- fills the options the user did not give (`given`, from resolve). Returns opts.
+function M.apply_preset(opts, given)
+  local presets = require "pivq.models.presets"
+  local name = opts.preset
+  if name == "auto" then
+    name = opts.dataset ~= "fashion-mnist" and presets.name_for_size(opts.image_size > 0 and opts.image_size or 64)
+      or nil
+  elseif name == "none" then
+    name = nil
+  elseif not presets.list[name] then
+    argcheck.fail("train: --preset must be auto, none, face64, colour32 or colour128, got '"
+      .. tostring(name) .. "'")
+  end
+  if name then
+    for k, v in pairs(presets.list[name]) do
+      if not given[k] then opts[k] = v end
+    end
+    opts.preset = name
   end
   return opts
 end
@@ -160,13 +193,14 @@ function M.merge_resumed(opts, given, saved, path)
 end
 
 -- The model's configuration (pivq.PIVQ) from the options and the dataset's image size and channels.
-function M.model_config(opts, size, channels)
+function M.model_config(opts, size, channels, data)
   return {
-    image_size = size, channels = channels, patch = opts.patch, width = opts.width,
+    image_size = size, channels = channels, patch = opts.patch, width = opts.width, head = opts.head,
+    head_width = opts.head_width,
     enc_depth = opts.enc_depth, dec_depth = opts.dec_depth, heads = opts.heads, mlp_ratio = opts.mlp_ratio,
     L = opts.L, K = opts.K, c = opts.c, mode = opts.quantizer, readout = opts.readout,
     query_std = opts.query_std, beta = opts.beta, ema = opts.codebook ~= "loss", decay = opts.decay,
-    cosine = opts.cosine, seed = opts.seed, dataset = opts.dataset,
+    cosine = opts.cosine, seed = opts.seed, dataset = opts.dataset, data = data,
   }
 end
 
