@@ -20,7 +20,17 @@ print(string.format("pivq %s demo: %d threads; training for at most %g minutes (
 local run = pivq.train.Trainer { out = args.out, steps = args.steps, max_minutes = args.minutes,
   dataset = args.dataset, image_size = args.dataset ~= "fashion-mnist" and args.image_size or 0,
   quantizer = args.quantizer, eval_images = 2000, quant_start = math.min(300, math.floor(args.steps / 6)) }
-local metrics = run:fit()
+-- the stop message's command (a time limit or Ctrl-C): `pivq train` continues this run
+run.resume_hint = string.format("pivq train --out '%s' --resume --steps %d --quantizer %s",
+  (args.out:gsub("'", "'\\''")), args.steps, args.quantizer)
+local metrics, stopped = run:fit()
+if stopped == "interrupted" then return 130 end
+if run.model.quantizer.bypassed then
+  -- an unquantized model decodes every code set to the same blur: no samples, no code metrics
+  io.stderr:write(string.format("pivq demo: training ended at step %d before the quantizer started; nothing "
+    .. "sampled or evaluated. Give it more time (--minutes) or continue with: %s\n", run.step, run.resume_hint))
+  return 1
+end
 if not metrics then
   -- the time budget ended the schedule early: evaluate what we have
   run:write_output(args.out .. "/recon.png", run.write_grid)

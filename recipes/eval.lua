@@ -9,6 +9,8 @@ parser:option("--ckpt", "model checkpoint")
 parser:option("--samples", "samples drawn for PRDC (0: skip)", "2000"):convert(tonumber)
 parser:option("--strategy", "sampling strategies for PRDC, comma-separated (pair, mix, ...); the marginal\n"
   .. "baseline is always added (positional models: uniform and slot_marginal instead)", "pair,mix")
+parser:option("--strategy-file", "a Lua file that registers sampling strategies (pivq.sample.register); it is\n"
+  .. "code and runs with your rights, like a recipe (checkpoints are data and never execute)")
 parser:option("--dataset", "held-out images and bank of this dataset (default: the model's own)")
 parser:option("--features", "feature space: classifier | random | pixels", "classifier")
 parser:option("--features-ckpt", "classifier checkpoint (default: the dataset's, from `pivq train-features`: "
@@ -67,7 +69,10 @@ if args.compare then
   return 0
 end
 
-local model, err_code = require("pivq.display.recipe").load_model("pivq eval", args.ckpt)
+local recipe = require "pivq.display.recipe"
+local loaded, load_code = recipe.load_strategy_file("pivq eval", pivq.sample, args.strategy_file)
+if not loaded then return load_code end
+local model, err_code = recipe.load_model("pivq eval", args.ckpt)
 if not model then return err_code end
 local layouts = require "pivq.data.layouts"
 local desc, test, derr = layouts.for_model(model, args.dataset)
@@ -91,7 +96,25 @@ if args.samples > 0 then
   print("features: " .. fx.describe)
 end
 local strategies = {}
-for name in args.strategy:gmatch("[^,]+") do strategies[#strategies + 1] = name end
+for name in args.strategy:gmatch("[^,]+") do
+  strategies[#strategies + 1] = name
+  -- a strategy from --strategy-file gets its rows in the table too
+  local known = false
+  for _, row in ipairs(ROWS) do known = known or row == name .. "_precision" end
+  if not known then
+    for _, key in ipairs({ "precision", "recall", "density", "coverage" }) do ROWS[#ROWS + 1] = name .. "_" .. key end
+  end
+end
+local known_strategies = pivq.sample.list()
+for _, name in ipairs(strategies) do
+  if not known_strategies[name] then
+    local names = {}
+    for k in pairs(known_strategies) do names[#names + 1] = k end
+    table.sort(names)
+    io.stderr:write(string.format("pivq eval: unknown strategy '%s' (known: %s)\n", name, table.concat(names, ", ")))
+    return 2
+  end
+end
 local r = pivq.report.evaluate(model, { test = test, test_images = args.test_images, samples = args.samples,
   strategies = strategies, features = fx, k = args.k, seed = args.seed,
   bank = args.samples > 0 and model:bank({ limit = args.bank_limit, data = args.dataset and desc or nil }) or nil })

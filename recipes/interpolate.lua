@@ -10,7 +10,8 @@ parser:option("--a", "image A: a held-out image's index (1-based) or an image fi
 parser:option("--b", "image B: a held-out image's index (1-based) or an image file", "2")
 parser:option("--dataset", "indices refer to this dataset's held-out split (default: the model's own)")
 parser:option("--strategy", "interpolation strategy (see --list)", "random")
-parser:option("--strategy-file", "a Lua file that registers strategies (pivq.interp.register)")
+parser:option("--strategy-file", "a Lua file that registers strategies (pivq.interp.register); it is code\n"
+  .. "and runs with your rights, like a recipe (checkpoints are data and never execute)")
 parser:option("--paths", "number of paths (rows); random paths differ by seed", "4"):convert(tonumber)
 parser:option("--steps", "transitions per path (default: one code swap per step)"):convert(tonumber)
 parser:option("--seed", "seed of the first path", "1"):convert(tonumber)

@@ -8,7 +8,8 @@ local parser = argparse("pivq sample", "Sample images by mixing training images'
 parser:option("--ckpt", "model checkpoint"):args(1)
 parser:option("-n", "number of samples", "64"):convert(tonumber)
 parser:option("--strategy", "sampling strategy (see --list)", "pair")
-parser:option("--strategy-file", "a Lua file that registers strategies (pivq.sample.register)")
+parser:option("--strategy-file", "a Lua file that registers strategies (pivq.sample.register); it is code\n"
+  .. "and runs with your rights, like a recipe (checkpoints are data and never execute)")
 parser:option("--parents", "parents per sample for mix", "3"):convert(tonumber)
 parser:option("--seed", "seed", "1"):convert(tonumber)
 parser:option("--out", "PNG grid to write", "samples.png")

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/select.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,11 +25,19 @@
 static lua_State *global_L;
 
 /* ---- Ctrl-C --------------------------------------------------------------------------------
- * "raise": like lua.c, set a hook that raises "interrupted" at the next Lua instruction, so a
- *          long REPL computation stops and the REPL survives.
+ * "raise": like lua.c, set a hook that raises "interrupted" at the next Lua instruction the
+ *          interpreter runs, so a long REPL computation stops and the REPL survives. A hook does
+ *          not fire inside a JIT-compiled trace (LuaJIT only checks hooks in the interpreter), so
+ *          the REPL runs the chunks typed at it with the JIT off for them (lua/README.md, "The
+ *          REPL": the mechanism and its limits); C code is interrupted when it returns to Lua.
+ *          A second Ctrl-C while the first is still pending says so on stderr.
  * "flag":  remember it; a training loop polls host.interrupted() to checkpoint and stop.
- * "default": the process dies as usual. */
+ * "default": the process dies as usual.
+ * At the REPL's prompt (host.readline on a terminal), Ctrl-C in any mode clears the line being
+ * edited: the handler only sets the flag, which interrupts the prompt's select(). */
 static volatile sig_atomic_t interrupted_flag = 0;
+static volatile sig_atomic_t hook_pending = 0;
+static volatile sig_atomic_t at_prompt = 0;
 static int interrupt_mode = 0; /* 0 default, 1 raise, 2 flag */
 
 static void interrupt_hook(lua_State *L, lua_Debug *ar)
@@ -36,6 +45,7 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar)
     (void)ar;
     lua_sethook(L, NULL, 0, 0);
     interrupted_flag = 0;
+    hook_pending = 0;
     luaL_error(L, "interrupted");
 }
 
@@ -43,8 +53,27 @@ static void on_sigint(int sig)
 {
     (void)sig;
     interrupted_flag = 1;
-    if (interrupt_mode == 1 && global_L)
-        lua_sethook(global_L, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+    if (at_prompt || interrupt_mode != 1 || !global_L) return;
+    if (hook_pending) {
+        static const char msg[] =
+            "\npivq: still in compiled code or a C call; it stops when it returns "
+            "to the interpreter (Ctrl-\\ quits the session)\n";
+        ssize_t ignored = write(2, msg, sizeof msg - 1);
+        (void)ignored;
+        return;
+    }
+    hook_pending = 1;
+    lua_sethook(global_L, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+static void install_sigint(int on)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on ? on_sigint : SIG_DFL;
+    sa.sa_flags = 0; /* no SA_RESTART: the prompt's select() must return on Ctrl-C */
+    sigaction(SIGINT, &sa, NULL);
 }
 
 /* set_interrupt_mode(mode) -> the previous mode, so a caller (a training loop) can restore it */
@@ -62,7 +91,11 @@ static int host_set_interrupt_mode(lua_State *L)
     else
         return luaL_error(L, "set_interrupt_mode: unknown mode '%s' (raise, flag, default)", mode);
     interrupted_flag = 0;
-    signal(SIGINT, interrupt_mode ? on_sigint : SIG_DFL);
+    if (hook_pending) {
+        lua_sethook(L, NULL, 0, 0);
+        hook_pending = 0;
+    }
+    install_sigint(interrupt_mode != 0);
     lua_pushstring(L, names[previous]);
     return 1;
 }
@@ -74,15 +107,125 @@ static int host_interrupted(lua_State *L)
     return 1;
 }
 
-/* ---- line editing --------------------------------------------------------------------------- */
+/* ---- line editing ---------------------------------------------------------------------------
+ * On a terminal the prompt uses libedit's callback interface around select(), so Ctrl-C (which
+ * interrupts the select) clears the line instead of ending the session. Tab completion asks the
+ * Lua function registered with host.set_completer(fn): fn(word, line) -> list of completions. */
 
+static lua_State *completion_L;
+static int completer_ref = LUA_NOREF;
+static char *line_read;
+static int line_done;
+
+static void on_line(char *line)
+{
+    line_read = line;
+    line_done = 1;
+    rl_callback_handler_remove();
+}
+
+static char **complete(const char *text, int start, int end)
+{
+    (void)start;
+    (void)end;
+    rl_attempted_completion_over = 1; /* never fall back to file names */
+    lua_State *L = completion_L;
+    if (!L || completer_ref == LUA_NOREF) return NULL;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, completer_ref);
+    lua_pushstring(L, text);
+    lua_pushlstring(L, rl_line_buffer, (size_t)rl_end);
+    if (lua_pcall(L, 2, 1, 0) != 0 || !lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    size_t n = lua_objlen(L, -1);
+    if (n == 0) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    /* matches[0] is the longest common prefix, then the n matches, then NULL (readline's rule) */
+    char **matches = calloc(n + 2, sizeof *matches);
+    if (!matches) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    size_t common = 0;
+    for (size_t i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, (int)i);
+        const char *s = lua_tostring(L, -1);
+        matches[i] = strdup(s ? s : "");
+        lua_pop(L, 1);
+        if (!matches[i]) break;
+        if (i == 1)
+            common = strlen(matches[1]);
+        else
+            while (common > 0 && strncmp(matches[1], matches[i], common) != 0)
+                common--;
+    }
+    lua_pop(L, 1);
+    matches[0] = strndup(matches[1] ? matches[1] : "", common);
+    if (n == 1) rl_completion_append_character = '\0';
+    return matches;
+}
+
+static int host_set_completer(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    if (completer_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, completer_ref);
+    lua_pushvalue(L, 1);
+    completer_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    rl_attempted_completion_function = complete;
+    /* a word for completion runs through '.' and ':' (pivq.ra, m:code_) */
+    rl_completer_word_break_characters = " \t\n\"'`><=;+-*/%^~#{}()[],";
+    return 0;
+}
+
+/* readline(prompt) -> the line; nil at end of input; false when Ctrl-C cleared the line */
 static int host_readline(lua_State *L)
 {
     const char *prompt = luaL_optstring(L, 1, "> ");
-    char *line = readline(prompt);
-    if (!line) return 0; /* EOF */
-    lua_pushstring(L, line);
-    free(line);
+    if (!isatty(0)) {
+        char *line = readline(prompt);
+        if (!line) return 0; /* EOF */
+        lua_pushstring(L, line);
+        free(line);
+        return 1;
+    }
+    completion_L = L;
+    line_read = NULL;
+    line_done = 0;
+    interrupted_flag = 0;
+    at_prompt = 1;
+    rl_callback_handler_install(prompt, on_line);
+    int cancelled = 0;
+    while (!line_done) {
+        fd_set fds;
+        FD_ZERO(&fds);
+        FD_SET(0, &fds);
+        int r = select(1, &fds, NULL, NULL, NULL);
+        if (interrupted_flag) {
+            cancelled = 1;
+            break;
+        }
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            break; /* the terminal went away: end of input */
+        }
+        rl_callback_read_char();
+    }
+    if (!line_done) rl_callback_handler_remove();
+    at_prompt = 0;
+    interrupted_flag = 0;
+    completion_L = NULL;
+    if (cancelled) {
+        fputs("^C\n", stdout);
+        fflush(stdout);
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    if (!line_read) return 0; /* Ctrl-D on an empty line */
+    lua_pushstring(L, line_read);
+    free(line_read);
     return 1;
 }
 
@@ -98,10 +241,18 @@ static int host_read_history(lua_State *L)
     return 0;
 }
 
+/* write_history(path) -> true, or nil and the reason */
 static int host_write_history(lua_State *L)
 {
-    write_history(luaL_checkstring(L, 1));
-    return 0;
+    const char *path = luaL_checkstring(L, 1);
+    int rc = write_history(path);
+    if (rc != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot write history %s: %s", path, strerror(rc > 0 ? rc : errno));
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
 }
 
 static int host_isatty(lua_State *L)
@@ -315,6 +466,7 @@ int main(int argc, char **argv)
                                    {"isatty", host_isatty},
                                    {"set_interrupt_mode", host_set_interrupt_mode},
                                    {"interrupted", host_interrupted},
+                                   {"set_completer", host_set_completer},
                                    {NULL, NULL}};
     for (const luaL_Reg *f = fns; f->name; f++) {
         lua_pushcfunction(L, f->func);

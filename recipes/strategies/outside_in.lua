@@ -1,4 +1,6 @@
 -- A shareable interpolation strategy: exchange the codes farthest apart first.
+-- Trust: a strategy file is code. pivq runs it with your rights, like a recipe or a script; run
+-- only files you wrote or have read. (Checkpoints are data: loading one never runs code.)
 -- Use it with:  pivq interpolate --ckpt runs/x/model.safetensors --strategy-file recipes/strategies/outside_in.lua
 --                                --strategy outside_in
 -- The contract: a strategy is fn(A, B, opts) -> a list of pivq.CodeSet frames from A to B.

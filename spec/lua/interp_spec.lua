@@ -48,12 +48,79 @@ describe("pivq.CodeSet", function()
     assert.is_false(s:contains(4))
   end)
 
-  it("refuses duplicates in a set and unknown removals", function()
+  it("refuses duplicates in a set and unknown removals (the strict methods)", function()
     assert.has_error(function() return CodeSet({ 1, 1 }) end)
-    assert.has_error(function() return CodeSet({ 1, 2 }) + { 2 } end, "CodeSet:add: code 2 is already in the set")
-    assert.has_error(function() return CodeSet({ 1, 2 }) - { 5 } end, "CodeSet:remove: code 5 is not in the set")
+    assert.has_error(function() return CodeSet({ 1, 2 }):add({ 2 }) end, "CodeSet:add: code 2 is already in the set")
+    assert.has_error(function() return CodeSet({ 1, 2 }):remove({ 5 }) end, "CodeSet:remove: code 5 is not in the set")
+    assert.has_error(function() return CodeSet({ 1, 2 }):replace(5, 6) end, "CodeSet:replace: code 5 is not in the set")
+    assert.has_error(function() return CodeSet({ 1, 2 }):replace(1, 2) end,
+      "CodeSet:replace: code 2 is already in the set")
     assert.has_error(function() return CodeSet({ 0 }) end)
     assert.has_error(function() return CodeSet({ 11 }, { K = 10 }) end)
+  end)
+
+  -- the operators against a brute-force reference: multiplicity tables combined code by code
+  it("behaves like a set: #, indexing and ipairs in order, +, *, - and == by the documented rules", function()
+    local function counts(list)
+      local c = {}
+      for _, k in ipairs(list) do c[k] = (c[k] or 0) + 1 end
+      return c
+    end
+    local function expand(c)
+      local out = {}
+      for k = 1, 20 do for _ = 1, c[k] or 0 do out[#out + 1] = k end end
+      return out
+    end
+    local function combine(a, b, f)
+      local ca, cb, out = counts(a), counts(b), {}
+      for k = 1, 20 do out[k] = math.max(0, f(ca[k] or 0, cb[k] or 0)) end
+      return expand(out)
+    end
+    local g = pivq.Generator(7)
+    for trial = 1, 40 do
+      local multiset = trial % 2 == 0
+      local function draw()
+        local n = pivq.randint(0, 8, { 1 }, { generator = g })[1]
+        local list, seen = {}, {}
+        for _ = 1, n do
+          local k = pivq.randint(1, 13, { 1 }, { generator = g })[1]
+          if multiset or not seen[k] then list[#list + 1] = k end
+          seen[k] = true
+        end
+        return list
+      end
+      local a, b = draw(), draw()
+      local A, B = CodeSet(a, { K = 20, multiset = multiset }), CodeSet(b, { K = 20, multiset = multiset })
+      assert.are.equal(#a, #A)
+      local sorted = expand(counts(a))
+      local walked = {}
+      for i, k in ipairs(A) do walked[i] = k end
+      assert.are.same(sorted, walked)
+      if #a > 0 then assert.are.equal(sorted[1], A[1]) end
+      local plus = multiset and function(x, y) return x + y end or function(x, y) return math.max(x, y) end
+      assert.are.same(combine(a, b, plus), (A + B):totable())
+      assert.are.same(combine(a, b, math.min), (A * B):totable())
+      assert.are.same(combine(a, b, function(x, y) return x - y end), (A - B):totable())
+      assert.are.same(combine(a, b, function(x, y) return x - y end), (A - b):totable()) -- a plain list
+      assert.is_true(A + B == B + A)
+      assert.are.equal(#combine(a, b, plus), #(A + B))
+    end
+  end)
+
+  it("follows the README's examples; a set and a multiset do not mix", function()
+    local s = CodeSet({ 3, 17, 41 }, { K = 512 })
+    assert.are.equal(3, #s)
+    assert.are.equal("set{3, 41, 230}", tostring(s - { 17 } + { 230 }))
+    assert.are.equal("set{3, 41}", tostring(s - { 17, 99 })) -- 99 is not there: ignored
+    assert.are.equal("set{3, 17, 41}", tostring(s + { 17 })) -- union: 17 once
+    assert.are.equal("set{17}", tostring(s * { 17, 18 }))
+    assert.are.equal("set{3, 41, 99}", tostring(s:replace(17, 99)))
+    assert.is_true(s == CodeSet({ 41, 17, 3 }, { K = 512 }))
+    assert.is_false(s == CodeSet({ 41, 17 }, { K = 512 }))
+    local m = CodeSet({ 3, 3 }, { multiset = true })
+    assert.has_error(function() return s + m end, "CodeSet: cannot combine a set with a multiset")
+    assert.has_error(function() return s:sum({ 3 }) end,
+      "CodeSet:sum: code 3 is in both sets (a set holds it once; use union)")
   end)
 end)
 

@@ -57,7 +57,21 @@ describe("tostring of tensors", function()
     assert.are.equal("    1    2    3 ...   48   49   50", lines[1])
     assert.are.equal(" ...", lines[4])
     assert.are.equal(" 1951 1952 1953 ... 1998 1999 2000", lines[7])
-    assert.are.equal("[pivq.Tensor int64 of size 40x50]", lines[8])
+    assert.are.equal("[pivq.Tensor int64 of size 40x50 | min 1 max 2000 mean 1000.5]", lines[8])
+    -- a 512-element vector: 3 first and 3 last values, not 512 lines; the stats against Lua's own
+    local v = pivq.randn(512)
+    local vals, lo, hi, sum = v:totable(), math.huge, -math.huge, 0
+    for _, x in ipairs(vals) do lo, hi, sum = math.min(lo, x), math.max(hi, x), sum + x end
+    lines = {}
+    for l in tostring(v):gmatch("[^\n]+") do lines[#lines + 1] = l end
+    assert.are.equal(8, #lines)
+    assert.are.equal(" ...", lines[4])
+    local mn, mx, mean = lines[8]:match("^%[pivq.Tensor float32 of size 512 | min (%S+) max (%S+) mean (%S+)%]$")
+    assert.is_truthy(mn, lines[8])
+    assert.is_true(math.abs(tonumber(mn) - lo) < 1e-3 and math.abs(tonumber(mx) - hi) < 1e-3)
+    assert.is_true(math.abs(tonumber(mean) - sum / 512) < 1e-3)
+    assert.are.equal(24, #tostring(pivq.arange(1, 24)):gsub("[^\n]", "")) -- 24 values + footer: in full
+    assert.are.equal(7, #tostring(pivq.arange(1, 25)):gsub("[^\n]", "")) -- 25: summarised
     -- strided views print their own values
     assert.are.equal(" 1 3\n 2 4\n[pivq.Tensor float32 of size 2x2]", tostring(pivq.tensor { { 1, 2 }, { 3,
       4 } }:t()))

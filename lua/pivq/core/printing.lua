@@ -1,8 +1,10 @@
 -- pivq.printing: Torch7-style text for tensors (values, then "[pivq.Tensor float32 of size 2x3]").
--- Large tensors are summarised: at most `edge` rows/columns at each end of every dim.
+-- Large tensors are summarised: at most `edge` rows/columns at each end of every dim, and the
+-- footer adds min, max and mean over all elements. "Large" is more than `threshold` elements,
+-- or a vector longer than `vector` (one value a line would fill the screen).
 local M = {}
 
-M.options = { threshold = 1000, edge = 3, precision = 4 }
+M.options = { threshold = 1000, edge = 3, precision = 4, vector = 24 }
 
 -- An integer as text: int64 values arrive as cdata (exact beyond 2^53, where a Lua number
 -- would round), the others as numbers.
@@ -63,15 +65,25 @@ local function shown(n, summarise)
   return idx
 end
 
--- get(i1, ..., ik) returns the element at 1-based indices.
-function M.format(get, sizes, dtype_name)
+-- get(i1, ..., ik) returns the element at 1-based indices; stats() (optional) returns min, max
+-- and mean, shown in a summarised tensor's footer.
+function M.format(get, sizes, dtype_name, stats)
   local nd = #sizes
   local numel = 1
   for _, s in ipairs(sizes) do numel = numel * s end
   local footer = string.format("[pivq.Tensor %s of size %s]", dtype_name,
     nd == 0 and "scalar" or table.concat(sizes, "x"))
   if numel == 0 then return "[empty tensor]\n" .. footer end
-  local summarise = numel > M.options.threshold
+  local summarise = numel > M.options.threshold or (nd == 1 and numel > M.options.vector)
+  if summarise and stats then
+    local lo, hi, mean = stats()
+    local function num(v)
+      if type(v) ~= "number" then return (tostring(v):gsub("[LU]+$", "")) end
+      if v == math.floor(v) and math.abs(v) < 1e15 then return string.format("%d", v) end
+      return string.format("%.6g", v)
+    end
+    footer = footer:sub(1, -2) .. string.format(" | min %s max %s mean %s]", num(lo), num(hi), num(mean))
+  end
   local is_float = dtype_name == "float32"
   -- gather the values that will be shown, to pick one format
   local values = {}

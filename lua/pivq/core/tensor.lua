@@ -595,7 +595,12 @@ local mt = {
     -- int64 elements stay cdata so that values beyond 2^53 print exactly
     local get = t.c.scalar_type == DTYPES.int64 and function(...) return element_raw(t, ...) end
       or function(...) return element(t, ...) end
-    return printing.format(get, T.size(t), DTYPE_NAMES[t.c.scalar_type])
+    local function stats() -- for a summarised tensor's footer
+      local f = t.c.scalar_type == DTYPES.float32 and t or T.to(t, "float32")
+      local function value(x) return is_tensor(x) and T.item(x) or x end
+      return value(T.min(t)), value(T.max(t)), value(T.mean(f))
+    end
+    return printing.format(get, T.size(t), DTYPE_NAMES[t.c.scalar_type], stats)
   end,
 }
 

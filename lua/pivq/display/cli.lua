@@ -1,8 +1,9 @@
 -- pivq.cli: what the `pivq` executable does with its arguments.
 --   pivq                      the REPL (pivq preloaded as a global)
 --   pivq -e 'code'            run code (pivq preloaded)
---   pivq FILE.lua [args...]   run a script with `arg` set, in strict mode
---   pivq NAME [args...]       run the bundled recipe recipes/NAME.lua
+--   pivq FILE.lua [args...]   run a script with `arg` set, pivq preloaded, in strict mode
+--   pivq NAME [args...]       run the bundled recipe recipes/NAME.lua (errors as one line;
+--                             --debug for the traceback)
 --   pivq help | --version
 local M = {}
 
@@ -20,7 +21,7 @@ local function host_module()
     end,
     add_history = function() end,
     read_history = function() end,
-    write_history = function() end,
+    write_history = function() return true end,
     isatty = function() return false end,
     set_interrupt_mode = function() end,
     interrupted = function() return false end,
@@ -59,8 +60,9 @@ function M.usage(host)
   local lines = {
     "usage: pivq                      start the REPL",
     "       pivq -e 'code'            run Lua code (pivq preloaded)",
-    "       pivq FILE.lua [args...]   run a script",
-    "       pivq NAME [args...]       run a bundled recipe (NAME --help for its options)",
+    "       pivq FILE.lua [args...]   run a script (pivq preloaded; strict globals)",
+    "       pivq NAME [args...]       run a bundled recipe (NAME --help for its options;\n"
+      .. "                                 --debug shows an error's traceback)",
     "       pivq help | --version",
     "",
     "bundled recipes:",
@@ -73,19 +75,50 @@ function M.usage(host)
   return table.concat(lines, "\n")
 end
 
--- Run a Lua file as a script: fresh `arg`, strict globals. Errors propagate with traceback.
-local function run_file(path, args, script_name)
+-- The globals every way of running code starts with: `pivq` and `help` (lua/README.md, "Scripts,
+-- -e and the REPL": the same globals everywhere; only scripts run in strict mode).
+local function preload()
+  rawset(_G, "pivq", require "pivq")
+  rawset(_G, "help", require("pivq.display.repl").help)
+end
+
+-- Run a Lua file as a script: fresh `arg`, strict globals. A script's error prints its
+-- traceback; a recipe's (is_recipe) prints one line, "pivq NAME: message", unless --debug is
+-- among its arguments (taken out before the recipe sees them).
+local function run_file(path, args, script_name, is_recipe)
   local fn, err = loadfile(path)
   if not fn then
     io.stderr:write("pivq: ", err, "\n")
     return 1
   end
+  local debug_mode = not is_recipe
+  local kept = {}
+  for _, a in ipairs(args) do
+    if is_recipe and a == "--debug" then debug_mode = true else kept[#kept + 1] = a end
+  end
+  args = kept
   local script_arg = { [0] = script_name or path }
   for i, a in ipairs(args) do script_arg[i] = a end
+  preload()
   rawset(_G, "arg", script_arg)
-  require("pivq.core.strict").enable()
-  local rc = fn(unpack(args))
-  require("pivq.core.strict").disable()
+  local strict = require("pivq.core.strict")
+  strict.enable()
+  local ok, rc = xpcall(function() return fn(unpack(args)) end, function(msg)
+    if debug_mode then return debug.traceback(tostring(msg), 2) end
+    return tostring(msg)
+  end)
+  strict.disable()
+  if not ok then
+    if debug_mode then
+      -- the script's frames; the runner's own (xpcall and below) are not the user's
+      io.stderr:write("pivq: ", (rc:gsub("\n%s*%[C%]: in function 'xpcall'.*$", "")), "\n")
+      return 1
+    end
+    -- one line: the message without its source location (the recipe's internals)
+    local line = rc:match("^[^\n]*"):gsub("^[^:\n]*%.lua:%d+: ", "")
+    io.stderr:write(script_name or path, ": ", line, " (--debug shows the traceback)\n")
+    return 1
+  end
   if type(rc) == "number" then return rc end
   return 0
 end
@@ -94,7 +127,7 @@ function M.main(argv)
   local host = host_module()
   local first = argv[1]
   if first == nil then
-    rawset(_G, "pivq", require "pivq")
+    preload()
     local pivq = require "pivq"
     require("pivq.display.repl").run(host, string.format(
       "pivq %s (LuaJIT) — `pivq` is loaded; Ctrl-D to quit, Ctrl-C interrupts a computation",
@@ -116,7 +149,7 @@ function M.main(argv)
       io.stderr:write("pivq: -e needs a Lua chunk\n")
       return 2
     end
-    rawset(_G, "pivq", require "pivq")
+    preload()
     local fn, err = loadstring(argv[2], "=(command line)")
     if not fn then
       io.stderr:write("pivq: ", err, "\n")
@@ -145,7 +178,7 @@ function M.main(argv)
     return 2
   end
   f:close()
-  return run_file(recipe, rest, "pivq " .. first)
+  return run_file(recipe, rest, "pivq " .. first, true)
 end
 
 return M

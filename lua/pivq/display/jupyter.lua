@@ -33,6 +33,7 @@
 -- JIT-compiled traces, so a tight compiled loop or a long C call may not stop; the kernel then
 -- restarts the pivq process after a grace period (see kernel.py).
 local pretty = require "pivq.display.pretty"
+local help = require "pivq.display.help"
 
 local M = {}
 
@@ -127,97 +128,10 @@ function M.is_complete(src)
   return "invalid"
 end
 
--- ---- completion ------------------------------------------------------------------------------
+-- ---- completion and inspection (pivq.display.help, shared with the REPL) ------------------------
 
-local function keys_of(v, out, seen)
-  seen = seen or {}
-  if seen[v] then return out end
-  seen[v] = true
-  if type(v) == "table" then
-    for k in pairs(v) do
-      if type(k) == "string" then out[k] = true end
-    end
-  end
-  local mt = (type(v) == "table" or type(v) == "userdata") and getmetatable(v) or nil
-  if type(mt) == "table" and type(mt.__index) == "table" then keys_of(mt.__index, out, seen) end
-  return out
-end
-
-local KEYWORDS = { "and", "break", "do", "else", "elseif", "end", "false", "for", "function",
-  "if", "in", "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while" }
-
--- Names completing the dotted/colon path before the cursor (0-based cursor, as Jupyter's).
--- Returns start, end (0-based, of the text to replace) and the sorted matches.
-function M.complete(src, cursor, env)
-  env = env or _G
-  local before = src:sub(1, cursor)
-  local path = before:match("[%w_%.:]*$") or ""
-  local prefix_path, sep, partial = path:match("^(.-)([%.:]?)([%w_]*)$")
-  local matches = {}
-  if sep == "" then
-    local names = keys_of(env, {})
-    for _, k in ipairs(KEYWORDS) do names[k] = true end
-    for k in pairs(names) do
-      if k:sub(1, #partial) == partial then matches[#matches + 1] = k end
-    end
-  else
-    local v = env
-    for name in prefix_path:gmatch("[^%.:]+") do
-      local ok, next_v = pcall(function() return v[name] end)
-      if not ok or next_v == nil then
-        v = nil
-        break
-      end
-      v = next_v
-    end
-    if v ~= nil then
-      local names = {}
-      if type(v) == "cdata" then
-        -- tensors: their methods (a cdata's metatable is hidden; ask the package)
-        local ok, tensor = pcall(require, "pivq.core.tensor")
-        if ok and tensor.is_tensor(v) then keys_of(tensor.methods, names) end
-      else
-        keys_of(v, names)
-      end
-      for k in pairs(names) do
-        if k:sub(1, #partial) == partial and k:match("^[%a_][%w_]*$") then
-          if sep == ":" then
-            local ok, member = pcall(function() return v[k] end)
-            if ok and type(member) == "function" then matches[#matches + 1] = k end
-          else
-            matches[#matches + 1] = k
-          end
-        end
-      end
-    end
-  end
-  table.sort(matches)
-  return cursor - #partial, cursor, matches
-end
-
--- What Shift-Tab shows for the dotted name at or before the cursor: its type and value as the
--- REPL prints it (tables two levels deep), or where a Lua function is defined. The name is only
--- looked up (fields read), never called. Returns the text, or nil when nothing is found.
-function M.inspect(src, cursor, env)
-  env = env or _G
-  local before = src:sub(1, cursor):match("[%w_%.:]*$") or ""
-  local after = src:sub(cursor + 1):match("^[%w_]*") or ""
-  local path = (before .. after):gsub("^[%.:]+", ""):gsub("[%.:]+$", "")
-  if path == "" then return nil end
-  local v = env
-  for name in path:gmatch("[^%.:]+") do
-    local ok, next_v = pcall(function() return v[name] end)
-    if not ok or next_v == nil then return nil end
-    v = next_v
-  end
-  local head = path .. ": " .. type(v)
-  if type(v) == "function" then
-    local info = debug.getinfo(v, "S")
-    if info.what == "C" then return head .. " (built in)" end
-    return string.format("%s defined at %s:%d", head, info.short_src, info.linedefined)
-  end
-  return head .. "\n" .. pretty.format(v, { depth = 2 })
-end
+M.complete = help.complete
+M.inspect = help.inspect
 
 -- ---- the server --------------------------------------------------------------------------------
 

@@ -25,6 +25,12 @@ function M.format(value, opts)
   local function fmt(v, indent, depth)
     local tv = type(v)
     if tv == "string" then return string.format("%q", v) end
+    if tv == "function" then
+      -- its name and signature from its definition (pivq.display.help), not just an address
+      local sig = require("pivq.display.help").signature(v)
+      if sig then return "<function " .. sig .. ">" end
+      return tostring(v)
+    end
     if tv ~= "table" then
       local mt = getmetatable(v)
       if tv == "cdata" or (mt and mt.__tostring) then

@@ -3,10 +3,18 @@
 -- may repeat them. Printed sorted; a multiset shows multiplicities as index×count.
 --
 --   local s = pivq.CodeSet({17, 3, 230}, {K = 512})
---   s - {17}            -- remove codes (one occurrence each)
---   s + {42}            -- add codes (a set refuses a code it already has)
---   s:replace(3, 99)    -- swap one code for another
---   s:union(t), s:intersection(t), s:contains(3), s:count(3), s:tensor()
+--   #s, s[1], ipairs(s)  -- the size; the codes in ascending order (a multiset repeats them)
+--   s + t               -- sets: union; multisets: sum (multiplicities add up)
+--   s * t               -- intersection (the smaller multiplicity of each code)
+--   s - t               -- the codes of s not in t; a code of t missing from s is ignored,
+--                       -- as in set difference (multisets: multiplicities subtract, down to 0)
+--   s == t              -- the same codes with the same multiplicities
+--   (t may be a CodeSet, a list of codes, a 1-D tensor or one code number)
+--   s:add(codes), s:remove(codes)  -- strict: a set refuses a code it has; remove refuses a
+--                       -- code that is missing (one occurrence each for multisets)
+--   s:replace(old, new) -- swap one code for another (old must be there; for a set, new must not)
+--   s:union(t), s:intersection(t), s:sum(t), s:contains(3), s:count(3), s:tensor(), s:totable()
+-- CodeSets are values: every operation returns a new one.
 local tensor = require "pivq.core.tensor"
 
 local CodeSet = {}
@@ -35,6 +43,20 @@ local function check_code(fname, k, K, level)
   end
 end
 
+-- Lay the codes out in the array part, sorted (so #s, s[i] and ipairs work: LuaJIT, as Lua 5.1,
+-- ignores __len on tables). Every constructor ends here.
+local function finish(self)
+  local i = 0
+  for _, k in ipairs(self:distinct()) do
+    for _ = 1, self.counts[k] do
+      i = i + 1
+      rawset(self, i, k)
+    end
+  end
+  for j = i + 1, #self do rawset(self, j, nil) end
+  return self
+end
+
 -- new(codes, {K = size, multiset = false})
 local function new(codes, opts, level)
   level = level or 2
@@ -53,18 +75,19 @@ local function new(codes, opts, level)
     self.counts[k] = (self.counts[k] or 0) + 1
     self.n = self.n + 1
   end
-  return self
+  return finish(self)
 end
 
 function CodeSet.new(codes, opts) return new(codes, opts, 3) end
 
 local function like(self) return setmetatable({ K = self.K, multiset = self.multiset, counts = {}, n = 0 }, CodeSet) end
 
+
 function CodeSet:clone()
   local c = like(self)
   for k, m in pairs(self.counts) do c.counts[k] = m end
   c.n = self.n
-  return c
+  return finish(c)
 end
 
 function CodeSet:size() return self.n end
@@ -105,7 +128,7 @@ function CodeSet:add(codes)
     out.counts[k] = (out.counts[k] or 0) + 1
     out.n = out.n + 1
   end
-  return out
+  return finish(out)
 end
 
 function CodeSet:remove(codes)
@@ -115,16 +138,34 @@ function CodeSet:remove(codes)
     out.counts[k] = out.counts[k] > 1 and out.counts[k] - 1 or nil
     out.n = out.n - 1
   end
-  return out
+  return finish(out)
 end
 
 function CodeSet:replace(old, new_code)
+  if not self.counts[old] then
+    fail(string.format("CodeSet:replace: code %s is not in the set", tostring(old)), 2)
+  end
+  check_code("CodeSet:replace", new_code, self.K, 2)
+  if not self.multiset and self.counts[new_code] and new_code ~= old then
+    fail(string.format("CodeSet:replace: code %d is already in the set", new_code), 2)
+  end
   return self:remove({ old }):add({ new_code })
+end
+
+-- other as a CodeSet of self's kind (a list, tensor or number is converted); a set and a
+-- multiset do not mix
+local function as_codeset(self, other, level)
+  if getmetatable(other) ~= CodeSet then return new(other, { K = self.K, multiset = self.multiset }, level + 1) end
+  if other.multiset ~= self.multiset then
+    fail(string.format("CodeSet: cannot combine a %s with a %s", self.multiset and "multiset" or "set",
+      other.multiset and "multiset" or "set"), level + 1)
+  end
+  return other
 end
 
 -- Multiset union takes the larger multiplicity of each code; intersection the smaller.
 function CodeSet:union(other)
-  local o = getmetatable(other) == CodeSet and other or new(other, { K = self.K, multiset = self.multiset }, 3)
+  local o = as_codeset(self, other, 2)
   local out = self:clone()
   for k, m in pairs(o.counts) do
     local have = out.counts[k] or 0
@@ -133,20 +174,43 @@ function CodeSet:union(other)
       out.n = out.n + m - have
     end
   end
-  return out
+  return finish(out)
 end
 
-function CodeSet:intersection(other)
-  local o = getmetatable(other) == CodeSet and other or new(other, { K = self.K, multiset = self.multiset }, 3)
+-- a new CodeSet of self's kind: each code of self with multiplicity f(in self, in other), if > 0
+local function pointwise(self, o, f)
   local out = like(self)
   for k, m in pairs(self.counts) do
-    local both = math.min(m, o.counts[k] or 0)
-    if both > 0 then
-      out.counts[k] = both
-      out.n = out.n + both
+    local v = f(m, o.counts[k] or 0)
+    if v > 0 then
+      out.counts[k] = v
+      out.n = out.n + v
     end
   end
-  return out
+  return finish(out)
+end
+
+function CodeSet:intersection(other) return pointwise(self, as_codeset(self, other, 2), math.min) end
+
+-- Multiset sum: each code's multiplicities add up (a set's sum is refused when they share a code;
+-- use union).
+function CodeSet:sum(other)
+  local o = as_codeset(self, other, 2)
+  local out = self:clone()
+  for k, m in pairs(o.counts) do
+    if not out.multiset and out.counts[k] then
+      fail(string.format("CodeSet:sum: code %d is in both sets (a set holds it once; use union)", k), 2)
+    end
+    out.counts[k] = (out.counts[k] or 0) + m
+    out.n = out.n + m
+  end
+  return finish(out)
+end
+
+-- The codes of self not in other (multiplicities subtract, down to 0); a code of other that
+-- self lacks is ignored.
+function CodeSet:difference(other)
+  return pointwise(self, as_codeset(self, other, 2), function(m, n) return m - n end)
 end
 
 -- What to take out of self and put in to reach other (with multiplicities), both sorted.
@@ -177,8 +241,20 @@ function CodeSet:equals(other)
   return true
 end
 
-CodeSet.__add = function(a, b) return a:add(b) end
-CodeSet.__sub = function(a, b) return a:remove(b) end
+-- the operators' left side must be a CodeSet (`{1} + s` has no K or kind to go by)
+local function operand(op, a)
+  if getmetatable(a) ~= CodeSet then
+    fail(string.format("CodeSet %s: the left operand must be a CodeSet, got %s", op, type(a)), 3)
+  end
+  return a
+end
+CodeSet.__add = function(a, b)
+  a = operand("+", a)
+  if a.multiset then return a:sum(b) end
+  return a:union(as_codeset(a, b, 2))
+end
+CodeSet.__mul = function(a, b) return operand("*", a):intersection(b) end
+CodeSet.__sub = function(a, b) return operand("-", a):difference(b) end
 CodeSet.__eq = function(a, b) return a:equals(b) end
 
 CodeSet.__tostring = function(self)

@@ -21,7 +21,8 @@ local M = {}
 local strategies = require("pivq.quant.Registry").new("interp")
 local argcheck = require "pivq.core.argcheck"
 
-function M.register(name, fn, doc) strategies:register(name, fn, doc) end
+-- register(name, fn, doc [, {replace = true}]): a taken name (a built-in too) needs replace
+function M.register(name, fn, doc, opts) strategies:register(name, fn, doc, opts) end
 function M.list() return strategies:list() end
 function M.get(name) return strategies:get(name) end
 -- Load a user's strategy file (it registers itself). Returns the names it added, or nil, err.
@@ -45,6 +46,10 @@ function M.path_from_swaps(A, swaps, steps)
   for i = 1, #swaps do
     if type(swaps[i]) ~= "table" then
       error(string.format("path_from_swaps: swap %d is %s, not {remove =, add =}", i, type(swaps[i])), 2)
+    end
+    if type(swaps[i].remove) ~= "number" or type(swaps[i].add) ~= "number" then
+      error(string.format("path_from_swaps: swap %d needs codes remove = and add = (numbers), got %s and %s", i,
+        type(swaps[i].remove), type(swaps[i].add)), 2)
     end
   end
   local path = { A }
@@ -96,7 +101,7 @@ function M.path(name, A, B, opts)
   if A:size() ~= B:size() then
     error(string.format("interp.path: A has %d codes but B has %d", A:size(), B:size()), 2)
   end
-  local path = M.get(name)(A, B, opts)
+  local path = strategies:call(name, A, B, opts) -- an error or os.exit inside fails here
   check_path(name, A, B, path)
   return path
 end

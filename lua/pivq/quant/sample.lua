@@ -1,9 +1,17 @@
 -- pivq.sample: interpolation-based sampling (the paper's single-forward-pass generation), as a
 -- registry of strategies like pivq.interp.
 --
--- A strategy is fn(bank, n, opts) -> n x L int64 codes (1-based), where bank is
--- {codes = N x L int64 tensor of training images' codes, K = codebook size, multiset = bool}.
--- The caller decodes the whole batch in one forward pass (pivq.sample.draw does both).
+-- A strategy is fn(bank, n, opts) -> an n x L int64 tensor of codes (1-based, in 1..bank.K; for a
+-- matching model, whose bank.multiset is false, no code twice in a row). bank is a pivq.bank
+-- Bank (bank.codes, bank.K, bank.multiset, bank.labels, bank:size(), bank:codes_of(i),
+-- bank:random_parents(n, k, g)); opts holds seed (number), generator (a pivq.Generator seeded
+-- from seed: draw from it for reproducible samples), parents (number or nil), model (the
+-- pivq.PIVQ, or nil), codebook (K x c float32 tensor, or nil) and whatever else the caller passed.
+-- recipes/README.md, "Strategy files", documents each field; `pivq new-strategy NAME` writes a
+-- commented template. pivq.sample.codes checks what a strategy returns (shape, range, no repeats
+-- in a set) and names the strategy in every error; an error or os.exit inside a strategy makes
+-- the command fail. A strategy file is code (it runs with your rights, like a recipe);
+-- checkpoints are data and never execute.
 --
 -- Built-ins:
 --   pair      two random training images as parents, a random point on a random path
@@ -20,21 +28,48 @@ local M = {}
 local strategies = require("pivq.quant.Registry").new("sample")
 local argcheck = require "pivq.core.argcheck"
 
-function M.register(name, fn, doc) strategies:register(name, fn, doc) end
+-- register(name, fn, doc [, {replace = true}]): a taken name (a built-in too) needs replace
+function M.register(name, fn, doc, opts) strategies:register(name, fn, doc, opts) end
 function M.list() return strategies:list() end
 -- Load a user's strategy file (it registers itself). Returns the names it added, or nil, err.
 function M.load_file(path) return strategies:load_file(path) end
 
-local function check_bank(bank)
-  if type(bank) ~= "table" or not tensor.is_tensor(bank.codes) or bank.codes:dim() ~= 2 or bank.codes:size(1) == 0
-    or bank.codes:dtype() ~= "int64" or type(bank.K) ~= "number" or bank.K % 1 ~= 0 or bank.K < 1 then
-    error("sample: bank must be {codes = N x L int64 tensor (N >= 1), K = codebook size, multiset = bool}", 3)
+-- the codes a strategy returned, checked as interpolation paths are: an n x L tensor of
+-- integers in 1..K, and for a set no code twice in a row. Returns them as int64.
+local function check_codes(name, codes, n, L, bank)
+  local what = string.format("sample '%s'", name)
+  if not tensor.is_tensor(codes) or codes:dim() ~= 2 or codes:size(1) ~= n or codes:size(2) ~= L then
+    error(string.format("%s: the strategy must return a %d x %d tensor of codes, got %s", what, n, L,
+      tensor.is_tensor(codes) and argcheck.shape_string(codes) or type(codes)), 3)
   end
+  if codes:dtype() ~= "int64" then
+    if codes:dtype() == "float32" and codes:ne(codes:floor()):sum():item() > 0 then
+      error(string.format("%s: codes must be integers, got non-integral %s values", what, codes:dtype()), 3)
+    end
+    codes = codes:long()
+  end
+  codes = codes:contiguous()
+  local p = codes:data_ptr()
+  for r = 0, n - 1 do
+    local seen = {}
+    for j = 0, L - 1 do
+      local k = tonumber(p[r * L + j])
+      if k < 1 or k > bank.K then
+        error(string.format("%s: codes must lie in 1..%d (1-based), got %d in row %d", what, bank.K, k, r + 1), 3)
+      end
+      if seen[k] and not bank.multiset then
+        error(string.format("%s: row %d repeats code %d, but a matching model's codes are a set (distinct)",
+          what, r + 1, k), 3)
+      end
+      seen[k] = true
+    end
+  end
+  return codes
 end
 
 -- pivq.sample.codes(name, bank, n, opts): n x L codes from a registered strategy.
 function M.codes(name, bank, n, opts)
-  check_bank(bank)
+  bank = require("pivq.quant.bank").wrap(bank, "sample")
   -- at most as many codes as a tensor may hold (beyond, the strategies would loop for ages)
   if type(n) ~= "number" or n % 1 ~= 0 or n < 1 or n * bank.codes:size(2) > 2 ^ 36 then
     error("sample.codes: n must be a positive integer (n x L at most 2^36), got " .. tostring(n), 2)
@@ -42,12 +77,13 @@ function M.codes(name, bank, n, opts)
   opts = argcheck.options("sample.codes", opts)
   if opts.seed ~= nil then argcheck.u53("sample.codes", "seed", opts.seed) end
   argcheck.generator("sample.codes", opts)
-  local codes = strategies:get(name)(bank, n, opts)
-  local L = bank.codes:size(2)
-  if not tensor.is_tensor(codes) or codes:dim() ~= 2 or codes:size(1) ~= n or codes:size(2) ~= L then
-    error(string.format("sample '%s': the strategy must return a %d x %d tensor of codes", name, n, L), 2)
-  end
-  return codes
+  -- the strategy's own copy, with a generator always there (seeded from seed)
+  local sopts = {}
+  for k, v in pairs(opts) do sopts[k] = v end
+  sopts.seed = opts.seed or 0
+  sopts.generator = opts.generator or random.Generator(sopts.seed)
+  local codes = strategies:call(name, bank, n, sopts)
+  return check_codes(name, codes, n, bank.codes:size(2), bank)
 end
 
 -- pivq.sample.draw(model, name, bank, n, opts): codes, then images decoded in one forward pass.

@@ -127,6 +127,20 @@ end
 local Trainer = {}
 Trainer.__index = Trainer
 
+-- A time-capped run (max_minutes > 0) must not end unquantized on a slow or busy machine: the
+-- quantizer starts at step quant_start or once QUANT_BY_SHARE of the time budget has passed,
+-- whichever comes first, and the time limit is honoured only after the quantizer has run for
+-- QUANT_MIN_STEPS steps and QUANT_MIN_SHARE of this session's steps (so a very slow machine may
+-- overrun the budget by that share rather than write an unquantized model).
+local QUANT_BY_SHARE, QUANT_MIN_STEPS, QUANT_MIN_SHARE = 0.3, 10, 0.2
+M.QUANT_BY_SHARE = QUANT_BY_SHARE
+
+-- a path as one shell word, for the commands printed to the user (never run here)
+local function shell_word(s)
+  if s:match("^[%w_%-%./=+,:@]+$") then return s end
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
 function M.new(user)
   local opts, given = options.resolve(user)
   options.apply_preset(opts, given)
@@ -274,7 +288,9 @@ function Trainer:evaluate(n)
     end
   end)
   model:train(was)
-  local out = { psnr = psnr_sum / n, ssim = ssim_sum / n, mse = mse_sum / n, images = n }
+  -- quantized = false: the quantizer never started (an autoencoder: no codes, no usage)
+  local out = { psnr = psnr_sum / n, ssim = ssim_sum / n, mse = mse_sum / n, images = n,
+    quantized = not model.quantizer.bypassed }
   if #codes > 0 then
     local all = pivq_tensor.cat(codes, 1)
     local st = vq.code_stats(all, self.opts.K)
@@ -389,7 +405,8 @@ function Trainer:fit_loop()
   self.speed = speed
   self.model:train(true)
   while self.step < o.steps do
-    if self.model.quantizer.bypassed and self.step >= o.quant_start then
+    if self.model.quantizer.bypassed and (self.step >= o.quant_start
+      or (o.max_minutes > 0 and clock() - t_start >= QUANT_BY_SHARE * o.max_minutes * 60)) then
       local n = self:init_codebook()
       -- the gathered latents and k-means buffers, freed before the step instead of during it
       gc.collect_between_steps()
@@ -439,6 +456,7 @@ function Trainer:fit_loop()
         rec.usage, rec.perplexity, rec.K_img = stats.usage, stats.perplexity, stats.K_img
       end
       rec.eta = (o.steps - self.step) * (now - t_start) / math.max(1, self.step - (self.start_step or 0))
+      if o.max_minutes > 0 then rec.eta = math.max(0, math.min(rec.eta, o.max_minutes * 60 - (now - t_start))) end
       log:write(json.encode(rec), "\n")
       log:flush()
       history[#history + 1] = rec
@@ -452,7 +470,11 @@ function Trainer:fit_loop()
     -- instead of living through it: that step's peak was the heap's high-water mark (+8 MB RSS)
     if grid or ckpt then gc.collect_between_steps() end
     local interrupted = host_ok and host.interrupted()
+    if not q.bypassed then self.quantized_steps = (self.quantized_steps or 0) + 1 end
+    -- the time limit waits until the quantizer has had its share (see QUANT_BY_SHARE)
     local late = o.max_minutes > 0 and clock() - t_start > o.max_minutes * 60
+      and (self.quantized_steps or 0) >= math.max(QUANT_MIN_STEPS,
+        QUANT_MIN_SHARE * (self.step - (self.start_step or 0)))
     interrupted, late = self.dist:any(interrupted, late) -- every rank stops alike
     if interrupted then
       stopped = "interrupted"
@@ -472,15 +494,23 @@ function Trainer:fit_loop()
   if host_ok then host.set_interrupt_mode(previous_mode or "default") end
   if root then assert(self:save_checkpoint()) end
   if stopped then
-    -- printed under --quiet too: a run that ended early says so (rank 0 alone)
-    if root then print(string.format("%s at step %d: checkpoint saved to %s (continue with --resume)",
-      stopped, self.step, self:checkpoint_path())) end
+    -- printed under --quiet too: a run that ended early says so (rank 0 alone), with the
+    -- command that continues it
+    if root then
+      print(string.format("%s at step %d: checkpoint saved to %s%s; continue with: %s", stopped, self.step,
+        self:checkpoint_path(), self.model.quantizer.bypassed and " (not yet quantized)" or "",
+        self.resume_hint or ("pivq train --out " .. shell_word(o.out) .. " --resume")))
+    end
     return nil, stopped
   end
   if not root then return nil, "finished (rank 0 evaluates)" end
   self:write_output(o.out .. "/recon.png", self.write_grid)
   local metrics = self:evaluate()
   metrics.step, metrics.quantizer, metrics.L, metrics.K = self.step, o.quantizer, o.L, o.K
+  if not metrics.quantized and not o.quiet then
+    io.stderr:write(string.format("train: warning: the run ended at step %d, before the quantizer started "
+      .. "(--quant-start %d): the model is an unquantized autoencoder, without codes\n", self.step, o.quant_start))
+  end
   metrics.train_seconds = clock() - t_start
   for k, v in pairs(self:speed_report()) do metrics[k] = v end
   local ok, err = files.write_text(o.out .. "/metrics.json", json.encode(metrics, { indent = true }) .. "\n")
