@@ -41,6 +41,12 @@ if not metrics then return stopped == "interrupted" and 130 or 0 end
 if not opts.quiet then
   print(string.format("test: PSNR %.2f dB, SSIM %.3f, codebook usage %.1f%%, K_img %.1f (of L=%d), perplexity %.1f",
     metrics.psnr, metrics.ssim, 100 * (metrics.usage or 0), metrics.K_img or 0, opts.L, metrics.perplexity or 0))
+  if metrics.gflops then
+    print(string.format("speed: %.0f images/s, %.1f GFLOP/s (%.0f MFLOP per image, forward + backward)%s",
+      metrics.img_per_s, metrics.gflops, metrics.mflop_per_image, metrics.mfu and string.format(
+      ", %.0f%% of the measured %s peak (%.0f GFLOP/s on %d threads)", 100 * metrics.mfu, metrics.precision,
+      metrics.peak_gflops, metrics.threads) or ""))
+  end
   print("outputs in " .. opts.out)
 end
 return 0

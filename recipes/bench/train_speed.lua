@@ -1,7 +1,11 @@
 -- recipes/bench/train_speed.lua MODE THREADS STEPS [PATCH WIDTH DEPTH HEADS MLP_RATIO L K C]: the pivq
 -- side of the training-speed benchmark (recipes/bench/train_speed.sh runs both sides). One training
 -- step of the PI-VQ model on a batch of 64 (forward, L1 + L2 + commitment, backward, clipping,
--- AdamW); prints one JSON line like recipes/bench/train_torch.py.
+-- AdamW); prints one JSON line like recipes/bench/train_torch.py. PRECISION=bf16 in the environment
+-- runs the step under pivq.autocast("bf16"). The line also carries the model FLOP utilisation: the
+-- FLOPs per image of the products (pivq_flop_count over the timed steps: forward and backward, from
+-- the layers' shapes), the GFLOP/s of the median step, and its share of the peak measured right after
+-- (pivq_peak_gflops: register-only fp32 FMAs or bf16 dot products on THREADS threads, 0.5 s).
 local pivq = require "pivq"
 local json = require "dkjson"
 
@@ -30,13 +34,19 @@ q.forward = function(self, z)
   quant_time = quant_time + pivq.clock() - t
   return a, b, c, d
 end
-local times, quants = {}, {}
-for step = 1, steps + 3 do
-  quant_time = 0
-  local t0 = pivq.clock()
+local precision = os.getenv("PRECISION") or "fp32"
+local function forward_backward()
   local y, _, losses = model(x)
   local loss = pivq.F.l1_loss(y, x) + pivq.F.mse_loss(y, x) + losses.total
   loss:backward()
+end
+local times, quants = {}, {}
+local flops0
+for step = 1, steps + 3 do
+  if step == 4 then flops0 = tonumber(pivq.C.pivq_flop_count()) end
+  quant_time = 0
+  local t0 = pivq.clock()
+  pivq.autocast(precision, forward_backward)
   pivq.optim.clip_grad_norm(model:parameters(), 1.0)
   opt:step()
   opt:zero_grad()
@@ -49,5 +59,10 @@ local sum_t, sum_q = 0, 0
 for i = 1, #times do sum_t, sum_q = sum_t + times[i], sum_q + quants[i] end
 table.sort(times)
 local med = times[math.ceil(#times / 2)]
-print(json.encode({ side = "pivq", mode = mode, threads = threads, img_per_s = B / med, step_ms = med * 1e3,
-  quant_share = sum_q / sum_t }))
+local step_flops = (tonumber(pivq.C.pivq_flop_count()) - flops0) / steps
+local used = precision == "bf16" and pivq.bf16_available() and "bf16" or "fp32"
+local peak = pivq.C.pivq_peak_gflops(used == "bf16" and 1 or 0, threads, 0.5)
+local gflops = step_flops / med / 1e9
+print(json.encode({ side = "pivq", mode = mode, threads = threads, precision = used, img_per_s = B / med,
+  step_ms = med * 1e3, quant_share = sum_q / sum_t, mflop_per_image = step_flops / B / 1e6, gflops = gflops,
+  peak_gflops = peak, mfu = peak > 0 and gflops / peak or nil }))

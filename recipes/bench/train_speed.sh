@@ -7,8 +7,12 @@
 # made pivq's 2-thread steps up to 12x slower). Each pair runs ROUNDS times (environment, default
 # 3), alternating which side goes first; the table shows the medians and the median of the
 # rounds' ratios, so that load from other work that comes and goes falls on both sides alike.
-# Prints images/s (median step), the ratio pivq / torch, and the share of step time spent
-# quantizing, for matching and nearest at 1 and 2 threads.
+# Prints images/s (median step), the ratio pivq / torch, pivq's GFLOP/s and model FLOP utilisation
+# (its share of the peak measured for the precision in use, recipes/bench/train_speed.lua), and the
+# share of step time spent quantizing, for matching and nearest at 1 and 2 threads and for each of
+# PRECISIONS (environment, default "fp32 bf16": pivq under pivq.autocast, torch under
+# torch.autocast("cpu", dtype=torch.bfloat16)); then pivq's bf16 / fp32 ratio per mode and threads.
+# MODES (environment, default "matching nearest") picks the quantizers.
 set -eu
 cd "$(dirname "$0")/../.."
 steps=${1:-10}
@@ -16,10 +20,14 @@ steps=${1:-10}
 rounds=${ROUNDS:-3}
 sh .ci/setup bench
 sh .ci/task build
-printf '%-9s %7s %12s %12s %7s %14s %14s\n' mode threads "pivq img/s" "torch img/s" ratio "pivq quant %" "torch quant %"
-for mode in matching nearest; do
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+all=$(mktemp)
+printf '%-9s %7s %5s %12s %12s %7s %8s %6s %14s %14s\n' mode threads prec "pivq img/s" "torch img/s" ratio \
+  "GFLOP/s" "MFU %" "pivq quant %" "torch quant %"
+for mode in ${MODES:-matching nearest}; do
   for t in 1 2; do
-    export OMP_NUM_THREADS=$t OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=$t
+   for prec in ${PRECISIONS:-fp32 bf16}; do
+    export OMP_NUM_THREADS=$t OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=$t PRECISION=$prec
     results=""
     r=1
     while [ "$r" -le "$rounds" ]; do
@@ -35,6 +43,7 @@ $q
 "
       r=$((r + 1))
     done
+    printf '%s' "$results" >>"$all"
     printf '%s' "$results" | /usr/bin/python3 -c '
 import json, statistics, sys
 rows = [json.loads(l) for l in sys.stdin if l.strip()]
@@ -42,8 +51,30 @@ p = [r for r in rows if r["side"] == "pivq"]
 q = [r for r in rows if r["side"] != "pivq"]
 med = lambda side, k: statistics.median(r[k] for r in side)
 ratio = statistics.median(a["img_per_s"] / b["img_per_s"] for a, b in zip(p, q))
-print("%-9s %7d %12.1f %12.1f %7.2f %14.1f %14.1f" % (p[0]["mode"], p[0]["threads"], med(p, "img_per_s"),
-      med(q, "img_per_s"), ratio, 100 * med(p, "quant_share"), 100 * med(q, "quant_share")))
+print("%-9s %7d %5s %12.1f %12.1f %7.2f %8.1f %6.1f %14.1f %14.1f" % (p[0]["mode"], p[0]["threads"],
+      p[0]["precision"], med(p, "img_per_s"), med(q, "img_per_s"), ratio, med(p, "gflops"),
+      100 * med(p, "mfu") if all("mfu" in r for r in p) else float("nan"),
+      100 * med(p, "quant_share"), 100 * med(q, "quant_share")))
+print("%-9s %7s %5s %s" % ("", "", "", "(%.0f MFLOP per image, forward + backward; measured peak %.1f GFLOP/s)"
+      % (med(p, "mflop_per_image"), med(p, "peak_gflops"))))
 '
+   done
   done
 done
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+# bf16 against fp32, each side: medians of the rounds (run apart, so noisier than the paired ratios)
+/usr/bin/python3 - "$all" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+def med(side, mode, t, prec):
+    v = [r["img_per_s"] for r in rows if (r["side"] == "pivq") == (side == "pivq") and r["mode"] == mode
+         and r["threads"] == t and r.get("precision", "fp32") == prec]
+    return statistics.median(v) if v else None
+print("%-9s %7s %18s %18s %22s" % ("mode", "threads", "pivq bf16/fp32", "torch bf16/fp32", "pivq bf16 / torch bf16"))
+for mode in sorted({r["mode"] for r in rows}):
+    for t in (1, 2):
+        p16, p32, q16, q32 = med("pivq", mode, t, "bf16"), med("pivq", mode, t, "fp32"), med("torch", mode, t, "bf16"), med("torch", mode, t, "fp32")
+        if None in (p16, p32, q16, q32): continue
+        print("%-9s %7d %18.2f %18.2f %22.2f" % (mode, t, p16 / p32, q16 / q32, p16 / q16))
+PY
+rm -f "$all"

@@ -12,7 +12,9 @@ Same architecture as lua/pivq/models/pivq.lua (patch embedding + 2-D position em
 learned readout tokens, pre-norm blocks; decoder queries with self- and cross-attention to the
 code vectors; sigmoid pixels), the same quantizer (EMA codebook; matching through SciPy's
 linear_sum_assignment per image, nearest by argmin), the same loss (L1 + L2 + beta *
-commitment) and AdamW. Prints one JSON line: images/s over the timed steps (after 3 warm-up
+commitment) and AdamW. PRECISION=bf16 in the environment runs forward and loss under
+torch.autocast("cpu", dtype=torch.bfloat16) (the quantizer stays fp32, as in pivq).
+Prints one JSON line: images/s over the timed steps (after 3 warm-up
 steps) and the share of step time spent quantizing.
 """
 import json
@@ -29,6 +31,7 @@ from scipy.optimize import linear_sum_assignment
 mode, threads = sys.argv[1], int(sys.argv[2])
 steps = int(sys.argv[3]) if mode != "quality" else 0
 rest = [int(v) for v in sys.argv[4:12]] + [None] * 8
+BF16 = os.environ.get("PRECISION", "fp32") == "bf16"
 PATCH = rest[0] or 7
 WIDTH = rest[1] or 128
 DEPTH = rest[2] or 2
@@ -105,7 +108,8 @@ class Model(nn.Module):
 
     def quantize(self, z):
         t0 = time.perf_counter()
-        with torch.no_grad():
+        z = z.float()
+        with torch.no_grad(), torch.autocast("cpu", enabled=False):
             flat = z.reshape(-1, C)
             d = (flat * flat).sum(1, keepdim=True) - 2 * flat @ self.codebook.t() + (self.codebook ** 2).sum(1)[None]
             if mode == "matching":
@@ -150,8 +154,9 @@ class Model(nn.Module):
 
 def train_step(model, opt, xb):
     """One step: L1 + L2 + 0.25 commitment, backward, clip 1.0, AdamW (as pivq's benchmark step)."""
-    y, commit = model(xb)
-    loss = F.l1_loss(y, xb) + F.mse_loss(y, xb) + 0.25 * commit
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=BF16):
+        y, commit = model(xb)
+        loss = F.l1_loss(y.float(), xb) + F.mse_loss(y.float(), xb) + 0.25 * commit
     opt.zero_grad()
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -221,5 +226,6 @@ for step in range(steps + 3):
         times.append(time.perf_counter() - t0)
         quant.append(model.quant_time)
 med = float(np.median(times))
-print(json.dumps({"side": "torch", "mode": mode, "threads": threads, "img_per_s": B / med,
+print(json.dumps({"side": "torch", "mode": mode, "threads": threads, "precision": "bf16" if BF16 else "fp32",
+                  "img_per_s": B / med,
                   "step_ms": med * 1e3, "quant_share": float(np.sum(quant) / np.sum(times))}))

@@ -25,6 +25,8 @@ local pivq_tensor = require "pivq.core.tensor"
 local random = require "pivq.core.random"
 local autograd = require "pivq.core.autograd"
 local precision = require "pivq.core.precision"
+local pivq_C = require("pivq.core.ffi").C
+local function pivq_flop_count() return tonumber(pivq_C.pivq_flop_count()) end
 local gc = require "pivq.core.gc"
 local clock = require "pivq.core.clock"
 local memory = require "pivq.core.memory"
@@ -398,6 +400,9 @@ function Trainer:fit_loop()
   local history = self.history or {}
   self.history = history
   local stopped
+  -- model FLOP utilisation over the steps (data loading, logging and checkpoints excluded)
+  local speed = { seconds = 0, flops = 0, images = 0 }
+  self.speed = speed
   self.model:train(true)
   while self.step < o.steps do
     if self.model.quantizer.bypassed and (self.step >= o.quant_start
@@ -409,6 +414,7 @@ function Trainer:fit_loop()
         tty and "\n" or "", self.step, n)) end
     end
     local x = self:next_batch()
+    local step_t0, step_f0 = clock(), pivq_flop_count()
     local terms, stats, _, y, surrogate = self:losses(x)
     local total = terms.total:item()
     total = self.dist:mean_numbers({ total = total }).total -- the global batch's
@@ -427,6 +433,8 @@ function Trainer:fit_loop()
     if o.clip > 0 then optim.clip_grad_norm(self.model:parameters(), o.clip) end
     self.opt:step()
     self.opt:zero_grad()
+    speed.seconds, speed.flops = speed.seconds + clock() - step_t0, speed.flops + pivq_flop_count() - step_f0
+    speed.images = speed.images + x:size(1)
     if surrogate then terms.disc = self.adv:disc_step(x, y) end
     self.sched:step()
     self.step = self.step + 1
@@ -504,6 +512,7 @@ function Trainer:fit_loop()
       .. "(--quant-start %d): the model is an unquantized autoencoder, without codes\n", self.step, o.quant_start))
   end
   metrics.train_seconds = clock() - t_start
+  for k, v in pairs(self:speed_report()) do metrics[k] = v end
   local ok, err = files.write_text(o.out .. "/metrics.json", json.encode(metrics, { indent = true }) .. "\n")
   if not ok then error("train: " .. err, 0) end
   self:write_output(o.out .. "/curve.svg", self.write_curve)
@@ -515,6 +524,21 @@ end
 function Trainer:write_output(path, writer)
   local ok, err = writer(self, path)
   if not ok then error(string.format("train: cannot write %s: %s", path, tostring(err)), 0) end
+end
+
+-- The training speed and its model FLOP utilisation: images/s and GFLOP/s over the steps, the
+-- FLOPs per image of the products (forward and backward, counted from the layers' shapes:
+-- pivq_flop_count), and their share of the machine's peak for the precision in use, measured now
+-- on as many threads (pivq_peak_gflops, 0.3 s; on a busy machine both figures shrink alike).
+function Trainer:speed_report()
+  local s = self.speed
+  if not s or s.seconds <= 0 or s.images == 0 then return {} end
+  local threads = require("pivq").get_num_threads()
+  local peak = pivq_C.pivq_peak_gflops(self.precision == "bf16" and 1 or 0, threads, 0.3)
+  local gflops = s.flops / s.seconds / 1e9
+  return { img_per_s = s.images / s.seconds, gflops = gflops, mflop_per_image = s.flops / s.images / 1e6,
+    peak_gflops = peak > 0 and peak or nil, mfu = peak > 0 and gflops / peak or nil, precision = self.precision,
+    threads = threads }
 end
 
 function Trainer:write_curve(path)
