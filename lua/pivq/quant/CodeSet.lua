@@ -16,6 +16,7 @@
 --   s:union(t), s:intersection(t), s:sum(t), s:contains(3), s:count(3), s:tensor(), s:totable()
 -- CodeSets are values: every operation returns a new one.
 local tensor = require "pivq.core.tensor"
+local argcheck = require "pivq.core.argcheck"
 
 local CodeSet = {}
 CodeSet.__index = CodeSet
@@ -62,6 +63,7 @@ local function new(codes, opts, level)
   level = level or 2
   opts = opts or {}
   if type(opts) ~= "table" then fail("CodeSet: options must be a table, got " .. type(opts), level) end
+  argcheck.keys("CodeSet", opts, { "K", "multiset" })
   if opts.K ~= nil and (type(opts.K) ~= "number" or opts.K % 1 ~= 0 or opts.K < 1) then
     fail("CodeSet: K must be a positive integer, got " .. tostring(opts.K), level)
   end
