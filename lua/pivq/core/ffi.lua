@@ -15,12 +15,18 @@ local state = registry[KEY]
 -- GOMP_SPINCOUNT set) or libgomp is already in the process, set the host's spin count first
 -- and remove it again after the load. Returns the text pivq.omp_wait() reports.
 local SPINCOUNT = "1000" -- the host's PIVQ_HOST_SPINCOUNT
-local function omp_wait_before_load()
+-- The user's own wait settings, as pivq.omp_wait() reports them, or nil.
+local function user_omp_wait()
   local policy, spin = os.getenv("OMP_WAIT_POLICY"), os.getenv("GOMP_SPINCOUNT")
   if policy or spin then
     return "user: " .. (policy and "OMP_WAIT_POLICY=" .. policy or "")
       .. ((policy and spin) and " " or "") .. (spin and "GOMP_SPINCOUNT=" .. spin or "")
   end
+end
+
+local function omp_wait_before_load()
+  local user = user_omp_wait()
+  if user then return user end
   for _, decl in ipairs({ "void *dlopen(const char *filename, int flags);", "int unsetenv(const char *name);",
     "int setenv(const char *name, const char *value, int overwrite);" }) do
     pcall(ffi.cdef, decl) -- each may exist already
@@ -46,7 +52,10 @@ if not state then
   local omp_wait
   if in_process then
     local found, host = pcall(require, "pivq.host")
-    omp_wait = found and type(host) == "table" and host.omp_wait or "libgomp default"
+    -- without the pivq host, libpivq (and libgomp with it) was in the process before this module
+    -- ran: preloaded (as the ASan stage does) or linked into another host
+    omp_wait = found and type(host) == "table" and host.omp_wait
+      or user_omp_wait() or "libgomp default (libgomp was loaded before pivq)"
   else
     omp_wait = omp_wait_before_load()
   end
