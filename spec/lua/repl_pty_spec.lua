@@ -26,8 +26,12 @@ local function drive(steps)
   local f = assert(io.open(steps_file, "w"))
   f:write(json.encode(steps))
   f:close()
-  local p = assert(io.popen("HOME=" .. q(home) .. " " .. PYTHON .. " spec/helpers/pty_drive.py " .. q(steps_file)
-    .. " " .. q(BIN)))
+  -- The ASan stage's LD_PRELOAD goes to the pivq under test only: Python itself is not
+  -- instrumented, and LeakSanitizer would abort it at exit over its own allocations.
+  local preload = os.getenv("LD_PRELOAD") or ""
+  local child = preload ~= "" and ("env " .. q("LD_PRELOAD=" .. preload) .. " " .. q(BIN)) or q(BIN)
+  local p = assert(io.popen("env -u LD_PRELOAD HOME=" .. q(home) .. " " .. PYTHON .. " spec/helpers/pty_drive.py "
+    .. q(steps_file) .. " " .. child))
   local out = p:read("*a")
   p:close()
   local result = json.decode(out)
