@@ -10,6 +10,10 @@ local function layer_order()
   return assert(text:match("set%(PIVQ_LAYERS ([%w%s]-)%)"), "PIVQ_LAYERS not found in CMakeLists.txt")
 end
 
+-- find, mktemp, mkdir and rm run without the ASan stage's preload (they are not instrumented, and
+-- LeakSanitizer would abort them at exit over their own allocations)
+local SHELL_TOOLS = "env -u LD_PRELOAD "
+
 local function run(cmd)
   local p = assert(io.popen(cmd .. " 2>&1; echo \"exit=$?\""))
   local out = p:read("*a")
@@ -19,7 +23,7 @@ end
 
 -- the .c/.h paths under dir, relative to it
 local function sources(dir)
-  local p = assert(io.popen("cd '" .. dir .. "' && find . -name '*.c' -o -name '*.h'"))
+  local p = assert(io.popen(SHELL_TOOLS .. "sh -c \"cd '" .. dir .. "' && find . -name '*.c' -o -name '*.h'\""))
   local list = {}
   for line in p:lines() do list[#list + 1] = "'" .. line .. "'" end
   p:close()
@@ -32,12 +36,12 @@ end
 
 -- a temporary csrc tree holding files = {path = text}
 local function tree(files)
-  local p = assert(io.popen("mktemp -d"))
+  local p = assert(io.popen(SHELL_TOOLS .. "mktemp -d"))
   local dir = p:read("*l")
   p:close()
   for path, text in pairs(files) do
     local folder = path:match("(.*)/")
-    if folder then assert(os.execute("mkdir -p '" .. dir .. "/" .. folder .. "'") == 0) end
+    if folder then assert(os.execute(SHELL_TOOLS .. "mkdir -p '" .. dir .. "/" .. folder .. "'") == 0) end
     local f = assert(io.open(dir .. "/" .. path, "w"))
     assert(f:write(text))
     assert(f:close())
@@ -45,7 +49,7 @@ local function tree(files)
   return dir
 end
 
-local function remove(dir) assert(os.execute("rm -rf '" .. dir .. "'") == 0) end
+local function remove(dir) assert(os.execute(SHELL_TOOLS .. "rm -rf '" .. dir .. "'") == 0) end
 
 describe("csrc layers", function()
   it("the real tree keeps the rule", function()
