@@ -30,16 +30,32 @@ function M.attribute_column(ds, attribute)
   if type(ds) ~= "table" then error("edit: the dataset must be a table {attributes =, attribute_names =} or "
     .. "{labels =}, got " .. type(ds), 3) end
   local want = tostring(attribute):lower()
-  if ds.attributes and ds.attribute_names then
+  if ds.attributes ~= nil or ds.attribute_names ~= nil then
+    local names = ds.attribute_names
+    if not tensor.is_tensor(ds.attributes) or ds.attributes:dim() ~= 2 or type(names) ~= "table"
+      or #names ~= ds.attributes:size(2) then
+      error("edit: the dataset's attributes must be an N x A tensor with A attribute_names", 3)
+    end
+    for i = 1, #names do
+      if type(names[i]) ~= "string" then error(string.format("edit: attribute name %d is not a string", i), 3) end
+    end
     for a, name in ipairs(ds.attribute_names) do
       if name:lower() == want then return ds.attributes:select(2, a):long(), name, { attribute = a } end
     end
     error(string.format("edit: unknown attribute '%s' (the dataset's: %s)", tostring(attribute),
       table.concat(ds.attribute_names, ", ")), 3)
   end
-  if ds.labels then
+  if ds.labels ~= nil then
+    if not tensor.is_tensor(ds.labels) or ds.labels:dim() ~= 1 or ds.labels:numel() == 0
+      or (ds.labels:dtype() ~= "int64" and ds.labels:dtype() ~= "int32") then
+      error("edit: the dataset's labels must be a non-empty 1-D integer tensor", 3)
+    end
     local names = require("pivq.data.datasets").FASHION_MNIST_CLASSES
     local C = ds.labels:max()
+    if ds.labels:min() < 1 or C > 100000 then
+      error(string.format("edit: the dataset's labels must be classes 1..C (C <= 100000), got %d..%d",
+        ds.labels:min(), C), 3)
+    end
     for c = 1, C do
       local name = names[c] or tostring(c)
       if name:lower() == want or tostring(c) == want then
@@ -87,7 +103,8 @@ local function weight_list(fname, w, level)
     w = w:float():totable()
   end
   if type(w) ~= "table" or #w == 0 then error(fname .. ": weights must be a K tensor or list", level + 1) end
-  for k, v in ipairs(w) do
+  for k = 1, #w do
+    local v = w[k]
     if type(v) ~= "number" or v ~= v then
       error(string.format("%s: weight %d is %s, not a number", fname, k, tostring(v)), level + 1)
     end
@@ -97,7 +114,8 @@ end
 
 local function check_row(fname, row, K, level)
   if type(row) ~= "table" or #row == 0 then error(fname .. ": the codes must be a non-empty list", level + 1) end
-  for i, k in ipairs(row) do
+  for i = 1, #row do
+    local k = row[i]
     if type(k) ~= "number" or k % 1 ~= 0 or k < 1 or k > K then
       error(string.format("%s: code %s (entry %d) is not in 1..%d", fname, tostring(k), i, K), level + 1)
     end
@@ -160,6 +178,9 @@ end
 function M.random_exchange(row, n, K, g, opts)
   opts = argcheck.options("edit.random_exchange", opts, { "positional" })
   argcheck.number("edit.random_exchange", "K", K, nil, true)
+  if g ~= nil and not random.is_generator(g) then
+    error("edit.random_exchange: g must be a pivq.Generator (or nil: the global one), got " .. type(g), 2)
+  end
   check_row("edit.random_exchange", row, K, 2)
   local present = check_strength("edit.random_exchange", n, row, K, 2)
   local perm = random.randperm(#row, { generator = g }):totable()
