@@ -86,6 +86,7 @@ pivq.assign = pivq.vq.assign
 pivq.CodeSet = require "pivq.quant.CodeSet"
 pivq.interp = require "pivq.quant.interp"
 pivq.sample = require "pivq.quant.sample"
+pivq.provenance = require "pivq.quant.provenance"
 pivq.eval = require "pivq.eval.metrics"
 pivq.probe = require "pivq.eval.probe"
 pivq.show = require("pivq.display.show").show
