@@ -109,6 +109,7 @@ pivq.dist = require "pivq.train.dist" -- data-parallel training over MPI
 pivq.bank = require "pivq.quant.bank"
 pivq.features = require "pivq.eval.features"
 pivq.report = require "pivq.eval.report"
+pivq.charts = require "pivq.eval.charts"
 pivq.tiny = require "pivq.models.tiny" -- a small model trained in seconds (notebooks, examples)
 
 return pivq
