@@ -21,6 +21,7 @@
  * the operand conversion into the shared scratch buffers and execution.
  */
 #include "core/core.h"
+#include "ops/conv_dnnl.h"
 #include "ops/ops.h"
 #include "pivq.h"
 
@@ -232,14 +233,7 @@ int pivq_gemm_bf16(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
                    int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
 {
     pthread_mutex_lock(&lock);
-    if (eng_state == 0) {
-        eng_state = dnnl_engine_create(&eng, dnnl_cpu, 0) == dnnl_success ? 1 : -1;
-        if (eng_state > 0 &&
-            dnnl_stream_create(&stream, eng, dnnl_stream_default_flags) != dnnl_success) {
-            dnnl_engine_destroy(eng);
-            eng_state = -1;
-        }
-    }
+    pivq_dnnl_start(&eng_state, &eng, &stream);
     gkey key;
     memset(&key, 0, sizeof key); /* padding too: the key is compared with memcmp */
     key.ta = ta, key.tb = tb, key.threads = pivq_get_num_threads();

@@ -384,20 +384,24 @@ static void call_end(call *k)
         free(k->tmp[i]);
 }
 
+int pivq_dnnl_start(int *state, dnnl_engine_t *e, dnnl_stream_t *st)
+{
+    if (*state == 0) {
+        *state = dnnl_engine_create(e, dnnl_cpu, 0) == dnnl_success ? 1 : -1;
+        if (*state > 0 && dnnl_stream_create(st, *e, dnnl_stream_default_flags) != dnnl_success) {
+            dnnl_engine_destroy(*e);
+            *state = -1;
+        }
+    }
+    return *state;
+}
+
 /* Take the lock and make sure the engine exists. 1: go; 0: im2col (lock not held). */
 static int begin(void)
 {
     if (current_engine() == PIVQ_CONV_IM2COL) return 0;
     pthread_mutex_lock(&lock);
-    if (eng_state == 0) {
-        eng_state = dnnl_engine_create(&eng, dnnl_cpu, 0) == dnnl_success ? 1 : -1;
-        if (eng_state > 0 &&
-            dnnl_stream_create(&stream, eng, dnnl_stream_default_flags) != dnnl_success) {
-            dnnl_engine_destroy(eng);
-            eng_state = -1;
-        }
-    }
-    if (eng_state < 0) {
+    if (pivq_dnnl_start(&eng_state, &eng, &stream) < 0) {
         pthread_mutex_unlock(&lock);
         return 0;
     }

@@ -1,4 +1,5 @@
-/* ops/conv_dnnl.h — conv2d's oneDNN engine (ops/conv_dnnl.c), called by ops/conv.c. Not public API.
+/* ops/conv_dnnl.h — conv2d's oneDNN engine (ops/conv_dnnl.c), called by ops/conv.c (and its
+ * engine start, by ops/bf16.c). Not public API.
  *
  * Each call returns 1 when oneDNN computed the result, 0 when the im2col path must (the engine
  * is set to im2col, pivq was built without oneDNN, or oneDNN has no implementation for this
@@ -23,5 +24,13 @@ int pivq_dnnl_conv_forward(const char *F, const pivq_dnnl_conv *c, const float *
 /* dx = the input gradient (if dx), dw = the weight gradient (if dw), both overwritten */
 int pivq_dnnl_conv_backward(const char *F, const pivq_dnnl_conv *c, const float *x, const float *w,
                             const float *dy, float *dx, float *dw);
+
+#ifdef PIVQ_HAVE_DNNL
+#include <dnnl.h>
+/* Create a oneDNN CPU engine and stream the first time (*state 0 -> 1 ready, or -1 unusable:
+   the caller falls back to its fp32 / im2col path); later calls return *state. The caller
+   holds its own lock. Shared by this file and ops/bf16.c, each with its own engine and stream. */
+int pivq_dnnl_start(int *state, dnnl_engine_t *eng, dnnl_stream_t *stream);
+#endif
 
 #endif
