@@ -86,6 +86,7 @@ pivq.assign = pivq.vq.assign
 pivq.CodeSet = require "pivq.quant.CodeSet"
 pivq.interp = require "pivq.quant.interp"
 pivq.sample = require "pivq.quant.sample"
+pivq.provenance = require "pivq.quant.provenance"
 pivq.eval = require "pivq.eval.metrics"
 pivq.probe = require "pivq.eval.probe"
 pivq.show = require("pivq.display.show").show
@@ -108,6 +109,7 @@ pivq.dist = require "pivq.train.dist" -- data-parallel training over MPI
 pivq.bank = require "pivq.quant.bank"
 pivq.features = require "pivq.eval.features"
 pivq.report = require "pivq.eval.report"
+pivq.charts = require "pivq.eval.charts"
 pivq.tiny = require "pivq.models.tiny" -- a small model trained in seconds (notebooks, examples)
 
 return pivq

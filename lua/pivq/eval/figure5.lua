@@ -49,6 +49,26 @@ local function text(img, y0, x0, s, rgb)
   end
 end
 
+-- A white canvas {p = 3 planes of H rows of W values, H =, W =}; to_image makes it a tensor.
+local function canvas(H, W)
+  local p = {}
+  for k = 1, 3 do
+    p[k] = {}
+    for y = 1, H do
+      local row = {}
+      for x = 1, W do row[x] = 1 end
+      p[k][y] = row
+    end
+  end
+  return { p = p, H = H, W = W }
+end
+
+-- the drawing helpers, for the other raster charts (pivq.eval.charts): canvas(H, W),
+-- rect(img, y, x, h, w, rgb), text(img, y, x, s, rgb) (4 * SCALE pixels per character, 5 * SCALE
+-- high), to_image(img) -> 3 x H x W float32
+M.canvas, M.rect, M.text, M.SCALE = canvas, rect, text, SCALE
+function M.to_image(img) return tensor.tensor(img.p):float() end
+
 -- M.render(rows [, {title =}]) -> 3 x H x W float32 image. rows: probe.attributes' result.
 function M.render(rows, opts)
   opts = opts or {}
@@ -61,16 +81,8 @@ function M.render(rows, opts)
   local top = 2 * row_h
   local W, H = label_w + bar_w + value_w + 8, top + #rows * row_h + row_h + 4
   -- draw into Lua arrays, then one tensor
-  local p = {}
-  for k = 1, 3 do
-    p[k] = {}
-    for y = 1, H do
-      local row = {}
-      for x = 1, W do row[x] = 1 end
-      p[k][y] = row
-    end
-  end
-  local img = { p = p, H = H, W = W }
+  local img = canvas(H, W)
+  local p = img.p
   local black, blue, red, grey = { 0, 0, 0 }, { 0.22, 0.42, 0.75 }, { 0.85, 0.15, 0.1 }, { 0.8, 0.8, 0.8 }
   text(img, 4, 4, opts.title or "PROBE ACCURACY BLUE - MAJORITY BASELINE RED", black)
   local x0 = label_w + 4
