@@ -839,6 +839,14 @@ pivq_tensor *pivq_knn_radii(const pivq_tensor *x, int k);
    *ref_nearest. */
 int pivq_ball_counts(const pivq_tensor *ref, const pivq_tensor *radii, const pivq_tensor *query,
                      int inclusive, pivq_tensor **query_counts, pivq_tensor **ref_nearest);
+/* Exact nearest reference row of each query row (the memorisation check's search):
+   [OUT] dist  (M float32): the Euclidean distance from query row j to its nearest ref row;
+   [OUT] index (M int64): that row's index, 0-based (ties: the lowest index).
+   ref N x d, query M x d float32, N, M >= 1, finite. Float32 distances from blocked sgemm are
+   re-checked in double wherever the rounding could change the winner, so the neighbour is the
+   exact one. Memory: a fixed 256 x 4096 tile plus N + M values, never N x M. */
+int pivq_knn_nearest(const pivq_tensor *ref, const pivq_tensor *query, pivq_tensor **dist,
+                     pivq_tensor **index);
 
 /* ---------------------------------------------------------------------------------------
  * Image-quality metrics (quant/metrics.c).

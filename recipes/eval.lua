@@ -24,6 +24,13 @@ parser:option("--precision",
   "fp32 | bf16: matmuls, linear layers, convolutions in bf16 with fp32 accumulation\n"
   .. "(fp32, with a warning, where the CPU has no bf16)", "fp32")
 parser:option("--compare", "print the metrics of several runs side by side"):args("+")
+parser:option("--train-images", "training images searched for each sample's nearest neighbour (the\n"
+  .. "memorisation check; default: the whole training split)"):convert(tonumber)
+parser:flag("--no-memorisation", "skip the memorisation check (nearest training image of each sample)")
+parser:flag("--sweep-exchange", "the fidelity-diversity curve instead of the usual report: PRDC and the copy\n"
+  .. "share of `exchange` samples at each --fractions (JSON, PNG and SVG beside --out)")
+parser:option("--fractions", "fractions of the differing codes exchanged, for --sweep-exchange",
+  "0,0.1,0.2,0.3,0.4,0.5")
 local args = parser:parse(arg)
 require("pivq.core.precision").use(args.precision, "pivq eval")
 
@@ -31,8 +38,12 @@ local ROWS = { "quantizer", "readout", "L", "K", "psnr", "ssim", "mse", "usage",
   "bits_matching", "bits_nearest", "capacity_ratio", "slot_nmi", "slot_owned", "code_entropy", "code_entropy_max",
   "match_differ", "jaccard_mean", "jaccard_median", "features", "prdc_strategy" }
 for _, strategy in ipairs({ "pair", "mix", "marginal", "uniform", "slot_marginal" }) do
-  for _, key in ipairs({ "precision", "recall", "density", "coverage" }) do ROWS[#ROWS + 1] = strategy .. "_" .. key end
+  for _, key in ipairs({ "precision", "recall", "density", "coverage", "copy_share", "median_ratio" }) do
+    ROWS[#ROWS + 1] = strategy .. "_" .. key
+  end
 end
+ROWS[#ROWS + 1] = "copy_threshold"
+ROWS[#ROWS + 1] = "heldout_nn_median"
 
 local function print_table(names, runs)
   local header = string.format("%-20s", "")
@@ -51,7 +62,20 @@ local function print_table(names, runs)
 end
 
 -- counts that cannot work, refused before the model loads, naming the option (--samples 0 skips PRDC)
-require("pivq.core.argcheck").counts("pivq eval", args, { "test_images", "bank_limit" })
+require("pivq.core.argcheck").counts("pivq eval", args, { "test_images", "bank_limit", "train_images" })
+local fractions = {}
+for f in args.fractions:gmatch("[^,]+") do
+  local v = tonumber(f)
+  if not v or v ~= v or v < 0 or v > 1 then
+    io.stderr:write("pivq eval: --fractions must be numbers in 0..1 separated by commas, got '", f, "'\n")
+    return 2
+  end
+  fractions[#fractions + 1] = v
+end
+if args.sweep_exchange and args.samples < 1 then
+  io.stderr:write("pivq eval: --sweep-exchange needs --samples >= 1\n")
+  return 2
+end
 require("pivq.core.argcheck").counts("pivq eval", args, { "samples" }, 0)
 
 if args.compare then
@@ -103,7 +127,9 @@ for name in args.strategy:gmatch("[^,]+") do
   local known = false
   for _, row in ipairs(ROWS) do known = known or row == name .. "_precision" end
   if not known then
-    for _, key in ipairs({ "precision", "recall", "density", "coverage" }) do ROWS[#ROWS + 1] = name .. "_" .. key end
+    for _, key in ipairs({ "precision", "recall", "density", "coverage", "copy_share", "median_ratio" }) do
+      ROWS[#ROWS + 1] = name .. "_" .. key
+    end
   end
 end
 local known_strategies = pivq.sample.list()
@@ -116,16 +142,76 @@ for _, name in ipairs(strategies) do
     return 2
   end
 end
+local bank = args.samples > 0 and model:bank({ limit = args.bank_limit, data = args.dataset and desc or nil }) or nil
+-- the memorisation check's reference: the training split in the same feature space
+local train_features
+if args.samples > 0 and not args.no_memorisation then
+  local train, terr = layouts.open(desc, "train")
+  if not train then
+    io.stderr:write("pivq eval: ", terr, "\n")
+    return 1
+  end
+  local nt = math.min(args.train_images or train.images:size(1), train.images:size(1))
+  train_features = fx.fn(train.images:narrow(1, 1, nt))
+  print(string.format("memorisation: nearest neighbours among %d training images (%s)", nt, fx.name))
+end
+-- the JSON, and beside it (its name without .json) the PNG and SVG figures
+local json_path = args.out or (args.ckpt:match("^(.*)/[^/]*$") or ".") .. "/"
+  .. (args.sweep_exchange and "sweep" or "eval") .. ".json"
+local base = json_path:gsub("%.json$", "")
+local stamp = { dataset = desc.path, dataset_kind = desc.kind, checkpoint = args.ckpt,
+  checkpoint_hash = pivq.bank.file_hash(args.ckpt) }
+
+if args.sweep_exchange then
+  local sw = pivq.report.sweep_exchange(model, { test = test, test_images = args.test_images, samples = args.samples,
+    features = fx, k = args.k, seed = args.seed, bank = bank, train_features = train_features, fractions = fractions })
+  for k, v in pairs(stamp) do sw[k] = v end
+  sw.quantizer, sw.L, sw.K = model.config.mode, model.config.L, model.config.K
+  pivq.files.write_or_fail("eval", json_path, json.encode(sw, { indent = true }) .. "\n")
+  local keys = { "precision", "recall", "density", "coverage", "copy_share" }
+  local series, svg = {}, {}
+  for _, key in ipairs(keys) do
+    local x, y = {}, {}
+    for j, row in ipairs(sw.rows) do x[j], y[j] = row.fraction, row[key] end
+    if #y == #x then -- copy_share is missing with --no-memorisation
+      series[#series + 1] = { name = (key:upper():gsub("_", " ")), x = x, y = y }
+      svg[#svg + 1] = { name = key, x = x, y = y }
+    end
+  end
+  local title = string.format("%s L=%d K=%d: PRDC VS FRACTION EXCHANGED", model.config.mode:upper(), model.config.L,
+    model.config.K)
+  local ok, err = pivq.charts.save(base .. ".png", pivq.charts.lines(series, { title = title,
+    xlabel = "FRACTION OF DIFFERING CODES EXCHANGED", ymax = 1.2 }))
+  if not ok then error("eval: " .. tostring(err), 0) end
+  ok, err = pivq.plot.save(base .. ".svg", { title = title:lower(), xlabel = "fraction of differing codes exchanged",
+    ylabel = "value", ymin = 0, series = svg })
+  if not ok then error("eval: " .. tostring(err), 0) end
+  print(string.format("%-9s %9s %9s %9s %9s %10s %12s", "fraction", "precision", "recall", "density", "coverage",
+    "copy_share", "median_ratio"))
+  local function line(label, row)
+    print(string.format("%-9s %9.4f %9.4f %9.4f %9.4f %10s %12s", label, row.precision, row.recall, row.density,
+      row.coverage, row.copy_share and string.format("%.4f", row.copy_share) or "-",
+      row.median_ratio and string.format("%.4f", row.median_ratio) or "-"))
+  end
+  for _, row in ipairs(sw.rows) do line(string.format("%.2f", row.fraction), row) end
+  line("parents", sw.parents)
+  print("sweep: " .. json_path .. ", " .. base .. ".png, " .. base .. ".svg")
+  return 0
+end
+
 local r = pivq.report.evaluate(model, { test = test, test_images = args.test_images, samples = args.samples,
-  strategies = strategies, features = fx, k = args.k, seed = args.seed,
-  bank = args.samples > 0 and model:bank({ limit = args.bank_limit, data = args.dataset and desc or nil }) or nil })
-r.dataset, r.dataset_kind = desc.path, desc.kind
-r.checkpoint, r.checkpoint_hash = args.ckpt, pivq.bank.file_hash(args.ckpt)
--- flat keys (pair_precision, marginal_coverage, ...) for the table, the JSON and --compare
+  strategies = strategies, features = fx, k = args.k, seed = args.seed, bank = bank,
+  train_features = train_features })
+for k, v in pairs(stamp) do r[k] = v end
+-- flat keys (pair_precision, marginal_coverage, pair_copy_share, ...) for the table, the JSON and --compare
 local report = {}
-for k, v in pairs(r) do if k ~= "prdc" then report[k] = v end end
+for k, v in pairs(r) do if k ~= "prdc" and k ~= "nn_distances" then report[k] = v end end
 for name, m in pairs(r.prdc or {}) do
   for _, key in ipairs({ "precision", "recall", "density", "coverage" }) do report[name .. "_" .. key] = m[key] end
+end
+for name, m in pairs(r.memorisation or {}) do
+  report[name .. "_copy_share"], report[name .. "_median_ratio"] = m.copy_share, m.median_ratio
+  report.copy_threshold, report.heldout_nn_median = m.threshold, m.heldout_median
 end
 report.prdc_strategy = r.prdc and table.concat(strategies, ",") or nil
 if r.jaccard then -- the table's rows; the JSON keeps the quantiles and the histogram
@@ -134,8 +220,19 @@ if r.jaccard then -- the table's rows; the JSON keeps the quantiles and the hist
     if q.q == 0.5 then report.jaccard_median = q.value end
   end
 end
-local out = args.out or (args.ckpt:match("^(.*)/[^/]*$") or ".") .. "/eval.json"
-pivq.files.write_or_fail("eval", out, json.encode(report, { indent = true }) .. "\n")
+pivq.files.write_or_fail("eval", json_path, json.encode(report, { indent = true }) .. "\n")
+if r.nn_distances then
+  local groups, names = { { name = "HELD-OUT", values = r.nn_distances.heldout } }, {}
+  for name in pairs(r.nn_distances) do
+    if name ~= "heldout" then names[#names + 1] = name end
+  end
+  table.sort(names)
+  for _, name in ipairs(names) do groups[#groups + 1] = { name = name:upper(), values = r.nn_distances[name] } end
+  local ok, err = pivq.charts.save(base .. "-memorisation.png", pivq.charts.histogram(groups, {
+    title = "NEAREST TRAINING IMAGE - RED 5TH PERCENTILE OF HELD-OUT", threshold = report.copy_threshold }))
+  if not ok then error("eval: " .. tostring(err), 0) end
+  print("memorisation histogram: " .. base .. "-memorisation.png")
+end
 print_table({ args.ckpt }, { report })
 if r.jaccard then
   local qs = {}
@@ -144,5 +241,5 @@ if r.jaccard then
     r.jaccard.pairs, r.jaccard.images, table.concat(qs, ", ")))
   print(pivq.diagnostics.format_histogram(r.jaccard.histogram))
 end
-print("metrics: " .. out)
+print("metrics: " .. json_path)
 return 0

@@ -45,14 +45,19 @@ local TEMPLATE = [=[
 --   opts.parents   the --parents option (number), or nil
 --   opts.model     the model (opts.model:decode(codes), opts.model.config), or nil
 --   opts.codebook  the K x c codebook (float32 tensor), or nil
--- pivq checks what you return (shape, 1..K, no repeated code in a set) and names this strategy
--- in the error. Raise an error (error("...")) to fail; never call os.exit.
+-- Optionally return the provenance as a second value: one entry per sample, {parents = {training
+-- indices}, taken = {{codes from parent 1}, {codes from parent 2}, ...}} (parents = {} for none);
+-- pivq.provenance.attribute(row, {parent rows}) credits each code to the first parent holding it.
+-- `pivq sample --provenance FILE.json` and `--with-parents` use it.
+-- pivq checks what you return (shape, 1..K, no repeated code in a set; parents in 1..N and
+-- codes each parent really holds) and names this strategy in the error. Raise an error
+-- (error("...")) to fail; never call os.exit.
 local pivq = require "pivq"
 
 pivq.sample.register("NAME", function(bank, n, opts)
   local g = opts.generator
   local L = bank:L()
-  local rows = {}
+  local rows, prov = {}, {}
   for s, parents in ipairs(bank:random_parents(n, 2, g)) do
     -- example: half of the first parent's codes, the rest from the second parent's
     local a, b = bank:codes_of(parents[1]), bank:codes_of(parents[2])
@@ -68,8 +73,9 @@ pivq.sample.register("NAME", function(bank, n, opts)
       if bank.multiset or not pivq.CodeSet(row, { K = bank.K }):contains(a[j]) then row[#row + 1] = a[j] end
     end
     rows[s] = row
+    prov[s] = { parents = parents, taken = pivq.provenance.attribute(row, { a:totable(), b:totable() }) }
   end
-  return pivq.tensor(rows, "int64")
+  return pivq.tensor(rows, "int64"), prov -- the provenance is optional
 end, "half of one parent's codes, the rest from another's (edit this line: it is what --list shows)")
 ]=]
 

@@ -91,6 +91,13 @@ end
 local fx = assert(pivq.features.extractor("classifier", { path = args.features_ckpt }))
 print("features: " .. fx.describe)
 local test = assert(layouts.open(desc, "test"))
+-- the memorisation check's reference: every training image in the same feature space (computed
+-- only when a model's evaluation is not cached)
+local train_features
+local function training_features()
+  if not train_features then train_features = fx.fn(assert(layouts.open(desc, "train")).images) end
+  return train_features
+end
 
 local results = {}
 for _, spec in ipairs(MODELS) do
@@ -108,11 +115,14 @@ for _, spec in ipairs(MODELS) do
     print(string.format("   %.0f s, PSNR %.2f dB", metrics.train_seconds, metrics.psnr))
   end
   local report = not args.fresh and read_json(dir .. "/eval.json")
-  if not report or report.checkpoint_hash ~= pivq.bank.file_hash(ckpt) or report.features_hash ~= fx.hash then
+  if not report or report.checkpoint_hash ~= pivq.bank.file_hash(ckpt) or report.features_hash ~= fx.hash
+    or (args.samples > 0 and not report.memorisation) then
     print("== evaluating " .. spec.name)
     local model = assert(pivq.load_model(ckpt))
     report = pivq.report.evaluate(model, { test = test, test_images = args.test_images, samples = args.samples,
-      features = fx })
+      features = fx, train_features = args.samples > 0 and training_features() or nil })
+    local nn = report.nn_distances
+    report.nn_distances = nil -- tensors: the histogram below, not the JSON
     report.checkpoint_hash = pivq.bank.file_hash(ckpt)
     local n = math.min(args.probe_images, test.images:size(1))
     local codes = pivq.bank.encode_all(model, test.images:narrow(1, 1, n))
@@ -138,6 +148,16 @@ for _, spec in ipairs(MODELS) do
     local bank = model:bank()
     local docdir = args.doc:match("^(.*)/[^/]*$") or "."
     mkdir_p(docdir .. "/figures")
+    if nn then
+      local groups, names = { { name = "HELD-OUT", values = nn.heldout } }, {}
+      for name in pairs(nn) do if name ~= "heldout" then names[#names + 1] = name end end
+      table.sort(names)
+      for _, name in ipairs(names) do groups[#groups + 1] = { name = name:upper(), values = nn[name] } end
+      local any = next(report.memorisation)
+      assert(pivq.charts.save(string.format("%s/figures/reproduce-%s-memorisation.png", docdir, spec.name),
+        pivq.charts.histogram(groups, { title = spec.name:upper() .. " - RED 5TH PERCENTILE OF HELD-OUT",
+          threshold = report.memorisation[any].threshold })))
+    end
     if report.probe.attributes then
       assert(require("pivq.eval.figure5").save(string.format("%s/figures/reproduce-%s-probe.png", docdir,
         spec.name), report.probe.attributes))
@@ -231,6 +251,34 @@ for _, r in ipairs(results) do
   for _, s in ipairs(strategies) do add("![%s, %s](figures/reproduce-%s-%s.png)  ", r.name, s, r.name, s) end
   add("")
 end
+local train_count = 0
+for _, r in ipairs(results) do
+  for _, m in pairs(r.memorisation or {}) do train_count = m.train_images or train_count end
+end
+add("## Memorisation: how close samples come to training images")
+add("")
+add("For each sample, the distance in the same feature space to its nearest training image (exact search over "
+  .. "all %d training images), beside the same distance for the %d held-out images. copies: the share of samples "
+  .. "closer to a training image than the 5th percentile of the held-out images' distances (held-out images "
+  .. "themselves: 5%% by construction); ratio: median sample distance / median held-out distance (below 1: "
+  .. "samples sit closer to the training set than unseen real images do). Definitions and sources: "
+  .. "[METHOD.md](METHOD.md#evaluation), \"Memorisation\".", train_count, args.test_images)
+add("")
+add("| model | strategy | copies | ratio | threshold |")
+add("|---|---|---|---|---|")
+for _, r in ipairs(results) do
+  for _, s in ipairs({ "pair", "mix", "marginal", "uniform", "slot_marginal" }) do
+    local m = r.memorisation and r.memorisation[s]
+    if m then add("| %s | %s | %.3f | %.3f | %.3f |", r.name, s, m.copy_share, m.median_ratio, m.threshold) end
+  end
+end
+add("")
+for _, r in ipairs(results) do
+  if r.memorisation then
+    add("![%s: nearest-training-image distances](figures/reproduce-%s-memorisation.png)  ", r.name, r.name)
+  end
+end
+add("")
 add("## Linear probe")
 add("")
 if test.labels then

@@ -13,6 +13,7 @@
 #include "ops/ops.h"
 
 #include <cblas.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -252,5 +253,105 @@ done:
     pivq_tensor_release(radc);
     pivq_tensor_release(counts);
     pivq_tensor_release(nearest);
+    return status;
+}
+
+/* Exact nearest neighbours: tiles of NQ query rows x NR reference rows (4 MB of float d2,
+ * whatever the set sizes). A float d2 is within ERR(i, r) = (d + 4) * FLT_EPSILON * (|q|^2 +
+ * |r|^2) of the true squared distance (a dot product of d terms has error at most
+ * d * u * |q| |r| <= d * u * (|q|^2 + |r|^2) / 2, times 2, plus the roundings of the sums),
+ * so every reference whose d2 - ERR does not exceed the best exact distance so far is
+ * recomputed in double: the result is the true nearest row (ties: the lowest index). */
+#define NN_QB 256
+#define NN_RB 4096
+
+int pivq_knn_nearest(const pivq_tensor *ref, const pivq_tensor *query, pivq_tensor **dist,
+                     pivq_tensor **index)
+{
+    const char *fn = "knn_nearest";
+    if (check_points(fn, "ref", ref) || check_points(fn, "query", query)) return -1;
+    if (!dist || !index) return pivq_set_error("%s: output pointers are NULL", fn);
+    *dist = NULL;
+    *index = NULL;
+    int64_t N = ref->shape[0], M = query->shape[0], d = ref->shape[1];
+    if (query->shape[1] != d)
+        return pivq_set_error("%s: ref has %lld dims but query has %lld", fn, (long long)d,
+                              (long long)query->shape[1]);
+    if (N < 1 || M < 1) return pivq_set_error("%s: need at least one ref and one query row", fn);
+    if (d > INT32_MAX)
+        return pivq_set_error("%s: dimension %lld exceeds BLAS's int range", fn, (long long)d);
+    pivq_tensor *rc = pivq_contiguous_nograd(ref), *qc = rc ? pivq_contiguous_nograd(query) : NULL;
+    pivq_tensor *dt = qc ? pivq_empty(PIVQ_FLOAT32, 1, &M) : NULL;
+    pivq_tensor *it = dt ? pivq_empty(PIVQ_INT64, 1, &M) : NULL;
+    int64_t qb = M < NN_QB ? M : NN_QB, rb = N < NN_RB ? N : NN_RB;
+    float *rn = it ? malloc(sizeof(float) * (size_t)(N + M)) : NULL;
+    float *buf = rn ? malloc(sizeof(float) * (size_t)(qb * rb)) : NULL;
+    double *best = buf ? malloc(sizeof(double) * (size_t)M) : NULL;
+    int status = -1;
+    if (!best) {
+        if (it) pivq_set_error("%s: out of memory", fn);
+        goto done;
+    }
+    const float *R = pivq_data(rc), *Q = pivq_data(qc);
+    if (finite_points(fn, "ref", R, N * d) || finite_points(fn, "query", Q, M * d)) goto done;
+    float *qn = rn + N;
+    sq_norms(R, N, d, rn);
+    sq_norms(Q, M, d, qn);
+    int64_t *bi = pivq_data(it);
+    const double err = (double)(d + 4) * FLT_EPSILON;
+    for (int64_t j = 0; j < M; j++) {
+        best[j] = INFINITY;
+        bi[j] = -1;
+    }
+    for (int64_t q0 = 0; q0 < M; q0 += qb) {
+        int64_t nq = q0 + qb <= M ? qb : M - q0;
+        for (int64_t r0 = 0; r0 < N; r0 += rb) {
+            int64_t nr = r0 + rb <= N ? rb : N - r0;
+            pivq_sgemm_mt(0, 1, nq, nr, d, -2.0f, Q + q0 * d, d, R + r0 * d, d, 0.0f, buf, nr);
+            int nth = pivq_threads_for(nq * nr);
+#pragma omp parallel for num_threads(nth) if (nth > 1) schedule(static)
+            for (int64_t j = 0; j < nq; j++) {
+                const float *row = buf + j * nr;
+                const float *qj = Q + (q0 + j) * d;
+                double b = best[q0 + j];
+                int64_t arg = bi[q0 + j];
+                /* the float minimum first, so the bound below is tight from the start */
+                int64_t m = 0;
+                for (int64_t r = 1; r < nr; r++)
+                    if (row[r] + rn[r0 + r] < row[m] + rn[r0 + m]) m = r;
+                double e = exact_sq(qj, R + (r0 + m) * d, d);
+                if (e < b || (e == b && r0 + m < arg)) {
+                    b = e;
+                    arg = r0 + m;
+                }
+                for (int64_t r = 0; r < nr; r++) {
+                    double v = (double)row[r] + qn[q0 + j] + rn[r0 + r];
+                    if (r == m || v - err * ((double)qn[q0 + j] + rn[r0 + r]) > b) continue;
+                    e = exact_sq(qj, R + (r0 + r) * d, d);
+                    if (e < b || (e == b && r0 + r < arg)) {
+                        b = e;
+                        arg = r0 + r;
+                    }
+                }
+                best[q0 + j] = b;
+                bi[q0 + j] = arg;
+            }
+        }
+    }
+    float *dd = pivq_data(dt);
+    for (int64_t j = 0; j < M; j++)
+        dd[j] = (float)sqrt(best[j]);
+    *dist = dt;
+    *index = it;
+    dt = it = NULL;
+    status = 0;
+done:
+    free(rn);
+    free(buf);
+    free(best);
+    pivq_tensor_release(rc);
+    pivq_tensor_release(qc);
+    pivq_tensor_release(dt);
+    pivq_tensor_release(it);
     return status;
 }

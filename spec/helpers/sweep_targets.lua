@@ -456,6 +456,19 @@ groups.eval = function()
     target(eval.knn_radii, { "knn_radii" }, function() return randn(6, 3), 2 end),
     target(eval.ball_counts, { "ball_counts" }, function() return randn(6, 3), pivq.ones(6), randn(4, 3), true end),
     target(eval.prdc, { "prdc" }, function() return randn(8, 3), randn(7, 3), { k = 2, improved = false } end),
+    target(eval.nearest, { "nearest" }, function() return randn(6, 3), randn(4, 3) end),
+    target(eval.percentile, { "percentile" }, function() return randn(6), 5 end),
+    target(eval.memorisation, { "memorisation", "nearest" }, function()
+      return randn(8, 3), randn(5, 3), randn(4, 3), { percentile = 5 }
+    end),
+    target(pivq.charts.histogram, { "charts.histogram" }, function()
+      return { { name = "A", values = randn(6) }, { name = "B", values = { 1, 2, 3 } } },
+        { title = "T", bins = 4, threshold = 0.5, xlabel = "X" }
+    end),
+    target(pivq.charts.lines, { "charts.lines" }, function()
+      return { { name = "A", x = { 0, 0.5 }, y = { 1, 2 } } }, { title = "T", xlabel = "X", ymax = 3 }
+    end),
+    target(pivq.charts.save, { "charts.save", "save" }, function() return "chart.png", pivq.rand(3, 4, 4) end),
     target(eval.mse, { "mse" }, function() return pivq.rand(2, 1, 8, 8), pivq.rand(2, 1, 8, 8) end),
     target(eval.psnr, { "psnr" }, function()
       return pivq.rand(2, 1, 8, 8), pivq.rand(2, 1, 8, 8), { data_range = 1 }
@@ -561,7 +574,22 @@ groups.codes = function()
       function() return "pair", bank(), 2, { seed = 1 } end),
     target(sample.draw, { "draw", "sample" }, { data_args = { "a model stand-in", [3] = "a code bank (data)",
       [5] = STRATEGY_OPTS } }, function() return fake_model, "pair", bank(), 2, { seed = 1 } end),
+    target(pivq.provenance.attribute, { "attribute" }, function() return { 1, 2, 5 }, { { 1, 2, 3 }, { 5, 6 } } end),
+    target(pivq.provenance.check, { "check", "sample" }, { data_args = { [2] = "a strategy's provenance (data)",
+      [3] = "codes (data)", [4] = "a code bank (data)", [5] = STRATEGY_OPTS } }, function()
+      return "pair", { { parents = { 1, 3 }, taken = { { 1, 2 }, { 5 } } } }, pivq.tensor({ { 1, 2, 5 } }, "int64"),
+        bank(), { seed = 1 }
+    end),
   }
+  local function prov() return select(2, sample.codes("pair", bank(), 2, { seed = 1 })) end
+  local P = pivq.provenance.Provenance
+  for _, name in ipairs({ "parents", "taken", "describe" }) do
+    out[#out + 1] = target(P[name], { name, "provenance" }, function() return prov(), 1 end, { self = true })
+  end
+  out[#out + 1] = target(P.parentless, { "parentless" }, function() return prov() end, { self = true })
+  out[#out + 1] = target(P.json_table, { "json_table" }, function()
+    return prov(), { files = { "a.png", "b.png", "c.png" } }
+  end, { self = true })
   for name, f in pairs(CodeSet) do
     if type(f) == "function" and not name:match("^_") and name ~= "new" and name ~= "from_rows" and name ~= "to_rows"
       and name ~= "is_codeset" then

@@ -120,6 +120,75 @@ describe("model recipes", function()
     assert.is_nil(out:match("== training"))
   end)
 
+  local function read_json(path)
+    local f = assert(io.open(path))
+    local v = require("dkjson").decode(f:read("*a"))
+    f:close()
+    return v
+  end
+
+  it("pivq sample --provenance records each sample's parents; --with-parents draws A | sample | B", function()
+    local out, code = run(string.format("%s sample --ckpt %s/model.safetensors -n 6 --strategy pair --bank-limit 200"
+      .. " --seed 3 --out %s/wp.png --with-parents --provenance %s/prov.json", bin, dir, dir, dir))
+    assert.are.equal(0, code, out)
+    local doc = read_json(dir .. "/prov.json")
+    assert.are.equal("pair", doc.strategy)
+    assert.are.equal(3, doc.seed)
+    assert.are.equal(6, #doc.samples)
+    assert.matches("no file names", doc.file_names) -- Fashion-MNIST: parents by index only
+    local bank = assert(pivq.load(dir .. "/codes.safetensors")).codes
+    for _, e in ipairs(doc.samples) do
+      assert.are.equal(2, #e.parents)
+      for _, p in ipairs(e.parents) do
+        assert.is_true(p.index >= 1 and p.index <= 200)
+        local held = pivq.CodeSet(bank:select(1, p.index):totable(), { K = 32 })
+        for _, k in ipairs(p.codes) do assert.is_true(held:contains(k), "code " .. k .. " of image " .. p.index) end
+      end
+    end
+    -- one row per sample, three images wide (28 x 28 at scale 2, 2-pixel padding)
+    local img = assert(pivq.image.load(dir .. "/wp.png"))
+    assert.are.same({ 6 * 56 + 7 * 2, 3 * 56 + 4 * 2 }, { img:size(2), img:size(3) })
+    -- a strategy without parents says so and draws the samples alone
+    out, code = run(string.format("%s sample --ckpt %s/model.safetensors -n 4 --strategy marginal --bank-limit 200"
+      .. " --out %s/wm.png --with-parents --provenance %s/prov2.json", bin, dir, dir, dir))
+    assert.are.equal(0, code, out)
+    assert.matches("strategy 'marginal' draws no parents", out)
+    assert.matches("draws no parents", read_json(dir .. "/prov2.json").note)
+    -- a provenance file that cannot be written fails the command
+    out, code = run(string.format("%s sample --ckpt %s/model.safetensors -n 2 --bank-limit 200 --out %s/w3.png"
+      .. " --provenance /nonexistent/dir/p.json", bin, dir, dir))
+    assert.are_not.equal(0, code)
+    assert.matches("/nonexistent/dir/p.json", out)
+  end)
+
+  it("pivq eval reports the memorisation check and --sweep-exchange the fidelity-diversity curve", function()
+    local out, code = run(string.format("%s eval --ckpt %s/model.safetensors --samples 30 --features pixels "
+      .. "--test-images 40 --bank-limit 100 --train-images 300 --strategy pair --out %s/em.json", bin, dir, dir))
+    assert.are.equal(0, code, out)
+    local r = read_json(dir .. "/em.json")
+    for _, s in ipairs({ "pair", "marginal" }) do
+      assert.is_true(r[s .. "_copy_share"] >= 0 and r[s .. "_copy_share"] <= 1, s)
+      assert.is_number(r[s .. "_median_ratio"], s)
+    end
+    assert.is_number(r.copy_threshold)
+    assert.is_truthy(pivq.image.load(dir .. "/em-memorisation.png"))
+    out, code = run(string.format("%s eval --ckpt %s/model.safetensors --sweep-exchange --samples 30 --features "
+      .. "pixels --test-images 40 --bank-limit 100 --train-images 300 --out %s/sw.json", bin, dir, dir))
+    assert.are.equal(0, code, out)
+    local sw = read_json(dir .. "/sw.json")
+    assert.are.equal(6, #sw.rows)
+    for j, f in ipairs({ 0, 0.1, 0.2, 0.3, 0.4, 0.5 }) do assert.are.equal(f, sw.rows[j].fraction) end
+    for _, key in ipairs({ "precision", "recall", "density", "coverage", "copy_share" }) do
+      assert.are.equal(sw.parents[key], sw.rows[1][key], key)
+    end
+    assert.is_truthy(pivq.image.load(dir .. "/sw.png"))
+    local svg = assert(io.open(dir .. "/sw.svg")):read("*a")
+    assert.matches("<svg", svg)
+    out, code = run(string.format("%s eval --ckpt %s/model.safetensors --sweep-exchange --fractions 0,2", bin, dir))
+    assert.are_not.equal(0, code)
+    assert.matches("%-%-fractions must be numbers in 0..1", out)
+  end)
+
   it("pivq sample and interpolate fail clearly without a checkpoint", function()
     local out, code = run(bin .. " sample --ckpt /nonexistent/model.safetensors")
     assert.are_not.equal(0, code)

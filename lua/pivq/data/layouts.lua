@@ -216,6 +216,20 @@ local function split_files(desc, split)
   return out
 end
 
+-- layouts.files(desc, split) -> the split's file names (relative to desc.images, in dataset order:
+-- row i of layouts.open's images is files[i]), or nil for a dataset without files (Fashion-MNIST's
+-- IDX), or nil, err
+function M.files(desc, split)
+  if type(desc) ~= "table" or not KINDS[desc.kind] then
+    error("layouts.files: desc must be a dataset description (layouts.describe)", 2)
+  end
+  if split ~= "train" and split ~= "test" then
+    error("layouts.files: split must be \"train\" or \"test\", got " .. tostring(split), 2)
+  end
+  if desc.kind == "fashion-mnist" then return nil end
+  return split_files(desc, split)
+end
+
 -- layouts.background_of(name): a stored background name ("white", "black", "r,g,b") as
 -- image.background takes it.
 local function background_of(name)

@@ -8,6 +8,12 @@ local M = {}
 
 local SCALE, rect, text = raster.SCALE, raster.rect, raster.text
 
+-- the drawing helpers, for the other raster charts (pivq.eval.charts): canvas(H, W),
+-- rect(img, y, x, h, w, rgb), text(img, y, x, s, rgb) (4 * SCALE pixels per character, 5 * SCALE
+-- high), to_image(img) -> 3 x H x W float32 (pivq.display.raster's, with its font)
+M.rect, M.text, M.SCALE, M.to_image = rect, text, SCALE, raster.image
+function M.canvas(H, W) return raster.canvas(W, H) end
+
 -- M.render(rows [, {title =}]) -> 3 x H x W float32 image. rows: probe.attributes' result.
 function M.render(rows, opts)
   opts = opts or {}

@@ -14,6 +14,14 @@
 -- frequencies, no parents) for every model; for the positional model, whose codes carry slot
 -- identity, "uniform" (random codes) and "slot_marginal" (each slot's own code frequencies)
 -- replace the parent-based strategies, which assume a set.
+-- With opts.train_features (the training images in the same feature space), each strategy also
+-- gets memorisation[strategy] = {copy_share, median_ratio, threshold, heldout_share, ...}
+-- (pivq.eval.memorisation; the distances themselves in nn_distances[strategy] and
+-- nn_distances.heldout, tensors a caller leaves out of JSON).
+--
+-- sweep_exchange(model, opts) -> the fidelity-diversity curve: PRDC (and the copy share) of the
+-- `exchange` strategy at each fraction of exchanged codes, beside the PRDC of the parents'
+-- own reconstructions (equal to fraction 0 by construction).
 local tensor = require "pivq.core.tensor"
 local autograd = require "pivq.core.autograd"
 local eval = require "pivq.eval.metrics"
@@ -130,15 +138,94 @@ function M.evaluate(model, opts)
     local strategies = opts.strategies or { "pair", "mix" }
     if cfg.mode == "positional" then strategies = { "uniform", "slot_marginal" } end
     r.prdc = {}
-    for _, name in ipairs(strategies) do
-      local sc = sample.codes(name, bank, opts.samples, { seed = opts.seed or 1, model = model,
-        codebook = model:codebook() })
-      r.prdc[name] = eval.prdc(real, fx.fn(decode_all(model, sc, batch)), { k = opts.k or 5 })
+    local train_f = opts.train_features
+    if train_f then r.memorisation, r.nn_distances = {}, {} end
+    local function measure(name, sopts)
+      local sc = sample.codes(name, bank, opts.samples, sopts)
+      local fake = fx.fn(decode_all(model, sc, batch))
+      r.prdc[name] = eval.prdc(real, fake, { k = opts.k or 5 })
+      if train_f then
+        r.memorisation[name], r.nn_distances[name], r.nn_distances.heldout = M.memorisation_summary(train_f, real, fake)
+      end
     end
-    local m = sample.codes("marginal", bank, opts.samples, { seed = opts.seed or 1 })
-    r.prdc.marginal = eval.prdc(real, fx.fn(decode_all(model, m, batch)), { k = opts.k or 5 })
+    for _, name in ipairs(strategies) do
+      measure(name, { seed = opts.seed or 1, model = model, codebook = model:codebook() })
+    end
+    measure("marginal", { seed = opts.seed or 1 })
   end
   return r
+end
+
+-- The memorisation check's numbers (no tensors, for JSON) and the two distance tensors.
+function M.memorisation_summary(train_features, heldout_features, sample_features)
+  local m = eval.memorisation(train_features, heldout_features, sample_features, { percentile = 5 })
+  return { copy_share = m.copy_share, median_ratio = m.median_ratio, threshold = m.threshold,
+    heldout_share = m.heldout_share, sample_median = m.sample_median, heldout_median = m.heldout_median,
+    percentile = m.percentile, train_images = train_features:size(1) }, m.sample_nn, m.heldout_nn
+end
+
+M.SWEEP_FRACTIONS = { 0, 0.1, 0.2, 0.3, 0.4, 0.5 }
+
+-- sweep_exchange(model, opts): opts as evaluate's (test, test_images, samples, features, k, seed,
+-- bank, batch, train_features) plus fractions (default 0, .1, .2, .3, .4, .5). Returns
+-- {fractions =, rows = {{fraction =, precision =, recall =, density =, coverage =, copy_share =,
+-- median_ratio =}, ...}, parents = the PRDC (and memorisation) of the first parents' own
+-- reconstructions, test_images =, samples =, k =, seed =}. The same seed draws the same parents
+-- at every fraction, so the curve varies only the exchange.
+function M.sweep_exchange(model, opts)
+  opts = require("pivq.core.argcheck").options("report.sweep_exchange", opts, { "test", "test_images", "samples",
+    "features", "k", "seed", "bank", "batch", "train_features", "fractions" })
+  local fx = opts.features
+  if not fx then error("report.sweep_exchange: needs opts.features (pivq.features.extractor)", 2) end
+  local fractions = opts.fractions or M.SWEEP_FRACTIONS
+  if type(fractions) ~= "table" or #fractions < 1 then
+    error("report.sweep_exchange: fractions must be a non-empty list of numbers in 0..1", 2)
+  end
+  for i, f in ipairs(fractions) do
+    if type(f) ~= "number" or f ~= f or f < 0 or f > 1 then
+      error(string.format("report.sweep_exchange: fractions[%d] must be a number in 0..1, got %s", i, tostring(f)), 2)
+    end
+  end
+  local batch, k, seed = opts.batch or 250, opts.k or 5, opts.seed or 1
+  local n = opts.samples or 2000
+  local test = opts.test or assert(require("pivq.data.datasets").fashion_mnist { split = "test" })
+  local nt = math.min(opts.test_images or 2000, test.images:size(1))
+  local xs = test.images:narrow(1, 1, nt)
+  if xs:dtype() == "uint8" then xs = xs:float() / 255 end
+  local real = fx.fn(xs)
+  local bank = opts.bank or model:bank()
+  local out = { fractions = fractions, rows = {}, test_images = nt, samples = n, k = k, seed = seed,
+    features = fx.describe, features_hash = fx.hash }
+  local first_parents
+  for i, f in ipairs(fractions) do
+    local sc, prov = sample.codes("exchange", bank, n, { seed = seed, fraction = f, model = model,
+      codebook = model:codebook() })
+    local fake = fx.fn(decode_all(model, sc, batch))
+    local row = eval.prdc(real, fake, { k = k })
+    row.fraction, row.k = f, nil
+    local exchanged = 0
+    for s = 1, n do exchanged = exchanged + prov.samples[s].exchanged end
+    row.mean_exchanged = exchanged / n
+    if opts.train_features then
+      local m = M.memorisation_summary(opts.train_features, real, fake)
+      row.copy_share, row.median_ratio = m.copy_share, m.median_ratio
+    end
+    out.rows[i] = row
+    if not first_parents then
+      first_parents = {}
+      for s = 1, n do first_parents[s] = prov:parents(s)[1] end
+    end
+  end
+  -- the parents' own reconstructions: the first parent of each sample, decoded from its bank row
+  local rows = bank.codes:index_select(1, tensor.tensor(first_parents, "int64"))
+  local fake = fx.fn(decode_all(model, rows, batch))
+  out.parents = eval.prdc(real, fake, { k = k })
+  out.parents.k = nil
+  if opts.train_features then
+    local m = M.memorisation_summary(opts.train_features, real, fake)
+    out.parents.copy_share, out.parents.median_ratio = m.copy_share, m.median_ratio
+  end
+  return out
 end
 
 return M

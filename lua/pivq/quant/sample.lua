@@ -2,25 +2,32 @@
 -- registry of strategies like pivq.interp.
 --
 -- A strategy is fn(bank, n, opts) -> an n x L int64 tensor of codes (1-based, in 1..bank.K; for a
--- matching model, whose bank.multiset is false, no code twice in a row). bank is a pivq.bank
+-- matching model, whose bank.multiset is false, no code twice in a row) and, optionally, its
+-- provenance: a list of n entries {parents = {training indices}, taken = {{codes}, ...}, ...}
+-- (pivq.provenance; parents = {} for a strategy that draws none). bank is a pivq.bank
 -- Bank (bank.codes, bank.K, bank.multiset, bank.labels, bank:size(), bank:codes_of(i),
 -- bank:random_parents(n, k, g)); opts holds seed (number), generator (a pivq.Generator seeded
 -- from seed: draw from it for reproducible samples), parents (number or nil), model (the
 -- pivq.PIVQ, or nil), codebook (K x c float32 tensor, or nil) and whatever else the caller passed.
 -- recipes/README.md, "Strategy files", documents each field; `pivq new-strategy NAME` writes a
 -- commented template. pivq.sample.codes checks what a strategy returns (shape, range, no repeats
--- in a set) and names the strategy in every error; an error or os.exit inside a strategy makes
+-- in a set, the provenance's parents and codes) and names the strategy in every error; it returns
+-- codes, prov (a pivq.provenance.Provenance). An error or os.exit inside a strategy makes
 -- the command fail. A strategy file is code (it runs with your rights, like a recipe);
 -- checkpoints are data and never execute.
 --
 -- Built-ins:
 --   pair      two random training images as parents, a random point on a random path
+--   exchange  two random parents, round(fraction x d) of the d codes in which they differ taken
+--             from the second (opts.fraction in 0..1, default 0.5; fraction 0 returns the first
+--             parent's own codes); positional models exchange slots instead
 --   mix       m parents (opts.parents, default 3); L codes drawn from their union without repetition
 --   marginal  no parents: codes drawn from the training set's code frequencies (the baseline)
 --   uniform   no parents: codes drawn uniformly from 1..K (the positional baseline's random codes)
 --   slot_marginal  no parents: slot i's code drawn from the frequencies of slot i (for positional
 --             models, whose bank keeps codes in slot order; the strongest prior-free baseline)
 local CodeSet = require "pivq.quant.CodeSet"
+local provenance = require "pivq.quant.provenance"
 local random = require "pivq.core.random"
 local tensor = require "pivq.core.tensor"
 
@@ -82,17 +89,19 @@ function M.codes(name, bank, n, opts)
   for k, v in pairs(opts) do sopts[k] = v end
   sopts.seed = opts.seed or 0
   sopts.generator = opts.generator or random.Generator(sopts.seed)
-  local codes = strategies:call(name, bank, n, sopts)
-  return check_codes(name, codes, n, bank.codes:size(2), bank)
+  local codes, entries = strategies:call(name, bank, n, sopts)
+  codes = check_codes(name, codes, n, bank.codes:size(2), bank)
+  return codes, provenance.check(name, entries, codes, bank, sopts)
 end
 
--- pivq.sample.draw(model, name, bank, n, opts): codes, then images decoded in one forward pass.
+-- pivq.sample.draw(model, name, bank, n, opts): codes, then images decoded in one forward pass;
+-- returns images, codes, prov.
 function M.draw(model, name, bank, n, opts)
   if type(model) ~= "table" or type(model.decode) ~= "function" then
     error("sample.draw: model must be a model with a decode method, got " .. type(model), 2)
   end
-  local codes = M.codes(name, bank, n, opts)
-  return model:decode(codes), codes
+  local codes, prov = M.codes(name, bank, n, opts)
+  return model:decode(codes), codes, prov
 end
 
 local function generator(opts) return opts.generator or random.Generator(opts.seed or 0) end
@@ -104,36 +113,113 @@ local function parent(bank, i)
   return CodeSet.new(bank.codes:select(1, i):totable(), { K = bank.K, multiset = bank.multiset })
 end
 
+-- one parent-pair sample: parents a, b, the path between them and the point `at` on it (a function
+-- of the path's length); the row and its provenance entry
+local function pair_sample(bank, g, s, opts, at)
+  local interp = require "pivq.quant.interp"
+  local N = bank.codes:size(1)
+  local a, b = pick(g, N), pick(g, N)
+  local path_seed = tonumber(g.cdata.offset) + s
+  local A, B = parent(bank, a), parent(bank, b)
+  local path = interp.path(opts.path_strategy or "random", A, B,
+    { seed = path_seed, model = opts.model, codebook = opts.codebook })
+  local t = at(#path)
+  local row = path[t]:totable()
+  local taken = provenance.attribute(row, { A:totable(), B:totable() })
+  return row, { parents = { a, b }, taken = taken, exchanged = #taken[2], differing = #path - 1,
+    path_seed = path_seed, path_strategy = opts.path_strategy or "random" }
+end
+
 M.register("pair", function(bank, n, opts)
   local g = generator(opts)
-  local interp = require "pivq.quant.interp"
-  local N, rows = bank.codes:size(1), {}
+  local rows, prov = {}, {}
   for s = 1, n do
-    local a, b = pick(g, N), pick(g, N)
-    local path = interp.path(opts.path_strategy or "random", parent(bank, a), parent(bank, b),
-      { seed = tonumber(g.cdata.offset) + s, model = opts.model, codebook = opts.codebook })
-    rows[s] = path[pick(g, #path)]:totable()
+    rows[s], prov[s] = pair_sample(bank, g, s, opts, function(len) return pick(g, len) end)
   end
-  return tensor.tensor(rows, "int64")
+  return tensor.tensor(rows, "int64"), prov
 end, "two random training images as parents, a random point on a random path between them")
+
+-- positional models: slot i keeps A's code or takes B's; the n exchanged slots drawn at random
+-- among the slots where A and B differ
+local function slot_exchange(bank, g, fraction)
+  local N = bank.codes:size(1)
+  local a, b = pick(g, N), pick(g, N)
+  local A, B = bank.codes:select(1, a):totable(), bank.codes:select(1, b):totable()
+  local differ = {}
+  for i = 1, #A do
+    if A[i] ~= B[i] then differ[#differ + 1] = i end
+  end
+  local k = math.floor(fraction * #differ + 0.5)
+  local row, from_b = {}, {}
+  for i = 1, #A do row[i] = A[i] end
+  if k > 0 then
+    local perm = random.randperm(#differ, { generator = g })
+    for j = 1, k do from_b[differ[perm[j]]] = true end
+  end
+  local ta, tb = {}, {}
+  for i = 1, #A do
+    if from_b[i] then
+      row[i] = B[i]
+      tb[#tb + 1] = B[i]
+    else
+      ta[#ta + 1] = A[i]
+    end
+  end
+  return row, { parents = { a, b }, taken = { ta, tb }, exchanged = k, differing = #differ }
+end
+
+M.register("exchange", function(bank, n, opts)
+  local fraction = opts.fraction == nil and 0.5 or opts.fraction
+  if type(fraction) ~= "number" or fraction ~= fraction or fraction < 0 or fraction > 1 then
+    error("fraction must be a number in 0..1 (the share of differing codes taken from the second parent), got "
+      .. tostring(fraction), 2)
+  end
+  local g = generator(opts)
+  local positional = opts.model and opts.model.config and opts.model.config.mode == "positional"
+  local rows, prov = {}, {}
+  for s = 1, n do
+    if positional then
+      rows[s], prov[s] = slot_exchange(bank, g, fraction)
+    else
+      rows[s], prov[s] = pair_sample(bank, g, s, opts,
+        function(len) return math.floor(fraction * (len - 1) + 0.5) + 1 end)
+    end
+    prov[s].fraction = fraction
+  end
+  return tensor.tensor(rows, "int64"), prov
+end, "two random parents; opts.fraction (0..1, default 0.5) of the codes in which they differ taken from the second")
 
 M.register("mix", function(bank, n, opts)
   local g = generator(opts)
   local m = opts.parents or 3
-  local N, L, rows = bank.codes:size(1), bank.codes:size(2), {}
+  local N, L, rows, prov = bank.codes:size(1), bank.codes:size(2), {}, {}
   for s = 1, n do
     -- pool: the union of the parents' codes (with multiplicities for multisets)
     local pool = CodeSet.new({}, { K = bank.K, multiset = bank.multiset })
-    for _ = 1, m do pool = pool:union(parent(bank, pick(g, N))) end
+    local who = {}
+    for p = 1, m do
+      who[p] = pick(g, N)
+      pool = pool:union(parent(bank, who[p]))
+    end
     local items = pool:totable()
     local perm = random.randperm(#items, { generator = g })
     local row = {}
     for i = 1, L do row[i] = items[perm[i]] end
     table.sort(row)
     rows[s] = row
+    local parent_rows = {}
+    for p, i in ipairs(who) do parent_rows[p] = bank.codes:select(1, i):totable() end
+    prov[s] = { parents = who, taken = provenance.attribute(row, parent_rows) }
   end
-  return tensor.tensor(rows, "int64")
+  return tensor.tensor(rows, "int64"), prov
 end, "m parents (opts.parents, default 3): L codes drawn without repetition from their union")
+
+-- the provenance of n samples drawn from no parent
+local function no_parents(n)
+  local out = {}
+  for s = 1, n do out[s] = { parents = {} } end
+  return out
+end
 
 -- each row of an n x L code tensor sorted (a set or multiset has no order to keep)
 local function sorted_rows(codes)
@@ -152,7 +238,7 @@ M.register("marginal", function(bank, n, opts)
   local counts = require("pivq.quant.vq").code_counts(bank.codes, bank.K):float()
   local probs = counts:view(1, -1):expand(n, bank.K):contiguous()
   -- sets draw without replacement (distinct codes); multisets with
-  return sorted_rows(random.multinomial(probs, L, bank.multiset, { generator = g }))
+  return sorted_rows(random.multinomial(probs, L, bank.multiset, { generator = g })), no_parents(n)
 end, "codes drawn from the training set's code frequencies, no parents (the baseline)")
 
 M.register("uniform", function(bank, n, opts)
@@ -160,7 +246,7 @@ M.register("uniform", function(bank, n, opts)
   local probs = tensor.ones(n, bank.K)
   local codes = random.multinomial(probs, L, bank.multiset, { generator = generator(opts) })
   -- multisets keep the draw order: a positional model's bank is in slot order
-  return bank.multiset and codes or sorted_rows(codes)
+  return bank.multiset and codes or sorted_rows(codes), no_parents(n)
 end, "codes drawn uniformly at random from 1..K, no parents (a baseline)")
 
 M.register("slot_marginal", function(bank, n, opts)
@@ -171,7 +257,7 @@ M.register("slot_marginal", function(bank, n, opts)
   end
   -- L x K frequencies -> L x n draws with replacement -> n x L, slot i from slot i's frequencies
   local draws = random.multinomial(tensor.cat(counts, 1), n, true, { generator = generator(opts) })
-  return draws:t():contiguous()
+  return draws:t():contiguous(), no_parents(n)
 end, "slot i's code drawn from slot i's frequencies, no parents (the positional model's baseline)")
 
 return M
