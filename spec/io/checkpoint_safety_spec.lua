@@ -224,4 +224,36 @@ describe("loading a checkpoint", function()
     assert.is_nil(rawget(_G, "SPEC_PWNED"))
     os.execute("rm -rf " .. d)
   end)
+
+  it("refuses a training state with a field missing or of the wrong type, naming it", function()
+    local d = tmpdir()
+    local opts = { out = d, width = 32, L = 4, K = 16, c = 8, heads = 2, enc_depth = 1, dec_depth = 1,
+      batch = 8, quiet = true, threads = 1, steps = 2, quant_start = 1, init_batches = 1, eval_images = 8,
+      seed = 3 }
+    local run = pivq.train.Trainer(opts)
+    run:fit()
+    local path = d .. "/model.safetensors"
+    local tensors, meta = assert(pivq.load(path))
+    local json = require "dkjson"
+    local function with(edit)
+      local s = json.decode(meta.train)
+      edit(s)
+      local m = {}
+      for k, v in pairs(meta) do m[k] = v end
+      m.train = json.encode(s)
+      assert(pivq.save(path, tensors, m))
+      local ok, err = pivq.train.Trainer(opts):load_checkpoint()
+      return err or ok
+    end
+    assert.are.equal(path .. ": bad training state: no 'step'", with(function(s) s.step = nil end))
+    assert.are.equal(path .. ": bad training state: 'pos' must be a non-negative integer, got -1",
+      with(function(s) s.pos = -1 end))
+    assert.are.equal(path .. ": bad training state: 'bypassed' must be a boolean, got a string",
+      with(function(s) s.bypassed = "no" end))
+    assert.are.equal(path .. ": bad training state: 'rng' must be a table, got a number",
+      with(function(s) s.rng = 5 end))
+    -- the state as written loads
+    assert.is_true(with(function() end))
+    os.execute("rm -rf " .. d)
+  end)
 end)

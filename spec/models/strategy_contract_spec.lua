@@ -189,6 +189,20 @@ describe("the code bank", function()
     assert.are.equal(90, assert(pivq.load(dir .. "/codes.safetensors")).codes:size(1))
   end)
 
+  it("does not reuse a bank encoded in the other precision", function()
+    assert(pivq.bf16_available(), "this case needs a CPU with bf16 (AVX512-BF16 or AMX) and a oneDNN build")
+    os.remove(dir .. "/codes.safetensors")
+    local ds = images(30)
+    pivq.bank.load(model, { dataset = ds, progress = false })
+    local _, meta = assert(pivq.load(dir .. "/codes.safetensors"))
+    assert.are.equal("fp32", meta.precision)
+    -- in bf16 the cached fp32 bank (30 images) is not taken: the 7 given are encoded and cached
+    local b = pivq.autocast("bf16", pivq.bank.load, model, { dataset = images(7), progress = false })
+    assert.are.equal(7, b:size())
+    _, meta = assert(pivq.load(dir .. "/codes.safetensors"))
+    assert.are.equal("bf16", meta.precision)
+  end)
+
   it("keeps the bank in memory when its folder is read-only, and sweeps stale temporaries", function()
     assert(proc.is_root(), "this case needs root: it becomes 'nobody', for whom a 0555 folder is read-only")
     local ro = dir .. "/ro"

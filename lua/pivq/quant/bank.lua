@@ -161,7 +161,9 @@ local function warn(msg) io.stderr:write("bank: ", msg, "\n") end
 -- (built and cached if needed); dataset is an opened dataset, data a description
 -- (pivq.data.layouts) whose training split is encoded (default: the model's own); limit uses
 -- only the first `limit` training images (quick looks); progress = false silences the progress
--- line (default: shown). The cache is keyed by the checkpoint's hash and the data's folder.
+-- line (default: shown). The cache is keyed by the checkpoint's hash, the data's folder and the
+-- precision in force (pivq.autocast: bf16 encoders may pick a different code where two are
+-- nearly tied, so a bank encoded in one precision is not reused in the other).
 function M.load(model, opts)
   opts = opts or {}
   local where = opts.data and opts.data.path or (opts.dataset and opts.dataset.dir) or ""
@@ -169,6 +171,7 @@ function M.load(model, opts)
   local hash = ckpt and M.file_hash(ckpt) or nil
   local path = opts.path or (ckpt and (ckpt:match("^(.*)/[^/]*$") or ".") .. "/codes.safetensors")
   local limit = opts.limit
+  local precision = require("pivq.core.precision").get_precision()
   if limit ~= nil and (type(limit) ~= "number" or limit % 1 ~= 0 or limit < 1) then
     error("bank.load: limit must be a positive integer, got " .. tostring(limit), 2)
   end
@@ -179,7 +182,8 @@ function M.load(model, opts)
   local cached_rows = 0
   if path and hash then
     local tensors, meta = io_.load(path)
-    if tensors and meta.checkpoint_hash == hash and (meta.data or "") == where and tensor.is_tensor(tensors.codes) then
+    if tensors and meta.checkpoint_hash == hash and (meta.data or "") == where
+      and (meta.precision or "fp32") == precision and tensor.is_tensor(tensors.codes) then
       cached_rows = tensors.codes:size(1)
       local full = (meta.limit or "") == ""
       if full and not limit then return make(tensors.codes, tensors.labels, nil, path) end
@@ -218,7 +222,7 @@ function M.load(model, opts)
     local tensors = { codes = codes }
     if labels then tensors.labels = labels end
     local ok, err = io_.save(path, tensors, { checkpoint_hash = hash or "", L = tostring(codes:size(2)),
-      limit = partial and tostring(limit) or "", data = where })
+      limit = partial and tostring(limit) or "", data = where, precision = precision })
     if not ok then
       -- an optional cache: the bank stays in memory and the command goes on
       warn(string.format("cannot cache the codes (%s); keeping them in memory", tostring(err)))

@@ -89,6 +89,33 @@ function M.stored_options(path)
   return state.options
 end
 
+-- The training state's fields and their types, as M.save writes them: a state edited by hand
+-- or written by another program is refused naming the field, before anything is restored
+-- (a half-restored run would train from a mixed state).
+local STATE_FIELDS = {
+  { "step", "count" }, { "epoch", "count" }, { "pos", "count" }, { "optim", "table" },
+  { "schedule", "table" }, { "rng", "table" }, { "model_rng", "table" }, { "data_rng", "table" },
+  { "bypassed", "boolean" }, { "global_batch", "count?" }, { "disc_optim", "table?" }, { "options", "table?" },
+}
+
+-- nil when state has every field M.save writes, with its type; else what is wrong
+function M.check_state(state)
+  for _, f in ipairs(STATE_FIELDS) do
+    local name, want = f[1], f[2]
+    local v, optional = state[name], want:sub(-1) == "?"
+    want = optional and want:sub(1, -2) or want
+    if v == nil then
+      if not optional then return "no '" .. name .. "'" end
+    elseif want == "count" then
+      if type(v) ~= "number" or v < 0 or v % 1 ~= 0 then
+        return string.format("'%s' must be a non-negative integer, got %s", name, tostring(v))
+      end
+    elseif type(v) ~= want then
+      return string.format("'%s' must be a %s, got a %s", name, want, type(v))
+    end
+  end
+end
+
 function M.load(self)
   M.remove_stale_temporaries(self)
   local path = M.path(self)
@@ -96,6 +123,8 @@ function M.load(self)
   if not tensors then return nil, meta end
   local state = meta.train and json.decode(meta.train)
   if type(state) ~= "table" then return nil, path .. ": no training state in the checkpoint" end
+  local bad = M.check_state(state)
+  if bad then return nil, path .. ": bad training state: " .. bad end
   local sd = {}
   for name, t in pairs(tensors) do
     local short = name:match("^model%.(.+)$")
