@@ -13,8 +13,9 @@ local tensor = require "pivq.core.tensor"
 
 local M = {}
 
-local COLORS = { { 0.12, 0.47, 0.71 }, { 0.84, 0.15, 0.16 }, { 0.17, 0.63, 0.17 }, { 0.58, 0.40, 0.74 },
-  { 1.0, 0.50, 0.05 }, { 0.55, 0.34, 0.29 } }
+-- series colours; red is kept for the threshold line
+local COLORS = { { 0.12, 0.47, 0.71 }, { 1.0, 0.50, 0.05 }, { 0.17, 0.63, 0.17 }, { 0.58, 0.40, 0.74 },
+  { 0.55, 0.34, 0.29 }, { 0.09, 0.75, 0.81 } }
 local BLACK, GREY, RED = { 0, 0, 0 }, { 0.85, 0.85, 0.85 }, { 0.85, 0.1, 0.1 }
 local S = fig.SCALE
 local CW = 4 * S -- character width
@@ -66,8 +67,24 @@ local function segment(img, y0, x0, y1, x1, rgb)
 end
 
 local function fmt(v)
-  if v == math.floor(v) and math.abs(v) < 1e5 then return string.format("%d", v) end
+  if math.abs(v - math.floor(v + 0.5)) < 1e-9 and math.abs(v) < 1e5 then return string.format("%d", v) end
   return string.format("%.2f", v)
+end
+
+-- tick values covering [lo, hi] in steps of 1, 2 or 5 times a power of ten (about `count`)
+local function ticks(lo, hi, count)
+  local raw = (hi - lo) / count
+  local mag = 10 ^ math.floor(math.log10(raw))
+  local step = 10 * mag
+  for _, m in ipairs({ 1, 2, 5 }) do
+    if raw <= m * mag then
+      step = m * mag
+      break
+    end
+  end
+  local out = {}
+  for i = math.ceil(lo / step - 1e-9), math.floor(hi / step + 1e-9) do out[#out + 1] = i * step end
+  return out
 end
 
 -- a frame with axes, ticks and labels; returns the canvas and the x/y -> pixel maps
@@ -77,14 +94,12 @@ local function frame(opts, xmin, xmax, ymin, ymax, legend)
   fig.text(img, 4, 4, opts.title or "", BLACK)
   local function px(x) return ml + math.floor((x - xmin) / (xmax - xmin) * (pw - 1) + 0.5) end
   local function py(y) return mt + ph - 1 - math.floor((y - ymin) / (ymax - ymin) * (ph - 1) + 0.5) end
-  for i = 0, 4 do
-    local v = ymin + (ymax - ymin) * i / 4
+  for _, v in ipairs(ticks(ymin, ymax, 4)) do
     fig.rect(img, py(v), ml, 1, pw, GREY)
     local label = fmt(v)
     fig.text(img, py(v) - 2 * S, ml - (#label + 1) * CW, label, BLACK)
   end
-  for i = 0, 5 do
-    local v = xmin + (xmax - xmin) * i / 5
+  for _, v in ipairs(ticks(xmin, xmax, 5)) do
     fig.rect(img, mt, px(v), ph, 1, GREY)
     local label = fmt(v)
     fig.text(img, mt + ph + 4, math.max(1, px(v) - #label * CW / 2), label, BLACK)
