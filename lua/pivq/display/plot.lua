@@ -35,11 +35,10 @@ local function fmt_number(v)
   return string.format("%.3g", v)
 end
 
-function M.line(spec)
-  assert(type(spec) == "table" and type(spec.series) == "table", "plot.line: need {series = {...}}")
-  local W, H = spec.width or 720, spec.height or 440
-  local ml, mr, mt, mb = 70, 160, 40, 50
-  local pw, ph = W - ml - mr, H - mt - mb
+-- The axes of a spec: tx (x to axis units: log2 with logx) and the ranges xmin, xmax (in axis
+-- units), ymin, ymax over the series' finite points (spec.ymin overrides ymin); shared with the
+-- PNG plots (pivq.display.raster).
+function M.bounds(spec)
   local tx = spec.logx and function(x) return math.log(x) / math.log(2) end or function(x) return x end
   local xmin, xmax, ymin, ymax = math.huge, -math.huge, math.huge, -math.huge
   for _, s in ipairs(spec.series) do
@@ -55,6 +54,15 @@ function M.line(spec)
   if spec.ymin then ymin = spec.ymin end
   if xmax == xmin then xmax = xmin + 1 end
   if ymax == ymin then ymax = ymin + 1 end
+  return tx, xmin, xmax, ymin, ymax
+end
+
+function M.line(spec)
+  assert(type(spec) == "table" and type(spec.series) == "table", "plot.line: need {series = {...}}")
+  local W, H = spec.width or 720, spec.height or 440
+  local ml, mr, mt, mb = 70, 160, 40, 50
+  local pw, ph = W - ml - mr, H - mt - mb
+  local tx, xmin, xmax, ymin, ymax = M.bounds(spec)
   local function px(x) return ml + (tx(x) - xmin) / (xmax - xmin) * pw end
   local function py(y) return mt + ph - (y - ymin) / (ymax - ymin) * ph end
   local out = {}

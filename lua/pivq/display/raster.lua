@@ -101,21 +101,7 @@ function M.plot(spec)
   local W, H = spec.width or 900, spec.height or 520
   local ml, mr, mt, mb = 70, 300, 40, 50
   local pw, ph = W - ml - mr, H - mt - mb
-  local tx = spec.logx and function(x) return math.log(x) / math.log(2) end or function(x) return x end
-  local xmin, xmax, ymin, ymax = math.huge, -math.huge, math.huge, -math.huge
-  for _, s in ipairs(spec.series) do
-    for i = 1, #s.x do
-      local x, y = tx(s.x[i]), s.y[i]
-      if y == y and math.abs(y) ~= math.huge then
-        xmin, xmax = math.min(xmin, x), math.max(xmax, x)
-        ymin, ymax = math.min(ymin, y), math.max(ymax, y)
-      end
-    end
-  end
-  if xmin > xmax then xmin, xmax, ymin, ymax = 0, 1, 0, 1 end
-  if spec.ymin then ymin = spec.ymin end
-  if xmax == xmin then xmax = xmin + 1 end
-  if ymax == ymin then ymax = ymin + 1 end
+  local tx, xmin, xmax, ymin, ymax = plot.bounds(spec)
   ymax = ymax + 0.04 * (ymax - ymin)
   local function px(x) return ml + (tx(x) - xmin) / (xmax - xmin) * pw end
   local function py(y) return mt + ph - (y - ymin) / (ymax - ymin) * ph end
