@@ -175,7 +175,7 @@ end
 
 local measured = {}
 for _, name in ipairs(ORDER) do
-  local s = { name = FAMILIES[name].what .. " (measured)", L = {}, bits = {} }
+  local s = { name = "measured: " .. name:gsub("%-exch$", " exch."), L = {}, bits = {} }
   for _, r in ipairs(rows) do
     if r.name == name then
       s.L[#s.L + 1], s.bits[#s.bits + 1] = r.L, r.bits

@@ -116,10 +116,12 @@ function M.plot(spec)
   end
   local xt = spec.logx and nice_ticks(xmin, xmax, 10) or nice_ticks(xmin, xmax, 8)
   for _, v in ipairs(xt) do
+    if spec.logx and v % 1 ~= 0 then goto continue end -- log axis: powers of two only
     local x = math.floor(ml + (v - xmin) / (xmax - xmin) * pw + 0.5)
     M.rect(img, mt, x, ph, 1, grey)
     local s = spec.logx and label(2 ^ v) or label(v)
     M.text(img, mt + ph + 6, x - math.floor(M.text_width(s) / 2), s, black)
+    ::continue::
   end
   M.rect(img, mt, ml, 1, pw, black)
   M.rect(img, mt + ph, ml, 1, pw + 1, black)
