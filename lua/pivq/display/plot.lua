@@ -11,7 +11,8 @@ local function escape(s)
   return (tostring(s):gsub("&", "&amp;"):gsub("<", "&lt;"):gsub(">", "&gt;"))
 end
 
--- "Nice" tick values covering [lo, hi]: steps of 1, 2 or 5 times a power of ten.
+-- "Nice" tick values covering [lo, hi]: steps of 1, 2 or 5 times a power of ten (also
+-- pivq.eval.charts' PNG axes).
 local function ticks(lo, hi, count)
   if hi <= lo then return { lo } end
   local raw = (hi - lo) / count
@@ -32,6 +33,8 @@ local function fmt_number(v)
   if v == math.floor(v) and math.abs(v) < 1e6 then return string.format("%d", v) end
   return string.format("%.3g", v)
 end
+
+M.ticks = ticks
 
 function M.line(spec)
   assert(type(spec) == "table" and type(spec.series) == "table", "plot.line: need {series = {...}}")
