@@ -775,6 +775,12 @@ int pivq_distinct_per_row(const pivq_tensor *codes, int64_t K, double *out_mean)
    Euclidean distance -- pivq_assign of pivq_sq_distances, computed a block of images at a time
    so that only about 1 MB of distances exists at once. NEW int64 B x L tensor, 0-based rows. */
 pivq_tensor *pivq_vq_match(const pivq_tensor *z, const pivq_tensor *codebook);
+/* pivq_vq_match, and in *out_differ (when not NULL; untouched on error) how many of the B*L
+   latents were matched to a code strictly farther than their nearest one: the rate at which
+   matching's choice differs from nearest's, counted from the distances the assignment already
+   has (a latent whose matched code ties with its nearest counts as agreeing). */
+pivq_tensor *pivq_vq_match_differ(const pivq_tensor *z, const pivq_tensor *codebook,
+                                  int64_t *out_differ);
 
 /* ---------------------------------------------------------------------------------------
  * Exact linear assignment (quant/assign.c): the solver of the matching quantizer. Exact means

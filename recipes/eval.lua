@@ -35,7 +35,8 @@ local args = parser:parse(arg)
 require("pivq.core.precision").use(args.precision, "pivq eval")
 
 local ROWS = { "quantizer", "readout", "L", "K", "psnr", "ssim", "mse", "usage", "perplexity", "K_img",
-  "bits_matching", "bits_nearest", "capacity_ratio", "slot_nmi", "slot_owned", "features", "prdc_strategy" }
+  "bits_matching", "bits_nearest", "capacity_ratio", "slot_nmi", "slot_owned", "code_entropy", "code_entropy_max",
+  "match_differ", "jaccard_mean", "jaccard_median", "features", "prdc_strategy" }
 for _, strategy in ipairs({ "pair", "mix", "marginal", "uniform", "slot_marginal" }) do
   for _, key in ipairs({ "precision", "recall", "density", "coverage", "copy_share", "median_ratio" }) do
     ROWS[#ROWS + 1] = strategy .. "_" .. key
@@ -213,6 +214,12 @@ for name, m in pairs(r.memorisation or {}) do
   report.copy_threshold, report.heldout_nn_median = m.threshold, m.heldout_median
 end
 report.prdc_strategy = r.prdc and table.concat(strategies, ",") or nil
+if r.jaccard then -- the table's rows; the JSON keeps the quantiles and the histogram
+  report.jaccard_mean = r.jaccard.mean
+  for _, q in ipairs(r.jaccard.quantiles) do
+    if q.q == 0.5 then report.jaccard_median = q.value end
+  end
+end
 pivq.files.write_or_fail("eval", json_path, json.encode(report, { indent = true }) .. "\n")
 if r.nn_distances then
   local groups, names = { { name = "HELD-OUT", values = r.nn_distances.heldout } }, {}
@@ -227,5 +234,12 @@ if r.nn_distances then
   print("memorisation histogram: " .. base .. "-memorisation.png")
 end
 print_table({ args.ckpt }, { report })
+if r.jaccard then
+  local qs = {}
+  for _, q in ipairs(r.jaccard.quantiles) do qs[#qs + 1] = string.format("q%g %.3f", 100 * q.q, q.value) end
+  print(string.format("Jaccard similarity of the code sets of %d pairs of %d held-out images: %s",
+    r.jaccard.pairs, r.jaccard.images, table.concat(qs, ", ")))
+  print(pivq.diagnostics.format_histogram(r.jaccard.histogram))
+end
 print("metrics: " .. json_path)
 return 0

@@ -47,30 +47,7 @@ if not desc then
   io.stderr:write("pivq interpolate: ", derr, "\n")
   return 1
 end
-local test
--- an index into the held-out split, or an image file prepared as the dataset's images are
--- (alpha over its background, its centre crop, area resize, its channels); nil, err
-local function load_image(spec)
-  local n = tonumber(spec)
-  if n then
-    if not test then
-      local terr
-      test, terr = layouts.open(desc, "test")
-      if not test then return nil, terr end
-    end
-    if n % 1 ~= 0 or n < 1 or n > test.images:size(1) then
-      return nil, string.format("image index %s is outside 1..%d (the held-out split of %s)", spec,
-        test.images:size(1), desc.path)
-    end
-    local x = test.images:narrow(1, n, 1)
-    return x:dtype() == "uint8" and x:float() / 255 or x
-  end
-  local ds, ierr = pivq.data.image_folder(spec:match("^(.*)/[^/]*$") or ".", { files = { spec:match("([^/]*)$") },
-    size = model.config.image_size, channels = model.config.channels, crop = desc.crop or 0,
-    background = layouts.background_of(desc.background), cache = false })
-  if not ds then return nil, ierr end
-  return ds.images:float() / 255
-end
+local function load_image(spec) return recipe.load_image(model, desc, spec) end
 
 local xa, aerr = load_image(args.a)
 local xb, berr = load_image(args.b)

@@ -440,12 +440,28 @@ int pivq_distinct_per_row(const pivq_tensor *codes, int64_t K, double *out_mean)
     return rc;
 }
 
+/* Rows of the n x K distances D whose assigned column cols[i] lies strictly farther than the
+   row's minimum (a tie with the nearest code counts as agreeing). */
+static int64_t count_differ(const float *D, int64_t n, int64_t K, const int64_t *cols)
+{
+    int64_t differ = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const float *row = D + i * K;
+        float best = row[0];
+        for (int64_t k = 1; k < K; k++)
+            if (row[k] < best) best = row[k];
+        differ += row[cols[i]] > best;
+    }
+    return differ;
+}
+
 /* The matching quantizer's codes straight from the latents, a block of images at a time: the
    B*L x K distance matrix (8 MB for a 64-image batch of L = 64 codes and K = 512) was a
    tensor the Lua side held as garbage until the end of the training step, where the GC
    runs, so it added to every step's high-water mark. A block's distances are freed before the
    next block's are computed. */
-pivq_tensor *pivq_vq_match(const pivq_tensor *z, const pivq_tensor *codebook)
+pivq_tensor *pivq_vq_match_differ(const pivq_tensor *z, const pivq_tensor *codebook,
+                                  int64_t *out_differ)
 {
     if (pivq_check_tensor("vq_match", "z", z) || check_rows("vq_match", "codebook", codebook))
         return NULL;
@@ -474,13 +490,14 @@ pivq_tensor *pivq_vq_match(const pivq_tensor *z, const pivq_tensor *codebook)
     /* about 1 MB of distances per block, whole images, at least one */
     int64_t per_block = ((int64_t)1 << 18) / (L * K);
     if (per_block < 1) per_block = 1;
-    int64_t *cols = pivq_data(out);
+    int64_t *cols = pivq_data(out), differ = 0;
     for (int64_t b0 = 0; b0 < B; b0 += per_block) {
         int64_t nb = B - b0 < per_block ? B - b0 : per_block;
         pivq_tensor *rows = pivq_narrow_nograd(flat, 0, b0 * L, nb * L);
         pivq_tensor *D = rows ? pivq_sq_distances(rows, codebook) : NULL;
         pivq_tensor_release(rows);
         int rc = D ? pivq_assign_batch(pivq_data(D), nb, L, K, cols + b0 * L) : -1;
+        if (rc == 0 && out_differ) differ += count_differ(pivq_data(D), nb * L, K, cols + b0 * L);
         pivq_tensor_release(D);
         if (rc != 0) {
             if (D) { /* the solver's message (a non-finite cost; its problem index counts from b0)
@@ -496,5 +513,11 @@ pivq_tensor *pivq_vq_match(const pivq_tensor *z, const pivq_tensor *codebook)
         }
     }
     pivq_tensor_release(flat);
+    if (out_differ) *out_differ = differ;
     return out;
+}
+
+pivq_tensor *pivq_vq_match(const pivq_tensor *z, const pivq_tensor *codebook)
+{
+    return pivq_vq_match_differ(z, codebook, NULL);
 }

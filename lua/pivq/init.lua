@@ -110,6 +110,8 @@ pivq.bank = require "pivq.quant.bank"
 pivq.features = require "pivq.eval.features"
 pivq.report = require "pivq.eval.report"
 pivq.charts = require "pivq.eval.charts"
+pivq.diagnostics = require "pivq.eval.diagnostics" -- set diagnostics: entropy, matching vs nearest, Jaccard
+pivq.edit = require "pivq.eval.edit" -- attribute editing by exchanging codes
 pivq.tiny = require "pivq.models.tiny" -- a small model trained in seconds (notebooks, examples)
 
 return pivq

@@ -331,6 +331,8 @@ groups.nn = function()
   local function q() return Q(6, 3, { mode = "matching" }) end
   out[#out + 1] = target(Q.assign, { "assign", "Quantizer" }, function() return q(), randn(2, 4, 3) end,
     { self = true })
+  out[#out + 1] = target(Q.match_differ, { "match", "Quantizer" }, function() return q(), randn(2, 4, 3) end,
+    { self = true })
   out[#out + 1] = target(Q.init_from, { "init_from", "Quantizer", "kmeans" },
     function() return q(), randn(10, 3), { iters = 2 } end, { self = true })
   out[#out + 1] = target(Q.restart_dead, { "restart_dead", "Quantizer" },
@@ -358,6 +360,7 @@ groups.vq = function()
     target(vq.code_stats, { "code_stats", "code_counts", "distinct_per_row" }, function() return codes23(), 6 end),
     target(vq.assign, { "assign" }, function() return randn(3, 5) end),
     target(vq.match, { "match" }, function() return randn(2, 3, 4), randn(5, 4) end),
+    target(vq.match_differ, { "match" }, function() return randn(2, 3, 4), randn(5, 4) end),
     target(vq.ema_stats, { "ema_stats" }, function() return randn(4, 3), pivq.tensor({ 1, 2, 6, 2 }, "int64"), 6 end),
     target(vq.ema_apply_, { "ema_apply" }, function()
       return randn(6, 3), pivq.ones(6), randn(6, 3), pivq.ones(6), randn(6, 3), 0.9, 1e-5
@@ -449,7 +452,7 @@ end
 
 groups.eval = function()
   local eval, probe, capacity = pivq.eval, pivq.probe, pivq.capacity
-  return {
+  local out = {
     target(eval.knn_radii, { "knn_radii" }, function() return randn(6, 3), 2 end),
     target(eval.ball_counts, { "ball_counts" }, function() return randn(6, 3), pivq.ones(6), randn(4, 3), true end),
     target(eval.prdc, { "prdc" }, function() return randn(8, 3), randn(7, 3), { k = 2, improved = false } end),
@@ -498,7 +501,35 @@ groups.eval = function()
     target(capacity.table, { "capacity.table" }, function() return 16, 2, 8, 3.5 end),
     target(capacity.format, { "capacity.format" }, function() return capacity.table(16, 2, 8), 16, 3.5 end),
     target(capacity.figure, { "capacity.figure" }, function() return 16, 2, 8, 3.5 end),
+    target(capacity.measured_figure, { "capacity.measured_figure" }, { data_args = { [2] = "the measured series "
+      .. "(data)", [3] = "notes: lines of text" } }, function()
+      return 16, { { name = "m", L = { 2, 4 }, bits = { 3, 5 } } }, { "note" }
+    end),
   }
+  local d, edit = pivq.diagnostics, pivq.edit
+  for _, t in ipairs({
+    target(d.entropy_bits, { "entropy_bits", "count_stats" }, { data_args = { [1] = "counts (data)" } },
+      function() return pivq.tensor({ 3, 0, 1 }, "int64") end),
+    target(d.quantile, { "quantile" }, { data_args = { [1] = "a sorted list of numbers (data)" } },
+      function() return { 1, 2, 3 }, 0.5 end),
+    target(d.jaccard, { "jaccard" }, function() return codes23(), { images = 2, bins = 4 } end),
+    target(d.format_histogram, { "format_histogram" }, { data_args = { [1] = "a histogram (data)" } },
+      function() return { edges = { 0, 0.5, 1 }, counts = { 1, 2 } }, 10 end),
+    target(edit.attribute_column, { "attribute", "edit" }, { data_args = { [1] = "a dataset (data)" } }, function()
+      return { attributes = pivq.tensor({ { 1, -1 }, { -1, 1 } }, "int64"), attribute_names = { "A", "B" } }, "A"
+    end),
+    target(edit.code_weights, { "code_weights", "bag_of_codes", "fit" }, function()
+      return codes23(), pivq.tensor({ 1, -1 }, "int64"), 6, { l2 = 1e-3, max_iter = 5 }
+    end),
+    target(edit.apply, { "edit.apply" }, { data_args = { [1] = "an image's codes (data)", [2] = "weights (data)" } },
+      function() return { 1, 2, 3 }, { 0.5, -2, 0, 3, -1, 1 }, 1, { positional = false } end),
+    target(edit.random_exchange, { "random_exchange", "randperm", "randint" },
+      { data_args = { [1] = "an image's codes (data)" } },
+      function() return { 1, 2, 3 }, 1, 8, pivq.Generator(1), { positional = false } end),
+  }) do
+    out[#out + 1] = t
+  end
+  return out
 end
 
 -- ---- codes: CodeSet, interpolation and sampling registries ------------------------------------
@@ -637,8 +668,9 @@ local function tiny() return pivq.PIVQ(TINY) end
 local function images() return pivq.rand(2, 1, 8, 8) end
 
 -- Model methods that read the code bank of the whole training set (minutes per call): left to
--- the model specs.
-M.BANK_METHODS = { bank = true, code_usage = true, images_with_code = true }
+-- the model specs (attribute_weights and edit read the training split's attributes and codes:
+-- spec/lua/edit_spec.lua and the recipes spec).
+M.BANK_METHODS = { bank = true, code_usage = true, images_with_code = true, attribute_weights = true, edit = true }
 
 local MODEL_ARGS = {
   patchify = images, latents = images, forward = images, encode = images,
@@ -717,6 +749,11 @@ M.EXEMPT = {
   ["pivq.nn.Quantizer.shared_update"] = "data-parallel only: needs an MPI launch (not swept yet)",
   ["pivq.tiny"] = "trains and caches a small model (seconds per call; not swept yet)",
   ["pivq.report"] = "evaluates a whole model (test set, samples, features; not swept yet)",
+  ["pivq.diagnostics.evaluate"] = "pivq.report's part: a model's held-out codes and latents (the recipes spec)",
+  ["pivq.edit.weights_for"] = "reads the model's training split and code bank (spec/lua/edit_spec.lua, recipes spec)",
+  ["pivq.edit.edit"] = "m:edit: reads the training split and code bank for an attribute (spec/lua/edit_spec.lua)",
+  ["pivq.edit.verdict"] = "needs a trained attribute classifier checkpoint (the recipes spec's pivq edit)",
+  ["pivq.edit.measure"] = "edits and decodes held-out images with a model and a classifier (pivq edit --measure)",
 }
 
 -- Every function reachable from the namespace's tables (dotted names), minus the exempt ones

@@ -149,4 +149,30 @@ describe("pivq.capacity", function()
     assert.has_error(function() capacity.table(512, 5, 4) end)
     assert.has_error(function() capacity.figure(0, 1, 4) end, "capacity.figure: K must be a positive integer, got 0")
   end)
+  it("builds the measured Figure 4: the formula's curves, measured points and the paper's point", function()
+    local spec = capacity.measured_figure(4096,
+      { { name = "nearest (measured)", L = { 16, 256 }, bits = { 100, 300 } } }, { "300 steps" })
+    local names = {}
+    for i, s in ipairs(spec.series) do names[i] = s.name end
+    assert.are.same({ "positional L log2 K", "multiset", "set log2 C(K,L)", "nearest (measured)",
+      "paper: nearest K_img=49 (3.6x)" }, names)
+    local set = spec.series[3]
+    assert.are.equal(16, set.x[1])
+    assert.is_near(capacity.bits { K = 4096, L = 16, scheme = "set" }, set.y[1], 1e-9)
+    local paper = spec.series[5]
+    assert.are.same({ 256 }, paper.x)
+    assert.is_near(capacity.bits { K = 4096, L = 256, scheme = "distinct", K_img = 49 }, paper.y[1], 1e-9)
+    assert.is_true(spec.series[4].marker)
+    assert.is_false(paper.line)
+    -- drawn as a PNG image and as SVG, the paper's point in black
+    local img = require("pivq.display.raster").plot(spec)
+    assert.are.same({ 3, 520, 900 }, img:size())
+    assert.are.equal(0, img:min())
+    local svg = require("pivq.display.plot").line(spec)
+    assert.matches('<rect x="[%d.]+" y="[%d.]+" width="7" height="7" fill="#000000"/>', svg)
+    assert.has_error(function() capacity.measured_figure(4096, {}) end,
+      "capacity.measured_figure: measured must be a non-empty list of {name =, L =, bits =}")
+    assert.has_error(function() capacity.measured_figure(4096, { { name = "x", L = { 1, 2 }, bits = { 1 } } }) end,
+      "capacity.measured_figure: series 1 needs lists L and bits of equal length")
+  end)
 end)

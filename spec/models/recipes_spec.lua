@@ -63,9 +63,61 @@ describe("model recipes", function()
     end
     assert.is_true(r.slot_nmi >= 0 and r.slot_nmi <= 1 + 1e-9)
     assert.is_true(r.K_img > 0 and r.K_img <= 8)
+    -- set diagnostics: entropy in bits (at most log2 K = 5), matching vs nearest, Jaccard of 60 images' sets
+    assert.is_true(r.code_entropy > 0 and r.code_entropy <= 5 + 1e-9)
+    assert.is_near(5, r.code_entropy_max, 1e-12)
+    assert.is_true(r.match_differ >= 0 and r.match_differ <= 1)
+    assert.are.equal(60 * 59 / 2, r.jaccard.pairs)
+    local total = 0
+    for _, c in ipairs(r.jaccard.histogram.counts) do total = total + c end
+    assert.are.equal(r.jaccard.pairs, total)
+    assert.matches("Jaccard similarity of the code sets of 1770 pairs", out)
     out, code = run(string.format("%s eval --compare %s/eval.json %s/eval.json", bin, dir, dir))
     assert.are.equal(0, code, out)
     assert.matches("pair_coverage", out)
+  end)
+
+  it("pivq edit writes a before/after strip, and names an unknown attribute's alternatives", function()
+    local out, code = run(string.format("%s edit --ckpt %s/model.safetensors --image 3 --attribute Trouser "
+      .. "--strength 2 --train-images 300 --scale 1 --out %s/edit.png", bin, dir, dir))
+    assert.are.equal(0, code, out)
+    assert.matches("Trouser, strength 2: removes", out)
+    local img = assert(pivq.image.load(dir .. "/edit.png"))
+    assert.are.equal(2 + 4 * 30, img:size(3)) -- original | reconstruction | strength 1 | strength 2
+    out, code = run(string.format("%s edit --ckpt %s/model.safetensors --attribute Hat --train-images 300 --out "
+      .. "%s/x.png", bin, dir, dir))
+    assert.are.equal(1, code, out)
+    assert.matches("unknown class 'Hat' %(the classes: T%-shirt/top, Trouser", out)
+    out, code = run(string.format("%s edit --ckpt %s/model.safetensors --attribute Bag --strength 0", bin, dir))
+    assert.are_not.equal(0, code, out)
+  end)
+
+  it("pivq capacity --measure trains, caches and plots measured bits beside the formula", function()
+    local cmd = string.format("%s capacity --measure --K 32 --Ls 4,8 --models matching,nearest --steps 4 --batch 8 "
+      .. "--threads 1 --test-images 40 --dir %s/cap", bin, dir)
+    local out, code = run(cmd)
+    assert.are.equal(0, code, out)
+    assert.matches("== training nearest L=8", out)
+    local f = assert(io.open(dir .. "/cap/figure4.json"))
+    local r = require("dkjson").decode(f:read("*a"))
+    f:close()
+    assert.are.equal(4, #r.rows)
+    for _, row in ipairs(r.rows) do
+      if row.quantizer == "matching" then
+        assert.are.equal(row.L, row.K_img) -- a set: L distinct codes per image, always
+        assert.is_near(pivq.capacity.bits { K = 32, L = row.L, scheme = "set" }, row.bits, 1e-9)
+      else
+        assert.is_true(row.K_img >= 1 and row.K_img <= row.L)
+        assert.is_near(pivq.capacity.bits { K = 32, L = row.L, scheme = "distinct", K_img = row.K_img }, row.bits, 1e-9)
+      end
+    end
+    local img = assert(pivq.image.load(dir .. "/cap/figure4.png"))
+    assert.are.equal(3, img:size(1))
+    assert.is_truthy(io.open(dir .. "/cap/figure4.svg"))
+    -- a second run reads the cache: nothing trains
+    out, code = run(cmd .. " --cached-only")
+    assert.are.equal(0, code, out)
+    assert.is_nil(out:match("== training"))
   end)
 
   local function read_json(path)

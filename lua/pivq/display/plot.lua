@@ -1,6 +1,8 @@
 -- pivq.plot: line plots as SVG text (no dependencies; any browser or notebook shows them).
 -- Used for the capacity figure and training curves.
 --   pivq.plot.line{title=, xlabel=, ylabel=, logx=false, series={{name=, x={...}, y={...}}, ...}}
+--   (a series may set marker = true for squares at its points, line = false for markers alone;
+--   pivq.display.raster draws the same spec as a PNG)
 -- returns the SVG document as a string; pivq.plot.save(path, spec) writes it; pivq.plot.show(spec)
 -- puts it in a notebook (image/svg+xml through pivq.display; elsewhere its title prints).
 local M = {}
@@ -83,20 +85,37 @@ function M.line(spec)
   -- series and legend
   for k, s in ipairs(spec.series) do
     local color = s.color or COLORS[(k - 1) % #COLORS + 1]
+    if type(color) == "table" then -- {r, g, b} in [0, 1], as pivq.display.raster takes it
+      color = string.format("#%02x%02x%02x", math.floor(color[1] * 255 + 0.5), math.floor(color[2] * 255 + 0.5),
+        math.floor(color[3] * 255 + 0.5))
+    end
     local pts = {}
     for i = 1, #s.x do
       local y = s.y[i]
       if y == y and math.abs(y) ~= math.huge then pts[#pts + 1] = string.format("%.1f,%.1f", px(s.x[i]), py(y)) end
     end
-    add('<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>', color, table.concat(pts, " "))
+    if s.line ~= false then
+      add('<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>', color, table.concat(pts, " "))
+    end
+    if s.marker then -- squares at the points
+      for _, pt in ipairs(pts) do
+        local x, y = pt:match("^(.-),(.*)$")
+        add('<rect x="%.1f" y="%.1f" width="7" height="7" fill="%s"/>', tonumber(x) - 3.5, tonumber(y) - 3.5, color)
+      end
+    end
     local ly = mt + 10 + (k - 1) * 20
-    add('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2"/>',
-      ml + pw + 10, ly, ml + pw + 30, ly, color)
+    if s.line ~= false then
+      add('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2"/>',
+        ml + pw + 10, ly, ml + pw + 30, ly, color)
+    end
+    if s.marker then add('<rect x="%d" y="%d" width="7" height="7" fill="%s"/>', ml + pw + 17, ly - 3, color) end
     add('<text x="%d" y="%d">%s</text>', ml + pw + 36, ly + 4, escape(s.name or ("series " .. k)))
   end
   add("</svg>")
   return table.concat(out, "\n") .. "\n"
 end
+
+M.ticks, M.fmt_number = ticks, fmt_number -- shared with the PNG plots (pivq.display.raster)
 
 -- true, or nil, err: written atomically (pivq.files.write_text), every write checked.
 function M.save(path, spec)

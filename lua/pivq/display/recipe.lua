@@ -48,4 +48,34 @@ function M.strategy_options(prog, registry, args)
   return nil
 end
 
+-- An image a recipe names by spec: an index (1-based) into the held-out split of the dataset
+-- description desc, or an image file prepared as the dataset's images are (alpha over its
+-- background, its centre crop, area resize, the model's channels). (1, C, H, W) float32 in
+-- [0, 1], or nil, err. The split is opened once per desc.
+local opened = setmetatable({}, { __mode = "k" })
+function M.load_image(model, desc, spec)
+  local layouts = require "pivq.data.layouts"
+  local n = tonumber(spec)
+  if n then
+    local test = opened[desc]
+    if not test then
+      local terr
+      test, terr = layouts.open(desc, "test")
+      if not test then return nil, terr end
+      opened[desc] = test
+    end
+    if n % 1 ~= 0 or n < 1 or n > test.images:size(1) then
+      return nil, string.format("image index %s is outside 1..%d (the held-out split of %s)", spec,
+        test.images:size(1), desc.path)
+    end
+    local x = test.images:narrow(1, n, 1)
+    return x:dtype() == "uint8" and x:float() / 255 or x
+  end
+  local ds, ierr = require("pivq.data.datasets").image_folder(spec:match("^(.*)/[^/]*$") or ".",
+    { files = { spec:match("([^/]*)$") }, size = model.config.image_size, channels = model.config.channels,
+      crop = desc.crop or 0, background = layouts.background_of(desc.background), cache = false })
+  if not ds then return nil, ierr end
+  return ds.images:float() / 255
+end
+
 return M

@@ -6,7 +6,9 @@
 --   pivq.features.extractor("random", {seed = 0})     the same CNN with fixed-seed random weights
 --                                                     (suggested by Naeem et al. 2020)
 --   pivq.features.extractor("pixels")                 the raw pixels
--- An extractor is {name =, hash =, describe = "...", fn = function(images) -> N x d features}.
+-- An extractor is {name =, hash =, describe = "...", fn = function(images) -> N x d features}; the
+-- classifier's also has logits = function(images) -> N x classes, targets ("classes" or
+-- "attributes") and classes.
 -- Every report prints `describe`, which names the extractor and its checkpoint's hash.
 local nn = require "pivq.nn"
 local random = require "pivq.core.random"
@@ -70,8 +72,24 @@ function M.extractor(name, opts)
     end
     body:load_state_dict(sd)
     body:train(false)
+    -- the head too: pivq edit reads the classifier's verdict (logits), not only its features
+    local classes = tonumber(meta.classes) or 10
+    local head = nn.Linear(128, classes, { generator = random.Generator(0) }) -- overwritten by the checkpoint's
+    local hd = {}
+    for k, t in pairs(tensors) do
+      local short = k:match("^head%.(.+)$")
+      if short then hd[short] = t end
+    end
+    local has_head = next(hd) ~= nil
+    if has_head then
+      head:load_state_dict(hd)
+      head:train(false)
+    end
     local hash = require("pivq.quant.bank").file_hash(path)
-    return { name = "classifier", hash = hash, path = path,
+    return { name = "classifier", hash = hash, path = path, targets = meta.targets or "classes", classes = classes,
+      logits = has_head and function(images)
+        return autograd.no_grad(function() return batched(function(x) return head(body(x)) end, images, 500) end)
+      end or nil,
       describe = string.format("%s classifier CNN %s (crc32 %s, held-out accuracy %s, penultimate layer, 128-d)",
         meta.targets == "attributes" and "attribute" or "label", path, hash, meta.test_accuracy or "?"),
       fn = function(images) return autograd.no_grad(function() return batched(body, images, 500) end) end }

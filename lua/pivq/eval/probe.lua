@@ -195,7 +195,7 @@ function M.fit(X, labels, opts)
     ftol = opts.ftol })
   local W, b = unflatten(x, d, C)
   return {
-    W = W, b = b, loss = loss, info = info,
+    W = W, b = b, loss = loss, info = info, mean = mean, std = std, -- W acts on (X - mean) / std
     predict = function(Xt)
       local _, idx = ((((Xt - mean) / std):matmul(W)) + b:view(1, -1)):max(2)
       return idx

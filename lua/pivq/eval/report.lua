@@ -7,7 +7,8 @@
 -- Keys of the result: reconstruction (psnr, ssim, mse on the held-out split), codes (usage,
 -- perplexity, K_img), capacity (bits_matching, bits_nearest, capacity_ratio: notebooks/METHOD.md's
 -- "effective capacity ratio" at this model's K and L and the measured K_img), slot dependence
--- (slot_nmi, slot_owned: see slot_code_stats) and, when samples > 0, PRDC of each sampling
+-- (slot_nmi, slot_owned: see slot_code_stats), set diagnostics (code_entropy and code_entropy_max
+-- in bits, match_differ, jaccard: pivq.eval.diagnostics) and, when samples > 0, PRDC of each sampling
 -- strategy's images against the test images (prdc[strategy] = {precision, recall, density,
 -- coverage}). Baselines are sampled the same way: "marginal" (codes from the training set's code
 -- frequencies, no parents) for every model; for the positional model, whose codes carry slot
@@ -27,6 +28,7 @@ local eval = require "pivq.eval.metrics"
 local vq = require "pivq.quant.vq"
 local capacity = require "pivq.quant.capacity"
 local sample = require "pivq.quant.sample"
+local diagnostics = require "pivq.eval.diagnostics"
 
 local M = {}
 
@@ -70,22 +72,24 @@ function M.slot_code_stats(idx, K)
   return { nmi = mi / math.log(L), owned = owned / used }
 end
 
--- Reconstructions and slot-ordered codes of images (N, C, H, W) in batches, without gradients.
+-- Reconstructions, slot-ordered codes and the latents' batches of images (N, C, H, W), without
+-- gradients.
 local function reconstruct(model, xs, batch)
-  local recon, codes = {}, {}
+  local recon, codes, latents = {}, {}, {}
   autograd.no_grad(function()
     local was = model.training
     model:train(false)
     for s = 1, xs:size(1), batch do
       local x = xs:narrow(1, s, math.min(batch, xs:size(1) - s + 1))
       if x:dtype() == "uint8" then x = x:float() / 255 end
-      local y, idx = model(x)
+      local y, idx, _, _, z = model(x)
       recon[#recon + 1] = y
       codes[#codes + 1] = idx
+      latents[#latents + 1] = z
     end
     model:train(was)
   end)
-  return tensor.cat(recon, 1), tensor.cat(codes, 1)
+  return tensor.cat(recon, 1), tensor.cat(codes, 1), latents
 end
 
 -- Decode n sampled code rows in batches.
@@ -99,7 +103,7 @@ end
 -- opts: test (a dataset {images=}; default Fashion-MNIST's test split), test_images (2000),
 -- samples (0: no PRDC), strategies ({"pair", "mix"}), features (an extractor from
 -- pivq.features.extractor; required when samples > 0), k (5), seed (1), bank (default
--- model:bank()), batch (250).
+-- model:bank()), batch (250), jaccard_images (1000: the pairs of the first 1000 held-out images).
 function M.evaluate(model, opts)
   opts = opts or {}
   local cfg = model.config
@@ -110,7 +114,7 @@ function M.evaluate(model, opts)
   if xs:dtype() == "uint8" then xs = xs:float() / 255 end
   local r = { quantizer = cfg.mode, readout = cfg.readout, L = cfg.L, K = cfg.K, test_images = n }
 
-  local recon, codes = reconstruct(model, xs, batch)
+  local recon, codes, latents = reconstruct(model, xs, batch)
   r.psnr, r.ssim, r.mse = eval.psnr(recon, xs), eval.ssim(recon, xs), eval.mse(recon, xs):mean():item()
   local st = vq.code_stats(codes, cfg.K)
   r.usage, r.perplexity, r.K_img = st.usage, st.perplexity, st.K_img
@@ -120,6 +124,10 @@ function M.evaluate(model, opts)
   r.capacity_ratio = r.bits_matching and r.bits_matching / r.bits_nearest or nil
   local slots = M.slot_code_stats(codes, cfg.K)
   r.slot_nmi, r.slot_owned = slots.nmi, slots.owned
+  -- set diagnostics: code-frequency entropy (bits), matching vs nearest, Jaccard between images
+  local diag = diagnostics.evaluate(model, codes, latents, { jaccard_images = opts.jaccard_images })
+  r.code_entropy, r.code_entropy_max, r.match_differ, r.jaccard = diag.code_entropy, diag.code_entropy_max,
+    diag.match_differ, diag.jaccard
 
   if (opts.samples or 0) > 0 then
     local fx = opts.features

@@ -405,6 +405,16 @@ function PIVQ:images_with_code(k, n)
   return imgs, idx
 end
 
+-- Attribute editing (pivq.edit, notebooks/METHOD.md "Attribute editing"): each code's weight for
+-- an attribute (a name of the dataset's attribute file, or a class of a labelled dataset), from
+-- the per-attribute probe fitted on the codes of the first opts.images (5000) training images.
+function PIVQ:attribute_weights(attribute, opts) return require("pivq.eval.edit").weights_for(self, attribute, opts) end
+
+-- m:edit(codes, attribute, n): the n codes that speak most against the attribute exchanged for
+-- the n (not already there) that speak most for it; codes a CodeSet, a list of them or (B, L).
+-- Returns the edited codes (the same kind) and what was removed and added.
+function PIVQ:edit(codes, attribute, n, opts) return require("pivq.eval.edit").edit(self, codes, attribute, n, opts) end
+
 -- Print a histogram of code usage over the training set; returns the counts (K int64).
 function PIVQ:code_usage(opts)
   opts = opts or {}

@@ -8,7 +8,8 @@
 --   zq       (B, L, c) quantized vectors with the straight-through gradient to z
 --   indices  (B, L) int64, 1-based codes
 --   losses   {commitment =, codebook =, total = codebook + beta * commitment} (scalar tensors)
---   stats    {usage =, perplexity =, K_img =} of this batch
+--   stats    {usage =, perplexity =, entropy_bits =, K_img =} of this batch; matching adds
+--            match_differ, the share of latents whose matched code is not their nearest one
 --
 -- opts: beta = 0.25 (commitment weight); ema = true (codebook learned by an exponential moving
 -- average, decay = 0.99, Laplace eps = 1e-5; with ema = false the codebook is a parameter
@@ -69,32 +70,52 @@ end
 
 local function normalise(x) return x / (x:norm(2, -1, true) + 1e-8) end
 
--- Codes for latents without gradients: (B, L) 1-based, and the latents as B*L x c rows.
-function Quantizer:assign(z)
+-- z checked as (B, L, c) latents for fname; the latents as B*L x c rows and the codebook, both
+-- detached (and normalised for a cosine quantizer), so nothing is recorded for autograd.
+local function prepared(self, z, fname, matching)
   if not tensor.is_tensor(z) or z:dim() ~= 3 or z:size(3) ~= self.c then
-    error(string.format("Quantizer:assign: expected latents (B, L, %d), got %s", self.c,
-      tensor.is_tensor(z) and table.concat(z:size(), "x") or type(z)), 2)
+    error(string.format("%s: expected latents (B, L, %d), got %s", fname, self.c,
+      tensor.is_tensor(z) and table.concat(z:size(), "x") or type(z)), 3)
   end
   local B, L = z:size(1), z:size(2)
-  if self.mode == "matching" and L > self.K then
-    error(string.format("Quantizer: matching needs K >= L, got K=%d and L=%d", self.K, L), 2)
+  if matching and L > self.K then
+    error(string.format("Quantizer: matching needs K >= L, got K=%d and L=%d", self.K, L), 3)
   end
+  local flat = z:detach():reshape(B * L, self.c)
+  local cb = self.codebook:detach()
+  if self.cosine then
+    flat, cb = normalise(flat), normalise(cb)
+  end
+  return flat, cb, B, L
+end
+
+-- Codes for latents without gradients: (B, L) 1-based, the latents as B*L x c rows, and (for
+-- matching) how many latents matching sent to a code other than their nearest.
+function Quantizer:assign(z)
+  local flat, cb, B, L = prepared(self, z, "Quantizer:assign", self.mode == "matching")
   return autograd.no_grad(function()
-    local flat = z:detach():reshape(B * L, self.c)
-    local cb = self.codebook:detach()
-    if self.cosine then
-      flat, cb = normalise(flat), normalise(cb)
-    end
-    local idx
+    local idx, differ
     if self.mode == "matching" then
       -- not vq.assign of the whole B*L x K distances: that matrix (8 MB for the default
       -- model) would be garbage held until the step's end, raising every step's peak
-      idx = vq.match(flat:reshape(B, L, self.c), cb)
+      idx, differ = vq.match_differ(flat:reshape(B, L, self.c), cb)
     else
       local _, nearest = vq.sq_distances(flat, cb):min(2)
       idx = nearest:view(B, L)
     end
-    return idx, flat
+    return idx, flat, differ
+  end)
+end
+
+-- The share of the latents z (B, L, c) whose matched code (the optimal assignment of each
+-- image's latents to distinct codes) is not their nearest code, whatever this quantizer's mode
+-- (for a nearest model: how many latents matching would move). nil when L > K.
+function Quantizer:match_differ(z)
+  if tensor.is_tensor(z) and z:dim() == 3 and z:size(2) > self.K then return nil end
+  local flat, cb, B, L = prepared(self, z, "Quantizer:match_differ", true)
+  return autograd.no_grad(function()
+    local _, differ = vq.match_differ(flat:reshape(B, L, self.c), cb)
+    return differ / (B * L)
   end)
 end
 
@@ -103,7 +124,7 @@ function Quantizer:forward(z)
     local zero = tensor.zeros({})
     return z, nil, { commitment = zero, codebook = zero, total = zero }, {}
   end
-  local idx, flat = self:assign(z) -- first: it checks z
+  local idx, flat, differ = self:assign(z) -- first: it checks z
   local B, L = z:size(1), z:size(2)
   local zn = self.cosine and normalise(z) or z
   local e = F.embedding(idx, self.cosine and normalise(self.codebook) or self.codebook) -- (B, L, c)
@@ -127,10 +148,13 @@ function Quantizer:forward(z)
       -- idle = (idle + 1) where unused, 0 where used
       self.idle:copy((self.idle + 1):masked_fill(counts:gt(0), 0))
       self.last_latents = flat
+      self.last_counts = counts -- every rank's under data-parallel training (the trainer's epoch entropy)
     end)
   end
   stats = stats or vq.code_stats(idx, self.K)
   stats.counts = nil
+  -- matching: the share of this batch's latents not given their nearest code (this rank's)
+  if differ then stats.match_differ = differ / (B * L) end
   return zq, idx, {
     commitment = commitment,
     codebook = codebook_loss,

@@ -174,4 +174,46 @@ function M.figure(K, lo, hi, K_img)
   }
 end
 
+-- The paper's Figure-4 point: K = 4096, L = 256, nearest using K_img = 49 distinct codes per image
+-- (matching / nearest = 3.5x).
+M.PAPER = { K = 4096, L = 256, K_img = 49 }
+
+-- The measured Figure 4 (`pivq capacity --measure`): the formula's curves over the measured L
+-- range beside measured points. measured: {{name =, L = {...}, bits = {...}}, ...} (one series
+-- per trained model family); notes: lines printed under the legend (steps, minutes). A plot
+-- spec for pivq.plot.line (SVG) and pivq.display.raster (PNG).
+function M.measured_figure(K, measured, notes)
+  positive_integer("K", K, "capacity.measured_figure")
+  if type(measured) ~= "table" or #measured == 0 then
+    error("capacity.measured_figure: measured must be a non-empty list of {name =, L =, bits =}", 2)
+  end
+  local lo, hi = math.huge, 0
+  for i, m in ipairs(measured) do
+    if type(m) ~= "table" or type(m.L) ~= "table" or type(m.bits) ~= "table" or #m.L ~= #m.bits then
+      error(string.format("capacity.measured_figure: series %d needs lists L and bits of equal length", i), 2)
+    end
+    for _, L in ipairs(m.L) do
+      positive_integer("L", L, "capacity.measured_figure")
+      lo, hi = math.min(lo, L), math.max(hi, L)
+    end
+  end
+  if lo > hi then lo, hi = 1, 1 end
+  local f = M.figure(K, lo, hi)
+  local series = {
+    { name = "positional L log2 K", x = f.series[1].x, y = f.series[1].y },
+    { name = "multiset", x = f.series[2].x, y = f.series[2].y },
+    { name = "set log2 C(K,L)", x = f.series[4].x, y = f.series[4].y },
+  }
+  for _, m in ipairs(measured) do
+    series[#series + 1] = { name = m.name, x = m.L, y = m.bits, marker = true }
+  end
+  if K == M.PAPER.K then
+    local p = M.row(K, M.PAPER.L, M.PAPER.K_img)
+    series[#series + 1] = { name = string.format("paper: nearest K_img=%d (%.1fx)", M.PAPER.K_img, p.ratio),
+      x = { M.PAPER.L }, y = { p.nearest }, marker = true, line = false, color = { 0, 0, 0 } }
+  end
+  return { title = string.format("Bits per image, K = %d: formula and measured", K), xlabel = "L (codes per image)",
+    ylabel = "bits", logx = true, ymin = 0, series = series, notes = notes }
+end
+
 return M

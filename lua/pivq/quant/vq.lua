@@ -104,7 +104,7 @@ function M.code_stats(codes, K)
   return st
 end
 
--- usage and perplexity from per-code counts (any dtype, length K)
+-- usage, perplexity and entropy (bits) from per-code counts (any dtype, length K)
 function M.count_stats(counts)
   need_tensor("count_stats", "counts", counts)
   local K = counts:numel()
@@ -124,6 +124,7 @@ function M.count_stats(counts)
     counts = counts,
     usage = used / K,
     perplexity = math.exp(entropy),
+    entropy_bits = entropy / math.log(2), -- of the code frequencies; at most log2 K
   }
 end
 
@@ -141,6 +142,17 @@ function M.match(z, codebook)
   need_tensor("match", "z", z)
   need_tensor("match", "codebook", codebook)
   return index.to1_(wrap(C.pivq_vq_match(z.c, codebook.c)))
+end
+
+-- M.match, and how many of the B*L latents matching sent to a code strictly farther than their
+-- nearest one (a tie counts as agreeing): the rate at which matching's choice differs from
+-- nearest's is differ / (B * L). Counted in C from the distances the assignment already has.
+function M.match_differ(z, codebook)
+  need_tensor("match_differ", "z", z)
+  need_tensor("match_differ", "codebook", codebook)
+  local n = require("ffi").new("int64_t[1]")
+  local idx = index.to1_(wrap(C.pivq_vq_match_differ(z.c, codebook.c, n)))
+  return idx, tonumber(n[0])
 end
 
 M.Generator = random.Generator

@@ -294,7 +294,7 @@ function Trainer:evaluate(n)
   if #codes > 0 then
     local all = pivq_tensor.cat(codes, 1)
     local st = vq.code_stats(all, self.opts.K)
-    out.usage, out.perplexity, out.K_img = st.usage, st.perplexity, st.K_img
+    out.usage, out.perplexity, out.K_img, out.code_entropy = st.usage, st.perplexity, st.K_img, st.entropy_bits
   end
   return out
 end
@@ -328,6 +328,10 @@ function Trainer:report(rec, tty)
   end
   local codes = rec.K_img and string.format(" | usage %.0f%% K_img %.1f", 100 * rec.usage, rec.K_img) or
     " | quantizer bypassed"
+  if rec.code_entropy then
+    codes = codes .. string.format(" H %.2f/%.2f bits", rec.code_entropy, rec.code_entropy_max)
+  end
+  if rec.match_differ then codes = codes .. string.format(" differ %.1f%%", 100 * rec.match_differ) end
   local line = string.format("step %d/%d ep %d | %s%s | %.0f img/s | ETA %s", rec.step, self.opts.steps,
     rec.epoch, table.concat(parts, " "), codes, rec.img_per_s, fmt_time(rec.eta))
   if tty then
@@ -338,6 +342,53 @@ function Trainer:report(rec, tty)
   else
     print(line)
   end
+end
+
+-- ---- set diagnostics (notebooks/METHOD.md, "Set diagnostics") ---------------------------------------
+
+-- After each quantized step: the step's per-code counts (every rank's) added to the epoch's, and
+-- the share of latents matching did not give their nearest code added to the interval's. When
+-- the loader has moved to a new epoch, the finished epoch's entropy is kept for the next record.
+function Trainer:count_codes(stats)
+  local q = self.model.quantizer
+  if q.bypassed or not q.last_counts then return end
+  local d = self.diag
+  if not d or d.epoch ~= self.epoch then
+    if d and d.images > 0 then
+      self.finished_epoch = { epoch = d.epoch, bits = vq.count_stats(pivq_tensor.tensor(d.counts)).entropy_bits,
+        images = d.images }
+    end
+    local counts = {}
+    for k = 1, q.K do counts[k] = 0 end
+    d = { epoch = self.epoch, counts = counts, images = 0, differ = d and d.differ or 0, steps = d and d.steps or 0 }
+    self.diag = d
+  end
+  local c = q.last_counts:contiguous()
+  local p, n = c:data_ptr(), 0
+  for k = 1, q.K do
+    local v = tonumber(p[k - 1])
+    d.counts[k] = d.counts[k] + v
+    n = n + v
+  end
+  d.images = d.images + n / self.opts.L
+  if stats and stats.match_differ then d.differ, d.steps = d.differ + stats.match_differ, d.steps + 1 end
+end
+
+-- The record's diagnostics: code_entropy (bits, over the codes of the epoch so far: unlike a
+-- batch's perplexity it does not depend on the batch size), its maximum log2 K and the images it
+-- covers; epoch_code_entropy once an epoch has finished. Resets the interval's match_differ.
+function Trainer:set_diagnostics(rec)
+  local d = self.diag
+  if not d then return end
+  if d.images > 0 then
+    rec.code_entropy = vq.count_stats(pivq_tensor.tensor(d.counts)).entropy_bits
+    rec.code_entropy_max = math.log(self.opts.K) / math.log(2)
+    rec.code_entropy_images = d.images
+  end
+  if self.finished_epoch then
+    rec.epoch_code_entropy, rec.epoch_code_entropy_epoch = self.finished_epoch.bits, self.finished_epoch.epoch
+  end
+  d.differ, d.steps = 0, 0
 end
 
 -- ---- the loop --------------------------------------------------------------------------------------
@@ -416,6 +467,7 @@ function Trainer:fit_loop()
     local x = self:next_batch()
     local step_t0, step_f0 = clock(), pivq_flop_count()
     local terms, stats, _, y, surrogate = self:losses(x)
+    self:count_codes(stats)
     local total = terms.total:item()
     total = self.dist:mean_numbers({ total = total }).total -- the global batch's
     if total ~= total or total == math.huge or total == -math.huge then
@@ -450,11 +502,14 @@ function Trainer:fit_loop()
       rec.rss_mb = memory.rss_mb() -- resident memory, for recipes/bench/rss.sh
       local values = {}
       for k, v in pairs(terms) do values[k] = type(v) == "number" and v or v:item() end
+      local differ = self.diag and self.diag.steps > 0 and self.diag.differ / self.diag.steps or nil
+      values.match_differ = differ -- the steps' mean since the last record, over the ranks
       values = self.dist:mean_numbers(values) -- the global batch's losses
       for k, v in pairs(values) do rec[k] = v end
       if stats and stats.K_img then
         rec.usage, rec.perplexity, rec.K_img = stats.usage, stats.perplexity, stats.K_img
       end
+      self:set_diagnostics(rec)
       rec.eta = (o.steps - self.step) * (now - t_start) / math.max(1, self.step - (self.start_step or 0))
       if o.max_minutes > 0 then rec.eta = math.max(0, math.min(rec.eta, o.max_minutes * 60 - (now - t_start))) end
       log:write(json.encode(rec), "\n")
