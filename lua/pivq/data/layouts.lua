@@ -216,16 +216,21 @@ local function split_files(desc, split)
   return out
 end
 
+-- a description and a split name, checked for fname (raised at its caller's caller)
+local function check_desc_split(fname, desc, split)
+  if type(desc) ~= "table" or not KINDS[desc.kind] then
+    error(fname .. ": desc must be a dataset description (layouts.describe)", 3)
+  end
+  if split ~= "train" and split ~= "test" then
+    error(fname .. ": split must be \"train\" or \"test\", got " .. tostring(split), 3)
+  end
+end
+
 -- layouts.files(desc, split) -> the split's file names (relative to desc.images, in dataset order:
 -- row i of layouts.open's images is files[i]), or nil for a dataset without files (Fashion-MNIST's
 -- IDX), or nil, err
 function M.files(desc, split)
-  if type(desc) ~= "table" or not KINDS[desc.kind] then
-    error("layouts.files: desc must be a dataset description (layouts.describe)", 2)
-  end
-  if split ~= "train" and split ~= "test" then
-    error("layouts.files: split must be \"train\" or \"test\", got " .. tostring(split), 2)
-  end
+  check_desc_split("layouts.files", desc, split)
   if desc.kind == "fashion-mnist" then return nil end
   return split_files(desc, split)
 end
@@ -242,12 +247,7 @@ M.background_of = background_of
 -- layouts.open(desc, split [, {lazy =, cache =, workers =}]) -> a dataset table (images N x C x S x
 -- S uint8, files, attributes, attribute_names, description), or nil, err
 function M.open(desc, split, opts)
-  if type(desc) ~= "table" or not KINDS[desc.kind] then
-    error("layouts.open: desc must be a dataset description (layouts.describe)", 2)
-  end
-  if split ~= "train" and split ~= "test" then
-    error("layouts.open: split must be \"train\" or \"test\", got " .. tostring(split), 2)
-  end
+  check_desc_split("layouts.open", desc, split)
   opts = opts or {}
   if desc.kind == "fashion-mnist" then
     local ds, err = datasets.fashion_mnist { split = split,

@@ -13,7 +13,8 @@ local function escape(s)
   return (tostring(s):gsub("&", "&amp;"):gsub("<", "&lt;"):gsub(">", "&gt;"))
 end
 
--- "Nice" tick values covering [lo, hi]: steps of 1, 2 or 5 times a power of ten.
+-- "Nice" tick values covering [lo, hi]: steps of 1, 2 or 5 times a power of ten (also
+-- pivq.eval.charts' PNG axes).
 local function ticks(lo, hi, count)
   if hi <= lo then return { lo } end
   local raw = (hi - lo) / count

@@ -71,21 +71,7 @@ local function fmt(v)
   return string.format("%.2f", v)
 end
 
--- tick values covering [lo, hi] in steps of 1, 2 or 5 times a power of ten (about `count`)
-local function ticks(lo, hi, count)
-  local raw = (hi - lo) / count
-  local mag = 10 ^ math.floor(math.log10(raw))
-  local step = 10 * mag
-  for _, m in ipairs({ 1, 2, 5 }) do
-    if raw <= m * mag then
-      step = m * mag
-      break
-    end
-  end
-  local out = {}
-  for i = math.ceil(lo / step - 1e-9), math.floor(hi / step + 1e-9) do out[#out + 1] = i * step end
-  return out
-end
+local ticks = require("pivq.display.plot").ticks
 
 -- a frame with axes, ticks and labels; returns the canvas and the x/y -> pixel maps
 local function frame(opts, xmin, xmax, ymin, ymax, legend)
