@@ -169,22 +169,21 @@ if args.sweep_exchange then
   sw.quantizer, sw.L, sw.K = model.config.mode, model.config.L, model.config.K
   pivq.files.write_or_fail("eval", json_path, json.encode(sw, { indent = true }) .. "\n")
   local keys = { "precision", "recall", "density", "coverage", "copy_share" }
-  local series, svg = {}, {}
+  local series = {}
   for _, key in ipairs(keys) do
     local x, y = {}, {}
     for j, row in ipairs(sw.rows) do x[j], y[j] = row.fraction, row[key] end
     if #y == #x then -- copy_share is missing with --no-memorisation
-      series[#series + 1] = { name = (key:upper():gsub("_", " ")), x = x, y = y }
-      svg[#svg + 1] = { name = key, x = x, y = y }
+      series[#series + 1] = { name = key, x = x, y = y, marker = true }
     end
   end
-  local title = string.format("%s L=%d K=%d: PRDC VS FRACTION EXCHANGED", model.config.mode:upper(), model.config.L,
-    model.config.K)
-  local ok, err = pivq.charts.save(base .. ".png", pivq.charts.lines(series, { title = title,
-    xlabel = "FRACTION OF DIFFERING CODES EXCHANGED", ymax = 1.2 }))
+  -- the same spec as PNG (pivq.display.raster) and SVG (pivq.plot)
+  local spec = { title = string.format("%s L=%d K=%d: PRDC vs fraction exchanged", model.config.mode,
+    model.config.L, model.config.K), xlabel = "fraction of differing codes exchanged", ylabel = "value", ymin = 0,
+    series = series }
+  local ok, err = require("pivq.display.raster").save_plot(base .. ".png", spec)
   if not ok then error("eval: " .. tostring(err), 0) end
-  ok, err = pivq.plot.save(base .. ".svg", { title = title:lower(), xlabel = "fraction of differing codes exchanged",
-    ylabel = "value", ymin = 0, series = svg })
+  ok, err = pivq.plot.save(base .. ".svg", spec)
   if not ok then error("eval: " .. tostring(err), 0) end
   print(string.format("%-9s %9s %9s %9s %9s %10s %12s", "fraction", "precision", "recall", "density", "coverage",
     "copy_share", "median_ratio"))

@@ -465,9 +465,6 @@ groups.eval = function()
       return { { name = "A", values = randn(6) }, { name = "B", values = { 1, 2, 3 } } },
         { title = "T", bins = 4, threshold = 0.5, xlabel = "X" }
     end),
-    target(pivq.charts.lines, { "charts.lines" }, function()
-      return { { name = "A", x = { 0, 0.5 }, y = { 1, 2 } } }, { title = "T", xlabel = "X", ymax = 3 }
-    end),
     target(pivq.charts.save, { "charts.save", "save" }, function() return "chart.png", pivq.rand(3, 4, 4) end),
     target(eval.mse, { "mse" }, function() return pivq.rand(2, 1, 8, 8), pivq.rand(2, 1, 8, 8) end),
     target(eval.psnr, { "psnr" }, function()

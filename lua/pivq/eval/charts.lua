@@ -1,12 +1,10 @@
--- pivq.eval.charts: the memorisation histogram and the fidelity-diversity curve as PNG images
--- (issue 20), drawn with figure5's canvas and 3x5 pixel font (upper-case letters, digits,
--- _ - . %), so they need no fonts or plotting library. The sweep is also written as SVG through
--- pivq.plot.
+-- pivq.eval.charts: the memorisation histogram as a PNG image (issue 20), drawn with figure5's
+-- canvas and 3x5 pixel font (upper-case letters, digits, _ - . %), so it needs no fonts or
+-- plotting library. (The fidelity-diversity curve is a line plot: pivq.display.raster.plot.)
 --
 --   charts.histogram(groups, {title =, bins = 40, threshold =}) -> 3 x H x W float32 image:
 --     groups = {{name =, values = 1-D tensor or list}, ...} overlaid as step outlines over
 --     shared bins, each normalised to its share per bin; threshold draws a vertical red line
---   charts.lines(series, {title =, xlabel =, ymax =}) -> image: series = {{name =, x =, y =}, ...}
 --   charts.save(path, image) -> true or nil, err (pivq.image.save: atomic, checked)
 local fig = require "pivq.eval.figure5"
 local tensor = require "pivq.core.tensor"
@@ -144,39 +142,6 @@ function M.histogram(groups, opts)
   if opts.threshold then
     local x = px(math.max(lo, math.min(hi, opts.threshold)))
     fig.rect(img, py(top), x, py(0) - py(top) + 1, 2, RED)
-  end
-  return fig.to_image(img)
-end
-
-function M.lines(series, opts)
-  opts = check_opts("charts.lines", opts, { "title", "xlabel", "ymax" })
-  if type(series) ~= "table" or #series == 0 then error("charts.lines: series must be a non-empty list", 2) end
-  local xmin, xmax, ymax, names = math.huge, -math.huge, opts.ymax or 0, {}
-  local pts = {}
-  for i, s in ipairs(series) do
-    if type(s) ~= "table" then error(string.format("charts.lines: series %d must be {name =, x =, y =}", i), 2) end
-    local x = numbers("charts.lines", string.format("series[%d].x", i), s.x)
-    local y = numbers("charts.lines", string.format("series[%d].y", i), s.y)
-    if #x ~= #y then
-      error(string.format("charts.lines: series %d has %d x values but %d y values", i, #x, #y), 2)
-    end
-    pts[i] = { x = x, y = y }
-    names[i] = tostring(s.name or ("series " .. i))
-    for j = 1, #x do
-      xmin, xmax = math.min(xmin, x[j]), math.max(xmax, x[j])
-      if not opts.ymax then ymax = math.max(ymax, y[j]) end
-    end
-  end
-  if xmax <= xmin then xmax = xmin + 1 end
-  if ymax <= 0 then ymax = 1 end
-  local img, px, py = frame(opts, xmin, xmax, 0, ymax, names)
-  for i, s in ipairs(pts) do
-    local color = COLORS[(i - 1) % #COLORS + 1]
-    for j = 1, #s.x do
-      local y = math.min(ymax, s.y[j])
-      fig.rect(img, py(y) - S, px(s.x[j]) - S, 2 * S + 1, 2 * S + 1, color)
-      if j > 1 then segment(img, py(math.min(ymax, s.y[j - 1])), px(s.x[j - 1]), py(y), px(s.x[j]), color) end
-    end
   end
   return fig.to_image(img)
 end
