@@ -196,13 +196,26 @@ static int host_readline(lua_State *L)
     line_done = 0;
     interrupted_flag = 0;
     at_prompt = 1;
+    /* SIGINT stays blocked except inside pselect(), which unblocks it atomically: a Ctrl-C that
+       comes after the flag is checked but before the wait starts (the prompt has just been
+       printed) is delivered by pselect and ends the wait, instead of setting the flag while the
+       loop sleeps until the next key. */
+    sigset_t sigint_only, waiting_mask;
+    sigemptyset(&sigint_only);
+    sigaddset(&sigint_only, SIGINT);
+    sigprocmask(SIG_BLOCK, &sigint_only, &waiting_mask);
+    sigdelset(&waiting_mask, SIGINT);
     rl_callback_handler_install(prompt, on_line);
     int cancelled = 0;
     while (!line_done) {
+        if (interrupted_flag) {
+            cancelled = 1;
+            break;
+        }
         fd_set fds;
         FD_ZERO(&fds);
         FD_SET(0, &fds);
-        int r = select(1, &fds, NULL, NULL, NULL);
+        int r = pselect(1, &fds, NULL, NULL, NULL, &waiting_mask);
         if (interrupted_flag) {
             cancelled = 1;
             break;
@@ -214,6 +227,7 @@ static int host_readline(lua_State *L)
         rl_callback_read_char();
     }
     if (!line_done) rl_callback_handler_remove();
+    sigprocmask(SIG_UNBLOCK, &sigint_only, NULL);
     at_prompt = 0;
     interrupted_flag = 0;
     completion_L = NULL;
