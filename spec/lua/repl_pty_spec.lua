@@ -48,7 +48,9 @@ describe("the REPL through a terminal", function()
   it("Ctrl-C at the prompt clears the line, also inside a multi-line entry; the session goes on", function()
     local r, home = drive({
       { "expect", "> ", 20 }, { "send", "x = 42\r" }, { "expect", PROMPT, 5 },
-      { "send", "abc" }, { "send", CTRL_C }, { "expect", "abc\\^C\r\n> $", 5 },
+      -- the echo first: a Ctrl-C makes the terminal discard input the program has not read yet,
+      -- and (a Linux pty) output still on its way to the driver (ISIG without NOFLSH): "abc" too
+      { "send", "abc" }, { "expect", "abc", 5 }, { "send", CTRL_C }, { "expect", "\\^C\r\n> $", 5 },
       { "send", "for i = 1, 3 do\r" }, { "expect", ">> $", 5 }, { "send", CTRL_C }, { "expect", "\\^C\r\n> $", 5 },
       { "send", "x + 1\r" }, { "expect", "43\r\n> $", 5 },
       { "send", CTRL_D }, { "eof" },
