@@ -497,10 +497,13 @@ int64_t pivq_conv_dnnl_steps(void);
 /* ---- Precision (ops/bf16.c) ----
  * Under PIVQ_PRECISION_BF16, matmul and linear (forward and backward, through oneDNN's matmul)
  * and convolutions (oneDNN) take bf16 operands, rounded per call from the fp32 tensors, and
- * accumulate and write fp32. Everything else stays fp32: reductions, norms, softmax, losses,
- * attention's per-head products, the quantizer's distances and assignment, optimizer state and
- * the parameters. The precision in force when a kernel runs decides, for backward too. Products
- * of fewer than 2^18 multiply-adds stay fp32. The setting is process-wide. */
+ * accumulate and write fp32; so do attention's per-head products (heads up to 256 x 256, head
+ * dim <= 128, on pivq's register-tiled bf16 kernels; the probabilities and the softmax gradient
+ * are rounded to bf16 for the products that take them). Everything else stays fp32: reductions,
+ * norms, softmax and its statistics, losses, the quantizer's distances and assignment, optimizer
+ * state and the parameters. The precision in force when a kernel runs decides, for backward too.
+ * matmul / linear products of fewer than 2^18 multiply-adds stay fp32. The setting is
+ * process-wide. */
 typedef enum pivq_precision {
     PIVQ_PRECISION_FP32 = 0, /* the default */
     PIVQ_PRECISION_BF16 = 1  /* bf16 products with fp32 accumulation */

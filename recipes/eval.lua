@@ -21,7 +21,7 @@ parser:option("--bank-limit", "encode only the first N training images into the 
 parser:option("--seed", "seed", "1"):convert(tonumber)
 parser:option("--out", "metrics JSON (default: beside the checkpoint)")
 parser:option("--precision",
-  "fp32 | bf16: matmuls, linear layers, convolutions in bf16 with fp32 accumulation\n"
+  "fp32 | bf16: matmuls, linear layers, attention, convolutions in bf16 with fp32 accumulation\n"
   .. "(fp32, with a warning, where the CPU has no bf16)", "fp32")
 parser:option("--compare", "print the metrics of several runs side by side"):args("+")
 parser:option("--train-images", "training images searched for each sample's nearest neighbour (the\n"

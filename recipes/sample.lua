@@ -19,7 +19,7 @@ parser:option("--dataset", "parents from this dataset's training split (default:
 parser:option("--bank-limit", "encode only the first N training images into the bank (quick looks)")
   :convert(tonumber)
 parser:option("--precision",
-  "fp32 | bf16: matmuls, linear layers, convolutions in bf16 with fp32 accumulation\n"
+  "fp32 | bf16: matmuls, linear layers, attention, convolutions in bf16 with fp32 accumulation\n"
   .. "(fp32, with a warning, where the CPU has no bf16)", "fp32")
 parser:option("--provenance", "also write each sample's provenance (JSON): parents (training indices, 1-based,\n"
   .. "and file names), the codes taken from each, strategy and seed")

@@ -93,14 +93,18 @@ static int small_heads(int64_t Lq, int64_t Lk, int64_t D, int64_t Dv)
     return Lq <= 256 && Lk <= 256 && D <= 128 && Dv <= 128;
 }
 
-/* One product of a head, C (M, N) = alpha op(A) op(B), beta 0, on either engine. With
-   tb = 1 the small kernels first transpose B (N, K) into panel (K, N): they need B's rows. */
+/* One product of a head, C (M, N) = alpha op(A) op(B), beta 0, on one of three engines: with
+   bsc (bf16 scratch, under bf16 precision) the bf16 register-tiled kernels, else the fp32 ones
+   (small) or OpenBLAS. With tb = 1 the fp32 small kernels first transpose B (N, K) into panel
+   (K, N): they need B's rows. */
 static void head_product(int small, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
                          const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
-                         int64_t ldc, float *panel)
+                         int64_t ldc, float *panel, void *bsc)
 {
     pivq_flops_add(2 * M * N * K);
-    if (small) {
+    if (bsc) {
+        pivq_gemm_small_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, C, ldc, bsc);
+    } else if (small) {
         if (tb) {
             pivq_transpose_panel(B, ldb, N, K, panel);
             B = panel;
@@ -114,6 +118,21 @@ static void head_product(int small, int ta, int tb, int64_t M, int64_t N, int64_
         cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                     (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, 0.0f, C, (int)ldc);
     }
+}
+
+/* Bytes of bf16 scratch per thread for every product of a head, forward and backward (64-byte
+   multiples); 0 when the heads run fp32: not small, or not under bf16 precision. */
+static size_t bf16_scratch(int small, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv)
+{
+    if (!small || !pivq_small_bf16_ok()) return 0;
+    const int64_t shapes[6][3] = {{Lq, Lk, D},  {Lq, Dv, Lk}, {Lk, Dv, Lq},
+                                  {Lq, Lk, Dv}, {Lq, D, Lk},  {Lk, D, Lq}};
+    size_t n = 0;
+    for (int i = 0; i < 6; i++) {
+        size_t s = pivq_small_bf16_scratch(shapes[i][0], shapes[i][1], shapes[i][2]);
+        n = s > n ? s : n;
+    }
+    return (n + 63) / 64 * 64;
 }
 
 /* Stable softmax of each of `rows` rows of length n, in place. The `omp simd` reductions let
@@ -200,9 +219,12 @@ pivq_tensor *pivq_attention(const pivq_tensor *q, const pivq_tensor *k, const pi
         float *Pp = pivq_data(P);
         const float *Mp = mc ? pivq_data(mc) : NULL;
         int nt = heads_parallel(nbatch), small = small_heads(Lq, Lk, D, Dv);
-        /* per thread, the transposed K of the current head (D, Lk) for the small kernels */
-        float *panels =
-            small ? malloc((size_t)(nt * (D * Lk > 0 ? D * Lk : 1)) * sizeof(float)) : NULL;
+        size_t bsz = bf16_scratch(small, Lq, Lk, D, Dv);
+        /* per thread, the transposed K of the current head (D, Lk) for the fp32 small kernels,
+           or the bf16 kernels' scratch */
+        float *panels = bsz     ? aligned_alloc(64, (size_t)nt * bsz)
+                        : small ? malloc((size_t)(nt * (D * Lk > 0 ? D * Lk : 1)) * sizeof(float))
+                                : NULL;
         if (small && !panels) {
             pivq_set_error("%s: out of memory", F);
             goto fail;
@@ -214,9 +236,11 @@ pivq_tensor *pivq_attention(const pivq_tensor *q, const pivq_tensor *k, const pi
             tid = omp_get_thread_num();
 #endif
             float *S = Pp + bi * Lq * Lk; /* scores, then P in place (Lq, Lk) */
+            void *bsc = bsz ? (char *)panels + tid * bsz : NULL;
             /* S (Lq, Lk) = scale Q (Lq, D) K^T (D, Lk) */
             head_product(small, 0, 1, Lq, Lk, D, (float)scale, mat_ptr(qc, nb, bi), ldq,
-                         mat_ptr(kc, nb, bi), ldk, S, Lk, panels ? panels + tid * D * Lk : NULL);
+                         mat_ptr(kc, nb, bi), ldk, S, Lk,
+                         bsz || !panels ? NULL : panels + tid * D * Lk, bsc);
             if (Mp) {
                 const float *M = Mp + bi * Lq * Lk;
                 for (int64_t j = 0; j < Lq * Lk; j++)
@@ -225,7 +249,7 @@ pivq_tensor *pivq_attention(const pivq_tensor *q, const pivq_tensor *k, const pi
             softmax_rows(S, Lq, Lk);
             /* O (Lq, Dv) = P (Lq, Lk) V (Lk, Dv) */
             head_product(small, 0, 0, Lq, Dv, Lk, 1.0f, S, Lk, mat_ptr(vc, nb, bi), ldv,
-                         (float *)mat_ptr(out, nb, bi), ldo, NULL);
+                         (float *)mat_ptr(out, nb, bi), ldo, NULL, bsc);
         }
         free(panels);
     } else if (Lq > 0 && Dv > 0) {
@@ -276,10 +300,13 @@ int pivq_attention_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gi
     pivq_tensor *dS_full = need_m ? pivq_empty(PIVQ_FLOAT32, nd, P->shape) : NULL;
     pivq_tensor *gc = blas_ready(g);
     int nt = heads_parallel(nbatch), small = small_heads(Lq, Lk, D, Dv);
+    size_t bsz = bf16_scratch(small, Lq, Lk, D, Dv);
     float *scratch = malloc((size_t)(nt * (Lq * Lk > 0 ? Lq * Lk : 1)) * sizeof(float));
-    /* per thread, V^T of the current head (Dv, Lk) for the small kernels */
-    float *panels =
-        small ? malloc((size_t)(nt * (Dv * Lk > 0 ? Dv * Lk : 1)) * sizeof(float)) : NULL;
+    /* per thread, V^T of the current head (Dv, Lk) for the fp32 small kernels, or the bf16
+       kernels' scratch */
+    float *panels = bsz     ? aligned_alloc(64, (size_t)nt * bsz)
+                    : small ? malloc((size_t)(nt * (Dv * Lk > 0 ? Dv * Lk : 1)) * sizeof(float))
+                            : NULL;
     int rc = -1;
     if (!dq || !dk || !dv || (need_m && !dS_full) || !gc || !scratch || (small && !panels)) {
         pivq_set_error("attention backward: out of memory");
@@ -301,15 +328,16 @@ int pivq_attention_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gi
             tid = omp_get_thread_num();
 #endif
             const float *Pb = Pp + bi * Lq * Lk, *Gb = mat_ptr(gc, nb, bi); /* dO (Lq, Dv) */
+            void *bsc = bsz ? (char *)panels + tid * bsz : NULL;
             float *dS =
                 dS_full ? (float *)pivq_data(dS_full) + bi * Lq * Lk : scratch + tid * Lq * Lk;
             if (need_v && Dv > 0) /* dV (Lk, Dv) = P^T (Lk, Lq) @ dO (Lq, Dv) */
                 head_product(small, 1, 0, Lk, Dv, Lq, 1.0f, Pb, Lk, Gb, ldg,
-                             (float *)mat_ptr(dv, nb, bi), lddv, NULL);
+                             (float *)mat_ptr(dv, nb, bi), lddv, NULL, bsc);
             if (!(need_q || need_k || need_m)) continue;
             /* dP (Lq, Lk) = dO (Lq, Dv) @ V^T (Dv, Lk) */
             head_product(small, 0, 1, Lq, Lk, Dv, 1.0f, Gb, ldg, mat_ptr(v, nb, bi), ldv, dS, Lk,
-                         panels ? panels + tid * Dv * Lk : NULL);
+                         bsz || !panels ? NULL : panels + tid * Dv * Lk, bsc);
             /* dS = P * (dP - rowsum(dP * P)): the softmax's backward, row by row */
             for (int64_t i = 0; i < Lq; i++) {
                 const float *pr = Pb + i * Lk;
@@ -322,10 +350,10 @@ int pivq_attention_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gi
             }
             if (need_q && D > 0) /* dQ (Lq, D) = scale dS (Lq, Lk) @ K (Lk, D) */
                 head_product(small, 0, 0, Lq, D, Lk, scale, dS, Lk, mat_ptr(k, nb, bi), ldk,
-                             (float *)mat_ptr(dq, nb, bi), lddq, NULL);
+                             (float *)mat_ptr(dq, nb, bi), lddq, NULL, bsc);
             if (need_k && D > 0) /* dK (Lk, D) = scale dS^T (Lk, Lq) @ Q (Lq, D) */
                 head_product(small, 1, 0, Lk, D, Lq, scale, dS, Lk, mat_ptr(q, nb, bi), ldq,
-                             (float *)mat_ptr(dk, nb, bi), lddk, NULL);
+                             (float *)mat_ptr(dk, nb, bi), lddk, NULL, bsc);
         }
     } else if (need_m) {
         pivq_fill_nograd_(dS_full, 0.0);

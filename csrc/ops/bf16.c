@@ -7,8 +7,9 @@
  * distances and assignment (quant/ calls pivq_sgemm_mt directly), the optimizers' state and the
  * parameters (the master weights are the fp32 tensors themselves: operands are rounded to bf16
  * per call, into scratch buffers, so nothing a user holds changes type). Attention's per-head
- * products (49-80 tokens, head dim 32 in the default model) stay on the fp32 register-tiled
- * kernels of ops/gemm_small.c: at that size a oneDNN call costs more than the arithmetic.
+ * products (49-80 tokens, head dim 32 in the default model), where a oneDNN call would cost more
+ * than the arithmetic, run on pivq's own bf16 register-tiled kernels (ops/gemm_small_bf16.c),
+ * which also do the rounding here (pivq_to_bf16, vectorised).
  *
  * bf16 is used only when oneDNN reports an ISA with bf16 dot products (AVX512-BF16 or AMX:
  * dnnl_get_effective_cpu_isa) and it has not been turned off (PIVQ_BF16=off in the environment,
@@ -67,11 +68,12 @@ int pivq_bf16_available(void)
     return 0;
 }
 
-int pivq_gemm_bf16(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                   int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+static int gemm_bf16(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                     int64_t lda, const uint16_t *a16, const float *B, int64_t ldb,
+                     const uint16_t *b16, const float *bias, float beta, float *C, int64_t ldc)
 {
-    (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda, (void)B,
-        (void)ldb, (void)beta, (void)C, (void)ldc;
+    (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda, (void)a16,
+        (void)B, (void)ldb, (void)b16, (void)bias, (void)beta, (void)C, (void)ldc;
     return 0;
 }
 
@@ -107,7 +109,7 @@ int pivq_bf16_available(void)
 #define CACHE_SIZE 32
 
 typedef struct gkey {
-    int ta, tb, threads;
+    int ta, tb, threads, bias;
     int64_t M, N, K, ldc;
     float alpha, beta;
 } gkey;
@@ -116,7 +118,7 @@ typedef struct gentry {
     gkey key;
     uint64_t used; /* 0: free slot */
     dnnl_primitive_t prim;
-    dnnl_memory_desc_t a, b, c;
+    dnnl_memory_desc_t a, b, c, bias;
 } gentry;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -140,40 +142,6 @@ static int grow(uint16_t **buf, size_t *cap, size_t n)
     return 0;
 }
 
-/* f32 -> bf16, rounding to nearest even; NaN stays a (quiet) NaN */
-static inline uint16_t to_bf16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
-/* rows x cols of src (leading dim ld) into dst, packed (leading dim cols) */
-typedef struct conv_job {
-    const float *src;
-    uint16_t *dst;
-    int64_t cols, ld;
-} conv_job;
-
-static void convert_rows(int64_t r0, int64_t r1, void *ctx)
-{
-    const conv_job *j = ctx;
-    for (int64_t r = r0; r < r1; r++) {
-        const float *s = j->src + r * j->ld;
-        uint16_t *d = j->dst + r * j->cols;
-        for (int64_t c = 0; c < j->cols; c++)
-            d[c] = to_bf16(s[c]);
-    }
-}
-
-static void convert(const float *src, int64_t rows, int64_t cols, int64_t ld, uint16_t *dst)
-{
-    conv_job j = {src, dst, cols, ld};
-    pivq_parallel_range(rows, rows * cols, convert_rows, &j);
-}
-
 static int create(gentry *e)
 {
     const gkey *k = &e->key;
@@ -185,8 +153,12 @@ static int create(gentry *e)
     dnnl_status_t s = dnnl_memory_desc_init_by_strides(&e->a, 2, ad, dnnl_bf16, as);
     if (s == dnnl_success) s = dnnl_memory_desc_init_by_strides(&e->b, 2, bd, dnnl_bf16, bs);
     if (s == dnnl_success) s = dnnl_memory_desc_init_by_strides(&e->c, 2, cd, dnnl_f32, cs);
+    dnnl_dims_t biasd = {1, k->N};
+    if (s == dnnl_success && k->bias) /* fp32, one per column of C, added by the kernel */
+        s = dnnl_memory_desc_init_by_tag(&e->bias, 2, biasd, dnnl_f32, dnnl_ab);
     dnnl_matmul_desc_t md;
-    if (s == dnnl_success) s = dnnl_matmul_desc_init(&md, &e->a, &e->b, NULL, &e->c);
+    if (s == dnnl_success)
+        s = dnnl_matmul_desc_init(&md, &e->a, &e->b, k->bias ? &e->bias : NULL, &e->c);
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
     if (s == dnnl_success) s = dnnl_primitive_attr_create(&attr);
@@ -229,35 +201,43 @@ static gentry *lookup(const gkey *k)
     return victim;
 }
 
-int pivq_gemm_bf16(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                   int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+/* C = alpha op(A) op(B) (+ bias, one per column) + beta C with bf16 operands: A and B rounded
+   here, or a16 / b16 when given (A / B already rounded, packed as stored). 1 when done, 0 when
+   fp32 must do it (nothing written), -1 on a oneDNN failure. */
+static int gemm_bf16(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                     int64_t lda, const uint16_t *a16, const float *B, int64_t ldb,
+                     const uint16_t *b16, const float *bias, float beta, float *C, int64_t ldc)
 {
     pthread_mutex_lock(&lock);
     pivq_dnnl_start(&eng_state, &eng, &stream);
     gkey key;
     memset(&key, 0, sizeof key); /* padding too: the key is compared with memcmp */
-    key.ta = ta, key.tb = tb, key.threads = pivq_get_num_threads();
+    key.ta = ta, key.tb = tb, key.threads = pivq_get_num_threads(), key.bias = bias != NULL;
     key.M = M, key.N = N, key.K = K, key.ldc = ldc, key.alpha = alpha, key.beta = beta;
     gentry *e = eng_state > 0 ? lookup(&key) : NULL;
-    if (!e || grow(&abuf, &acap, (size_t)(M * K)) || grow(&bbuf, &bcap, (size_t)(K * N))) {
+    if (!e || (!a16 && grow(&abuf, &acap, (size_t)(M * K))) ||
+        (!b16 && grow(&bbuf, &bcap, (size_t)(K * N)))) {
         pthread_mutex_unlock(&lock);
         return 0; /* fp32 does it */
     }
     /* the operands as stored: A is (M, K), or (K, M) when transposed; B is (K, N) or (N, K) */
-    convert(A, ta ? K : M, ta ? M : K, lda, abuf);
-    convert(B, tb ? N : K, tb ? K : N, ldb, bbuf);
-    dnnl_memory_t ma = NULL, mb = NULL, mc = NULL;
-    dnnl_status_t s = dnnl_memory_create(&ma, &e->a, eng, abuf);
-    if (s == dnnl_success) s = dnnl_memory_create(&mb, &e->b, eng, bbuf);
+    if (!a16) pivq_to_bf16(A, ta ? K : M, ta ? M : K, lda, abuf);
+    if (!b16) pivq_to_bf16(B, tb ? N : K, tb ? K : N, ldb, bbuf);
+    dnnl_memory_t ma = NULL, mb = NULL, mc = NULL, mbias = NULL;
+    dnnl_status_t s = dnnl_memory_create(&ma, &e->a, eng, a16 ? (void *)a16 : abuf);
+    if (s == dnnl_success) s = dnnl_memory_create(&mb, &e->b, eng, b16 ? (void *)b16 : bbuf);
     if (s == dnnl_success) s = dnnl_memory_create(&mc, &e->c, eng, C);
+    if (s == dnnl_success && bias) s = dnnl_memory_create(&mbias, &e->bias, eng, (void *)bias);
     if (s == dnnl_success) {
-        dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}};
-        s = dnnl_primitive_execute(e->prim, stream, 3, args);
+        dnnl_exec_arg_t args[4] = {
+            {DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}, {DNNL_ARG_BIAS, mbias}};
+        s = dnnl_primitive_execute(e->prim, stream, bias ? 4 : 3, args);
     }
     if (s == dnnl_success) s = dnnl_stream_wait(stream);
     if (ma) dnnl_memory_destroy(ma);
     if (mb) dnnl_memory_destroy(mb);
     if (mc) dnnl_memory_destroy(mc);
+    if (mbias) dnnl_memory_destroy(mbias);
     pthread_mutex_unlock(&lock);
     if (s == dnnl_success) pivq_flops_add(2 * M * N * K);
     return s == dnnl_success ? 1 : -1;
@@ -286,11 +266,52 @@ int pivq_set_precision(int p)
    more than they save. */
 #define BF16_MIN_WORK ((int64_t)1 << 18)
 
+int pivq_gemm_uses_bf16(int64_t M, int64_t N, int64_t K)
+{
+    return precision == PIVQ_PRECISION_BF16 && M > 0 && N > 0 && K > 0 &&
+           M * N * K >= BF16_MIN_WORK;
+}
+
+uint16_t *pivq_bf16_copy(const float *src, int64_t rows, int64_t cols, int64_t ld)
+{
+    void *p = NULL;
+    if (rows <= 0 || cols <= 0 || posix_memalign(&p, 64, (size_t)(rows * cols) * 2 + 64))
+        return NULL;
+    pivq_to_bf16(src, rows, cols, ld, p);
+    return p;
+}
+
+void pivq_gemm_ex(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                  int64_t lda, const uint16_t *a16, const float *B, int64_t ldb, float beta,
+                  float *C, int64_t ldc)
+{
+    if (pivq_gemm_uses_bf16(M, N, K) &&
+        gemm_bf16(ta, tb, M, N, K, alpha, A, lda, a16, B, ldb, NULL, NULL, beta, C, ldc) == 1)
+        return;
+    pivq_sgemm_mt(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 void pivq_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
 {
-    if (precision == PIVQ_PRECISION_BF16 && M > 0 && N > 0 && K > 0 && M * N * K >= BF16_MIN_WORK &&
-        pivq_gemm_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) == 1)
+    pivq_gemm_ex(ta, tb, M, N, K, alpha, A, lda, NULL, B, ldb, beta, C, ldc);
+}
+
+void pivq_gemm_bias(int64_t M, int64_t N, int64_t K, const float *x, const float *w, const float *b,
+                    float *y)
+{
+    /* bf16: oneDNN adds the bias in its kernel (no pass filling y, no read of it back) */
+    if (b && pivq_gemm_uses_bf16(M, N, K) &&
+        gemm_bf16(0, 1, M, N, K, 1.0f, x, K, NULL, w, K, NULL, b, 0.0f, y, N) == 1)
         return;
-    pivq_sgemm_mt(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    /* fp32: rows of y start as b, then one sgemm adds */
+    if (b) {
+        for (int64_t i = 0; i < M; i++)
+            memcpy(y + i * N, b, (size_t)N * sizeof *y);
+    }
+    if (K == 0) {
+        if (!b) memset(y, 0, (size_t)(M * N) * sizeof *y);
+        return;
+    }
+    pivq_gemm(0, 1, M, N, K, 1.0f, x, K, w, K, b ? 1.0f : 0.0f, y, N);
 }

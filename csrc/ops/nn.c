@@ -21,21 +21,6 @@ static int check_f32(const char *fname, const char *arg, const pivq_tensor *t)
 
 /* ---- linear ------------------------------------------------------------------------------ */
 
-/* y (M, N) = x (M, K) @ w (N, K)^T + b (N): rows of y start as b, then one sgemm adds. */
-static void linear_forward(const float *x, const float *w, const float *b, float *y, int64_t M,
-                           int64_t N, int64_t K)
-{
-    if (b) {
-        for (int64_t i = 0; i < M; i++)
-            memcpy(y + i * N, b, (size_t)N * sizeof *y);
-    }
-    if (K == 0) {
-        if (!b) memset(y, 0, (size_t)(M * N) * sizeof *y);
-        return;
-    }
-    pivq_gemm(0, 1, M, N, K, 1.0f, x, K, w, K, b ? 1.0f : 0.0f, y, N);
-}
-
 typedef struct colsum_ctx {
     const float *g;
     float *out;
@@ -92,8 +77,8 @@ pivq_tensor *pivq_linear(const pivq_tensor *x, const pivq_tensor *w, const pivq_
     pivq_tensor *bc = b ? pivq_contiguous_nograd(b) : NULL;
     pivq_tensor *y = (xc && wc && (!b || bc)) ? pivq_empty(PIVQ_FLOAT32, x->ndim, osz) : NULL;
     if (y && M > 0 && N > 0)
-        linear_forward(pivq_data(xc), pivq_data(wc), bc ? pivq_data(bc) : NULL, pivq_data(y), M, N,
-                       K);
+        pivq_gemm_bias(M, N, K, pivq_data(xc), pivq_data(wc), bc ? pivq_data(bc) : NULL,
+                       pivq_data(y));
     const pivq_tensor *in[3] = {x, w, b};
     if (y && pivq_ag_wants(3, in)) {
         pivq_node *nd = pivq_ag_record(PIVQ_GOP_LINEAR, y, 3, in);
@@ -113,19 +98,30 @@ int pivq_linear_backward(pivq_node *n, const pivq_tensor *g, pivq_tensor **gin)
     const pivq_edge *ex = &n->in[0], *ew = &n->in[1];
     int64_t N = ew->shape[0], K = ew->shape[1], M = N ? pivq_numel(g) / N : 0;
     const float *gp = pivq_data(g); /* dy (M, N) */
-    if (pivq_ag_needs(n, 0)) {      /* dx (M, K) = dy (M, N) @ w (N, K) */
+    /* under bf16 both products take dy as A: rounded once for the two */
+    uint16_t *g16 = pivq_ag_needs(n, 0) && pivq_ag_needs(n, 1) && pivq_gemm_uses_bf16(M, N, K)
+                        ? pivq_bf16_copy(gp, M, N, N)
+                        : NULL;
+    if (pivq_ag_needs(n, 0)) { /* dx (M, K) = dy (M, N) @ w (N, K) */
         /* sgemm writes every element (beta 0; zero-fills when N == 0): no memset needed */
         gin[0] = pivq_empty(PIVQ_FLOAT32, ex->ndim, ex->shape);
-        if (!gin[0]) return -1;
-        pivq_gemm(0, 0, M, K, N, 1.0f, gp, N, pivq_data(n->saved[1]), K, 0.0f, pivq_data(gin[0]),
-                  K);
+        if (!gin[0]) {
+            free(g16);
+            return -1;
+        }
+        pivq_gemm_ex(0, 0, M, K, N, 1.0f, gp, N, g16, pivq_data(n->saved[1]), K, 0.0f,
+                     pivq_data(gin[0]), K);
     }
     if (pivq_ag_needs(n, 1)) { /* dw (N, K) = dy^T (N, M) @ x (M, K) */
         gin[1] = pivq_empty(PIVQ_FLOAT32, 2, ew->shape);
-        if (!gin[1]) return -1;
-        pivq_gemm(1, 0, N, K, M, 1.0f, gp, N, pivq_data(n->saved[0]), K, 0.0f, pivq_data(gin[1]),
-                  K);
+        if (!gin[1]) {
+            free(g16);
+            return -1;
+        }
+        pivq_gemm_ex(1, 0, N, K, M, 1.0f, gp, N, g16, pivq_data(n->saved[0]), K, 0.0f,
+                     pivq_data(gin[1]), K);
     }
+    free(g16);
     if (n->n_in > 2 && pivq_ag_needs(n, 2)) { /* db (N) = column sums of dy */
         gin[2] = pivq_empty(PIVQ_FLOAT32, 1, &N);
         if (!gin[2]) return -1;

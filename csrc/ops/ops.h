@@ -14,16 +14,40 @@ void pivq_sgemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, float al
                        int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
 /* bf16.c: the products of matmul, linear (and their backward): pivq_sgemm_mt, or under
-   PIVQ_PRECISION_BF16 oneDNN's matmul with bf16 operands and fp32 accumulation and output.
-   pivq_gemm_bf16 returns 1 when it computed C, 0 when fp32 must (nothing written). */
+   PIVQ_PRECISION_BF16 oneDNN's matmul with bf16 operands and fp32 accumulation and output. */
 void pivq_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
-int pivq_gemm_bf16(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                   int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* 1 if pivq_gemm would run an (M, N, K) product in bf16: the precision is bf16 and the product
+   is large enough (matmul / linear products of fewer than 2^18 multiply-adds stay fp32). */
+int pivq_gemm_uses_bf16(int64_t M, int64_t N, int64_t K);
+/* pivq_gemm, with a16 (or NULL) a bf16 copy of A as stored (pivq_bf16_copy), for an operand that
+   several products share: the bf16 path then skips rounding A again. */
+void pivq_gemm_ex(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                  int64_t lda, const uint16_t *a16, const float *B, int64_t ldb, float beta,
+                  float *C, int64_t ldc);
+/* A new (free()) packed bf16 copy of src (rows, cols; rows ld apart), or NULL when out of memory
+   or empty (the products then round their operand themselves). */
+uint16_t *pivq_bf16_copy(const float *src, int64_t rows, int64_t cols, int64_t ld);
+/* linear's forward: y (M, N) = x (M, K) @ w (N, K)^T + b (N; may be NULL). fp32: rows of y start
+   as b and one sgemm adds; bf16: oneDNN adds the bias in its kernel. */
+void pivq_gemm_bias(int64_t M, int64_t N, int64_t K, const float *x, const float *w, const float *b,
+                    float *y);
 /* gemm_small.c: C (M, N) = alpha op(A) B, op(A) = A or A^T (ta), B row-major, C overwritten;
    register-tiled for the small matrices of attention heads (single-threaded). */
 void pivq_gemm_small(int ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                      int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc);
+/* gemm_small_bf16.c: the same products with bf16 operands and fp32 accumulation (AVX512-BF16),
+   C (M, N) = alpha op(A) op(B), op(B) = B or B^T (tb; B^T stored (N, K)), C overwritten. The
+   operands are rounded into `scratch`, pivq_small_bf16_scratch(M, N, K) bytes (one per thread).
+   Call only when pivq_small_bf16_ok(): the CPU has AVX512-BF16 and the precision is bf16. */
+int pivq_small_bf16_ok(void);
+size_t pivq_small_bf16_scratch(int64_t M, int64_t N, int64_t K);
+void pivq_gemm_small_bf16(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                          const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
+                          int64_t ldc, void *scratch);
+/* dst (rows, cols), packed, = src (rows, cols; rows ld apart) rounded to bf16 (nearest even),
+   split over the threads when large; vectorised where the CPU has AVX512-BF16. */
+void pivq_to_bf16(const float *src, int64_t rows, int64_t cols, int64_t ld, uint16_t *dst);
 /* dst (cols, rows) = src (rows, cols)^T, src rows ld apart, dst contiguous. */
 void pivq_transpose_panel(const float *src, int64_t ld, int64_t rows, int64_t cols, float *dst);
 /* out (N) = column sums of g (M, N), contiguous. */

@@ -79,13 +79,15 @@ describe("bf16 precision", function()
     assert.matches("set_precision: bf16 is not available", ffi.string(C.pivq_last_error()), 1, true)
     local a, b = randn(96, 200), randn(200, 80)
     local x, w = randn(4, 8, 12, 12), randn(16, 8, 3, 3)
-    local ref, cref = a:matmul(b), F.conv2d(x, w, nil, { padding = 1 })
-    local got, cgot, inside = pivq.autocast("bf16", function()
-      return a:matmul(b), F.conv2d(x, w, nil, { padding = 1 }), pivq.get_precision()
+    local q, k, v = randn(2, 4, 20, 32), randn(2, 4, 30, 32), randn(2, 4, 30, 32)
+    local ref, cref, aref = a:matmul(b), F.conv2d(x, w, nil, { padding = 1 }), F.attention(q, k, v)
+    local got, cgot, agot, inside = pivq.autocast("bf16", function()
+      return a:matmul(b), F.conv2d(x, w, nil, { padding = 1 }), F.attention(q, k, v), pivq.get_precision()
     end)
     assert.equals("fp32", inside)
     assert.equals(0, (got - ref):abs():max())
     assert.equals(0, (cgot - cref):abs():max())
+    assert.equals(0, (agot - aref):abs():max())
   end)
 
   it("matmul: bf16 operands, fp32 accumulation, every transposition", function()
@@ -153,6 +155,61 @@ describe("bf16 precision", function()
     for _, c in ipairs({ { "y", y, ry, fy }, { "dx", gx, rgx, fgx }, { "dw", gw, rgw, fgw } }) do
       close(c[2], c[3], 1e-4, "conv2d " .. c[1] .. " vs rounded operands")
       close(c[2], c[4], 1e-2, "conv2d " .. c[1] .. " vs fp32")
+    end
+  end)
+
+  -- Attention's per-head products run on the bf16 register-tiled kernels (ops/gemm_small_bf16.c).
+  -- The reference is fp32 attention written out in Lua ops with the kernel's rounding points: Q, K,
+  -- V, the probabilities P (for P V and P^T dO), dO and dS rounded to bf16; the scores, softmax and
+  -- its backward fp32. P is recomputed here, so a P element on a rounding boundary may round the
+  -- other way: 2e-3 of the largest magnitude against that reference, 2e-2 against plain fp32.
+  local function attention_ref(q, k, v, mask, R, scale)
+    local r = round_bf16
+    local s = r(q):matmul(r(k):transpose(-1, -2)) * scale
+    if mask then s = s + mask end
+    local P = F.softmax(s, -1)
+    local out = r(P):matmul(r(v))
+    local dv = r(P):transpose(-1, -2):matmul(R)
+    local dP = R:matmul(r(v):transpose(-1, -2))
+    local dS = P * (dP - (dP * P):sum(-1, true))
+    local dq = r(dS):matmul(r(k)) * scale
+    local dk = r(dS):transpose(-1, -2):matmul(r(q)) * scale
+    return out, dq, dk, dv
+  end
+
+  it("attention: bf16 heads, forward and the three gradients, against the rounding points and fp32", function()
+    if not need_bf16() then return end
+    -- odd sizes (tails of the 8 x 32 tile, an odd head dim: a zero pair half), a mask, and
+    -- heads viewed from a (B, L, H, Dh) projection as MultiheadAttention does (strided)
+    local cases = {
+      { "odd sizes, mask", randn(2, 3, 37, 33), randn(2, 3, 45, 33), randn(2, 3, 45, 19), randn(37, 45) },
+      { "projection views", randn(4, 80, 4, 32):transpose(2, 3), randn(4, 80, 4, 32):transpose(2, 3),
+        randn(4, 80, 4, 32):transpose(2, 3) },
+      { "decoder cross-attention", randn(8, 4, 16, 32), randn(8, 4, 64, 32), randn(8, 4, 64, 32) },
+    }
+    for _, case in ipairs(cases) do
+      local name, q, k, v, mask = case[1], case[2], case[3], case[4], case[5]
+      local scale = 1 / math.sqrt(q:size(4))
+      local shape = q:size()
+      shape[4] = v:size(4)
+      local R = round_bf16(pivq.randn(shape, { generator = gen }))
+      local function run(p)
+        local ql, kl, vl = leaf(q), leaf(k), leaf(v)
+        local out = pivq.autocast(p, function()
+          local o = F.attention(ql, kl, vl, { mask = mask })
+          ;(o * R):sum():backward()
+          return o
+        end)
+        return out, ql:grad(), kl:grad(), vl:grad()
+      end
+      local got = { run("bf16") }
+      local ref = { attention_ref(q, k, v, mask, R, scale) }
+      local f32 = { run("fp32") }
+      for i, what in ipairs({ "out", "dq", "dk", "dv" }) do
+        close(got[i], ref[i], 2e-3, name .. ": attention " .. what .. " vs the rounding points")
+        close(got[i], f32[i], 2e-2, name .. ": attention " .. what .. " vs fp32")
+        assert(rel(got[i], f32[i]) > 0, name .. ": attention " .. what .. ": bf16 should differ from fp32")
+      end
     end
   end)
 

@@ -247,6 +247,19 @@ describe("pooling and upsampling", function()
       pivq.tensor({ { { 0, 0.25, 0.75, 1 } } }), 1e-6)
   end)
 
+  it("nearest resampling to any size takes source pixel floor(o * in / out), as PyTorch", function()
+    local x = randn(2, 3, 3, 4)
+    local function rows(n_in, n_out) -- the 1-based source of each output index, written out
+      local t = {}
+      for o = 1, n_out do t[o] = math.floor((o - 1) * n_in / n_out) + 1 end
+      return pivq.tensor(t, "int64")
+    end
+    for _, size in ipairs({ { 6, 8 }, { 9, 12 }, { 5, 7 }, { 3, 4 }, { 2, 3 }, { 1, 9 } }) do
+      local ref = x:index_select(3, rows(3, size[1])):index_select(4, rows(4, size[2]))
+      close(F.interpolate(x, { size = size }), ref, 0)
+    end
+  end)
+
   it("have finite-difference gradients", function()
     local s = randn(2, 2, 6, 5)
     local distinct = leaf((pivq.randperm(120, { generator = gen }):float() * 0.05):view(2, 2, 6, 5))
@@ -256,6 +269,8 @@ describe("pooling and upsampling", function()
     check(function(x) return F.avg_pool2d(x, 2, { count_include_pad = false, padding = 1 }) end,
       { leaf(s) })
     check(function(x) return F.interpolate(x, { scale_factor = 2 }) end, { leaf(s) })
+    check(function(x) return F.interpolate(x, { size = { 9, 7 } }) end, { leaf(s) }) -- uneven repeats
+    check(function(x) return F.interpolate(x, { size = { 4, 3 } }) end, { leaf(s) }) -- pixels dropped
     check(function(x) return F.interpolate(x, { size = { 9, 7 }, mode = "bilinear" }) end, { leaf(s) })
     check(function(x)
       return F.interpolate(x, { size = { 4, 8 }, mode = "bilinear", align_corners = true })

@@ -6,8 +6,8 @@
 --   pivq.get_precision()              "fp32" or "bf16": the precision in force
 --   pivq.bf16_available()             true, or false and the reason (oneDNN's ISA)
 --
--- Under bf16, matmul, linear and convolutions (forward and backward) take bf16 operands and
--- accumulate in fp32; everything else stays fp32 (csrc/README.md, "Precision"). Where bf16 is not
+-- Under bf16, matmul, linear, attention's products and convolutions (forward and backward) take
+-- bf16 operands and accumulate in fp32; everything else stays fp32 (csrc/README.md, "Precision"). Where bf16 is not
 -- available (no AVX512-BF16 or AMX, PIVQ_BF16=off, pivq.C.pivq_set_bf16_allowed(0)),
 -- set_precision("bf16") is an error, and autocast (what `--precision bf16` uses) prints one
 -- warning per process and runs fp32: the same program runs everywhere.

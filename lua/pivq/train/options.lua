@@ -21,7 +21,7 @@ M.list = {
   { "clip", 1.0, "global gradient-norm clip (0: off)" },
   { "seed", 1, "seed of everything (model init, data order, codebook init)" },
   { "threads", 0, "threads (0: all cores)" },
-  { "precision", "fp32", "fp32 | bf16 (matmuls, linear layers, convolutions in bf16, fp32 accumulation; "
+  { "precision", "fp32", "fp32 | bf16 (matmuls, linear layers, attention, convolutions in bf16, fp32 accumulation; "
     .. "fp32 with a warning where the CPU has no bf16)" },
   { "quantizer", "matching", "matching | nearest | positional" },
   { "readout", "learned", "learned | exchangeable (slots drawn from one shared distribution)" },
