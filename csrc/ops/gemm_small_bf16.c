@@ -66,20 +66,32 @@ static inline uint16_t to_bf16(float f)
     return (uint16_t)(u >> 16);
 }
 
-/* Rows r0 .. r1-1 of an fp32 (rows, cols) matrix (leading dim ld) to packed bf16 (cols apart). */
+/* Rows of up to two fp32 matrices to packed bf16 (rows cols apart): row r of the job is row r
+   of the first (r < rows[0]) or row r - rows[0] of the second, so one parallel range covers both
+   operands of a product (one OpenMP region instead of two). */
 typedef struct conv_job {
-    const float *src;
-    uint16_t *dst;
-    int64_t cols, ld;
+    const float *src[2];
+    uint16_t *dst[2];
+    int64_t rows[2], cols[2], ld[2];
 } conv_job;
+
+/* the matrix of job row r, and r within it */
+static inline int job_row(const conv_job *j, int64_t *r)
+{
+    if (*r < j->rows[0]) return 0;
+    *r -= j->rows[0];
+    return 1;
+}
 
 static void convert_rows_scalar(int64_t r0, int64_t r1, void *ctx)
 {
     const conv_job *j = ctx;
-    for (int64_t r = r0; r < r1; r++) {
-        const float *s = j->src + r * j->ld;
-        uint16_t *d = j->dst + r * j->cols;
-        for (int64_t c = 0; c < j->cols; c++)
+    for (int64_t i = r0; i < r1; i++) {
+        int64_t r = i;
+        int m = job_row(j, &r);
+        const float *s = j->src[m] + r * j->ld[m];
+        uint16_t *d = j->dst[m] + r * j->cols[m];
+        for (int64_t c = 0; c < j->cols[m]; c++)
             d[c] = to_bf16(s[c]);
     }
 }
@@ -121,8 +133,11 @@ BF16_TARGET static void row_to_bf16(const float *src, int64_t n, uint16_t *dst, 
 BF16_TARGET static void convert_rows(int64_t r0, int64_t r1, void *ctx)
 {
     const conv_job *j = ctx;
-    for (int64_t r = r0; r < r1; r++)
-        row_to_bf16(j->src + r * j->ld, j->cols, j->dst + r * j->cols, 0);
+    for (int64_t i = r0; i < r1; i++) {
+        int64_t r = i;
+        int m = job_row(j, &r);
+        row_to_bf16(j->src[m] + r * j->ld[m], j->cols[m], j->dst[m] + r * j->cols[m], 0);
+    }
 }
 
 /* Pairs of rows interleaved: dst[p * dld + n] = (src[2p][n], src[2p+1][n]) as two bf16 in
@@ -288,14 +303,22 @@ void pivq_gemm_small_bf16(int ta, int tb, int64_t M, int64_t N, int64_t K, float
 
 #endif
 
-void pivq_to_bf16(const float *src, int64_t rows, int64_t cols, int64_t ld, uint16_t *dst)
+void pivq_to_bf16_pair(const float *a, int64_t ra, int64_t ca, int64_t lda, uint16_t *da,
+                       const float *b, int64_t rb, int64_t cb, int64_t ldb, uint16_t *db)
 {
-    conv_job j = {src, dst, cols, ld};
+    conv_job j = {{a, b}, {da, db}, {ra, b ? rb : 0}, {ca, cb}, {lda, ldb}};
+    int64_t rows = j.rows[0] + j.rows[1], n = ra * ca + j.rows[1] * cb;
+    /* a memory-bound pass: threads only from 4 grains on (a region's start costs more below) */
 #ifdef HAVE_BF16_KERNELS
     if (cpu_bf16()) {
-        pivq_parallel_range(rows, rows * cols, convert_rows, &j);
+        pivq_parallel_range(rows, n / 4, convert_rows, &j);
         return;
     }
 #endif
-    pivq_parallel_range(rows, rows * cols, convert_rows_scalar, &j);
+    pivq_parallel_range(rows, n / 4, convert_rows_scalar, &j);
+}
+
+void pivq_to_bf16(const float *src, int64_t rows, int64_t cols, int64_t ld, uint16_t *dst)
+{
+    pivq_to_bf16_pair(src, rows, cols, ld, dst, NULL, 0, 0, 0, NULL);
 }
