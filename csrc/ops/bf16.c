@@ -221,8 +221,13 @@ static int gemm_bf16(int ta, int tb, int64_t M, int64_t N, int64_t K, float alph
         return 0; /* fp32 does it */
     }
     /* the operands as stored: A is (M, K), or (K, M) when transposed; B is (K, N) or (N, K) */
-    if (!a16) pivq_to_bf16(A, ta ? K : M, ta ? M : K, lda, abuf);
-    if (!b16) pivq_to_bf16(B, tb ? N : K, tb ? K : N, ldb, bbuf);
+    int64_t ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+    if (!a16 && !b16) /* both in one pass */
+        pivq_to_bf16_pair(A, ar, ac, lda, abuf, B, br, bc, ldb, bbuf);
+    else if (!a16)
+        pivq_to_bf16(A, ar, ac, lda, abuf);
+    else if (!b16)
+        pivq_to_bf16(B, br, bc, ldb, bbuf);
     dnnl_memory_t ma = NULL, mb = NULL, mc = NULL, mbias = NULL;
     dnnl_status_t s = dnnl_memory_create(&ma, &e->a, eng, a16 ? (void *)a16 : abuf);
     if (s == dnnl_success) s = dnnl_memory_create(&mb, &e->b, eng, b16 ? (void *)b16 : bbuf);

@@ -66,20 +66,32 @@ static inline uint16_t to_bf16(float f)
     return (uint16_t)(u >> 16);
 }
 
-/* Rows r0 .. r1-1 of an fp32 (rows, cols) matrix (leading dim ld) to packed bf16 (cols apart). */
+/* Rows of up to two fp32 matrices to packed bf16 (rows cols apart): row r of the job is row r
+   of the first (r < rows[0]) or row r - rows[0] of the second, so one parallel range covers both
+   operands of a product (one OpenMP region instead of two). */
 typedef struct conv_job {
-    const float *src;
-    uint16_t *dst;
-    int64_t cols, ld;
+    const float *src[2];
+    uint16_t *dst[2];
+    int64_t rows[2], cols[2], ld[2];
 } conv_job;
+
+/* the matrix of job row r, and r within it */
+static inline int job_row(const conv_job *j, int64_t *r)
+{
+    if (*r < j->rows[0]) return 0;
+    *r -= j->rows[0];
+    return 1;
+}
 
 static void convert_rows_scalar(int64_t r0, int64_t r1, void *ctx)
 {
     const conv_job *j = ctx;
-    for (int64_t r = r0; r < r1; r++) {
-        const float *s = j->src + r * j->ld;
-        uint16_t *d = j->dst + r * j->cols;
-        for (int64_t c = 0; c < j->cols; c++)
+    for (int64_t i = r0; i < r1; i++) {
+        int64_t r = i;
+        int m = job_row(j, &r);
+        const float *s = j->src[m] + r * j->ld[m];
+        uint16_t *d = j->dst[m] + r * j->cols[m];
+        for (int64_t c = 0; c < j->cols[m]; c++)
             d[c] = to_bf16(s[c]);
     }
 }
@@ -87,8 +99,8 @@ static void convert_rows_scalar(int64_t r0, int64_t r1, void *ctx)
 size_t pivq_small_bf16_scratch(int64_t M, int64_t N, int64_t K)
 {
     int64_t kp = (K + 1) / 2;
-    /* op(A) pairs (Mpad x kp) and B pairs (kp x Npad), 32-bit each, plus a row of pairs */
-    return (size_t)((round_up(M, TN) + round_up(N, TN) + 1) * kp) * 4 + 64;
+    /* op(A) pairs (Mpad x kp) and B pairs (kp x Npad), 32-bit each */
+    return (size_t)((round_up(M, TN) + round_up(N, TN)) * kp) * 4 + 64;
 }
 
 #ifdef HAVE_BF16_KERNELS
@@ -121,8 +133,11 @@ BF16_TARGET static void row_to_bf16(const float *src, int64_t n, uint16_t *dst, 
 BF16_TARGET static void convert_rows(int64_t r0, int64_t r1, void *ctx)
 {
     const conv_job *j = ctx;
-    for (int64_t r = r0; r < r1; r++)
-        row_to_bf16(j->src + r * j->ld, j->cols, j->dst + r * j->cols, 0);
+    for (int64_t i = r0; i < r1; i++) {
+        int64_t r = i;
+        int m = job_row(j, &r);
+        row_to_bf16(j->src[m] + r * j->ld[m], j->cols[m], j->dst[m] + r * j->cols[m], 0);
+    }
 }
 
 /* Pairs of rows interleaved: dst[p * dld + n] = (src[2p][n], src[2p+1][n]) as two bf16 in
@@ -147,16 +162,61 @@ BF16_TARGET static void pack_pairs(const float *src, int64_t ld, int64_t rows, i
     }
 }
 
+/* The 16 x 16 transpose of 32-bit words: r[i] lane k -> r[k] lane i (pairs within 128-bit
+   lanes, then quads, then the lanes themselves in two rounds). */
+BF16_TARGET static inline void transpose16(__m512i r[16])
+{
+    __m512i t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    /* u[4g + c], 128-bit lane L: column 4L + c of rows 4g .. 4g+3 */
+    for (int g = 0; g < 16; g += 4) {
+        r[g] = _mm512_unpacklo_epi64(t[g], t[g + 2]);
+        r[g + 1] = _mm512_unpackhi_epi64(t[g], t[g + 2]);
+        r[g + 2] = _mm512_unpacklo_epi64(t[g + 1], t[g + 3]);
+        r[g + 3] = _mm512_unpackhi_epi64(t[g + 1], t[g + 3]);
+    }
+    for (int c = 0; c < 4; c++) { /* gather lane L of u[c], u[4+c], u[8+c], u[12+c] */
+        __m512i v0 = _mm512_shuffle_i32x4(r[c], r[4 + c], 0x88);
+        __m512i v1 = _mm512_shuffle_i32x4(r[c], r[4 + c], 0xdd);
+        __m512i v2 = _mm512_shuffle_i32x4(r[8 + c], r[12 + c], 0x88);
+        __m512i v3 = _mm512_shuffle_i32x4(r[8 + c], r[12 + c], 0xdd);
+        t[c] = _mm512_shuffle_i32x4(v0, v2, 0x88);
+        t[8 + c] = _mm512_shuffle_i32x4(v0, v2, 0xdd);
+        t[4 + c] = _mm512_shuffle_i32x4(v1, v3, 0x88);
+        t[12 + c] = _mm512_shuffle_i32x4(v1, v3, 0xdd);
+    }
+    for (int i = 0; i < 16; i++)
+        r[i] = t[i];
+}
+
 /* Rows of src as k-pairs, transposed: dst[p * dld + n] = (src[n][2p], src[n][2p+1]) for
-   n < rows (B^T stored as (N, K)); tmp holds one row of pairs. */
+   n < rows rounded up to 16 (zeros past rows: B^T stored as (N, K)). Blocks of 16 rows x 16
+   pairs: each row rounded to 16 words in a register, then transposed in registers. */
 BF16_TARGET static void pack_pairs_t(const float *src, int64_t ld, int64_t rows, int64_t cols,
-                                     uint32_t *dst, int64_t dld, uint32_t *tmp)
+                                     uint32_t *dst, int64_t dld)
 {
     int64_t kp = (cols + 1) / 2;
-    for (int64_t n = 0; n < rows; n++) {
-        row_to_bf16(src + n * ld, cols, (uint16_t *)tmp, 1);
-        for (int64_t p = 0; p < kp; p++)
-            dst[p * dld + n] = tmp[p];
+    for (int64_t n0 = 0; n0 < rows; n0 += 16) {
+        for (int64_t p0 = 0; p0 < kp; p0 += 16) {
+            int64_t c0 = 2 * p0, w = cols - c0 < 32 ? cols - c0 : 32;
+            __m512i r[16];
+            for (int i = 0; i < 16; i++) {
+                if (n0 + i >= rows) {
+                    r[i] = _mm512_setzero_si512();
+                    continue;
+                }
+                const float *row = src + (n0 + i) * ld + c0;
+                __m512 lo = load_part(row, w < 16 ? w : 16);
+                __m512 hi = w > 16 ? load_part(row + 16, w - 16) : _mm512_setzero_ps();
+                r[i] = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+            }
+            transpose16(r);
+            for (int p = 0; p < 16 && p0 + p < kp; p++)
+                _mm512_storeu_si512(dst + (p0 + p) * dld + n0, r[p]);
+        }
     }
 }
 
@@ -194,7 +254,7 @@ BF16_TARGET static void product(int ta, int tb, int64_t M, int64_t N, int64_t K,
                                 int64_t ldc, void *scratch)
 {
     int64_t kp = (K + 1) / 2, Mp = round_up(M, TN), Np = round_up(N, TN);
-    uint32_t *ap = scratch, *bp = ap + Mp * kp, *tmp = bp + kp * Np;
+    uint32_t *ap = scratch, *bp = ap + Mp * kp;
     int64_t am, ak;
     if (ta) { /* A stored (K, M): pairs of its rows, M apart */
         pack_pairs(A, lda, K, M, ap, Mp);
@@ -206,9 +266,7 @@ BF16_TARGET static void product(int ta, int tb, int64_t M, int64_t N, int64_t K,
         am = kp, ak = 1;
     }
     if (tb) { /* B stored (N, K) */
-        pack_pairs_t(B, ldb, N, K, bp, Np, tmp);
-        for (int64_t p = 0; p < kp; p++) /* the padding columns */
-            memset(bp + p * Np + N, 0, (size_t)(Np - N) * 4);
+        pack_pairs_t(B, ldb, N, K, bp, Np);
     } else {
         pack_pairs(B, ldb, K, N, bp, Np);
     }
@@ -245,14 +303,22 @@ void pivq_gemm_small_bf16(int ta, int tb, int64_t M, int64_t N, int64_t K, float
 
 #endif
 
-void pivq_to_bf16(const float *src, int64_t rows, int64_t cols, int64_t ld, uint16_t *dst)
+void pivq_to_bf16_pair(const float *a, int64_t ra, int64_t ca, int64_t lda, uint16_t *da,
+                       const float *b, int64_t rb, int64_t cb, int64_t ldb, uint16_t *db)
 {
-    conv_job j = {src, dst, cols, ld};
+    conv_job j = {{a, b}, {da, db}, {ra, b ? rb : 0}, {ca, cb}, {lda, ldb}};
+    int64_t rows = j.rows[0] + j.rows[1], n = ra * ca + j.rows[1] * cb;
+    /* a memory-bound pass: threads only from 4 grains on (a region's start costs more below) */
 #ifdef HAVE_BF16_KERNELS
     if (cpu_bf16()) {
-        pivq_parallel_range(rows, rows * cols, convert_rows, &j);
+        pivq_parallel_range(rows, n / 4, convert_rows, &j);
         return;
     }
 #endif
-    pivq_parallel_range(rows, rows * cols, convert_rows_scalar, &j);
+    pivq_parallel_range(rows, n / 4, convert_rows_scalar, &j);
+}
+
+void pivq_to_bf16(const float *src, int64_t rows, int64_t cols, int64_t ld, uint16_t *dst)
+{
+    pivq_to_bf16_pair(src, rows, cols, ld, dst, NULL, 0, 0, 0, NULL);
 }

@@ -48,6 +48,9 @@ void pivq_gemm_small_bf16(int ta, int tb, int64_t M, int64_t N, int64_t K, float
 /* dst (rows, cols), packed, = src (rows, cols; rows ld apart) rounded to bf16 (nearest even),
    split over the threads when large; vectorised where the CPU has AVX512-BF16. */
 void pivq_to_bf16(const float *src, int64_t rows, int64_t cols, int64_t ld, uint16_t *dst);
+/* Both a (ra, ca) and b (rb, cb; b may be NULL) to bf16 the same way, in one parallel pass. */
+void pivq_to_bf16_pair(const float *a, int64_t ra, int64_t ca, int64_t lda, uint16_t *da,
+                       const float *b, int64_t rb, int64_t cb, int64_t ldb, uint16_t *db);
 /* dst (cols, rows) = src (rows, cols)^T, src rows ld apart, dst contiguous. */
 void pivq_transpose_panel(const float *src, int64_t ld, int64_t rows, int64_t cols, float *dst);
 /* out (N) = column sums of g (M, N), contiguous. */

@@ -3,6 +3,7 @@
  * The matching solver itself lives in quant/assign.c.
  */
 #include "core/core.h"
+#include "ops/ops.h"
 
 #include <float.h>
 #include <math.h>
@@ -56,8 +57,11 @@ pivq_tensor *pivq_sq_distances(const pivq_tensor *x, const pivq_tensor *e)
     double *en = xn + N;
     row_sq_norms(pivq_data(xc), N, c, xn);
     row_sq_norms(pivq_data(ec), K, c, en);
-    /* out = -2 x e^T, then add the norms */
-    pivq_gemm_(out, xc, ec, 0, 1, -2.0f, 0.0f);
+    /* out = -2 x e^T, then add the norms: always fp32 (pivq_sgemm_mt, never pivq_gemm), also
+       under bf16 precision, where the assignment would otherwise see rounded distances */
+    if (N > 0 && K > 0)
+        pivq_sgemm_mt(0, 1, N, K, c, -2.0f, pivq_data(xc), c, pivq_data(ec), c, 0.0f,
+                      pivq_data(out), K);
     float *d = pivq_data(out);
     int nth = pivq_threads_for(N * K);
 #pragma omp parallel for num_threads(nth) if (nth > 1)

@@ -213,6 +213,24 @@ describe("bf16 precision", function()
     end
   end)
 
+  it("the quantizer's distances and assignment stay fp32 under bf16 (bit for bit)", function()
+    if not need_bf16() then return end
+    local vq = require "pivq.quant.vq"
+    -- large enough that matmul would take the bf16 path (4096 x 512 x 32 multiply-adds)
+    local z, e = randn(4096, 32), randn(512, 32)
+    local d32 = vq.sq_distances(z, e)
+    local d16 = under("bf16", function() return vq.sq_distances(z, e) end)
+    assert.equals(0, (d16 - d32):abs():max())
+    -- and the product itself does run in bf16 there (so the check above could fail)
+    local m16 = under("bf16", function() return z:matmul(e:t()) end)
+    assert(rel(m16, z:matmul(e:t())) > 0, "matmul should run bf16 at this size")
+    local q = pivq.nn.Quantizer(512, 32, { mode = "matching", generator = pivq.Generator(3) })
+    local zq = randn(16, 32, 32)
+    local _, i32 = q:forward(zq)
+    local _, i16 = under("bf16", function() return q:forward(zq) end)
+    assert.are.same(i32:totable(), i16:totable())
+  end)
+
   it("a PI-VQ training step: loss and gradients within bf16 tolerance of fp32", function()
     if not need_bf16() then return end
     local function step(p)
