@@ -299,7 +299,8 @@ static int host_readline(lua_State *L)
     line_read = NULL;
     line_done = 0;
     input_ended = 0;
-    interrupted_flag = 0;
+    /* interrupted_flag is not cleared: set now, it is a Ctrl-C that came just before the prompt
+       (the REPL waits in "flag" mode), and it cancels this entry at once. */
     /* SIGINT stays blocked in this thread except inside read_byte's pselect(), which unblocks it
        atomically: a Ctrl-C that comes after the flag is checked but before the wait starts (the
        prompt has just been printed) is delivered by pselect and ends the wait, instead of setting

@@ -160,6 +160,19 @@ describe("the REPL through a terminal", function()
     assert.are.equal(0, r.status)
   end)
 
+  it("Enter then Ctrl-C at once, 20 times: each entry runs or is dropped, and the session goes on", function()
+    local steps = { { "expect", "> ", 20 } }
+    for i = 1, 20 do
+      steps[#steps + 1] = { "send", "n = " .. i .. "\r", 0 }
+      steps[#steps + 1] = { "send", CTRL_C }
+      steps[#steps + 1] = { "expect", "(interrupted|\\^C)\r\n> $", 5 }
+    end
+    local r, home = drive(finish(steps))
+    cleanup(home)
+    assert.is_true(r.ok, "stopped at " .. json.encode(r.failed) .. " with output:\n" .. r.output)
+    assert.are.equal(0, r.status)
+  end)
+
   it("a SIGINT that another thread of the host takes clears the prompt and interrupts a computation", function()
     local steps = { { "expect", "> ", 20 } }
     for _ = 1, 5 do

@@ -122,16 +122,34 @@ function M.help(v)
   print(require("pivq.display.help").doc(v))
 end
 
+-- Ctrl-C: the REPL itself runs in "flag" mode, so a Ctrl-C between entries (compiling one,
+-- writing the history) only sets the flag. In "raise" mode its hook raises at whatever Lua
+-- instruction runs next, and there, outside any protection, "interrupted" ended the session
+-- (Enter then Ctrl-C at once did, in 3 sessions of 3). An entry runs in "raise" mode inside a
+-- protected call, as the Jupyter kernel's cells do.
+local function run_entry(host, src)
+  local ok = pcall(function()
+    host.set_interrupt_mode("raise")
+    M.eval(src)
+    host.set_interrupt_mode("flag")
+  end)
+  if not ok then -- an interrupt that landed just outside eval's own protection
+    host.set_interrupt_mode("flag")
+    print("interrupted")
+  end
+end
+
 function M.run(host, banner)
   local history = (os.getenv("HOME") or ".") .. "/.pivq_history"
   host.read_history(history)
   if host.set_completer then host.set_completer(M.complete_word) end
   print(banner)
-  host.set_interrupt_mode("raise")
+  host.set_interrupt_mode("flag")
   local buffer
   local history_ok = true
   while true do
-    -- a Ctrl-C landing between two entries (outside eval's own protection) cancels the entry
+    -- a Ctrl-C after the last entry ended, before this prompt: shown, as the prompt's own are
+    if host.interrupted() then print("^C") end
     local ok, line = pcall(host.readline, buffer and ">> " or "> ")
     if not ok then line = false end
     if line == nil then
@@ -154,7 +172,11 @@ function M.run(host, banner)
             history_ok = false
           end
         end
-        pcall(M.eval, question(entry) or entry)
+        if host.interrupted() then
+          print("interrupted") -- Ctrl-C came before the entry ran: it does not run
+        else
+          run_entry(host, question(entry) or entry)
+        end
       end
     end
   end
