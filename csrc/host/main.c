@@ -519,6 +519,28 @@ __attribute__((section(".preinit_array"),
                used)) static void (*const preinit_omp_wait)(int, char **,
                                                             char **) = choose_omp_wait;
 
+/* SIGINT and the library threads: OpenBLAS starts its thread pool in its initializer, before
+   main(), and a thread inherits the signal mask of the thread that creates it. Blocked here,
+   from the .preinit_array too, SIGINT stays blocked in those threads for good, so a Ctrl-C
+   never lands in one of them (where libedit's handler, installed for the prompt, would race
+   the main thread's libedit calls: an ASan run caught it reading libedit's state after the
+   main thread had cleared it). main() unblocks it in the main thread again. Threads
+   created later (OpenMP's workers, at the first parallel op) do take SIGINT: on_sigint forwards
+   it to the main thread. */
+static sigset_t early_sigint;
+static void block_sigint_early(int argc, char **argv, char **envp)
+{
+    (void)argc;
+    (void)argv;
+    (void)envp;
+    sigemptyset(&early_sigint);
+    sigaddset(&early_sigint, SIGINT);
+    sigprocmask(SIG_BLOCK, &early_sigint, NULL);
+}
+__attribute__((section(".preinit_array"),
+               used)) static void (*const preinit_sigint)(int, char **,
+                                                          char **) = block_sigint_early;
+
 /* In main(): after the re-execution, drop the two variables and say what is in force. */
 static void settle_omp_wait(void)
 {
@@ -553,6 +575,7 @@ int main(int argc, char **argv)
        process with SIGXFSZ in the middle of a training run. */
     signal(SIGXFSZ, SIG_IGN);
     main_thread = pthread_self(); /* on_sigint forwards Ctrl-C here (see "Ctrl-C") */
+    pthread_sigmask(SIG_UNBLOCK, &early_sigint, NULL); /* see block_sigint_early */
     rl_getc_function = host_getc; /* before libedit initialises (its first use) */
     settle_omp_wait();
     /* Progress lines reach a log file as they happen (`pivq train > log 2>&1 &`): stdout is

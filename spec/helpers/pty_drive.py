@@ -8,8 +8,9 @@ STEPS is a JSON list of steps, run in order:
                                wait PAUSE seconds (0.05 when left out; 0 sends the next step at once)
   ["sleep", SECONDS]           wait, reading nothing
   ["signal_thread"]            send SIGINT to one thread of the program other than its main thread
-                               (tgkill): what the kernel does with a Ctrl-C while the main thread
-                               blocks SIGINT. Fails the step when the program has one thread only.
+                               that does not block SIGINT (tgkill): what the kernel does with a
+                               Ctrl-C while the main thread blocks it. Fails the step when there is
+                               no such thread.
   ["expect", REGEX, SECONDS]   wait until the output since the last expect matches REGEX
   ["mark"]                     start timing (the next expect's "seconds" is measured from here)
   ["eof"]                      wait (at most 20 s) for the program to exit
@@ -19,6 +20,12 @@ of each expect after a mark], "status": exit status or null, "output": everythin
 The terminal is 200 columns by 50 rows and TERM=xterm-256color unless the environment says otherwise.
 """
 import ctypes, fcntl, json, os, pty, re, select, signal, struct, sys, termios, time
+
+def takes_no_sigint(pid, tid):
+    for line in open(f"/proc/{pid}/task/{tid}/status"):
+        if line.startswith("SigBlk:"):
+            return int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)) != 0
+    return True
 
 def main():
     steps = json.load(open(sys.argv[1]))
@@ -56,7 +63,8 @@ def main():
         elif kind == "sleep":
             time.sleep(step[1])
         elif kind == "signal_thread":
-            others = [int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid]
+            others = [int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid
+                      and not takes_no_sigint(pid, int(t))]
             libc = ctypes.CDLL(None, use_errno=True)
             if not others or libc.tgkill(pid, others[0], signal.SIGINT) != 0:
                 failed = step
