@@ -6,14 +6,18 @@
  * This file is the only place that includes the Lua C API; libpivq itself never does.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/select.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <wchar.h>
 
 #include <editline/readline.h>
 #include <lauxlib.h>
@@ -34,7 +38,15 @@ static lua_State *global_L;
  * "flag":  remember it; a training loop polls host.interrupted() to checkpoint and stop.
  * "default": the process dies as usual.
  * At the REPL's prompt (host.readline on a terminal), Ctrl-C in any mode clears the line being
- * edited: the handler only sets the flag, which interrupts the prompt's select(). */
+ * edited: the handler only sets the flag, which interrupts the prompt's select().
+ * Threads: the host is not single-threaded (OpenBLAS starts its thread pool when it loads,
+ * OpenMP its workers at the first parallel op, and none of them blocks SIGINT), and a Ctrl-C is
+ * a process-directed signal, which the kernel hands to any thread that does not block it. A
+ * handler running in another thread could not end the main thread's wait at the prompt (the
+ * flag it set was seen only at the next key), nor safely set a hook on a Lua state that the main
+ * thread is running; so on_sigint, whichever thread it runs in, forwards the signal to the main
+ * thread (pthread_kill), and does its work there only. */
+static pthread_t main_thread;
 static volatile sig_atomic_t interrupted_flag = 0;
 static volatile sig_atomic_t hook_pending = 0;
 static volatile sig_atomic_t at_prompt = 0;
@@ -51,19 +63,29 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar)
 
 static void on_sigint(int sig)
 {
-    (void)sig;
+    int saved_errno = errno;
+    if (!pthread_equal(pthread_self(), main_thread)) {
+        pthread_kill(main_thread, sig); /* async-signal-safe (POSIX.1-2008 TC1) */
+        errno = saved_errno;
+        return;
+    }
     interrupted_flag = 1;
-    if (at_prompt || interrupt_mode != 1 || !global_L) return;
+    if (at_prompt || interrupt_mode != 1 || !global_L) {
+        errno = saved_errno;
+        return;
+    }
     if (hook_pending) {
         static const char msg[] =
             "\npivq: still in compiled code or a C call; it stops when it returns "
             "to the interpreter (Ctrl-\\ quits the session)\n";
         ssize_t ignored = write(2, msg, sizeof msg - 1);
         (void)ignored;
+        errno = saved_errno;
         return;
     }
     hook_pending = 1;
     lua_sethook(global_L, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+    errno = saved_errno;
 }
 
 static void install_sigint(int on)
@@ -108,14 +130,96 @@ static int host_interrupted(lua_State *L)
 }
 
 /* ---- line editing ---------------------------------------------------------------------------
- * On a terminal the prompt uses libedit's callback interface around select(), so Ctrl-C (which
- * interrupts the select) clears the line instead of ending the session. Tab completion asks the
+ * On a terminal the prompt uses libedit's callback interface, and libedit reads every byte
+ * through host_getc (rl_getc_function), which waits for a key in pselect(), so Ctrl-C (which
+ * interrupts the wait) clears the line instead of ending the session. Tab completion asks the
  * Lua function registered with host.set_completer(fn): fn(word, line) -> list of completions. */
 
 static lua_State *completion_L;
 static int completer_ref = LUA_NOREF;
 static char *line_read;
 static int line_done;
+static int input_ended;      /* the terminal went away (end of input, or an error) */
+static int prompt_fd = -1;   /* at the prompt: the terminal opened again, non-blocking */
+static sigset_t prompt_mask; /* at the prompt: the signal mask inside the wait (SIGINT open) */
+
+/* One byte of input: 1, or 0 at end of input, or -1 when Ctrl-C came (at the prompt).
+   At the prompt this thread blocks SIGINT except inside pselect(), which unblocks it atomically,
+   and it never waits anywhere else: a Ctrl-C landing at any moment either ends the wait or is
+   seen at the flag before the next one. The read must not wait either. A Ctrl-C makes the
+   terminal discard its pending input (ISIG without NOFLSH), so a key that pselect reported may
+   be gone when it is read, and a blocking read would then sleep, SIGINT blocked, until the next
+   key. Hence the prompt reads prompt_fd, a second, non-blocking open of the terminal (O_NONBLOCK
+   on fd 0 itself would change the open file the shell shares). Should neither /proc/self/fd/0
+   nor ttyname(0) open, it reads fd 0 once pselect reports a key, with that small window. */
+static int read_byte(FILE *stream, unsigned char *c)
+{
+    int fd = fileno(stream);
+    for (;;) {
+        ssize_t r;
+        if (!at_prompt) {
+            r = read(fd, c, 1);
+            if (r < 0 && errno == EINTR) continue;
+            return r == 1 ? 1 : 0;
+        }
+        if (interrupted_flag) return -1;
+        if (prompt_fd >= 0) {
+            r = read(prompt_fd, c, 1);
+            if (r == 1) return 1;
+            if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) return 0;
+        }
+        fd_set fds;
+        FD_ZERO(&fds);
+        FD_SET(fd, &fds);
+        int ready = pselect(fd + 1, &fds, NULL, NULL, NULL, &prompt_mask);
+        if (ready < 0 && errno != EINTR) return 0;
+        if (ready > 0 && prompt_fd < 0 && !interrupted_flag) {
+            r = read(fd, c, 1);
+            if (r == 1) return 1;
+            if (r == 0 || errno != EINTR) return 0;
+        }
+    }
+}
+
+static int open_prompt_fd(void)
+{
+    int flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
+    int fd = open("/proc/self/fd/0", flags);
+    const char *name = fd < 0 ? ttyname(0) : NULL;
+    return name ? open(name, flags) : fd;
+}
+
+/* libedit's character reader (rl_getc_function; set before libedit initialises): a character,
+   or -1 (EOF to libedit) at end of input and when Ctrl-C came. Multibyte input is decoded as
+   libedit's own reader does it (mbrtowc in the current locale; an invalid byte is dropped). */
+static int host_getc(FILE *stream)
+{
+    char buf[MB_LEN_MAX];
+    size_t n = 0;
+    for (;;) {
+        unsigned char c;
+        int got = read_byte(stream, &c);
+        if (got <= 0) {
+            if (got == 0) input_ended = 1;
+            return -1;
+        }
+        buf[n++] = (char)c;
+        for (;;) {
+            wchar_t wc;
+            mbstate_t state;
+            memset(&state, 0, sizeof state);
+            size_t k = mbrtowc(&wc, buf, n, &state);
+            if (k == (size_t)-2 && n < sizeof buf) break; /* incomplete: one more byte */
+            if (k != (size_t)-1 && k != (size_t)-2) return (int)wc;
+            if (n == 1) { /* invalid: dropped; the last byte may begin the next character */
+                n = 0;
+                break;
+            }
+            buf[0] = buf[n - 1];
+            n = 1;
+        }
+    }
+}
 
 static void on_line(char *line)
 {
@@ -194,43 +298,55 @@ static int host_readline(lua_State *L)
     completion_L = L;
     line_read = NULL;
     line_done = 0;
+    input_ended = 0;
     interrupted_flag = 0;
-    at_prompt = 1;
-    /* SIGINT stays blocked except inside pselect(), which unblocks it atomically: a Ctrl-C that
-       comes after the flag is checked but before the wait starts (the prompt has just been
-       printed) is delivered by pselect and ends the wait, instead of setting the flag while the
-       loop sleeps until the next key. */
-    sigset_t sigint_only, waiting_mask;
+    /* SIGINT stays blocked in this thread except inside read_byte's pselect(), which unblocks it
+       atomically: a Ctrl-C that comes after the flag is checked but before the wait starts (the
+       prompt has just been printed) is delivered by pselect and ends the wait, instead of setting
+       the flag while the loop sleeps until the next key. */
+    sigset_t sigint_only, saved_mask;
     sigemptyset(&sigint_only);
     sigaddset(&sigint_only, SIGINT);
-    sigprocmask(SIG_BLOCK, &sigint_only, &waiting_mask);
-    sigdelset(&waiting_mask, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigint_only, &saved_mask);
+    prompt_mask = saved_mask;
+    sigdelset(&prompt_mask, SIGINT);
+    prompt_fd = open_prompt_fd();
+    at_prompt = 1;
     rl_callback_handler_install(prompt, on_line);
-    int cancelled = 0;
-    while (!line_done) {
-        if (interrupted_flag) {
-            cancelled = 1;
-            break;
-        }
-        fd_set fds;
-        FD_ZERO(&fds);
-        FD_SET(0, &fds);
-        int r = pselect(1, &fds, NULL, NULL, NULL, &waiting_mask);
-        if (interrupted_flag) {
-            cancelled = 1;
-            break;
-        }
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            break; /* the terminal went away: end of input */
-        }
-        rl_callback_read_char();
-    }
+    /* At the prompt SIGINT is on_sigint's alone. rl_callback_handler_install has libedit install
+       its own handlers (read_prepare -> sig_set; they stay for the other signals: Ctrl-Z, window
+       size), and libedit's SIGINT handler restores the terminal, puts back the handler it
+       replaced and raises the signal again with kill(0, SIGINT). That second SIGINT is
+       process-directed and comes while this thread blocks SIGINT (inside the handler), so the
+       kernel gives it to another thread (OpenBLAS's), where on_sigint used to set the flag: when
+       that landed after this thread's last look at the flag, pselect slept on until the next key,
+       the lost Ctrl-C of the CI flake. on_sigint forwards to this thread now, and with our
+       handler here one Ctrl-C is one signal, handled here. rl_callback_handler_remove puts back
+       what libedit saved (ours, or SIG_DFL) and the terminal's cooked mode. */
+    struct sigaction ours;
+    memset(&ours, 0, sizeof ours);
+    sigemptyset(&ours.sa_mask);
+    ours.sa_handler = on_sigint; /* no SA_RESTART, as in install_sigint */
+    sigaction(SIGINT, &ours, NULL);
+    while (!line_done && !interrupted_flag && !input_ended)
+        rl_callback_read_char(); /* one key (or key sequence); host_getc waits for it */
     if (!line_done) rl_callback_handler_remove();
-    sigprocmask(SIG_UNBLOCK, &sigint_only, NULL);
+    completion_L = NULL;
+    /* The caller's mask back (not a blanket unblock), still at the prompt: a Ctrl-C that came
+       after the last look at the flag is delivered here and only sets the flag. It is not
+       dropped: it cancels the entry, as it would have a moment earlier (left pending, it would
+       raise "interrupted" at whatever Lua instruction runs next, maybe outside the REPL's
+       protection). */
+    pthread_sigmask(SIG_SETMASK, &saved_mask, NULL);
+    int cancelled = interrupted_flag != 0;
+    if (cancelled) {
+        free(line_read);
+        line_read = NULL;
+    }
     at_prompt = 0;
     interrupted_flag = 0;
-    completion_L = NULL;
+    if (prompt_fd >= 0) close(prompt_fd);
+    prompt_fd = -1;
     if (cancelled) {
         fputs("^C\n", stdout);
         fflush(stdout);
@@ -435,6 +551,8 @@ int main(int argc, char **argv)
        writers report ("cannot write checkpoint ...: File too large"), rather than kill the
        process with SIGXFSZ in the middle of a training run. */
     signal(SIGXFSZ, SIG_IGN);
+    main_thread = pthread_self(); /* on_sigint forwards Ctrl-C here (see "Ctrl-C") */
+    rl_getc_function = host_getc; /* before libedit initialises (its first use) */
     settle_omp_wait();
     /* Progress lines reach a log file as they happen (`pivq train > log 2>&1 &`): stdout is
        line-buffered when it is not a terminal (the C library would buffer it in blocks). */

@@ -4,7 +4,12 @@
 usage: pty_drive.py STEPS.json PROGRAM [ARGS...]
 
 STEPS is a JSON list of steps, run in order:
-  ["send", TEXT]               type TEXT (a "\\t" is Tab, "\\u0003" Ctrl-C, "\\u0004" Ctrl-D)
+  ["send", TEXT, PAUSE]        type TEXT (a "\\t" is Tab, "\\u0003" Ctrl-C, "\\u0004" Ctrl-D), then
+                               wait PAUSE seconds (0.05 when left out; 0 sends the next step at once)
+  ["sleep", SECONDS]           wait, reading nothing
+  ["signal_thread"]            send SIGINT to one thread of the program other than its main thread
+                               (tgkill): what the kernel does with a Ctrl-C while the main thread
+                               blocks SIGINT. Fails the step when the program has one thread only.
   ["expect", REGEX, SECONDS]   wait until the output since the last expect matches REGEX
   ["mark"]                     start timing (the next expect's "seconds" is measured from here)
   ["eof"]                      wait (at most 20 s) for the program to exit
@@ -13,7 +18,7 @@ Prints one JSON object: {"ok": bool, "failed": the step that timed out or null, 
 of each expect after a mark], "status": exit status or null, "output": everything the program wrote}.
 The terminal is 200 columns by 50 rows and TERM=xterm-256color unless the environment says otherwise.
 """
-import fcntl, json, os, pty, re, select, signal, struct, sys, termios, time
+import ctypes, fcntl, json, os, pty, re, select, signal, struct, sys, termios, time
 
 def main():
     steps = json.load(open(sys.argv[1]))
@@ -47,7 +52,15 @@ def main():
         kind = step[0]
         if kind == "send":
             os.write(fd, step[1].encode())
-            time.sleep(0.05)
+            time.sleep(step[2] if len(step) > 2 else 0.05)
+        elif kind == "sleep":
+            time.sleep(step[1])
+        elif kind == "signal_thread":
+            others = [int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid]
+            libc = ctypes.CDLL(None, use_errno=True)
+            if not others or libc.tgkill(pid, others[0], signal.SIGINT) != 0:
+                failed = step
+                break
         elif kind == "mark":
             mark = time.monotonic()
         elif kind == "expect":

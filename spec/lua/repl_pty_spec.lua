@@ -48,7 +48,9 @@ describe("the REPL through a terminal", function()
   it("Ctrl-C at the prompt clears the line, also inside a multi-line entry; the session goes on", function()
     local r, home = drive({
       { "expect", "> ", 20 }, { "send", "x = 42\r" }, { "expect", PROMPT, 5 },
-      { "send", "abc" }, { "send", CTRL_C }, { "expect", "abc\\^C\r\n> $", 5 },
+      -- the echo first: a Ctrl-C makes the terminal discard input the program has not read yet,
+      -- and (a Linux pty) output still on its way to the driver (ISIG without NOFLSH): "abc" too
+      { "send", "abc" }, { "expect", "abc", 5 }, { "send", CTRL_C }, { "expect", "\\^C\r\n> $", 5 },
       { "send", "for i = 1, 3 do\r" }, { "expect", ">> $", 5 }, { "send", CTRL_C }, { "expect", "\\^C\r\n> $", 5 },
       { "send", "x + 1\r" }, { "expect", "43\r\n> $", 5 },
       { "send", CTRL_D }, { "eof" },
@@ -108,5 +110,72 @@ describe("the REPL through a terminal", function()
     })
     cleanup(home)
     assert.is_true(r.ok, "stopped at " .. json.encode(r.failed) .. " with output:\n" .. r.output)
+  end)
+
+  -- A Ctrl-C at the prompt must never be lost (csrc/host/main.c, "Ctrl-C": the host has other
+  -- threads, OpenBLAS's from the start and OpenMP's after a parallel op, and a process-directed
+  -- SIGINT goes to one of them whenever the main thread blocks it). Each case below once had
+  -- runs where the prompt never came back.
+  local AGAIN = "\\^C\r\n> $" -- whatever was typed (the terminal may have flushed it), then ^C
+  local function finish(steps)
+    for _, s in ipairs({ { "send", "x = 5\r" }, { "expect", PROMPT, 5 }, { "send", "x\r" },
+      { "expect", "5\r\n> $", 5 }, { "send", CTRL_D }, { "eof" } }) do
+      steps[#steps + 1] = s
+    end
+    return steps
+  end
+
+  it("Ctrl-C immediately after Tab, 20 times in one session, brings a fresh prompt every time", function()
+    local steps = { { "expect", "> ", 20 }, { "send", "t = pivq.zeros(3)\r" }, { "expect", PROMPT, 5 } }
+    for _ = 1, 20 do
+      steps[#steps + 1] = { "send", "t:nar\t", 0 }
+      steps[#steps + 1] = { "send", CTRL_C }
+      steps[#steps + 1] = { "expect", AGAIN, 5 }
+      steps[#steps + 1] = { "send", "t:nar\t" } -- and once the completion is on the screen
+      steps[#steps + 1] = { "expect", "row", 5 }
+      steps[#steps + 1] = { "send", CTRL_C }
+      steps[#steps + 1] = { "expect", AGAIN, 5 }
+    end
+    local r, home = drive(finish(steps))
+    cleanup(home)
+    assert.is_true(r.ok, "stopped at " .. json.encode(r.failed) .. " with output:\n" .. r.output)
+    assert.are.equal(0, r.status)
+  end)
+
+  it("Ctrl-C at random small delays after the prompt appears, with and without typing, 40 times", function()
+    local seed = os.time()
+    math.randomseed(seed)
+    -- a parallel product first, so that OpenMP's workers exist too
+    local steps = { { "expect", "> ", 20 }, { "send", "m = pivq.ones(256, 256):matmul(pivq.ones(256, 256));\r" },
+      { "expect", PROMPT, 10 } }
+    for i = 1, 40 do
+      if i % 2 == 0 then steps[#steps + 1] = { "send", "abc", 0 } end
+      steps[#steps + 1] = { "sleep", math.random(0, 30) / 1000 }
+      steps[#steps + 1] = { "send", CTRL_C }
+      steps[#steps + 1] = { "expect", AGAIN, 5 }
+    end
+    local r, home = drive(finish(steps))
+    cleanup(home)
+    assert.is_true(r.ok, "seed " .. seed .. ": stopped at " .. json.encode(r.failed) .. " with output:\n" .. r.output)
+    assert.are.equal(0, r.status)
+  end)
+
+  it("a SIGINT that another thread of the host takes clears the prompt and interrupts a computation", function()
+    local steps = { { "expect", "> ", 20 } }
+    for _ = 1, 5 do
+      steps[#steps + 1] = { "send", "abc" }
+      steps[#steps + 1] = { "signal_thread" }
+      steps[#steps + 1] = { "expect", "abc\\^C\r\n> $", 5 }
+    end
+    for _, s in ipairs({ { "send", "for i = 1, 1e12 do end\r" }, { "sleep", 0.2 }, { "mark" }, { "signal_thread" },
+      { "expect", "interrupted\r\n> $", 5 } }) do
+      steps[#steps + 1] = s
+    end
+    local r, home = drive(finish(steps))
+    cleanup(home)
+    assert.is_true(r.ok, "stopped at " .. json.encode(r.failed) .. " with output:\n" .. r.output)
+    assert.are.equal(1, #r.timings)
+    assert.is_true(r.timings[1] < 1, string.format("the interrupt took %.2f s", r.timings[1]))
+    assert.are.equal(0, r.status)
   end)
 end)
