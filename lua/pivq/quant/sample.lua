@@ -59,18 +59,20 @@ local function check_codes(name, codes, n, L, bank)
   end
   codes = codes:contiguous()
   local p = codes:data_ptr()
+  -- seen[k] == r + 1: code k met in row r (one array over 1..K for all rows, never cleared)
+  local seen = {}
+  for k = 1, math.min(bank.K, 65536) do seen[k] = 0 end -- (a larger K: a hash, as correct)
   for r = 0, n - 1 do
-    local seen = {}
     for j = 0, L - 1 do
       local k = tonumber(p[r * L + j])
       if k < 1 or k > bank.K then
         error(string.format("%s: codes must lie in 1..%d (1-based), got %d in row %d", what, bank.K, k, r + 1), 3)
       end
-      if seen[k] and not bank.multiset then
+      if seen[k] == r + 1 and not bank.multiset then
         error(string.format("%s: row %d repeats code %d, but a matching model's codes are a set (distinct)",
           what, r + 1, k), 3)
       end
-      seen[k] = true
+      seen[k] = r + 1
     end
   end
   return codes
@@ -385,30 +387,39 @@ M.register("mix", function(bank, n, opts)
   local N, L, rows, prov = bank.codes:size(1), bank.codes:size(2), {}, {}
   local draw, get = picker(g), rows_of(bank)
   for s = 1, n do
-    -- pool: the union of the parents' codes (with multiplicities for multisets: the largest), sorted
-    local who, parents, most, keys = {}, {}, {}, {}
+    -- pool: the union of the parents' codes (with multiplicities for multisets: the largest),
+    -- ascending, by merging the sorted parent rows
+    local who, parents, at = {}, {}, {}
     for p = 1, m do
       who[p] = draw(N)
-      local P = get(who[p], true)
-      parents[p] = P
-      local j = 1
-      while j <= #P do
-        local k, c = P[j], 1
-        while P[j + c] == k do c = c + 1 end
-        if not most[k] then keys[#keys + 1] = k end
-        if c > (most[k] or 0) then most[k] = c end
-        j = j + c
-      end
+      parents[p], at[p] = get(who[p], true), 1
     end
-    table.sort(keys)
     local items = {}
-    for _, k in ipairs(keys) do
-      for _ = 1, most[k] do items[#items + 1] = k end
+    while true do
+      local v
+      for p = 1, m do
+        local k = parents[p][at[p]]
+        if k and (not v or k < v) then v = k end
+      end
+      if not v then break end
+      local most = 0
+      for p = 1, m do
+        local P, j = parents[p], at[p]
+        local c = 0
+        while P[j + c] == v do c = c + 1 end
+        at[p] = j + c
+        if c > most then most = c end
+      end
+      for _ = 1, most do items[#items + 1] = v end
     end
+    -- L items at random positions, read in ascending position order: the row comes sorted
     local perm = perm_of(#items, g)
+    local chosen = {}
+    for i = 1, math.min(L, #items) do chosen[perm[i]] = true end
     local row = {}
-    for i = 1, L do row[i] = items[perm[i]] end
-    table.sort(row)
+    for q = 1, #items do
+      if chosen[q] then row[#row + 1] = items[q] end
+    end
     rows[s] = row
     prov[s] = { parents = who, taken = attribute_sorted(row, parents) }
   end
