@@ -201,11 +201,11 @@ describe("the built-in strategies draw what the CodeSet/path algorithm drew", fu
       local codes, prov = sample.codes("exchange", bank, 30, { seed = 4, fraction = 0.5 })
       local rows, entries = ref.exchange(bank, 30, 4, 0.5) -- interp.path "random" is the replacement
       same(codes, prov, rows, entries)
-      interp.register("random", interp.random_path, "restored", { replace = true })
+      interp.register("random", interp._random_path, "restored", { replace = true })
       local fast = sample.codes("exchange", bank, 30, { seed = 4, fraction = 0.5 }):totable()
       assert.are_not.same(rows, fast) -- the replacement made a difference, so the check above means something
     end)
-    interp.register("random", interp.random_path,
+    interp.register("random", interp._random_path,
       "replace A's codes by B's one at a time in a random order (different seeds, different paths)", { replace = true })
     assert(ok, err)
   end)

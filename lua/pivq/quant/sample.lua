@@ -305,7 +305,7 @@ local function pair_samples(bank, n, opts, g, at)
   local interp = require "pivq.quant.interp"
   local strategy = opts.path_strategy or "random"
   local rows, prov = {}, {}
-  if strategy ~= "random" or interp.get("random") ~= interp.random_path then
+  if strategy ~= "random" or interp.get("random") ~= interp._random_path then
     for s = 1, n do
       rows[s], prov[s] = pair_sample(bank, g, s, opts, at or function(len) return pick(g, len) end)
     end
