@@ -132,14 +132,18 @@ end
 
 -- ---- built-ins --------------------------------------------------------------------------
 
-M.register("random", function(A, B, opts)
+-- the built-in "random" (pivq.sample compares against it: while it is the registered "random",
+-- sampling draws the one point it needs without building the path; the two must stay in step)
+function M._random_path(A, B, opts)
   local removals, additions = A:diff(B)
   local g = generator(opts)
   removals, additions = shuffled(removals, g), shuffled(additions, g)
   local swaps = {}
   for i = 1, #removals do swaps[i] = { remove = removals[i], add = additions[i] } end
   return M.path_from_swaps(A, swaps, opts.steps)
-end, "replace A's codes by B's one at a time in a random order (different seeds, different paths)")
+end
+M.register("random", M._random_path,
+  "replace A's codes by B's one at a time in a random order (different seeds, different paths)")
 
 -- The codebook: opts.codebook (K x c), or the model's.
 local function codebook_of(opts, name)

@@ -26,9 +26,12 @@ M.Provenance = Provenance
 
 -- Sorted copy of a list of numbers.
 local function sorted(list)
-  local out = {}
-  for i, v in ipairs(list) do out[i] = v end
-  table.sort(out)
+  local out, in_order = {}, true
+  for i, v in ipairs(list) do
+    out[i] = v
+    if i > 1 and v < out[i - 1] then in_order = false end
+  end
+  if not in_order then table.sort(out) end -- the rows of the built-ins come sorted: no sort
   return out
 end
 
@@ -108,12 +111,30 @@ function M.check(name, entries, codes, bank, opts)
     error(string.format("%s: provenance must be a list of %d entries (one per sample), got %s", what, n,
       type(entries) == "table" and (#entries .. " entries") or type(entries)), 3)
   end
+  -- rows read through the data pointers (a select and totable per row cost more than the draw)
+  local sample_codes, bank_codes = codes:contiguous(), bank.codes:contiguous()
+  local sp, bp, L, BL = sample_codes:data_ptr(), bank_codes:data_ptr(), codes:size(2), bank.codes:size(2)
+  local function row_of(p, width, i)
+    local out = {}
+    for j = 1, width do out[j] = tonumber(p[(i - 1) * width + j - 1]) end
+    return out
+  end
+  -- code counters reused from sample to sample (arrays over 1..K, zeroed after each use: a fresh
+  -- hash table per row cost more than the rest of the check)
+  local rowc, have = {}, {}
+  for k = 1, math.min(type(bank.K) == "number" and bank.K or 0, 65536) do rowc[k], have[k] = 0, 0 end
+  local function count(c, list)
+    for _, k in ipairs(list) do c[k] = (c[k] or 0) + 1 end
+  end
+  local function clear(c, list)
+    for _, k in ipairs(list) do c[k] = 0 end
+  end
   for s = 1, n do
     local e = entries[s]
     local function bad(msg, ...) error(string.format("%s: provenance of sample %d: " .. msg, what, s, ...), 4) end
     if type(e) ~= "table" or type(e.parents) ~= "table" then bad("needs parents = {index, ...}") end
-    local row = codes:select(1, s):totable()
-    local rowc = counts_of(row)
+    local row = row_of(sp, L, s)
+    count(rowc, row)
     local taken = e.taken or {}
     if type(taken) ~= "table" then bad("taken must be a list of code lists, got %s", type(taken)) end
     local parent_rows, out_taken = {}, {}
@@ -121,8 +142,8 @@ function M.check(name, entries, codes, bank, opts)
       if type(i) ~= "number" or i % 1 ~= 0 or i < 1 or i > N then
         bad("parent %d must be a training index in 1..%d, got %s", p, N, tostring(i))
       end
-      parent_rows[p] = bank.codes:select(1, i):totable()
-      local have = counts_of(parent_rows[p])
+      parent_rows[p] = row_of(bp, BL, i)
+      count(have, parent_rows[p])
       local t = taken[p] or {}
       if type(t) ~= "table" then bad("taken[%d] must be a list of codes, got %s", p, type(t)) end
       for _, k in ipairs(t) do
@@ -133,6 +154,7 @@ function M.check(name, entries, codes, bank, opts)
         if (rowc[k] or 0) < 1 then bad("code %s is said to be taken but the sample does not hold it", tostring(k)) end
         rowc[k] = rowc[k] - 1
       end
+      clear(have, parent_rows[p])
       out_taken[p] = sorted(t)
     end
     local other = {}
@@ -142,6 +164,7 @@ function M.check(name, entries, codes, bank, opts)
         rowc[k] = rowc[k] - 1
       end
     end
+    clear(rowc, row)
     local rec = { parents = {}, taken = out_taken, other = other }
     for p, i in ipairs(e.parents) do rec.parents[p] = i end
     for k, v in pairs(e) do
