@@ -117,12 +117,17 @@ describe("the REPL through a terminal", function()
   -- SIGINT goes to one of them whenever the main thread blocks it). Each case below once had
   -- runs where the prompt never came back.
   local AGAIN = "\\^C\r\n> $" -- whatever was typed (the terminal may have flushed it), then ^C
-  local function finish(steps)
+  -- the steps, then a check that the session still works and ends cleanly; returns the result
+  local function drive_ok(steps, context)
     for _, s in ipairs({ { "send", "x = 5\r" }, { "expect", PROMPT, 5 }, { "send", "x\r" },
       { "expect", "5\r\n> $", 5 }, { "send", CTRL_D }, { "eof" } }) do
       steps[#steps + 1] = s
     end
-    return steps
+    local r, home = drive(steps)
+    cleanup(home)
+    assert.is_true(r.ok, (context or "") .. "stopped at " .. json.encode(r.failed) .. " with output:\n" .. r.output)
+    assert.are.equal(0, r.status)
+    return r
   end
 
   it("Ctrl-C immediately after Tab, 20 times in one session, brings a fresh prompt every time", function()
@@ -136,10 +141,7 @@ describe("the REPL through a terminal", function()
       steps[#steps + 1] = { "send", CTRL_C }
       steps[#steps + 1] = { "expect", AGAIN, 5 }
     end
-    local r, home = drive(finish(steps))
-    cleanup(home)
-    assert.is_true(r.ok, "stopped at " .. json.encode(r.failed) .. " with output:\n" .. r.output)
-    assert.are.equal(0, r.status)
+    drive_ok(steps)
   end)
 
   it("Ctrl-C at random small delays after the prompt appears, with and without typing, 40 times", function()
@@ -154,10 +156,7 @@ describe("the REPL through a terminal", function()
       steps[#steps + 1] = { "send", CTRL_C }
       steps[#steps + 1] = { "expect", AGAIN, 5 }
     end
-    local r, home = drive(finish(steps))
-    cleanup(home)
-    assert.is_true(r.ok, "seed " .. seed .. ": stopped at " .. json.encode(r.failed) .. " with output:\n" .. r.output)
-    assert.are.equal(0, r.status)
+    drive_ok(steps, "seed " .. seed .. ": ")
   end)
 
   it("Enter then Ctrl-C at once, 20 times: each entry runs or is dropped, and the session goes on", function()
@@ -167,10 +166,7 @@ describe("the REPL through a terminal", function()
       steps[#steps + 1] = { "send", CTRL_C }
       steps[#steps + 1] = { "expect", "(interrupted|\\^C)\r\n> $", 5 }
     end
-    local r, home = drive(finish(steps))
-    cleanup(home)
-    assert.is_true(r.ok, "stopped at " .. json.encode(r.failed) .. " with output:\n" .. r.output)
-    assert.are.equal(0, r.status)
+    drive_ok(steps)
   end)
 
   it("a SIGINT that another thread of the host takes clears the prompt and interrupts a computation", function()
@@ -186,11 +182,8 @@ describe("the REPL through a terminal", function()
       { "expect", "interrupted\r\n> $", 5 } }) do
       steps[#steps + 1] = s
     end
-    local r, home = drive(finish(steps))
-    cleanup(home)
-    assert.is_true(r.ok, "stopped at " .. json.encode(r.failed) .. " with output:\n" .. r.output)
+    local r = drive_ok(steps)
     assert.are.equal(1, #r.timings)
     assert.is_true(r.timings[1] < 1, string.format("the interrupt took %.2f s", r.timings[1]))
-    assert.are.equal(0, r.status)
   end)
 end)
